@@ -1,0 +1,51 @@
+//! CPU control: interrupt flag, time-stamp counter, halting.
+
+use x86_64::instructions::interrupts;
+
+/// Disables interrupts and restores the previous state when dropped (the
+/// pattern of Linux's `local_irq_save`/`local_irq_restore`).
+pub struct IrqGuard {
+    were_enabled: bool,
+}
+
+impl IrqGuard {
+    #[inline]
+    pub fn save_and_disable() -> Self {
+        let were_enabled = interrupts::are_enabled();
+        if were_enabled {
+            interrupts::disable();
+        }
+        IrqGuard { were_enabled }
+    }
+}
+
+impl Drop for IrqGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if self.were_enabled {
+            interrupts::enable();
+        }
+    }
+}
+
+/// Whether interrupts are enabled on this CPU (RFLAGS.IF).
+#[inline]
+pub fn interrupts_enabled() -> bool {
+    interrupts::are_enabled()
+}
+
+/// Reads the time-stamp counter.
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects and is available on every x86_64 CPU.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Stops this CPU for good: interrupts off, then `hlt` forever (an NMI may
+/// still wake it; it halts again).
+pub fn halt_forever() -> ! {
+    interrupts::disable();
+    loop {
+        x86_64::instructions::hlt();
+    }
+}

@@ -1,0 +1,124 @@
+//! The interrupt descriptor table, shared by every CPU.
+//!
+//! Every vector has a handler from the start: the 32 CPU exceptions report
+//! their vector, name, error code, RIP and (for page faults) CR2, and fail
+//! the run through the panic path; any other vector that fires without a
+//! driver having claimed it is reported as unexpected. The double fault runs
+//! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
+//! the "stop" signal from the panicking CPU: this CPU halts for good.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use x86_64::registers::control::Cr2;
+use x86_64::set_general_handler;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
+
+use super::gdt::DOUBLE_FAULT_IST_INDEX;
+
+struct Idt(UnsafeCell<InterruptDescriptorTable>);
+
+// SAFETY: the table is written only by the boot CPU in `init`, before any CPU
+// loads it (`BUILT` orders the two); afterwards it is only read.
+unsafe impl Sync for Idt {}
+
+static IDT: Idt = Idt(UnsafeCell::new(InterruptDescriptorTable::new()));
+static BUILT: AtomicBool = AtomicBool::new(false);
+
+const EXCEPTION_NAMES: [&str; 32] = [
+    "#DE divide error",
+    "#DB debug",
+    "NMI",
+    "#BP breakpoint",
+    "#OF overflow",
+    "#BR bound range exceeded",
+    "#UD invalid opcode",
+    "#NM device not available",
+    "#DF double fault",
+    "coprocessor segment overrun",
+    "#TS invalid TSS",
+    "#NP segment not present",
+    "#SS stack-segment fault",
+    "#GP general protection fault",
+    "#PF page fault",
+    "reserved (15)",
+    "#MF x87 floating-point error",
+    "#AC alignment check",
+    "#MC machine check",
+    "#XM SIMD floating-point error",
+    "#VE virtualization exception",
+    "#CP control protection",
+    "reserved (22)",
+    "reserved (23)",
+    "reserved (24)",
+    "reserved (25)",
+    "reserved (26)",
+    "reserved (27)",
+    "#HV hypervisor injection",
+    "#VC VMM communication",
+    "#SX security exception",
+    "reserved (31)",
+];
+
+/// Builds the table and loads it on the boot CPU. Called once.
+pub fn init() {
+    assert!(!BUILT.load(Ordering::Relaxed), "IDT built twice");
+    // SAFETY: only the boot CPU runs this, once, before any CPU loads the
+    // table, so nobody reads it while we write.
+    let idt = unsafe { &mut *IDT.0.get() };
+    set_general_handler!(idt, general_handler);
+    // SAFETY: the IST index names the double-fault stack every CPU's TSS
+    // sets up in `gdt::init_this_cpu`.
+    unsafe {
+        idt.double_fault
+            .set_handler_fn(double_fault_handler)
+            .set_stack_index(DOUBLE_FAULT_IST_INDEX);
+    }
+    BUILT.store(true, Ordering::Release);
+    load();
+}
+
+/// Loads the shared table on this CPU.
+pub fn load() {
+    assert!(
+        BUILT.load(Ordering::Acquire),
+        "IDT loaded before it was built"
+    );
+    // SAFETY: the table is complete and never written again, so a shared
+    // 'static reference is sound.
+    let idt: &'static InterruptDescriptorTable = unsafe { &*IDT.0.get() };
+    idt.load();
+}
+
+fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
+    if vector == 2 && super::panic::in_progress() {
+        super::cpu::halt_forever();
+    }
+    let rip = frame.instruction_pointer.as_u64();
+    if vector >= 32 {
+        panic!("unexpected interrupt: vector {vector} at RIP {rip:#x}");
+    }
+    let name = EXCEPTION_NAMES[vector as usize];
+    let code = error_code.unwrap_or(0);
+    if vector == 14 {
+        panic!(
+            "CPU exception {name} (vector {vector}), error code {code:#x}, \
+             RIP {rip:#x}, CR2 {:#x}, RSP {:#x}",
+            Cr2::read_raw(),
+            frame.stack_pointer.as_u64()
+        );
+    }
+    panic!(
+        "CPU exception {name} (vector {vector}), error code {code:#x}, RIP {rip:#x}, RSP {:#x}",
+        frame.stack_pointer.as_u64()
+    );
+}
+
+extern "x86-interrupt" fn double_fault_handler(frame: InterruptStackFrame, code: u64) -> ! {
+    panic!(
+        "CPU exception #DF double fault (vector 8), error code {code:#x}, RIP {:#x}, RSP {:#x} \
+         (kernel stack overflow?)",
+        frame.instruction_pointer.as_u64(),
+        frame.stack_pointer.as_u64()
+    );
+}

@@ -1,0 +1,54 @@
+//! Kernel panics: print once, stop, exit QEMU with failure.
+//!
+//! The first CPU to panic reports; a CPU that panics while another is
+//! reporting halts quietly, so the message is printed once. A panic raised
+//! while this CPU is already panicking (say, the console itself faulted)
+//! exits at once rather than recursing.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::cpu;
+use super::percpu::cpu_index;
+use super::qemu::{self, ExitCode};
+
+const NOBODY: u32 = u32::MAX;
+static PANIC_CPU: AtomicU32 = AtomicU32::new(NOBODY);
+
+/// Whether some CPU is reporting a panic.
+pub fn in_progress() -> bool {
+    PANIC_CPU.load(Ordering::Relaxed) != NOBODY
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let me = cpu_index();
+    match PANIC_CPU.compare_exchange(NOBODY, me, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        Err(first) if first == me => {
+            println!("\n!!! nested panic on cpu {me}: {}", info.message());
+            qemu::exit(ExitCode::Failure)
+        }
+        Err(_) => cpu::halt_forever(),
+    }
+    match info.location() {
+        Some(loc) => println!(
+            "\n!!! KERNEL PANIC on cpu {me}: {}\n!!!   at {}:{}:{}",
+            info.message(),
+            loc.file(),
+            loc.line(),
+            loc.column()
+        ),
+        None => println!("\n!!! KERNEL PANIC on cpu {me}: {}", info.message()),
+    }
+    let heap = &crate::mm::heap::HEAP;
+    if let Some((size, align)) = heap.last_failure() {
+        print!("!!!   last failed allocation: {size} bytes (align {align})");
+        match heap.try_stats() {
+            Some(s) => println!("; heap {} of {} bytes in use", s.used, s.size),
+            None => println!(),
+        }
+    }
+    qemu::exit(ExitCode::Failure)
+}

@@ -1,0 +1,80 @@
+//! Per-CPU data, reached through the GS segment base.
+//!
+//! Each CPU owns one cache-line-aligned [`PerCpu`] slot in a static table.
+//! The slot's first word holds its own address, and the CPU's
+//! `IA32_GS_BASE` points at the slot, so `mov reg, gs:[0]` yields "my slot"
+//! in one instruction with no table lookup and no APIC read. A CPU sets its
+//! GS base before anything else it does (the console lock needs the CPU
+//! index), so [`this_cpu`] is valid everywhere after that.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use x86_64::VirtAddr;
+use x86_64::registers::model_specific::GsBase;
+
+/// Most CPUs the kernel supports.
+pub const MAX_CPUS: usize = 64;
+
+/// One CPU's private data.
+#[repr(C, align(128))]
+pub struct PerCpu {
+    /// Address of this slot; must stay at offset 0 (read as `gs:[0]`).
+    self_addr: AtomicUsize,
+    index: AtomicU32,
+    apic_id: AtomicU32,
+}
+
+impl PerCpu {
+    const fn new() -> Self {
+        PerCpu {
+            self_addr: AtomicUsize::new(0),
+            index: AtomicU32::new(0),
+            apic_id: AtomicU32::new(0),
+        }
+    }
+
+    /// Dense CPU index: 0 is the boot CPU, APs count up in start order.
+    pub fn index(&self) -> u32 {
+        self.index.load(Ordering::Relaxed)
+    }
+
+    /// Local APIC id.
+    pub fn apic_id(&self) -> u32 {
+        self.apic_id.load(Ordering::Relaxed)
+    }
+}
+
+static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
+
+/// Makes slot `index` this CPU's per-CPU area.
+///
+/// # Safety
+/// Called once per CPU, on that CPU, before anything uses [`this_cpu`]; no
+/// two CPUs may use the same index.
+pub unsafe fn init_this_cpu(index: usize, apic_id: u32) {
+    let slot = &CPUS[index];
+    slot.self_addr
+        .store(slot as *const PerCpu as usize, Ordering::Relaxed);
+    slot.index.store(index as u32, Ordering::Relaxed);
+    slot.apic_id.store(apic_id, Ordering::Relaxed);
+    GsBase::write(VirtAddr::from_ptr(slot));
+}
+
+/// This CPU's per-CPU area.
+#[inline]
+pub fn this_cpu() -> &'static PerCpu {
+    let addr: usize;
+    // SAFETY: GS base points at this CPU's slot (set by `init_this_cpu`
+    // before any caller runs), whose first word is the slot's address.
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) addr,
+            options(nostack, readonly, preserves_flags));
+        &*(addr as *const PerCpu)
+    }
+}
+
+/// This CPU's dense index.
+#[inline]
+pub fn cpu_index() -> u32 {
+    this_cpu().index()
+}

@@ -1,0 +1,171 @@
+//! The boot CPU's path from the bootloader to the selected benchmark.
+//!
+//! Order matters: the per-CPU area first (the console lock needs the CPU
+//! index), then the console and the descriptor tables (so every later fault
+//! is reported), then the command line (it sizes the heap), memory, and
+//! finally whatever `bench=` selected.
+
+use core::cell::UnsafeCell;
+
+use bootloader_api::BootInfo;
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::info::MemoryRegionKind;
+
+use crate::arch::qemu::{self, ExitCode};
+use crate::arch::{fw_cfg, gdt, idt, percpu, serial};
+use crate::cmdline::{self, Bench, Cmdline, HeapSize};
+use crate::mm::frame::{FrameAllocator, PhysRange};
+use crate::mm::{self, heap::HEAP};
+use crate::selftest;
+
+/// How the bootloader must set the machine up for us.
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.kernel_stack_size = 256 * 1024;
+    config
+};
+
+/// fw_cfg file holding the run-time parameters.
+const CMDLINE_FILE: &str = "opt/pidlab/cmdline";
+const CMDLINE_MAX: usize = 4096;
+
+struct CmdlineBuf(UnsafeCell<[u8; CMDLINE_MAX]>);
+
+// SAFETY: written once by the boot CPU before any other CPU runs; read-only
+// afterwards.
+unsafe impl Sync for CmdlineBuf {}
+
+static CMDLINE_BUF: CmdlineBuf = CmdlineBuf(UnsafeCell::new([0; CMDLINE_MAX]));
+
+/// Prints a failure message and exits QEMU with failure (for errors the
+/// user caused, which deserve a message rather than a panic's backtrace
+/// location).
+pub fn fail(args: core::fmt::Arguments<'_>) -> ! {
+    println!("error: {args}");
+    qemu::exit(ExitCode::Failure)
+}
+
+/// The kernel's entry, called by the bootloader on the boot CPU.
+pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    // SAFETY: first code on the boot CPU, which takes per-CPU slot 0.
+    unsafe { percpu::init_this_cpu(0, 0) };
+    serial::init();
+    // SAFETY: once, on the boot CPU, with its own index.
+    unsafe { gdt::init_this_cpu(0) };
+    idt::init();
+
+    println!(
+        "pidlab {}: Linux pid allocation and task release paths on SMP x86_64",
+        crate::VERSION
+    );
+    println!(
+        "build: debug-assertions {}",
+        if cfg!(debug_assertions) { "on" } else { "off" }
+    );
+
+    let cmd = read_cmdline();
+    crate::console::init_log(cmd.loglevel);
+
+    let mut frames = init_memory(boot_info, &cmd);
+    let _ = &mut frames;
+
+    if let Err(e) = selftest::validate(cmd.tests) {
+        fail(format_args!("test={}: {e}", cmd.tests));
+    }
+    selftest::run(cmd.tests);
+
+    match cmd.bench {
+        Bench::None => println!("bench none: boot complete"),
+    }
+    qemu::exit(ExitCode::Success)
+}
+
+fn read_cmdline() -> Cmdline<'static> {
+    // SAFETY: only the boot CPU runs this, once, before anything else reads
+    // the buffer; afterwards it is only read (through the returned borrow).
+    let buf: &'static mut [u8; CMDLINE_MAX] = unsafe { &mut *CMDLINE_BUF.0.get() };
+    let len = match fw_cfg::read_file(CMDLINE_FILE, buf) {
+        Ok(len) => len,
+        Err(fw_cfg::FwCfgError::NotFound) => 0,
+        Err(fw_cfg::FwCfgError::NoDevice) => {
+            println!("cmdline: no fw_cfg device; using defaults");
+            0
+        }
+        Err(fw_cfg::FwCfgError::TooLarge(size)) => fail(format_args!(
+            "cmdline: {size} bytes, more than the {CMDLINE_MAX} the kernel accepts"
+        )),
+    };
+    let raw = match core::str::from_utf8(&buf[..len]) {
+        Ok(text) => text.trim_matches(|c: char| c.is_whitespace() || c == '\0'),
+        Err(e) => fail(format_args!("cmdline: not UTF-8: {e}")),
+    };
+    println!("cmdline: {}", if raw.is_empty() { "(empty)" } else { raw });
+    match cmdline::parse(raw) {
+        Ok(cmd) => cmd,
+        Err(e) => fail(format_args!("cmdline: {e}")),
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+fn init_memory(boot_info: &BootInfo, cmd: &Cmdline<'_>) -> FrameAllocator {
+    let Some(offset) = boot_info.physical_memory_offset.into_option() else {
+        fail(format_args!("bootloader did not map physical memory"));
+    };
+    mm::set_phys_offset(offset);
+    let usable = boot_info
+        .memory_regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+        .map(|r| PhysRange {
+            start: r.start,
+            end: r.end,
+        });
+    let mut frames = FrameAllocator::new(usable);
+    let Some(largest) = frames.largest_high_range() else {
+        fail(format_args!("no usable memory above 1 MiB"));
+    };
+    println!(
+        "memory: {} MiB usable in {} regions (largest {} MiB at {:#x}), {} regions in the map, \
+         physical memory mapped at {offset:#x}",
+        frames.total_bytes() / MIB,
+        frames.free_ranges().len(),
+        largest.len() / MIB,
+        largest.start,
+        boot_info.memory_regions.len(),
+    );
+    if frames.dropped_bytes() > 0 {
+        log::warn!(
+            "memory: {} KiB ignored (region table full)",
+            frames.dropped_bytes() / 1024
+        );
+    }
+
+    let heap_bytes = match cmd.heap {
+        HeapSize::Auto => (largest.len() / 4 * 3) & !(MIB - 1),
+        HeapSize::Bytes(b) => b.next_multiple_of(4096),
+    };
+    let Some(heap_phys) = frames.alloc_contiguous(heap_bytes, 2 * MIB) else {
+        fail(format_args!(
+            "heap={} MiB does not fit: the largest usable region is {} MiB; \
+             give QEMU more memory (--mem) or ask for a smaller heap",
+            heap_bytes / MIB,
+            largest.len() / MIB
+        ));
+    };
+    // SAFETY: the frames were just taken from the allocator, so nothing else
+    // uses them, and the bootloader maps all physical memory writable at
+    // `offset`.
+    unsafe { HEAP.init(mm::phys_to_virt(heap_phys), heap_bytes as usize) };
+    println!(
+        "heap: {} MiB at physical {heap_phys:#x} ({}, linked_list_allocator)",
+        heap_bytes / MIB,
+        if cmd.heap == HeapSize::Auto {
+            "heap=auto: 3/4 of the largest region"
+        } else {
+            "from heap="
+        }
+    );
+    frames
+}

@@ -1,0 +1,303 @@
+//! Run-time parameters: whitespace-separated `KEY=VALUE` words.
+//!
+//! The runner hands them to the kernel through QEMU's fw_cfg file
+//! `opt/pidlab/cmdline`, so changing a parameter never needs a rebuild. Parsing
+//! borrows from the raw text and allocates nothing: the heap size is one of
+//! the keys, so the command line is read before the heap exists. Every
+//! mistake (a word without `=`, an unknown key, a bad value, a key given
+//! twice) is an error naming the key and what it accepts; the kernel prints it
+//! and fails instead of guessing.
+
+use core::fmt;
+
+/// What the kernel runs once it has booted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    /// Boot, report, exit with success.
+    None,
+}
+
+impl Bench {
+    const ALL: &'static [(&'static str, Bench)] = &[("none", Bench::None)];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+/// Size of the kernel heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeapSize {
+    /// Three quarters of the largest usable memory region.
+    Auto,
+    /// Exactly this many bytes (rounded up to a page by the kernel).
+    Bytes(u64),
+}
+
+/// The QEMU accelerator, as reported by the runner (informational).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    Unknown,
+    Tcg,
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Unknown => "unknown",
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// Parsed command line. String fields borrow from the raw text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cmdline<'a> {
+    /// The text as received, for the boot log.
+    pub raw: &'a str,
+    pub bench: Bench,
+    pub heap: HeapSize,
+    pub loglevel: log::LevelFilter,
+    /// Comma-separated in-kernel test cases to run before the benchmark
+    /// (validated against the kernel's list of cases by the caller).
+    pub tests: &'a str,
+    pub accel: Accel,
+}
+
+impl Default for Cmdline<'_> {
+    fn default() -> Self {
+        Cmdline {
+            raw: "",
+            bench: Bench::None,
+            heap: HeapSize::Auto,
+            loglevel: log::LevelFilter::Info,
+            tests: "",
+            accel: Accel::Unknown,
+        }
+    }
+}
+
+/// Every key the kernel accepts and what its value may be.
+pub const KEYS: &[(&str, &str)] = &[
+    ("bench", "none"),
+    (
+        "heap",
+        "auto, or a size in bytes with an optional K, M or G suffix (at least 1M)",
+    ),
+    ("loglevel", "off, error, warn, info, debug or trace"),
+    ("test", "a comma-separated list of in-kernel test cases"),
+    ("accel", "tcg or kvm (set by the runner)"),
+];
+
+/// Why a command line was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// A word that is not `KEY=VALUE`.
+    NotKeyValue(&'a str),
+    /// A key the kernel does not know.
+    UnknownKey(&'a str),
+    /// A known key with a value it does not accept.
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        accepts: &'static str,
+    },
+    /// The same key twice.
+    Duplicate(&'a str),
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdlineError::NotKeyValue(word) => {
+                write!(f, "`{word}` is not KEY=VALUE")
+            }
+            CmdlineError::UnknownKey(key) => {
+                write!(f, "unknown key `{key}` (known keys:")?;
+                for (k, _) in KEYS {
+                    write!(f, " {k}")?;
+                }
+                write!(f, ")")
+            }
+            CmdlineError::BadValue {
+                key,
+                value,
+                accepts,
+            } => write!(f, "bad value `{value}` for `{key}`: it accepts {accepts}"),
+            CmdlineError::Duplicate(key) => write!(f, "key `{key}` given more than once"),
+        }
+    }
+}
+
+/// Parses the command line. An empty line gives the defaults.
+pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
+    let mut cmd = Cmdline {
+        raw,
+        ..Cmdline::default()
+    };
+    let mut seen = [false; KEYS.len()];
+    for word in raw.split_ascii_whitespace() {
+        let (key, value) = word
+            .split_once('=')
+            .ok_or(CmdlineError::NotKeyValue(word))?;
+        let index = KEYS
+            .iter()
+            .position(|(k, _)| *k == key)
+            .ok_or(CmdlineError::UnknownKey(key))?;
+        if core::mem::replace(&mut seen[index], true) {
+            return Err(CmdlineError::Duplicate(key));
+        }
+        let bad = || CmdlineError::BadValue {
+            key,
+            value,
+            accepts: KEYS[index].1,
+        };
+        match key {
+            "bench" => {
+                cmd.bench = Bench::ALL
+                    .iter()
+                    .find(|(n, _)| *n == value)
+                    .map(|(_, b)| *b)
+                    .ok_or_else(bad)?;
+            }
+            "heap" => {
+                cmd.heap = if value == "auto" {
+                    HeapSize::Auto
+                } else {
+                    match parse_size(value) {
+                        Some(bytes) if bytes >= 1 << 20 => HeapSize::Bytes(bytes),
+                        _ => return Err(bad()),
+                    }
+                };
+            }
+            "loglevel" => {
+                cmd.loglevel = match value {
+                    "off" => log::LevelFilter::Off,
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
+                    "trace" => log::LevelFilter::Trace,
+                    _ => return Err(bad()),
+                };
+            }
+            "test" => {
+                if value.is_empty() || value.split(',').any(str::is_empty) {
+                    return Err(bad());
+                }
+                cmd.tests = value;
+            }
+            "accel" => {
+                cmd.accel = match value {
+                    "tcg" => Accel::Tcg,
+                    "kvm" => Accel::Kvm,
+                    _ => return Err(bad()),
+                };
+            }
+            _ => unreachable!("every key in KEYS has a case"),
+        }
+    }
+    Ok(cmd)
+}
+
+/// Parses `1234`, `64K`, `256M`, `1G` (binary multiples) into bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 30),
+        _ => (text, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1u64 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_line_gives_defaults() {
+        let c = parse("  ").unwrap();
+        assert_eq!(c.bench, Bench::None);
+        assert_eq!(c.heap, HeapSize::Auto);
+        assert_eq!(c.loglevel, log::LevelFilter::Info);
+        assert_eq!(c.tests, "");
+    }
+
+    #[test]
+    fn parses_every_key() {
+        let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg").unwrap();
+        assert_eq!(c.bench, Bench::None);
+        assert_eq!(c.heap, HeapSize::Bytes(64 << 20));
+        assert_eq!(c.loglevel, log::LevelFilter::Debug);
+        assert_eq!(c.tests, "a,b");
+        assert_eq!(c.accel, Accel::Tcg);
+    }
+
+    #[test]
+    fn rejects_unknown_key_naming_it_and_the_known_ones() {
+        let err = parse("bench=none frobnicate=1").unwrap_err();
+        assert_eq!(err, CmdlineError::UnknownKey("frobnicate"));
+        let text = err.to_string();
+        assert!(
+            text.contains("frobnicate") && text.contains("bench"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_what_is_accepted() {
+        for line in [
+            "bench=bogus",
+            "heap=12Q",
+            "heap=100",
+            "heap=",
+            "loglevel=loud",
+            "test=",
+            "test=a,,b",
+            "accel=hvf",
+        ] {
+            let err = parse(line).unwrap_err();
+            assert!(
+                matches!(err, CmdlineError::BadValue { .. }),
+                "{line}: {err:?}"
+            );
+            assert!(err.to_string().contains("accepts"), "{line}");
+        }
+    }
+
+    #[test]
+    fn rejects_words_without_equals_and_duplicates() {
+        assert_eq!(
+            parse("bench").unwrap_err(),
+            CmdlineError::NotKeyValue("bench")
+        );
+        assert_eq!(
+            parse("heap=1M heap=2M").unwrap_err(),
+            CmdlineError::Duplicate("heap")
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64K"), Some(64 << 10));
+        assert_eq!(parse_size("3m"), Some(3 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("G"), None);
+        assert_eq!(parse_size("-1M"), None);
+        assert_eq!(parse_size("99999999999999999999G"), None);
+        assert_eq!(parse_size("18014398509481984G"), None);
+    }
+}

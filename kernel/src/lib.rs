@@ -1,0 +1,30 @@
+//! pidlab: a small x86_64 kernel whose reason to exist is to run Linux's pid
+//! allocation and task release paths on real SMP cores and measure them.
+//!
+//! The crate is split along one seam. Portable logic (command line, physical
+//! frame bookkeeping, and later the locks' state machines, the IDR, pid
+//! namespaces and task lifecycle) builds for the host as well, so `cargo test`
+//! covers it there. Arch glue (boot, serial, GDT/IDT, fw_cfg, QEMU exit) lives
+//! in [`arch`] and only builds for `x86_64-unknown-none`.
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(target_os = "none", feature(abi_x86_interrupt))]
+
+extern crate alloc;
+
+#[macro_use]
+pub mod console;
+pub mod cmdline;
+pub mod mm;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+mod boot;
+#[cfg(target_os = "none")]
+mod selftest;
+
+#[cfg(target_os = "none")]
+pub use boot::{BOOTLOADER_CONFIG, kernel_main};
+
+/// Version string printed in the boot banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,131 @@
+//! The kernel heap: `linked_list_allocator` over one physically contiguous
+//! range, reached through the bootloader's physical-memory mapping.
+//!
+//! The heap lock is taken with interrupts off, so an interrupt handler that
+//! allocates cannot deadlock against the code it interrupted. An allocation
+//! that fails returns null (fallible users such as `try_reserve` see an
+//! error); the request is remembered so the panic that an infallible
+//! allocation turns into can name it along with the heap's state.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use linked_list_allocator::Heap;
+
+use crate::arch::cpu;
+
+pub struct KernelHeap {
+    locked: AtomicBool,
+    heap: UnsafeCell<Heap>,
+    /// Size and alignment of the most recent failed request (0: none).
+    failed_size: AtomicUsize,
+    failed_align: AtomicUsize,
+}
+
+// SAFETY: `heap` is only touched while `locked` is held (see `with_heap`).
+unsafe impl Sync for KernelHeap {}
+
+#[global_allocator]
+pub static HEAP: KernelHeap = KernelHeap {
+    locked: AtomicBool::new(false),
+    heap: UnsafeCell::new(Heap::empty()),
+    failed_size: AtomicUsize::new(0),
+    failed_align: AtomicUsize::new(0),
+};
+
+/// Heap occupancy at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapStats {
+    pub size: usize,
+    pub used: usize,
+}
+
+impl KernelHeap {
+    fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+        let _irq = cpu::IrqGuard::save_and_disable();
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            core::hint::spin_loop();
+        }
+        // SAFETY: we hold `locked`, so no other CPU touches the heap, and
+        // interrupts are off, so no handler on this CPU re-enters.
+        let r = f(unsafe { &mut *self.heap.get() });
+        self.locked.store(false, Ordering::Release);
+        r
+    }
+
+    /// Hands the heap its memory. Called once, by the boot CPU.
+    ///
+    /// # Safety
+    /// `[start, start + size)` must be mapped, writable, and used by nothing
+    /// else for the rest of the kernel's life.
+    pub unsafe fn init(&self, start: *mut u8, size: usize) {
+        self.with_heap(|h| {
+            assert!(h.size() == 0, "heap initialised twice");
+            // SAFETY: the caller guarantees the range is ours alone.
+            unsafe { h.init(start, size) }
+        });
+    }
+
+    pub fn stats(&self) -> HeapStats {
+        self.with_heap(|h| HeapStats {
+            size: h.size(),
+            used: h.used(),
+        })
+    }
+
+    /// Like [`stats`](Self::stats), but gives up instead of waiting: for the
+    /// panic path, which may run while this CPU holds the heap lock.
+    pub fn try_stats(&self) -> Option<HeapStats> {
+        let _irq = cpu::IrqGuard::save_and_disable();
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()?;
+        // SAFETY: we hold `locked` with interrupts off (as in `with_heap`).
+        let h = unsafe { &*self.heap.get() };
+        let stats = HeapStats {
+            size: h.size(),
+            used: h.used(),
+        };
+        self.locked.store(false, Ordering::Release);
+        Some(stats)
+    }
+
+    /// The most recent request the heap could not satisfy, as (size, align).
+    pub fn last_failure(&self) -> Option<(usize, usize)> {
+        match self.failed_size.load(Ordering::Relaxed) {
+            0 => None,
+            size => Some((size, self.failed_align.load(Ordering::Relaxed))),
+        }
+    }
+}
+
+// SAFETY: allocations come from `linked_list_allocator`, which returns
+// distinct blocks of at least the requested size and alignment; the heap is
+// only touched under its lock.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        match self.with_heap(|h| h.allocate_first_fit(layout)) {
+            Ok(p) => p.as_ptr(),
+            Err(()) => {
+                self.failed_align.store(layout.align(), Ordering::Relaxed);
+                self.failed_size
+                    .store(layout.size().max(1), Ordering::Relaxed);
+                ptr::null_mut()
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(p) = NonNull::new(ptr) {
+            // SAFETY: the caller passes a block this allocator returned for
+            // `layout`, as GlobalAlloc requires.
+            self.with_heap(|h| unsafe { h.deallocate(p, layout) });
+        }
+    }
+}

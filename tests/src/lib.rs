@@ -1,0 +1,152 @@
+//! The in-QEMU test harness.
+//!
+//! A test boots the one kernel image with the parameters it needs (usually
+//! `test=...` to pick in-kernel cases, or `bench=...`), and the harness
+//! judges the run by QEMU's exit status and the serial output. Every boot has
+//! a timeout (60 s unless the test says otherwise; `PIDLAB_TEST_TIMEOUT_SCALE`
+//! multiplies it on slow machines): a hung kernel is killed and reported, it
+//! never hangs `cargo test`. When an expectation fails, the panic message
+//! carries how the run ended and the tail of the serial log.
+
+use std::time::Duration;
+
+pub use pidlab_boot::{Outcome, RunConfig, Status};
+
+/// Default per-boot timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Serial lines shown when an expectation fails.
+const TAIL_LINES: usize = 40;
+
+/// A boot to be run.
+#[must_use]
+pub struct Boot {
+    config: RunConfig,
+}
+
+impl Default for Boot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Boot {
+    /// One CPU, the default memory, the default timeout, no parameters.
+    pub fn new() -> Self {
+        Boot {
+            config: RunConfig {
+                smp: 1,
+                timeout: scaled(DEFAULT_TIMEOUT),
+                echo: std::env::var_os("PIDLAB_TEST_ECHO").is_some(),
+                ..RunConfig::default()
+            },
+        }
+    }
+
+    pub fn smp(mut self, cpus: u32) -> Self {
+        self.config.smp = cpus;
+        self
+    }
+
+    pub fn mem(mut self, mem: &str) -> Self {
+        self.config.mem = mem.into();
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = scaled(timeout);
+        self
+    }
+
+    /// Adds `KEY=VALUE` parameters (whitespace-separated).
+    pub fn params(mut self, params: &str) -> Self {
+        self.config
+            .params
+            .extend(params.split_whitespace().map(String::from));
+        self
+    }
+
+    /// Boots and waits. Panics only if QEMU cannot be started at all.
+    pub fn run(self) -> Run {
+        let outcome =
+            pidlab_boot::run(&self.config).unwrap_or_else(|e| panic!("could not run QEMU: {e}"));
+        Run {
+            params: self.config.params.join(" "),
+            outcome,
+        }
+    }
+}
+
+fn scaled(t: Duration) -> Duration {
+    let scale = std::env::var("PIDLAB_TEST_TIMEOUT_SCALE")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(1.0);
+    t.mul_f64(scale)
+}
+
+/// A finished boot, with assertions that explain themselves.
+pub struct Run {
+    params: String,
+    pub outcome: Outcome,
+}
+
+impl Run {
+    fn fail(&self, what: &str) -> ! {
+        panic!(
+            "{what}\n  parameters: {}\n  outcome: {}\n  --- last {TAIL_LINES} serial lines ---\n{}\n  ---",
+            self.params,
+            self.outcome.summary(),
+            self.outcome.serial_tail(TAIL_LINES)
+        )
+    }
+
+    pub fn serial(&self) -> &str {
+        &self.outcome.serial
+    }
+
+    /// The kernel reported success.
+    pub fn expect_success(&self) -> &Self {
+        if self.outcome.status != Status::Success {
+            self.fail("expected the kernel to report success");
+        }
+        self
+    }
+
+    /// The kernel reported failure, and its failure message contains
+    /// `needle`.
+    pub fn expect_failure_with(&self, needle: &str) -> &Self {
+        if self.outcome.status != Status::KernelFailure {
+            self.fail(&format!("expected a kernel failure mentioning {needle:?}"));
+        }
+        match self.outcome.failure_message() {
+            Some(m) if m.contains(needle) => self,
+            _ => self.fail(&format!("the failure message does not mention {needle:?}")),
+        }
+    }
+
+    /// The run was killed by the timeout.
+    pub fn expect_timeout(&self) -> &Self {
+        if !matches!(self.outcome.status, Status::Timeout(_)) {
+            self.fail("expected a timeout");
+        }
+        self
+    }
+
+    /// The serial output contains `needle`.
+    pub fn expect_serial(&self, needle: &str) -> &Self {
+        if !self.outcome.serial.contains(needle) {
+            self.fail(&format!("serial output lacks {needle:?}"));
+        }
+        self
+    }
+
+    /// The first serial line starting with `prefix`.
+    pub fn line(&self, prefix: &str) -> &str {
+        self.outcome
+            .serial
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| self.fail(&format!("no serial line starts with {prefix:?}")))
+    }
+}
