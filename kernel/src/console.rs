@@ -3,8 +3,8 @@
 //! On the bare-metal build the text goes to COM1 under the console lock (see
 //! `arch::serial`), one `print!` call at a time, so lines from different CPUs
 //! never interleave mid-line and an interrupt or exception handler can print
-//! even while the code it interrupted held the lock. In host unit tests the
-//! text goes to the test's captured stdout.
+//! even while the code it interrupted held the lock. On the host the text goes to
+//! stdout (captured by the test harness in unit tests).
 
 use core::fmt;
 
@@ -31,10 +31,8 @@ macro_rules! println {
 pub fn _print(args: fmt::Arguments<'_>) {
     #[cfg(target_os = "none")]
     crate::arch::serial::write_fmt(args);
-    #[cfg(test)]
+    #[cfg(not(target_os = "none"))]
     std::print!("{args}");
-    #[cfg(not(any(target_os = "none", test)))]
-    let _ = args;
 }
 
 /// The `log` backend: `[LEVEL cpuN] message` on the console.

@@ -5,8 +5,11 @@
 //! frame bookkeeping, and later the locks' state machines, the IDR, pid
 //! namespaces and task lifecycle) builds for the host as well, so `cargo test`
 //! covers it there. Arch glue (boot, serial, GDT/IDT, fw_cfg, QEMU exit) lives
-//! in [`arch`] and only builds for `x86_64-unknown-none`.
-#![cfg_attr(not(test), no_std)]
+//! in [`arch`] and only builds for `x86_64-unknown-none`; portable code
+//! reaches the machine only through [`platform`] (the arch seam), which the
+//! host build simulates. On the host the library links `std` (the seam's
+//! simulation uses threads); on the machine it is `no_std`.
+#![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", feature(abi_x86_interrupt))]
 
 extern crate alloc;
@@ -15,6 +18,7 @@ extern crate alloc;
 pub mod console;
 pub mod cmdline;
 pub mod mm;
+pub mod platform;
 
 #[cfg(target_os = "none")]
 pub mod arch;

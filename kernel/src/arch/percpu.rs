@@ -13,7 +13,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
 
 /// Most CPUs the kernel supports.
-pub const MAX_CPUS: usize = 64;
+pub const MAX_CPUS: usize = crate::platform::MAX_CPUS;
 
 /// One CPU's private data.
 #[repr(C, align(128))]
@@ -22,6 +22,8 @@ pub struct PerCpu {
     self_addr: AtomicUsize,
     index: AtomicU32,
     apic_id: AtomicU32,
+    /// Nesting depth of interrupt handlers running on this CPU.
+    irq_depth: AtomicU32,
 }
 
 impl PerCpu {
@@ -30,12 +32,28 @@ impl PerCpu {
             self_addr: AtomicUsize::new(0),
             index: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
+            irq_depth: AtomicU32::new(0),
         }
     }
 
     /// Dense CPU index: 0 is the boot CPU, APs count up in start order.
     pub fn index(&self) -> u32 {
         self.index.load(Ordering::Relaxed)
+    }
+
+    /// Whether this CPU is running an interrupt handler.
+    pub fn in_interrupt(&self) -> bool {
+        self.irq_depth.load(Ordering::Relaxed) > 0
+    }
+
+    /// Marks entry into an interrupt handler (paired with `irq_exit`).
+    pub fn irq_enter(&self) {
+        self.irq_depth.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the end of an interrupt handler.
+    pub fn irq_exit(&self) {
+        self.irq_depth.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Local APIC id.

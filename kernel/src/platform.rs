@@ -1,0 +1,383 @@
+//! The arch seam: the few machine facts portable code needs.
+//!
+//! Portable modules (locks, IDR, pid namespaces, tasks, statistics) never
+//! touch `arch` directly; they call these functions. On the bare-metal build
+//! they are the real thing (RFLAGS.IF, `pause`, RDTSC, the per-CPU area). On
+//! the host they are a faithful simulation, so unit tests, std-thread stress
+//! tests and `loom` models exercise the same code:
+//!
+//! - each host thread is a "CPU": it claims a free CPU id on first use (or
+//!   [`host::bind_cpu`] picks one) and releases it when the thread ends, so
+//!   two live threads never share per-CPU data;
+//! - each thread has its own simulated interrupt flag, so IRQ discipline
+//!   (`local_irq_save` inside an IRQ-safe lock, assertions that IF=0) is
+//!   checked on the host as well;
+//! - cycles are nanoseconds of the monotonic clock.
+//!
+//! The kernel is not preemptive: a task runs until it blocks or exits, and
+//! only interrupts can run other code on its CPU. So "IRQs off" is all it
+//! takes for exclusive use of this CPU's per-CPU data ([`PerCpu`]).
+
+use core::cell::UnsafeCell;
+
+/// Most CPUs the kernel supports (also the host simulation's limit).
+pub const MAX_CPUS: usize = 64;
+
+/// Saved interrupt state, from [`local_irq_save`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "restore the interrupt state with local_irq_restore"]
+pub struct IrqFlags {
+    were_enabled: bool,
+}
+
+#[cfg(target_os = "none")]
+mod imp {
+    use super::IrqFlags;
+    use crate::arch::{cpu, percpu};
+    use x86_64::instructions::interrupts;
+
+    #[inline]
+    pub fn cpu_id() -> usize {
+        percpu::cpu_index() as usize
+    }
+
+    #[inline]
+    pub fn cpu_relax() {
+        core::hint::spin_loop();
+    }
+
+    #[inline]
+    pub fn cycles() -> u64 {
+        cpu::rdtsc()
+    }
+
+    pub fn cycles_per_sec() -> u64 {
+        cpu::tsc_hz()
+    }
+
+    #[inline]
+    pub fn irqs_enabled() -> bool {
+        interrupts::are_enabled()
+    }
+
+    #[inline]
+    pub fn local_irq_disable() {
+        interrupts::disable();
+    }
+
+    #[inline]
+    pub fn local_irq_enable() {
+        interrupts::enable();
+    }
+
+    #[inline]
+    pub fn local_irq_save() -> IrqFlags {
+        let were_enabled = interrupts::are_enabled();
+        if were_enabled {
+            interrupts::disable();
+        }
+        IrqFlags { were_enabled }
+    }
+
+    #[inline]
+    pub fn in_interrupt() -> bool {
+        percpu::this_cpu().in_interrupt()
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+mod imp {
+    use super::{IrqFlags, MAX_CPUS};
+    use std::cell::Cell;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    static CLAIMED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+    static EPOCH: Mutex<Option<Instant>> = Mutex::new(None);
+
+    /// A thread's claim on a simulated CPU id, released when it exits.
+    struct Claim(Cell<Option<usize>>);
+
+    impl Drop for Claim {
+        fn drop(&mut self) {
+            if let Some(id) = self.0.get() {
+                CLAIMED[id].store(false, Ordering::Release);
+            }
+        }
+    }
+
+    std::thread_local! {
+        static CPU: Claim = const { Claim(Cell::new(None)) };
+        static IRQS_ON: Cell<bool> = const { Cell::new(true) };
+        static IN_IRQ: Cell<u32> = const { Cell::new(0) };
+    }
+
+    fn claim(id: usize) -> bool {
+        CLAIMED[id]
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    pub fn bind_cpu(id: usize) {
+        assert!(id < MAX_CPUS, "cpu id {id} out of range");
+        CPU.with(|c| {
+            assert!(c.0.get().is_none(), "this thread already has a CPU id");
+            assert!(claim(id), "cpu id {id} is taken by another live thread");
+            c.0.set(Some(id));
+        });
+    }
+
+    pub fn cpu_id() -> usize {
+        CPU.with(|c| {
+            if let Some(id) = c.0.get() {
+                return id;
+            }
+            let id = (0..MAX_CPUS)
+                .find(|&id| claim(id))
+                .expect("more live threads than MAX_CPUS simulated CPUs");
+            c.0.set(Some(id));
+            id
+        })
+    }
+
+    pub fn cpu_relax() {
+        core::hint::spin_loop();
+        // Under heavy oversubscription, let the holder run.
+        std::thread::yield_now();
+    }
+
+    pub fn cycles() -> u64 {
+        let epoch = *EPOCH.lock().unwrap().get_or_insert_with(Instant::now);
+        epoch.elapsed().as_nanos() as u64
+    }
+
+    pub fn cycles_per_sec() -> u64 {
+        1_000_000_000
+    }
+
+    pub fn irqs_enabled() -> bool {
+        IRQS_ON.with(Cell::get)
+    }
+
+    pub fn local_irq_disable() {
+        IRQS_ON.with(|f| f.set(false));
+    }
+
+    pub fn local_irq_enable() {
+        IRQS_ON.with(|f| f.set(true));
+    }
+
+    pub fn local_irq_save() -> IrqFlags {
+        IrqFlags {
+            were_enabled: IRQS_ON.with(|f| f.replace(false)),
+        }
+    }
+
+    pub fn in_interrupt() -> bool {
+        IN_IRQ.with(Cell::get) > 0
+    }
+
+    pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
+        let was_on = IRQS_ON.with(|i| i.replace(false));
+        IN_IRQ.with(|d| d.set(d.get() + 1));
+        let r = f();
+        IN_IRQ.with(|d| d.set(d.get() - 1));
+        IRQS_ON.with(|i| i.set(was_on));
+        r
+    }
+}
+
+/// Host-only controls of the simulation.
+#[cfg(not(target_os = "none"))]
+pub mod host {
+    /// Makes this thread CPU `id` (panics if another live thread has it).
+    pub fn bind_cpu(id: usize) {
+        super::imp::bind_cpu(id)
+    }
+
+    /// Runs `f` as an interrupt handler would: IRQs off, `in_interrupt()`.
+    pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
+        super::imp::run_as_interrupt(f)
+    }
+}
+
+/// This CPU's dense index, below [`MAX_CPUS`].
+#[inline]
+pub fn cpu_id() -> usize {
+    imp::cpu_id()
+}
+
+/// Spin-wait hint (`pause`).
+#[inline]
+pub fn cpu_relax() {
+    imp::cpu_relax()
+}
+
+/// A monotonic cycle counter (TSC on the machine, nanoseconds on the host).
+#[inline]
+pub fn cycles() -> u64 {
+    imp::cycles()
+}
+
+/// [`cycles`] per second (the calibrated TSC frequency on the machine).
+pub fn cycles_per_sec() -> u64 {
+    imp::cycles_per_sec()
+}
+
+/// Whether interrupts are enabled on this CPU.
+#[inline]
+pub fn irqs_enabled() -> bool {
+    imp::irqs_enabled()
+}
+
+/// `local_irq_disable()`.
+#[inline]
+pub fn local_irq_disable() {
+    imp::local_irq_disable()
+}
+
+/// `local_irq_enable()`.
+#[inline]
+pub fn local_irq_enable() {
+    imp::local_irq_enable()
+}
+
+/// `local_irq_save()`: disables interrupts, returning the previous state.
+#[inline]
+pub fn local_irq_save() -> IrqFlags {
+    imp::local_irq_save()
+}
+
+/// `local_irq_restore()`: re-enables interrupts if they were on at save.
+#[inline]
+pub fn local_irq_restore(flags: IrqFlags) {
+    if flags.were_enabled {
+        imp::local_irq_enable();
+    }
+}
+
+/// Whether this CPU is running an interrupt handler.
+#[inline]
+pub fn in_interrupt() -> bool {
+    imp::in_interrupt()
+}
+
+/// Per-CPU data: one `T` per CPU, used only by its CPU with interrupts off.
+pub struct PerCpu<T> {
+    slots: [CacheAligned<UnsafeCell<T>>; MAX_CPUS],
+}
+
+#[repr(align(128))]
+struct CacheAligned<T>(T);
+
+// SAFETY: a slot is only reached through `with`, which hands CPU `i`'s slot
+// to code running on CPU `i` with interrupts off; nothing else can run on
+// that CPU meanwhile (the kernel is not preemptive), so access is exclusive.
+unsafe impl<T: Send> Sync for PerCpu<T> {}
+
+impl<T> PerCpu<T> {
+    /// Builds the table, calling `init` for each CPU slot.
+    pub fn new(mut init: impl FnMut() -> T) -> Self {
+        PerCpu {
+            slots: core::array::from_fn(|_| CacheAligned(UnsafeCell::new(init()))),
+        }
+    }
+
+    /// Runs `f` on this CPU's slot with interrupts off.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let flags = local_irq_save();
+        let slot = self.slots[cpu_id()].0.get();
+        // SAFETY: see the `Sync` impl: this CPU's slot, interrupts off, and
+        // `f` cannot reach the slot again (no re-entrant `with` on the same
+        // table is possible without the `&mut` escaping, which the borrow
+        // rules forbid).
+        let r = f(unsafe { &mut *slot });
+        local_irq_restore(flags);
+        r
+    }
+
+    /// Visits every CPU's slot. Only sound when no CPU uses the table
+    /// concurrently (e.g. after the benchmark, all workers parked).
+    ///
+    /// # Safety
+    /// No other CPU may be inside [`with`](Self::with) on this table.
+    pub unsafe fn for_each(&self, mut f: impl FnMut(usize, &mut T)) {
+        for (cpu, slot) in self.slots.iter().enumerate() {
+            // SAFETY: the caller guarantees nobody else uses the table.
+            f(cpu, unsafe { &mut *slot.0.get() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn irq_save_restore_nests() {
+        assert!(irqs_enabled());
+        let outer = local_irq_save();
+        assert!(!irqs_enabled());
+        let inner = local_irq_save();
+        local_irq_restore(inner);
+        assert!(!irqs_enabled(), "inner restore must not re-enable");
+        local_irq_restore(outer);
+        assert!(irqs_enabled());
+    }
+
+    #[test]
+    fn live_threads_get_distinct_cpu_ids() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let ids: Vec<usize> = (0..8)
+            .map(|_| {
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    let id = cpu_id();
+                    b.wait();
+                    id
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+    }
+
+    #[test]
+    fn interrupt_context_is_simulated() {
+        assert!(!in_interrupt());
+        host::run_as_interrupt(|| {
+            assert!(in_interrupt());
+            assert!(!irqs_enabled());
+        });
+        assert!(!in_interrupt() && irqs_enabled());
+    }
+
+    #[test]
+    fn per_cpu_slots_are_private() {
+        let table = std::sync::Arc::new(PerCpu::new(|| 0u64));
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (t, b) = (table.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        t.with(|v| *v += 1);
+                    }
+                    // All four are alive here, so their CPU ids differ.
+                    b.wait();
+                    t.with(|v| *v)
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 1000);
+        }
+    }
+}
