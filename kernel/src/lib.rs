@@ -19,6 +19,7 @@ pub mod console;
 pub mod cmdline;
 pub mod mm;
 pub mod platform;
+pub mod sync;
 
 #[cfg(target_os = "none")]
 pub mod arch;
