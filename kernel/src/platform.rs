@@ -263,6 +263,38 @@ pub fn in_interrupt() -> bool {
     imp::in_interrupt()
 }
 
+/// Runs work on several CPUs at once: the seam benchmarks and SMP tests use
+/// so the same code runs on the machine's CPUs and on host threads.
+pub trait Parallel: Sync {
+    /// CPUs available to [`run`](Self::run).
+    fn cpus(&self) -> usize;
+
+    /// Runs `f(i)` for `i` in `0..n`, each on its own CPU, all at once, and
+    /// returns when every call has returned. `n` must not exceed
+    /// [`cpus`](Self::cpus).
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync));
+}
+
+/// [`Parallel`] over host threads, each bound to its own simulated CPU.
+#[cfg(not(target_os = "none"))]
+pub struct HostThreads(pub usize);
+
+#[cfg(not(target_os = "none"))]
+impl Parallel for HostThreads {
+    fn cpus(&self) -> usize {
+        self.0
+    }
+
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        assert!(n <= self.0, "asked for {n} CPUs of {}", self.0);
+        std::thread::scope(|s| {
+            for i in 0..n {
+                s.spawn(move || f(i));
+            }
+        });
+    }
+}
+
 /// Per-CPU data: one `T` per CPU, used only by its CPU with interrupts off.
 pub struct PerCpu<T> {
     slots: [CacheAligned<UnsafeCell<T>>; MAX_CPUS],
