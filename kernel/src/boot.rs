@@ -12,7 +12,7 @@ use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::MemoryRegionKind;
 
 use crate::arch::qemu::{self, ExitCode};
-use crate::arch::{fw_cfg, gdt, idt, percpu, serial};
+use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time};
 use crate::cmdline::{self, Bench, Cmdline, HeapSize};
 use crate::mm::frame::{FrameAllocator, PhysRange};
 use crate::mm::{self, heap::HEAP};
@@ -68,7 +68,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     crate::console::init_log(cmd.loglevel);
 
     let mut frames = init_memory(boot_info, &cmd);
-    let _ = &mut frames;
+    init_smp(boot_info, &cmd, &mut frames);
 
     if let Err(e) = selftest::validate(cmd.tests) {
         fail(format_args!("test={}: {e}", cmd.tests));
@@ -79,6 +79,53 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Bench::None => println!("bench none: boot complete"),
     }
     qemu::exit(ExitCode::Success)
+}
+
+/// Calibrates the clock, brings up the local APICs and starts the APs.
+fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator) {
+    pit::disable_legacy_pic();
+    let tsc_hz = time::calibrate_tsc();
+    let Some(rsdp) = boot_info.rsdp_addr.into_option() else {
+        fail(format_args!("the bootloader found no ACPI RSDP"));
+    };
+    let madt = match acpi::read_madt(rsdp) {
+        Ok(madt) => madt,
+        Err(e) => fail(format_args!("ACPI: {e}")),
+    };
+    smp::init_boot_cpu(&madt, cmd.timer_hz);
+    percpu::this_cpu().set_apic_id(apic::id());
+    x86_64::instructions::interrupts::enable();
+    let report = match smp::start_aps(&madt, frames) {
+        Ok(r) => r,
+        Err(e) => fail(format_args!("SMP: {e}")),
+    };
+    print!(
+        "cpus online: {}/{} (apic ids",
+        smp::online(),
+        report.in_madt
+    );
+    for i in 0..smp::online() {
+        print!(" {}", smp::apic_id_of(i));
+    }
+    println!(
+        "), tsc {}.{:03} MHz, lapic {} v{:#x}, timer {} Hz, APs up in {} ms",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1_000 % 1_000,
+        apic::mode_name(),
+        apic::version(),
+        cmd.timer_hz,
+        report.elapsed_ms
+    );
+    if !report.failed.is_empty() {
+        println!("cpus failed to start: apic ids {:?}", report.failed);
+    }
+    if report.over_limit > 0 {
+        println!(
+            "cpus not started: {} beyond the kernel's limit of {}",
+            report.over_limit,
+            percpu::MAX_CPUS
+        );
+    }
 }
 
 fn read_cmdline() -> Cmdline<'static> {

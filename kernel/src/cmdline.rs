@@ -69,6 +69,8 @@ pub struct Cmdline<'a> {
     /// (validated against the kernel's list of cases by the caller).
     pub tests: &'a str,
     pub accel: Accel,
+    /// Local APIC timer interrupts per second on every CPU.
+    pub timer_hz: u32,
 }
 
 impl Default for Cmdline<'_> {
@@ -80,6 +82,7 @@ impl Default for Cmdline<'_> {
             loglevel: log::LevelFilter::Info,
             tests: "",
             accel: Accel::Unknown,
+            timer_hz: 1000,
         }
     }
 }
@@ -94,6 +97,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("loglevel", "off, error, warn, info, debug or trace"),
     ("test", "a comma-separated list of in-kernel test cases"),
     ("accel", "tcg or kvm (set by the runner)"),
+    ("hz", "a timer rate from 10 to 10000 interrupts per second"),
 ];
 
 /// Why a command line was rejected.
@@ -201,6 +205,12 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 };
             }
+            "hz" => {
+                cmd.timer_hz = match value.parse::<u32>() {
+                    Ok(hz) if (10..=10_000).contains(&hz) => hz,
+                    _ => return Err(bad()),
+                };
+            }
             _ => unreachable!("every key in KEYS has a case"),
         }
     }
@@ -237,7 +247,8 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
-        let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg").unwrap();
+        let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg hz=250").unwrap();
+        assert_eq!(c.timer_hz, 250);
         assert_eq!(c.bench, Bench::None);
         assert_eq!(c.heap, HeapSize::Bytes(64 << 20));
         assert_eq!(c.loglevel, log::LevelFilter::Debug);
@@ -267,6 +278,8 @@ mod tests {
             "test=",
             "test=a,,b",
             "accel=hvf",
+            "hz=5",
+            "hz=fast",
         ] {
             let err = parse(line).unwrap_err();
             assert!(

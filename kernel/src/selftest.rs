@@ -8,8 +8,12 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::arch::smp::{self, Cpus};
+use crate::arch::{percpu, pit, time};
 use crate::mm::heap::HEAP;
+use crate::platform::Parallel;
 
 type Case = fn();
 
@@ -20,6 +24,9 @@ const CASES: &[(&str, Case)] = &[
     ("stackoverflow", stack_overflow),
     ("oom", out_of_memory),
     ("hang", hang),
+    ("smp", smp_ticks_and_indices),
+    ("appanic", ap_panic),
+    ("tsc", tsc_agrees_with_pit),
 ];
 
 /// A `test=` list naming a case the kernel does not have.
@@ -114,4 +121,52 @@ fn hang() {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Every online CPU takes timer ticks, and each runs work under its own
+/// distinct index.
+fn smp_ticks_and_indices() {
+    let n = smp::online();
+    let before: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
+    time::delay_us(200_000);
+    let after: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
+    for i in 0..n {
+        println!(
+            "selftest smp: cpu {i} apic {} ticks +{} in 200 ms",
+            smp::apic_id_of(i),
+            after[i] - before[i]
+        );
+        assert!(after[i] > before[i], "cpu {i} took no timer tick in 200 ms");
+    }
+    let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(u32::MAX)).collect();
+    Cpus.run(n, &|worker| {
+        seen[worker].store(percpu::cpu_index(), Ordering::Relaxed);
+    });
+    for (worker, s) in seen.iter().enumerate() {
+        let index = s.load(Ordering::Relaxed);
+        assert_eq!(index as usize, worker, "worker {worker} ran on cpu {index}");
+    }
+    println!("selftest smp: {n} cpus, indices distinct, every cpu ticking");
+}
+
+fn ap_panic() {
+    let n = smp::online();
+    assert!(n >= 2, "appanic needs at least two CPUs");
+    println!("selftest appanic: cpu {} will panic", n - 1);
+    Cpus.run(n, &|worker| {
+        if worker == n - 1 {
+            panic!("selftest: deliberate panic on an AP");
+        }
+    });
+}
+
+/// 100 ms by the PIT measured with the TSC clock: within 10%.
+fn tsc_agrees_with_pit() {
+    let cycles = pit::measure_tsc_over_ms(100);
+    let us = time::cycles_to_ns(cycles) / 1000;
+    println!("selftest tsc: 100 ms by the PIT = {us} us by the TSC clock ({cycles} cycles)");
+    assert!(
+        (90_000..=110_000).contains(&us),
+        "TSC and PIT disagree: 100 ms by the PIT took {us} us by the TSC"
+    );
 }

@@ -2,8 +2,8 @@
 //!
 //! Every vector has a handler from the start: the 32 CPU exceptions report
 //! their vector, name, error code, RIP and (for page faults) CR2, and fail
-//! the run through the panic path; any other vector that fires without a
-//! driver having claimed it is reported as unexpected. The double fault runs
+//! the run through the panic path; the local APIC's vectors go to `irq`; any
+//! other vector that fires is reported as unexpected. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
 //! the "stop" signal from the panicking CPU: this CPU halts for good.
 
@@ -74,6 +74,7 @@ pub fn init() {
             .set_handler_fn(double_fault_handler)
             .set_stack_index(DOUBLE_FAULT_IST_INDEX);
     }
+    super::irq::install(idt);
     BUILT.store(true, Ordering::Release);
     load();
 }

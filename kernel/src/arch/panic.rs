@@ -1,7 +1,8 @@
 //! Kernel panics: print once, stop, exit QEMU with failure.
 //!
-//! The first CPU to panic reports; a CPU that panics while another is
-//! reporting halts quietly, so the message is printed once. A panic raised
+//! The first CPU to panic stops the others with an NMI (their NMI handler
+//! sees the panic in progress and halts) and reports; a CPU that panics
+//! while another is reporting halts quietly, so the message is printed once. A panic raised
 //! while this CPU is already panicking (say, the console itself faulted)
 //! exits at once rather than recursing.
 
@@ -32,6 +33,7 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
         }
         Err(_) => cpu::halt_forever(),
     }
+    super::smp::stop_other_cpus();
     match info.location() {
         Some(loc) => println!(
             "\n!!! KERNEL PANIC on cpu {me}: {}\n!!!   at {}:{}:{}",

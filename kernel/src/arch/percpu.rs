@@ -7,7 +7,7 @@
 //! GS base before anything else it does (the console lock needs the CPU
 //! index), so [`this_cpu`] is valid everywhere after that.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
@@ -24,6 +24,8 @@ pub struct PerCpu {
     apic_id: AtomicU32,
     /// Nesting depth of interrupt handlers running on this CPU.
     irq_depth: AtomicU32,
+    /// Local APIC timer interrupts taken.
+    ticks: AtomicU64,
 }
 
 impl PerCpu {
@@ -33,6 +35,7 @@ impl PerCpu {
             index: AtomicU32::new(0),
             apic_id: AtomicU32::new(0),
             irq_depth: AtomicU32::new(0),
+            ticks: AtomicU64::new(0),
         }
     }
 
@@ -54,6 +57,22 @@ impl PerCpu {
     /// Marks the end of an interrupt handler.
     pub fn irq_exit(&self) {
         self.irq_depth.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Timer interrupts this CPU has taken.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Counts one timer interrupt.
+    pub fn tick(&self) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the local APIC id (the boot CPU learns it after its per-CPU
+    /// area is already in use).
+    pub fn set_apic_id(&self, id: u32) {
+        self.apic_id.store(id, Ordering::Relaxed);
     }
 
     /// Local APIC id.
@@ -89,6 +108,11 @@ pub fn this_cpu() -> &'static PerCpu {
             options(nostack, readonly, preserves_flags));
         &*(addr as *const PerCpu)
     }
+}
+
+/// CPU `index`'s area (for reading another CPU's counters).
+pub fn cpu(index: usize) -> &'static PerCpu {
+    &CPUS[index]
 }
 
 /// This CPU's dense index.
