@@ -69,6 +69,10 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let mut frames = init_memory(boot_info, &cmd);
     init_smp(boot_info, &cmd, &mut frames);
+    let _init = match crate::sched::init_boot_cpu("init") {
+        Ok(t) => t,
+        Err(_) => fail(format_args!("no memory for the boot task")),
+    };
 
     if let Err(e) = selftest::validate(cmd.tests) {
         fail(format_args!("test={}: {e}", cmd.tests));

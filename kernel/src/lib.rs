@@ -17,14 +17,18 @@ extern crate alloc;
 #[macro_use]
 pub mod console;
 pub mod cmdline;
+pub mod lazy;
 pub mod mm;
 pub mod platform;
 pub mod sync;
+pub mod task;
 
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
 mod boot;
+#[cfg(target_os = "none")]
+pub mod sched;
 #[cfg(target_os = "none")]
 mod selftest;
 

@@ -19,6 +19,7 @@
 //! takes for exclusive use of this CPU's per-CPU data ([`PerCpu`]).
 
 use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 
 /// Most CPUs the kernel supports (also the host simulation's limit).
 pub const MAX_CPUS: usize = 64;
@@ -307,6 +308,29 @@ struct CacheAligned<T>(T);
 // to code running on CPU `i` with interrupts off; nothing else can run on
 // that CPU meanwhile (the kernel is not preemptive), so access is exclusive.
 unsafe impl<T: Send> Sync for PerCpu<T> {}
+
+impl<T: Copy> PerCpu<T> {
+    /// Builds the table with a copy of `init` in every slot, at compile time
+    /// (so a large table can be a plain `static`, never built on a stack).
+    pub const fn new_copied(init: T) -> Self {
+        let mut slots: [MaybeUninit<CacheAligned<UnsafeCell<T>>>; MAX_CPUS] =
+            [const { MaybeUninit::uninit() }; MAX_CPUS];
+        let mut i = 0;
+        while i < MAX_CPUS {
+            slots[i] = MaybeUninit::new(CacheAligned(UnsafeCell::new(init)));
+            i += 1;
+        }
+        // SAFETY: every element was initialised above, and an array of
+        // MaybeUninit<X> has the layout of an array of X.
+        let slots = unsafe {
+            core::ptr::read(
+                &slots as *const [MaybeUninit<CacheAligned<UnsafeCell<T>>>; MAX_CPUS]
+                    as *const [CacheAligned<UnsafeCell<T>>; MAX_CPUS],
+            )
+        };
+        PerCpu { slots }
+    }
+}
 
 impl<T> PerCpu<T> {
     /// Builds the table, calling `init` for each CPU slot.

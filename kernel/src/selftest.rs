@@ -8,12 +8,14 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::smp::{self, Cpus};
 use crate::arch::{percpu, pit, time};
 use crate::mm::heap::HEAP;
-use crate::platform::Parallel;
+use crate::platform::{self, Parallel};
+use crate::sched;
+use crate::task::{stack_cache, task_cache};
 
 type Case = fn();
 
@@ -27,6 +29,7 @@ const CASES: &[(&str, Case)] = &[
     ("smp", smp_ticks_and_indices),
     ("appanic", ap_panic),
     ("tsc", tsc_agrees_with_pit),
+    ("sched", sched_spawn_join),
 ];
 
 /// A `test=` list naming a case the kernel does not have.
@@ -168,5 +171,50 @@ fn tsc_agrees_with_pit() {
     assert!(
         (90_000..=110_000).contains(&us),
         "TSC and PIT disagree: 100 ms by the PIT took {us} us by the TSC"
+    );
+}
+
+fn noop(_: usize) {}
+
+fn exit_with_arg(code: usize) {
+    sched::exit_current(code as i32);
+}
+
+/// Every CPU spawns and joins kernel tasks (no pids yet); a cross-CPU join
+/// works; tasks and stacks go back to the caches.
+fn sched_spawn_join() {
+    const PER_CPU: u64 = 2000;
+    let n = smp::online();
+    let heap_before = HEAP.stats().used;
+    let cycles: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    Cpus.run(n, &|w| {
+        let start = platform::cycles();
+        for _ in 0..PER_CPU {
+            let t = sched::spawn_on("child", w, noop, 0).expect("spawn");
+            assert_eq!(sched::join(&t), 0);
+        }
+        cycles[w].store(platform::cycles() - start, Ordering::Relaxed);
+    });
+    for (cpu, c) in cycles.iter().enumerate() {
+        println!(
+            "selftest sched: cpu {cpu}: {} cycles per spawn+join of a kernel task",
+            c.load(Ordering::Relaxed) / PER_CPU
+        );
+    }
+    if n > 1 {
+        let t = sched::spawn_on("remote", n - 1, exit_with_arg, 42).expect("spawn");
+        assert_eq!(sched::join(&t), 42, "cross-CPU join lost the exit code");
+    }
+    let (tc, sc) = (task_cache().stats(), stack_cache().stats());
+    println!(
+        "selftest sched: task cache {} hits / {} heap allocs, stack cache {} hits / {} heap allocs",
+        tc.hits, tc.heap_allocs, sc.hits, sc.heap_allocs
+    );
+    let bound = task_cache().max_cached_bytes() + stack_cache().max_cached_bytes();
+    let heap_after = HEAP.stats().used;
+    assert!(
+        heap_after <= heap_before + bound,
+        "heap grew by {} bytes, more than the caches can hold ({bound})",
+        heap_after - heap_before
     );
 }

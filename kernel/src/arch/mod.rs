@@ -15,5 +15,6 @@ pub mod pit;
 pub mod qemu;
 pub mod serial;
 pub mod smp;
+pub mod switch;
 pub mod time;
 pub mod trampoline;

@@ -12,17 +12,14 @@
 //! does not match the arguments and halts for good, so indices stay dense
 //! and unique.
 //!
-//! **Running work.** Once up, each AP sits in [`idle_loop`]: with interrupts
-//! off it checks for a new job, and if there is none it executes `sti; hlt`
-//! (atomic, so a wake-up IPI cannot slip in between). [`Cpus`] implements
-//! `platform::Parallel`: the boot CPU publishes a job, sends the wake-up IPI
-//! to the CPUs it needs, runs its own share, and waits for the others. Jobs
-//! carry a generation number, so no CPU runs the same job twice.
+//! **Running work.** Once up, each AP becomes its own idle task (see
+//! `sched`). [`Cpus`] implements `platform::Parallel` on top of the
+//! scheduler: the boot CPU spawns one kernel task per other worker, each on
+//! its CPU, runs its own share, and waits for the others.
 
 use alloc::vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use x86_64::instructions::interrupts;
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
 use super::acpi::MadtInfo;
@@ -33,7 +30,6 @@ use super::{gdt, idt, time};
 use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
 use crate::mm::phys_to_virt;
 use crate::platform::Parallel;
-use crate::sync::{SpinLock, ticket::spin_lock};
 
 /// How long the boot CPU waits for one AP to report.
 pub const AP_TIMEOUT_MS: u64 = 1000;
@@ -274,51 +270,27 @@ extern "C" fn ap_entry(args: &'static ApArgs) -> ! {
     idt::load();
     apic::start_periodic_timer(TIMER_HZ.load(Ordering::Relaxed));
     args.alive.store(true, Ordering::Release);
-    idle_loop(index)
+    crate::sched::run_ap_idle(index)
 }
 
-/// A job for the other CPUs: `f(worker)` for workers `1..n`.
-#[derive(Clone, Copy)]
-struct Job {
-    generation: u64,
-    n: usize,
-    f: Option<&'static (dyn Fn(usize) + Sync)>,
+/// One worker's share of a [`Cpus::run`] call, on the caller's stack.
+struct WorkerArg<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    index: usize,
+    pending: &'a AtomicUsize,
 }
 
-static JOB: SpinLock<Job> = spin_lock(
-    "smp_job",
-    Job {
-        generation: 0,
-        n: 0,
-        f: None,
-    },
-);
-static JOB_GENERATION: AtomicU64 = AtomicU64::new(0);
-static JOB_PENDING: AtomicUsize = AtomicUsize::new(0);
-
-/// Where an AP waits for work, halted with interrupts on.
-fn idle_loop(index: usize) -> ! {
-    let mut seen = 0;
-    loop {
-        interrupts::disable();
-        if JOB_GENERATION.load(Ordering::Acquire) != seen {
-            let job = *JOB.lock();
-            seen = job.generation;
-            interrupts::enable();
-            if let Some(f) = job.f
-                && index < job.n
-            {
-                f(index);
-                JOB_PENDING.fetch_sub(1, Ordering::AcqRel);
-            }
-            continue;
-        }
-        interrupts::enable_and_hlt();
-    }
+fn worker_entry(arg: usize) {
+    // SAFETY: `arg` points at a WorkerArg on the stack of `Cpus::run`, which
+    // does not return before `pending` drops to zero, i.e. until every
+    // worker is done with it.
+    let w = unsafe { &*(arg as *const WorkerArg<'_>) };
+    (w.f)(w.index);
+    w.pending.fetch_sub(1, Ordering::AcqRel);
 }
 
-/// The machine's CPUs as a [`Parallel`]: worker `i` runs on CPU `i`, and the
-/// caller (which must be CPU 0) is worker 0.
+/// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
+/// on CPU `i`, and the caller (which must be CPU 0) is worker 0.
 pub struct Cpus;
 
 impl Parallel for Cpus {
@@ -336,26 +308,25 @@ impl Parallel for Cpus {
             "asked for {n} CPUs, {} online",
             online()
         );
-        // SAFETY: the reference is only used until every worker has
-        // returned (we wait for JOB_PENDING to drain below), so erasing its
-        // lifetime never lets it outlive `f`.
-        let f_static: &'static (dyn Fn(usize) + Sync) = unsafe { core::mem::transmute(f) };
-        JOB_PENDING.store(n - 1, Ordering::Release);
-        {
-            let mut job = JOB.lock();
-            job.generation += 1;
-            job.n = n;
-            job.f = Some(f_static);
-            JOB_GENERATION.store(job.generation, Ordering::Release);
-        }
-        for cpu in 1..n {
-            let _ = apic::send_ipi(apic_id_of(cpu), Ipi::Fixed(apic::WAKE_VECTOR));
+        let pending = AtomicUsize::new(n - 1);
+        let args: vec::Vec<WorkerArg<'_>> = (0..n)
+            .map(|index| WorkerArg {
+                f,
+                index,
+                pending: &pending,
+            })
+            .collect();
+        for (cpu, arg) in args.iter().enumerate().skip(1) {
+            if crate::sched::spawn_on("worker", cpu, worker_entry, arg as *const _ as usize)
+                .is_err()
+            {
+                panic!("Cpus::run: no memory for a worker task on cpu {cpu}");
+            }
         }
         f(0);
-        while JOB_PENDING.load(Ordering::Acquire) != 0 {
+        while pending.load(Ordering::Acquire) != 0 {
             core::hint::spin_loop();
         }
-        JOB.lock().f = None;
     }
 }
 

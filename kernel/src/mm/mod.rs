@@ -1,5 +1,6 @@
 //! Memory: the physical frame allocator (portable) and the kernel heap.
 
+pub mod cache;
 pub mod frame;
 #[cfg(target_os = "none")]
 pub mod heap;

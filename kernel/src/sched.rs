@@ -1,0 +1,317 @@
+//! The scheduler: one FIFO run queue per CPU, no preemption, no migration.
+//!
+//! A task runs until it blocks, yields or exits; the timer interrupt only
+//! counts ticks. Tasks never leave the CPU they were created on, so a run
+//! queue is only ever popped by its own CPU (others may push onto it, under
+//! its lock, to wake a task there, followed by a wake-up IPI).
+//!
+//! Blocking follows the usual lost-wake-up-free pattern: the sleeper marks
+//! itself Blocked, re-checks its condition, and only then calls
+//! [`schedule`]; a waker makes the condition true and then moves the task
+//! Blocked -> Running (a compare-and-swap, so exactly one waker enqueues it).
+//! `schedule` never re-queues the task it switches away from, so each
+//! Running transition puts a task on a queue exactly once.
+//!
+//! A task that exits is switched away from for the last time; the next task
+//! on that CPU, in [`finish_task_switch`], drops the scheduler's reference,
+//! so the dead task's stack is freed only once nothing runs on it.
+
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use crate::arch::{apic, smp, switch};
+use crate::platform::{self, MAX_CPUS, cpu_id, local_irq_restore, local_irq_save};
+use crate::sync::SpinLockIrqSave;
+use crate::sync::ticket::spin_lock_irqsave;
+use crate::task::{NoMemory, Task, TaskFn, TaskRef, TaskState};
+
+/// A FIFO of runnable tasks, linked through `Task::rq_next`.
+struct RunQueue {
+    head: *const Task,
+    tail: *const Task,
+    len: usize,
+}
+
+// SAFETY: the queue only holds pointers to tasks kept alive by the
+// scheduler's reference; it is only touched under its lock.
+unsafe impl Send for RunQueue {}
+
+impl RunQueue {
+    const fn new() -> Self {
+        RunQueue {
+            head: core::ptr::null(),
+            tail: core::ptr::null(),
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, t: *const Task) {
+        // SAFETY: `t` is a live task not on any queue (see the module doc:
+        // one enqueue per Running transition); `rq_next` is ours under the
+        // lock.
+        unsafe {
+            *(*t).rq_next.get() = core::ptr::null();
+            if self.tail.is_null() {
+                self.head = t;
+            } else {
+                *(*self.tail).rq_next.get() = t;
+            }
+        }
+        self.tail = t;
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<*const Task> {
+        if self.head.is_null() {
+            return None;
+        }
+        let t = self.head;
+        // SAFETY: `t` is on this queue, so live; `rq_next` is ours under the
+        // lock.
+        self.head = unsafe { *(*t).rq_next.get() };
+        if self.head.is_null() {
+            self.tail = core::ptr::null();
+        }
+        self.len -= 1;
+        Some(t)
+    }
+}
+
+static RQ: [SpinLockIrqSave<RunQueue>; MAX_CPUS] =
+    [const { spin_lock_irqsave("rq_lock", RunQueue::new()) }; MAX_CPUS];
+static CURRENT: [AtomicPtr<Task>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static IDLE: [AtomicPtr<Task>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+/// The task a CPU just switched away from, for `finish_task_switch`.
+static PREV: [AtomicPtr<Task>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// The task running on this CPU.
+#[inline]
+pub fn current() -> &'static Task {
+    let p = CURRENT[cpu_id()].load(Ordering::Relaxed);
+    assert!(!p.is_null(), "no current task on cpu {}", cpu_id());
+    // SAFETY: the current task is kept alive by the scheduler's reference
+    // while it runs, and only this CPU changes CURRENT[this cpu].
+    unsafe { &*p }
+}
+
+/// A counted reference to the running task.
+pub fn current_ref() -> TaskRef {
+    // SAFETY: the current task is live (see `current`).
+    unsafe { TaskRef::get(current()) }
+}
+
+/// Context switches this CPU has made.
+pub fn switches(cpu: usize) -> u64 {
+    SWITCHES[cpu].load(Ordering::Relaxed)
+}
+
+fn set_current(cpu: usize, t: TaskRef) {
+    CURRENT[cpu].store(t.into_raw() as *mut Task, Ordering::Relaxed);
+}
+
+/// Makes the running boot context CPU 0's first task (`name`) and gives
+/// CPU 0 an idle task. Returns a reference to the boot task.
+pub fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
+    let boot = Task::adopt(name, 0)?;
+    let idle = Task::create("idle/0", 0, idle_entry, 0)?;
+    prepare_new_stack(&idle);
+    // Boot and idle keep their scheduler reference forever.
+    IDLE[0].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    set_current(0, boot.clone());
+    Ok(boot)
+}
+
+/// Makes the running AP context this CPU's idle task and idles.
+pub fn run_ap_idle(cpu: usize) -> ! {
+    let Ok(idle) = Task::adopt("idle", cpu) else {
+        panic!("cpu {cpu}: no memory for the idle task");
+    };
+    set_current(cpu, idle.clone());
+    IDLE[cpu].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    idle_loop(cpu)
+}
+
+fn idle_entry(_: usize) {
+    idle_loop(cpu_id())
+}
+
+fn idle_loop(cpu: usize) -> ! {
+    loop {
+        platform::local_irq_disable();
+        if RQ[cpu].lock().len > 0 {
+            schedule();
+            platform::local_irq_enable();
+        } else {
+            // `sti; hlt`: a wake-up IPI cannot slip in between.
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+}
+
+/// Builds the first stack frame of a new task.
+fn prepare_new_stack(t: &Task) {
+    let top = t.stack_top().expect("a new task has a stack");
+    // SAFETY: the stack is the task's own, unused yet; we are the only ones
+    // touching the task's saved stack pointer before it first runs.
+    unsafe {
+        let sp = switch::init_stack(top, task_entry, t as *const Task as u64);
+        *t.sp.get() = sp;
+    }
+}
+
+/// First code of every new task, reached from `pidlab_task_start`.
+extern "C" fn task_entry(task: u64) -> ! {
+    finish_task_switch();
+    platform::local_irq_enable();
+    // SAFETY: `task` is the running task (the scheduler keeps it alive).
+    let t = unsafe { &*(task as *const Task) };
+    if let Some(entry) = t.entry {
+        entry(t.arg);
+    }
+    exit_current(0)
+}
+
+/// Creates a kernel task on `cpu` that runs `entry(arg)` and makes it
+/// runnable. The returned reference can be used to wait for it.
+pub fn spawn_on(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+    assert!(cpu < smp::online(), "cpu {cpu} is not online");
+    let t = Task::create(name, cpu, entry, arg)?;
+    prepare_new_stack(&t);
+    wake_up_new_task(t.clone());
+    Ok(t)
+}
+
+/// `wake_up_new_task`: queues a task that has never run. Takes the
+/// scheduler's reference.
+pub fn wake_up_new_task(t: TaskRef) {
+    enqueue(t.into_raw());
+}
+
+fn enqueue(t: *const Task) {
+    // SAFETY: the scheduler's reference keeps `t` alive.
+    let cpu = unsafe { (*t).cpu() };
+    RQ[cpu].lock().push(t);
+    if cpu != cpu_id() {
+        let _ = apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR));
+    }
+}
+
+/// `wake_up_process`: makes a Blocked task runnable. False if it was not
+/// blocked (already running, or woken by someone else).
+pub fn wake_up_process(t: &Task) -> bool {
+    if !t.transition(TaskState::Blocked, TaskState::Running) {
+        return false;
+    }
+    enqueue(t);
+    true
+}
+
+/// Blocks the current task until `done()` is true. Wakers must make the
+/// condition true before calling [`wake_up_process`].
+pub fn block_until(mut done: impl FnMut() -> bool) {
+    let me = current();
+    loop {
+        me.set_state(TaskState::Blocked);
+        if done() {
+            if me.transition(TaskState::Blocked, TaskState::Running) {
+                return;
+            }
+            // A waker beat us to it and queued us: let that entry run us.
+            schedule();
+            return;
+        }
+        schedule();
+    }
+}
+
+/// Switches to the next runnable task on this CPU (or its idle task). The
+/// caller must be Blocked, dead, idle, or already re-queued.
+pub fn schedule() {
+    let flags = local_irq_save();
+    let cpu = cpu_id();
+    let prev = CURRENT[cpu].load(Ordering::Relaxed);
+    let next = RQ[cpu]
+        .lock()
+        .pop()
+        .unwrap_or_else(|| IDLE[cpu].load(Ordering::Relaxed));
+    if core::ptr::eq(next, prev) {
+        local_irq_restore(flags);
+        return;
+    }
+    let now = platform::cycles();
+    // SAFETY: `prev` is this CPU's current task and `next` a runnable (or
+    // idle) task of this CPU, both kept alive by the scheduler's
+    // references; interrupts are off, so nothing else on this CPU touches
+    // their switch state meanwhile.
+    unsafe {
+        let prev_t = &*prev;
+        let next_t = &*next;
+        prev_t.add_runtime(now.saturating_sub(*prev_t.switched_in.get()));
+        *next_t.switched_in.get() = now;
+        assert!(
+            prev_t.stack_intact(),
+            "task {} overflowed its kernel stack",
+            prev_t.name()
+        );
+        CURRENT[cpu].store(next as *mut Task, Ordering::Relaxed);
+        PREV[cpu].store(prev, Ordering::Relaxed);
+        SWITCHES[cpu].fetch_add(1, Ordering::Relaxed);
+        switch::switch_context(prev_t.sp.get(), *next_t.sp.get());
+    }
+    finish_task_switch();
+    local_irq_restore(flags);
+}
+
+/// Runs on the task just switched to: drops the scheduler's reference to
+/// the previous task if it is dead (`finish_task_switch`).
+fn finish_task_switch() {
+    let cpu = cpu_id();
+    let prev = PREV[cpu].swap(core::ptr::null_mut(), Ordering::Relaxed);
+    if prev.is_null() {
+        return;
+    }
+    // SAFETY: `prev` still holds the scheduler's reference.
+    let dead = unsafe { (*prev).state() } == TaskState::Dead;
+    if dead {
+        // SAFETY: the scheduler's reference, given up in `into_raw` when the
+        // task was queued or made current; it is never used again.
+        drop(unsafe { TaskRef::from_raw(prev) });
+    }
+}
+
+/// Ends the current task: marks it dead, wakes its joiner, and switches
+/// away for good.
+pub fn exit_current(code: i32) -> ! {
+    let me = current();
+    me.set_exit_code(code);
+    platform::local_irq_disable();
+    // Dead first, then look for a joiner: a joiner registers before it
+    // checks for Dead, so one of us sees the other (all SeqCst).
+    me.set_state(TaskState::Dead);
+    let joiner = me.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if !joiner.is_null() {
+        // SAFETY: the joiner stored a counted reference to itself.
+        let joiner = unsafe { TaskRef::from_raw(joiner) };
+        wake_up_process(&joiner);
+    }
+    schedule();
+    unreachable!("a dead task was scheduled again");
+}
+
+/// Waits for `t` to exit (a join). Returns its exit code.
+pub fn join(t: &TaskRef) -> i32 {
+    let me = current_ref().into_raw() as *mut Task;
+    t.joiner.store(me, Ordering::SeqCst);
+    block_until(|| t.state() == TaskState::Dead);
+    // If `t` had died before we registered, nobody took our reference.
+    let unclaimed = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if !unclaimed.is_null() {
+        // SAFETY: the reference we stored above, not taken by the exiting
+        // task.
+        drop(unsafe { TaskRef::from_raw(unclaimed) });
+    }
+    t.exit_code()
+}

@@ -1,0 +1,379 @@
+//! Tasks: the kernel's `task_struct`, its kernel stack, and its refcount.
+//!
+//! A task is allocated from a per-CPU object cache and runs on its own
+//! kernel stack from another cache. `TaskRef` is a counted reference
+//! (`get_task_struct`/`put_task_struct`): the task and its stack go back to
+//! their caches when the last reference is dropped. The scheduler holds one
+//! reference from creation until the task has died and been switched away
+//! from for the last time, so a task never frees the stack it runs on.
+//!
+//! This file is portable; switching between tasks is the scheduler's
+//! business (`sched`, bare metal only).
+
+use core::alloc::Layout;
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use crate::mm::cache::ObjCache;
+
+/// Size of every task's kernel stack.
+pub const STACK_SIZE: usize = 16 * 1024;
+/// Written at the lowest word of every owned stack; a task whose canary is
+/// gone overflowed its stack.
+pub const STACK_CANARY: u64 = 0x5354_4143_4b21_2121;
+
+/// A task's scheduling and exit state (Linux's `__state` and `exit_state`
+/// folded into one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TaskState {
+    /// Runnable or running (TASK_RUNNING).
+    Running = 0,
+    /// Waiting for a wake-up (TASK_INTERRUPTIBLE).
+    Blocked = 1,
+    /// Exited, waiting to be reaped (EXIT_ZOMBIE).
+    Zombie = 2,
+    /// Exited and released; only references keep it (EXIT_DEAD).
+    Dead = 3,
+}
+
+impl TaskState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => TaskState::Running,
+            1 => TaskState::Blocked,
+            2 => TaskState::Zombie,
+            _ => TaskState::Dead,
+        }
+    }
+}
+
+/// A task's short name (like `comm`), NUL-padded.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TaskName([u8; 16]);
+
+impl TaskName {
+    /// `name`, truncated to 16 bytes (at a character boundary).
+    pub fn new(name: &str) -> Self {
+        let mut end = name.len().min(16);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut b = [0; 16];
+        b[..end].copy_from_slice(&name.as_bytes()[..end]);
+        TaskName(b)
+    }
+
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&c| c == 0).unwrap_or(16);
+        core::str::from_utf8(&self.0[..len]).unwrap_or("?")
+    }
+}
+
+impl core::fmt::Debug for TaskName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a new task runs: `entry(arg)`, then it exits.
+pub type TaskFn = fn(usize);
+
+/// The task structure.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // scheduler fields
+pub struct Task {
+    /// Saved stack pointer while switched out (scheduler only).
+    pub(crate) sp: UnsafeCell<u64>,
+    /// Next task in a run queue (under that run queue's lock).
+    pub(crate) rq_next: UnsafeCell<*const Task>,
+    usage: AtomicUsize,
+    state: AtomicU8,
+    /// The CPU the task runs on (tasks do not migrate).
+    cpu: u32,
+    name: TaskName,
+    /// Base of the owned kernel stack (None: a boot or AP stack adopted as
+    /// a task, never freed).
+    stack: Option<NonNull<u8>>,
+    pub(crate) entry: Option<TaskFn>,
+    pub(crate) arg: usize,
+    exit_code: AtomicI32,
+    /// TSC cycles spent running (Linux's `se.sum_exec_runtime`).
+    runtime: AtomicU64,
+    /// TSC at the last switch to this task (scheduler only).
+    pub(crate) switched_in: UnsafeCell<u64>,
+    /// The task waiting for this one to exit (a join), if any.
+    pub(crate) joiner: AtomicPtr<Task>,
+}
+
+// SAFETY: the UnsafeCell fields are only touched by the scheduler on the
+// task's own CPU with interrupts off (sp, switched_in) or under the run
+// queue lock (rq_next); everything else is atomic or immutable.
+unsafe impl Sync for Task {}
+// SAFETY: as above; a task may be referenced from any CPU.
+unsafe impl Send for Task {}
+
+static TASK_CACHE: ObjCache = ObjCache::new("task", Layout::new::<Task>());
+static STACK_CACHE: ObjCache = ObjCache::new(
+    "kernel_stack",
+    match Layout::from_size_align(STACK_SIZE, 16) {
+        Ok(l) => l,
+        Err(_) => panic!("bad stack layout"),
+    },
+);
+
+/// The cache tasks come from.
+pub fn task_cache() -> &'static ObjCache {
+    &TASK_CACHE
+}
+
+/// The cache kernel stacks come from.
+pub fn stack_cache() -> &'static ObjCache {
+    &STACK_CACHE
+}
+
+/// Why a task could not be created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoMemory;
+
+impl Task {
+    /// Allocates a task with its own stack, runnable, with one reference
+    /// (the returned one; `wake_up_new_task` takes a reference for the
+    /// scheduler).
+    pub fn create(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+        let stack = STACK_CACHE.alloc().ok_or(NoMemory)?;
+        // SAFETY: the stack block is STACK_SIZE bytes, 16-aligned, ours.
+        unsafe { (stack.as_ptr() as *mut u64).write(STACK_CANARY) };
+        match Self::alloc(name, cpu, Some(stack), Some(entry), arg) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                // SAFETY: the stack came from STACK_CACHE and is unused.
+                unsafe { STACK_CACHE.free(stack) };
+                Err(e)
+            }
+        }
+    }
+
+    /// Wraps the context already running (a boot or AP stack) as a task.
+    pub fn adopt(name: &str, cpu: usize) -> Result<TaskRef, NoMemory> {
+        Self::alloc(name, cpu, None, None, 0)
+    }
+
+    fn alloc(
+        name: &str,
+        cpu: usize,
+        stack: Option<NonNull<u8>>,
+        entry: Option<TaskFn>,
+        arg: usize,
+    ) -> Result<TaskRef, NoMemory> {
+        let mem = TASK_CACHE.alloc().ok_or(NoMemory)?.cast::<Task>();
+        // SAFETY: `mem` is a fresh block with Task's layout.
+        unsafe {
+            mem.as_ptr().write(Task {
+                sp: UnsafeCell::new(0),
+                rq_next: UnsafeCell::new(core::ptr::null()),
+                usage: AtomicUsize::new(1),
+                state: AtomicU8::new(TaskState::Running as u8),
+                cpu: cpu as u32,
+                name: TaskName::new(name),
+                stack,
+                entry,
+                arg,
+                exit_code: AtomicI32::new(0),
+                runtime: AtomicU64::new(0),
+                switched_in: UnsafeCell::new(0),
+                joiner: AtomicPtr::new(core::ptr::null_mut()),
+            })
+        };
+        Ok(TaskRef(mem))
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    pub fn cpu(&self) -> usize {
+        self.cpu as usize
+    }
+
+    pub fn state(&self) -> TaskState {
+        TaskState::from_u8(self.state.load(Ordering::SeqCst))
+    }
+
+    pub fn set_state(&self, s: TaskState) {
+        self.state.store(s as u8, Ordering::SeqCst);
+    }
+
+    /// Moves `from` -> `to` if the state is `from`.
+    pub fn transition(&self, from: TaskState, to: TaskState) -> bool {
+        self.state
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code.load(Ordering::Relaxed)
+    }
+
+    pub fn set_exit_code(&self, code: i32) {
+        self.exit_code.store(code, Ordering::Relaxed);
+    }
+
+    /// TSC cycles this task has run.
+    pub fn runtime(&self) -> u64 {
+        self.runtime.load(Ordering::Relaxed)
+    }
+
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the scheduler
+    pub(crate) fn add_runtime(&self, cycles: u64) {
+        self.runtime.fetch_add(cycles, Ordering::Relaxed);
+    }
+
+    /// Top of the owned stack (16-aligned), if the task has one.
+    pub fn stack_top(&self) -> Option<u64> {
+        self.stack.map(|s| s.as_ptr() as u64 + STACK_SIZE as u64)
+    }
+
+    /// Whether the stack's bottom canary is intact (true for adopted
+    /// stacks, which have none).
+    pub fn stack_intact(&self) -> bool {
+        match self.stack {
+            // SAFETY: the stack is owned by this task and at least 8 bytes.
+            Some(s) => unsafe { (s.as_ptr() as *const u64).read_volatile() == STACK_CANARY },
+            None => true,
+        }
+    }
+}
+
+/// A counted reference to a task (`get_task_struct` on clone,
+/// `put_task_struct` on drop).
+pub struct TaskRef(NonNull<Task>);
+
+// SAFETY: Task is Sync + Send and the count is atomic.
+unsafe impl Send for TaskRef {}
+// SAFETY: as above.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// Gives up this reference without dropping it (the scheduler keeps
+    /// it as a raw pointer).
+    pub fn into_raw(self) -> *const Task {
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    /// Takes back a reference given up with [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    /// `p` came from `into_raw` and that reference was not taken back yet.
+    pub unsafe fn from_raw(p: *const Task) -> Self {
+        TaskRef(NonNull::new(p as *mut Task).expect("null task"))
+    }
+
+    /// A new counted reference from a raw task pointer.
+    ///
+    /// # Safety
+    /// `p` points to a live task (someone holds a reference).
+    pub unsafe fn get(p: *const Task) -> Self {
+        // SAFETY: the caller guarantees the task is live.
+        let t = unsafe { &*p };
+        t.usage.fetch_add(1, Ordering::Relaxed);
+        TaskRef(NonNull::new(p as *mut Task).expect("null task"))
+    }
+
+    pub fn as_ptr(&self) -> *const Task {
+        self.0.as_ptr()
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> Self {
+        self.usage.fetch_add(1, Ordering::Relaxed);
+        TaskRef(self.0)
+    }
+}
+
+impl core::ops::Deref for TaskRef {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        // SAFETY: a TaskRef keeps the task alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        if self.usage.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: that was the last reference: nobody can reach the task.
+        unsafe { free_task(self.0) };
+    }
+}
+
+/// `free_task`: returns the stack and the task to their caches.
+///
+/// # Safety
+/// No reference to the task remains and it is not running.
+unsafe fn free_task(task: NonNull<Task>) {
+    // SAFETY: per the contract, we own the task now.
+    unsafe {
+        if let Some(stack) = task.as_ref().stack {
+            STACK_CACHE.free(stack);
+        }
+        core::ptr::drop_in_place(task.as_ptr());
+        TASK_CACHE.free(task.cast());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: usize) {}
+
+    #[test]
+    fn names_truncate_at_16_bytes_on_a_char_boundary() {
+        assert_eq!(TaskName::new("init").as_str(), "init");
+        assert_eq!(
+            TaskName::new("a-very-long-task-name").as_str(),
+            "a-very-long-task"
+        );
+        assert_eq!(TaskName::new("ééééééééé").as_str(), "éééééééé");
+    }
+
+    /// Hands a reference to "the scheduler" and back, then drops both.
+    fn release(t: TaskRef) {
+        let sched = t.clone().into_raw();
+        drop(t);
+        // SAFETY: `sched` came from into_raw; this takes it back.
+        drop(unsafe { TaskRef::from_raw(sched) });
+    }
+
+    #[test]
+    fn last_reference_returns_task_and_stack_to_the_caches() {
+        let t = Task::create("t", 0, noop, 7).unwrap();
+        assert!(t.stack_intact());
+        assert_eq!(t.state(), TaskState::Running);
+        let (task_addr, stack_top) = (t.as_ptr(), t.stack_top());
+        release(t);
+        // This thread's magazine hands the same blocks back (LIFO).
+        let t2 = Task::create("t2", 0, noop, 0).unwrap();
+        assert_eq!(t2.as_ptr(), task_addr);
+        assert_eq!(t2.stack_top(), stack_top);
+        release(t2);
+    }
+
+    #[test]
+    fn transitions_are_compare_and_swap() {
+        let t = Task::adopt("boot", 0).unwrap();
+        assert!(t.stack_top().is_none() && t.stack_intact());
+        t.set_state(TaskState::Blocked);
+        assert!(t.transition(TaskState::Blocked, TaskState::Running));
+        assert!(!t.transition(TaskState::Blocked, TaskState::Running));
+        release(t);
+    }
+}
