@@ -20,6 +20,7 @@ pub mod cmdline;
 pub mod lazy;
 pub mod mm;
 pub mod platform;
+pub mod random;
 pub mod sync;
 pub mod task;
 
