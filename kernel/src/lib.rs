@@ -16,6 +16,7 @@ extern crate alloc;
 
 #[macro_use]
 pub mod console;
+pub mod bench;
 pub mod cmdline;
 pub mod lazy;
 pub mod mm;
