@@ -81,6 +81,8 @@ pub struct RunConfig {
     pub qemu: String,
     /// The disk image to boot.
     pub image: PathBuf,
+    /// A pidctl script handed to the kernel (fw_cfg `opt/pidlab/script`).
+    pub script: Option<PathBuf>,
 }
 
 impl Default for RunConfig {
@@ -94,6 +96,7 @@ impl Default for RunConfig {
             echo: false,
             qemu: std::env::var("PIDLAB_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
             image: PathBuf::from(BIOS_IMAGE),
+            script: None,
         }
     }
 }
@@ -232,6 +235,12 @@ pub fn qemu_command(config: &RunConfig, cmdline: &Path) -> Command {
             "name=opt/pidlab/cmdline,file={}",
             escape_qemu_opt(&cmdline.to_string_lossy())
         ));
+    if let Some(script) = &config.script {
+        cmd.arg("-fw_cfg").arg(format!(
+            "name=opt/pidlab/script,file={}",
+            escape_qemu_opt(&script.to_string_lossy())
+        ));
+    }
     match config.accel {
         Accel::Tcg => cmd.args(["-accel", "tcg"]),
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
@@ -245,11 +254,20 @@ fn escape_qemu_opt(value: &str) -> String {
 }
 
 /// The text handed to the kernel: the runner's own facts first, then the
-/// user's parameters.
+/// user's parameters (`--script` implies `bench=script`).
 pub fn kernel_cmdline(config: &RunConfig) -> String {
     let mut words = vec![format!("accel={}", config.accel.name())];
+    if config.script.is_some() && !config.params.iter().any(|p| p.starts_with("bench=")) {
+        words.push("bench=script".into());
+    }
     words.extend(config.params.iter().cloned());
     words.join(" ")
+}
+
+/// Whether the kernel reads the serial console (`bench=shell`): then our
+/// stdin goes to QEMU's.
+pub fn is_interactive(config: &RunConfig) -> bool {
+    config.params.iter().any(|p| p == "bench=shell")
 }
 
 static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -273,9 +291,13 @@ pub fn run(config: &RunConfig) -> Result<Outcome, RunError> {
 
 fn run_with_cmdline(config: &RunConfig, cmdline: &Path) -> Result<Outcome, RunError> {
     let mut cmd = qemu_command(config, cmdline);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if is_interactive(config) {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -371,7 +393,8 @@ pub enum Cli {
 
 /// Usage text for `cargo run -- --help`.
 pub const USAGE: &str = "\
-usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|kvm] [--timeout SECONDS] [KEY=VALUE ...]
+usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|kvm] [--timeout SECONDS]
+                    [--script FILE] [KEY=VALUE ...]
 
 Boots the pidlab kernel under QEMU with the serial console on stdout.
 
@@ -379,6 +402,7 @@ Boots the pidlab kernel under QEMU with the serial console on stdout.
   --mem SIZE         guest memory, e.g. 512M or 2G (default 1G)
   --accel tcg|kvm    QEMU accelerator (default tcg; kvm is opt-in)
   --timeout SECONDS  kill QEMU after this long (default 600)
+  --script FILE      run the pidctl commands in FILE (implies bench=script)
   KEY=VALUE          run-time parameters for the kernel, e.g. bench=none
                      (the kernel lists the keys it accepts if given a bad one)
 
@@ -434,6 +458,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                     }
                 };
             }
+            "--script" => {
+                let v = value("--script")?;
+                let path = PathBuf::from(&v);
+                if let Err(e) = std::fs::File::open(&path) {
+                    return Err(format!("--script {v}: cannot read it: {e}"));
+                }
+                config.script = Some(path);
+            }
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg} (see --help)"));
             }
@@ -450,6 +482,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                 config.params.push(arg);
             }
         }
+    }
+    if config.script.is_some()
+        && let Some(b) = config
+            .params
+            .iter()
+            .find(|p| p.starts_with("bench=") && *p != "bench=script")
+    {
+        return Err(format!("--script runs bench=script; drop {b}"));
     }
     Ok(Cli::Run(config))
 }
@@ -524,6 +564,29 @@ mod tests {
             assert!(err.contains(needle), "{args:?}: {err}");
         }
         assert_eq!(parse(&["--help"]).unwrap_err(), "help");
+    }
+
+    #[test]
+    fn script_is_passed_by_fw_cfg_and_implies_bench_script() {
+        let dir = std::env::temp_dir().join(format!("pidlab-script-test-{}", std::process::id()));
+        std::fs::write(&dir, "ps\n").unwrap();
+        let c = parse(&["--script", dir.to_str().unwrap()]).unwrap();
+        assert_eq!(kernel_cmdline(&c), "accel=tcg bench=script");
+        let args: Vec<String> = qemu_command(&c, Path::new("/c"))
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("name=opt/pidlab/script,file="))
+        );
+        let err = parse(&["--script", dir.to_str().unwrap(), "bench=none"]).unwrap_err();
+        assert!(err.contains("drop bench=none"), "{err}");
+        let err = parse(&["--script", "/nonexistent/script"]).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+        std::fs::remove_file(dir).unwrap();
+        assert!(!is_interactive(&c));
+        assert!(is_interactive(&parse(&["bench=shell"]).unwrap()));
     }
 
     #[test]

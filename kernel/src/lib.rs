@@ -20,6 +20,7 @@ pub mod bench;
 pub mod cmdline;
 pub mod lazy;
 pub mod mm;
+pub mod pidctl;
 pub mod platform;
 pub mod random;
 pub mod sync;

@@ -1,0 +1,267 @@
+//! pidctl's command language: one command per line.
+//!
+//! ```text
+//! spawn NAME [parent=NAME] [newns] [set_tid=N,N,...] [nocap]
+//! exit NAME [code=N]
+//! wait NAME
+//! pid_max NAME N
+//! ps
+//! check
+//! ```
+//!
+//! Blank lines and lines starting with `#` are skipped. Names are 1 to 16
+//! characters from `[A-Za-z0-9_.-]`. Parsing only checks the form; whether a
+//! value is acceptable (a tid in range, a pid_max within bounds) is decided
+//! by the kernel code the command calls, so the errno is Linux's.
+
+use core::fmt;
+
+/// Longest `set_tid` list: one tid per namespace level (MAX_PID_NS_LEVEL + 1).
+pub const MAX_SET_TID: usize = 33;
+/// Longest task name.
+pub const MAX_NAME: usize = 16;
+
+/// A `set_tid` list, innermost namespace level first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetTid {
+    tids: [i32; MAX_SET_TID],
+    len: usize,
+}
+
+impl SetTid {
+    pub const EMPTY: SetTid = SetTid {
+        tids: [0; MAX_SET_TID],
+        len: 0,
+    };
+
+    pub fn as_slice(&self) -> &[i32] {
+        &self.tids[..self.len]
+    }
+}
+
+/// One parsed command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Spawn {
+        name: &'a str,
+        parent: Option<&'a str>,
+        newns: bool,
+        set_tid: SetTid,
+        nocap: bool,
+    },
+    Exit {
+        name: &'a str,
+        code: i32,
+    },
+    Wait {
+        name: &'a str,
+    },
+    PidMax {
+        name: &'a str,
+        max: i64,
+    },
+    Ps,
+    Check,
+}
+
+/// Why a line is not a command (answered `err EINVAL <this>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError<'a> {
+    UnknownCommand(&'a str),
+    Missing(&'static str),
+    BadName(&'a str),
+    BadArgument(&'a str),
+    TooManyArguments(&'a str),
+}
+
+impl fmt::Display for ParseError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::UnknownCommand(c) => write!(
+                f,
+                "unknown command `{c}` (commands: spawn exit wait pid_max ps check)"
+            ),
+            ParseError::Missing(what) => write!(f, "missing {what}"),
+            ParseError::BadName(n) => write!(
+                f,
+                "bad task name `{n}` (1-{MAX_NAME} characters from A-Z a-z 0-9 _ . -)"
+            ),
+            ParseError::BadArgument(a) => write!(f, "bad argument `{a}`"),
+            ParseError::TooManyArguments(a) => write!(f, "unexpected argument `{a}`"),
+        }
+    }
+}
+
+fn name(word: Option<&str>) -> Result<&str, ParseError<'_>> {
+    let n = word.ok_or(ParseError::Missing("task name"))?;
+    let ok = !n.is_empty()
+        && n.len() <= MAX_NAME
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(n)
+    } else {
+        Err(ParseError::BadName(n))
+    }
+}
+
+fn no_more<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<(), ParseError<'a>> {
+    match words.next() {
+        Some(w) => Err(ParseError::TooManyArguments(w)),
+        None => Ok(()),
+    }
+}
+
+/// Parses one line. `Ok(None)` for blank lines and comments.
+pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut words = line.split_ascii_whitespace();
+    let verb = words.next().expect("non-empty line");
+    let cmd = match verb {
+        "spawn" => {
+            let name = name(words.next())?;
+            let mut parent = None;
+            let mut newns = false;
+            let mut set_tid = SetTid::EMPTY;
+            let mut nocap = false;
+            for w in words {
+                if let Some(p) = w.strip_prefix("parent=") {
+                    parent = Some(self::name(Some(p))?);
+                } else if let Some(list) = w.strip_prefix("set_tid=") {
+                    for t in list.split(',') {
+                        if set_tid.len == MAX_SET_TID {
+                            return Err(ParseError::BadArgument(w));
+                        }
+                        set_tid.tids[set_tid.len] =
+                            t.parse().map_err(|_| ParseError::BadArgument(w))?;
+                        set_tid.len += 1;
+                    }
+                } else if w == "newns" {
+                    newns = true;
+                } else if w == "nocap" {
+                    nocap = true;
+                } else {
+                    return Err(ParseError::BadArgument(w));
+                }
+            }
+            Command::Spawn {
+                name,
+                parent,
+                newns,
+                set_tid,
+                nocap,
+            }
+        }
+        "exit" => {
+            let name = name(words.next())?;
+            let code = match words.next() {
+                None => 0,
+                Some(w) => w
+                    .strip_prefix("code=")
+                    .and_then(|c| c.parse().ok())
+                    .ok_or(ParseError::BadArgument(w))?,
+            };
+            no_more(words)?;
+            Command::Exit { name, code }
+        }
+        "wait" => {
+            let name = name(words.next())?;
+            no_more(words)?;
+            Command::Wait { name }
+        }
+        "pid_max" => {
+            let name = name(words.next())?;
+            let w = words.next().ok_or(ParseError::Missing("pid_max value"))?;
+            let max = w.parse().map_err(|_| ParseError::BadArgument(w))?;
+            no_more(words)?;
+            Command::PidMax { name, max }
+        }
+        "ps" => {
+            no_more(words)?;
+            Command::Ps
+        }
+        "check" => {
+            no_more(words)?;
+            Command::Check
+        }
+        other => return Err(ParseError::UnknownCommand(other)),
+    };
+    Ok(Some(cmd))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_with_everything() {
+        let c = parse("spawn a parent=init newns set_tid=1,300,7 nocap").unwrap();
+        let Some(Command::Spawn {
+            name,
+            parent,
+            newns,
+            set_tid,
+            nocap,
+        }) = c
+        else {
+            panic!("{c:?}")
+        };
+        assert_eq!(
+            (name, parent, newns, nocap),
+            ("a", Some("init"), true, true)
+        );
+        assert_eq!(set_tid.as_slice(), &[1, 300, 7]);
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(
+            parse("exit a code=3").unwrap(),
+            Some(Command::Exit { name: "a", code: 3 })
+        );
+        assert_eq!(
+            parse("exit a").unwrap(),
+            Some(Command::Exit { name: "a", code: 0 })
+        );
+        assert_eq!(
+            parse("  wait b ").unwrap(),
+            Some(Command::Wait { name: "b" })
+        );
+        assert_eq!(
+            parse("pid_max a 301").unwrap(),
+            Some(Command::PidMax {
+                name: "a",
+                max: 301
+            })
+        );
+        assert_eq!(parse("ps").unwrap(), Some(Command::Ps));
+        assert_eq!(parse("check").unwrap(), Some(Command::Check));
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("# comment").unwrap(), None);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        for (line, needle) in [
+            ("frob", "unknown command `frob`"),
+            ("spawn", "missing task name"),
+            ("spawn a/b", "bad task name"),
+            ("spawn aaaaaaaaaaaaaaaaa", "bad task name"),
+            ("spawn a set_tid=1,x", "bad argument"),
+            ("spawn a set_tid=99999999999", "bad argument"),
+            ("spawn a color=red", "bad argument"),
+            ("exit a code=x", "bad argument"),
+            ("wait a b", "unexpected argument `b`"),
+            ("pid_max a", "missing pid_max value"),
+            ("ps now", "unexpected argument"),
+        ] {
+            let e = parse(line).unwrap_err().to_string();
+            assert!(e.contains(needle), "{line}: {e}");
+        }
+        let many = format!("spawn a set_tid={}", ["1"; 34].join(","));
+        assert!(parse(&many).is_err());
+    }
+}
