@@ -56,10 +56,12 @@ run: setup
 # Host unit tests (kernel library, runner) and the in-QEMU integration tests.
 test: setup
 	cargo test
+	cargo test -p pidlab-plot
 
 # Lints the host build and the bare-metal build (arch code only exists there).
 clippy: toolchain
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p pidlab-plot --all-targets -- -D warnings
 	cargo clippy -p pidlab-kernel -p pidlab-kernel-bin --target $(TARGET) -- -D warnings
 
 fmt:
