@@ -47,17 +47,24 @@ pub const QEMU_PACKAGE: &str = "qemu-system-x86";
 /// QEMU accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
-    /// Software emulation, multi-threaded: the default (KVM here is nested
-    /// and far slower).
+    /// Software emulation, one host thread per vCPU (MTTCG): the default
+    /// (KVM here is nested and far slower). With more vCPUs than host
+    /// cores, a vCPU can be descheduled by the host at any instruction.
     Tcg,
+    /// Software emulation, all vCPUs round-robin on one host thread; a vCPU
+    /// executing `pause` yields to the next, so spinning waiters never hold
+    /// up a lock hand-off. No host parallelism.
+    TcgSingle,
     /// Hardware virtualisation, opt-in.
     Kvm,
 }
 
 impl Accel {
+    /// The name the kernel is told (`accel=...`).
     pub fn name(self) -> &'static str {
         match self {
             Accel::Tcg => "tcg",
+            Accel::TcgSingle => "tcg-single",
             Accel::Kvm => "kvm",
         }
     }
@@ -242,7 +249,8 @@ pub fn qemu_command(config: &RunConfig, cmdline: &Path) -> Command {
         ));
     }
     match config.accel {
-        Accel::Tcg => cmd.args(["-accel", "tcg"]),
+        Accel::Tcg => cmd.args(["-accel", "tcg,thread=multi"]),
+        Accel::TcgSingle => cmd.args(["-accel", "tcg,thread=single"]),
         Accel::Kvm => cmd.args(["-accel", "kvm", "-cpu", "host,-arch-capabilities"]),
     };
     cmd
@@ -393,14 +401,16 @@ pub enum Cli {
 
 /// Usage text for `cargo run -- --help`.
 pub const USAGE: &str = "\
-usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|kvm] [--timeout SECONDS]
+usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|tcg-single|kvm] [--timeout SECONDS]
                     [--script FILE] [KEY=VALUE ...]
 
 Boots the pidlab kernel under QEMU with the serial console on stdout.
 
   --smp N            virtual CPUs (1..=64, default 8)
   --mem SIZE         guest memory, e.g. 512M or 2G (default 1G)
-  --accel tcg|kvm    QEMU accelerator (default tcg; kvm is opt-in)
+  --accel A          QEMU accelerator: tcg (default; one host thread per vCPU),
+                     tcg-single (all vCPUs on one host thread, round-robin),
+                     kvm (opt-in; nested and slow on our machines)
   --timeout SECONDS  kill QEMU after this long (default 600)
   --script FILE      run the pidctl commands in FILE (implies bench=script)
   KEY=VALUE          run-time parameters for the kernel, e.g. bench=none
@@ -443,8 +453,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                 let v = value("--accel")?;
                 config.accel = match v.as_str() {
                     "tcg" => Accel::Tcg,
+                    "tcg-single" => Accel::TcgSingle,
                     "kvm" => Accel::Kvm,
-                    _ => return Err(format!("--accel {v}: expected tcg or kvm")),
+                    _ => return Err(format!("--accel {v}: expected tcg, tcg-single or kvm")),
                 };
             }
             "--timeout" => {

@@ -44,6 +44,7 @@ pub enum HeapSize {
 pub enum Accel {
     Unknown,
     Tcg,
+    TcgSingle,
     Kvm,
 }
 
@@ -52,6 +53,7 @@ impl Accel {
         match self {
             Accel::Unknown => "unknown",
             Accel::Tcg => "tcg",
+            Accel::TcgSingle => "tcg-single",
             Accel::Kvm => "kvm",
         }
     }
@@ -96,7 +98,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("loglevel", "off, error, warn, info, debug or trace"),
     ("test", "a comma-separated list of in-kernel test cases"),
-    ("accel", "tcg or kvm (set by the runner)"),
+    ("accel", "tcg, tcg-single or kvm (set by the runner)"),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
 ];
 
@@ -201,6 +203,7 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
             "accel" => {
                 cmd.accel = match value {
                     "tcg" => Accel::Tcg,
+                    "tcg-single" => Accel::TcgSingle,
                     "kvm" => Accel::Kvm,
                     _ => return Err(bad()),
                 };

@@ -47,6 +47,15 @@ impl Boot {
         self
     }
 
+    /// Runs all vCPUs round-robin on one host thread (`--accel
+    /// tcg-single`): for tests of lock semantics at more vCPUs than host
+    /// cores, where multi-threaded TCG makes ticket-lock hand-offs wait for
+    /// the host to reschedule a preempted waiter.
+    pub fn tcg_single(mut self) -> Self {
+        self.config.accel = pidlab_boot::Accel::TcgSingle;
+        self
+    }
+
     pub fn mem(mut self, mem: &str) -> Self {
         self.config.mem = mem.into();
         self
