@@ -16,10 +16,12 @@
 //!   cargo feature and in unit tests, so a benchmark build pays nothing.
 //! - [`lockstat`]: per-name statistics behind a run-time switch, one relaxed
 //!   load per acquisition when off.
+//! - [`bench`]: the lock microbenchmark core (`bench=locks`).
 //!
 //! The lock protocols are written once over [`word::AtomicWord`], so `loom`
 //! model checks (`make test-loom`) run the code the kernel runs.
 
+pub mod bench;
 pub mod debug;
 pub mod lockstat;
 pub mod rwlock;
