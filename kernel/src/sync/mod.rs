@@ -28,6 +28,22 @@ pub mod rwlock;
 pub mod ticket;
 mod word;
 
+/// Runs a loom model with a preemption bound (default 3, or
+/// `LOOM_MAX_PREEMPTIONS`), which keeps the models exhaustive over the
+/// interleavings that matter while finishing in seconds.
+#[cfg(all(test, loom))]
+fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    // Spin-waits yield to loom's scheduler on every round, so a waiting
+    // thread adds branches each time it is scheduled; the default (1,000)
+    // is too small for three threads contending.
+    builder.max_branches = 100_000;
+    builder.check(f);
+}
+
 pub use rwlock::{
     RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, TasklistLock, read_lock,
     rwlock_irq, write_lock_irq,
