@@ -9,7 +9,7 @@ QEMU_PACKAGE := qemu-system-x86
 # Extra arguments for `make run`, e.g. make run ARGS="--smp 2 bench=none"
 ARGS ?=
 
-.PHONY: setup toolchain qemu run test clippy fmt fmt-check
+.PHONY: setup toolchain qemu run test test-loom clippy fmt fmt-check
 
 setup: toolchain qemu
 
@@ -53,10 +53,19 @@ qemu:
 run: setup
 	cargo run -- $(ARGS)
 
-# Host unit tests (kernel library, runner) and the in-QEMU integration tests.
+# Host unit tests (kernel library, runner) and the in-QEMU integration tests,
+# then the loom models of the locks.
 test: setup
 	cargo test
 	cargo test -p pidlab-plot
+	$(MAKE) test-loom
+
+# loom model checks of the lock protocols (kernel/src/sync/*/loom_models.rs):
+# built with --cfg loom in their own target dir so the normal build is not
+# invalidated, and in release mode (loom explores thousands of interleavings).
+test-loom: toolchain
+	RUSTFLAGS="--cfg loom" cargo test -p pidlab-kernel --lib --release \
+	  --target-dir target/loom -- loom_models
 
 # Lints the host build and the bare-metal build (arch code only exists there).
 clippy: toolchain

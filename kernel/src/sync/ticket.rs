@@ -1,4 +1,4 @@
-//! The ticket spinlock (Linux x86's lock before qspinlock).
+//! The ticket spinlock (Linux x86's `arch_spinlock_t` before qspinlock).
 //!
 //! Two counters: `next` (the ticket dispenser) and `owner` (the ticket now
 //! served). `lock` takes a ticket with one atomic increment of `next` and
@@ -9,6 +9,12 @@
 //! waiter behind it waits too.
 //!
 //! Lock acquires with Acquire ordering and releases with Release ordering.
+//! The uncontended fast path is one `lock xadd` and one load; everything
+//! else (the wait-bound watchdog, recursion check, contention statistics)
+//! lives on the out-of-line slow path, entered only when the ticket is not
+//! served at once. The debug checks and statistics are described in
+//! [`super::debug`] and [`super::lockstat`].
+//!
 //! The IRQ disciplines are separate raw types, so a lock's type says how it
 //! must be taken: the guard of an IRQ-disabling lock carries the saved
 //! interrupt state and is `!Send` (it must be released on the CPU that took
@@ -17,47 +23,76 @@
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use super::debug::{self, HolderCpu, Watchdog};
+use super::lockstat::{self, HoldStart, LockKey, Mode};
+use super::word::AtomicWord;
 use crate::platform::{self, IrqFlags};
 
-/// The raw FIFO ticket lock, with a name for diagnostics.
-pub struct RawTicketLock {
-    next: AtomicU32,
-    owner: AtomicU32,
-    name: &'static str,
+/// The ticket protocol itself, generic over the atomic word so `loom` can
+/// check the very code the kernel runs (see [`super::word`]).
+pub(crate) struct Tickets<A = AtomicU32> {
+    next: A,
+    owner: A,
 }
 
-/// Guard state that pins the guard to the CPU that took the lock.
-pub struct NoSend(PhantomData<*const ()>);
-
-const NO_SEND: NoSend = NoSend(PhantomData);
-
-impl RawTicketLock {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLock {
+impl Tickets {
+    /// An unlocked ticket pair.
+    pub(crate) const fn new() -> Self {
+        Tickets {
             next: AtomicU32::new(0),
             owner: AtomicU32::new(0),
-            name,
+        }
+    }
+}
+
+impl<A: AtomicWord> Tickets<A> {
+    /// An unlocked ticket pair over any [`AtomicWord`] (loom models).
+    #[cfg_attr(not(all(test, loom)), allow(dead_code))]
+    pub(crate) fn with_words() -> Self {
+        Tickets {
+            next: A::with_value(0),
+            owner: A::with_value(0),
         }
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.name
+    /// Takes the next ticket (`xadd` on the dispenser). Relaxed: the
+    /// ordering comes from the Acquire load that sees the ticket served.
+    #[inline(always)]
+    pub(crate) fn take_ticket(&self) -> u32 {
+        self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    #[inline]
-    fn acquire(&self) {
-        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
-        while self.owner.load(Ordering::Acquire) != ticket {
-            platform::cpu_relax();
+    /// Whether `ticket` is being served; Acquire pairs with the Release in
+    /// [`unlock`](Self::unlock) of the previous holder.
+    #[inline(always)]
+    pub(crate) fn is_served(&self, ticket: u32) -> bool {
+        self.owner.load(Ordering::Acquire) == ticket
+    }
+
+    /// Spins until `ticket` is served, calling `on_spin` after each
+    /// [`AtomicWord::relax`].
+    #[inline(always)]
+    pub(crate) fn wait(&self, ticket: u32, mut on_spin: impl FnMut()) {
+        while !self.is_served(ticket) {
+            A::relax();
+            on_spin();
         }
     }
 
+    /// Takes a ticket and waits for it, without checks or statistics
+    /// (internal locks such as the lockstat registry, and loom models).
     #[inline]
-    fn try_acquire(&self) -> bool {
+    pub(crate) fn lock(&self) {
+        let ticket = self.take_ticket();
+        self.wait(ticket, || {});
+    }
+
+    /// Takes a ticket only if it would be served at once.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> bool {
+        // `owner` never passes `next`, so if `next` still equals the owner
+        // we read (even a stale one), the lock is free and ours.
         let owner = self.owner.load(Ordering::Relaxed);
-        // Take a ticket only if it would be served at once.
         self.next
             .compare_exchange(
                 owner,
@@ -68,42 +103,124 @@ impl RawTicketLock {
             .is_ok()
     }
 
-    #[inline]
-    fn release(&self) {
-        // Only the holder writes `owner`, so a load + store is enough.
+    /// Serves the next ticket.
+    #[inline(always)]
+    pub(crate) fn unlock(&self) {
+        // Only the holder writes `owner`, so a load + store is enough (a
+        // plain `mov` on x86, like Linux's ticket unlock).
         let owner = self.owner.load(Ordering::Relaxed);
         self.owner.store(owner.wrapping_add(1), Ordering::Release);
     }
 
-    #[inline]
-    fn locked(&self) -> bool {
+    /// Whether a ticket is out (held, or about to be).
+    pub(crate) fn is_locked(&self) -> bool {
         self.next.load(Ordering::Relaxed) != self.owner.load(Ordering::Relaxed)
+    }
+}
+
+/// The raw FIFO ticket lock, with a name for diagnostics and statistics.
+pub struct RawTicketLock {
+    tickets: Tickets,
+    holder: HolderCpu,
+    key: LockKey,
+}
+
+/// Guard state of a held ticket lock: the lockstat hold start, and `!Send`
+/// (a spinlock is released on the CPU that took it).
+pub struct Held {
+    hold_start: HoldStart,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RawTicketLock {
+    /// An unlocked lock called `name`.
+    pub const fn named(name: &'static str) -> Self {
+        RawTicketLock {
+            tickets: Tickets::new(),
+            holder: HolderCpu::new(),
+            key: LockKey::new(name),
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &'static str {
+        self.key.name()
+    }
+
+    /// `arch_spin_lock()` plus the debug and statistics hooks.
+    #[inline]
+    fn acquire(&self) -> Held {
+        let ticket = self.tickets.take_ticket();
+        if !self.tickets.is_served(ticket) {
+            self.wait_slow(ticket);
+        }
+        self.acquired()
+    }
+
+    #[inline(always)]
+    fn acquired(&self) -> Held {
+        self.holder.set();
+        Held {
+            hold_start: lockstat::acquired(&self.key, Mode::Exclusive),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The contended path: recursion check, bounded wait, statistics.
+    #[cold]
+    #[inline(never)]
+    fn wait_slow(&self, ticket: u32) {
+        self.holder.check_recursion(self.key.name());
+        let mut watchdog = Watchdog::start();
+        self.tickets.wait(ticket, || {
+            watchdog.tick(self.key.name(), || self.holder.get())
+        });
+        lockstat::contended(&self.key, Mode::Exclusive, watchdog.elapsed());
+    }
+
+    #[inline]
+    fn try_acquire(&self) -> Option<Held> {
+        self.tickets.try_lock().then(|| self.acquired())
+    }
+
+    /// `arch_spin_unlock()` plus the hooks.
+    #[inline]
+    fn release(&self, held: Held) {
+        lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
+        self.holder.clear();
+        self.tickets.unlock();
     }
 }
 
 // SAFETY: `acquire` returns only when this caller's ticket is served, and
 // tickets are unique (fetch_add), so one holder at a time; the Acquire load
-// in `acquire` pairs with the Release store in `release`.
+// in `acquire` pairs with the Release store in `release`. A panic in
+// `acquire` (debug checks) happens before the lock is held.
 unsafe impl lock_api::RawMutex for RawTicketLock {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = RawTicketLock::named("unnamed");
-    type Guard = NoSend;
+    type Guard = Held;
 
-    fn lock(&self) -> NoSend {
-        self.acquire();
-        NO_SEND
+    /// `spin_lock()`.
+    #[inline]
+    fn lock(&self) -> Held {
+        self.acquire()
     }
 
-    fn try_lock(&self) -> Option<NoSend> {
-        self.try_acquire().then_some(NO_SEND)
+    /// `spin_trylock()`.
+    #[inline]
+    fn try_lock(&self) -> Option<Held> {
+        self.try_acquire()
     }
 
-    unsafe fn unlock(&self, _guard: NoSend) {
-        self.release();
+    /// `spin_unlock()`.
+    #[inline]
+    unsafe fn unlock(&self, held: Held) {
+        self.release(held);
     }
 
     fn is_locked(&self) -> bool {
-        self.locked()
+        self.tickets.is_locked()
     }
 }
 
@@ -112,93 +229,116 @@ unsafe impl lock_api::RawMutex for RawTicketLock {
 pub struct RawTicketLockIrq(RawTicketLock);
 
 impl RawTicketLockIrq {
+    /// An unlocked lock called `name`.
     pub const fn named(name: &'static str) -> Self {
         RawTicketLockIrq(RawTicketLock::named(name))
     }
 
+    /// The lock's name.
     pub fn name(&self) -> &'static str {
-        self.0.name
+        self.0.key.name()
     }
 }
 
-// SAFETY: mutual exclusion comes from the inner ticket lock.
+// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
+// disabled before it is taken and enabled only after it is released.
 unsafe impl lock_api::RawMutex for RawTicketLockIrq {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = RawTicketLockIrq::named("unnamed");
-    type Guard = NoSend;
+    type Guard = Held;
 
-    fn lock(&self) -> NoSend {
+    /// `spin_lock_irq()`.
+    #[inline]
+    fn lock(&self) -> Held {
+        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
         platform::local_irq_disable();
-        self.0.acquire();
-        NO_SEND
+        self.0.acquire()
     }
 
-    fn try_lock(&self) -> Option<NoSend> {
+    #[inline]
+    fn try_lock(&self) -> Option<Held> {
+        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
         platform::local_irq_disable();
-        if self.0.try_acquire() {
-            Some(NO_SEND)
-        } else {
+        let held = self.0.try_acquire();
+        if held.is_none() {
             platform::local_irq_enable();
-            None
         }
+        held
     }
 
-    unsafe fn unlock(&self, _guard: NoSend) {
-        self.0.release();
+    /// `spin_unlock_irq()`.
+    #[inline]
+    unsafe fn unlock(&self, held: Held) {
+        debug::assert_irqs_off(self.0.key.name());
+        self.0.release(held);
         platform::local_irq_enable();
     }
 
     fn is_locked(&self) -> bool {
-        self.0.locked()
+        self.0.tickets.is_locked()
     }
 }
 
-/// Saved interrupt state held by an irqsave guard (`!Send`).
-pub struct SavedIrq(IrqFlags, PhantomData<*const ()>);
+/// Guard state of an irqsave lock: the interrupt state to restore, plus
+/// [`Held`] (so `!Send`).
+pub struct HeldIrqSave {
+    held: Held,
+    flags: IrqFlags,
+}
 
 /// `spin_lock_irqsave`: saves the interrupt state, disables interrupts,
 /// locks; unlocking restores the saved state.
 pub struct RawTicketLockIrqSave(RawTicketLock);
 
 impl RawTicketLockIrqSave {
+    /// An unlocked lock called `name`.
     pub const fn named(name: &'static str) -> Self {
         RawTicketLockIrqSave(RawTicketLock::named(name))
     }
 
+    /// The lock's name.
     pub fn name(&self) -> &'static str {
-        self.0.name
+        self.0.key.name()
     }
 }
 
-// SAFETY: mutual exclusion comes from the inner ticket lock.
+// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
+// disabled before it is taken and restored only after it is released.
 unsafe impl lock_api::RawMutex for RawTicketLockIrqSave {
     #[allow(clippy::declare_interior_mutable_const)]
     const INIT: Self = RawTicketLockIrqSave::named("unnamed");
-    type Guard = SavedIrq;
+    type Guard = HeldIrqSave;
 
-    fn lock(&self) -> SavedIrq {
+    /// `spin_lock_irqsave()`.
+    #[inline]
+    fn lock(&self) -> HeldIrqSave {
         let flags = platform::local_irq_save();
-        self.0.acquire();
-        SavedIrq(flags, PhantomData)
+        let held = self.0.acquire();
+        HeldIrqSave { held, flags }
     }
 
-    fn try_lock(&self) -> Option<SavedIrq> {
+    #[inline]
+    fn try_lock(&self) -> Option<HeldIrqSave> {
         let flags = platform::local_irq_save();
-        if self.0.try_acquire() {
-            Some(SavedIrq(flags, PhantomData))
-        } else {
-            platform::local_irq_restore(flags);
-            None
+        match self.0.try_acquire() {
+            Some(held) => Some(HeldIrqSave { held, flags }),
+            None => {
+                platform::local_irq_restore(flags);
+                None
+            }
         }
     }
 
-    unsafe fn unlock(&self, guard: SavedIrq) {
-        self.0.release();
-        platform::local_irq_restore(guard.0);
+    /// `spin_unlock_irqrestore()`.
+    #[inline]
+    unsafe fn unlock(&self, guard: HeldIrqSave) {
+        debug::assert_irqs_off(self.0.key.name());
+        self.0.release(guard.held);
+        platform::local_irq_restore(guard.flags);
     }
 
     fn is_locked(&self) -> bool {
-        self.0.locked()
+        self.0.tickets.is_locked()
     }
 }
 
@@ -209,7 +349,7 @@ pub type SpinLockIrq<T> = lock_api::Mutex<RawTicketLockIrq, T>;
 /// A ticket spinlock taken with `spin_lock_irqsave`.
 pub type SpinLockIrqSave<T> = lock_api::Mutex<RawTicketLockIrqSave, T>;
 
-/// A named [`SpinLock`].
+/// A named [`SpinLock`] (`DEFINE_SPINLOCK`).
 pub const fn spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
     lock_api::Mutex::from_raw(RawTicketLock::named(name), value)
 }
@@ -224,56 +364,8 @@ pub const fn spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSa
     lock_api::Mutex::from_raw(RawTicketLockIrqSave::named(name), value)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::platform::irqs_enabled;
-    use std::sync::Arc;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
-    #[test]
-    fn counter_is_exact_under_contention() {
-        let lock = Arc::new(spin_lock("test", 0u64));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let l = lock.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..20_000 {
-                        *l.lock() += 1;
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(*lock.lock(), 80_000);
-    }
-
-    #[test]
-    fn try_lock_fails_while_held() {
-        let lock = spin_lock("test", ());
-        let g = lock.lock();
-        assert!(lock.try_lock().is_none());
-        drop(g);
-        assert!(lock.try_lock().is_some());
-    }
-
-    #[test]
-    fn irq_disciplines() {
-        let a = spin_lock_irq("irq", 1);
-        {
-            let _g = a.lock();
-            assert!(!irqs_enabled());
-        }
-        assert!(irqs_enabled());
-        let b = spin_lock_irqsave("irqsave", 2);
-        let outer = platform::local_irq_save();
-        {
-            let _g = b.lock();
-            assert!(!irqs_enabled());
-        }
-        assert!(!irqs_enabled(), "irqsave restores the saved (off) state");
-        platform::local_irq_restore(outer);
-        assert!(irqs_enabled());
-    }
-}
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -1,0 +1,408 @@
+//! The lock microbenchmark core behind `bench=locks`.
+//!
+//! Two measurements, each printed as a human table and as CSV rows under
+//! [`LOCKS_CSV_HEADER`] (`locks,<lock>,<cpus>,<ops_per_sec>,...`):
+//!
+//! - **uncontended**: one CPU takes and releases a lock it alone uses,
+//!   `uncontended_ops` times between two reads of `platform::cycles()`; the
+//!   row's `cycles_per_op` is the cost of one lock+unlock pair. Every lock
+//!   flavour is measured: the plain ticket lock with lockstat off and on, its
+//!   `_irq`/`_irqsave` disciplines, the rwlock's `read_lock` and
+//!   `write_lock_irq`, and `spin::Mutex` (test-and-test-and-set).
+//! - **contended**: 1, 2, 4, 8 CPUs (capped at `Parallel::cpus()` and
+//!   `max_cpus`) hammer one lock, each incrementing a plain counter inside it,
+//!   for `millis` ms timed by CPU 0; `ops_per_sec` is the total over all
+//!   CPUs, `cycles_per_op` the wall cycles per completed critical section
+//!   (the hand-off cost), and the min/max share columns say how fairly the
+//!   lock served the CPUs (each CPU's ops as a percentage of the mean). For
+//!   each CPU count the ticket lock (lockstat off, then on) and the
+//!   test-and-set lock run back to back, so drift hits all alike.
+//!
+//! Both spin with `platform::cpu_relax` (`pause`), so the locks differ only
+//! in their protocol. `cycles` are TSC cycles on the machine and nanoseconds
+//! on the host; before TSC calibration (`cycles_per_sec() == 0`) a 1 GHz
+//! clock is assumed for timing and said so.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::hint::black_box;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::debug::LOCKDEBUG;
+use super::{lockstat, rwlock_irq, spin_lock, spin_lock_irq, spin_lock_irqsave};
+use crate::platform::{self, Parallel};
+
+/// The CSV header row printed above the `locks,...` rows.
+pub const LOCKS_CSV_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
+
+/// How long and how wide to run.
+#[derive(Clone, Copy, Debug)]
+pub struct LocksBenchParams {
+    /// Duration of each contended point, in milliseconds.
+    pub millis: u64,
+    /// Lock+unlock pairs per uncontended measurement.
+    pub uncontended_ops: u64,
+    /// Most CPUs to use (also capped at `Parallel::cpus()`).
+    pub max_cpus: usize,
+}
+
+impl Default for LocksBenchParams {
+    fn default() -> Self {
+        LocksBenchParams {
+            millis: 1000,
+            uncontended_ops: 1_000_000,
+            max_cpus: 8,
+        }
+    }
+}
+
+/// One measured point.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocksRow {
+    /// `ticket`, `ticket+lockstat`, `ticket_irq`, `ticket_irqsave`,
+    /// `rwlock_read`, `rwlock_write_irq` or `tas`.
+    pub lock: &'static str,
+    pub cpus: usize,
+    /// `uncontended` or `contended`.
+    pub bench: &'static str,
+    /// Lock+unlock pairs completed, over all CPUs.
+    pub ops: u64,
+    /// Wall cycles the ops took.
+    pub cycles: u64,
+    /// The clock rate used to turn cycles into time.
+    pub cycles_per_sec: u64,
+    /// Least and most ops of one CPU, in percent of the per-CPU mean.
+    pub min_share_pct: u64,
+    pub max_share_pct: u64,
+}
+
+impl LocksRow {
+    /// Completed ops per second, over all CPUs.
+    pub fn ops_per_sec(&self) -> u64 {
+        (self.ops as u128 * self.cycles_per_sec as u128 / self.cycles.max(1) as u128) as u64
+    }
+
+    /// Wall cycles per op, in tenths.
+    pub fn cycles_per_op_x10(&self) -> u64 {
+        self.cycles.saturating_mul(10) / self.ops.max(1)
+    }
+
+    /// Milliseconds the point ran.
+    pub fn millis(&self) -> u64 {
+        (self.cycles as u128 * 1000 / self.cycles_per_sec.max(1) as u128) as u64
+    }
+
+    /// The row under [`LOCKS_CSV_HEADER`].
+    pub fn csv(&self) -> String {
+        let cpo = self.cycles_per_op_x10();
+        format!(
+            "locks,{},{},{},{}.{},{},{},{},{},{},{}",
+            self.lock,
+            self.cpus,
+            self.ops_per_sec(),
+            cpo / 10,
+            cpo % 10,
+            self.bench,
+            self.ops,
+            self.millis(),
+            self.min_share_pct,
+            self.max_share_pct,
+            u8::from(LOCKDEBUG)
+        )
+    }
+}
+
+/// `spin::Mutex`'s wait hint: the same `pause` (host: yield) as ours.
+struct PlatformRelax;
+
+impl spin::RelaxStrategy for PlatformRelax {
+    #[inline(always)]
+    fn relax() {
+        platform::cpu_relax();
+    }
+}
+
+type TasLock<T> = spin::mutex::SpinMutex<T, PlatformRelax>;
+
+/// Keeps a benchmarked lock off the cache lines of the harness's counters.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// CPU counts to measure: 1, 2, 4, 8 up to `max`, plus `max` itself.
+fn cpu_counts(max: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = [1, 2, 4, 8].into_iter().filter(|&n| n <= max).collect();
+    if max >= 1 && !counts.contains(&max) {
+        counts.push(max);
+    }
+    counts
+}
+
+/// Measures `ops` calls of `op` on one CPU. None if the lock needs IRQs on
+/// (`needs_irqs`) and they are off there (its unlock would enable them).
+fn uncontended(
+    par: &dyn Parallel,
+    name: &'static str,
+    ops: u64,
+    cps: u64,
+    needs_irqs: bool,
+    op: &(impl Fn() + Sync),
+) -> Option<LocksRow> {
+    let cycles = AtomicU64::new(0);
+    let skipped = AtomicBool::new(false);
+    par.run(1, &|_| {
+        if needs_irqs && !platform::irqs_enabled() {
+            skipped.store(true, Ordering::Relaxed);
+            return;
+        }
+        for _ in 0..ops.min(1000) {
+            op();
+        }
+        let t0 = platform::cycles();
+        for _ in 0..ops {
+            op();
+        }
+        cycles.store(platform::cycles() - t0, Ordering::Relaxed);
+    });
+    if skipped.load(Ordering::Relaxed) {
+        println!("locks: {name}: skipped (IRQs are off on the bench CPU)");
+        return None;
+    }
+    Some(LocksRow {
+        lock: name,
+        cpus: 1,
+        bench: "uncontended",
+        ops,
+        cycles: cycles.load(Ordering::Relaxed),
+        cycles_per_sec: cps,
+        min_share_pct: 100,
+        max_share_pct: 100,
+    })
+}
+
+/// Runs `op` on `n` CPUs at once for `budget` cycles (timed by CPU 0).
+fn contended(
+    par: &dyn Parallel,
+    name: &'static str,
+    n: usize,
+    budget: u64,
+    cps: u64,
+    op: &(impl Fn() + Sync),
+) -> LocksRow {
+    /// CPU 0 reads the clock once per this many ops.
+    const BATCH: u64 = 64;
+    let arrived = Padded(AtomicUsize::new(0));
+    let stop = Padded(AtomicBool::new(false));
+    let elapsed = Padded(AtomicU64::new(0));
+    let counts: Vec<Padded<AtomicU64>> = (0..n).map(|_| Padded(AtomicU64::new(0))).collect();
+    par.run(n, &|i| {
+        arrived.0.fetch_add(1, Ordering::AcqRel);
+        while arrived.0.load(Ordering::Acquire) < n {
+            platform::cpu_relax();
+        }
+        let mut done = 0u64;
+        if i == 0 {
+            let t0 = platform::cycles();
+            loop {
+                for _ in 0..BATCH {
+                    op();
+                }
+                done += BATCH;
+                let now = platform::cycles();
+                if now - t0 >= budget {
+                    stop.0.store(true, Ordering::Relaxed);
+                    elapsed.0.store(now - t0, Ordering::Relaxed);
+                    break;
+                }
+            }
+        } else {
+            while !stop.0.load(Ordering::Relaxed) {
+                op();
+                done += 1;
+            }
+        }
+        counts[i].0.store(done, Ordering::Relaxed);
+    });
+    let per_cpu: Vec<u64> = counts.iter().map(|c| c.0.load(Ordering::Relaxed)).collect();
+    let ops: u64 = per_cpu.iter().sum();
+    let mean = (ops / n as u64).max(1);
+    let share = |v: u64| v * 100 / mean;
+    LocksRow {
+        lock: name,
+        cpus: n,
+        bench: "contended",
+        ops,
+        cycles: elapsed.0.load(Ordering::Relaxed),
+        cycles_per_sec: cps,
+        min_share_pct: share(per_cpu.iter().copied().min().unwrap_or(0)),
+        max_share_pct: share(per_cpu.iter().copied().max().unwrap_or(0)),
+    }
+}
+
+/// Runs `f` with lockstat switched to `on`, restoring the switch after.
+fn with_lockstat<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let was = lockstat::set_enabled(on);
+    let r = f();
+    lockstat::set_enabled(was);
+    r
+}
+
+/// Runs the lock microbenchmark on up to `params.max_cpus` CPUs of `par`,
+/// prints the table and the CSV rows, and returns the rows.
+pub fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<LocksRow> {
+    let calibrated = platform::cycles_per_sec();
+    let cps = if calibrated == 0 {
+        1_000_000_000
+    } else {
+        calibrated
+    };
+    let max = par.cpus().min(params.max_cpus).max(1);
+    let budget = params.millis.saturating_mul(cps / 1000).max(1);
+    let n_ops = params.uncontended_ops.max(1);
+    println!(
+        "locks: {} CPUs available, up to {max} used; contended points {} ms each; \
+         uncontended {n_ops} lock+unlock pairs; cycles at {cps} Hz{}; lockdebug {}",
+        par.cpus(),
+        params.millis,
+        if calibrated == 0 {
+            " (uncalibrated: assumed)"
+        } else {
+            ""
+        },
+        if LOCKDEBUG { "on" } else { "off" }
+    );
+
+    let ticket = Padded(spin_lock("bench_ticket", 0u64));
+    let ticket_irq = Padded(spin_lock_irq("bench_ticket_irq", 0u64));
+    let ticket_irqsave = Padded(spin_lock_irqsave("bench_ticket_irqsave", 0u64));
+    let rw = Padded(rwlock_irq("bench_rwlock", 0u64));
+    let tas = Padded(TasLock::new(0u64));
+    let ticket_op = || *ticket.0.lock() += 1;
+    let tas_op = || *tas.0.lock() += 1;
+
+    let mut rows = Vec::new();
+    let off = |f: &dyn Fn() -> Option<LocksRow>| with_lockstat(false, f);
+    rows.extend(off(&|| {
+        uncontended(par, "ticket", n_ops, cps, false, &ticket_op)
+    }));
+    rows.extend(with_lockstat(true, || {
+        uncontended(par, "ticket+lockstat", n_ops, cps, false, &ticket_op)
+    }));
+    rows.extend(off(&|| {
+        uncontended(par, "ticket_irq", n_ops, cps, true, &|| {
+            *ticket_irq.0.lock() += 1
+        })
+    }));
+    rows.extend(off(&|| {
+        uncontended(par, "ticket_irqsave", n_ops, cps, false, &|| {
+            *ticket_irqsave.0.lock() += 1
+        })
+    }));
+    rows.extend(off(&|| {
+        uncontended(par, "rwlock_read", n_ops, cps, false, &|| {
+            black_box(*rw.0.read());
+        })
+    }));
+    rows.extend(off(&|| {
+        uncontended(par, "rwlock_write_irq", n_ops, cps, true, &|| {
+            *rw.0.write() += 1
+        })
+    }));
+    rows.extend(off(&|| uncontended(par, "tas", n_ops, cps, false, &tas_op)));
+
+    for n in cpu_counts(max) {
+        rows.push(with_lockstat(false, || {
+            contended(par, "ticket", n, budget, cps, &ticket_op)
+        }));
+        rows.push(with_lockstat(true, || {
+            contended(par, "ticket+lockstat", n, budget, cps, &ticket_op)
+        }));
+        rows.push(with_lockstat(false, || {
+            contended(par, "tas", n, budget, cps, &tas_op)
+        }));
+    }
+
+    print_table(&rows);
+    println!("{LOCKS_CSV_HEADER}");
+    for row in &rows {
+        println!("{}", row.csv());
+    }
+    rows
+}
+
+fn print_table(rows: &[LocksRow]) {
+    println!(
+        "{:<18} {:>4} {:<12} {:>14} {:>10} {:>12} {:>8} {:>11}",
+        "lock", "cpus", "bench", "ops/s", "cycles/op", "ops", "ms", "share min-max%"
+    );
+    for r in rows {
+        let cpo = r.cycles_per_op_x10();
+        println!(
+            "{:<18} {:>4} {:<12} {:>14} {:>8}.{} {:>12} {:>8} {:>7}-{}",
+            r.lock,
+            r.cpus,
+            r.bench,
+            r.ops_per_sec(),
+            cpo / 10,
+            cpo % 10,
+            r.ops,
+            r.millis(),
+            r.min_share_pct,
+            r.max_share_pct
+        );
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::platform::HostThreads;
+
+    #[test]
+    fn cpu_counts_are_capped() {
+        assert_eq!(cpu_counts(1), [1]);
+        assert_eq!(cpu_counts(3), [1, 2, 3]);
+        assert_eq!(cpu_counts(8), [1, 2, 4, 8]);
+        assert_eq!(cpu_counts(64), [1, 2, 4, 8, 64]);
+    }
+
+    #[test]
+    fn rows_are_well_formed() {
+        let _serial = lockstat::test_serial();
+        let params = LocksBenchParams {
+            millis: 20,
+            uncontended_ops: 2000,
+            max_cpus: 4,
+        };
+        let rows = run_locks_bench(&HostThreads(4), &params);
+        let columns = LOCKS_CSV_HEADER.split(',').count();
+        assert!(LOCKS_CSV_HEADER.starts_with("locks,lock,cpus,ops_per_sec,"));
+        // 7 uncontended flavours, then 3 locks at 1, 2 and 4 CPUs.
+        assert_eq!(rows.len(), 7 + 3 * 3);
+        for row in &rows {
+            let csv = row.csv();
+            let fields: Vec<&str> = csv.split(',').collect();
+            assert_eq!(fields.len(), columns, "{csv}");
+            assert_eq!(fields[0], "locks");
+            assert_eq!(fields[1], row.lock);
+            assert_eq!(fields[2].parse::<usize>().unwrap(), row.cpus);
+            assert!(fields[3].parse::<u64>().unwrap() > 0, "{csv}");
+            assert!(fields[4].parse::<f64>().unwrap() > 0.0, "{csv}");
+            assert!(matches!(fields[5], "uncontended" | "contended"), "{csv}");
+            for f in &fields[6..] {
+                f.parse::<u64>().unwrap();
+            }
+            assert!(row.ops > 0);
+        }
+        for (lock, n) in [("ticket", 4), ("ticket+lockstat", 2), ("tas", 1)] {
+            assert!(
+                rows.iter()
+                    .any(|r| r.lock == lock && r.cpus == n && r.bench == "contended"),
+                "{lock} at {n} CPUs"
+            );
+        }
+        // The lockstat-on run counted into its class.
+        let stats = lockstat::read("bench_ticket").expect("bench_ticket class");
+        assert!(stats.exclusive.acquisitions > 0);
+    }
+}

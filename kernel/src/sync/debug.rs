@@ -1,0 +1,285 @@
+//! Lock debug checks: recursion, IRQ discipline, and a bound on every wait.
+//!
+//! Two tiers, so the uncontended fast path stays what the benchmark
+//! measures:
+//!
+//! - **Always on, slow path only.** Every spin-wait runs under a
+//!   [`Watchdog`]: a wait longer than the bound (default 2 s, of
+//!   `platform::cycles()` once `cycles_per_sec()` is calibrated, else a spin
+//!   count) panics naming the lock and the CPU holding it, so a deadlock is a
+//!   clear failure and not a hang. The watchdog starts only once a lock is
+//!   found taken, so an uncontended acquisition never reads the clock.
+//! - **[`LOCKDEBUG`], i.e. the `lockdebug` cargo feature (and every unit
+//!   test build).** Checks that need work on every acquisition: the holder's
+//!   CPU is recorded at lock time and cleared at unlock (a load of the CPU
+//!   index and two stores to the lock's own cache line), which lets the slow
+//!   path panic when this CPU already holds the lock (it would wait for
+//!   itself forever) and lets the watchdog name the owner; IRQ-safe locks
+//!   assert IF=0 at unlock (an IRQ-safe lock held with IRQs enabled can
+//!   deadlock against an interrupt handler on the same CPU), and `_irq`
+//!   variants assert IF=1 at lock (their unlock enables IRQs, which would be
+//!   wrong for a caller that had them off). These are compile-time so a
+//!   benchmark build pays for none of it: not even the load of a run-time
+//!   switch.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::platform;
+
+/// Whether the fast-path debug checks are compiled in.
+pub const LOCKDEBUG: bool = cfg!(any(test, feature = "lockdebug"));
+
+/// Default wait bound in milliseconds.
+pub const DEFAULT_WAIT_BOUND_MS: u64 = 2000;
+
+/// The wait bound when no cycle frequency is known: spins per millisecond
+/// (about 20 ns per `pause` round; generous on real CPUs, where `pause` is
+/// 10-140 cycles).
+const SPINS_PER_MS: u64 = 50_000;
+
+/// Rounds of spinning between two clock reads.
+const CHECK_EVERY: u32 = 1024;
+
+static WAIT_BOUND_MS: AtomicU64 = AtomicU64::new(DEFAULT_WAIT_BOUND_MS);
+
+/// The current wait bound in milliseconds.
+pub fn wait_bound_ms() -> u64 {
+    WAIT_BOUND_MS.load(Ordering::Relaxed)
+}
+
+/// Sets the bound on any lock wait, in milliseconds (0 disables the
+/// watchdog); returns the previous bound.
+pub fn set_wait_bound_ms(ms: u64) -> u64 {
+    WAIT_BOUND_MS.swap(ms, Ordering::Relaxed)
+}
+
+/// Who holds a lock, as far as the waiter can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// A writer or mutex holder on this CPU.
+    Cpu(usize),
+    /// Readers (a reader-writer lock), this many.
+    Readers(u32),
+    /// Not recorded (`lockdebug` off), or released since.
+    Unknown,
+}
+
+impl core::fmt::Display for Holder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Holder::Cpu(cpu) => write!(f, "held by cpu {cpu}"),
+            Holder::Readers(n) => write!(f, "held by {n} reader(s)"),
+            Holder::Unknown if LOCKDEBUG => f.write_str("holder unknown"),
+            Holder::Unknown => {
+                f.write_str("holder unknown (build with feature lockdebug to record it)")
+            }
+        }
+    }
+}
+
+/// The CPU holding a lock, plus one (0: none recorded). Written only when
+/// [`LOCKDEBUG`] is on.
+pub(crate) struct HolderCpu(AtomicU32);
+
+impl HolderCpu {
+    pub(crate) const fn new() -> Self {
+        HolderCpu(AtomicU32::new(0))
+    }
+
+    /// Records this CPU as the holder (just after acquiring).
+    #[inline(always)]
+    pub(crate) fn set(&self) {
+        if LOCKDEBUG {
+            self.0
+                .store(platform::cpu_id() as u32 + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the holder (just before releasing).
+    #[inline(always)]
+    pub(crate) fn clear(&self) {
+        if LOCKDEBUG {
+            self.0.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> Holder {
+        match self.0.load(Ordering::Relaxed) {
+            0 => Holder::Unknown,
+            n => Holder::Cpu(n as usize - 1),
+        }
+    }
+
+    /// Panics if this CPU holds the lock: called on the slow path, where it
+    /// is about to wait for itself. No false positives: only this CPU
+    /// writes its own index, and it clears it before releasing, so a value
+    /// naming this CPU is this CPU's own, still-current record.
+    pub(crate) fn check_recursion(&self, name: &str) {
+        if LOCKDEBUG {
+            let me = platform::cpu_id();
+            if self.get() == Holder::Cpu(me) {
+                panic!("lock {name}: recursive locking: cpu {me} already holds it");
+            }
+        }
+    }
+}
+
+/// Panics (with [`LOCKDEBUG`]) if IRQs are enabled while an IRQ-safe lock is
+/// held; called at unlock.
+#[inline(always)]
+pub(crate) fn assert_irqs_off(name: &str) {
+    if LOCKDEBUG && platform::irqs_enabled() {
+        irqs_on_while_held(name);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn irqs_on_while_held(name: &str) -> ! {
+    panic!("lock {name}: IRQ-safe lock held with IRQs enabled");
+}
+
+/// Panics (with [`LOCKDEBUG`]) if an `_irq` lock is taken with IRQs already
+/// off: its unlock would enable them behind the caller's back. If this CPU
+/// already holds the lock (IRQs are off because it does), that is the
+/// better diagnosis, so `holder` is checked first.
+#[inline(always)]
+pub(crate) fn assert_irqs_on_for_irq_lock(name: &str, holder: &HolderCpu) {
+    if LOCKDEBUG && !platform::irqs_enabled() {
+        irqs_off_at_irq_lock(name, holder);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn irqs_off_at_irq_lock(name: &str, holder: &HolderCpu) -> ! {
+    holder.check_recursion(name);
+    panic!("lock {name}: _irq lock taken with IRQs already off (its unlock would enable them)");
+}
+
+/// Bounds one spin-wait; see the module doc.
+pub(crate) struct Watchdog {
+    start: u64,
+    spins: u64,
+    until_check: u32,
+}
+
+impl Watchdog {
+    /// Starts timing a wait (slow path only: reads the clock).
+    pub(crate) fn start() -> Self {
+        Watchdog {
+            start: platform::cycles(),
+            spins: 0,
+            until_check: CHECK_EVERY,
+        }
+    }
+
+    /// Cycles since [`start`](Self::start).
+    pub(crate) fn elapsed(&self) -> u64 {
+        platform::cycles().saturating_sub(self.start)
+    }
+
+    /// Called once per spin round; panics past the bound, naming `name` and
+    /// whoever `holder` says holds it.
+    #[inline(always)]
+    pub(crate) fn tick(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+        self.until_check -= 1;
+        if self.until_check == 0 {
+            self.check(name, holder);
+        }
+    }
+
+    #[cold]
+    fn check(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+        self.until_check = CHECK_EVERY;
+        self.spins += u64::from(CHECK_EVERY);
+        let bound_ms = wait_bound_ms();
+        if expired(
+            bound_ms,
+            platform::cycles_per_sec(),
+            self.elapsed(),
+            self.spins,
+        ) {
+            panic!(
+                "lock {name}: cpu {} waited more than {bound_ms} ms; {}",
+                platform::cpu_id(),
+                holder()
+            );
+        }
+    }
+}
+
+/// Whether a wait of `elapsed` cycles and `spins` rounds is past `bound_ms`
+/// (0: never), by the clock if it is calibrated (`cps != 0`), else by the
+/// spin count.
+fn expired(bound_ms: u64, cps: u64, elapsed: u64, spins: u64) -> bool {
+    if bound_ms == 0 {
+        false
+    } else if cps != 0 {
+        elapsed > bound_ms.saturating_mul(cps / 1000)
+    } else {
+        spins > bound_ms.saturating_mul(SPINS_PER_MS)
+    }
+}
+
+/// Test helper: sets the wait bound for the life of the value and restores
+/// it on drop (also when a `should_panic` test unwinds). Overrides are
+/// serialized, so two tests cannot interleave their restores.
+#[cfg(all(test, not(loom)))]
+pub(crate) struct WaitBoundOverride {
+    previous: u64,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+#[cfg(all(test, not(loom)))]
+impl WaitBoundOverride {
+    pub(crate) fn new(ms: u64) -> Self {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        WaitBoundOverride {
+            previous: set_wait_bound_ms(ms),
+            _serial: serial,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl Drop for WaitBoundOverride {
+    fn drop(&mut self) {
+        set_wait_bound_ms(self.previous);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_bound_uses_cycles_or_spins() {
+        // Calibrated: 2 s at 1 GHz.
+        assert!(!expired(2000, 1_000_000_000, 1_999_000_000, u64::MAX));
+        assert!(expired(2000, 1_000_000_000, 2_001_000_000, 0));
+        // Uncalibrated (cycles_per_sec() == 0): spin count only.
+        assert!(!expired(2000, 0, u64::MAX, 2000 * SPINS_PER_MS));
+        assert!(expired(2000, 0, 0, 2000 * SPINS_PER_MS + 1));
+        // Bound 0 disables the watchdog.
+        assert!(!expired(0, 1, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn holder_is_named_in_messages() {
+        let h = HolderCpu::new();
+        assert_eq!(h.get(), Holder::Unknown);
+        h.set();
+        assert_eq!(h.get(), Holder::Cpu(platform::cpu_id()));
+        assert_eq!(
+            std::format!("{}", h.get()),
+            std::format!("held by cpu {}", platform::cpu_id())
+        );
+        h.clear();
+        assert_eq!(
+            std::format!("{}", Holder::Readers(3)),
+            "held by 3 reader(s)"
+        );
+    }
+}

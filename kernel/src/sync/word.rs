@@ -1,0 +1,87 @@
+//! The atomic word the lock state machines are built on, swappable for
+//! loom's.
+//!
+//! Each lock protocol (the ticket counters, the qrwlock count word) is
+//! written once, generic over [`AtomicWord`]. The kernel, its statics and
+//! the ordinary tests use `core`'s `AtomicU32`, which is const-constructible
+//! and compiles to plain `lock xadd`/`cmpxchg`/`mov`. The `loom` model
+//! checks (`make test-loom`, built with `--cfg loom`) instantiate the very
+//! same code with loom's `AtomicU32`, whose wait hint yields to loom's
+//! scheduler so a spinning thread lets the holder run. Keeping the choice a
+//! type parameter, rather than swapping the kernel's atomics crate-wide
+//! under `cfg(loom)`, keeps every lock constructor `const` in both builds.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use crate::platform;
+
+/// A 32-bit atomic cell plus the spin-wait hint that suits it.
+pub(crate) trait AtomicWord: Send + Sync {
+    /// A new cell holding `v` (non-const; the kernel's const constructors
+    /// build `AtomicU32` directly).
+    fn with_value(v: u32) -> Self;
+    fn load(&self, order: Ordering) -> u32;
+    fn store(&self, v: u32, order: Ordering);
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_or(&self, v: u32, order: Ordering) -> u32;
+    fn compare_exchange(
+        &self,
+        current: u32,
+        new: u32,
+        success: Ordering,
+        failure: Ordering,
+    ) -> Result<u32, u32>;
+    /// One round of a spin-wait loop (`pause` on the machine).
+    fn relax();
+}
+
+macro_rules! delegate_atomic_word {
+    ($ty:ty, $relax:expr) => {
+        impl AtomicWord for $ty {
+            #[inline(always)]
+            fn with_value(v: u32) -> Self {
+                <$ty>::new(v)
+            }
+            #[inline(always)]
+            fn load(&self, order: Ordering) -> u32 {
+                <$ty>::load(self, order)
+            }
+            #[inline(always)]
+            fn store(&self, v: u32, order: Ordering) {
+                <$ty>::store(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_add(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_sub(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_or(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_or(self, v, order)
+            }
+            #[inline(always)]
+            fn compare_exchange(
+                &self,
+                current: u32,
+                new: u32,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<u32, u32> {
+                <$ty>::compare_exchange(self, current, new, success, failure)
+            }
+            #[inline(always)]
+            fn relax() {
+                $relax
+            }
+        }
+    };
+}
+
+delegate_atomic_word!(AtomicU32, platform::cpu_relax());
+
+#[cfg(all(test, loom))]
+delegate_atomic_word!(loom::sync::atomic::AtomicU32, loom::thread::yield_now());
