@@ -17,7 +17,11 @@ extern crate alloc;
 #[macro_use]
 pub mod console;
 pub mod cmdline;
+pub mod errno;
+pub mod fault_inject;
+pub mod idr;
 pub mod mm;
+pub mod once;
 pub mod platform;
 pub mod sync;
 
