@@ -19,9 +19,12 @@ pub mod console;
 pub mod cmdline;
 pub mod errno;
 pub mod fault_inject;
+pub mod hlist;
 pub mod idr;
 pub mod mm;
 pub mod once;
+pub mod pid;
+pub mod pid_namespace;
 pub mod platform;
 pub mod sync;
 
