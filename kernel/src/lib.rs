@@ -25,6 +25,8 @@ pub mod mm;
 pub mod once;
 pub mod pid;
 pub mod pid_namespace;
+pub mod pid_soak;
+pub mod pidalloc;
 pub mod platform;
 pub mod sync;
 
