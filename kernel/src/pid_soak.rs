@@ -388,6 +388,21 @@ mod tests {
         assert!(report.enomem > 100, "{report}");
     }
 
+    /// A longer soak by hand:
+    /// `cargo test --release -p pidlab-kernel soak_long -- --ignored --nocapture`
+    #[test]
+    #[ignore = "takes seconds; run by hand with --release"]
+    fn soak_long() {
+        for fail_every in [0, 7] {
+            let cfg = SoakConfig {
+                fail_every,
+                ..SoakConfig::new(2_000_000, 8)
+            };
+            let report = pid_soak_with(&HostThreads(8), &cfg).unwrap();
+            std::println!("{report}");
+        }
+    }
+
     #[test]
     fn too_many_cpus_is_an_error() {
         assert!(pid_soak(&HostThreads(2), 10, 3).is_err());
