@@ -47,14 +47,14 @@ use alloc::alloc::{Layout, alloc, dealloc};
 use alloc::sync::Arc;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 
 use crate::errno::Errno;
 use crate::fault_inject::{FaultSite, should_fail};
 use crate::hlist::HlistHead;
 use crate::idr::{idr_preload, idr_preload_end};
 use crate::pid_namespace::{MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
-use crate::platform::{self, IrqFlags, MAX_CPUS};
+use crate::platform::{self, IrqFlags};
 use crate::sync::{RawTicketLock, SpinLock, ticket::spin_lock};
 
 /// Port of `enum pid_type`.
@@ -363,111 +363,6 @@ impl AllocPidStrategy {
             AllocPidStrategy::SingleLock => "single-lock",
         }
     }
-}
-
-/// Per-CPU pid operation counters (one writer per slot: its CPU).
-#[repr(align(128))]
-struct CpuPidStats {
-    alloc_calls: AtomicU64,
-    alloc_failed: AtomicU64,
-    alloc_locks: AtomicU64,
-    alloc_repreloads: AtomicU64,
-    free_calls: AtomicU64,
-    free_locks: AtomicU64,
-}
-
-impl CpuPidStats {
-    const fn new() -> Self {
-        CpuPidStats {
-            alloc_calls: AtomicU64::new(0),
-            alloc_failed: AtomicU64::new(0),
-            alloc_locks: AtomicU64::new(0),
-            alloc_repreloads: AtomicU64::new(0),
-            free_calls: AtomicU64::new(0),
-            free_locks: AtomicU64::new(0),
-        }
-    }
-}
-
-static PID_STATS: [CpuPidStats; MAX_CPUS] = [const { CpuPidStats::new() }; MAX_CPUS];
-
-/// Adds to this CPU's counter: only this CPU writes its slot, so a plain
-/// load and store (no locked instruction) is exact.
-#[inline]
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-}
-
-/// Counters of `alloc_pid` and `free_pid` calls and their pidmap_lock
-/// acquisitions, for one CPU or summed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PidStats {
-    /// `alloc_pid` calls.
-    pub alloc_calls: u64,
-    /// ... of which failed.
-    pub alloc_failed: u64,
-    /// pidmap_lock acquisitions by `alloc_pid`.
-    pub alloc_locks: u64,
-    /// Times `SingleLock` dropped the lock to preload again.
-    pub alloc_repreloads: u64,
-    /// `free_pid` calls.
-    pub free_calls: u64,
-    /// pidmap_lock acquisitions by `free_pid`.
-    pub free_locks: u64,
-}
-
-impl PidStats {
-    /// Counters accumulated between `earlier` and `self`.
-    pub fn since(&self, earlier: &PidStats) -> PidStats {
-        PidStats {
-            alloc_calls: self.alloc_calls - earlier.alloc_calls,
-            alloc_failed: self.alloc_failed - earlier.alloc_failed,
-            alloc_locks: self.alloc_locks - earlier.alloc_locks,
-            alloc_repreloads: self.alloc_repreloads - earlier.alloc_repreloads,
-            free_calls: self.free_calls - earlier.free_calls,
-            free_locks: self.free_locks - earlier.free_locks,
-        }
-    }
-
-    fn add(&mut self, o: &PidStats) {
-        self.alloc_calls += o.alloc_calls;
-        self.alloc_failed += o.alloc_failed;
-        self.alloc_locks += o.alloc_locks;
-        self.alloc_repreloads += o.alloc_repreloads;
-        self.free_calls += o.free_calls;
-        self.free_locks += o.free_locks;
-    }
-}
-
-/// CPU `cpu`'s counters (a consistent-enough snapshot; exact once that CPU
-/// is idle). Out-of-range CPUs read as zero.
-pub fn pid_stats_cpu(cpu: usize) -> PidStats {
-    let Some(s) = PID_STATS.get(cpu) else {
-        return PidStats::default();
-    };
-    let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    PidStats {
-        alloc_calls: r(&s.alloc_calls),
-        alloc_failed: r(&s.alloc_failed),
-        alloc_locks: r(&s.alloc_locks),
-        alloc_repreloads: r(&s.alloc_repreloads),
-        free_calls: r(&s.free_calls),
-        free_locks: r(&s.free_locks),
-    }
-}
-
-/// This CPU's counters.
-pub fn pid_stats_this_cpu() -> PidStats {
-    pid_stats_cpu(platform::cpu_id())
-}
-
-/// All CPUs' counters summed.
-pub fn pid_stats_total() -> PidStats {
-    let mut t = PidStats::default();
-    for cpu in 0..MAX_CPUS {
-        t.add(&pid_stats_cpu(cpu));
-    }
-    t
 }
 
 /// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
@@ -858,6 +753,11 @@ pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
     drop(g);
     Some(PidRef { ptr: p })
 }
+
+mod stats;
+
+use stats::{PID_STATS, bump};
+pub use stats::{PidStats, pid_stats_cpu, pid_stats_this_cpu, pid_stats_total};
 
 #[cfg(test)]
 mod tests;

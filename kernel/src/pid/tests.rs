@@ -12,6 +12,7 @@ use crate::pid_namespace::{
 };
 use crate::platform::{HostThreads, Parallel};
 use core::num::NonZeroUsize;
+use core::sync::atomic::AtomicU64;
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
