@@ -1,0 +1,229 @@
+//! Run-time fault injection for the pid subsystem's allocations.
+//!
+//! Linux has `lib/fault-inject.c` with the `failslab` and
+//! `fail_page_alloc` attributes; this is a much smaller cousin with one
+//! switch per allocation site the pid code has:
+//!
+//! - [`FaultSite::PidAlloc`]: allocating a `struct pid` (alloc_pid's
+//!   `kmem_cache_alloc`, -> ENOMEM);
+//! - [`FaultSite::PreloadFill`]: `idr_preload()` filling this CPU's node
+//!   pool (the `GFP_KERNEL` allocation that may fail; a failed fill leaves
+//!   the pool as it was);
+//! - [`FaultSite::NodeAlloc`]: the IDR taking a node from the preload pool
+//!   under the lock (the `GFP_ATOMIC` allocation; fails as if the pool were
+//!   empty).
+//!
+//! Each site is armed with a [`FaultMode`] (fail the next N attempts, or
+//! every k-th attempt), either for every CPU or for one CPU, and counts how
+//! often it fired. The switches are global and change at run time, so a
+//! test, the benchmark or a reliability soak can arm them around any code.
+//! A site with nothing armed costs one relaxed load of a read-mostly word.
+//!
+//! Per-CPU settings exist for the host, where tests run in parallel threads
+//! (each its own simulated CPU): a test arms a site for its own CPU only and
+//! cannot disturb the others.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::platform::{self, MAX_CPUS};
+
+/// The allocation sites that can be made to fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultSite {
+    /// `struct pid` allocation in `alloc_pid`.
+    PidAlloc,
+    /// `idr_preload()` filling the per-CPU node pool.
+    PreloadFill,
+    /// The IDR taking a node from the preload pool under the lock.
+    NodeAlloc,
+}
+
+impl FaultSite {
+    /// Every site.
+    pub const ALL: [FaultSite; 3] = [
+        FaultSite::PidAlloc,
+        FaultSite::PreloadFill,
+        FaultSite::NodeAlloc,
+    ];
+
+    fn state(self) -> &'static SiteState {
+        &SITES[self as usize]
+    }
+}
+
+/// How an armed site fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Never fail (disarm).
+    Off,
+    /// Fail the next `n` attempts, then disarm.
+    FailNext(u32),
+    /// Fail every `k`-th attempt (`1` fails all of them) until disarmed.
+    FailEvery(u32),
+}
+
+/// Slot index of the "any CPU" setting (after the per-CPU slots).
+const ANY_CPU: usize = MAX_CPUS;
+
+struct SlotState {
+    /// Set by [`fault_inject`] while this slot has a mode other than `Off`.
+    configured: AtomicBool,
+    next_n: AtomicU32,
+    every_k: AtomicU32,
+    attempts: AtomicU32,
+}
+
+impl SlotState {
+    const fn new() -> Self {
+        SlotState {
+            configured: AtomicBool::new(false),
+            next_n: AtomicU32::new(0),
+            every_k: AtomicU32::new(0),
+            attempts: AtomicU32::new(0),
+        }
+    }
+}
+
+/// One site: a setting per CPU plus one for every CPU, so parallel users
+/// (host tests, each its own CPU) arm the same site independently.
+struct SiteState {
+    /// How many slots are configured: the fast path's only load.
+    configured_slots: AtomicU32,
+    fired: AtomicU64,
+    slots: [SlotState; MAX_CPUS + 1],
+}
+
+impl SiteState {
+    const fn new() -> Self {
+        SiteState {
+            configured_slots: AtomicU32::new(0),
+            fired: AtomicU64::new(0),
+            slots: [const { SlotState::new() }; MAX_CPUS + 1],
+        }
+    }
+}
+
+static SITES: [SiteState; 3] = [const { SiteState::new() }; 3];
+
+/// Arms (or, with [`FaultMode::Off`], disarms) `site`, for attempts on CPU
+/// `c` only (`cpu = Some(c)`) or on every CPU (`None`). The per-CPU and the
+/// every-CPU settings are independent; an attempt fails if either says so.
+/// An out-of-range CPU is ignored.
+pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
+    let idx = cpu.unwrap_or(ANY_CPU);
+    if idx > ANY_CPU {
+        return;
+    }
+    let s = site.state();
+    let slot = &s.slots[idx];
+    let (n, k) = match mode {
+        FaultMode::Off => (0, 0),
+        FaultMode::FailNext(n) => (n, 0),
+        FaultMode::FailEvery(k) => (0, k),
+    };
+    slot.next_n.store(n, Ordering::SeqCst);
+    slot.every_k.store(k, Ordering::SeqCst);
+    slot.attempts.store(0, Ordering::SeqCst);
+    let on = n > 0 || k > 0;
+    if slot.configured.swap(on, Ordering::SeqCst) != on {
+        if on {
+            s.configured_slots.fetch_add(1, Ordering::SeqCst);
+        } else {
+            s.configured_slots.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Disarms every site on every CPU.
+pub fn fault_clear_all() {
+    for site in FaultSite::ALL {
+        for cpu in 0..MAX_CPUS {
+            fault_inject(site, FaultMode::Off, Some(cpu));
+        }
+        fault_inject(site, FaultMode::Off, None);
+    }
+}
+
+/// How many times `site` has made an attempt fail since boot.
+pub fn fault_fired(site: FaultSite) -> u64 {
+    site.state().fired.load(Ordering::Relaxed)
+}
+
+/// Whether this attempt at `site` must fail. Called by the allocation
+/// sites; one relaxed load when nothing is armed.
+#[inline]
+pub fn should_fail(site: FaultSite) -> bool {
+    let s = site.state();
+    if s.configured_slots.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    should_fail_slow(s)
+}
+
+#[cold]
+fn should_fail_slow(s: &SiteState) -> bool {
+    let fail = slot_fires(&s.slots[platform::cpu_id()]) | slot_fires(&s.slots[ANY_CPU]);
+    if fail {
+        s.fired.fetch_add(1, Ordering::Relaxed);
+    }
+    fail
+}
+
+fn slot_fires(slot: &SlotState) -> bool {
+    if !slot.configured.load(Ordering::Acquire) {
+        return false;
+    }
+    let mut n = slot.next_n.load(Ordering::Acquire);
+    while n > 0 {
+        match slot
+            .next_n
+            .compare_exchange_weak(n, n - 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => return true,
+            Err(now) => n = now,
+        }
+    }
+    let k = slot.every_k.load(Ordering::Relaxed);
+    k > 0 && (slot.attempts.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Each test arms sites for its own (simulated) CPU only, so parallel
+    // tests never see each other's faults.
+    fn here() -> Option<usize> {
+        Some(platform::cpu_id())
+    }
+
+    #[test]
+    fn fail_next_n_then_stops() {
+        fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(2), here());
+        assert!(should_fail(FaultSite::PidAlloc));
+        assert!(should_fail(FaultSite::PidAlloc));
+        assert!(!should_fail(FaultSite::PidAlloc));
+        fault_inject(FaultSite::PidAlloc, FaultMode::Off, here());
+    }
+
+    #[test]
+    fn fail_every_kth() {
+        fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(3), here());
+        let pattern: Vec<bool> = (0..6).map(|_| should_fail(FaultSite::NodeAlloc)).collect();
+        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        assert_eq!(pattern, [false, false, true, false, false, true]);
+        assert!(!should_fail(FaultSite::NodeAlloc));
+    }
+
+    #[test]
+    fn cpu_filter_spares_other_cpus() {
+        let me = platform::cpu_id();
+        fault_inject(FaultSite::PreloadFill, FaultMode::FailEvery(1), Some(me));
+        let other = std::thread::spawn(|| should_fail(FaultSite::PreloadFill))
+            .join()
+            .unwrap();
+        assert!(!other);
+        assert!(should_fail(FaultSite::PreloadFill));
+        fault_inject(FaultSite::PreloadFill, FaultMode::Off, here());
+    }
+}

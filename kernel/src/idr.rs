@@ -1,0 +1,535 @@
+//! The IDR: an id -> pointer map over a radix tree of 64-slot nodes, with
+//! per-CPU preload pools (Linux's lib/idr.c over lib/radix-tree.c).
+//!
+//! **Tree.** Ids below [`IDR_ID_LIMIT`] (2^24, so every `pid_max` up to
+//! 4,194,304 fits) live in a radix tree of [`IdrNode`]s with 64 slots each,
+//! at most [`IDR_MAX_HEIGHT`] = 4 levels. Like Linux's tree it grows at the
+//! top when an id beyond its reach is inserted and shrinks when only slot 0
+//! of the root is used, and a node is freed as soon as nothing lives below
+//! it; so the shape is a function of the set of ids alone. An allocated id
+//! may hold a null pointer: that is how `alloc_pid` reserves a number
+//! before the pid is published (`idr_find` then still says "nothing").
+//!
+//! **Free marks.** Every node keeps two bitmaps: `present` (the slot holds
+//! an entry or a child) and `full` (nothing below the slot is free: an
+//! allocated id in a leaf, a child node with no free id). This is the
+//! radix tree's `IDR_FREE` tag inverted. Finding the first free id at or
+//! after a start is a walk of at most two descents, one bitmap scan per
+//! node, whatever the number of live ids; that is what keeps `alloc_pid`
+//! flat from a thousand to a million live pids.
+//!
+//! **Preload.** Under a spinlock nothing may wait for memory, so, as in
+//! Linux, the caller first runs [`idr_preload`] (outside the lock), which
+//! fills this CPU's pool up to [`IDR_PRELOAD_SIZE`] nodes, the most a
+//! single insertion can need; insertions under the lock take nodes only
+//! from that pool and fail with ENOMEM when it runs dry. Linux keeps the
+//! task on its CPU between `idr_preload()` and `idr_preload_end()` by
+//! disabling preemption; our kernel is not preemptive and interrupt
+//! handlers never allocate ids, so the pool filled by `idr_preload` is the
+//! one the insertion finds, and [`idr_preload_end`] has nothing to undo.
+//! Insertion is all-or-nothing: the nodes it needs are counted and taken
+//! before the tree changes, so a failed insertion leaves no empty nodes
+//! behind.
+//!
+//! **Memory.** Node memory comes from one seam, [`idr_node_alloc`] /
+//! [`idr_node_free`], which counts what it hands out per CPU so leaks are
+//! observable ([`idr_node_stats`]). Nodes emptied by removals go back to
+//! the seam at once (Linux frees them to the slab after an RCU grace
+//! period), which keeps a small per-CPU cache of clean nodes for reuse in
+//! front of the global allocator, as the slab's per-CPU caches do; issue 6
+//! replaces it with per-CPU object caches. So the stock `alloc_pid`'s extra
+//! preloads cost a cache hit, not a trip to the allocator, as in Linux.
+//!
+//! **Locking.** An [`Idr`] is plain data (`&mut self` for changes); the
+//! caller provides the lock (`pidmap_lock` for the pid IDRs).
+
+use core::marker::PhantomData;
+use core::ptr;
+
+use crate::errno::Errno;
+
+mod preload;
+
+pub use preload::{
+    IDR_NODE_CACHE_SIZE, IdrNodeStats, idr_node_alloc, idr_node_cache_drain, idr_node_free,
+    idr_node_stats, idr_node_stats_this_cpu, idr_preload, idr_preload_count, idr_preload_drain,
+    idr_preload_end,
+};
+use preload::{NodeBatch, node_release};
+
+/// Bits of the id consumed per tree level.
+pub const IDR_BITS: u32 = 6;
+/// Slots per node.
+pub const IDR_SLOTS: usize = 1 << IDR_BITS;
+/// Most levels a tree can have.
+pub const IDR_MAX_HEIGHT: u32 = 4;
+/// Ids are below this (2^24 >= Linux's `PID_MAX_LIMIT` of 2^22).
+pub const IDR_ID_LIMIT: u32 = 1 << (IDR_BITS * IDR_MAX_HEIGHT);
+/// Nodes one insertion may need at worst, hence the preload pool's size:
+/// growing a one-level tree to four levels takes three new roots, and the
+/// new id's path below the top takes three more. (Linux's
+/// `RADIX_TREE_PRELOAD_SIZE` is `2 * RADIX_TREE_MAX_PATH - 1` for the same
+/// reason.)
+pub const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
+
+/// One radix tree node: 64 slots (children, or entries in a leaf) and the
+/// bitmaps that make free-id search a bit scan per level.
+#[repr(C, align(64))]
+pub struct IdrNode {
+    /// Bit i: slot i holds a child (internal) or an allocated id (leaf).
+    present: u64,
+    /// Bit i: nothing below slot i is free.
+    full: u64,
+    /// Id bits below this node's slot index: 0 for a leaf.
+    shift: u32,
+    slots: [*mut (); IDR_SLOTS],
+}
+
+impl IdrNode {
+    fn is_clean(&self) -> bool {
+        self.present == 0 && self.full == 0 && self.slots.iter().all(|s| s.is_null())
+    }
+}
+
+/// Ids a tree of `height` levels covers.
+fn capacity(height: u32) -> u64 {
+    if height == 0 {
+        0
+    } else {
+        1u64 << (IDR_BITS * height)
+    }
+}
+
+/// Levels needed to hold `id`.
+fn height_for(id: u32) -> u32 {
+    let bits = 32 - id.leading_zeros();
+    1 + bits.saturating_sub(1) / IDR_BITS
+}
+
+fn slot_of(id: u32, shift: u32) -> usize {
+    ((id >> shift) as usize) & (IDR_SLOTS - 1)
+}
+
+/// Port of `struct idr`: ids mapped to `*mut T` (null: allocated but not
+/// published), with the cyclic cursor `idr_next`.
+pub struct Idr<T> {
+    root: *mut IdrNode,
+    height: u32,
+    next: u32,
+    nr_ids: u32,
+    nr_nodes: u32,
+    _entries: PhantomData<*mut T>,
+}
+
+impl<T> Default for Idr<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Idr<T> {
+    /// Port of `idr_init()`: an empty IDR with its cursor at 0.
+    pub const fn new() -> Self {
+        Idr {
+            root: ptr::null_mut(),
+            height: 0,
+            next: 0,
+            nr_ids: 0,
+            nr_nodes: 0,
+            _entries: PhantomData,
+        }
+    }
+
+    /// Allocated ids (published or not).
+    pub fn nr_ids(&self) -> u32 {
+        self.nr_ids
+    }
+
+    /// Nodes in the tree (0 when empty: nothing leaks).
+    pub fn nr_nodes(&self) -> u32 {
+        self.nr_nodes
+    }
+
+    /// Levels in the tree (0 when empty).
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Port of `idr_is_empty()`.
+    pub fn is_empty(&self) -> bool {
+        self.root.is_null()
+    }
+
+    /// Port of `idr_get_cursor()`.
+    pub fn get_cursor(&self) -> u32 {
+        self.next
+    }
+
+    /// Port of `idr_set_cursor()`.
+    pub fn set_cursor(&mut self, next: u32) {
+        self.next = next;
+    }
+
+    /// Port of `idr_alloc()`: allocates the lowest free id in `[start, end)`
+    /// (`end == 0`: no upper bound but [`IDR_ID_LIMIT`]) and stores `ptr`.
+    /// ENOSPC if none is free, ENOMEM if the preload pool cannot supply the
+    /// nodes. Does not move the cursor.
+    pub fn alloc(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
+        let max = Self::max_of(end);
+        let id = self.find_free(start, max).ok_or(Errno::ENOSPC)?;
+        self.insert(id, ptr)?;
+        Ok(id)
+    }
+
+    /// Port of `idr_alloc_cyclic()`: like [`alloc`](Self::alloc), but
+    /// searches from the cursor (or `start`, if higher), wraps to `start`
+    /// once, and on success moves the cursor past the new id.
+    pub fn alloc_cyclic(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
+        let max = Self::max_of(end);
+        let from = self.next.max(start);
+        let id = match self.find_free(from, max) {
+            Some(id) => id,
+            None if from > start => self.find_free(start, max).ok_or(Errno::ENOSPC)?,
+            None => return Err(Errno::ENOSPC),
+        };
+        self.insert(id, ptr)?;
+        self.next = id + 1;
+        Ok(id)
+    }
+
+    /// Port of `idr_find()`: the pointer stored at `id`; null if `id` is
+    /// free or allocated without a pointer yet.
+    pub fn find(&self, id: u32) -> *mut T {
+        match self.leaf_of(id) {
+            // SAFETY: `leaf_of` returns a node of this tree.
+            Some((leaf, off)) => unsafe { (*leaf).slots[off].cast() },
+            None => ptr::null_mut(),
+        }
+    }
+
+    /// Whether `id` is allocated (published or reserved).
+    pub fn is_allocated(&self, id: u32) -> bool {
+        // SAFETY: `leaf_of` returns a node of this tree.
+        self.leaf_of(id)
+            .is_some_and(|(leaf, off)| unsafe { (*leaf).present } & (1 << off) != 0)
+    }
+
+    /// Port of `idr_replace()`: stores `ptr` at the allocated `id`,
+    /// returning the old pointer; ENOENT if `id` is not allocated.
+    pub fn replace(&mut self, ptr: *mut T, id: u32) -> Result<*mut T, Errno> {
+        let (leaf, off) = self.leaf_of(id).ok_or(Errno::ENOENT)?;
+        // SAFETY: a node of this tree, which `&mut self` lets us change.
+        let leaf = unsafe { &mut *leaf };
+        if leaf.present & (1 << off) == 0 {
+            return Err(Errno::ENOENT);
+        }
+        Ok(core::mem::replace(&mut leaf.slots[off], ptr.cast()).cast())
+    }
+
+    /// Port of `idr_remove()`: frees `id`, returning its pointer, or `None`
+    /// if it was not allocated. Emptied nodes go back to the preload pool.
+    pub fn remove(&mut self, id: u32) -> Option<*mut T> {
+        if u64::from(id) >= capacity(self.height) {
+            return None;
+        }
+        let mut path = [ptr::null_mut::<IdrNode>(); IDR_MAX_HEIGHT as usize];
+        let mut depth = 0;
+        let mut node = self.root;
+        // SAFETY: every pointer followed is a node of this tree, which
+        // `&mut self` lets us change; freed nodes are unlinked first.
+        unsafe {
+            while (*node).shift > 0 {
+                let child = (*node).slots[slot_of(id, (*node).shift)].cast::<IdrNode>();
+                if child.is_null() {
+                    return None;
+                }
+                path[depth] = node;
+                depth += 1;
+                node = child;
+            }
+            let off = slot_of(id, 0);
+            let bit = 1u64 << off;
+            if (*node).present & bit == 0 {
+                return None;
+            }
+            let value = core::mem::replace(&mut (*node).slots[off], ptr::null_mut());
+            (*node).present &= !bit;
+            (*node).full &= !bit;
+            let mut child = node;
+            while depth > 0 {
+                depth -= 1;
+                let parent = path[depth];
+                let pbit = 1u64 << slot_of(id, (*parent).shift);
+                let emptied = (*child).present == 0;
+                let was_full = (*parent).full & pbit != 0;
+                (*parent).full &= !pbit;
+                if emptied {
+                    (*parent).slots[slot_of(id, (*parent).shift)] = ptr::null_mut();
+                    (*parent).present &= !pbit;
+                    self.release(child);
+                } else if !was_full {
+                    // Ancestors already know there is room below them.
+                    break;
+                }
+                child = parent;
+            }
+            if (*self.root).present == 0 {
+                self.release(self.root);
+                self.root = ptr::null_mut();
+                self.height = 0;
+            } else {
+                self.shrink();
+            }
+            self.nr_ids -= 1;
+            Some(value.cast())
+        }
+    }
+
+    /// Port of `idr_for_each()`: visits every allocated id in order with
+    /// its pointer (null for reserved ids).
+    pub fn for_each(&self, mut f: impl FnMut(u32, *mut T)) {
+        if !self.root.is_null() {
+            // SAFETY: the root of this tree.
+            unsafe { Self::visit(self.root, 0, &mut f) };
+        }
+    }
+
+    /// # Safety
+    /// `node` is a node of this tree.
+    unsafe fn visit(node: *mut IdrNode, base: u32, f: &mut impl FnMut(u32, *mut T)) {
+        // SAFETY: per the contract, and children of tree nodes are nodes.
+        unsafe {
+            let mut bits = (*node).present;
+            while bits != 0 {
+                let slot = bits.trailing_zeros();
+                bits &= bits - 1;
+                let id = base + (slot << (*node).shift);
+                let entry = (*node).slots[slot as usize];
+                if (*node).shift == 0 {
+                    f(id, entry.cast());
+                } else {
+                    Self::visit(entry.cast(), id, f);
+                }
+            }
+        }
+    }
+
+    fn max_of(end: u32) -> u32 {
+        if end == 0 || end > IDR_ID_LIMIT {
+            IDR_ID_LIMIT - 1
+        } else {
+            end - 1
+        }
+    }
+
+    /// The leaf holding `id`'s slot, if the tree has one.
+    fn leaf_of(&self, id: u32) -> Option<(*mut IdrNode, usize)> {
+        if u64::from(id) >= capacity(self.height) {
+            return None;
+        }
+        let mut node = self.root;
+        // SAFETY: nodes of this tree, read only.
+        unsafe {
+            while (*node).shift > 0 {
+                node = (*node).slots[slot_of(id, (*node).shift)].cast();
+                if node.is_null() {
+                    return None;
+                }
+            }
+        }
+        Some((node, slot_of(id, 0)))
+    }
+
+    /// The lowest free id in `[start, max]` (Linux: `idr_get_free()`'s
+    /// search), found with the `full` bitmaps: descend while the slot on
+    /// the way has room; if its subtree has room only before `start`, step
+    /// to the next slot with room in the parent, whose subtree then surely
+    /// has some.
+    fn find_free(&self, start: u32, max: u32) -> Option<u32> {
+        if start > max {
+            return None;
+        }
+        let cap = capacity(self.height);
+        if u64::from(start) >= cap {
+            // Beyond the tree: free; the insertion grows the tree.
+            return Some(start);
+        }
+        let mut stack = [(ptr::null_mut::<IdrNode>(), 0u64); IDR_MAX_HEIGHT as usize];
+        let mut depth = 0;
+        let (mut node, mut base) = (self.root, 0u64);
+        let mut index = u64::from(start);
+        // SAFETY: nodes of this tree, read only.
+        let found = unsafe {
+            loop {
+                let shift = (*node).shift;
+                let end = base + (1u64 << (shift + IDR_BITS));
+                if index >= end {
+                    if depth == 0 {
+                        break cap;
+                    }
+                    depth -= 1;
+                    (node, base) = stack[depth];
+                    continue;
+                }
+                let off = (index - base) >> shift;
+                let room = !(*node).full & (u64::MAX << off);
+                if room == 0 {
+                    index = end;
+                    continue;
+                }
+                let slot = u64::from(room.trailing_zeros());
+                if slot != off {
+                    index = base + (slot << shift);
+                }
+                let child = (*node).slots[slot as usize].cast::<IdrNode>();
+                if shift == 0 || child.is_null() {
+                    break index;
+                }
+                stack[depth] = (node, base);
+                depth += 1;
+                (node, base) = (child, base + (slot << shift));
+            }
+        };
+        (found <= u64::from(max)).then_some(found as u32)
+    }
+
+    /// Nodes the insertion of (free) `id` must add.
+    fn nodes_needed(&self, id: u32) -> usize {
+        let want = height_for(id);
+        if self.root.is_null() {
+            return want as usize;
+        }
+        if want > self.height {
+            // New roots above, and a fresh path below the new top (the id
+            // is beyond the old root's reach, so none of it exists).
+            return (want - self.height + want - 1) as usize;
+        }
+        let mut node = self.root;
+        // SAFETY: nodes of this tree, read only.
+        unsafe {
+            while (*node).shift > 0 {
+                let child = (*node).slots[slot_of(id, (*node).shift)].cast::<IdrNode>();
+                if child.is_null() {
+                    return ((*node).shift / IDR_BITS) as usize;
+                }
+                node = child;
+            }
+        }
+        0
+    }
+
+    /// Stores `value` at the free id `id`, taking the nodes it needs from
+    /// this CPU's preload pool first (all or nothing).
+    fn insert(&mut self, id: u32, value: *mut T) -> Result<(), Errno> {
+        debug_assert!(id < IDR_ID_LIMIT);
+        let need = self.nodes_needed(id);
+        let mut batch = NodeBatch::take(need)?;
+        self.nr_nodes += need as u32;
+        let want = height_for(id);
+        // SAFETY: nodes of this tree or fresh from the batch, changed under
+        // `&mut self`.
+        unsafe {
+            if self.root.is_null() {
+                self.root = batch.pop(IDR_BITS * (want - 1));
+                self.height = want;
+            }
+            while self.height < want {
+                let top = batch.pop(IDR_BITS * self.height);
+                (*top).slots[0] = self.root.cast();
+                (*top).present = 1;
+                (*top).full = u64::from((*self.root).full == u64::MAX);
+                self.root = top;
+                self.height += 1;
+            }
+            let mut path = [ptr::null_mut::<IdrNode>(); IDR_MAX_HEIGHT as usize];
+            let mut depth = 0;
+            let mut node = self.root;
+            loop {
+                let shift = (*node).shift;
+                let off = slot_of(id, shift);
+                if shift == 0 {
+                    debug_assert!((*node).present & (1 << off) == 0, "id {id} is taken");
+                    (*node).slots[off] = value.cast();
+                    (*node).present |= 1 << off;
+                    (*node).full |= 1 << off;
+                    break;
+                }
+                let mut child = (*node).slots[off].cast::<IdrNode>();
+                if child.is_null() {
+                    child = batch.pop(shift - IDR_BITS);
+                    (*node).slots[off] = child.cast();
+                    (*node).present |= 1 << off;
+                }
+                path[depth] = node;
+                depth += 1;
+                node = child;
+            }
+            let mut child = node;
+            while depth > 0 && (*child).full == u64::MAX {
+                depth -= 1;
+                let parent = path[depth];
+                (*parent).full |= 1 << slot_of(id, (*parent).shift);
+                child = parent;
+            }
+        }
+        debug_assert_eq!(batch.nr, 0, "IDR insertion miscounted its nodes");
+        self.nr_ids += 1;
+        Ok(())
+    }
+
+    /// Port of `radix_tree_shrink()`: drops roots whose only child is in
+    /// slot 0.
+    ///
+    /// # Safety
+    /// The tree is not empty.
+    unsafe fn shrink(&mut self) {
+        // SAFETY: the root and its slot-0 child are nodes of this tree.
+        unsafe {
+            while self.height > 1 && (*self.root).present == 1 {
+                let old = self.root;
+                self.root = (*old).slots[0].cast();
+                (*old).slots[0] = ptr::null_mut();
+                (*old).present = 0;
+                (*old).full = 0;
+                self.height -= 1;
+                self.release(old);
+            }
+        }
+    }
+
+    fn release(&mut self, node: *mut IdrNode) {
+        self.nr_nodes -= 1;
+        node_release(node);
+    }
+}
+
+impl<T> Drop for Idr<T> {
+    fn drop(&mut self) {
+        /// # Safety
+        /// `node` is an unshared tree node; its subtree is freed.
+        unsafe fn free_subtree(node: *mut IdrNode) {
+            // SAFETY: per the contract; children are tree nodes too.
+            unsafe {
+                let mut bits = (*node).present;
+                while bits != 0 {
+                    let slot = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if (*node).shift > 0 {
+                        free_subtree((*node).slots[slot].cast());
+                    }
+                    (*node).slots[slot] = ptr::null_mut();
+                }
+                (*node).present = 0;
+                (*node).full = 0;
+                idr_node_free(node);
+            }
+        }
+        if !self.root.is_null() {
+            // SAFETY: the tree is ours alone and dies here.
+            unsafe { free_subtree(self.root) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

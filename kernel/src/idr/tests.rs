@@ -1,0 +1,247 @@
+//! Host tests of the IDR: the Linux API's edge cases, tree growth and
+//! shrinking, the preload bound, fault injection, and a property test
+//! against a set.
+use super::*;
+use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::platform;
+use proptest::prelude::*;
+use std::collections::BTreeSet;
+
+fn p(v: usize) -> *mut u8 {
+    v as *mut u8
+}
+
+fn alloc(idr: &mut Idr<u8>, start: u32, end: u32) -> Result<u32, Errno> {
+    idr_preload().unwrap();
+    let r = idr.alloc(p(0x10), start, end);
+    idr_preload_end();
+    r
+}
+
+fn cyclic(idr: &mut Idr<u8>, start: u32, end: u32) -> Result<u32, Errno> {
+    idr_preload().unwrap();
+    let r = idr.alloc_cyclic(ptr::null_mut(), start, end);
+    idr_preload_end();
+    r
+}
+
+#[test]
+fn alloc_find_replace_remove() {
+    let mut idr = Idr::<u8>::new();
+    assert_eq!(alloc(&mut idr, 5, 10), Ok(5));
+    assert_eq!(alloc(&mut idr, 5, 10), Ok(6));
+    assert_eq!(idr.find(5), p(0x10));
+    assert_eq!(idr.replace(p(0x20), 6), Ok(p(0x10)));
+    assert_eq!(idr.find(6), p(0x20));
+    assert_eq!(idr.replace(p(0x20), 7), Err(Errno::ENOENT));
+    assert_eq!(alloc(&mut idr, 5, 6), Err(Errno::ENOSPC));
+    assert_eq!(alloc(&mut idr, 9, 9), Err(Errno::ENOSPC));
+    assert_eq!(idr.remove(5), Some(p(0x10)));
+    assert_eq!(idr.remove(5), None);
+    assert_eq!(idr.remove(1 << 20), None);
+    assert_eq!(alloc(&mut idr, 0, 0), Ok(0));
+    assert_eq!(idr.nr_ids(), 2);
+    assert_eq!(idr.get_cursor(), 0, "idr_alloc leaves the cursor alone");
+    idr.remove(0);
+    idr.remove(6);
+    assert!(idr.is_empty());
+    assert_eq!(idr.nr_nodes(), 0);
+}
+
+#[test]
+fn reserved_ids_are_allocated_but_not_found() {
+    let mut idr = Idr::<u8>::new();
+    let id = cyclic(&mut idr, 1, 100).unwrap();
+    assert!(idr.is_allocated(id));
+    assert!(idr.find(id).is_null());
+    assert_eq!(idr.remove(id), Some(ptr::null_mut()));
+}
+
+#[test]
+fn cyclic_wraps_like_linux() {
+    let mut idr = Idr::<u8>::new();
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(1));
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(2));
+    idr.remove(1);
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(3));
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(4));
+    assert_eq!(idr.get_cursor(), 5);
+    // Past the end: wrap to start, find the freed 1.
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(1));
+    assert_eq!(idr.get_cursor(), 2);
+    assert_eq!(cyclic(&mut idr, 1, 5), Err(Errno::ENOSPC));
+    // A cursor beyond `end` (pid_max lowered) wraps as well.
+    idr.set_cursor(1000);
+    idr.remove(3);
+    assert_eq!(cyclic(&mut idr, 1, 5), Ok(3));
+    for id in 1..5 {
+        idr.remove(id);
+    }
+    assert_eq!(idr.nr_nodes(), 0);
+}
+
+#[test]
+fn tree_grows_and_shrinks() {
+    let mut idr = Idr::<u8>::new();
+    assert_eq!(alloc(&mut idr, 3, 0), Ok(3));
+    assert_eq!((idr.height(), idr.nr_nodes()), (1, 1));
+    let top = IDR_ID_LIMIT - 1;
+    assert_eq!(alloc(&mut idr, top, 0), Ok(top));
+    assert_eq!(idr.height(), 4);
+    assert_eq!(idr.nr_nodes(), 7, "4 on 3's path, 3 more on top's");
+    assert_eq!(alloc(&mut idr, top, 0), Err(Errno::ENOSPC));
+    assert_eq!(alloc(&mut idr, IDR_ID_LIMIT, 0), Err(Errno::ENOSPC));
+    idr.remove(top);
+    assert_eq!((idr.height(), idr.nr_nodes()), (1, 1), "shrunk back");
+    idr.remove(3);
+    assert_eq!((idr.height(), idr.nr_nodes()), (0, 0));
+}
+
+#[test]
+fn worst_case_insertion_needs_the_whole_pool() {
+    let mut idr = Idr::<u8>::new();
+    assert_eq!(alloc(&mut idr, 0, 0), Ok(0));
+    assert_eq!(idr.nodes_needed(IDR_ID_LIMIT - 1), IDR_PRELOAD_SIZE);
+    idr_preload().unwrap();
+    assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE);
+    assert!(idr.alloc(p(1), IDR_ID_LIMIT - 1, 0).is_ok());
+    assert_eq!(idr_preload_count(), 0);
+    // With the pool empty, an insertion needing a node fails and
+    // changes nothing; one that needs none still works.
+    let before = (idr.nr_ids(), idr.nr_nodes(), idr.height());
+    assert_eq!(idr.alloc(p(1), 1 << 12, 0), Err(Errno::ENOMEM));
+    assert_eq!((idr.nr_ids(), idr.nr_nodes(), idr.height()), before);
+    assert_eq!(idr.alloc(p(1), 1, 0), Ok(1));
+    let before = idr_node_stats_this_cpu();
+    for id in [0, 1, IDR_ID_LIMIT - 1] {
+        idr.remove(id);
+    }
+    assert_eq!(idr.nr_nodes(), 0);
+    assert_eq!(idr_node_stats_this_cpu().freed - before.freed, 7);
+    assert_eq!(idr_preload_count(), 0, "emptied nodes go to the seam");
+}
+
+#[test]
+fn faults_fail_cleanly() {
+    let me = Some(platform::cpu_id());
+    let mut idr = Idr::<u8>::new();
+    idr_preload_drain();
+    fault_inject(FaultSite::PreloadFill, FaultMode::FailNext(1), me);
+    assert_eq!(idr_preload(), Err(Errno::ENOMEM));
+    assert_eq!(idr_preload_count(), 0);
+    assert_eq!(idr.alloc(p(1), 0, 0), Err(Errno::ENOMEM));
+    assert_eq!(idr_preload(), Ok(()));
+    fault_inject(FaultSite::NodeAlloc, FaultMode::FailNext(1), me);
+    assert_eq!(idr.alloc(p(1), 0, 0), Err(Errno::ENOMEM));
+    assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE, "nothing taken");
+    assert_eq!(idr.alloc(p(1), 0, 0), Ok(0));
+    idr.remove(0);
+    assert!(idr.is_empty());
+}
+
+#[test]
+fn dropping_a_populated_idr_frees_its_nodes() {
+    let mut idr = Idr::<u8>::new();
+    for id in [1, 70, 5000, 300_000] {
+        assert_eq!(alloc(&mut idr, id, 0), Ok(id));
+    }
+    let n = u64::from(idr.nr_nodes());
+    let before = idr_node_stats_this_cpu().freed;
+    drop(idr);
+    assert_eq!(idr_node_stats_this_cpu().freed - before, n);
+}
+
+#[test]
+fn dense_fill_finds_every_hole() {
+    let mut idr = Idr::<u8>::new();
+    for want in 0..5000 {
+        assert_eq!(alloc(&mut idr, 0, 0), Ok(want));
+    }
+    for id in (0..5000).step_by(7) {
+        idr.remove(id);
+    }
+    for want in (0..5000).step_by(7) {
+        assert_eq!(alloc(&mut idr, 0, 0), Ok(want));
+    }
+    assert_eq!(alloc(&mut idr, 0, 0), Ok(5000));
+    let mut seen = 0;
+    idr.for_each(|id, _| {
+        assert_eq!(id, seen);
+        seen += 1;
+    });
+    assert_eq!(seen, 5001);
+    for id in 0..=5000 {
+        idr.remove(id);
+    }
+    assert_eq!(idr.nr_nodes(), 0);
+}
+
+#[derive(Clone, Debug)]
+enum IdrOp {
+    Alloc(u32, u32),
+    Cyclic(u32, u32),
+    Remove(u32),
+    SetCursor(u32),
+}
+
+fn id_strategy() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        0u32..200,
+        4000u32..4200,
+        262_100u32..262_200,
+        Just(IDR_ID_LIMIT - 1)
+    ]
+}
+
+fn idr_op() -> impl Strategy<Value = IdrOp> {
+    prop_oneof![
+        (id_strategy(), id_strategy()).prop_map(|(a, b)| IdrOp::Alloc(a, b)),
+        (id_strategy(), id_strategy()).prop_map(|(a, b)| IdrOp::Cyclic(a, b)),
+        id_strategy().prop_map(IdrOp::Remove),
+        id_strategy().prop_map(IdrOp::SetCursor),
+    ]
+}
+
+fn model_first_free(set: &BTreeSet<u32>, start: u32, end: u32) -> Option<u32> {
+    let max = Idr::<u8>::max_of(end);
+    (start..=max).find(|id| !set.contains(id))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn idr_matches_a_set(ops in proptest::collection::vec(idr_op(), 1..120)) {
+        let mut idr = Idr::<u8>::new();
+        let mut set = BTreeSet::new();
+        let mut next = 0u32;
+        for op in ops {
+            match op {
+                IdrOp::Alloc(s, e) => {
+                    let want = model_first_free(&set, s, e).ok_or(Errno::ENOSPC);
+                    prop_assert_eq!(alloc(&mut idr, s, e), want);
+                    if let Ok(id) = want { set.insert(id); }
+                }
+                IdrOp::Cyclic(s, e) => {
+                    let from = next.max(s);
+                    let want = model_first_free(&set, from, e)
+                        .or_else(|| if from > s { model_first_free(&set, s, e) } else { None })
+                        .ok_or(Errno::ENOSPC);
+                    prop_assert_eq!(cyclic(&mut idr, s, e), want);
+                    if let Ok(id) = want { set.insert(id); next = id + 1; }
+                }
+                IdrOp::Remove(id) => {
+                    prop_assert_eq!(idr.remove(id).is_some(), set.remove(&id));
+                }
+                IdrOp::SetCursor(c) => { idr.set_cursor(c); next = c; }
+            }
+            prop_assert_eq!(idr.nr_ids() as usize, set.len());
+            prop_assert_eq!(idr.get_cursor(), next);
+        }
+        let mut ids = Vec::new();
+        idr.for_each(|id, _| ids.push(id));
+        prop_assert_eq!(ids, set.iter().copied().collect::<Vec<_>>());
+        for id in set { idr.remove(id); }
+        prop_assert_eq!(idr.nr_nodes(), 0);
+        prop_assert!(idr.is_empty());
+    }
+}

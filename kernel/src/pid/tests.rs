@@ -1,0 +1,848 @@
+//! Host tests of `alloc_pid` / `free_pid`: one per error rule, the Linux
+//! details (cursor, RESERVED_PIDS, pid_allocated), lock counts, references,
+//! leaks, a model-based property test running both strategies side by side,
+//! and std-thread concurrency.
+
+use super::*;
+use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
+use crate::pid_namespace::{
+    PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN, create_pid_namespace, disable_pid_allocation,
+    set_reaper_wake_hook,
+};
+use crate::platform::{HostThreads, Parallel};
+use core::num::NonZeroUsize;
+use core::sync::atomic::AtomicU64;
+use proptest::prelude::*;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Mutex;
+use std::vec::Vec;
+
+use AllocPidStrategy::{SingleLock, Stock};
+
+fn here() -> Option<usize> {
+    Some(platform::cpu_id())
+}
+
+fn reaper() -> Option<NonZeroUsize> {
+    NonZeroUsize::new(1)
+}
+
+/// A root with an init (pid 1) and a reaper, like a booted kernel's.
+fn root_with_init(strategy: AllocPidStrategy) -> (Arc<PidNamespace>, PidRef) {
+    let ns = PidNamespace::new_root();
+    let init = alloc_pid(&ns, &[], strategy, false).unwrap();
+    assert_eq!(init.nr(), 1);
+    ns.set_child_reaper(reaper());
+    (ns, init)
+}
+
+/// A chain of `depth` namespaces below `root`, each with its init.
+fn chain(root: &Arc<PidNamespace>, depth: usize) -> (Vec<Arc<PidNamespace>>, Vec<PidRef>) {
+    let mut nss = vec![root.clone()];
+    let mut inits = Vec::new();
+    for _ in 0..depth {
+        let ns = create_pid_namespace(nss.last().unwrap()).unwrap();
+        let init = alloc_pid(&ns, &[], Stock, false).unwrap();
+        assert_eq!(init.numbers().last().unwrap().nr, 1);
+        ns.set_child_reaper(reaper());
+        nss.push(ns);
+        inits.push(init);
+    }
+    (nss, inits)
+}
+
+fn ids_of(ns: &PidNamespace) -> Vec<u32> {
+    let mut g = pidmap_lock_irqsave();
+    let mut v = Vec::new();
+    ns.map(&mut g).idr.for_each(|id, _| v.push(id));
+    v
+}
+
+fn nrs(pid: &PidRef) -> Vec<i32> {
+    pid.numbers().iter().map(|u| u.nr).collect()
+}
+
+#[test]
+fn too_many_tids_is_einval() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        assert_eq!(
+            alloc_pid(&root, &[5, 6], s, true).err(),
+            Some(Errno::EINVAL)
+        );
+        let (nss, _inits) = chain(&root, 1);
+        assert_eq!(
+            alloc_pid(&nss[1], &[5, 6, 7], s, true).err(),
+            Some(Errno::EINVAL)
+        );
+        assert!(alloc_pid(&nss[1], &[5, 6], s, true).is_ok());
+    }
+}
+
+#[test]
+fn pid_struct_allocation_failure_is_enomem() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        let before = root.stats();
+        fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(1), here());
+        // The struct allocation comes before the tid checks.
+        assert_eq!(alloc_pid(&root, &[0], s, false).err(), Some(Errno::ENOMEM));
+        assert_eq!(root.stats(), before);
+        assert!(alloc_pid(&root, &[], s, false).is_ok());
+    }
+}
+
+#[test]
+fn tid_out_of_range_is_einval() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        root.set_pid_max(1000).unwrap();
+        for tid in [0, -1, 1000, i32::MAX] {
+            assert_eq!(alloc_pid(&root, &[tid], s, true).err(), Some(Errno::EINVAL));
+        }
+        assert_eq!(alloc_pid(&root, &[999], s, true).unwrap().nr(), 999);
+        // Range checks come before the capability check.
+        assert_eq!(alloc_pid(&root, &[0], s, false).err(), Some(Errno::EINVAL));
+    }
+}
+
+#[test]
+fn tid_other_than_1_without_reaper_is_einval() {
+    for s in AllocPidStrategy::ALL {
+        let root = PidNamespace::new_root();
+        assert_eq!(alloc_pid(&root, &[2], s, true).err(), Some(Errno::EINVAL));
+        // An outer level without a reaper fails too.
+        let (outer, _init) = root_with_init(s);
+        let inner = create_pid_namespace(&outer).unwrap();
+        outer.set_child_reaper(None);
+        assert_eq!(
+            alloc_pid(&inner, &[1, 7], s, true).err(),
+            Some(Errno::EINVAL)
+        );
+        // Pid 1 needs no reaper: it is the reaper-to-be.
+        let init = alloc_pid(&root, &[1], s, true).unwrap();
+        assert_eq!(init.nr(), 1);
+        assert_eq!(root.stats().cursor, 0, "set_tid leaves the cursor alone");
+    }
+}
+
+#[test]
+fn tid_without_capability_is_eperm() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        assert_eq!(alloc_pid(&root, &[50], s, false).err(), Some(Errno::EPERM));
+        assert!(alloc_pid(&root, &[], s, false).is_ok(), "no tid, no check");
+    }
+}
+
+#[test]
+fn tid_in_use_is_eexist_and_rolls_back() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        let (nss, _inits) = chain(&root, 2);
+        let taken = alloc_pid(&root, &[40], s, true).unwrap();
+        let before: Vec<_> = nss.iter().map(|ns| ids_of(ns)).collect();
+        // Inner two levels get their numbers, the root's 40 is taken.
+        assert_eq!(
+            alloc_pid(&nss[2], &[9, 9, 40], s, true).err(),
+            Some(Errno::EEXIST)
+        );
+        let after: Vec<_> = nss.iter().map(|ns| ids_of(ns)).collect();
+        assert_eq!(before, after, "every number taken was given back");
+        drop(taken);
+    }
+}
+
+#[test]
+fn exhausted_range_is_eagain() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        root.set_pid_max(PID_MAX_MIN).unwrap();
+        let mut live = Vec::new();
+        for want in 2..PID_MAX_MIN {
+            let pid = alloc_pid(&root, &[], s, false).unwrap();
+            assert_eq!(pid.nr(), want);
+            live.push(pid);
+        }
+        assert_eq!(alloc_pid(&root, &[], s, false).err(), Some(Errno::EAGAIN));
+        // After the cursor passed RESERVED_PIDS, only ids >= 300 come back.
+        let low = live.remove(10);
+        assert_eq!(low.nr(), 12);
+        free_pid(low);
+        assert_eq!(alloc_pid(&root, &[], s, false).err(), Some(Errno::EAGAIN));
+        let high = live.pop().unwrap();
+        assert_eq!(high.nr(), 300);
+        free_pid(high);
+        assert_eq!(alloc_pid(&root, &[], s, false).unwrap().nr(), 300);
+        for pid in live {
+            free_pid(pid);
+        }
+    }
+}
+
+#[test]
+fn node_allocation_failure_is_enomem_after_one_repreload() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        // Pid 64 starts a new leaf, so it needs a node.
+        root.map(&mut pidmap_lock_irq()).idr.set_cursor(64);
+        let before = pid_stats_this_cpu();
+        fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(1), here());
+        let r = alloc_pid(&root, &[], s, false);
+        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        assert_eq!(r.err(), Some(Errno::ENOMEM));
+        let d = pid_stats_this_cpu().since(&before);
+        match s {
+            Stock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 0)),
+            SingleLock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 1)),
+        }
+        assert_eq!(ids_of(&root), [1]);
+        assert_eq!(
+            root.stats().cursor,
+            64,
+            "a failed cyclic alloc keeps the cursor"
+        );
+        // A single failure: the change's re-preload rides it out, the stock
+        // code (one preload per level, no retry) does not.
+        fault_inject(FaultSite::NodeAlloc, FaultMode::FailNext(1), here());
+        let r = alloc_pid(&root, &[], s, false);
+        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        match s {
+            Stock => assert_eq!(r.err(), Some(Errno::ENOMEM)),
+            SingleLock => assert_eq!(r.unwrap().nr(), 64),
+        }
+    }
+}
+
+#[test]
+fn single_lock_repreloads_once_per_level() {
+    let (root, _init) = root_with_init(Stock);
+    let (nss, _inits) = chain(&root, 3);
+    // Two-level trees everywhere, so that pid 128 needs exactly one node.
+    let _tall = alloc_pid(&nss[3], &[100, 100, 100, 100], Stock, true).unwrap();
+    for ns in &nss {
+        ns.map(&mut pidmap_lock_irq()).idr.set_cursor(128);
+    }
+    // Every level needs a fresh leaf; every second take fails: levels 2,
+    // 1 and 0 each fail once and succeed after one re-preload.
+    let before = pid_stats_this_cpu();
+    fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(2), here());
+    let r = alloc_pid(&nss[3], &[], SingleLock, false);
+    fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+    let d = pid_stats_this_cpu().since(&before);
+    let pid = r.unwrap_or_else(|e| panic!("{e} {d:?}"));
+    assert_eq!(nrs(&pid), [128, 128, 128, 128]);
+    let d = pid_stats_this_cpu().since(&before);
+    assert_eq!((d.alloc_locks, d.alloc_repreloads), (4, 3));
+}
+
+#[test]
+fn dead_namespace_is_enomem() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        let (nss, _inits) = chain(&root, 1);
+        disable_pid_allocation(&nss[1]);
+        let root_ids = ids_of(&root);
+        assert_eq!(alloc_pid(&nss[1], &[], s, false).err(), Some(Errno::ENOMEM));
+        assert_eq!(
+            ids_of(&root),
+            root_ids,
+            "the parent's number was given back"
+        );
+        assert_eq!(ids_of(&nss[1]), [1]);
+        // The parent still works.
+        assert!(alloc_pid(&root, &[], s, false).is_ok());
+    }
+}
+
+#[test]
+fn failed_first_pid_resets_the_cursor() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        let child = create_pid_namespace(&root).unwrap();
+        // The child's number (1) is taken, then the root's requested
+        // number collides: the child never got its first pid.
+        let _taken = alloc_pid(&root, &[77], s, true).unwrap();
+        child.set_child_reaper(reaper());
+        assert_eq!(
+            alloc_pid(&child, &[1, 77], s, true).err(),
+            Some(Errno::EEXIST)
+        );
+        child.set_child_reaper(None);
+        let mut g = pidmap_lock_irq();
+        child.map(&mut g).idr.set_cursor(5);
+        drop(g);
+        root.set_pid_max(PID_MAX_MIN).unwrap();
+        let mut fill = Vec::new();
+        while let Ok(p) = alloc_pid(&root, &[], s, false) {
+            fill.push(p);
+        }
+        // Cyclic in the child fine, root full -> EAGAIN, and the child's
+        // cursor goes back to 0 so its init still gets pid 1.
+        assert_eq!(alloc_pid(&child, &[], s, false).err(), Some(Errno::EAGAIN));
+        assert_eq!(child.stats().cursor, 0);
+        assert!(ids_of(&child).is_empty());
+        let p = fill.pop().unwrap();
+        free_pid(p);
+        assert_eq!(alloc_pid(&child, &[], s, false).unwrap().numbers()[1].nr, 1);
+    }
+}
+
+#[test]
+fn free_pid_accounting_and_reaper_wakeups() {
+    static WOKEN: AtomicU64 = AtomicU64::new(0);
+    fn hook(_ns: &PidNamespace, _reaper: NonZeroUsize) {
+        WOKEN.fetch_add(1, Ordering::Relaxed);
+    }
+    set_reaper_wake_hook(Some(hook));
+    for s in AllocPidStrategy::ALL {
+        let (root, init) = root_with_init(s);
+        let a = alloc_pid(&root, &[], s, false).unwrap();
+        let b = alloc_pid(&root, &[], s, false).unwrap();
+        assert_eq!(root.pid_allocated(), PIDNS_ADDING + 3);
+        free_pid(b);
+        assert_eq!(root.pid_allocated(), PIDNS_ADDING + 2);
+        assert_eq!(root.reaper_wakeups(), 0, "no wake-ups while adding");
+        // The init is dying: no more pids, and the last ones wake it.
+        disable_pid_allocation(&root);
+        assert_eq!(root.pid_allocated(), 2);
+        free_pid(a);
+        assert_eq!(root.reaper_wakeups(), 1);
+        free_pid(init);
+        assert_eq!(root.reaper_wakeups(), 1, "0 left wakes nobody");
+        assert_eq!(root.pid_allocated(), 0);
+        assert_eq!(root.stats().nodes, 0);
+        // A namespace whose only pid goes before it had a reaper is dead.
+        let dead = PidNamespace::new_root();
+        let first = alloc_pid(&dead, &[], s, false).unwrap();
+        free_pid(first);
+        assert_eq!(dead.pid_allocated(), 0);
+        assert_eq!(alloc_pid(&dead, &[], s, false).err(), Some(Errno::ENOMEM));
+    }
+    assert!(WOKEN.load(Ordering::Relaxed) >= 2);
+    set_reaper_wake_hook(None);
+}
+
+#[test]
+fn lock_acquisitions_per_operation() {
+    for depth in [0usize, 1, 3] {
+        let (root, _init) = root_with_init(Stock);
+        let (nss, _inits) = chain(&root, depth);
+        let ns = nss.last().unwrap();
+        for s in AllocPidStrategy::ALL {
+            let before = pid_stats_this_cpu();
+            let pid = alloc_pid(ns, &[], s, false).unwrap();
+            let mid = pid_stats_this_cpu();
+            free_pid(pid);
+            let a = mid.since(&before);
+            let f = pid_stats_this_cpu().since(&mid);
+            let want = match s {
+                Stock => depth as u64 + 2,
+                SingleLock => 1,
+            };
+            assert_eq!((a.alloc_calls, a.alloc_locks, a.alloc_failed), (1, want, 0));
+            assert_eq!((f.free_calls, f.free_locks), (1, 1));
+        }
+    }
+}
+
+#[test]
+fn references_find_and_numbers() {
+    let (root, _init) = root_with_init(SingleLock);
+    let (nss, _inits) = chain(&root, 2);
+    let pid = alloc_pid(&nss[2], &[], SingleLock, false).unwrap();
+    assert_eq!(pid.level(), 2);
+    assert_eq!(pid.count(), 2, "the caller's handle and the IDRs'");
+    assert!(ptr::eq(pid.ns(), &*nss[2]));
+    assert_eq!(nrs(&pid), [4, 3, 2]);
+    for (level, ns) in nss.iter().enumerate() {
+        assert_eq!(pid_nr_ns(&pid, ns), pid.numbers()[level].nr);
+        let found = find_pid_ns(pid.numbers()[level].nr, ns).unwrap();
+        assert!(PidRef::ptr_eq(&found, &pid));
+    }
+    assert_eq!(pid_nr_ns(&pid, &PidNamespace::new_root()), 0);
+    let sibling = create_pid_namespace(&nss[1]).unwrap();
+    assert_eq!(pid_nr_ns(&pid, &sibling), 0, "same level, other namespace");
+    assert!(find_pid_ns(-1, &root).is_none());
+    let keep = get_pid(&pid);
+    assert_eq!(keep.count(), 3);
+    assert!(!keep.pid_has_task(PidType::Pid));
+    free_pid(pid);
+    assert_eq!(keep.count(), 1);
+    assert!(find_pid_ns(keep.nr(), &root).is_none());
+    assert_eq!(pid_nr_ns(&keep, &root), 4, "numbers outlive the hash");
+    free_pid(keep.clone()); // Freeing twice only drops the handle.
+    assert_eq!(keep.count(), 1);
+    put_pid(keep);
+}
+
+#[test]
+fn reserved_numbers_are_invisible() {
+    let (root, _init) = root_with_init(Stock);
+    let mut g = pidmap_lock_irq();
+    let map = root.map(&mut g);
+    let nr = alloc_nr(map, 0, 1000).unwrap();
+    drop(g);
+    assert!(find_pid_ns(nr, &root).is_none());
+    root.map(&mut pidmap_lock_irq()).idr.remove(nr as u32);
+}
+
+#[test]
+fn everything_goes_back() {
+    for s in AllocPidStrategy::ALL {
+        let (root, init) = root_with_init(s);
+        root.set_pid_max(PID_MAX_LIMIT).unwrap();
+        let (nss, inits) = chain(&root, 3);
+        let start: Vec<_> = nss.iter().map(|ns| ns.stats()).collect();
+        let mut live = Vec::new();
+        for i in 0..3000 {
+            let ns = &nss[i % 4];
+            live.push(alloc_pid(ns, &[], s, false).unwrap());
+            if i % 3 == 0 {
+                free_pid(live.swap_remove(i % live.len()));
+            }
+        }
+        assert!(root.stats().nodes > 1);
+        for p in live {
+            free_pid(p);
+        }
+        let end: Vec<_> = nss.iter().map(|ns| ns.stats()).collect();
+        for (a, b) in start.iter().zip(&end) {
+            assert_eq!(
+                (a.ids, a.nodes, a.pid_allocated),
+                (b.ids, b.nodes, b.pid_allocated)
+            );
+        }
+        for p in inits.into_iter().rev() {
+            free_pid(p);
+        }
+        free_pid(init);
+        for ns in &nss {
+            let st = ns.stats();
+            assert_eq!((st.ids, st.nodes, st.pid_allocated), (0, 0, 0));
+        }
+        assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
+    }
+}
+
+#[test]
+fn concurrent_allocations_are_unique() {
+    let (root, init) = root_with_init(Stock);
+    let (nss, inits) = chain(&root, 3);
+    let live: Mutex<HashSet<(usize, i32)>> = Mutex::new(HashSet::new());
+    HostThreads(4).run(4, &|cpu| {
+        let mut mine: Vec<PidRef> = Vec::new();
+        for i in 0..3000usize {
+            let strategy = AllocPidStrategy::ALL[(i + cpu) % 2];
+            let depth = if (i / 2 + cpu) % 2 == 0 { 0 } else { 3 };
+            let pid = alloc_pid(&nss[depth], &[], strategy, false).unwrap();
+            {
+                let mut set = live.lock().unwrap();
+                for (level, u) in pid.numbers().iter().enumerate() {
+                    assert!(set.insert((level, u.nr)), "duplicate {level}/{}", u.nr);
+                }
+            }
+            mine.push(pid);
+            if mine.len() > 8 {
+                let old = mine.swap_remove(i % mine.len());
+                {
+                    let mut set = live.lock().unwrap();
+                    for (level, u) in old.numbers().iter().enumerate() {
+                        set.remove(&(level, u.nr));
+                    }
+                }
+                free_pid(old);
+            }
+        }
+        for p in mine {
+            let mut set = live.lock().unwrap();
+            for (level, u) in p.numbers().iter().enumerate() {
+                set.remove(&(level, u.nr));
+            }
+            drop(set);
+            free_pid(p);
+        }
+        assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
+    });
+    for ns in &nss {
+        assert_eq!(
+            ns.stats().ids,
+            1 + (3 - ns.level()),
+            "only the inits are left"
+        );
+    }
+    drop(inits);
+    drop(init);
+}
+
+// ---- Model-based property test ----
+
+#[derive(Clone, Debug)]
+enum Op {
+    Alloc {
+        ns: usize,
+        set_tid: Vec<i32>,
+        cap: bool,
+    },
+    Free(usize),
+    CreateNs(usize),
+    SetPidMax(usize, i32),
+    SetReaper(usize),
+    Disable(usize),
+    SetCursor(usize, u32),
+    /// The next allocation runs with every IDR node allocation failing.
+    FailNodes,
+    /// The next allocation's pid struct allocation fails.
+    FailPidStruct,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let tid = prop_oneof![
+        Just(-1),
+        Just(0),
+        1..6i32,
+        Just(64),
+        Just(299),
+        Just(300),
+        Just(301),
+        Just(1000),
+        Just(32767),
+        Just(32768)
+    ];
+    prop_oneof![
+        8 => (any::<usize>(), Just(Vec::new()), Just(true))
+            .prop_map(|(ns, set_tid, cap)| Op::Alloc { ns, set_tid, cap }),
+        3 => (any::<usize>(), proptest::collection::vec(tid, 0..4), prop::bool::weighted(0.8))
+            .prop_map(|(ns, set_tid, cap)| Op::Alloc { ns, set_tid, cap }),
+        4 => any::<usize>().prop_map(Op::Free),
+        2 => any::<usize>().prop_map(Op::CreateNs),
+        1 => (any::<usize>(), prop_oneof![Just(300), Just(301), Just(302), Just(400), Just(70_000), Just(PID_MAX_LIMIT), Just(PID_MAX_LIMIT + 1)])
+            .prop_map(|(ns, v)| Op::SetPidMax(ns, v)),
+        2 => any::<usize>().prop_map(Op::SetReaper),
+        1 => any::<usize>().prop_map(Op::Disable),
+        1 => (any::<usize>(), prop_oneof![Just(0u32), Just(63), Just(64), Just(299), Just(300), Just(301), Just(399), Just(40_000), Just(4_194_303)])
+            .prop_map(|(ns, c)| Op::SetCursor(ns, c)),
+        1 => Just(Op::FailNodes),
+        1 => Just(Op::FailPidStruct),
+    ]
+}
+
+#[derive(Clone)]
+struct ModelNs {
+    level: u32,
+    parent: Option<usize>,
+    pid_max: i32,
+    reaper: bool,
+    ids: BTreeSet<u32>,
+    cursor: u32,
+    pid_allocated: u32,
+    wakeups: u64,
+}
+
+impl ModelNs {
+    fn first_free(&self, from: u32, max: u32) -> Option<u32> {
+        (from..=max).find(|id| !self.ids.contains(id))
+    }
+}
+
+/// Linux's rules, written down plainly over sets.
+struct Model {
+    ns: Vec<ModelNs>,
+    live: Vec<Vec<(usize, u32)>>,
+}
+
+type AllocOutcome = Result<Vec<i32>, Errno>;
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            ns: vec![ModelNs {
+                level: 0,
+                parent: None,
+                pid_max: PID_MAX_DEFAULT,
+                reaper: false,
+                ids: BTreeSet::new(),
+                cursor: 0,
+                pid_allocated: PIDNS_ADDING,
+                wakeups: 0,
+            }],
+            live: Vec::new(),
+        }
+    }
+
+    fn alloc(
+        &mut self,
+        ns: usize,
+        set_tid: &[i32],
+        cap: bool,
+        fail_pid: bool,
+        fail_nodes: bool,
+    ) -> AllocOutcome {
+        let mut chain = vec![ns];
+        while let Some(p) = self.ns[*chain.last().unwrap()].parent {
+            chain.push(p);
+        }
+        if set_tid.len() > chain.len() {
+            return Err(Errno::EINVAL);
+        }
+        if fail_pid {
+            return Err(Errno::ENOMEM);
+        }
+        for (depth, &tid) in set_tid.iter().enumerate() {
+            let n = &self.ns[chain[depth]];
+            if tid < 1 || tid >= n.pid_max || (tid != 1 && !n.reaper) {
+                return Err(Errno::EINVAL);
+            }
+            if !cap {
+                return Err(Errno::EPERM);
+            }
+        }
+        let pid_max: Vec<i32> = chain.iter().map(|&n| self.ns[n].pid_max).collect();
+        let mut taken: Vec<(usize, u32)> = Vec::new();
+        let mut err = None;
+        for (depth, &n) in chain.iter().enumerate() {
+            let m = &mut self.ns[n];
+            let max = pid_max[depth] as u32 - 1;
+            let nr = if let Some(&tid) = set_tid.get(depth) {
+                if m.ids.contains(&(tid as u32)) {
+                    Err(Errno::EEXIST)
+                } else {
+                    Ok(tid as u32)
+                }
+            } else {
+                let pid_min = if m.cursor > RESERVED_PIDS as u32 {
+                    RESERVED_PIDS as u32
+                } else {
+                    1
+                };
+                let from = m.cursor.max(pid_min);
+                m.first_free(from, max)
+                    .or_else(|| {
+                        if from > pid_min {
+                            m.first_free(pid_min, max)
+                        } else {
+                            None
+                        }
+                    })
+                    .ok_or(Errno::EAGAIN)
+            };
+            let nr = match nr {
+                Ok(nr) if fail_nodes && !m.ids.iter().any(|&id| id >> 6 == nr >> 6) => {
+                    Err(Errno::ENOMEM)
+                }
+                r => r,
+            };
+            match nr {
+                Ok(nr) => {
+                    m.ids.insert(nr);
+                    if depth >= set_tid.len() {
+                        m.cursor = nr + 1;
+                    }
+                    taken.push((n, nr));
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if err.is_none() && self.ns[ns].pid_allocated & PIDNS_ADDING == 0 {
+            err = Some(Errno::ENOMEM);
+        }
+        if let Some(e) = err {
+            for (n, nr) in taken {
+                self.ns[n].ids.remove(&nr);
+            }
+            if self.ns[ns].pid_allocated == PIDNS_ADDING {
+                self.ns[ns].cursor = 0;
+            }
+            return Err(e);
+        }
+        for &(n, _) in &taken {
+            self.ns[n].pid_allocated += 1;
+        }
+        taken.reverse();
+        let out = taken.iter().map(|&(_, nr)| nr as i32).collect();
+        self.live.push(taken);
+        Ok(out)
+    }
+
+    fn free(&mut self, pick: usize) {
+        let pid = self.live.remove(pick);
+        for (n, nr) in pid {
+            let m = &mut self.ns[n];
+            m.pid_allocated = m.pid_allocated.wrapping_sub(1);
+            match m.pid_allocated {
+                2 | 1 => m.wakeups += 1,
+                PIDNS_ADDING => m.pid_allocated = 0,
+                _ => {}
+            }
+            m.ids.remove(&nr);
+        }
+    }
+}
+
+/// The real thing, one strategy.
+struct World {
+    strategy: AllocPidStrategy,
+    ns: Vec<Arc<PidNamespace>>,
+    live: Vec<PidRef>,
+}
+
+impl World {
+    fn new(strategy: AllocPidStrategy) -> Self {
+        World {
+            strategy,
+            ns: vec![PidNamespace::new_root()],
+            live: Vec::new(),
+        }
+    }
+
+    fn alloc(
+        &mut self,
+        ns: usize,
+        set_tid: &[i32],
+        cap: bool,
+        fail_pid: bool,
+        fail_nodes: bool,
+    ) -> AllocOutcome {
+        if fail_pid {
+            fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(1), here());
+        }
+        if fail_nodes {
+            fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(1), here());
+        }
+        let r = alloc_pid(&self.ns[ns], set_tid, self.strategy, cap);
+        fault_inject(FaultSite::PidAlloc, FaultMode::Off, here());
+        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        let pid = r?;
+        let out = nrs(&pid);
+        self.live.push(pid);
+        Ok(out)
+    }
+}
+
+fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut model = Model::new();
+    let mut worlds = [World::new(Stock), World::new(SingleLock)];
+    let (mut fail_nodes, mut fail_pid) = (false, false);
+    for op in ops {
+        let nns = model.ns.len();
+        match *op {
+            Op::Alloc {
+                ns,
+                ref set_tid,
+                cap,
+            } => {
+                let ns = ns % nns;
+                let want = model.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
+                for w in &mut worlds {
+                    let got = w.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
+                    prop_assert_eq!(&got, &want, "{:?} on {:?}", op, w.strategy);
+                }
+                (fail_nodes, fail_pid) = (false, false);
+            }
+            Op::Free(pick) => {
+                if model.live.is_empty() {
+                    continue;
+                }
+                let pick = pick % model.live.len();
+                model.free(pick);
+                for w in &mut worlds {
+                    free_pid(w.live.remove(pick));
+                }
+            }
+            Op::CreateNs(parent) => {
+                let parent = parent % nns;
+                let p = model.ns[parent].clone();
+                let want = if p.level >= MAX_PID_NS_LEVEL {
+                    Err(Errno::ENOSPC)
+                } else {
+                    model.ns.push(ModelNs {
+                        level: p.level + 1,
+                        parent: Some(parent),
+                        pid_max: p.pid_max,
+                        reaper: false,
+                        ids: BTreeSet::new(),
+                        cursor: 0,
+                        pid_allocated: PIDNS_ADDING,
+                        wakeups: 0,
+                    });
+                    Ok(())
+                };
+                for w in &mut worlds {
+                    let got = create_pid_namespace(&w.ns[parent]).map(|ns| w.ns.push(ns));
+                    prop_assert_eq!(got, want);
+                }
+            }
+            Op::SetPidMax(ns, v) => {
+                let ns = ns % nns;
+                let want = if (PID_MAX_MIN..=PID_MAX_LIMIT).contains(&v) {
+                    model.ns[ns].pid_max = v;
+                    Ok(())
+                } else {
+                    Err(Errno::EINVAL)
+                };
+                for w in &worlds {
+                    prop_assert_eq!(w.ns[ns].set_pid_max(v), want);
+                }
+            }
+            Op::SetReaper(ns) => {
+                let ns = ns % nns;
+                model.ns[ns].reaper = true;
+                for w in &worlds {
+                    w.ns[ns].set_child_reaper(reaper());
+                }
+            }
+            Op::Disable(ns) => {
+                let ns = ns % nns;
+                model.ns[ns].pid_allocated &= !PIDNS_ADDING;
+                for w in &worlds {
+                    disable_pid_allocation(&w.ns[ns]);
+                }
+            }
+            Op::SetCursor(ns, c) => {
+                let ns = ns % nns;
+                model.ns[ns].cursor = c;
+                for w in &worlds {
+                    w.ns[ns].map(&mut pidmap_lock_irq()).idr.set_cursor(c);
+                }
+            }
+            Op::FailNodes => fail_nodes = true,
+            Op::FailPidStruct => fail_pid = true,
+        }
+    }
+    for w in &mut worlds {
+        for (i, m) in model.ns.iter().enumerate() {
+            let ns = &w.ns[i];
+            let st = ns.stats();
+            prop_assert_eq!(ids_of(ns), m.ids.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!((st.cursor, st.pid_allocated), (m.cursor, m.pid_allocated));
+            prop_assert_eq!(ns.reaper_wakeups(), m.wakeups);
+        }
+        for pid in &w.live {
+            for u in pid.numbers() {
+                let found = find_pid_ns(u.nr, u.ns());
+                prop_assert!(found.is_some_and(|f| PidRef::ptr_eq(&f, pid)));
+            }
+        }
+        for pid in w.live.drain(..) {
+            free_pid(pid);
+        }
+        for ns in &w.ns {
+            let st = ns.stats();
+            prop_assert_eq!((st.ids, st.nodes), (0, 0));
+        }
+    }
+    prop_assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn strategies_match_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+        run_ops(&ops)?;
+    }
+}

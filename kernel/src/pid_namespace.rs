@@ -1,0 +1,286 @@
+//! Pid namespaces (Linux's kernel/pid_namespace.c and the namespace half of
+//! kernel/pid.c).
+//!
+//! A namespace has a `level` (0 for the root, at most
+//! [`MAX_PID_NS_LEVEL`]), a parent, and its own id space: an [`Idr`] of
+//! pids with its cyclic cursor, a `pid_max` (inherited from the parent at
+//! creation, settable within 301..=4,194,304), a `child_reaper` and the
+//! `pid_allocated` count. `pid_allocated` starts at [`PIDNS_ADDING`]: the
+//! flag says the namespace still accepts new pids, the low bits count live
+//! ones. When its init dies, [`disable_pid_allocation`] clears the flag and
+//! `alloc_pid` fails with ENOMEM from then on.
+//!
+//! Every namespace's IDR and `pid_allocated` are protected by the one
+//! global `pidmap_lock` (see [`crate::pid`]): they sit in an `UnsafeCell`
+//! reached only through [`PidNamespace::map`], which demands the lock's
+//! guard. `pid_max` and `child_reaper` are read without the lock
+//! (`READ_ONCE` in Linux), so they are atomics.
+//!
+//! Lifetime is reference counted with `Arc` (Linux: `get_pid_ns` /
+//! `put_pid_ns`): a child holds its parent, and every `struct pid` holds the
+//! namespace it was allocated in, hence all its ancestors.
+
+use alloc::sync::Arc;
+use core::cell::UnsafeCell;
+use core::num::NonZeroUsize;
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+use crate::errno::Errno;
+use crate::idr::Idr;
+use crate::lazy::Lazy;
+use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
+
+/// Deepest namespace level (Linux: `MAX_PID_NS_LEVEL`).
+pub const MAX_PID_NS_LEVEL: u32 = 32;
+/// `pid_allocated` flag: the namespace accepts new pids.
+pub const PIDNS_ADDING: u32 = 1 << 31;
+/// Ids below this are skipped once the cursor has passed them (daemons
+/// started at boot keep low numbers).
+pub const RESERVED_PIDS: i32 = 300;
+/// Default `pid_max` (Linux: `PID_MAX_DEFAULT`, 32768).
+pub const PID_MAX_DEFAULT: i32 = 0x8000;
+/// Largest `pid_max` (Linux: `PID_MAX_LIMIT` on 64-bit, 4M).
+pub const PID_MAX_LIMIT: i32 = 4 * 1024 * 1024;
+/// Smallest `pid_max` (Linux: `pid_max_min = RESERVED_PIDS + 1`).
+pub const PID_MAX_MIN: i32 = RESERVED_PIDS + 1;
+
+/// The state `pidmap_lock` protects in each namespace.
+pub struct PidMap {
+    /// Port of `ns->idr`: pid numbers of this namespace.
+    pub idr: Idr<Pid>,
+    /// Port of `ns->pid_allocated`: [`PIDNS_ADDING`] plus live pids.
+    pub pid_allocated: u32,
+}
+
+/// Port of `struct pid_namespace`.
+pub struct PidNamespace {
+    level: u32,
+    parent: Option<Arc<PidNamespace>>,
+    pid_max: AtomicI32,
+    child_reaper: AtomicUsize,
+    reaper_wakeups: AtomicU64,
+    map: UnsafeCell<PidMap>,
+}
+
+// SAFETY: `map` is only reached through `PidNamespace::map`, which needs
+// the guard of the global pidmap_lock (one holder at a time, and the `&mut`
+// borrow of the guard allows one map at a time); every other field is
+// immutable or atomic. The IDR's raw pointers are nodes it owns and pids
+// kept alive by the references the IDR holds.
+unsafe impl Sync for PidNamespace {}
+// SAFETY: as above; nothing in a namespace is tied to a thread.
+unsafe impl Send for PidNamespace {}
+
+/// Snapshot of a namespace's id space, taken under pidmap_lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PidNsStats {
+    /// Allocated ids (published pids plus reservations in flight).
+    pub ids: u32,
+    /// IDR nodes in use.
+    pub nodes: u32,
+    /// The cyclic cursor (`idr_next`).
+    pub cursor: u32,
+    /// `pid_allocated`.
+    pub pid_allocated: u32,
+}
+
+impl PidNamespace {
+    fn new(parent: Option<Arc<PidNamespace>>) -> Self {
+        let (level, pid_max) = match &parent {
+            Some(p) => (p.level + 1, p.pid_max()),
+            None => (0, PID_MAX_DEFAULT),
+        };
+        PidNamespace {
+            level,
+            parent,
+            pid_max: AtomicI32::new(pid_max),
+            child_reaper: AtomicUsize::new(0),
+            reaper_wakeups: AtomicU64::new(0),
+            map: UnsafeCell::new(PidMap {
+                idr: Idr::new(),
+                pid_allocated: PIDNS_ADDING,
+            }),
+        }
+    }
+
+    /// A new root (level 0) namespace with its own id space. The kernel's
+    /// root is [`init_pid_ns`]; tests and benchmarks build private roots so
+    /// they share nothing but `pidmap_lock`.
+    pub fn new_root() -> Arc<PidNamespace> {
+        Arc::new(PidNamespace::new(None))
+    }
+
+    /// The level: 0 for a root.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// The parent namespace (`None` for a root).
+    pub fn parent(&self) -> Option<&Arc<PidNamespace>> {
+        self.parent.as_ref()
+    }
+
+    /// `READ_ONCE(ns->pid_max)`: ids allocated here are below it.
+    pub fn pid_max(&self) -> i32 {
+        self.pid_max.load(Ordering::Relaxed)
+    }
+
+    /// The `kernel.pid_max` sysctl of this namespace (`proc_dointvec_minmax`
+    /// over `pid_max_min..=pid_max_max`): EINVAL outside
+    /// [`PID_MAX_MIN`]..=[`PID_MAX_LIMIT`]. Live pids above a lowered
+    /// `pid_max` stay; new ones are allocated below it.
+    pub fn set_pid_max(&self, pid_max: i32) -> Result<(), Errno> {
+        if !(PID_MAX_MIN..=PID_MAX_LIMIT).contains(&pid_max) {
+            return Err(Errno::EINVAL);
+        }
+        self.pid_max.store(pid_max, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `ns->child_reaper`: an opaque handle the task code sets (e.g. the
+    /// init task's address or id), `None` before the namespace has one.
+    pub fn child_reaper(&self) -> Option<NonZeroUsize> {
+        NonZeroUsize::new(self.child_reaper.load(Ordering::Acquire))
+    }
+
+    /// Sets (or clears) the child reaper.
+    pub fn set_child_reaper(&self, reaper: Option<NonZeroUsize>) {
+        self.child_reaper
+            .store(reaper.map_or(0, NonZeroUsize::get), Ordering::Release);
+    }
+
+    /// How many times `free_pid` woke this namespace's reaper.
+    pub fn reaper_wakeups(&self) -> u64 {
+        self.reaper_wakeups.load(Ordering::Relaxed)
+    }
+
+    /// The state pidmap_lock protects; the guard proves the lock is held.
+    pub fn map<'g>(&'g self, _pidmap_lock: &'g mut PidmapGuard) -> &'g mut PidMap {
+        // SAFETY: the guard means this CPU holds pidmap_lock, which every
+        // access to any namespace's map needs, and its `&mut` borrow keeps
+        // this the only map reference for as long as it lives.
+        unsafe { &mut *self.map.get() }
+    }
+
+    /// `pid_allocated`, read under pidmap_lock.
+    pub fn pid_allocated(&self) -> u32 {
+        let mut g = pidmap_lock_irqsave();
+        self.map(&mut g).pid_allocated
+    }
+
+    /// Id-space statistics, read under pidmap_lock.
+    pub fn stats(&self) -> PidNsStats {
+        let mut g = pidmap_lock_irqsave();
+        let map = self.map(&mut g);
+        PidNsStats {
+            ids: map.idr.nr_ids(),
+            nodes: map.idr.nr_nodes(),
+            cursor: map.idr.get_cursor(),
+            pid_allocated: map.pid_allocated,
+        }
+    }
+
+    /// Port of `wake_up_process(ns->child_reaper)` in `free_pid`: counts
+    /// the wake-up and calls the hook the task code installed. Runs under
+    /// pidmap_lock with interrupts off, as in Linux.
+    pub(crate) fn wake_child_reaper(&self) {
+        self.reaper_wakeups.fetch_add(1, Ordering::Relaxed);
+        let hook = REAPER_WAKE_HOOK.load(Ordering::Acquire);
+        if let (false, Some(reaper)) = (hook.is_null(), self.child_reaper()) {
+            // SAFETY: only `set_reaper_wake_hook` stores non-null values,
+            // and it stores `ReaperWakeHook` function pointers.
+            let hook: ReaperWakeHook = unsafe { core::mem::transmute(hook) };
+            hook(self, reaper);
+        }
+    }
+}
+
+/// What `free_pid` calls to wake a namespace's child reaper.
+pub type ReaperWakeHook = fn(&PidNamespace, NonZeroUsize);
+
+static REAPER_WAKE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs (or with `None` removes) the reaper wake-up hook. It runs under
+/// pidmap_lock with interrupts off, so it must not take pidmap_lock or
+/// sleep.
+pub fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
+    let p = hook.map_or(core::ptr::null_mut(), |f| f as *mut ());
+    REAPER_WAKE_HOOK.store(p, Ordering::Release);
+}
+
+static INIT_PID_NS: Lazy<Arc<PidNamespace>> = Lazy::new(PidNamespace::new_root);
+
+/// Port of `init_pid_ns`: the kernel's root namespace, built on first use
+/// (Linux: statically, with `pid_idr_init()` at boot).
+pub fn init_pid_ns() -> &'static Arc<PidNamespace> {
+    INIT_PID_NS.get()
+}
+
+/// Port of `create_pid_namespace()`: a child of `parent` (level + 1, same
+/// `pid_max`, no reaper yet, accepting pids). ENOSPC beyond
+/// [`MAX_PID_NS_LEVEL`]. The namespace itself is allocated infallibly
+/// (`Arc::new`): it is rare and small, unlike pids and nodes.
+pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespace>, Errno> {
+    if parent.level() >= MAX_PID_NS_LEVEL {
+        return Err(Errno::ENOSPC);
+    }
+    Ok(Arc::new(PidNamespace::new(Some(parent.clone()))))
+}
+
+/// Port of `disable_pid_allocation()`: the namespace accepts no new pids
+/// (its init is dying); `alloc_pid` then fails with ENOMEM.
+pub fn disable_pid_allocation(ns: &PidNamespace) {
+    let mut g = crate::pid::pidmap_lock_irq();
+    ns.map(&mut g).pid_allocated &= !PIDNS_ADDING;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_and_enospc() {
+        let mut ns = PidNamespace::new_root();
+        assert_eq!(ns.level(), 0);
+        for level in 1..=MAX_PID_NS_LEVEL {
+            ns = create_pid_namespace(&ns).unwrap();
+            assert_eq!(ns.level(), level);
+        }
+        assert_eq!(create_pid_namespace(&ns).err(), Some(Errno::ENOSPC));
+        assert_eq!(ns.parent().unwrap().level(), MAX_PID_NS_LEVEL - 1);
+    }
+
+    #[test]
+    fn pid_max_is_inherited_and_bounded() {
+        let root = PidNamespace::new_root();
+        assert_eq!(root.pid_max(), PID_MAX_DEFAULT);
+        assert_eq!(root.set_pid_max(300), Err(Errno::EINVAL));
+        assert_eq!(root.set_pid_max(PID_MAX_LIMIT + 1), Err(Errno::EINVAL));
+        assert_eq!(root.set_pid_max(PID_MAX_MIN), Ok(()));
+        assert_eq!(root.set_pid_max(PID_MAX_LIMIT), Ok(()));
+        let child = create_pid_namespace(&root).unwrap();
+        assert_eq!(child.pid_max(), PID_MAX_LIMIT);
+        child.set_pid_max(1000).unwrap();
+        assert_eq!(root.pid_max(), PID_MAX_LIMIT, "the parent keeps its own");
+    }
+
+    #[test]
+    fn new_namespace_state() {
+        let ns = create_pid_namespace(init_pid_ns()).unwrap();
+        assert!(ns.child_reaper().is_none());
+        let s = ns.stats();
+        assert_eq!(
+            s,
+            PidNsStats {
+                ids: 0,
+                nodes: 0,
+                cursor: 0,
+                pid_allocated: PIDNS_ADDING
+            }
+        );
+        ns.set_child_reaper(NonZeroUsize::new(7));
+        assert_eq!(ns.child_reaper().map(NonZeroUsize::get), Some(7));
+        disable_pid_allocation(&ns);
+        assert_eq!(ns.pid_allocated(), 0);
+    }
+}

@@ -1,0 +1,410 @@
+//! The SMP pid soak: every CPU allocates and frees pids at once, with both
+//! `alloc_pid` strategies, in a root namespace and three levels down, and
+//! the soak checks what must hold on any number of CPUs.
+//!
+//! Setup: a private root (so it shares nothing with `init_pid_ns` but
+//! `pidmap_lock`) and a chain of three children, each with an init (pid 1)
+//! and a reaper. Each CPU then runs its share of `total_ops`: allocate
+//! (strategy and depth 0 or 3 chosen by a per-CPU xorshift) while it holds
+//! fewer than `max_live` pids and a coin says so, else free one of its own.
+//!
+//! Checked while running: no two live pids share a number in any
+//! namespace (an owner table per namespace, claimed with a swap after each
+//! allocation and released before each free); `find_pid_ns` finds what was
+//! allocated. Checked after: every IDR holds just the inits again with the
+//! nodes it started with, every `pid_allocated` is back to its start, every
+//! participating CPU's preload pool is within its bound; and once the inits
+//! are freed, every IDR is empty with no nodes and every namespace is dead
+//! (`pid_allocated` 0). ENOMEM (a real or injected allocation failure) is
+//! counted, not an error; any other error fails the soak with a message.
+//! With [`SoakConfig::fail_every`] the CPUs inject such failures
+//! themselves, which exercises every rollback path under contention.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crate::errno::Errno;
+use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
+use crate::pid::{AllocPidStrategy, PidRef, alloc_pid, find_pid_ns, free_pid};
+use crate::pid_namespace::{PidNamespace, PidNsStats, create_pid_namespace};
+use crate::platform::{self, Parallel};
+use crate::sync::{SpinLock, ticket::spin_lock};
+
+/// Deepest namespace the soak allocates in.
+pub const SOAK_DEPTH: usize = 3;
+
+/// What a soak did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoakReport {
+    /// CPUs that ran.
+    pub cpus: usize,
+    /// Operations (allocations attempted plus frees).
+    pub ops: u64,
+    /// Successful allocations per strategy (Stock, SingleLock).
+    pub allocs: [u64; 2],
+    /// Successful allocations at depth 0 and at depth 3.
+    pub allocs_by_depth: [u64; 2],
+    /// Frees.
+    pub frees: u64,
+    /// Allocations that failed with ENOMEM.
+    pub enomem: u64,
+    /// Most pids live at once on one CPU.
+    pub max_live_per_cpu: usize,
+    /// Largest preload pool seen at the end of a CPU's run.
+    pub max_pool: usize,
+    /// Cycles the parallel phase took.
+    pub cycles: u64,
+}
+
+impl core::fmt::Display for SoakReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "pid_soak: {} ops on {} CPUs: {} allocs (stock {}, single-lock {}; depth 0 {}, depth {} {}), {} frees, {} ENOMEM, max {} live per CPU, pools <= {}/{}, {} cycles",
+            self.ops,
+            self.cpus,
+            self.allocs[0] + self.allocs[1],
+            self.allocs[0],
+            self.allocs[1],
+            self.allocs_by_depth[0],
+            SOAK_DEPTH,
+            self.allocs_by_depth[1],
+            self.frees,
+            self.enomem,
+            self.max_live_per_cpu,
+            self.max_pool,
+            IDR_PRELOAD_SIZE,
+            self.cycles
+        )
+    }
+}
+
+struct Shared {
+    nss: Vec<Arc<PidNamespace>>,
+    /// Per namespace level, per number: 0 or the owning CPU + 1.
+    owners: Vec<Vec<AtomicU32>>,
+    stop: AtomicBool,
+    error: SpinLock<Option<String>>,
+    allocs: [AtomicU64; 2],
+    allocs_by_depth: [AtomicU64; 2],
+    frees: AtomicU64,
+    enomem: AtomicU64,
+    ops: AtomicU64,
+    max_live: AtomicUsize,
+    max_pool: AtomicUsize,
+}
+
+impl Shared {
+    fn fail(&self, msg: String) {
+        let mut e = self.error.lock();
+        if e.is_none() {
+            *e = Some(msg);
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn claim(&self, cpu: usize, pid: &PidRef) -> Result<(), String> {
+        for (level, u) in pid.numbers().iter().enumerate() {
+            let slot = self.owners[level]
+                .get(u.nr as usize)
+                .ok_or_else(|| format!("pid {} beyond pid_max at level {level}", u.nr))?;
+            let prev = slot.swap(cpu as u32 + 1, Ordering::AcqRel);
+            if prev != 0 {
+                return Err(format!(
+                    "CPU {cpu} got pid {} at level {level}, still live on CPU {}",
+                    u.nr,
+                    prev - 1
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&self, pid: &PidRef) {
+        for (level, u) in pid.numbers().iter().enumerate() {
+            self.owners[level][u.nr as usize].store(0, Ordering::Release);
+        }
+    }
+}
+
+/// xorshift64*: cheap per-CPU randomness for op choice.
+fn next_rand(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((cpu as u64 + 1) << 32);
+    let mut live: Vec<PidRef> = Vec::with_capacity(max_live);
+    let mut most = 0;
+    let mut done = 0;
+    let result = (|| -> Result<(), String> {
+        while done < ops {
+            if done % 1024 == 0 && sh.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            done += 1;
+            let r = next_rand(&mut rng);
+            if live.len() < max_live && (live.is_empty() || r & 1 == 0) {
+                let strategy = AllocPidStrategy::ALL[(r >> 1) as usize & 1];
+                let deep = (r >> 2) & 1 == 1;
+                let ns = &sh.nss[if deep { SOAK_DEPTH } else { 0 }];
+                match alloc_pid(ns, &[], strategy, false) {
+                    Ok(pid) => {
+                        sh.claim(cpu, &pid)?;
+                        sh.allocs[(r >> 1) as usize & 1].fetch_add(1, Ordering::Relaxed);
+                        sh.allocs_by_depth[usize::from(deep)].fetch_add(1, Ordering::Relaxed);
+                        live.push(pid);
+                        most = most.max(live.len());
+                    }
+                    Err(Errno::ENOMEM) => {
+                        sh.enomem.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => return Err(format!("CPU {cpu}: alloc_pid failed with {e}")),
+                }
+            } else {
+                let pid = live.swap_remove((r >> 8) as usize % live.len());
+                if (r >> 3) & 15 == 0 {
+                    let u = &pid.numbers()[0];
+                    match find_pid_ns(u.nr, u.ns()) {
+                        Some(found) if PidRef::ptr_eq(&found, &pid) => {}
+                        _ => {
+                            return Err(format!(
+                                "CPU {cpu}: find_pid_ns({}) lost a live pid",
+                                u.nr
+                            ));
+                        }
+                    }
+                }
+                sh.release(&pid);
+                free_pid(pid);
+                sh.frees.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    })();
+    for pid in live.drain(..) {
+        sh.release(&pid);
+        free_pid(pid);
+        sh.frees.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Err(msg) = result {
+        sh.fail(msg);
+    }
+    let pool = idr_preload_count();
+    if pool > IDR_PRELOAD_SIZE {
+        sh.fail(format!(
+            "CPU {cpu}: preload pool holds {pool} > {IDR_PRELOAD_SIZE} nodes"
+        ));
+    }
+    sh.ops.fetch_add(done, Ordering::Relaxed);
+    sh.max_live.fetch_max(most, Ordering::Relaxed);
+    sh.max_pool.fetch_max(pool, Ordering::Relaxed);
+}
+
+/// How to soak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoakConfig {
+    /// Operations in all, split evenly over the CPUs.
+    pub total_ops: u64,
+    /// CPUs to run on (at most the `Parallel`'s).
+    pub cpus: usize,
+    /// Most pids one CPU holds at once.
+    pub max_live_per_cpu: usize,
+    /// If not 0, each CPU makes every `fail_every`-th pid struct and IDR
+    /// node allocation of its own fail (fault injection, armed for the
+    /// parallel phase only); the soak must ride the ENOMEMs out.
+    pub fail_every: u32,
+}
+
+impl SoakConfig {
+    /// `total_ops` on `cpus` CPUs, 64 live pids per CPU, no injection.
+    pub fn new(total_ops: u64, cpus: usize) -> Self {
+        SoakConfig {
+            total_ops,
+            cpus,
+            max_live_per_cpu: 64,
+            fail_every: 0,
+        }
+    }
+}
+
+/// Runs the soak on `cpus` CPUs of `par` (at most `par.cpus()`), about
+/// `total_ops` operations in all, each CPU holding at most 64 pids.
+pub fn pid_soak(par: &dyn Parallel, total_ops: u64, cpus: usize) -> Result<SoakReport, String> {
+    pid_soak_with(par, &SoakConfig::new(total_ops, cpus))
+}
+
+/// [`pid_soak`] with every knob.
+pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport, String> {
+    let SoakConfig {
+        total_ops,
+        cpus,
+        max_live_per_cpu,
+        fail_every,
+    } = *cfg;
+    if cpus == 0 || cpus > par.cpus() {
+        return Err(format!("pid_soak: asked for {cpus} CPUs of {}", par.cpus()));
+    }
+    let root = PidNamespace::new_root();
+    let mut nss = alloc::vec![root];
+    let mut inits = Vec::new();
+    for level in 0..=SOAK_DEPTH {
+        let ns = nss[level].clone();
+        let init = alloc_pid(&ns, &[], AllocPidStrategy::Stock, false)
+            .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
+        ns.set_child_reaper(core::num::NonZeroUsize::new(1));
+        inits.push(init);
+        if level < SOAK_DEPTH {
+            nss.push(create_pid_namespace(&ns).map_err(|e| format!("pid_soak: namespace: {e}"))?);
+        }
+    }
+    let owners = nss
+        .iter()
+        .map(|ns| (0..ns.pid_max()).map(|_| AtomicU32::new(0)).collect())
+        .collect();
+    let start: Vec<PidNsStats> = nss.iter().map(|ns| ns.stats()).collect();
+    let sh = Shared {
+        nss,
+        owners,
+        stop: AtomicBool::new(false),
+        error: spin_lock("pid_soak", None),
+        allocs: [AtomicU64::new(0), AtomicU64::new(0)],
+        allocs_by_depth: [AtomicU64::new(0), AtomicU64::new(0)],
+        frees: AtomicU64::new(0),
+        enomem: AtomicU64::new(0),
+        ops: AtomicU64::new(0),
+        max_live: AtomicUsize::new(0),
+        max_pool: AtomicUsize::new(0),
+    };
+    for (pid, level) in inits.iter().zip(0..) {
+        sh.claim(usize::MAX - 1, pid)
+            .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
+    }
+    let per_cpu = total_ops / cpus as u64;
+    let extra = total_ops % cpus as u64;
+    let t0 = platform::cycles();
+    par.run(cpus, &|cpu| {
+        let ops = per_cpu + u64::from((cpu as u64) < extra);
+        let me = Some(platform::cpu_id());
+        if fail_every > 0 {
+            fault_inject(FaultSite::PidAlloc, FaultMode::FailEvery(fail_every), me);
+            fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(fail_every), me);
+        }
+        worker(&sh, cpu, ops, max_live_per_cpu.max(1));
+        if fail_every > 0 {
+            fault_inject(FaultSite::PidAlloc, FaultMode::Off, me);
+            fault_inject(FaultSite::NodeAlloc, FaultMode::Off, me);
+        }
+    });
+    let cycles = platform::cycles() - t0;
+    if let Some(msg) = sh.error.lock().take() {
+        return Err(format!("pid_soak: {msg}"));
+    }
+    let mut problems = Vec::new();
+    for (level, (ns, before)) in sh.nss.iter().zip(&start).enumerate() {
+        let now = ns.stats();
+        if (now.ids, now.nodes, now.pid_allocated)
+            != (before.ids, before.nodes, before.pid_allocated)
+        {
+            problems.push(format!(
+                "level {level}: ids/nodes/pid_allocated {}/{}/{:#x}, started {}/{}/{:#x}",
+                now.ids,
+                now.nodes,
+                now.pid_allocated,
+                before.ids,
+                before.nodes,
+                before.pid_allocated
+            ));
+        }
+    }
+    for pid in inits.into_iter().rev() {
+        free_pid(pid);
+    }
+    for (level, ns) in sh.nss.iter().enumerate() {
+        let now = ns.stats();
+        if (now.ids, now.nodes, now.pid_allocated) != (0, 0, 0) {
+            problems.push(format!(
+                "level {level} after its init: ids/nodes/pid_allocated {}/{}/{:#x}, want 0/0/0",
+                now.ids, now.nodes, now.pid_allocated
+            ));
+        }
+    }
+    let pool = idr_preload_count();
+    if pool > IDR_PRELOAD_SIZE {
+        problems.push(format!("this CPU's preload pool holds {pool} nodes"));
+    }
+    if !problems.is_empty() {
+        return Err(format!("pid_soak: {}", problems.join("; ")));
+    }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Ok(SoakReport {
+        cpus,
+        ops: load(&sh.ops),
+        allocs: [load(&sh.allocs[0]), load(&sh.allocs[1])],
+        allocs_by_depth: [load(&sh.allocs_by_depth[0]), load(&sh.allocs_by_depth[1])],
+        frees: load(&sh.frees),
+        enomem: load(&sh.enomem),
+        max_live_per_cpu: sh.max_live.load(Ordering::Relaxed),
+        max_pool: sh.max_pool.load(Ordering::Relaxed).max(pool),
+        cycles,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::HostThreads;
+
+    #[test]
+    fn soak_on_host_threads() {
+        let report = pid_soak(&HostThreads(4), 40_000, 4).unwrap();
+        assert_eq!(report.ops, 40_000);
+        assert!(report.allocs.iter().all(|&n| n > 1000), "{report}");
+        assert!(report.allocs_by_depth.iter().all(|&n| n > 1000), "{report}");
+        assert_eq!(report.enomem, 0);
+        assert!(report.max_pool <= IDR_PRELOAD_SIZE);
+        assert!(
+            report
+                .to_string()
+                .starts_with("pid_soak: 40000 ops on 4 CPUs")
+        );
+    }
+
+    #[test]
+    fn soak_rides_out_injected_enomem() {
+        let cfg = SoakConfig {
+            max_live_per_cpu: 200,
+            fail_every: 4,
+            ..SoakConfig::new(20_000, 2)
+        };
+        let report = pid_soak_with(&HostThreads(2), &cfg).unwrap();
+        assert!(report.enomem > 100, "{report}");
+    }
+
+    /// A longer soak by hand:
+    /// `cargo test --release -p pidlab-kernel soak_long -- --ignored --nocapture`
+    #[test]
+    #[ignore = "takes seconds; run by hand with --release"]
+    fn soak_long() {
+        for fail_every in [0, 7] {
+            let cfg = SoakConfig {
+                fail_every,
+                ..SoakConfig::new(2_000_000, 8)
+            };
+            let report = pid_soak_with(&HostThreads(8), &cfg).unwrap();
+            std::println!("{report}");
+        }
+    }
+
+    #[test]
+    fn too_many_cpus_is_an_error() {
+        assert!(pid_soak(&HostThreads(2), 10, 3).is_err());
+    }
+}

@@ -1,0 +1,311 @@
+//! The `pidalloc` benchmark core: single-CPU `alloc_pid` + `free_pid` cost
+//! against the number of live pids, for both `alloc_pid` strategies.
+//!
+//! A private root namespace (pid_max 4,194,304, with an init as pid 1 and a
+//! reaper, like a booted system) is filled with `live` pinned pids, then
+//! each strategy runs `ops` alloc+free pairs, in `rounds` interleaved
+//! slices so that drift (caches, frequency, the host's other load) hits
+//! both alike. The pinned pids were allocated cyclically, so the measured
+//! pairs walk the cursor through free space above them and, after a wrap,
+//! skip over them: the case the IDR's free bitmaps exist for. The goal is
+//! that the cost grows at most 2x from 1k to 1M live pids.
+//!
+//! Time is [`platform::cycles`] (TSC on the machine, nanoseconds on the
+//! host), converted with [`platform::cycles_per_sec`]. Output: a table for
+//! people, then `pidalloc,...` CSV rows under a header row, and a growth
+//! line per strategy. Callers pick the sizes, so a host test runs it small.
+
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+use crate::errno::Errno;
+use crate::pid::{AllocPidStrategy, PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
+use crate::pid_namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
+use crate::platform;
+
+/// Live-pid counts the issue asks for.
+pub const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct PidallocConfig<'a> {
+    /// Live pids (besides init) to measure at, in any order.
+    pub live: &'a [usize],
+    /// alloc+free pairs per strategy at each point.
+    pub ops: u64,
+    /// Slices the pairs are split into, strategies alternating.
+    pub rounds: u32,
+    /// Level of the namespace allocated in (0: the root only; n: n
+    /// nested namespaces, each pid getting n + 1 numbers).
+    pub level: u32,
+}
+
+impl Default for PidallocConfig<'_> {
+    fn default() -> Self {
+        PidallocConfig {
+            live: &PIDALLOC_DEFAULT_LIVE,
+            ops: 200_000,
+            rounds: 10,
+            level: 0,
+        }
+    }
+}
+
+/// One measured point.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PidallocRow {
+    /// The strategy measured.
+    pub strategy: AllocPidStrategy,
+    /// Live pids besides init.
+    pub live_pids: usize,
+    /// alloc+free pairs timed.
+    pub ops: u64,
+    /// Cycles for all of them.
+    pub cycles: u64,
+    /// Nanoseconds per pair, times 10 (one decimal).
+    pub ns_per_op_x10: u64,
+    /// pidmap_lock acquisitions per alloc_pid, times 100.
+    pub locks_per_alloc_x100: u64,
+    /// pidmap_lock acquisitions per free_pid, times 100.
+    pub locks_per_free_x100: u64,
+}
+
+impl PidallocRow {
+    /// Cycles per alloc+free pair.
+    pub fn cycles_per_op(&self) -> u64 {
+        self.cycles / self.ops.max(1)
+    }
+}
+
+struct Dec(u64, u64);
+
+impl fmt::Display for Dec {
+    /// `value / scale` with as many decimals as `scale` has zeros.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Dec(v, scale) = *self;
+        let width = scale.ilog10() as usize;
+        write!(f, "{}.{:0width$}", v / scale, v % scale)
+    }
+}
+
+/// Header of the CSV rows.
+pub const PIDALLOC_CSV_HEADER: &str = "pidalloc,strategy,live_pids,ns_per_op,cycles_per_op,ops,locks_per_alloc,locks_per_free,level,cycles_per_sec";
+
+/// Runs the benchmark and prints it to `out`. Errors are `alloc_pid`'s
+/// (e.g. ENOMEM when the heap cannot hold the live pids).
+pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<PidallocRow>, Errno> {
+    let mut sizes: Vec<usize> = cfg.live.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let rounds = cfg.rounds.max(1) as u64;
+    let per_round = (cfg.ops / rounds).max(1);
+    let hz = platform::cycles_per_sec();
+
+    let root = PidNamespace::new_root();
+    root.set_pid_max(PID_MAX_LIMIT)?;
+    let mut nss = alloc::vec![root];
+    let mut inits = Vec::new();
+    for level in 0..=cfg.level {
+        let ns = nss.last().expect("root").clone();
+        inits.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
+        ns.set_child_reaper(core::num::NonZeroUsize::new(1));
+        if level < cfg.level {
+            nss.push(create_pid_namespace(&ns)?);
+        }
+    }
+    let ns = nss.last().expect("root").clone();
+
+    let _ = writeln!(
+        out,
+        "pidalloc: alloc_pid+free_pid on one CPU, namespace level {}, pid_max {}, {} pairs per point in {} interleaved rounds, {} cycles/s; live pids do not count the init",
+        cfg.level,
+        PID_MAX_LIMIT,
+        per_round * rounds,
+        rounds,
+        hz
+    );
+    let _ = writeln!(
+        out,
+        "  {:<12} {:>10} {:>10} {:>10} {:>12} {:>11}",
+        "strategy", "live_pids", "ns/op", "cycles/op", "locks/alloc", "locks/free"
+    );
+    let mut rows = Vec::new();
+    let mut pinned: Vec<PidRef> = Vec::new();
+    let result = (|| {
+        for &live in &sizes {
+            while pinned.len() < live {
+                pinned.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
+            }
+            let mut acc = [(0u64, 0u64, 0u64, 0u64); 2];
+            // Warm up both paths (caches, the preload pool).
+            for strategy in AllocPidStrategy::ALL {
+                for _ in 0..per_round.min(1000) {
+                    free_pid(alloc_pid(&ns, &[], strategy, false)?);
+                }
+            }
+            for _ in 0..rounds {
+                for (i, strategy) in AllocPidStrategy::ALL.into_iter().enumerate() {
+                    let s0 = pid_stats_this_cpu();
+                    let t0 = platform::cycles();
+                    for _ in 0..per_round {
+                        free_pid(alloc_pid(&ns, &[], strategy, false)?);
+                    }
+                    let t1 = platform::cycles();
+                    let d = pid_stats_this_cpu().since(&s0);
+                    acc[i].0 += t1 - t0;
+                    acc[i].1 += d.alloc_locks;
+                    acc[i].2 += d.free_locks;
+                    acc[i].3 += per_round;
+                }
+            }
+            for (i, strategy) in AllocPidStrategy::ALL.into_iter().enumerate() {
+                let (cycles, alloc_locks, free_locks, ops) = acc[i];
+                let row = PidallocRow {
+                    strategy,
+                    live_pids: live,
+                    ops,
+                    cycles,
+                    ns_per_op_x10: (u128::from(cycles) * 10_000_000_000
+                        / (u128::from(hz.max(1)) * u128::from(ops)))
+                        as u64,
+                    locks_per_alloc_x100: alloc_locks * 100 / ops,
+                    locks_per_free_x100: free_locks * 100 / ops,
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {:>10} {:>10} {:>10} {:>12} {:>11}",
+                    strategy.name(),
+                    live,
+                    Dec(row.ns_per_op_x10, 10),
+                    row.cycles_per_op(),
+                    Dec(row.locks_per_alloc_x100, 100),
+                    Dec(row.locks_per_free_x100, 100)
+                );
+                rows.push(row);
+            }
+        }
+        Ok(())
+    })();
+    for pid in pinned {
+        free_pid(pid);
+    }
+    for pid in inits.into_iter().rev() {
+        free_pid(pid);
+    }
+    result?;
+
+    let _ = writeln!(out, "{PIDALLOC_CSV_HEADER}");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "pidalloc,{},{},{},{},{},{},{},{},{}",
+            r.strategy.name(),
+            r.live_pids,
+            Dec(r.ns_per_op_x10, 10),
+            r.cycles_per_op(),
+            r.ops,
+            Dec(r.locks_per_alloc_x100, 100),
+            Dec(r.locks_per_free_x100, 100),
+            cfg.level,
+            hz
+        );
+    }
+    if let (Some(&lo), Some(&hi)) = (sizes.iter().find(|&&s| s > 0), sizes.last()) {
+        for strategy in AllocPidStrategy::ALL {
+            let at = |live| {
+                rows.iter()
+                    .find(|r| r.strategy == strategy && r.live_pids == live)
+                    .map(|r| r.cycles)
+            };
+            if let (Some(a), Some(b)) = (at(lo), at(hi))
+                && lo != hi
+            {
+                let _ = writeln!(
+                    out,
+                    "pidalloc: {} cost at {} live pids is {}x that at {} (goal: at most 2x)",
+                    strategy.name(),
+                    hi,
+                    Dec(b * 100 / a.max(1), 100),
+                    lo
+                );
+            }
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    #[test]
+    fn small_run_prints_rows_for_every_point() {
+        let cfg = PidallocConfig {
+            live: &[1000, 0, 100],
+            ops: 2000,
+            rounds: 2,
+            level: 0,
+        };
+        let mut out = String::new();
+        let rows = pidalloc(&cfg, &mut out).unwrap();
+        assert_eq!(rows.len(), 6);
+        let csv: Vec<&str> = out.lines().filter(|l| l.starts_with("pidalloc,")).collect();
+        assert_eq!(csv[0], PIDALLOC_CSV_HEADER);
+        assert_eq!(csv.len(), 7);
+        for (line, row) in csv[1..].iter().zip(&rows) {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), PIDALLOC_CSV_HEADER.split(',').count());
+            assert_eq!(f[1], row.strategy.name());
+            assert_eq!(f[2].parse::<usize>().unwrap(), row.live_pids);
+            assert!(f[3].parse::<f64>().unwrap() > 0.0);
+            assert_eq!(f[5], "2000");
+        }
+        let by = |s: AllocPidStrategy| rows.iter().filter(move |r| r.strategy == s);
+        assert!(by(AllocPidStrategy::Stock).all(|r| r.locks_per_alloc_x100 == 200));
+        // One insertion never needs more than a full pool: no re-preloads.
+        assert!(
+            by(AllocPidStrategy::SingleLock).all(|r| r.locks_per_alloc_x100 == 100),
+            "{out}"
+        );
+        assert!(rows.iter().all(|r| r.locks_per_free_x100 == 100));
+        assert_eq!(
+            rows.iter().map(|r| r.live_pids).collect::<Vec<_>>(),
+            [0, 0, 100, 100, 1000, 1000]
+        );
+        assert!(out.contains("at most 2x"), "{out}");
+    }
+
+    #[test]
+    fn nested_namespace_counts_locks_per_level() {
+        let cfg = PidallocConfig {
+            live: &[0, 100],
+            ops: 1000,
+            rounds: 1,
+            level: 1,
+        };
+        let rows = pidalloc(&cfg, &mut String::new()).unwrap();
+        for r in rows {
+            match r.strategy {
+                AllocPidStrategy::Stock => assert_eq!(r.locks_per_alloc_x100, 300),
+                // With few live pids the cursor runs into ids that need a
+                // taller tree at both levels (4 nodes each): more than one
+                // pool's worth, so the second level re-preloads.
+                AllocPidStrategy::SingleLock => {
+                    assert!((100..200).contains(&r.locks_per_alloc_x100), "{r:?}")
+                }
+            }
+        }
+    }
+
+    /// The full benchmark on the host:
+    /// `cargo test --release -p pidlab-kernel pidalloc_full -- --ignored --nocapture`
+    #[test]
+    #[ignore = "takes seconds; run by hand with --release"]
+    fn pidalloc_full() {
+        let mut out = String::new();
+        let r = pidalloc(&PidallocConfig::default(), &mut out);
+        std::print!("{out}");
+        r.unwrap();
+    }
+}
