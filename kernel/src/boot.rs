@@ -73,6 +73,9 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         Ok(t) => t,
         Err(_) => fail(format_args!("no memory for the boot task")),
     };
+    if let Err(e) = crate::process::init_task_pids(&_init) {
+        fail(format_args!("init: no pid 1: {e:?}"));
+    }
 
     if let Err(e) = selftest::validate(cmd.tests) {
         fail(format_args!("test={}: {e}", cmd.tests));

@@ -52,8 +52,8 @@ mod preload;
 
 pub use preload::{
     IDR_NODE_CACHE_SIZE, IdrNodeStats, idr_node_alloc, idr_node_cache_drain, idr_node_free,
-    idr_node_stats, idr_node_stats_this_cpu, idr_preload, idr_preload_count, idr_preload_drain,
-    idr_preload_end,
+    idr_node_heap_allocs, idr_node_max_cached_bytes, idr_node_stats, idr_node_stats_this_cpu,
+    idr_preload, idr_preload_count, idr_preload_drain, idr_preload_end,
 };
 use preload::{NodeBatch, node_release};
 

@@ -43,7 +43,13 @@ impl<T> Lazy<T> {
         unsafe { (*self.value.get()).assume_init_ref() }
     }
 
+    /// Never inlined: the value is built on this function's frame, and a
+    /// per-CPU table is tens of KiB. Inlined, that frame was reserved in
+    /// every caller of `get` (measured: 60 KiB of stack in the pid paths,
+    /// overflowing 16 KiB task stacks); out of line it exists only during
+    /// the first call, which boot makes on its 256 KiB stack.
     #[cold]
+    #[inline(never)]
     fn initialise(&self) {
         match self
             .state

@@ -39,6 +39,10 @@ pub mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+pub mod invariants;
+#[cfg(target_os = "none")]
+pub mod process;
+#[cfg(target_os = "none")]
 pub mod sched;
 #[cfg(target_os = "none")]
 mod selftest;

@@ -53,6 +53,7 @@ use crate::errno::Errno;
 use crate::fault_inject::{FaultSite, should_fail};
 use crate::hlist::HlistHead;
 use crate::idr::{idr_preload, idr_preload_end};
+use crate::mm::cache::ObjCache;
 use crate::pid_namespace::{MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
 use crate::platform::{self, IrqFlags};
 use crate::sync::{RawTicketLock, SpinLock, ticket::spin_lock};
@@ -114,13 +115,42 @@ fn pid_layout(level: u32) -> Layout {
     layout.pad_to_align()
 }
 
+/// Levels whose pids come from per-CPU object caches (deeper pids, rare,
+/// go straight to the heap).
+pub const PID_CACHED_LEVELS: usize = 4;
+
+const fn pid_cache_layout(level: usize) -> Layout {
+    let size = core::mem::offset_of!(Pid, numbers) + (level + 1) * core::mem::size_of::<Upid>();
+    let align = core::mem::align_of::<Pid>();
+    match Layout::from_size_align(size.next_multiple_of(align), align) {
+        Ok(l) => l,
+        Err(_) => panic!("bad pid layout"),
+    }
+}
+
+static PID_CACHES: [ObjCache; PID_CACHED_LEVELS] = [
+    ObjCache::new("pid_0", pid_cache_layout(0)),
+    ObjCache::new("pid_1", pid_cache_layout(1)),
+    ObjCache::new("pid_2", pid_cache_layout(2)),
+    ObjCache::new("pid_3", pid_cache_layout(3)),
+];
+
+/// The per-CPU caches pids of levels `0..PID_CACHED_LEVELS` come from.
+pub fn pid_caches() -> &'static [ObjCache] {
+    &PID_CACHES
+}
+
 /// The seam all `struct pid` memory comes from (Linux:
-/// `kmem_cache_alloc(ns->pid_cachep)`): uninitialised memory for a pid of
-/// `level`, or `None` when memory is short (or [`FaultSite::PidAlloc`]
-/// fires). Issue 6 swaps in per-CPU object caches.
+/// `kmem_cache_alloc(ns->pid_cachep)`, one cache per level): uninitialised
+/// memory for a pid of `level`, or `None` when memory is short (or
+/// [`FaultSite::PidAlloc`] fires).
 pub fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
     if should_fail(FaultSite::PidAlloc) {
         return None;
+    }
+    if let Some(cache) = PID_CACHES.get(level as usize) {
+        debug_assert_eq!(cache.layout(), pid_layout(level));
+        return cache.alloc().map(NonNull::cast);
     }
     // SAFETY: the layout has a non-zero size.
     NonNull::new(unsafe { alloc(pid_layout(level)) }.cast())
@@ -132,6 +162,10 @@ pub fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
 /// `pid` came from [`pid_struct_alloc`] with the same `level`, and is not
 /// used again.
 pub unsafe fn pid_struct_free(pid: NonNull<Pid>, level: u32) {
+    if let Some(cache) = PID_CACHES.get(level as usize) {
+        // SAFETY: the caller guarantees it came from this level's cache.
+        return unsafe { cache.free(pid.cast()) };
+    }
     // SAFETY: the caller guarantees origin and layout.
     unsafe { dealloc(pid.as_ptr().cast(), pid_layout(level)) }
 }
@@ -725,7 +759,7 @@ pub fn free_pid(pid: PidRef) {
                 // wake it: it may be waiting in zap_pid_ns_processes().
                 2 | 1 => ns.wake_child_reaper(),
                 // The first process's fork failed: the namespace is dead.
-                PIDNS_ADDING => map.pid_allocated = 0,
+                PIDNS_ADDING => ns.stop_adding(map),
                 _ => {}
             }
             ns.map(&mut g).idr.remove(upid.nr as u32);

@@ -23,7 +23,7 @@
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::num::NonZeroUsize;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::errno::Errno;
 use crate::idr::Idr;
@@ -59,7 +59,24 @@ pub struct PidNamespace {
     pid_max: AtomicI32,
     child_reaper: AtomicUsize,
     reaper_wakeups: AtomicU64,
+    /// Mirror of `pid_allocated & PIDNS_ADDING`, cleared under pidmap_lock
+    /// with it, for `copy_process`'s recheck under tasklist_lock (Linux
+    /// reads `pid_allocated` there without pidmap_lock).
+    adding: AtomicBool,
     map: UnsafeCell<PidMap>,
+}
+
+static NR_PID_NS: AtomicUsize = AtomicUsize::new(0);
+
+/// Pid namespaces alive (the root included once built).
+pub fn nr_pid_namespaces() -> usize {
+    NR_PID_NS.load(Ordering::Relaxed)
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        NR_PID_NS.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 // SAFETY: `map` is only reached through `PidNamespace::map`, which needs
@@ -86,6 +103,7 @@ pub struct PidNsStats {
 
 impl PidNamespace {
     fn new(parent: Option<Arc<PidNamespace>>) -> Self {
+        NR_PID_NS.fetch_add(1, Ordering::Relaxed);
         let (level, pid_max) = match &parent {
             Some(p) => (p.level + 1, p.pid_max()),
             None => (0, PID_MAX_DEFAULT),
@@ -96,6 +114,7 @@ impl PidNamespace {
             pid_max: AtomicI32::new(pid_max),
             child_reaper: AtomicUsize::new(0),
             reaper_wakeups: AtomicU64::new(0),
+            adding: AtomicBool::new(true),
             map: UnsafeCell::new(PidMap {
                 idr: Idr::new(),
                 pid_allocated: PIDNS_ADDING,
@@ -147,6 +166,19 @@ impl PidNamespace {
     pub fn set_child_reaper(&self, reaper: Option<NonZeroUsize>) {
         self.child_reaper
             .store(reaper.map_or(0, NonZeroUsize::get), Ordering::Release);
+    }
+
+    /// Whether the namespace still accepts pids (`PIDNS_ADDING`), read
+    /// without pidmap_lock.
+    pub fn accepts_pids(&self) -> bool {
+        self.adding.load(Ordering::Acquire)
+    }
+
+    /// Clears `PIDNS_ADDING` in `map` (this namespace's, under pidmap_lock)
+    /// and its mirror.
+    pub(crate) fn stop_adding(&self, map: &mut PidMap) {
+        map.pid_allocated &= !PIDNS_ADDING;
+        self.adding.store(false, Ordering::Release);
     }
 
     /// How many times `free_pid` woke this namespace's reaper.
@@ -231,7 +263,7 @@ pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespa
 /// (its init is dying); `alloc_pid` then fails with ENOMEM.
 pub fn disable_pid_allocation(ns: &PidNamespace) {
     let mut g = crate::pid::pidmap_lock_irq();
-    ns.map(&mut g).pid_allocated &= !PIDNS_ADDING;
+    ns.stop_adding(ns.map(&mut g));
 }
 
 #[cfg(test)]

@@ -13,14 +13,16 @@
 //! `get_random_u64` here finalises a copy of the pool hash with a counter and
 //! mixes the counter back in. Fine for a lab, not for keys.
 
-use blake2::{Blake2s256, Digest};
+mod blake2s;
+
+use blake2s::Blake2s;
 
 use crate::platform;
 use crate::sync::SpinLockIrqSave;
 use crate::sync::ticket::spin_lock_irqsave;
 
 struct Pool {
-    hash: Option<Blake2s256>,
+    hash: Blake2s,
     mixes: u64,
     draws: u64,
 }
@@ -28,15 +30,15 @@ struct Pool {
 static INPUT_POOL: SpinLockIrqSave<Pool> = spin_lock_irqsave(
     "input_pool.lock",
     Pool {
-        hash: None,
+        hash: Blake2s::new(),
         mixes: 0,
         draws: 0,
     },
 );
 
 impl Pool {
-    fn hash(&mut self) -> &mut Blake2s256 {
-        self.hash.get_or_insert_with(Blake2s256::new)
+    fn hash(&mut self) -> &mut Blake2s {
+        &mut self.hash
     }
 }
 
@@ -46,7 +48,7 @@ pub fn add_device_randomness(buf: &[u8]) {
     let stamp = platform::cycles().to_le_bytes();
     let mut pool = INPUT_POOL.lock();
     let h = pool.hash();
-    h.update(stamp);
+    h.update(&stamp);
     h.update(buf);
     pool.mixes += 1;
 }
@@ -56,8 +58,10 @@ pub fn get_random_u64() -> u64 {
     let mut pool = INPUT_POOL.lock();
     pool.draws += 1;
     let counter = pool.draws.to_le_bytes();
-    let out = pool.hash().clone().chain_update(counter).finalize();
-    pool.hash().update(counter);
+    let mut copy = pool.hash().clone();
+    copy.update(&counter);
+    let out = copy.finalize();
+    pool.hash().update(&counter);
     u64::from_le_bytes(out[..8].try_into().expect("BLAKE2s gives 32 bytes"))
 }
 

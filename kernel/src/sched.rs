@@ -152,7 +152,7 @@ fn idle_loop(cpu: usize) -> ! {
 }
 
 /// Builds the first stack frame of a new task.
-fn prepare_new_stack(t: &Task) {
+pub(crate) fn prepare_new_stack(t: &Task) {
     let top = t.stack_top().expect("a new task has a stack");
     // SAFETY: the stack is the task's own, unused yet; we are the only ones
     // touching the task's saved stack pointer before it first runs.
@@ -274,31 +274,53 @@ fn finish_task_switch() {
         return;
     }
     // SAFETY: `prev` still holds the scheduler's reference.
-    let dead = unsafe { (*prev).state() } == TaskState::Dead;
-    if dead {
+    let state = unsafe { (*prev).state() };
+    // A zombie never runs again either; its parent may already have made
+    // it Dead while it was on its way here.
+    if matches!(state, TaskState::Dead | TaskState::Zombie) {
         // SAFETY: the scheduler's reference, given up in `into_raw` when the
         // task was queued or made current; it is never used again.
         drop(unsafe { TaskRef::from_raw(prev) });
     }
 }
 
-/// Ends the current task: marks it dead, wakes its joiner, and switches
-/// away for good.
+/// Ends the current task. A process (a task with pids, made by
+/// `process::copy_process`) goes through `do_exit`; a plain kernel task is
+/// marked dead, its joiner woken, and switched away from for good.
 pub fn exit_current(code: i32) -> ! {
     let me = current();
+    if crate::process::is_process(me) {
+        crate::process::do_exit(code);
+    }
     me.set_exit_code(code);
     platform::local_irq_disable();
-    // Dead first, then look for a joiner: a joiner registers before it
-    // checks for Dead, so one of us sees the other (all SeqCst).
-    me.set_state(TaskState::Dead);
-    let joiner = me.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    mark_dead_and_wake_joiner(me);
+    exit_final()
+}
+
+/// Marks `t` Dead and wakes whoever joins it. Dead first, then look for a
+/// joiner: a joiner registers before it checks for Dead, so one of us sees
+/// the other (all SeqCst).
+pub(crate) fn mark_dead_and_wake_joiner(t: &Task) {
+    t.set_state(TaskState::Dead);
+    let joiner = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
     if !joiner.is_null() {
         // SAFETY: the joiner stored a counted reference to itself.
         let joiner = unsafe { TaskRef::from_raw(joiner) };
         wake_up_process(&joiner);
     }
+}
+
+/// Switches away from the current, exited (Zombie or Dead) task for good;
+/// the next task drops the scheduler's reference to it.
+pub(crate) fn exit_final() -> ! {
+    platform::local_irq_disable();
+    debug_assert!(matches!(
+        current().state(),
+        TaskState::Dead | TaskState::Zombie
+    ));
     schedule();
-    unreachable!("a dead task was scheduled again");
+    unreachable!("an exited task was scheduled again");
 }
 
 /// Waits for `t` to exit (a join). Returns its exit code.

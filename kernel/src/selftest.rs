@@ -31,7 +31,14 @@ const CASES: &[(&str, Case)] = &[
     ("tsc", tsc_agrees_with_pit),
     ("sched", sched_spawn_join),
     ("ticket", ticket_lock_exact_and_fair),
+    ("fork", procs::fork_smoke),
+    ("forkstress", procs::fork_stress),
+    ("threads", procs::threads),
+    ("pidns", procs::pid_namespaces),
+    ("badargs", procs::bad_args),
 ];
+
+mod procs;
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);

@@ -15,9 +15,11 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use crate::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::ObjCache;
+use crate::pid::{PIDTYPE_MAX, PidRef};
 
-/// Size of every task's kernel stack.
+/// Size of every task's kernel stack (Linux's 16 KiB).
 pub const STACK_SIZE: usize = 16 * 1024;
 /// Written at the lowest word of every owned stack; a task whose canary is
 /// gone overflowed its stack.
@@ -104,6 +106,59 @@ pub struct Task {
     pub(crate) switched_in: UnsafeCell<u64>,
     /// The task waiting for this one to exit (a join), if any.
     pub(crate) joiner: AtomicPtr<Task>,
+    /// Process links (pids, parent, thread group), changed under
+    /// `tasklist_lock` only (see `process`).
+    pub(crate) links: UnsafeCell<ProcLinks>,
+    /// Port of `task->pid_links[]`: this task on its pids' task lists.
+    pub(crate) pid_links: [HlistNode; PIDTYPE_MAX],
+    /// Port of `task->children`: the processes this task is parent of.
+    pub(crate) children: HlistHead,
+    /// Port of `task->sibling`: this task on its parent's `children`.
+    pub(crate) sibling: HlistNode,
+    /// How this task's `release_task` runs (a `process::ReleaseStrategy`
+    /// as u8), fixed at creation.
+    pub(crate) release_strategy: AtomicU8,
+    /// An exit asked for by someone else (`EXIT_NONE` when none); parked
+    /// tasks wait for it.
+    exit_request: AtomicI32,
+}
+
+/// No exit requested.
+pub const EXIT_NONE: i32 = i32::MIN;
+
+/// A task's process relationships (Linux: `thread_pid`/`signal->pids`,
+/// `real_parent`, `group_leader`). Only touched under `tasklist_lock`.
+pub struct ProcLinks {
+    /// The pid attached per type (PID, TGID, PGID, SID); a counted
+    /// reference each.
+    pub pids: [Option<PidRef>; PIDTYPE_MAX],
+    /// Port of `real_parent` (null: none; kernel tasks outside the tree).
+    pub parent: *const Task,
+    /// Port of `group_leader` (the task itself unless a thread).
+    pub group_leader: *const Task,
+    /// A `CLONE_THREAD` child: autoreaped, only its PID attached.
+    pub thread: bool,
+    /// Threads of this group leader not yet released.
+    pub live_threads: u32,
+}
+
+impl ProcLinks {
+    const fn new() -> Self {
+        ProcLinks {
+            pids: [None, None, None, None],
+            parent: core::ptr::null(),
+            group_leader: core::ptr::null(),
+            thread: false,
+            live_threads: 0,
+        }
+    }
+}
+
+static NR_TASKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Tasks allocated and not yet freed (every kind: idle, kernel, process).
+pub fn nr_tasks() -> usize {
+    NR_TASKS.load(Ordering::Relaxed)
 }
 
 // SAFETY: the UnsafeCell fields are only touched by the scheduler on the
@@ -183,8 +238,15 @@ impl Task {
                 runtime: AtomicU64::new(0),
                 switched_in: UnsafeCell::new(0),
                 joiner: AtomicPtr::new(core::ptr::null_mut()),
+                links: UnsafeCell::new(ProcLinks::new()),
+                pid_links: [const { HlistNode::new() }; PIDTYPE_MAX],
+                children: HlistHead::new(),
+                sibling: HlistNode::new(),
+                release_strategy: AtomicU8::new(0),
+                exit_request: AtomicI32::new(EXIT_NONE),
             })
         };
+        NR_TASKS.fetch_add(1, Ordering::Relaxed);
         Ok(TaskRef(mem))
     }
 
@@ -217,6 +279,29 @@ impl Task {
 
     pub fn set_exit_code(&self, code: i32) {
         self.exit_code.store(code, Ordering::Relaxed);
+    }
+
+    /// The exit code someone asked this task to exit with, if any.
+    pub fn exit_request(&self) -> Option<i32> {
+        let v = self.exit_request.load(Ordering::SeqCst);
+        (v != EXIT_NONE).then_some(v)
+    }
+
+    /// Asks the task to exit with `code` (it must wake up to see it).
+    pub fn request_exit(&self, code: i32) {
+        self.exit_request
+            .store(if code == EXIT_NONE { 0 } else { code }, Ordering::SeqCst);
+    }
+
+    /// The process links.
+    ///
+    /// # Safety
+    /// `tasklist_lock` is held (for writing if the result is mutated), and
+    /// no other reference from this call outlives it.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn links(&self) -> &mut ProcLinks {
+        // SAFETY: per the contract, tasklist_lock serialises access.
+        unsafe { &mut *self.links.get() }
     }
 
     /// TSC cycles this task has run.
@@ -321,12 +406,21 @@ impl Drop for TaskRef {
 unsafe fn free_task(task: NonNull<Task>) {
     // SAFETY: per the contract, we own the task now.
     unsafe {
+        debug_assert!(
+            (*task.as_ref().links.get())
+                .pids
+                .iter()
+                .all(Option::is_none),
+            "task {} freed with pids attached",
+            task.as_ref().name()
+        );
         if let Some(stack) = task.as_ref().stack {
             STACK_CACHE.free(stack);
         }
         core::ptr::drop_in_place(task.as_ptr());
         TASK_CACHE.free(task.cast());
     }
+    NR_TASKS.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

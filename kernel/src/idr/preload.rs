@@ -20,14 +20,32 @@ use crate::platform::{self, MAX_CPUS, PerCpu};
 struct CpuNodeCounts {
     allocated: AtomicU64,
     freed: AtomicU64,
+    heap_allocs: AtomicU64,
 }
 
 static NODE_COUNTS: [CpuNodeCounts; MAX_CPUS] = [const {
     CpuNodeCounts {
         allocated: AtomicU64::new(0),
         freed: AtomicU64::new(0),
+        heap_allocs: AtomicU64::new(0),
     }
 }; MAX_CPUS];
+
+/// Node allocations that missed this CPU's node cache and went to the
+/// global heap, summed over CPUs.
+pub fn idr_node_heap_allocs() -> u64 {
+    NODE_COUNTS
+        .iter()
+        .map(|c| c.heap_allocs.load(Ordering::Relaxed))
+        .sum()
+}
+
+/// Bytes the per-CPU node caches may hold at most.
+pub fn idr_node_max_cached_bytes() -> usize {
+    MAX_CPUS
+        * (IDR_NODE_CACHE_SIZE + crate::idr::IDR_PRELOAD_SIZE)
+        * core::mem::size_of::<IdrNode>()
+}
 
 /// Adds one to this CPU's counter (plain load and store: one writer).
 fn count_one(counter: &AtomicU64) {
@@ -116,6 +134,7 @@ pub fn idr_node_alloc() -> Option<*mut IdrNode> {
             if p.is_null() {
                 return None;
             }
+            count_one(&NODE_COUNTS[platform::cpu_id()].heap_allocs);
             p
         }
     };

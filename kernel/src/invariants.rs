@@ -1,0 +1,89 @@
+//! The invariant check run after anything that spawned tasks: every pid
+//! freed (the root namespace back to its starting pids, no other namespace
+//! alive), no task left, and the heap back where it was within what the
+//! per-CPU caches may keep.
+
+use alloc::format;
+use alloc::string::String;
+
+use crate::idr::idr_node_max_cached_bytes;
+use crate::mm::heap::HEAP;
+use crate::pid::pid_caches;
+use crate::pid_namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
+use crate::task::{nr_tasks, stack_cache, task_cache};
+
+/// What "back to the start" means, taken before a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Baseline {
+    root: PidNsStats,
+    namespaces: usize,
+    tasks: usize,
+    heap_used: usize,
+}
+
+impl Baseline {
+    pub fn take() -> Self {
+        Baseline {
+            root: init_pid_ns().stats(),
+            namespaces: nr_pid_namespaces(),
+            tasks: nr_tasks(),
+            heap_used: HEAP.stats().used,
+        }
+    }
+
+    /// Bytes the per-CPU caches may legitimately still hold.
+    pub fn cache_bound() -> usize {
+        task_cache().max_cached_bytes()
+            + stack_cache().max_cached_bytes()
+            + pid_caches()
+                .iter()
+                .map(|c| c.max_cached_bytes())
+                .sum::<usize>()
+            + idr_node_max_cached_bytes()
+    }
+
+    /// Checks the state against the baseline; the error names what leaked.
+    pub fn check(&self) -> Result<(), String> {
+        let root = init_pid_ns().stats();
+        if root.ids != self.root.ids || root.pid_allocated != self.root.pid_allocated {
+            return Err(format!(
+                "root pid namespace: {} ids, pid_allocated {:#x}; expected {} and {:#x}",
+                root.ids, root.pid_allocated, self.root.ids, self.root.pid_allocated
+            ));
+        }
+        let ns = nr_pid_namespaces();
+        if ns != self.namespaces {
+            return Err(format!(
+                "{} pid namespaces alive, expected {} (a child namespace's pids leaked)",
+                ns, self.namespaces
+            ));
+        }
+        let tasks = nr_tasks();
+        if tasks != self.tasks {
+            return Err(format!("{} tasks alive, expected {}", tasks, self.tasks));
+        }
+        let used = HEAP.stats().used;
+        let bound = Self::cache_bound();
+        if used > self.heap_used + bound {
+            return Err(format!(
+                "heap: {} bytes in use, {} at the start, caches may hold {}",
+                used, self.heap_used, bound
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the check and prints `invariants: ok` or what leaked.
+    pub fn report(&self) -> bool {
+        match self.check() {
+            Ok(()) => {
+                println!("invariants: ok");
+                true
+            }
+            Err(e) => {
+                println!("invariants: FAILED: {e}");
+                false
+            }
+        }
+    }
+}

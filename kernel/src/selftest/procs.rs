@@ -1,0 +1,311 @@
+//! In-kernel cases for the process paths: spawn and reap on every CPU for
+//! every strategy pair, namespaces, reaper death, and bad arguments. Each
+//! ends with the invariant check.
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::arch::smp;
+use crate::errno::Errno;
+use crate::idr::idr_node_heap_allocs;
+use crate::invariants::Baseline;
+use crate::pid::{AllocPidStrategy, PidType, pid_caches, pid_nr_ns};
+use crate::pid_namespace::init_pid_ns;
+use crate::platform;
+use crate::process::{
+    CloneArgs, ReleaseStrategy, copy_process, current_ns, park, request_exit, task_pid, wait_child,
+};
+use crate::sched;
+use crate::task::{stack_cache, task_cache};
+
+/// The four strategy pairs, as the benchmark names them.
+pub const PAIRS: [(&str, AllocPidStrategy, ReleaseStrategy); 4] = [
+    ("stock", AllocPidStrategy::Stock, ReleaseStrategy::Stock),
+    (
+        "pidmap-once",
+        AllocPidStrategy::SingleLock,
+        ReleaseStrategy::Stock,
+    ),
+    (
+        "exit-deferred",
+        AllocPidStrategy::Stock,
+        ReleaseStrategy::Deferred,
+    ),
+    (
+        "both",
+        AllocPidStrategy::SingleLock,
+        ReleaseStrategy::Deferred,
+    ),
+];
+
+fn exit_with(code: usize) {
+    sched::exit_current(code as i32)
+}
+
+/// Global-heap fall-throughs of every cache on the spawn/reap path.
+fn heap_touches() -> u64 {
+    task_cache().stats().heap_allocs
+        + stack_cache().stats().heap_allocs
+        + pid_caches()
+            .iter()
+            .map(|c| c.stats().heap_allocs)
+            .sum::<u64>()
+        + idr_node_heap_allocs()
+}
+
+struct Stress {
+    iters: u64,
+    pair: usize,
+    failures: AtomicU64,
+}
+
+/// Spawns and reaps `iters` children on the current CPU; returns failures.
+fn spawn_reap_loop(iters: u64, pair: usize) -> u64 {
+    let (_, alloc, release) = PAIRS[pair];
+    let mut failures = 0;
+    for i in 0..iters {
+        let code = (i % 200) as usize;
+        let mut args = CloneArgs::new("child", exit_with, code);
+        args.alloc = alloc;
+        args.release = release;
+        let child = match copy_process(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("cpu {}: copy_process: {e:?}", platform::cpu_id());
+                failures += 1;
+                continue;
+            }
+        };
+        match wait_child(Some(&child), true) {
+            Ok((nr, got)) if got == code as i32 && nr > 0 => {}
+            other => {
+                println!(
+                    "cpu {}: wait: {other:?}, expected code {code}",
+                    platform::cpu_id()
+                );
+                failures += 1;
+            }
+        }
+    }
+    failures
+}
+
+fn stress_worker(arg: usize) {
+    // SAFETY: `arg` points to the `Stress` on init's stack, which waits for
+    // every worker before returning.
+    let st = unsafe { &*(arg as *const Stress) };
+    let f = spawn_reap_loop(st.iters, st.pair);
+    st.failures.fetch_add(f, Ordering::Relaxed);
+}
+
+/// Runs `iters` spawn+reap on every online CPU (a worker process per CPU)
+/// for strategy pair `pair`; returns (failures, elapsed cycles).
+fn on_every_cpu(iters: u64, pair: usize) -> (u64, u64) {
+    let st = Stress {
+        iters,
+        pair,
+        failures: AtomicU64::new(0),
+    };
+    let t0 = platform::cycles();
+    let cpus = smp::online();
+    for cpu in 0..cpus {
+        let mut args = CloneArgs::new("worker", stress_worker, &st as *const Stress as usize);
+        args.cpu = Some(cpu);
+        if let Err(e) = copy_process(&args) {
+            panic!("worker on cpu {cpu}: {e:?}");
+        }
+    }
+    for _ in 0..cpus {
+        wait_child(None, true).expect("a worker to reap");
+    }
+    (st.failures.load(Ordering::Relaxed), platform::cycles() - t0)
+}
+
+fn expect_invariants(base: &Baseline) {
+    if let Err(e) = base.check() {
+        panic!("invariants: {e}");
+    }
+    println!("invariants: ok");
+}
+
+/// `fork`: single-CPU cost per strategy pair, then every CPU for every pair,
+/// ECHILD, and the invariant check.
+pub fn fork_smoke() {
+    run_fork(2_000, 20_000);
+}
+
+/// `forkstress`: every CPU x 100,000 spawn+reap for every strategy pair.
+pub fn fork_stress() {
+    run_fork(100_000, 0);
+}
+
+fn run_fork(per_cpu: u64, single_cpu: u64) {
+    let base = Baseline::take();
+    assert_eq!(
+        wait_child(None, false),
+        Err(Errno::ECHILD),
+        "init has no children yet"
+    );
+    if single_cpu > 0 {
+        let mut line = alloc::string::String::new();
+        for (p, (name, ..)) in PAIRS.iter().enumerate() {
+            spawn_reap_loop(100, p); // warm the caches
+            let touched = heap_touches();
+            let t0 = platform::cycles();
+            assert_eq!(spawn_reap_loop(single_cpu, p), 0);
+            let per = (platform::cycles() - t0) / single_cpu;
+            let heap = heap_touches() - touched;
+            use core::fmt::Write;
+            let _ = write!(
+                line,
+                " {name} {per} cycles ({heap} of {single_cpu} spawns touched the heap);"
+            );
+        }
+        println!("selftest fork: one cpu, spawn+reap:{line}");
+    }
+    for (p, (name, ..)) in PAIRS.iter().enumerate() {
+        let touched = heap_touches();
+        let (failures, cycles) = on_every_cpu(per_cpu, p);
+        let total = per_cpu * smp::online() as u64;
+        println!(
+            "selftest fork: {name}: {} cpus x {per_cpu} spawn+reap = {total} reaped, {failures} failures, {} ms, {} heap fall-throughs",
+            smp::online(),
+            crate::arch::time::cycles_to_ns(cycles) / 1_000_000,
+            heap_touches() - touched
+        );
+        assert_eq!(failures, 0);
+    }
+    assert_eq!(wait_child(None, false), Err(Errno::ECHILD));
+    expect_invariants(&base);
+}
+
+fn thread_body(_: usize) {}
+
+/// `threads`: CLONE_THREAD children are autoreaped and joined.
+pub fn threads() {
+    let base = Baseline::take();
+    for (p, (name, alloc, release)) in PAIRS.iter().enumerate() {
+        let _ = p;
+        for _ in 0..1000 {
+            let mut args = CloneArgs::new("thread", thread_body, 0);
+            args.thread = true;
+            args.alloc = *alloc;
+            args.release = *release;
+            let t = copy_process(&args).expect("thread");
+            sched::join(&t);
+            assert!(
+                task_pid(&t, PidType::Pid).is_none(),
+                "{name}: thread not released"
+            );
+        }
+    }
+    assert_eq!(
+        wait_child(None, false),
+        Err(Errno::ECHILD),
+        "threads are not children"
+    );
+    println!("selftest threads: 4 x 1000 threads spawned, joined, released");
+    expect_invariants(&base);
+}
+
+/// `pidns`: a task three namespaces deep has the right pid at every level;
+/// the death of a namespace's init makes later spawns there fail with
+/// ENOMEM, and nothing leaks.
+pub fn pid_namespaces() {
+    let base = Baseline::take();
+    // Three levels: init of each new namespace spawns the next.
+    let mut chain = Vec::new();
+    let mut ns = current_ns();
+    for level in 1..=3 {
+        let child_ns = crate::pid_namespace::create_pid_namespace(&ns).expect("ns");
+        let mut args = CloneArgs::new("nsinit", park, 0);
+        args.pid_ns = Some(&child_ns);
+        let t = copy_process(&args).expect("ns init");
+        let pid = task_pid(&t, PidType::Pid).expect("pid");
+        assert_eq!(pid.level(), level);
+        assert_eq!(
+            pid_nr_ns(&pid, &child_ns),
+            1,
+            "init of level {level} is pid 1"
+        );
+        chain.push((t, child_ns.clone()));
+        ns = child_ns;
+    }
+    // A task in the innermost namespace: pid 2 there (after its init), 3
+    // in the middle one (after two inits), 4 in the outer one.
+    let mut args = CloneArgs::new("deep", park, 0);
+    args.pid_ns = Some(&ns);
+    let deep = copy_process(&args).expect("deep task");
+    let pid = task_pid(&deep, PidType::Pid).expect("pid");
+    let nrs: Vec<i32> = pid.numbers().iter().map(|u| u.nr).collect();
+    println!("selftest pidns: task 3 namespaces deep has pids {nrs:?} (root first)");
+    assert_eq!(nrs.len(), 4);
+    assert_eq!(&nrs[1..], &[4, 3, 2]);
+    assert_eq!(pid_nr_ns(&pid, init_pid_ns()), nrs[0]);
+    assert_eq!(
+        crate::pid::find_pid_ns(2, &ns).map(|p| p.nr()),
+        Some(nrs[0])
+    );
+    drop(pid);
+
+    // Reaper death: the innermost init exits; spawning there fails.
+    let (inner_init, inner_ns) = chain.pop().expect("chain");
+    let inner_nr = task_pid(&inner_init, PidType::Pid).expect("pid").nr();
+    request_exit(&inner_init, 7);
+    assert_eq!(wait_child(Some(&inner_init), true), Ok((inner_nr, 7)));
+    assert!(!inner_ns.accepts_pids());
+    let mut args = CloneArgs::new("late", park, 0);
+    args.pid_ns = Some(&inner_ns);
+    assert_eq!(copy_process(&args).err(), Some(Errno::ENOMEM));
+    println!("selftest pidns: spawn after the namespace's init died: ENOMEM");
+    // The task that was in it still lives; it exits and is reaped.
+    request_exit(&deep, 3);
+    assert_eq!(wait_child(Some(&deep), true).map(|(_, c)| c), Ok(3));
+    drop((inner_init, inner_ns, deep));
+    while let Some((t, _)) = chain.pop() {
+        request_exit(&t, 0);
+        wait_child(Some(&t), true).expect("reap ns init");
+    }
+    drop(ns);
+    expect_invariants(&base);
+}
+
+/// `badargs`: invalid spawns return errors and leak nothing.
+pub fn bad_args() {
+    let base = Baseline::take();
+    let mut a = CloneArgs::new("x", park, 0);
+    a.thread = true;
+    a.newns = true;
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EINVAL),
+        "thread + newns"
+    );
+    let mut a = CloneArgs::new("x", park, 0);
+    a.cpu = Some(smp::online());
+    assert_eq!(copy_process(&a).err(), Some(Errno::EINVAL), "offline cpu");
+    let mut a = CloneArgs::new("x", park, 0);
+    a.set_tid = &[1, 2];
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EINVAL),
+        "set_tid too long"
+    );
+    let mut a = CloneArgs::new("x", park, 0);
+    a.set_tid = &[1];
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EEXIST),
+        "pid 1 is init's"
+    );
+    a.cap = false;
+    a.set_tid = &[5000];
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EPERM),
+        "set_tid without cap"
+    );
+    assert_eq!(wait_child(None, true), Err(Errno::ECHILD));
+    println!("selftest badargs: EINVAL, EEXIST, EPERM, ECHILD as Linux");
+    expect_invariants(&base);
+}
