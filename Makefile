@@ -9,7 +9,7 @@ QEMU_PACKAGE := qemu-system-x86
 # Extra arguments for `make run`, e.g. make run ARGS="--smp 2 bench=none"
 ARGS ?=
 
-.PHONY: setup toolchain qemu run test test-loom clippy fmt fmt-check
+.PHONY: setup toolchain qemu run bench test test-loom clippy fmt fmt-check
 
 setup: toolchain qemu
 
@@ -52,6 +52,11 @@ qemu:
 
 run: setup
 	cargo run -- $(ARGS)
+
+# The threadspawn benchmark at --smp 8 and --smp 2, saved with a plot under
+# bench/results/<timestamp>/ (BENCH_ARGS="ns_depth=3" etc. to vary it).
+bench: setup
+	scripts/bench.sh
 
 # Host unit tests (kernel library, runner) and the in-QEMU integration tests,
 # then the loom models of the locks.

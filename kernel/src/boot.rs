@@ -84,6 +84,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     match cmd.bench {
         Bench::None => println!("bench none: boot complete"),
+        Bench::Threadspawn => {
+            if let Err(e) = crate::bench::threadspawn::run(&cmd.threadspawn, cmd.accel) {
+                fail(format_args!("threadspawn: {e}"));
+            }
+        }
     }
     qemu::exit(ExitCode::Success)
 }

@@ -15,10 +15,13 @@ use core::fmt;
 pub enum Bench {
     /// Boot, report, exit with success.
     None,
+    /// will-it-scale's threadspawn1 for every strategy pair (the default).
+    Threadspawn,
 }
 
 impl Bench {
-    const ALL: &'static [(&'static str, Bench)] = &[("none", Bench::None)];
+    const ALL: &'static [(&'static str, Bench)] =
+        &[("none", Bench::None), ("threadspawn", Bench::Threadspawn)];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -59,6 +62,37 @@ impl Accel {
     }
 }
 
+/// Most entries in a `workers=` list.
+pub const MAX_WORKER_COUNTS: usize = 8;
+/// Strategy pair names, in the benchmark's order.
+pub const STRATEGY_NAMES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+
+/// The threadspawn benchmark's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadspawnParams {
+    /// Worker counts; `None`: 1, 2, 4, 8 up to the CPUs online.
+    pub workers: Option<([u8; MAX_WORKER_COUNTS], usize)>,
+    pub samples: u32,
+    pub sample_ms: u32,
+    pub ns_depth: u32,
+    /// Indices into [`STRATEGY_NAMES`], in the order given.
+    pub strategies: ([u8; 4], usize),
+    pub lockstat: bool,
+}
+
+impl Default for ThreadspawnParams {
+    fn default() -> Self {
+        ThreadspawnParams {
+            workers: None,
+            samples: 5,
+            sample_ms: 1000,
+            ns_depth: 0,
+            strategies: ([0, 1, 2, 3], 4),
+            lockstat: false,
+        }
+    }
+}
+
 /// Parsed command line. String fields borrow from the raw text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
@@ -73,25 +107,27 @@ pub struct Cmdline<'a> {
     pub accel: Accel,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
+    pub threadspawn: ThreadspawnParams,
 }
 
 impl Default for Cmdline<'_> {
     fn default() -> Self {
         Cmdline {
             raw: "",
-            bench: Bench::None,
+            bench: Bench::Threadspawn,
             heap: HeapSize::Auto,
             loglevel: log::LevelFilter::Info,
             tests: "",
             accel: Accel::Unknown,
             timer_hz: 1000,
+            threadspawn: ThreadspawnParams::default(),
         }
     }
 }
 
 /// Every key the kernel accepts and what its value may be.
 pub const KEYS: &[(&str, &str)] = &[
-    ("bench", "none"),
+    ("bench", "threadspawn (the default) or none"),
     (
         "heap",
         "auto, or a size in bytes with an optional K, M or G suffix (at least 1M)",
@@ -100,6 +136,18 @@ pub const KEYS: &[(&str, &str)] = &[
     ("test", "a comma-separated list of in-kernel test cases"),
     ("accel", "tcg, tcg-single or kvm (set by the runner)"),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
+    (
+        "workers",
+        "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
+    ),
+    ("samples", "a sample count from 1 to 1000"),
+    ("sample_ms", "a sample length from 1 to 60000 milliseconds"),
+    ("ns_depth", "a pid namespace depth from 0 to 31"),
+    (
+        "strategies",
+        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
+    ),
+    ("lockstat", "on or off"),
 ];
 
 /// Why a command line was rejected.
@@ -214,6 +262,63 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 };
             }
+            "workers" => {
+                let mut list = [0u8; MAX_WORKER_COUNTS];
+                let mut len = 0;
+                for item in value.split(',') {
+                    let n = match item.parse::<u8>() {
+                        Ok(n) if (1..=64).contains(&n) => n,
+                        _ => return Err(bad()),
+                    };
+                    if len == MAX_WORKER_COUNTS {
+                        return Err(bad());
+                    }
+                    list[len] = n;
+                    len += 1;
+                }
+                cmd.threadspawn.workers = Some((list, len));
+            }
+            "samples" => {
+                cmd.threadspawn.samples = match value.parse::<u32>() {
+                    Ok(n) if (1..=1000).contains(&n) => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "sample_ms" => {
+                cmd.threadspawn.sample_ms = match value.parse::<u32>() {
+                    Ok(n) if (1..=60_000).contains(&n) => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "ns_depth" => {
+                cmd.threadspawn.ns_depth = match value.parse::<u32>() {
+                    Ok(n) if n <= 31 => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "strategies" => {
+                let mut list = [0u8; 4];
+                let mut len = 0;
+                for item in value.split(',') {
+                    let i = STRATEGY_NAMES
+                        .iter()
+                        .position(|n| *n == item)
+                        .ok_or_else(bad)? as u8;
+                    if list[..len].contains(&i) {
+                        return Err(bad());
+                    }
+                    list[len] = i;
+                    len += 1;
+                }
+                cmd.threadspawn.strategies = (list, len);
+            }
+            "lockstat" => {
+                cmd.threadspawn.lockstat = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad()),
+                };
+            }
             _ => unreachable!("every key in KEYS has a case"),
         }
     }
@@ -242,7 +347,8 @@ mod tests {
     #[test]
     fn empty_line_gives_defaults() {
         let c = parse("  ").unwrap();
-        assert_eq!(c.bench, Bench::None);
+        assert_eq!(c.bench, Bench::Threadspawn);
+        assert_eq!(c.threadspawn, ThreadspawnParams::default());
         assert_eq!(c.heap, HeapSize::Auto);
         assert_eq!(c.loglevel, log::LevelFilter::Info);
         assert_eq!(c.tests, "");
@@ -283,6 +389,17 @@ mod tests {
             "accel=hvf",
             "hz=5",
             "hz=fast",
+            "workers=0",
+            "workers=1,,2",
+            "workers=65",
+            "workers=1,2,3,4,5,6,7,8,9",
+            "samples=0",
+            "sample_ms=x",
+            "ns_depth=32",
+            "strategies=stock,stock",
+            "strategies=fast",
+            "strategies=",
+            "lockstat=yes",
         ] {
             let err = parse(line).unwrap_err();
             assert!(
@@ -291,6 +408,20 @@ mod tests {
             );
             assert!(err.to_string().contains("accepts"), "{line}");
         }
+    }
+
+    #[test]
+    fn parses_threadspawn_keys() {
+        let c = parse(
+            "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on",
+        )
+        .unwrap();
+        let t = c.threadspawn;
+        let (w, n) = t.workers.unwrap();
+        assert_eq!(&w[..n], &[1, 3]);
+        assert_eq!((t.samples, t.sample_ms, t.ns_depth), (2, 50, 3));
+        assert_eq!(&t.strategies.0[..t.strategies.1], &[3, 0]);
+        assert!(t.lockstat);
     }
 
     #[test]

@@ -75,7 +75,12 @@ impl Boot {
     }
 
     /// Boots and waits. Panics only if QEMU cannot be started at all.
-    pub fn run(self) -> Run {
+    /// Boots. Unless the parameters pick a benchmark, `bench=none` is
+    /// added: the kernel's default is the (long) threadspawn benchmark.
+    pub fn run(mut self) -> Run {
+        if !self.config.params.iter().any(|p| p.starts_with("bench=")) {
+            self.config.params.push("bench=none".into());
+        }
         let outcome =
             pidlab_boot::run(&self.config).unwrap_or_else(|e| panic!("could not run QEMU: {e}"));
         Run {

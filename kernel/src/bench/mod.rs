@@ -2,3 +2,5 @@
 //! they report with.
 
 pub mod stats;
+#[cfg(target_os = "none")]
+pub mod threadspawn;

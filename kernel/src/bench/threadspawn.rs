@@ -1,0 +1,404 @@
+//! `bench=threadspawn`: will-it-scale's `threadspawn1` inside the kernel.
+//!
+//! Each worker is a process pinned to its own CPU (worker `i` on CPU `i`)
+//! in the innermost namespace of an `ns_depth` chain. It loops: create a
+//! thread that does nothing (`copy_process` with `CLONE_THREAD`: alloc_pid,
+//! tasklist_lock), wait for it to exit and release itself (`release_task`),
+//! count one op. A sample runs every worker for `sample_ms`; the four
+//! strategy pairs are interleaved sample by sample (A B C D A B C D ...), so
+//! drift hits all alike. CPUs outside the worker set idle in `hlt`.
+//!
+//! The loop prints nothing, allocates from the per-CPU caches only, and
+//! pays for lock statistics only with `lockstat=on`. pidmap_lock
+//! acquisitions per op come from the pid code's own per-CPU counters
+//! (always on); tasklist_lock's, contention and wait/hold cycles need
+//! lockstat.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::{smp, time};
+use crate::bench::stats::{RATIO_ONE, Ratio, Summary};
+use crate::cmdline::{Accel, STRATEGY_NAMES, ThreadspawnParams};
+use crate::invariants::Baseline;
+use crate::pid::{AllocPidStrategy, pid_stats_total};
+use crate::pid_namespace::{PidNamespace, create_pid_namespace};
+use crate::platform;
+use crate::process::{
+    CloneArgs, ReleaseStrategy, copy_process, current_ns, park, request_exit, wait_child,
+};
+use crate::sched;
+use crate::sync::lockstat;
+
+fn pair(i: usize) -> (AllocPidStrategy, ReleaseStrategy) {
+    match i {
+        0 => (AllocPidStrategy::Stock, ReleaseStrategy::Stock),
+        1 => (AllocPidStrategy::SingleLock, ReleaseStrategy::Stock),
+        2 => (AllocPidStrategy::Stock, ReleaseStrategy::Deferred),
+        _ => (AllocPidStrategy::SingleLock, ReleaseStrategy::Deferred),
+    }
+}
+
+/// What one sample's workers share.
+struct Sample {
+    workers: usize,
+    alloc: AllocPidStrategy,
+    release: ReleaseStrategy,
+    sample_cycles: u64,
+    arrived: AtomicUsize,
+    start: AtomicU64,
+    ops: AtomicU64,
+    /// Sum over workers of ops per second (each over its own elapsed time).
+    ops_per_sec: AtomicU64,
+    failures: AtomicU64,
+}
+
+fn nothing(_: usize) {}
+
+fn worker(arg: usize) {
+    // SAFETY: `arg` is the `Sample` on the driver's stack; the driver reaps
+    // every worker before it returns.
+    let s = unsafe { &*(arg as *const Sample) };
+    // Start together: the last to arrive stamps the start time.
+    if s.arrived.fetch_add(1, Ordering::AcqRel) + 1 == s.workers {
+        s.start.store(platform::cycles(), Ordering::Release);
+    }
+    let mut start = s.start.load(Ordering::Acquire);
+    while start == 0 {
+        platform::cpu_relax();
+        start = s.start.load(Ordering::Acquire);
+    }
+    let deadline = start + s.sample_cycles;
+    let mut args = CloneArgs::new("thread", nothing, 0);
+    args.thread = true;
+    args.alloc = s.alloc;
+    args.release = s.release;
+    let mut ops = 0u64;
+    let mut failures = 0u64;
+    let mut now = platform::cycles();
+    while now < deadline {
+        match copy_process(&args) {
+            Ok(t) => {
+                sched::join(&t);
+                ops += 1;
+            }
+            Err(_) => failures += 1,
+        }
+        now = platform::cycles();
+    }
+    let elapsed_ns = time::cycles_to_ns(now - start).max(1);
+    s.ops.fetch_add(ops, Ordering::Relaxed);
+    s.failures.fetch_add(failures, Ordering::Relaxed);
+    s.ops_per_sec.fetch_add(
+        (ops as u128 * 1_000_000_000 / elapsed_ns as u128) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+/// One sample's numbers.
+#[derive(Clone, Copy, Default)]
+struct Measured {
+    ops_per_sec: u64,
+    ops: u64,
+    pidmap_acq: u64,
+    tasklist_acq: u64,
+    contended: u64,
+    acquisitions: u64,
+    wait_cycles: u64,
+    hold_cycles: u64,
+    failures: u64,
+}
+
+fn run_sample(ns: &Arc<PidNamespace>, workers: usize, pair_i: usize, sample_ms: u32) -> Measured {
+    let (alloc, release) = pair(pair_i);
+    let s = Sample {
+        workers,
+        alloc,
+        release,
+        sample_cycles: time::ns_to_cycles(sample_ms as u64 * 1_000_000),
+        arrived: AtomicUsize::new(0),
+        start: AtomicU64::new(0),
+        ops: AtomicU64::new(0),
+        ops_per_sec: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+    };
+    let pid_before = pid_stats_total();
+    if lockstat::enabled() {
+        lockstat::reset();
+    }
+    for cpu in 0..workers {
+        let mut args = CloneArgs::new("worker", worker, &s as *const Sample as usize);
+        args.cpu = Some(cpu);
+        args.pid_ns = Some(ns);
+        if let Err(e) = copy_process(&args) {
+            panic!("threadspawn: cannot start worker {cpu}: {e:?}");
+        }
+    }
+    for _ in 0..workers {
+        wait_child(None, true).expect("threadspawn: a worker to reap");
+    }
+    let pid_after = pid_stats_total().since(&pid_before);
+    let mut m = Measured {
+        ops_per_sec: s.ops_per_sec.load(Ordering::Relaxed),
+        ops: s.ops.load(Ordering::Relaxed),
+        failures: s.failures.load(Ordering::Relaxed),
+        ..Measured::default()
+    };
+    // Includes each worker's own spawn and reap (one per worker per
+    // sample, next to thousands of ops).
+    m.pidmap_acq = pid_after.alloc_locks + pid_after.free_locks;
+    if lockstat::enabled() {
+        for name in ["pidmap_lock", "tasklist_lock"] {
+            if let Some(st) = lockstat::read(name) {
+                if name == "tasklist_lock" {
+                    m.tasklist_acq = st.acquisitions();
+                }
+                for c in [st.exclusive, st.shared] {
+                    m.acquisitions += c.acquisitions;
+                    m.contended += c.contended;
+                    m.wait_cycles += c.wait_cycles_total;
+                    m.hold_cycles += c.hold_cycles_total;
+                }
+            }
+        }
+    }
+    m
+}
+
+/// Per (workers, strategy): the samples.
+struct Cell {
+    workers: usize,
+    strategy: usize,
+    samples: Vec<Measured>,
+}
+
+impl Cell {
+    fn summary(&self) -> Summary {
+        let v: Vec<u64> = self.samples.iter().map(|m| m.ops_per_sec).collect();
+        Summary::of(&v)
+    }
+
+    fn total(&self, f: impl Fn(&Measured) -> u64) -> u64 {
+        self.samples.iter().map(f).sum()
+    }
+
+    /// `num / ops` in hundredths.
+    fn per_op_x100(&self, f: impl Fn(&Measured) -> u64) -> Option<u64> {
+        let ops = self.total(|m| m.ops);
+        (ops > 0).then(|| self.total(f) * 100 / ops)
+    }
+}
+
+fn fixed2(v: Option<u64>) -> String {
+    match v {
+        Some(v) => format!("{}.{:02}", v / 100, v % 100),
+        None => String::from("-"),
+    }
+}
+
+/// Runs the benchmark as configured and prints its report; an error for a
+/// configuration the machine cannot run or a failed invariant check.
+pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
+    let online = smp::online();
+    let workers: Vec<usize> = match p.workers {
+        Some((list, n)) => list[..n].iter().map(|&w| w as usize).collect(),
+        None => [1, 2, 4, 8].into_iter().filter(|&w| w <= online).collect(),
+    };
+    if let Some(&w) = workers.iter().find(|&&w| w > online) {
+        return Err(format!(
+            "workers={w} needs {w} CPUs, {online} online (run with --smp {w} or more)"
+        ));
+    }
+    let strategies: Vec<usize> = p.strategies.0[..p.strategies.1]
+        .iter()
+        .map(|&s| s as usize)
+        .collect();
+    let names: Vec<&str> = strategies.iter().map(|&s| STRATEGY_NAMES[s]).collect();
+    let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
+    println!(
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, accel {}, lockstat {}",
+        wl.join(","),
+        names.join(","),
+        p.samples,
+        p.sample_ms,
+        p.ns_depth,
+        accel.name(),
+        if p.lockstat { "on" } else { "off" }
+    );
+    println!(
+        "threadspawn: each op = copy_process(CLONE_THREAD) + the thread's exit and self-release + join; pairs are alloc_pid x release_task: stock = Stock x Stock, pidmap-once = SingleLock x Stock, exit-deferred = Stock x Deferred, both = SingleLock x Deferred"
+    );
+
+    let base = Baseline::take();
+    // The namespace chain, each level with a parked init (pid 1 there).
+    let mut chain = Vec::new();
+    let mut ns = current_ns();
+    for _ in 0..p.ns_depth {
+        let child = create_pid_namespace(&ns).map_err(|e| format!("ns_depth: {e:?}"))?;
+        let mut args = CloneArgs::new("nsinit", park, 0);
+        args.pid_ns = Some(&child);
+        let init = copy_process(&args).map_err(|e| format!("ns init: {e:?}"))?;
+        chain.push(init);
+        ns = child;
+    }
+    let was = lockstat::set_enabled(p.lockstat);
+
+    let mut cells: Vec<Cell> = Vec::new();
+    for &w in &workers {
+        for &s in &strategies {
+            cells.push(Cell {
+                workers: w,
+                strategy: s,
+                samples: Vec::new(),
+            });
+        }
+        // Warm-up: one short round of every strategy.
+        for &s in &strategies {
+            run_sample(&ns, w, s, p.sample_ms.min(200));
+        }
+        for round in 0..p.samples {
+            for &s in &strategies {
+                let m = run_sample(&ns, w, s, p.sample_ms);
+                println!(
+                    "threadspawn: workers {w} sample {}/{} {}: {} ops/s{}",
+                    round + 1,
+                    p.samples,
+                    STRATEGY_NAMES[s],
+                    m.ops_per_sec,
+                    if m.failures > 0 {
+                        format!(" ({} failed spawns)", m.failures)
+                    } else {
+                        String::new()
+                    }
+                );
+                cells
+                    .iter_mut()
+                    .find(|c| c.workers == w && c.strategy == s)
+                    .expect("cell")
+                    .samples
+                    .push(m);
+            }
+        }
+    }
+    lockstat::set_enabled(was);
+    while let Some(init) = chain.pop() {
+        request_exit(&init, 0);
+        wait_child(Some(&init), true).map_err(|e| format!("reaping ns init: {e:?}"))?;
+    }
+    drop(ns);
+
+    print_report(&cells, p, online, accel);
+    base.check().map_err(|e| format!("invariants: {e}"))?;
+    println!("invariants: ok");
+    Ok(())
+}
+
+fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Accel) {
+    println!();
+    println!(
+        "threadspawn summary (ns_depth {}, {} samples x {} ms, ops/s mean ± stdev; ratio to stock ± spread; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        p.ns_depth, p.samples, p.sample_ms
+    );
+    println!(
+        "{:>7} {:<13} {:>10} {:>9} {:>17} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "workers",
+        "strategy",
+        "ops/s",
+        "stdev",
+        "vs stock",
+        "noise?",
+        "pidmap/op",
+        "tlist/op",
+        "contended",
+        "wait cyc",
+        "hold cyc"
+    );
+    let mut rows = Vec::new();
+    for c in cells {
+        let sum = c.summary();
+        let stock = cells
+            .iter()
+            .find(|o| o.workers == c.workers && o.strategy == 0)
+            .map(Cell::summary);
+        let ratio = stock.and_then(|st| Ratio::of(&sum, &st));
+        let (ratio_s, noise) = match (ratio, c.strategy) {
+            (_, 0) => (String::from("1.000x"), "-"),
+            (Some(r), _) => (
+                format!("{r}"),
+                if r.inside_noise() {
+                    "inside"
+                } else {
+                    "outside"
+                },
+            ),
+            (None, _) => (String::from("-"), "-"),
+        };
+        let pidmap = c.per_op_x100(|m| m.pidmap_acq);
+        let ls = p.lockstat;
+        let tasklist = if ls {
+            c.per_op_x100(|m| m.tasklist_acq)
+        } else {
+            None
+        };
+        let acq = c.total(|m| m.acquisitions);
+        let contended = (ls && acq > 0).then(|| c.total(|m| m.contended) * 10_000 / acq);
+        let wait = (ls && acq > 0).then(|| c.total(|m| m.wait_cycles) / acq.max(1));
+        let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq.max(1));
+        let opt = |v: Option<u64>| v.map_or(String::from("-"), |v| format!("{v}"));
+        let pct = |v: Option<u64>| {
+            v.map_or(String::from("-"), |v| {
+                format!("{}.{:02}%", v / 100, v % 100)
+            })
+        };
+        println!(
+            "{:>7} {:<13} {:>10} {:>9} {:>17} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9}",
+            c.workers,
+            STRATEGY_NAMES[c.strategy],
+            sum.mean,
+            sum.stdev,
+            ratio_s,
+            noise,
+            fixed2(pidmap),
+            fixed2(tasklist),
+            pct(contended),
+            opt(wait),
+            opt(hold)
+        );
+        let (rv, rs) = match (ratio, c.strategy) {
+            (_, 0) => (format!("{}", RATIO_ONE), String::from("0")),
+            (Some(r), _) => (format!("{}", r.value), format!("{}", r.spread)),
+            (None, _) => (String::new(), String::new()),
+        };
+        rows.push(format!(
+            "threadspawn,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            STRATEGY_NAMES[c.strategy],
+            c.workers,
+            p.ns_depth,
+            sum.mean,
+            sum.stdev,
+            sum.n,
+            sum.min,
+            sum.max,
+            rv,
+            rs,
+            noise,
+            fixed2(pidmap),
+            fixed2(tasklist),
+            contended.map_or(String::new(), |v| format!("{v}")),
+            wait.map_or(String::new(), |v| format!("{v}")),
+            hold.map_or(String::new(), |v| format!("{v}")),
+            online,
+            accel.name()
+        ));
+    }
+    println!();
+    println!(
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,cpus,accel"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+}
