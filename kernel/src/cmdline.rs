@@ -15,10 +15,13 @@ use core::fmt;
 pub enum Bench {
     /// Boot, report, exit with success.
     None,
+    /// The lock microbenchmark (`sync::bench`): uncontended cost of every
+    /// lock flavour and contended throughput at 1, 2, 4 and 8 CPUs.
+    Locks,
 }
 
 impl Bench {
-    const ALL: &'static [(&'static str, Bench)] = &[("none", Bench::None)];
+    const ALL: &'static [(&'static str, Bench)] = &[("none", Bench::None), ("locks", Bench::Locks)];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -91,7 +94,10 @@ impl Default for Cmdline<'_> {
 
 /// Every key the kernel accepts and what its value may be.
 pub const KEYS: &[(&str, &str)] = &[
-    ("bench", "none"),
+    (
+        "bench",
+        "none, or locks (lock microbenchmark: uncontended cycles, contended ops/s)",
+    ),
     (
         "heap",
         "auto, or a size in bytes with an optional K, M or G suffix (at least 1M)",
@@ -250,6 +256,8 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
+        assert_eq!(parse("bench=locks").unwrap().bench, Bench::Locks);
+        assert_eq!(Bench::Locks.name(), "locks");
         let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg hz=250").unwrap();
         assert_eq!(c.timer_hz, 250);
         assert_eq!(c.bench, Bench::None);
