@@ -17,11 +17,17 @@ pub enum Bench {
     None,
     /// will-it-scale's threadspawn1 for every strategy pair (the default).
     Threadspawn,
+    /// The lock microbenchmark (`sync::bench`): uncontended cost of every
+    /// lock flavour and contended throughput at 1, 2, 4 and 8 CPUs.
+    Locks,
 }
 
 impl Bench {
-    const ALL: &'static [(&'static str, Bench)] =
-        &[("none", Bench::None), ("threadspawn", Bench::Threadspawn)];
+    const ALL: &'static [(&'static str, Bench)] = &[
+        ("none", Bench::None),
+        ("threadspawn", Bench::Threadspawn),
+        ("locks", Bench::Locks),
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -127,7 +133,10 @@ impl Default for Cmdline<'_> {
 
 /// Every key the kernel accepts and what its value may be.
 pub const KEYS: &[(&str, &str)] = &[
-    ("bench", "threadspawn (the default) or none"),
+    (
+        "bench",
+        "threadspawn (the default), none, or locks (lock microbenchmark)",
+    ),
     (
         "heap",
         "auto, or a size in bytes with an optional K, M or G suffix (at least 1M)",
@@ -356,6 +365,8 @@ mod tests {
 
     #[test]
     fn parses_every_key() {
+        assert_eq!(parse("bench=locks").unwrap().bench, Bench::Locks);
+        assert_eq!(Bench::Locks.name(), "locks");
         let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg hz=250").unwrap();
         assert_eq!(c.timer_hz, 250);
         assert_eq!(c.bench, Bench::None);

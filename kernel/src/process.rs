@@ -45,11 +45,9 @@ use crate::pid_namespace::{
 use crate::platform::{self, MAX_CPUS, cpu_id};
 use crate::random::add_device_randomness;
 use crate::sched::{self, current};
-use crate::sync::{TasklistLock, read_lock, rwlock_irq, write_lock_irq};
+pub use crate::sync::TASKLIST_LOCK;
+use crate::sync::{read_lock, write_lock_irq};
 use crate::task::{Task, TaskFn, TaskRef, TaskState};
-
-/// Port of `tasklist_lock`.
-pub static TASKLIST_LOCK: TasklistLock<()> = rwlock_irq("tasklist_lock", ());
 
 /// How `release_task` frees pids and feeds the entropy pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,16 +1,37 @@
 //! Locks on real CPUs: exact counts and FIFO fairness of the ticket lock,
-//! IF=0 inside IRQ-disabled sections.
+//! IF=0 inside IRQ-disabled sections, interrupt-context readers of
+//! `tasklist_lock` against `write_lock_irq` writers, and the `bench=locks`
+//! output format.
 //!
 //! The 8-CPU runs use single-threaded TCG: with 8 vCPU threads on our 2
 //! host cores, multi-threaded TCG lets the host deschedule the next ticket
 //! holder, and 800,000 hand-offs take minutes (measured: 4 vCPUs x 100,000
 //! increments took 33 s, against 42 ms for 2). That is a property of the
-//! host, reported by `bench=locks`, not of the lock.
+//! host, reported by `bench=locks`, not of the lock. The tasklist case does
+//! pass under multi-threaded TCG with 8 vCPUs, but a writer spinning with
+//! IRQs off for a descheduled vCPU starves its own timer: measured, each CPU
+//! took ~170 of 2,000 ticks, a margin that shrinks with host load; under
+//! `tcg-single` every CPU takes all ~2,000. The 2-CPU variants keep real
+//! parallelism (multi-threaded TCG) in the suite.
+//!
+//! The tests here boot one at a time ([`alone`]): libtest runs two tests at
+//! once, and two lock-hammering guests on 2 host cores are the same
+//! oversubscription again (measured: the 2-vCPU ticket count, 42 ms alone,
+//! timed out at 60 s beside the `bench=locks` boot).
 
 use pidlab_tests::Boot;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Held for the whole of a test, so no two of these guests share the host.
+fn alone() -> MutexGuard<'static, ()> {
+    static HOST: Mutex<()> = Mutex::new(());
+    HOST.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn ticket_lock_counter_is_exact_and_fair_on_8_cpus() {
+    let _alone = alone();
     let run = Boot::new().smp(8).tcg_single().params("test=ticket").run();
     run.expect_success()
         .expect_serial("selftest ticket: 8 cpus x 100000 increments = 800000")
@@ -19,10 +40,125 @@ fn ticket_lock_counter_is_exact_and_fair_on_8_cpus() {
 
 #[test]
 fn ticket_lock_counter_is_exact_on_2_cpus_multithreaded() {
+    let _alone = alone();
     Boot::new()
         .smp(2)
         .params("test=ticket")
         .run()
         .expect_success()
         .expect_serial("selftest ticket: 2 cpus x 100000 increments = 200000");
+}
+
+/// Numbers from the case's summary line: irq read holds, nested over a
+/// task read hold, past a waiting writer.
+fn tasklist_totals(line: &str) -> [u64; 3] {
+    // "selftest tasklist: 8 cpus, 2 s: A irq read holds, B over a task read
+    // hold, C past a waiting writer"
+    let tail = line.split(": ").nth(2).expect("summary line");
+    let nums: Vec<u64> = tail
+        .split(", ")
+        .map(|part| part.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    [nums[0], nums[1], nums[2]]
+}
+
+#[test]
+fn tasklist_lock_irq_readers_and_irq_writers_on_8_cpus() {
+    let _alone = alone();
+    let run = Boot::new()
+        .smp(8)
+        .tcg_single()
+        .params("test=tasklist")
+        .run();
+    run.expect_success().expect_serial("selftest tasklist: ok");
+    let [reads, nested, past_writer] = tasklist_totals(run.line("selftest tasklist: 8 cpus, 2 s:"));
+    // The kernel asserts per CPU (ticks, writes, >= 10 interrupt reads);
+    // here: the interesting interleavings happened, and often.
+    assert!(reads >= 8 * 100, "{reads} interrupt read holds");
+    assert!(
+        nested > 0 && past_writer > 0,
+        "{nested} nested, {past_writer} past a writer"
+    );
+}
+
+#[test]
+fn tasklist_lock_irq_readers_on_2_cpus_multithreaded() {
+    let _alone = alone();
+    Boot::new()
+        .smp(2)
+        .params("test=tasklist")
+        .run()
+        .expect_success()
+        .expect_serial("selftest tasklist: 2 cpus, 2 s:")
+        .expect_serial("selftest tasklist: ok");
+}
+
+const LOCKS_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
+
+#[test]
+fn bench_locks_prints_well_formed_rows_on_2_cpus() {
+    let _alone = alone();
+    let run = Boot::new()
+        .smp(2)
+        .timeout(Duration::from_secs(90))
+        .params("bench=locks")
+        .run();
+    run.expect_success()
+        .expect_serial("bench locks: accel tcg, 2 cpus online")
+        .expect_serial("bench locks: done");
+    let lines: Vec<&str> = run.serial().lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| *l == LOCKS_HEADER)
+        .expect("the locks CSV header");
+    let rows: Vec<Vec<&str>> = lines[header + 1..]
+        .iter()
+        .take_while(|l| l.starts_with("locks,"))
+        .map(|l| l.split(',').collect())
+        .collect();
+    let columns = LOCKS_HEADER.split(',').count();
+    for r in &rows {
+        assert_eq!(r.len(), columns, "{r:?}");
+        let cpus: u32 = r[2].parse().expect("cpus");
+        let ops_per_sec: u64 = r[3].parse().expect("ops_per_sec");
+        let cycles_per_op: f64 = r[4].parse().expect("cycles_per_op");
+        let ops: u64 = r[6].parse().expect("ops");
+        let millis: u64 = r[7].parse().expect("millis");
+        let (min, max): (u64, u64) = (r[8].parse().unwrap(), r[9].parse().unwrap());
+        assert!(matches!(r[10], "0" | "1"), "{r:?}");
+        assert!(ops > 0 && cycles_per_op > 0.0 && min <= max, "{r:?}");
+        match r[5] {
+            "uncontended" => assert!(cpus == 1 && ops_per_sec > 0, "{r:?}"),
+            // Time-bounded: about 500 ms, never far beyond.
+            "contended" => assert!(
+                (1..=2).contains(&cpus) && (500..5000).contains(&millis),
+                "{r:?}"
+            ),
+            other => panic!("bench column {other:?} in {r:?}"),
+        }
+    }
+    let has = |lock: &str, bench: &str, cpus: &str| {
+        rows.iter()
+            .any(|r| r[1] == lock && r[5] == bench && r[2] == cpus)
+    };
+    for lock in [
+        "ticket",
+        "ticket+lockstat",
+        "ticket_irq",
+        "ticket_irqsave",
+        "rwlock_read",
+        "rwlock_write_irq",
+        "tas",
+    ] {
+        assert!(has(lock, "uncontended", "1"), "no uncontended {lock} row");
+    }
+    for lock in ["ticket", "ticket+lockstat", "tas"] {
+        for cpus in ["1", "2"] {
+            assert!(
+                has(lock, "contended", cpus),
+                "no contended {lock} row at {cpus} cpus"
+            );
+        }
+    }
+    assert_eq!(rows.len(), 7 + 3 * 2, "rows: {rows:?}");
 }

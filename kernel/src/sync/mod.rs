@@ -45,8 +45,8 @@ fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use rwlock::{
-    RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, TasklistLock, read_lock,
-    rwlock_irq, write_lock_irq,
+    RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, TASKLIST_LOCK, TasklistLock,
+    read_lock, rwlock_irq, write_lock_irq,
 };
 pub use ticket::{
     RawTicketLock, RawTicketLockIrq, RawTicketLockIrqSave, SpinLock, SpinLockIrq, SpinLockIrqSave,

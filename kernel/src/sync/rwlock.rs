@@ -378,6 +378,13 @@ pub const fn rwlock_irq<T>(name: &'static str, value: T) -> RwLockIrq<T> {
     lock_api::RwLock::from_raw(RawRwLockIrq::named(name), value)
 }
 
+/// `tasklist_lock` (kernel/fork.c's `DEFINE_RWLOCK(tasklist_lock)`): what
+/// `copy_process()` and `release_task()` take with `write_lock_irq` to
+/// attach and detach a task's pids, and what readers, some in interrupt
+/// context, take to walk the task lists. Like Linux's, it guards data that
+/// lives elsewhere, so it holds `()`.
+pub static TASKLIST_LOCK: TasklistLock<()> = rwlock_irq("tasklist_lock", ());
+
 /// `read_lock()`: shared, IRQs untouched, allowed in interrupt context.
 #[inline]
 pub fn read_lock<T>(lock: &RwLockIrq<T>) -> RwLockIrqReadGuard<'_, T> {
