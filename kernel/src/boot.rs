@@ -29,6 +29,10 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     config
 };
 
+/// fw_cfg file holding a pidctl script (`--script FILE`).
+const SCRIPT_FILE: &str = "opt/pidlab/script";
+const SCRIPT_MAX: usize = 1 << 20;
+
 /// fw_cfg file holding the run-time parameters.
 const CMDLINE_FILE: &str = "opt/pidlab/cmdline";
 const CMDLINE_MAX: usize = 4096;
@@ -93,6 +97,29 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             }
         }
         Bench::Locks => bench_locks(&cmd),
+        Bench::Script => {
+            let mut buf = alloc::vec![0u8; SCRIPT_MAX];
+            let len = match fw_cfg::read_file(SCRIPT_FILE, &mut buf) {
+                Ok(len) => len,
+                Err(fw_cfg::FwCfgError::TooLarge(size)) => fail(format_args!(
+                    "pidctl script: {size} bytes, more than the {SCRIPT_MAX} the kernel accepts"
+                )),
+                Err(_) => fail(format_args!(
+                    "bench=script: no script; run with --script FILE"
+                )),
+            };
+            let Ok(text) = core::str::from_utf8(&buf[..len]) else {
+                fail(format_args!("pidctl script: not UTF-8"));
+            };
+            if !crate::pidctl::exec::run_script(text) {
+                fail(format_args!("pidctl: the invariant check failed"));
+            }
+        }
+        Bench::Shell => {
+            if !crate::pidctl::exec::run_shell() {
+                fail(format_args!("pidctl: the invariant check failed"));
+            }
+        }
     }
     qemu::exit(ExitCode::Success)
 }

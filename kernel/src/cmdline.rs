@@ -20,6 +20,10 @@ pub enum Bench {
     /// The lock microbenchmark (`sync::bench`): uncontended cost of every
     /// lock flavour and contended throughput at 1, 2, 4 and 8 CPUs.
     Locks,
+    /// pidctl: run the script the runner handed over (`--script FILE`).
+    Script,
+    /// pidctl: commands typed on the serial console.
+    Shell,
 }
 
 impl Bench {
@@ -27,6 +31,8 @@ impl Bench {
         ("none", Bench::None),
         ("threadspawn", Bench::Threadspawn),
         ("locks", Bench::Locks),
+        ("script", Bench::Script),
+        ("shell", Bench::Shell),
     ];
 
     /// The name used on the command line.
@@ -135,7 +141,7 @@ impl Default for Cmdline<'_> {
 pub const KEYS: &[(&str, &str)] = &[
     (
         "bench",
-        "threadspawn (the default), none, or locks (lock microbenchmark)",
+        "threadspawn (the default), none, locks (lock microbenchmark), script (pidctl, set by --script) or shell (pidctl on the console)",
     ),
     (
         "heap",

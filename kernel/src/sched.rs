@@ -227,6 +227,15 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Lets the other runnable tasks of this CPU run, then continues.
+pub fn yield_now() {
+    let flags = local_irq_save();
+    let me = current() as *const Task;
+    RQ[cpu_id()].lock().push(me);
+    schedule();
+    local_irq_restore(flags);
+}
+
 /// Switches to the next runnable task on this CPU (or its idle task). The
 /// caller must be Blocked, dead, idle, or already re-queued.
 pub fn schedule() {

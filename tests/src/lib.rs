@@ -75,6 +75,22 @@ impl Boot {
     }
 
     /// Boots and waits. Panics only if QEMU cannot be started at all.
+    /// Hands the kernel a pidctl script (`--script`), written to a file
+    /// under the system's temporary directory.
+    pub fn script(mut self, text: &str) -> Self {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pidlab-script-{}-{}.pidctl",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).expect("write the script");
+        self.config.params.push("bench=script".into());
+        self.config.script = Some(path);
+        self
+    }
+
     /// Boots. Unless the parameters pick a benchmark, `bench=none` is
     /// added: the kernel's default is the (long) threadspawn benchmark.
     pub fn run(mut self) -> Run {

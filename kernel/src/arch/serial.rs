@@ -120,3 +120,21 @@ pub fn write_fmt(args: fmt::Arguments<'_>) {
     }
     unlock();
 }
+
+/// A byte received on COM1, if one is waiting (polls the line status
+/// register's data-ready bit; the console's transmit side is unaffected).
+pub fn try_read_byte() -> Option<u8> {
+    use x86_64::instructions::port::Port;
+    let mut lsr: Port<u8> = Port::new(COM1 + 5);
+    let mut data: Port<u8> = Port::new(COM1);
+    // SAFETY: reading COM1's status and receive registers has no side
+    // effect beyond consuming the received byte, which only pidctl's shell
+    // (on the boot CPU) reads.
+    unsafe {
+        if lsr.read() & 1 != 0 {
+            Some(data.read())
+        } else {
+            None
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! pidctl's executor: runs parsed commands against live tasks.
+//!
+//! Every task pidctl spawns is a *puppet*: a process whose body waits for
+//! requests in its mailbox and carries them out itself, so that what Linux
+//! does in the context of a task happens in that task here too: `spawn
+//! ... parent=P` makes P call `copy_process` (P becomes the parent, its
+//! namespace the child's), `wait NAME` makes NAME's parent reap it, `exit
+//! NAME` makes NAME call `do_exit`. `init` is the console task itself (pid
+//! 1 of the root namespace). All of them run on the boot CPU.
+//!
+//! Each command is answered with exactly one line: `ok ...` or
+//! `err <ERRNO> <message>`.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use crate::errno::Errno;
+use crate::invariants::Baseline;
+use crate::pid::{PidType, find_pid_ns, pid_nr_ns};
+use crate::process::{CloneArgs, TASKLIST_LOCK, copy_process, task_pid, wait_child};
+use crate::sched;
+use crate::sync::{SpinLockIrqSave, read_lock, spin_lock_irqsave};
+use crate::task::{Task, TaskRef, TaskState};
+
+use super::parse::{Command, parse};
+
+/// What a puppet is asked to do.
+enum Req {
+    Spawn(SpawnReq),
+    Wait(TaskRef),
+    Exit(i32),
+}
+
+#[derive(Clone)]
+struct SpawnReq {
+    name: String,
+    newns: bool,
+    set_tid: Vec<i32>,
+    nocap: bool,
+}
+
+type Reply = Result<ReplyOk, Errno>;
+
+enum ReplyOk {
+    Spawned(TaskRef, Arc<Mailbox>),
+    Reaped(i32, i32),
+}
+
+/// A puppet's request slot and reply slot.
+pub struct Mailbox {
+    req: SpinLockIrqSave<Option<Req>>,
+    reply: SpinLockIrqSave<Option<Reply>>,
+}
+
+impl Mailbox {
+    fn new() -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            req: spin_lock_irqsave("pidctl.mailbox", None),
+            reply: spin_lock_irqsave("pidctl.mailbox", None),
+        })
+    }
+}
+
+/// Spawns a puppet as a child of the current task.
+fn spawn_here(r: &SpawnReq) -> Reply {
+    let mb = Mailbox::new();
+    let mut args = CloneArgs::new(&r.name, puppet_main, Arc::as_ptr(&mb) as usize);
+    args.newns = r.newns;
+    args.set_tid = &r.set_tid;
+    args.cap = !r.nocap;
+    // The puppet's own reference to its mailbox, taken back when it exits.
+    let raw = Arc::into_raw(mb.clone());
+    match copy_process(&args) {
+        Ok(t) => Ok(ReplyOk::Spawned(t, mb)),
+        Err(e) => {
+            // SAFETY: the reference given up just above; no task got it.
+            drop(unsafe { Arc::from_raw(raw) });
+            Err(e)
+        }
+    }
+}
+
+fn wait_here(child: &Task) -> Reply {
+    wait_child(Some(child), false).map(|(nr, code)| ReplyOk::Reaped(nr, code))
+}
+
+fn puppet_main(arg: usize) {
+    // SAFETY: `arg` is the reference spawn_here gave up for us.
+    let mb = unsafe { Arc::from_raw(arg as *const Mailbox) };
+    loop {
+        sched::block_until(|| mb.req.lock().is_some());
+        let Some(req) = mb.req.lock().take() else {
+            continue;
+        };
+        let reply = match req {
+            Req::Spawn(r) => spawn_here(&r),
+            Req::Wait(child) => wait_here(&child),
+            Req::Exit(code) => {
+                drop(mb);
+                sched::exit_current(code);
+            }
+        };
+        *mb.reply.lock() = Some(reply);
+    }
+}
+
+/// One pidctl task.
+struct Entry {
+    name: String,
+    task: TaskRef,
+    /// None for init (the console task itself).
+    mailbox: Option<Arc<Mailbox>>,
+}
+
+/// The console: known tasks by name.
+pub struct Pidctl {
+    entries: Vec<Entry>,
+    baseline: Baseline,
+}
+
+impl Default for Pidctl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pidctl {
+    /// A console whose `init` is the current task.
+    pub fn new() -> Self {
+        Pidctl {
+            entries: alloc::vec![Entry {
+                name: String::from("init"),
+                task: sched::current_ref(),
+                mailbox: None,
+            }],
+            baseline: Baseline::take(),
+        }
+    }
+
+    fn find(&self, name: &str) -> Result<usize, (Errno, String)> {
+        self.entries
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or_else(|| (Errno::ESRCH, format!("no task named `{name}`")))
+    }
+
+    /// Has the task of `who` carry out `req`, returning its reply (init
+    /// does it directly).
+    fn ask(&self, who: usize, req: Req) -> Reply {
+        let e = &self.entries[who];
+        let Some(mb) = &e.mailbox else {
+            return match req {
+                Req::Spawn(r) => spawn_here(&r),
+                Req::Wait(c) => wait_here(&c),
+                Req::Exit(_) => Err(Errno::EPERM),
+            };
+        };
+        let exiting = matches!(req, Req::Exit(_));
+        *mb.req.lock() = Some(req);
+        sched::wake_up_process(&e.task);
+        if exiting {
+            // It exits instead of replying; let it run until it has.
+            while !matches!(e.task.state(), TaskState::Zombie | TaskState::Dead) {
+                sched::yield_now();
+            }
+            return Ok(ReplyOk::Reaped(0, 0));
+        }
+        loop {
+            if let Some(r) = mb.reply.lock().take() {
+                return r;
+            }
+            sched::yield_now();
+        }
+    }
+
+    /// Runs one line and returns the one-line answer.
+    pub fn run_line(&mut self, line: &str) -> Option<String> {
+        let cmd = match parse(line) {
+            Ok(None) => return None,
+            Ok(Some(c)) => c,
+            Err(e) => return Some(format!("err EINVAL {e}")),
+        };
+        Some(match self.run(cmd) {
+            Ok(s) => format!("ok {s}"),
+            Err((e, msg)) => format!("err {} {msg}", e.name()),
+        })
+    }
+
+    fn run(&mut self, cmd: Command<'_>) -> Result<String, (Errno, String)> {
+        match cmd {
+            Command::Spawn {
+                name,
+                parent,
+                newns,
+                set_tid,
+                nocap,
+            } => {
+                if self.find(name).is_ok() {
+                    return Err((Errno::EEXIST, format!("a task named `{name}` exists")));
+                }
+                let parent = self.find(parent.unwrap_or("init"))?;
+                if self.entries[parent].task.state() == TaskState::Zombie {
+                    return Err((
+                        Errno::ESRCH,
+                        format!("`{}` has exited", self.entries[parent].name),
+                    ));
+                }
+                let req = SpawnReq {
+                    name: String::from(name),
+                    newns,
+                    set_tid: set_tid.as_slice().to_vec(),
+                    nocap,
+                };
+                match self.ask(parent, Req::Spawn(req)) {
+                    Ok(ReplyOk::Spawned(task, mb)) => {
+                        let pids = pids_innermost_first(&task);
+                        self.entries.push(Entry {
+                            name: String::from(name),
+                            task,
+                            mailbox: Some(mb),
+                        });
+                        Ok(format!("{name} pids={pids}"))
+                    }
+                    Ok(_) => unreachable!("spawn replies Spawned"),
+                    Err(e) => Err((e, String::from("spawn failed"))),
+                }
+            }
+            Command::Exit { name, code } => {
+                let i = self.find(name)?;
+                if self.entries[i].mailbox.is_none() {
+                    return Err((Errno::EPERM, String::from("init does not exit")));
+                }
+                if self.entries[i].task.state() != TaskState::Blocked
+                    && self.entries[i].task.state() != TaskState::Running
+                {
+                    return Err((Errno::ESRCH, format!("`{name}` has already exited")));
+                }
+                let _ = self.ask(i, Req::Exit(code));
+                Ok(format!("{name} exited code={code}"))
+            }
+            Command::Wait { name } => {
+                let i = self.find(name)?;
+                if self.entries[i].mailbox.is_none() {
+                    return Err((Errno::ECHILD, String::from("init has no parent")));
+                }
+                let child = self.entries[i].task.clone();
+                // Its parent now (it may have been reparented).
+                let parent_ptr = {
+                    let _g = read_lock(&TASKLIST_LOCK);
+                    // SAFETY: tasklist_lock is held for reading.
+                    unsafe { child.links().parent }
+                };
+                let Some(p) = self
+                    .entries
+                    .iter()
+                    .position(|e| core::ptr::eq(e.task.as_ptr(), parent_ptr))
+                else {
+                    return Err((
+                        Errno::ECHILD,
+                        format!("`{name}` has no parent pidctl knows"),
+                    ));
+                };
+                match self.ask(p, Req::Wait(child)) {
+                    Ok(ReplyOk::Reaped(nr, code)) => {
+                        self.entries.remove(i);
+                        Ok(format!(
+                            "{name} code={code} pid={nr} reaped_by={}",
+                            self.entries[if p > i { p - 1 } else { p }].name
+                        ))
+                    }
+                    Ok(_) => unreachable!("wait replies Reaped"),
+                    Err(Errno::EAGAIN) => {
+                        Err((Errno::EAGAIN, format!("`{name}` is still running")))
+                    }
+                    Err(e) => Err((e, String::from("wait failed"))),
+                }
+            }
+            Command::PidMax { name, max } => {
+                let i = self.find(name)?;
+                let Some(pid) = task_pid(&self.entries[i].task, PidType::Pid) else {
+                    return Err((Errno::ESRCH, format!("`{name}` has no pid")));
+                };
+                let max = i32::try_from(max).unwrap_or(-1);
+                pid.ns()
+                    .set_pid_max(max)
+                    .map(|()| {
+                        format!(
+                            "pid_max={max} in `{name}`'s namespace (level {})",
+                            pid.level()
+                        )
+                    })
+                    .map_err(|e| (e, String::from("pid_max must be 301..=4194304")))
+            }
+            Command::Ps => {
+                let mut s = format!("{} tasks:", self.entries.len());
+                for e in &self.entries {
+                    let state = match e.task.state() {
+                        TaskState::Zombie => "zombie",
+                        TaskState::Dead => "dead",
+                        _ => "alive",
+                    };
+                    let _ = write!(
+                        s,
+                        " {}[{}]{}",
+                        e.name,
+                        pids_innermost_first(&e.task),
+                        if state == "alive" { "" } else { state }
+                    );
+                }
+                Ok(s)
+            }
+            Command::Check => self.check().map_err(|m| (Errno::EIO, m)),
+        }
+    }
+
+    /// Every known task's pid is found at every level with its own number,
+    /// and when only init is left, the full invariant check.
+    pub fn check(&self) -> Result<String, String> {
+        for e in &self.entries {
+            let Some(pid) = task_pid(&e.task, PidType::Pid) else {
+                return Err(format!("`{}` has no pid", e.name));
+            };
+            for upid in pid.numbers() {
+                match find_pid_ns(upid.nr, upid.ns()) {
+                    Some(found) if crate::pid::PidRef::ptr_eq(&found, &pid) => {}
+                    _ => {
+                        return Err(format!(
+                            "`{}`: pid {} at level {} is not found in its namespace",
+                            e.name,
+                            upid.nr,
+                            upid.ns().level()
+                        ));
+                    }
+                }
+                if pid_nr_ns(&pid, upid.ns()) != upid.nr {
+                    return Err(format!("`{}`: pid_nr_ns disagrees", e.name));
+                }
+            }
+        }
+        if self.entries.len() == 1 {
+            self.baseline.check()?;
+            Ok(String::from("invariants: ok"))
+        } else {
+            Ok(format!(
+                "{} tasks consistent (full check once only init is left)",
+                self.entries.len()
+            ))
+        }
+    }
+
+    /// Tasks besides init still known.
+    pub fn live(&self) -> usize {
+        self.entries.len() - 1
+    }
+}
+
+fn pids_innermost_first(t: &Task) -> String {
+    match task_pid(t, PidType::Pid) {
+        Some(pid) => {
+            let v: Vec<String> = pid
+                .numbers()
+                .iter()
+                .rev()
+                .map(|u| format!("{}", u.nr))
+                .collect();
+            v.join(",")
+        }
+        None => String::from("-"),
+    }
+}
+
+/// Runs a whole script, printing each answer; then the invariant check
+/// if every spawned task was reaped.
+pub fn run_script(text: &str) -> bool {
+    let mut ctl = Pidctl::new();
+    for line in text.lines() {
+        if let Some(answer) = ctl.run_line(line) {
+            println!("{answer}");
+        }
+    }
+    finish(&ctl)
+}
+
+fn finish(ctl: &Pidctl) -> bool {
+    if ctl.live() > 0 {
+        println!(
+            "pidctl: done with {} tasks still alive (reap them for the invariant check)",
+            ctl.live()
+        );
+        return true;
+    }
+    match ctl.baseline.check() {
+        Ok(()) => {
+            println!("invariants: ok");
+            true
+        }
+        Err(e) => {
+            println!("invariants: FAILED: {e}");
+            false
+        }
+    }
+}
+
+/// The interactive shell on the serial console: one command per line until
+/// `quit` (or end of input, a Ctrl-D).
+pub fn run_shell() -> bool {
+    let mut ctl = Pidctl::new();
+    println!("pidctl shell: commands spawn exit wait pid_max ps check, quit to stop");
+    let mut line = String::new();
+    loop {
+        let b = loop {
+            if let Some(b) = crate::arch::serial::try_read_byte() {
+                break b;
+            }
+            core::hint::spin_loop();
+        };
+        match b {
+            b'\r' | b'\n' => {
+                let l = core::mem::take(&mut line);
+                if l.trim() == "quit" {
+                    break;
+                }
+                if let Some(answer) = ctl.run_line(&l) {
+                    println!("{answer}");
+                }
+            }
+            4 => break,
+            0x20..=0x7e if line.len() < 256 => line.push(b as char),
+            _ => {}
+        }
+    }
+    finish(&ctl)
+}
