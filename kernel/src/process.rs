@@ -148,6 +148,16 @@ pub fn proc_stats() -> (u64, u64, u64) {
     })
 }
 
+/// Processes created, failed creations and releases on CPU `cpu`.
+pub fn proc_stats_cpu(cpu: usize) -> (u64, u64, u64) {
+    let s = &STATS[cpu];
+    (
+        s.forks.load(Ordering::Relaxed),
+        s.fork_failures.load(Ordering::Relaxed),
+        s.releases.load(Ordering::Relaxed),
+    )
+}
+
 /// Whether `t` is a process (has its PID attached). Its PID is only
 /// detached by `release_task`, which never runs while the task runs
 /// unless the task runs it itself.

@@ -40,7 +40,7 @@ const CASES: &[(&str, Case)] = &[
     ("tasklist", tasklist_irq_readers_and_writers),
 ];
 
-mod procs;
+pub(crate) mod procs;
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);

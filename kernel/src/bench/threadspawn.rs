@@ -233,6 +233,8 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
     );
 
     let base = Baseline::take();
+    let heap_before = crate::selftest::procs::heap_touches_by_cache();
+    let forks_before = crate::process::proc_stats().0;
     // The namespace chain, each level with a parked init (pid 1 there).
     let mut chain = Vec::new();
     let mut ns = current_ns();
@@ -291,6 +293,20 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
     drop(ns);
 
     print_report(&cells, p, online, accel);
+    println!();
+    for cpu in 0..online {
+        let (forks, failed, released) = crate::process::proc_stats_cpu(cpu);
+        println!(
+            "spawn/reap cpu {cpu}: {forks} tasks spawned, {released} released, {failed} failed spawns (since boot)"
+        );
+    }
+    let forks = crate::process::proc_stats().0 - forks_before;
+    let heap = crate::selftest::procs::heap_touches_by_cache();
+    let d: Vec<u64> = heap.iter().zip(heap_before).map(|(a, b)| a - b).collect();
+    println!(
+        "spawn/reap: global-heap fall-throughs in {forks} spawns: tasks {}, stacks {}, pids {}, IDR nodes {}",
+        d[0], d[1], d[2], d[3]
+    );
     base.check().map_err(|e| format!("invariants: {e}"))?;
     println!("invariants: ok");
     Ok(())

@@ -42,8 +42,22 @@ fn exit_with(code: usize) {
     sched::exit_current(code as i32)
 }
 
+/// Global-heap fall-throughs per cache on the spawn/reap path: task,
+/// stack, pid, IDR node.
+pub fn heap_touches_by_cache() -> [u64; 4] {
+    [
+        task_cache().stats().heap_allocs,
+        stack_cache().stats().heap_allocs,
+        pid_caches()
+            .iter()
+            .map(|c| c.stats().heap_allocs)
+            .sum::<u64>(),
+        idr_node_heap_allocs(),
+    ]
+}
+
 /// Global-heap fall-throughs of every cache on the spawn/reap path.
-fn heap_touches() -> u64 {
+pub fn heap_touches() -> u64 {
     task_cache().stats().heap_allocs
         + stack_cache().stats().heap_allocs
         + pid_caches()
