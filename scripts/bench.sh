@@ -24,10 +24,10 @@ timeout_s=${BENCH_TIMEOUT:-1800}
   echo "parameters: bench=threadspawn ${args[*]:-}"
 } > "$out/settings.txt"
 
-cargo build -q -p pidlab-plot --release
+cargo build -q -p pidlab-plot
 for smp in 8 2; do
   echo "bench: --smp $smp (log: $out/smp$smp.log)"
-  cargo run -q --release -- --smp "$smp" --timeout "$timeout_s" bench=threadspawn "${args[@]}" \
+  cargo run -q -- --smp "$smp" --timeout "$timeout_s" bench=threadspawn "${args[@]}" \
     | tee "$out/smp$smp.log" | grep --line-buffered -E '^threadspawn: (workers|[0-9]+ cpus)|^invariants' || true
   if ! grep -q '^invariants: ok' "$out/smp$smp.log"; then
     echo "bench: the --smp $smp run failed; see $out/smp$smp.log" >&2
@@ -38,7 +38,7 @@ done
 # One header, then every data row.
 grep -h '^threadspawn,strategy,' "$out/smp8.log" | head -n 1 > "$out/threadspawn.csv"
 grep -h '^threadspawn,' "$out"/smp*.log | grep -v '^threadspawn,strategy,' >> "$out/threadspawn.csv"
-target/release/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv"
+target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv"
 
 echo
 for smp in 8 2; do

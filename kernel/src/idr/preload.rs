@@ -11,7 +11,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::errno::Errno;
 use crate::fault_inject::{FaultSite, should_fail};
-use crate::lazy::Lazy;
 use crate::platform::{self, MAX_CPUS, PerCpu};
 
 /// Per-CPU seam counters (one writer per slot: its CPU; summing them is
@@ -94,6 +93,7 @@ pub fn idr_node_stats_this_cpu() -> IdrNodeStats {
 /// cache until issue 6's object caches replace it).
 pub const IDR_NODE_CACHE_SIZE: usize = 64;
 
+#[derive(Clone, Copy)]
 struct NodeCache {
     nr: usize,
     nodes: [*mut IdrNode; IDR_NODE_CACHE_SIZE],
@@ -103,15 +103,16 @@ struct NodeCache {
 // thread); `PerCpu` only lets this CPU touch it, with interrupts off.
 unsafe impl Send for NodeCache {}
 
-static NODE_CACHES: Lazy<PerCpu<NodeCache>> = Lazy::new(|| {
-    PerCpu::new(|| NodeCache {
-        nr: 0,
-        nodes: [ptr::null_mut(); IDR_NODE_CACHE_SIZE],
-    })
+// Built at compile time: a per-CPU table is tens of KiB, too big to build
+// on any stack (a release build's `array::from_fn` overflowed the 256 KiB
+// boot stack doing so).
+static NODE_CACHES: PerCpu<NodeCache> = PerCpu::new_copied(NodeCache {
+    nr: 0,
+    nodes: [ptr::null_mut(); IDR_NODE_CACHE_SIZE],
 });
 
 fn node_caches() -> &'static PerCpu<NodeCache> {
-    NODE_CACHES.get()
+    &NODE_CACHES
 }
 
 /// The seam all IDR node memory comes from (Linux:
@@ -180,6 +181,7 @@ pub fn idr_node_cache_drain() {
 }
 
 /// One CPU's preloaded nodes (Linux: `struct radix_tree_preload`).
+#[derive(Clone, Copy)]
 struct PreloadPool {
     nr: usize,
     nodes: [*mut IdrNode; IDR_PRELOAD_SIZE],
@@ -189,15 +191,13 @@ struct PreloadPool {
 // thread); `PerCpu` only lets this CPU touch it, with interrupts off.
 unsafe impl Send for PreloadPool {}
 
-static PRELOADS: Lazy<PerCpu<PreloadPool>> = Lazy::new(|| {
-    PerCpu::new(|| PreloadPool {
-        nr: 0,
-        nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
-    })
+static PRELOADS: PerCpu<PreloadPool> = PerCpu::new_copied(PreloadPool {
+    nr: 0,
+    nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
 });
 
 fn preloads() -> &'static PerCpu<PreloadPool> {
-    PRELOADS.get()
+    &PRELOADS
 }
 
 /// Port of `idr_preload()` (`radix_tree_preload()`): fills this CPU's node
