@@ -45,6 +45,17 @@ unsafe impl Sync for CmdlineBuf {}
 
 static CMDLINE_BUF: CmdlineBuf = CmdlineBuf(UnsafeCell::new([0; CMDLINE_MAX]));
 
+/// The console as a `core::fmt::Write` (for report code that writes to
+/// any sink).
+struct ConsoleOut;
+
+impl core::fmt::Write for ConsoleOut {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        print!("{s}");
+        Ok(())
+    }
+}
+
 /// Prints a failure message and exits QEMU with failure (for errors the
 /// user caused, which deserve a message rather than a panic's backtrace
 /// location).
@@ -97,6 +108,14 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             }
         }
         Bench::Locks => bench_locks(&cmd),
+        Bench::Pidalloc => {
+            let cfg = crate::pidalloc::PidallocConfig::default();
+            if let Err(e) = crate::pidalloc::pidalloc(&cfg, &mut ConsoleOut) {
+                fail(format_args!(
+                    "pidalloc: {e:?} (give QEMU more memory with --mem)"
+                ));
+            }
+        }
         Bench::Script => {
             let mut buf = alloc::vec![0u8; SCRIPT_MAX];
             let len = match fw_cfg::read_file(SCRIPT_FILE, &mut buf) {

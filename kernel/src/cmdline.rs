@@ -20,6 +20,8 @@ pub enum Bench {
     /// The lock microbenchmark (`sync::bench`): uncontended cost of every
     /// lock flavour and contended throughput at 1, 2, 4 and 8 CPUs.
     Locks,
+    /// Single-CPU alloc_pid+free_pid cost against live pids.
+    Pidalloc,
     /// pidctl: run the script the runner handed over (`--script FILE`).
     Script,
     /// pidctl: commands typed on the serial console.
@@ -31,6 +33,7 @@ impl Bench {
         ("none", Bench::None),
         ("threadspawn", Bench::Threadspawn),
         ("locks", Bench::Locks),
+        ("pidalloc", Bench::Pidalloc),
         ("script", Bench::Script),
         ("shell", Bench::Shell),
     ];
@@ -141,7 +144,7 @@ impl Default for Cmdline<'_> {
 pub const KEYS: &[(&str, &str)] = &[
     (
         "bench",
-        "threadspawn (the default), none, locks (lock microbenchmark), script (pidctl, set by --script) or shell (pidctl on the console)",
+        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script) or shell (pidctl on the console)",
     ),
     (
         "heap",

@@ -37,6 +37,7 @@ const CASES: &[(&str, Case)] = &[
     ("threads", procs::threads),
     ("pidns", procs::pid_namespaces),
     ("badargs", procs::bad_args),
+    ("pidsoak", procs::pid_soak),
     ("tasklist", tasklist_irq_readers_and_writers),
 ];
 
