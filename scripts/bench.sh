@@ -25,6 +25,16 @@ timeout_s=${BENCH_TIMEOUT:-1800}
 } > "$out/settings.txt"
 
 cargo build -q -p pidlab-plot
+# The plot needs a TrueType font (pidlab-plot looks for DejaVu Sans, or
+# PIDLAB_FONT); install it like make setup installs QEMU, when we can.
+if [ -z "${PIDLAB_FONT:-}" ] && ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf \
+     /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/dejavu/DejaVuSans.ttf >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bench: installing fonts-dejavu-core for the plot"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends fonts-dejavu-core >/dev/null \
+      || echo "bench: could not install fonts-dejavu-core; the plot will be skipped" >&2
+  fi
+fi
 for smp in 8 2; do
   echo "bench: --smp $smp (log: $out/smp$smp.log)"
   cargo run -q -- --smp "$smp" --timeout "$timeout_s" bench=threadspawn "${args[@]}" \
@@ -38,7 +48,8 @@ done
 # One header, then every data row.
 grep -h '^threadspawn,strategy,' "$out/smp8.log" | head -n 1 > "$out/threadspawn.csv"
 grep -h '^threadspawn,' "$out"/smp*.log | grep -v '^threadspawn,strategy,' >> "$out/threadspawn.csv"
-target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv"
+target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv" \
+  || echo "bench: no plot drawn (see the message above); the logs and CSV are saved" >&2
 
 echo
 for smp in 8 2; do
