@@ -118,8 +118,13 @@ fn node_caches() -> &'static PerCpu<NodeCache> {
 
 /// Nodes a CPU moves to or from the depot at once.
 const DEPOT_BATCH: usize = IDR_NODE_CACHE_SIZE / 2;
-/// Most nodes the depot keeps; beyond, frees go to the global heap.
-pub const IDR_NODE_DEPOT_MAX: usize = 2048;
+/// Most nodes the depot keeps; beyond, frees go to the global heap. Small
+/// on purpose: it only has to carry nodes from CPUs that free leaves to
+/// CPUs that allocate them. A 2048-node depot left that many nodes pinned
+/// between freed pids after a 1M-pid teardown, and the linked-list heap's
+/// O(free blocks) deallocation turned the next million frees quadratic
+/// (bench=pidalloc went from 31 s to over 4 minutes).
+pub const IDR_NODE_DEPOT_MAX: usize = 4 * DEPOT_BATCH;
 
 /// Clean nodes shared between CPUs (a magazine depot, as in Bonwick's
 /// slab magazines): when workers' pids share an IDR leaf, one CPU keeps
