@@ -6,7 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::idr::idr_node_max_cached_bytes;
+use crate::idr::{idr_node_heap_allocs, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
 use crate::pid::pid_caches;
 use crate::pid_namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
@@ -86,4 +86,18 @@ impl Baseline {
             }
         }
     }
+}
+
+/// Global-heap fall-throughs since boot of the caches on the spawn/reap
+/// path: tasks, stacks, pids, IDR nodes.
+pub fn heap_fallthroughs() -> [u64; 4] {
+    [
+        task_cache().stats().heap_allocs,
+        stack_cache().stats().heap_allocs,
+        pid_caches()
+            .iter()
+            .map(|c| c.stats().heap_allocs)
+            .sum::<u64>(),
+        idr_node_heap_allocs(),
+    ]
 }

@@ -78,6 +78,27 @@ impl ReleaseStrategy {
     }
 }
 
+/// The four strategy pairs the tests and the benchmark compare, named as
+/// `strategies=` names them (`cmdline::STRATEGY_NAMES`, same order).
+pub const PAIRS: [(&str, AllocPidStrategy, ReleaseStrategy); 4] = [
+    ("stock", AllocPidStrategy::Stock, ReleaseStrategy::Stock),
+    (
+        "pidmap-once",
+        AllocPidStrategy::SingleLock,
+        ReleaseStrategy::Stock,
+    ),
+    (
+        "exit-deferred",
+        AllocPidStrategy::Stock,
+        ReleaseStrategy::Deferred,
+    ),
+    (
+        "both",
+        AllocPidStrategy::SingleLock,
+        ReleaseStrategy::Deferred,
+    ),
+];
+
 /// What to create (the subset of `struct kernel_clone_args` we model).
 #[derive(Clone, Copy)]
 pub struct CloneArgs<'a> {
@@ -289,16 +310,11 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // SAFETY: tasklist_lock is held for writing; `t` is not visible to
     // anyone else yet and `me` is the running parent.
     unsafe {
-        let (my_leader, my_parent, my_pgid, my_sid) = {
-            let my = me.links();
-            (
-                my.group_leader,
-                my.parent,
-                my.pids[PidType::Pgid as usize].clone(),
-                my.pids[PidType::Sid as usize].clone(),
-            )
-        };
         if args.thread {
+            let (my_leader, my_parent) = {
+                let my = me.links();
+                (my.group_leader, my.parent)
+            };
             let leader = if my_leader.is_null() {
                 me as *const Task
             } else {
@@ -310,6 +326,13 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
             links.group_leader = leader;
             links.parent = my_parent;
         } else {
+            let (my_pgid, my_sid) = {
+                let my = me.links();
+                (
+                    my.pids[PidType::Pgid as usize].clone(),
+                    my.pids[PidType::Sid as usize].clone(),
+                )
+            };
             let links = t.links();
             links.group_leader = &*t;
             links.parent = me;
@@ -379,10 +402,14 @@ pub fn do_exit(code: i32) -> ! {
 fn exit_notify(me: &Task) {
     // A dying namespace init stops pid allocation first (Linux:
     // zap_pid_ns_processes -> disable_pid_allocation, outside the lock).
-    // SAFETY: `me` is the current task.
-    let ns = unsafe { active_ns(me) };
-    if ns.child_reaper().map(NonZeroUsize::get) == Some(me as *const Task as usize) {
-        disable_pid_allocation(&ns);
+    // Borrowed, not an Arc clone: this runs on every exit.
+    // SAFETY: `me` is the current task; only its own release_task (below)
+    // detaches its pid.
+    if let Some(pid) = unsafe { me.links().pids[PidType::Pid as usize].as_ref() } {
+        let ns = pid.ns();
+        if ns.child_reaper().map(NonZeroUsize::get) == Some(me as *const Task as usize) {
+            disable_pid_allocation(ns);
+        }
     }
     let mut wake: *const Task = ptr::null();
     let autoreap;
@@ -522,6 +549,7 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<(i32, i32), Errn
     loop {
         let mut any = false;
         let mut reaped: *const Task = ptr::null();
+        let mut nr = 0;
         {
             let _g = read_lock(&TASKLIST_LOCK);
             for_each_child(me, |c| {
@@ -532,6 +560,19 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<(i32, i32), Errn
                 // EXIT_ZOMBIE -> EXIT_DEAD claims it (one waiter wins).
                 if c.transition(TaskState::Zombie, TaskState::Dead) {
                     reaped = c;
+                    // The pid as the waiter's namespace sees it.
+                    // SAFETY: tasklist_lock is held for reading; `me` is
+                    // current, so its own pid is stable.
+                    nr = unsafe {
+                        match (
+                            c.links().pids[PidType::Pid as usize].as_ref(),
+                            me.links().pids[PidType::Pid as usize].as_ref(),
+                        ) {
+                            (Some(p), Some(mine)) => crate::pid::pid_nr_ns(p, mine.ns()),
+                            (Some(p), None) => p.nr(),
+                            _ => 0,
+                        }
+                    };
                     return false;
                 }
                 true
@@ -541,14 +582,6 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<(i32, i32), Errn
             // SAFETY: the child's link reference, which the reaper owns
             // now that it won the Zombie -> Dead transition.
             let child = unsafe { TaskRef::from_raw(reaped) };
-            let nr = {
-                let _g = read_lock(&TASKLIST_LOCK);
-                // SAFETY: tasklist_lock is held for reading.
-                let pid = unsafe { child.links().pids[PidType::Pid as usize].as_ref() };
-                // SAFETY: `me` is current.
-                let ns = unsafe { active_ns(me) };
-                pid.map_or(0, |p| crate::pid::pid_nr_ns(p, &ns))
-            };
             let code = child.exit_code();
             release_task(child);
             return Ok((nr, code));

@@ -41,7 +41,7 @@ const CASES: &[(&str, Case)] = &[
     ("tasklist", tasklist_irq_readers_and_writers),
 ];
 
-pub(crate) mod procs;
+mod procs;
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);

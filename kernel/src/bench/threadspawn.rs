@@ -23,24 +23,15 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use crate::arch::{smp, time};
 use crate::bench::stats::{RATIO_ONE, Ratio, Summary};
 use crate::cmdline::{Accel, STRATEGY_NAMES, ThreadspawnParams};
-use crate::invariants::Baseline;
+use crate::invariants::{Baseline, heap_fallthroughs};
 use crate::pid::{AllocPidStrategy, pid_stats_total};
 use crate::pid_namespace::{PidNamespace, create_pid_namespace};
 use crate::platform;
 use crate::process::{
-    CloneArgs, ReleaseStrategy, copy_process, current_ns, park, request_exit, wait_child,
+    CloneArgs, PAIRS, ReleaseStrategy, copy_process, current_ns, park, request_exit, wait_child,
 };
 use crate::sched;
 use crate::sync::lockstat;
-
-fn pair(i: usize) -> (AllocPidStrategy, ReleaseStrategy) {
-    match i {
-        0 => (AllocPidStrategy::Stock, ReleaseStrategy::Stock),
-        1 => (AllocPidStrategy::SingleLock, ReleaseStrategy::Stock),
-        2 => (AllocPidStrategy::Stock, ReleaseStrategy::Deferred),
-        _ => (AllocPidStrategy::SingleLock, ReleaseStrategy::Deferred),
-    }
-}
 
 /// What one sample's workers share.
 struct Sample {
@@ -113,7 +104,7 @@ struct Measured {
 }
 
 fn run_sample(ns: &Arc<PidNamespace>, workers: usize, pair_i: usize, sample_ms: u32) -> Measured {
-    let (alloc, release) = pair(pair_i);
+    let (_, alloc, release) = PAIRS[pair_i];
     let s = Sample {
         workers,
         alloc,
@@ -202,6 +193,10 @@ fn fixed2(v: Option<u64>) -> String {
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
 pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
+    assert!(
+        PAIRS.iter().map(|p| p.0).eq(STRATEGY_NAMES),
+        "cmdline::STRATEGY_NAMES and process::PAIRS disagree"
+    );
     let online = smp::online();
     let workers: Vec<usize> = match p.workers {
         Some((list, n)) => list[..n].iter().map(|&w| w as usize).collect(),
@@ -233,7 +228,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
     );
 
     let base = Baseline::take();
-    let heap_before = crate::selftest::procs::heap_touches_by_cache();
+    let heap_before = heap_fallthroughs();
     let forks_before = crate::process::proc_stats().0;
     // The namespace chain, each level with a parked init (pid 1 there).
     let mut chain = Vec::new();
@@ -301,7 +296,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
         );
     }
     let forks = crate::process::proc_stats().0 - forks_before;
-    let heap = crate::selftest::procs::heap_touches_by_cache();
+    let heap = heap_fallthroughs();
     let d: Vec<u64> = heap.iter().zip(heap_before).map(|(a, b)| a - b).collect();
     println!(
         "spawn/reap: global-heap fall-throughs in {forks} spawns: tasks {}, stacks {}, pids {}, IDR nodes {}",

@@ -392,16 +392,7 @@ fn finish(ctl: &Pidctl) -> bool {
         );
         return true;
     }
-    match ctl.baseline.check() {
-        Ok(()) => {
-            println!("invariants: ok");
-            true
-        }
-        Err(e) => {
-            println!("invariants: FAILED: {e}");
-            false
-        }
-    }
+    ctl.baseline.report()
 }
 
 /// The interactive shell on the serial console: one command per line until

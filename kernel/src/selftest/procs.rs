@@ -7,64 +7,17 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::smp;
 use crate::errno::Errno;
-use crate::idr::idr_node_heap_allocs;
-use crate::invariants::Baseline;
-use crate::pid::{AllocPidStrategy, PidType, pid_caches, pid_nr_ns};
+use crate::invariants::{Baseline, heap_fallthroughs};
+use crate::pid::{PidType, pid_nr_ns};
 use crate::pid_namespace::init_pid_ns;
 use crate::platform;
 use crate::process::{
-    CloneArgs, ReleaseStrategy, copy_process, current_ns, park, request_exit, task_pid, wait_child,
+    CloneArgs, PAIRS, copy_process, current_ns, park, request_exit, task_pid, wait_child,
 };
 use crate::sched;
-use crate::task::{stack_cache, task_cache};
-
-/// The four strategy pairs, as the benchmark names them.
-pub const PAIRS: [(&str, AllocPidStrategy, ReleaseStrategy); 4] = [
-    ("stock", AllocPidStrategy::Stock, ReleaseStrategy::Stock),
-    (
-        "pidmap-once",
-        AllocPidStrategy::SingleLock,
-        ReleaseStrategy::Stock,
-    ),
-    (
-        "exit-deferred",
-        AllocPidStrategy::Stock,
-        ReleaseStrategy::Deferred,
-    ),
-    (
-        "both",
-        AllocPidStrategy::SingleLock,
-        ReleaseStrategy::Deferred,
-    ),
-];
 
 fn exit_with(code: usize) {
     sched::exit_current(code as i32)
-}
-
-/// Global-heap fall-throughs per cache on the spawn/reap path: task,
-/// stack, pid, IDR node.
-pub fn heap_touches_by_cache() -> [u64; 4] {
-    [
-        task_cache().stats().heap_allocs,
-        stack_cache().stats().heap_allocs,
-        pid_caches()
-            .iter()
-            .map(|c| c.stats().heap_allocs)
-            .sum::<u64>(),
-        idr_node_heap_allocs(),
-    ]
-}
-
-/// Global-heap fall-throughs of every cache on the spawn/reap path.
-pub fn heap_touches() -> u64 {
-    task_cache().stats().heap_allocs
-        + stack_cache().stats().heap_allocs
-        + pid_caches()
-            .iter()
-            .map(|c| c.stats().heap_allocs)
-            .sum::<u64>()
-        + idr_node_heap_allocs()
 }
 
 struct Stress {
@@ -164,11 +117,11 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
         let mut line = alloc::string::String::new();
         for (p, (name, ..)) in PAIRS.iter().enumerate() {
             spawn_reap_loop(100, p); // warm the caches
-            let touched = heap_touches();
+            let touched = heap_fallthroughs().iter().sum::<u64>();
             let t0 = platform::cycles();
             assert_eq!(spawn_reap_loop(single_cpu, p), 0);
             let per = (platform::cycles() - t0) / single_cpu;
-            let heap = heap_touches() - touched;
+            let heap = heap_fallthroughs().iter().sum::<u64>() - touched;
             use core::fmt::Write;
             let _ = write!(
                 line,
@@ -178,14 +131,14 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
         println!("selftest fork: one cpu, spawn+reap:{line}");
     }
     for (p, (name, ..)) in PAIRS.iter().enumerate() {
-        let touched = heap_touches();
+        let touched = heap_fallthroughs().iter().sum::<u64>();
         let (failures, cycles) = on_every_cpu(per_cpu, p);
         let total = per_cpu * smp::online() as u64;
         println!(
             "selftest fork: {name}: {} cpus x {per_cpu} spawn+reap = {total} reaped, {failures} failures, {} ms, {} heap fall-throughs",
             smp::online(),
             crate::arch::time::cycles_to_ns(cycles) / 1_000_000,
-            heap_touches() - touched
+            heap_fallthroughs().iter().sum::<u64>() - touched
         );
         assert_eq!(failures, 0);
     }
@@ -198,8 +151,7 @@ fn thread_body(_: usize) {}
 /// `threads`: CLONE_THREAD children are autoreaped and joined.
 pub fn threads() {
     let base = Baseline::take();
-    for (p, (name, alloc, release)) in PAIRS.iter().enumerate() {
-        let _ = p;
+    for (name, alloc, release) in PAIRS.iter() {
         for _ in 0..1000 {
             let mut args = CloneArgs::new("thread", thread_body, 0);
             args.thread = true;
