@@ -12,14 +12,14 @@ use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::MemoryRegionKind;
 
 use crate::arch::qemu::{self, ExitCode};
-use crate::arch::smp::Cpus;
 use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time};
+use crate::bench::locks::{LocksBenchParams, run_locks_bench};
 use crate::cmdline::{self, Bench, Cmdline, HeapSize};
 use crate::mm::frame::{FrameAllocator, PhysRange};
 use crate::mm::{self, heap::HEAP};
 use crate::selftest;
-use crate::sync::bench::{LocksBenchParams, run_locks_bench};
 use crate::sync::{debug, lockstat};
+use crate::task::sched::Cpus;
 
 /// How the bootloader must set the machine up for us.
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
@@ -87,11 +87,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let mut frames = init_memory(boot_info, &cmd);
     init_smp(boot_info, &cmd, &mut frames);
-    let _init = match crate::sched::init_boot_cpu("init") {
+    let _init = match crate::task::sched::init_boot_cpu("init") {
         Ok(t) => t,
         Err(_) => fail(format_args!("no memory for the boot task")),
     };
-    if let Err(e) = crate::process::init_task_pids(&_init) {
+    if let Err(e) = crate::task::fork::init_task_pids(&_init) {
         fail(format_args!("init: no pid 1: {e:?}"));
     }
 
@@ -109,8 +109,8 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
         Bench::Locks => bench_locks(&cmd),
         Bench::Pidalloc => {
-            let cfg = crate::pidalloc::PidallocConfig::default();
-            if let Err(e) = crate::pidalloc::pidalloc(&cfg, &mut ConsoleOut) {
+            let cfg = crate::bench::pidalloc::PidallocConfig::default();
+            if let Err(e) = crate::bench::pidalloc::pidalloc(&cfg, &mut ConsoleOut) {
                 fail(format_args!(
                     "pidalloc: {e:?} (give QEMU more memory with --mem)"
                 ));
@@ -185,7 +185,7 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();
-    let report = match smp::start_aps(&madt, frames) {
+    let report = match smp::start_aps(&madt, frames, crate::task::sched::run_ap_idle) {
         Ok(r) => r,
         Err(e) => fail(format_args!("SMP: {e}")),
     };

@@ -10,6 +10,10 @@
 
 use core::fmt;
 
+use arrayvec::ArrayVec;
+
+use crate::strategy::{PAIRS, StrategyPair};
+
 /// What the kernel runs once it has booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bench {
@@ -79,19 +83,17 @@ impl Accel {
 
 /// Most entries in a `workers=` list.
 pub const MAX_WORKER_COUNTS: usize = 8;
-/// Strategy pair names, in the benchmark's order.
-pub const STRATEGY_NAMES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
 
 /// The threadspawn benchmark's parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThreadspawnParams {
     /// Worker counts; `None`: 1, 2, 4, 8 up to the CPUs online.
-    pub workers: Option<([u8; MAX_WORKER_COUNTS], usize)>,
+    pub workers: Option<ArrayVec<u8, MAX_WORKER_COUNTS>>,
     pub samples: u32,
     pub sample_ms: u32,
     pub ns_depth: u32,
-    /// Indices into [`STRATEGY_NAMES`], in the order given.
-    pub strategies: ([u8; 4], usize),
+    /// The strategy pairs to run, in the order given.
+    pub strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
     pub lockstat: bool,
 }
 
@@ -102,7 +104,7 @@ impl Default for ThreadspawnParams {
             samples: 5,
             sample_ms: 1000,
             ns_depth: 0,
-            strategies: ([0, 1, 2, 3], 4),
+            strategies: PAIRS.iter().collect(),
             lockstat: false,
         }
     }
@@ -281,20 +283,15 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 };
             }
             "workers" => {
-                let mut list = [0u8; MAX_WORKER_COUNTS];
-                let mut len = 0;
+                let mut list = ArrayVec::new();
                 for item in value.split(',') {
                     let n = match item.parse::<u8>() {
                         Ok(n) if (1..=64).contains(&n) => n,
                         _ => return Err(bad()),
                     };
-                    if len == MAX_WORKER_COUNTS {
-                        return Err(bad());
-                    }
-                    list[len] = n;
-                    len += 1;
+                    list.try_push(n).map_err(|_| bad())?;
                 }
-                cmd.threadspawn.workers = Some((list, len));
+                cmd.threadspawn.workers = Some(list);
             }
             "samples" => {
                 cmd.threadspawn.samples = match value.parse::<u32>() {
@@ -315,20 +312,15 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 };
             }
             "strategies" => {
-                let mut list = [0u8; 4];
-                let mut len = 0;
+                let mut list = ArrayVec::new();
                 for item in value.split(',') {
-                    let i = STRATEGY_NAMES
-                        .iter()
-                        .position(|n| *n == item)
-                        .ok_or_else(bad)? as u8;
-                    if list[..len].contains(&i) {
+                    let pair = StrategyPair::by_name(item).ok_or_else(bad)?;
+                    if list.contains(&pair) {
                         return Err(bad());
                     }
-                    list[len] = i;
-                    len += 1;
+                    list.push(pair);
                 }
-                cmd.threadspawn.strategies = (list, len);
+                cmd.threadspawn.strategies = list;
             }
             "lockstat" => {
                 cmd.threadspawn.lockstat = match value {
@@ -437,10 +429,10 @@ mod tests {
         )
         .unwrap();
         let t = c.threadspawn;
-        let (w, n) = t.workers.unwrap();
-        assert_eq!(&w[..n], &[1, 3]);
+        assert_eq!(t.workers.as_deref(), Some(&[1, 3][..]));
         assert_eq!((t.samples, t.sample_ms, t.ns_depth), (2, 50, 3));
-        assert_eq!(&t.strategies.0[..t.strategies.1], &[3, 0]);
+        let names: Vec<&str> = t.strategies.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["both", "stock"]);
         assert!(t.lockstat);
     }
 

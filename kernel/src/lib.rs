@@ -18,19 +18,14 @@ extern crate alloc;
 pub mod console;
 pub mod bench;
 pub mod cmdline;
-pub mod errno;
-pub mod fault_inject;
-pub mod hlist;
-pub mod idr;
-pub mod lazy;
+pub mod klib;
 pub mod mm;
 pub mod pid;
-pub mod pid_namespace;
-pub mod pid_soak;
-pub mod pidalloc;
 pub mod pidctl;
 pub mod platform;
 pub mod random;
+pub mod selftest;
+pub mod strategy;
 pub mod sync;
 pub mod task;
 
@@ -38,17 +33,12 @@ pub mod task;
 pub mod arch;
 #[cfg(target_os = "none")]
 mod boot;
-#[cfg(target_os = "none")]
-pub mod invariants;
-#[cfg(target_os = "none")]
-pub mod process;
-#[cfg(target_os = "none")]
-pub mod sched;
-#[cfg(target_os = "none")]
-mod selftest;
 
 #[cfg(target_os = "none")]
 pub use boot::{BOOTLOADER_CONFIG, kernel_main};
+
+/// Most CPUs the kernel supports (also the host simulation's limit).
+pub const MAX_CPUS: usize = 64;
 
 /// Version string printed in the boot banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

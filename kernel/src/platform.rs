@@ -21,8 +21,7 @@
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 
-/// Most CPUs the kernel supports (also the host simulation's limit).
-pub const MAX_CPUS: usize = 64;
+pub use crate::MAX_CPUS;
 
 /// Saved interrupt state, from [`local_irq_save`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

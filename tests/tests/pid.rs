@@ -51,7 +51,7 @@ fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
         .collect();
     assert_eq!(rows.len(), 8, "{rows:?}");
     for live in ["0", "1000", "100000", "1000000"] {
-        for (strategy, locks) in [("stock", "2.00"), ("single-lock", "1.00")] {
+        for (strategy, locks) in [("stock", "2.00"), ("pidmap-once", "1.00")] {
             let r = rows
                 .iter()
                 .find(|r| r[1] == strategy && r[2] == live)

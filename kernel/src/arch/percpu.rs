@@ -13,7 +13,7 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
 
 /// Most CPUs the kernel supports.
-pub const MAX_CPUS: usize = crate::platform::MAX_CPUS;
+pub use crate::MAX_CPUS;
 
 /// One CPU's private data.
 #[repr(C, align(128))]

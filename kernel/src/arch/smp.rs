@@ -12,13 +12,11 @@
 //! does not match the arguments and halts for good, so indices stay dense
 //! and unique.
 //!
-//! **Running work.** Once up, each AP becomes its own idle task (see
-//! `sched`). [`Cpus`] implements `platform::Parallel` on top of the
-//! scheduler: the boot CPU spawns one kernel task per other worker, each on
-//! its CPU, runs its own share, and waits for the others.
+//! Once up, each AP runs the idle function the caller of [`start_aps`]
+//! passed down (the scheduler's), so arch code never calls up into it.
 
 use alloc::vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
@@ -29,7 +27,6 @@ use super::trampoline::{self, Field};
 use super::{gdt, idt, time};
 use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
 use crate::mm::phys_to_virt;
-use crate::platform::Parallel;
 
 /// How long the boot CPU waits for one AP to report.
 pub const AP_TIMEOUT_MS: u64 = 1000;
@@ -57,6 +54,9 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static APIC_IDS: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 /// The kernel's own CR3, which APs switch to first thing.
 static KERNEL_CR3: AtomicU64 = AtomicU64::new(0);
+
+/// What each AP runs once it is up (`start_aps`'s `idle`).
+static AP_IDLE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// Timer rate every CPU programs.
 static TIMER_HZ: AtomicU32 = AtomicU32::new(1000);
 
@@ -94,10 +94,14 @@ pub fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
 
 /// Starts every AP the MADT lists. Needs the heap (stacks) and low memory
 /// (trampoline and temporary page tables).
+/// Each AP, once set up, calls `idle(index)` and never returns: the
+/// scheduler passes its idle loop down, so arch code never calls up.
 pub fn start_aps(
     madt: &MadtInfo,
     frames: &mut FrameAllocator,
+    idle: fn(usize) -> !,
 ) -> Result<StartReport, &'static str> {
+    AP_IDLE.store(idle as *mut (), Ordering::Release);
     let bsp = apic::id();
     let ids = madt.apic_ids.as_slice();
     let mut report = StartReport {
@@ -270,64 +274,11 @@ extern "C" fn ap_entry(args: &'static ApArgs) -> ! {
     idt::load();
     apic::start_periodic_timer(TIMER_HZ.load(Ordering::Relaxed));
     args.alive.store(true, Ordering::Release);
-    crate::sched::run_ap_idle(index)
-}
-
-/// One worker's share of a [`Cpus::run`] call, on the caller's stack.
-struct WorkerArg<'a> {
-    f: &'a (dyn Fn(usize) + Sync),
-    index: usize,
-    pending: &'a AtomicUsize,
-}
-
-fn worker_entry(arg: usize) {
-    // SAFETY: `arg` points at a WorkerArg on the stack of `Cpus::run`, which
-    // does not return before `pending` drops to zero, i.e. until every
-    // worker is done with it.
-    let w = unsafe { &*(arg as *const WorkerArg<'_>) };
-    (w.f)(w.index);
-    w.pending.fetch_sub(1, Ordering::AcqRel);
-}
-
-/// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
-/// on CPU `i`, and the caller (which must be CPU 0) is worker 0.
-pub struct Cpus;
-
-impl Parallel for Cpus {
-    fn cpus(&self) -> usize {
-        online()
-    }
-
-    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
-        assert!(
-            super::percpu::cpu_index() == 0,
-            "Cpus::run must be called on CPU 0"
-        );
-        assert!(
-            n >= 1 && n <= online(),
-            "asked for {n} CPUs, {} online",
-            online()
-        );
-        let pending = AtomicUsize::new(n - 1);
-        let args: vec::Vec<WorkerArg<'_>> = (0..n)
-            .map(|index| WorkerArg {
-                f,
-                index,
-                pending: &pending,
-            })
-            .collect();
-        for (cpu, arg) in args.iter().enumerate().skip(1) {
-            if crate::sched::spawn_on("worker", cpu, worker_entry, arg as *const _ as usize)
-                .is_err()
-            {
-                panic!("Cpus::run: no memory for a worker task on cpu {cpu}");
-            }
-        }
-        f(0);
-        while pending.load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
-        }
-    }
+    let idle = AP_IDLE.load(Ordering::Acquire);
+    // SAFETY: `start_aps` stored a `fn(usize) -> !` before starting any AP
+    // (the Release/Acquire pair orders it before this load).
+    let idle: fn(usize) -> ! = unsafe { core::mem::transmute(idle) };
+    idle(index)
 }
 
 /// Stops every other CPU (the panic path): NMI to all but this one.

@@ -1,6 +1,8 @@
 //! Benchmarks the kernel runs after boot (`bench=...`), and the statistics
 //! they report with.
 
+pub mod locks;
+pub mod pidalloc;
 pub mod stats;
 #[cfg(target_os = "none")]
 pub mod threadspawn;

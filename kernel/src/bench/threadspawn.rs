@@ -22,22 +22,23 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
 use crate::bench::stats::{RATIO_ONE, Ratio, Summary};
-use crate::cmdline::{Accel, STRATEGY_NAMES, ThreadspawnParams};
-use crate::invariants::{Baseline, heap_fallthroughs};
-use crate::pid::{AllocPidStrategy, pid_stats_total};
-use crate::pid_namespace::{PidNamespace, create_pid_namespace};
+use crate::cmdline::{Accel, ThreadspawnParams};
+use crate::pid::namespace::{PidNamespace, create_pid_namespace};
+use crate::pid::pid_stats_total;
 use crate::platform;
-use crate::process::{
-    CloneArgs, PAIRS, ReleaseStrategy, copy_process, current_ns, park, request_exit, wait_child,
-};
-use crate::sched;
+use crate::selftest::invariants::{Baseline, heap_fallthroughs};
+use crate::strategy::StrategyPair;
 use crate::sync::lockstat;
+use crate::task::exit::{park, request_exit};
+use crate::task::fork::{CloneArgs, copy_process, current_ns};
+use crate::task::sched;
+use crate::task::stats::{proc_stats, proc_stats_cpu};
+use crate::task::wait::wait_child;
 
 /// What one sample's workers share.
 struct Sample {
     workers: usize,
-    alloc: AllocPidStrategy,
-    release: ReleaseStrategy,
+    strategy: &'static StrategyPair,
     sample_cycles: u64,
     arrived: AtomicUsize,
     start: AtomicU64,
@@ -65,8 +66,7 @@ fn worker(arg: usize) {
     let deadline = start + s.sample_cycles;
     let mut args = CloneArgs::new("thread", nothing, 0);
     args.thread = true;
-    args.alloc = s.alloc;
-    args.release = s.release;
+    args.strategy = s.strategy;
     let mut ops = 0u64;
     let mut failures = 0u64;
     let mut now = platform::cycles();
@@ -103,12 +103,15 @@ struct Measured {
     failures: u64,
 }
 
-fn run_sample(ns: &Arc<PidNamespace>, workers: usize, pair_i: usize, sample_ms: u32) -> Measured {
-    let (_, alloc, release) = PAIRS[pair_i];
+fn run_sample(
+    ns: &Arc<PidNamespace>,
+    workers: usize,
+    strategy: &'static StrategyPair,
+    sample_ms: u32,
+) -> Measured {
     let s = Sample {
         workers,
-        alloc,
-        release,
+        strategy,
         sample_cycles: time::ns_to_cycles(sample_ms as u64 * 1_000_000),
         arrived: AtomicUsize::new(0),
         start: AtomicU64::new(0),
@@ -162,7 +165,7 @@ fn run_sample(ns: &Arc<PidNamespace>, workers: usize, pair_i: usize, sample_ms: 
 /// Per (workers, strategy): the samples.
 struct Cell {
     workers: usize,
-    strategy: usize,
+    strategy: &'static StrategyPair,
     samples: Vec<Measured>,
 }
 
@@ -193,13 +196,9 @@ fn fixed2(v: Option<u64>) -> String {
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
 pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
-    assert!(
-        PAIRS.iter().map(|p| p.0).eq(STRATEGY_NAMES),
-        "cmdline::STRATEGY_NAMES and process::PAIRS disagree"
-    );
     let online = smp::online();
-    let workers: Vec<usize> = match p.workers {
-        Some((list, n)) => list[..n].iter().map(|&w| w as usize).collect(),
+    let workers: Vec<usize> = match &p.workers {
+        Some(list) => list.iter().map(|&w| w as usize).collect(),
         None => [1, 2, 4, 8].into_iter().filter(|&w| w <= online).collect(),
     };
     if let Some(&w) = workers.iter().find(|&&w| w > online) {
@@ -207,11 +206,8 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
             "workers={w} needs {w} CPUs, {online} online (run with --smp {w} or more)"
         ));
     }
-    let strategies: Vec<usize> = p.strategies.0[..p.strategies.1]
-        .iter()
-        .map(|&s| s as usize)
-        .collect();
-    let names: Vec<&str> = strategies.iter().map(|&s| STRATEGY_NAMES[s]).collect();
+    let strategies = &p.strategies;
+    let names: Vec<&str> = strategies.iter().map(|s| s.name).collect();
     let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
     println!(
         "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, accel {}, lockstat {}",
@@ -229,7 +225,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
 
     let base = Baseline::take();
     let heap_before = heap_fallthroughs();
-    let forks_before = crate::process::proc_stats().0;
+    let forks_before = proc_stats().forks;
     // The namespace chain, each level with a parked init (pid 1 there).
     let mut chain = Vec::new();
     let mut ns = current_ns();
@@ -245,7 +241,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
 
     let mut cells: Vec<Cell> = Vec::new();
     for &w in &workers {
-        for &s in &strategies {
+        for &s in strategies {
             cells.push(Cell {
                 workers: w,
                 strategy: s,
@@ -253,17 +249,17 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
             });
         }
         // Warm-up: one short round of every strategy.
-        for &s in &strategies {
+        for &s in strategies {
             run_sample(&ns, w, s, p.sample_ms.min(200));
         }
         for round in 0..p.samples {
-            for &s in &strategies {
+            for &s in strategies {
                 let m = run_sample(&ns, w, s, p.sample_ms);
                 println!(
                     "threadspawn: workers {w} sample {}/{} {}: {} ops/s{}",
                     round + 1,
                     p.samples,
-                    STRATEGY_NAMES[s],
+                    s.name,
                     m.ops_per_sec,
                     if m.failures > 0 {
                         format!(" ({} failed spawns)", m.failures)
@@ -273,7 +269,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
                 );
                 cells
                     .iter_mut()
-                    .find(|c| c.workers == w && c.strategy == s)
+                    .find(|c| c.workers == w && core::ptr::eq(c.strategy, s))
                     .expect("cell")
                     .samples
                     .push(m);
@@ -290,12 +286,13 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
     print_report(&cells, p, online, accel);
     println!();
     for cpu in 0..online {
-        let (forks, failed, released) = crate::process::proc_stats_cpu(cpu);
+        let st = proc_stats_cpu(cpu);
         println!(
-            "spawn/reap cpu {cpu}: {forks} tasks spawned, {released} released, {failed} failed spawns (since boot)"
+            "spawn/reap cpu {cpu}: {} tasks spawned, {} released, {} failed spawns (since boot)",
+            st.forks, st.releases, st.fork_failures
         );
     }
-    let forks = crate::process::proc_stats().0 - forks_before;
+    let forks = proc_stats().forks - forks_before;
     let heap = heap_fallthroughs();
     let d: Vec<u64> = heap.iter().zip(heap_before).map(|(a, b)| a - b).collect();
     println!(
@@ -332,11 +329,12 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Acc
         let sum = c.summary();
         let stock = cells
             .iter()
-            .find(|o| o.workers == c.workers && o.strategy == 0)
+            .find(|o| o.workers == c.workers && core::ptr::eq(o.strategy, StrategyPair::stock()))
             .map(Cell::summary);
         let ratio = stock.and_then(|st| Ratio::of(&sum, &st));
-        let (ratio_s, noise) = match (ratio, c.strategy) {
-            (_, 0) => (String::from("1.000x"), "-"),
+        let is_stock = core::ptr::eq(c.strategy, StrategyPair::stock());
+        let (ratio_s, noise) = match (ratio, is_stock) {
+            (_, true) => (String::from("1.000x"), "-"),
             (Some(r), _) => (
                 format!("{r}"),
                 if r.inside_noise() {
@@ -367,7 +365,7 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Acc
         println!(
             "{:>7} {:<13} {:>10} {:>9} {:>17} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9}",
             c.workers,
-            STRATEGY_NAMES[c.strategy],
+            c.strategy.name,
             sum.mean,
             sum.stdev,
             ratio_s,
@@ -378,14 +376,14 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Acc
             opt(wait),
             opt(hold)
         );
-        let (rv, rs) = match (ratio, c.strategy) {
-            (_, 0) => (format!("{}", RATIO_ONE), String::from("0")),
+        let (rv, rs) = match (ratio, is_stock) {
+            (_, true) => (format!("{}", RATIO_ONE), String::from("0")),
             (Some(r), _) => (format!("{}", r.value), format!("{}", r.spread)),
             (None, _) => (String::new(), String::new()),
         };
         rows.push(format!(
             "threadspawn,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            STRATEGY_NAMES[c.strategy],
+            c.strategy.name,
             c.workers,
             p.ns_depth,
             sum.mean,

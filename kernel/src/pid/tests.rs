@@ -3,15 +3,20 @@
 //! leaks, a model-based property test running both strategies side by side,
 //! and std-thread concurrency.
 
+use super::alloc::alloc_nr;
+use crate::klib::errno::Errno;
 use super::*;
-use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
-use crate::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
-use crate::pid_namespace::{
-    PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN, create_pid_namespace, disable_pid_allocation,
-    set_reaper_wake_hook,
+use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
+use crate::pid::namespace::{
+    MAX_PID_NS_LEVEL, PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN, RESERVED_PIDS,
+    create_pid_namespace, disable_pid_allocation, set_reaper_wake_hook,
 };
 use crate::platform::{HostThreads, Parallel};
-use core::num::NonZeroUsize;
+use crate::strategy::AllocPidStrategy;
+use core::ptr::NonNull;
+
+use crate::task::Task;
 use core::sync::atomic::AtomicU64;
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
@@ -24,8 +29,11 @@ fn here() -> Option<usize> {
     Some(platform::cpu_id())
 }
 
-fn reaper() -> Option<NonZeroUsize> {
-    NonZeroUsize::new(1)
+/// A task standing in for every namespace's init (never woken here).
+fn reaper() -> Option<NonNull<Task>> {
+    static REAPER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let t = *REAPER.get_or_init(|| Task::adopt("reaper", 0).unwrap().into_raw() as usize);
+    NonNull::new(t as *mut Task)
 }
 
 /// A root with an init (pid 1) and a reaper, like a booted kernel's.
@@ -292,7 +300,7 @@ fn failed_first_pid_resets_the_cursor() {
 #[test]
 fn free_pid_accounting_and_reaper_wakeups() {
     static WOKEN: AtomicU64 = AtomicU64::new(0);
-    fn hook(_ns: &PidNamespace, _reaper: NonZeroUsize) {
+    fn hook(_ns: &PidNamespace, _reaper: NonNull<Task>) {
         WOKEN.fetch_add(1, Ordering::Relaxed);
     }
     set_reaper_wake_hook(Some(hook));

@@ -17,13 +17,15 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use crate::errno::Errno;
-use crate::invariants::Baseline;
+use crate::klib::errno::Errno;
 use crate::pid::{PidType, find_pid_ns, pid_nr_ns};
-use crate::process::{CloneArgs, TASKLIST_LOCK, copy_process, task_pid, wait_child};
-use crate::sched;
-use crate::sync::{SpinLockIrqSave, read_lock, spin_lock_irqsave};
+use crate::selftest::invariants::Baseline;
+use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
+use crate::task::fork::{CloneArgs, copy_process};
+use crate::task::sched;
+use crate::task::wait::wait_child;
 use crate::task::{Task, TaskRef, TaskState};
+use crate::task::{read_lock_tasklist, task_pid};
 
 use super::parse::{Command, parse};
 
@@ -58,8 +60,8 @@ pub struct Mailbox {
 impl Mailbox {
     fn new() -> Arc<Mailbox> {
         Arc::new(Mailbox {
-            req: spin_lock_irqsave("pidctl.mailbox", None),
-            reply: spin_lock_irqsave("pidctl.mailbox", None),
+            req: named_spin_lock_irqsave("pidctl.mailbox", None),
+            reply: named_spin_lock_irqsave("pidctl.mailbox", None),
         })
     }
 }
@@ -84,7 +86,7 @@ fn spawn_here(r: &SpawnReq) -> Reply {
 }
 
 fn wait_here(child: &Task) -> Reply {
-    wait_child(Some(child), false).map(|(nr, code)| ReplyOk::Reaped(nr, code))
+    wait_child(Some(child), false).map(|r| ReplyOk::Reaped(r.nr, r.code))
 }
 
 fn puppet_main(arg: usize) {
@@ -249,9 +251,8 @@ impl Pidctl {
                 let child = self.entries[i].task.clone();
                 // Its parent now (it may have been reparented).
                 let parent_ptr = {
-                    let _g = read_lock(&TASKLIST_LOCK);
-                    // SAFETY: tasklist_lock is held for reading.
-                    unsafe { child.links().parent }
+                    let g = read_lock_tasklist();
+                    child.links(&g).parent
                 };
                 let Some(p) = self
                     .entries

@@ -6,15 +6,17 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::arch::smp;
-use crate::errno::Errno;
-use crate::invariants::{Baseline, heap_fallthroughs};
+use crate::klib::errno::Errno;
+use crate::pid::namespace::init_pid_ns;
 use crate::pid::{PidType, pid_nr_ns};
-use crate::pid_namespace::init_pid_ns;
 use crate::platform;
-use crate::process::{
-    CloneArgs, PAIRS, copy_process, current_ns, park, request_exit, task_pid, wait_child,
-};
-use crate::sched;
+use crate::selftest::invariants::{Baseline, heap_fallthroughs};
+use crate::strategy::{PAIRS, StrategyPair};
+use crate::task::exit::{park, request_exit};
+use crate::task::fork::{CloneArgs, copy_process, current_ns};
+use crate::task::sched;
+use crate::task::task_pid;
+use crate::task::wait::{Reaped, wait_child};
 
 fn exit_with(code: usize) {
     sched::exit_current(code as i32)
@@ -28,13 +30,12 @@ struct Stress {
 
 /// Spawns and reaps `iters` children on the current CPU; returns failures.
 fn spawn_reap_loop(iters: u64, pair: usize) -> u64 {
-    let (_, alloc, release) = PAIRS[pair];
+    let strategy = &PAIRS[pair];
     let mut failures = 0;
     for i in 0..iters {
         let code = (i % 200) as usize;
         let mut args = CloneArgs::new("child", exit_with, code);
-        args.alloc = alloc;
-        args.release = release;
+        args.strategy = strategy;
         let child = match copy_process(&args) {
             Ok(c) => c,
             Err(e) => {
@@ -44,7 +45,7 @@ fn spawn_reap_loop(iters: u64, pair: usize) -> u64 {
             }
         };
         match wait_child(Some(&child), true) {
-            Ok((nr, got)) if got == code as i32 && nr > 0 => {}
+            Ok(Reaped { nr, code: got }) if got == code as i32 && nr > 0 => {}
             other => {
                 println!(
                     "cpu {}: wait: {other:?}, expected code {code}",
@@ -115,7 +116,7 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
     );
     if single_cpu > 0 {
         let mut line = alloc::string::String::new();
-        for (p, (name, ..)) in PAIRS.iter().enumerate() {
+        for (p, StrategyPair { name, .. }) in PAIRS.iter().enumerate() {
             spawn_reap_loop(100, p); // warm the caches
             let touched = heap_fallthroughs().iter().sum::<u64>();
             let t0 = platform::cycles();
@@ -130,7 +131,7 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
         }
         println!("selftest fork: one cpu, spawn+reap:{line}");
     }
-    for (p, (name, ..)) in PAIRS.iter().enumerate() {
+    for (p, StrategyPair { name, .. }) in PAIRS.iter().enumerate() {
         let touched = heap_fallthroughs().iter().sum::<u64>();
         let (failures, cycles) = on_every_cpu(per_cpu, p);
         let total = per_cpu * smp::online() as u64;
@@ -151,12 +152,12 @@ fn thread_body(_: usize) {}
 /// `threads`: CLONE_THREAD children are autoreaped and joined.
 pub fn threads() {
     let base = Baseline::take();
-    for (name, alloc, release) in PAIRS.iter() {
+    for strategy in &PAIRS {
+        let name = strategy.name;
         for _ in 0..1000 {
             let mut args = CloneArgs::new("thread", thread_body, 0);
             args.thread = true;
-            args.alloc = *alloc;
-            args.release = *release;
+            args.strategy = strategy;
             let t = copy_process(&args).expect("thread");
             sched::join(&t);
             assert!(
@@ -183,7 +184,7 @@ pub fn pid_namespaces() {
     let mut chain = Vec::new();
     let mut ns = current_ns();
     for level in 1..=3 {
-        let child_ns = crate::pid_namespace::create_pid_namespace(&ns).expect("ns");
+        let child_ns = crate::pid::namespace::create_pid_namespace(&ns).expect("ns");
         let mut args = CloneArgs::new("nsinit", park, 0);
         args.pid_ns = Some(&child_ns);
         let t = copy_process(&args).expect("ns init");
@@ -218,7 +219,13 @@ pub fn pid_namespaces() {
     let (inner_init, inner_ns) = chain.pop().expect("chain");
     let inner_nr = task_pid(&inner_init, PidType::Pid).expect("pid").nr();
     request_exit(&inner_init, 7);
-    assert_eq!(wait_child(Some(&inner_init), true), Ok((inner_nr, 7)));
+    assert_eq!(
+        wait_child(Some(&inner_init), true),
+        Ok(Reaped {
+            nr: inner_nr,
+            code: 7
+        })
+    );
     assert!(!inner_ns.accepts_pids());
     let mut args = CloneArgs::new("late", park, 0);
     args.pid_ns = Some(&inner_ns);
@@ -226,7 +233,7 @@ pub fn pid_namespaces() {
     println!("selftest pidns: spawn after the namespace's init died: ENOMEM");
     // The task that was in it still lives; it exits and is reaped.
     request_exit(&deep, 3);
-    assert_eq!(wait_child(Some(&deep), true).map(|(_, c)| c), Ok(3));
+    assert_eq!(wait_child(Some(&deep), true).map(|r| r.code), Ok(3));
     drop((inner_init, inner_ns, deep));
     while let Some((t, _)) = chain.pop() {
         request_exit(&t, 0);
@@ -282,7 +289,7 @@ pub fn bad_args() {
 /// back, every preload pool within its bound.
 pub fn pid_soak() {
     let base = Baseline::take();
-    match crate::pid_soak::pid_soak(&crate::arch::smp::Cpus, 1_000_000, smp::online()) {
+    match crate::selftest::pid_soak::pid_soak(&crate::task::sched::Cpus, 1_000_000, smp::online()) {
         Ok(r) => println!("selftest pidsoak: {r}"),
         Err(e) => panic!("pid soak: {e}"),
     }

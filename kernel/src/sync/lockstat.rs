@@ -17,13 +17,13 @@
 //!
 //! Classes live in a fixed registry, found by name on a lock's first
 //! acquisition with statistics on and cached in the lock's [`LockKey`];
-//! registering is serialized by a plain ticket lock. When the registry is
+//! registering is serialized by a test-and-set flag. When the registry is
 //! full, further names share a last `(other)` class.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::platform;
-use crate::sync::ticket::Tickets;
+use super::debug::{Holder, Watchdog};
+use crate::platform::{self, IrqFlags};
 
 /// The run-time switch; see the module doc.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -167,8 +167,32 @@ const OVERFLOW_NAME: &str = "(other)";
 static CLASSES: [Class; MAX_CLASSES] = [const { Class::new() }; MAX_CLASSES];
 /// Published classes; slot `i < COUNT` is initialized.
 static COUNT: AtomicUsize = AtomicUsize::new(0);
-/// Serializes registration, so a name is registered once.
-static REGISTER: Tickets = Tickets::new();
+/// Serializes registration, so a name is registered once (a plain
+/// test-and-set flag: registration is rare and must not depend on the lock
+/// algorithms it measures).
+static REGISTERING: AtomicBool = AtomicBool::new(false);
+
+/// Takes [`REGISTERING`] with IRQs off (an interrupt handler may take a
+/// lock, hence register, on this CPU), bounded by the lock watchdog.
+fn lock_registry() -> IrqFlags {
+    let flags = platform::local_irq_save();
+    let mut watchdog = None;
+    while REGISTERING
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        platform::cpu_relax();
+        watchdog
+            .get_or_insert_with(Watchdog::start)
+            .tick("lockstat registry", || Holder::Unknown);
+    }
+    flags
+}
+
+fn unlock_registry(flags: IrqFlags) {
+    REGISTERING.store(false, Ordering::Release);
+    platform::local_irq_restore(flags);
+}
 
 fn published() -> &'static [Class] {
     &CLASSES[..COUNT.load(Ordering::Acquire)]
@@ -184,7 +208,7 @@ fn register(name: &'static str) -> usize {
     if let Some(i) = find(name) {
         return i;
     }
-    REGISTER.lock();
+    let flags = lock_registry();
     let i = find(name).unwrap_or_else(|| {
         let n = COUNT.load(Ordering::Relaxed);
         let (i, name) = if n < MAX_CLASSES - 1 {
@@ -201,7 +225,7 @@ fn register(name: &'static str) -> usize {
         COUNT.store(i + 1, Ordering::Release);
         i
     });
-    REGISTER.unlock();
+    unlock_registry(flags);
     i
 }
 

@@ -16,12 +16,10 @@
 //!   cargo feature and in unit tests, so a benchmark build pays nothing.
 //! - [`lockstat`]: per-name statistics behind a run-time switch, one relaxed
 //!   load per acquisition when off.
-//! - [`bench`]: the lock microbenchmark core (`bench=locks`).
 //!
 //! The lock protocols are written once over [`word::AtomicWord`], so `loom`
 //! model checks (`make test-loom`) run the code the kernel runs.
 
-pub mod bench;
 pub mod debug;
 pub mod lockstat;
 pub mod rwlock;
@@ -45,10 +43,9 @@ fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 pub use rwlock::{
-    RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, TASKLIST_LOCK, TasklistLock,
-    read_lock, rwlock_irq, write_lock_irq,
+    RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq,
 };
 pub use ticket::{
     RawTicketLock, RawTicketLockIrq, RawTicketLockIrqSave, SpinLock, SpinLockIrq, SpinLockIrqSave,
-    spin_lock, spin_lock_irq, spin_lock_irqsave,
+    named_spin_lock, named_spin_lock_irq, named_spin_lock_irqsave,
 };

@@ -18,12 +18,12 @@ fn wait_until(cond: impl Fn() -> bool) {
 
 #[test]
 fn writers_exclude_everyone_and_counts_are_exact() {
-    let lock = rwlock_irq("test_rw_exact", (0u64, 0u64));
+    let lock = named_rwlock_irq("test_rw_exact", (0u64, 0u64));
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| {
                 for _ in 0..5_000 {
-                    let mut g = write_lock_irq(&lock);
+                    let mut g = lock.write();
                     assert!(!irqs_enabled());
                     g.0 += 1;
                     g.1 += 1;
@@ -33,7 +33,7 @@ fn writers_exclude_everyone_and_counts_are_exact() {
         for _ in 0..2 {
             s.spawn(|| {
                 for _ in 0..5_000 {
-                    let g = read_lock(&lock);
+                    let g = lock.read();
                     assert_eq!(g.0, g.1, "a reader saw a half-done write");
                 }
             });
@@ -45,12 +45,12 @@ fn writers_exclude_everyone_and_counts_are_exact() {
 
 #[test]
 fn readers_share_the_lock() {
-    let lock = rwlock_irq("test_rw_share", ());
+    let lock = named_rwlock_irq("test_rw_share", ());
     let both_in = Barrier::new(2);
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                let _g = read_lock(&lock);
+                let _g = lock.read();
                 // Both readers must be inside at once to pass.
                 both_in.wait();
             });
@@ -60,13 +60,13 @@ fn readers_share_the_lock() {
 
 #[test]
 fn write_lock_irq_disables_irqs_and_read_lock_does_not() {
-    let lock = rwlock_irq("test_rw_irq", 0);
+    let lock = named_rwlock_irq("test_rw_irq", 0);
     {
-        let _g = read_lock(&lock);
+        let _g = lock.read();
         assert!(irqs_enabled());
     }
     {
-        let _g = write_lock_irq(&lock);
+        let _g = lock.write();
         assert!(!irqs_enabled());
         assert!(lock.try_read().is_none());
         assert!(lock.is_locked_exclusive());
@@ -85,19 +85,19 @@ fn write_lock_irq_disables_irqs_and_read_lock_does_not() {
 /// the lock before it.
 #[test]
 fn waiting_writer_holds_back_new_task_readers() {
-    let lock = rwlock_irq("test_rw_fair", ());
+    let lock = named_rwlock_irq("test_rw_fair", ());
     let order = Mutex::new(Vec::new());
-    let first = read_lock(&lock);
+    let first = lock.read();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let _g = write_lock_irq(&lock);
+            let _g = lock.write();
             order.lock().unwrap().push("writer");
         });
         // SAFETY: only reads the lock word.
         let raw = unsafe { lock.raw() };
         wait_until(|| raw.writer_waiting());
         s.spawn(|| {
-            let _g = read_lock(&lock);
+            let _g = lock.read();
             order.lock().unwrap().push("reader");
         });
         // The new reader is turned away while the writer waits.
@@ -114,18 +114,18 @@ fn waiting_writer_holds_back_new_task_readers() {
 /// another CPU; waiting behind the writer would deadlock.
 #[test]
 fn interrupt_reader_passes_a_waiting_writer() {
-    let lock = rwlock_irq("test_rw_irq_reader", 7);
-    let task_reader = read_lock(&lock);
+    let lock = named_rwlock_irq("test_rw_irq_reader", 7);
+    let task_reader = lock.read();
     std::thread::scope(|s| {
         let writer = s.spawn(|| {
-            *write_lock_irq(&lock) += 1;
+            *lock.write() += 1;
         });
         // SAFETY: only reads the lock word.
         let raw = unsafe { lock.raw() };
         wait_until(|| raw.writer_waiting());
-        let seen = host::run_as_interrupt(|| *read_lock(&lock));
+        let seen = host::run_as_interrupt(|| *lock.read());
         assert_eq!(seen, 7);
-        let elsewhere = s.spawn(|| host::run_as_interrupt(|| *read_lock(&lock)));
+        let elsewhere = s.spawn(|| host::run_as_interrupt(|| *lock.read()));
         assert_eq!(elsewhere.join().unwrap(), 7);
         assert!(raw.writer_waiting(), "the writer is still waiting");
         drop(task_reader);
@@ -137,14 +137,14 @@ fn interrupt_reader_passes_a_waiting_writer() {
 /// An interrupt reader still waits for a writer that holds the lock.
 #[test]
 fn interrupt_reader_waits_for_a_holding_writer() {
-    let lock = rwlock_irq("test_rw_irq_wait", 0);
+    let lock = named_rwlock_irq("test_rw_irq_wait", 0);
     let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
         let lock = &lock;
-        let mut g = write_lock_irq(lock);
+        let mut g = lock.write();
         let reader = s.spawn(move || {
             tx.send(()).unwrap();
-            host::run_as_interrupt(|| *read_lock(lock))
+            host::run_as_interrupt(|| *lock.read())
         });
         rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -158,33 +158,33 @@ fn interrupt_reader_waits_for_a_holding_writer() {
 #[test]
 #[should_panic(expected = "lock test_rw_rewrite: recursive locking: cpu")]
 fn write_after_write_panics_with_name() {
-    let lock = rwlock_irq("test_rw_rewrite", ());
-    let _g = write_lock_irq(&lock);
-    let _h = write_lock_irq(&lock);
+    let lock = named_rwlock_irq("test_rw_rewrite", ());
+    let _g = lock.write();
+    let _h = lock.write();
 }
 
 #[test]
 #[should_panic(expected = "lock test_rw_reread: recursive locking: cpu")]
 fn read_after_write_panics_with_name() {
-    let lock = rwlock_irq("test_rw_reread", ());
-    let _g = write_lock_irq(&lock);
-    let _h = read_lock(&lock);
+    let lock = named_rwlock_irq("test_rw_reread", ());
+    let _g = lock.write();
+    let _h = lock.read();
 }
 
 #[test]
 #[should_panic(expected = "lock test_rw_irqs_on: IRQ-safe lock held with IRQs enabled")]
 fn write_held_with_irqs_on_panics_at_unlock() {
-    let lock = rwlock_irq("test_rw_irqs_on", ());
-    let _g = write_lock_irq(&lock);
+    let lock = named_rwlock_irq("test_rw_irqs_on", ());
+    let _g = lock.write();
     platform::local_irq_enable();
 }
 
 #[test]
 #[should_panic(expected = "lock test_rw_irqs_off: _irq lock taken with IRQs already off")]
 fn write_lock_irq_with_irqs_off_panics() {
-    let lock = rwlock_irq("test_rw_irqs_off", ());
+    let lock = named_rwlock_irq("test_rw_irqs_off", ());
     let _flags = platform::local_irq_save();
-    let _g = write_lock_irq(&lock);
+    let _g = lock.write();
 }
 
 /// A reader stuck behind a writer panics naming the writer's CPU; a writer
@@ -192,29 +192,29 @@ fn write_lock_irq_with_irqs_off_panics() {
 #[test]
 fn stuck_waits_name_the_holder() {
     let _bound = WaitBoundOverride::new(300);
-    let lock = rwlock_irq("test_rw_stuck", ());
+    let lock = named_rwlock_irq("test_rw_stuck", ());
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
         let lock = &lock;
         s.spawn(move || {
-            let _g = write_lock_irq(lock);
+            let _g = lock.write();
             tx.send(platform::cpu_id()).unwrap();
             release_rx.recv().unwrap();
         });
         let writer = rx.recv().unwrap();
-        let err = catch_unwind(AssertUnwindSafe(|| drop(read_lock(lock)))).unwrap_err();
+        let err = catch_unwind(AssertUnwindSafe(|| drop(lock.read()))).unwrap_err();
         let msg = err.downcast_ref::<String>().unwrap();
         assert!(msg.starts_with("lock test_rw_stuck: cpu "), "{msg}");
         assert!(msg.ends_with(&format!("held by cpu {writer}")), "{msg}");
         release_tx.send(()).unwrap();
     });
 
-    let lock = rwlock_irq("test_rw_stuck_readers", ());
-    let _reader = read_lock(&lock);
+    let lock = named_rwlock_irq("test_rw_stuck_readers", ());
+    let _reader = lock.read();
     let msg = std::thread::scope(|s| {
         s.spawn(|| {
-            let err = catch_unwind(AssertUnwindSafe(|| drop(write_lock_irq(&lock)))).unwrap_err();
+            let err = catch_unwind(AssertUnwindSafe(|| drop(lock.write()))).unwrap_err();
             err.downcast_ref::<String>().unwrap().clone()
         })
         .join()
@@ -227,18 +227,18 @@ fn stuck_waits_name_the_holder() {
 #[test]
 fn lockstat_counts_reads_and_writes_apart() {
     let _serial = lockstat::test_serial();
-    let lock = rwlock_irq("test_stat_rw", 0u64);
+    let lock = named_rwlock_irq("test_stat_rw", 0u64);
     let was = lockstat::set_enabled(true);
     for _ in 0..4 {
-        drop(read_lock(&lock));
+        drop(lock.read());
     }
     for _ in 0..3 {
-        *write_lock_irq(&lock) += 1;
+        *lock.write() += 1;
     }
     // One contended read: a reader waits ~20 ms for a writer.
     std::thread::scope(|s| {
-        let g = write_lock_irq(&lock);
-        let reader = s.spawn(|| drop(read_lock(&lock)));
+        let g = lock.write();
+        let reader = s.spawn(|| drop(lock.read()));
         std::thread::sleep(Duration::from_millis(20));
         drop(g);
         reader.join().unwrap();

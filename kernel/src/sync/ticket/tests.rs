@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier, mpsc};
 
 #[test]
 fn counter_is_exact_under_contention() {
-    let lock = Arc::new(spin_lock("test", 0u64));
+    let lock = Arc::new(named_spin_lock("test", 0u64));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let l = lock.clone();
@@ -30,8 +30,8 @@ fn counter_is_exact_under_contention() {
 
 #[test]
 fn irq_variants_are_exact_under_contention() {
-    let a = Arc::new(spin_lock_irq("test_irq", 0u64));
-    let b = Arc::new(spin_lock_irqsave("test_irqsave", 0u64));
+    let a = Arc::new(named_spin_lock_irq("test_irq", 0u64));
+    let b = Arc::new(named_spin_lock_irqsave("test_irqsave", 0u64));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let (a, b) = (a.clone(), b.clone());
@@ -53,7 +53,7 @@ fn irq_variants_are_exact_under_contention() {
 
 #[test]
 fn try_lock_fails_while_held() {
-    let lock = spin_lock("test", ());
+    let lock = named_spin_lock("test", ());
     let g = lock.lock();
     assert!(lock.try_lock().is_none());
     drop(g);
@@ -63,7 +63,7 @@ fn try_lock_fails_while_held() {
 
 #[test]
 fn failed_irq_try_lock_restores_irqs() {
-    let lock = spin_lock_irq("test_irq_try", ());
+    let lock = named_spin_lock_irq("test_irq_try", ());
     let held = std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -84,13 +84,13 @@ fn failed_irq_try_lock_restores_irqs() {
 
 #[test]
 fn irq_disciplines() {
-    let a = spin_lock_irq("irq", 1);
+    let a = named_spin_lock_irq("irq", 1);
     {
         let _g = a.lock();
         assert!(!irqs_enabled());
     }
     assert!(irqs_enabled());
-    let b = spin_lock_irqsave("irqsave", 2);
+    let b = named_spin_lock_irqsave("irqsave", 2);
     let outer = platform::local_irq_save();
     {
         let _g = b.lock();
@@ -162,7 +162,7 @@ fn bypass_is_bounded_by_other_cpus() {
 #[test]
 #[should_panic(expected = "lock test_recursive: recursive locking: cpu")]
 fn recursive_lock_panics_with_name() {
-    let lock = spin_lock("test_recursive", ());
+    let lock = named_spin_lock("test_recursive", ());
     let _g = lock.lock();
     let _h = lock.lock();
 }
@@ -170,7 +170,7 @@ fn recursive_lock_panics_with_name() {
 #[test]
 #[should_panic(expected = "lock test_recursive_irq_lock: recursive locking")]
 fn recursive_irq_lock_panics_as_recursion() {
-    let lock = spin_lock_irq("test_recursive_irq_lock", ());
+    let lock = named_spin_lock_irq("test_recursive_irq_lock", ());
     let _g = lock.lock();
     let _h = lock.lock();
 }
@@ -178,7 +178,7 @@ fn recursive_irq_lock_panics_as_recursion() {
 #[test]
 #[should_panic(expected = "lock test_recursive_irq: recursive locking")]
 fn lock_taken_by_interrupt_on_holding_cpu_panics() {
-    let lock = spin_lock_irqsave("test_recursive_irq", ());
+    let lock = named_spin_lock_irqsave("test_recursive_irq", ());
     let _g = lock.lock();
     platform::host::run_as_interrupt(|| drop(lock.lock()));
 }
@@ -187,7 +187,7 @@ fn lock_taken_by_interrupt_on_holding_cpu_panics() {
 #[test]
 fn stuck_wait_panics_naming_lock_and_owner() {
     let _bound = WaitBoundOverride::new(300);
-    let lock = spin_lock("test_stuck", ());
+    let lock = named_spin_lock("test_stuck", ());
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
@@ -210,7 +210,7 @@ fn stuck_wait_panics_naming_lock_and_owner() {
 #[test]
 #[should_panic(expected = "lock test_irq_on: IRQ-safe lock held with IRQs enabled")]
 fn irq_lock_held_with_irqs_on_panics_at_unlock() {
-    let lock = spin_lock_irq("test_irq_on", ());
+    let lock = named_spin_lock_irq("test_irq_on", ());
     let _g = lock.lock();
     platform::local_irq_enable();
 }
@@ -218,7 +218,7 @@ fn irq_lock_held_with_irqs_on_panics_at_unlock() {
 #[test]
 #[should_panic(expected = "lock test_irqsave_on: IRQ-safe lock held with IRQs enabled")]
 fn irqsave_lock_held_with_irqs_on_panics_at_unlock() {
-    let lock = spin_lock_irqsave("test_irqsave_on", ());
+    let lock = named_spin_lock_irqsave("test_irqsave_on", ());
     let _g = lock.lock();
     platform::local_irq_enable();
 }
@@ -226,7 +226,7 @@ fn irqsave_lock_held_with_irqs_on_panics_at_unlock() {
 #[test]
 #[should_panic(expected = "lock test_irq_off: _irq lock taken with IRQs already off")]
 fn irq_lock_taken_with_irqs_off_panics() {
-    let lock = spin_lock_irq("test_irq_off", ());
+    let lock = named_spin_lock_irq("test_irq_off", ());
     platform::local_irq_disable();
     let _g = lock.lock();
 }
@@ -236,7 +236,7 @@ fn irq_lock_taken_with_irqs_off_panics() {
 #[test]
 fn lockstat_counts_ticket_lock() {
     let _serial = lockstat::test_serial();
-    let lock = spin_lock("test_stat_ticket", 0u64);
+    let lock = named_spin_lock("test_stat_ticket", 0u64);
     let was = lockstat::set_enabled(false);
     drop(lock.lock());
     lockstat::set_enabled(true);

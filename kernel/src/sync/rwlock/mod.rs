@@ -366,35 +366,14 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
 /// A reader-writer spinlock: `read()` is `read_lock`, `write()` is
 /// `write_lock_irq`.
 pub type RwLockIrq<T> = lock_api::RwLock<RawRwLockIrq, T>;
-/// The type of `tasklist_lock`.
-pub type TasklistLock<T> = RwLockIrq<T>;
 /// A held `read_lock`.
 pub type RwLockIrqReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwLockIrq, T>;
 /// A held `write_lock_irq`; dropping it is `write_unlock_irq`.
 pub type RwLockIrqWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwLockIrq, T>;
 
 /// A named [`RwLockIrq`] (`DEFINE_RWLOCK`).
-pub const fn rwlock_irq<T>(name: &'static str, value: T) -> RwLockIrq<T> {
+pub const fn named_rwlock_irq<T>(name: &'static str, value: T) -> RwLockIrq<T> {
     lock_api::RwLock::from_raw(RawRwLockIrq::named(name), value)
-}
-
-/// `tasklist_lock` (kernel/fork.c's `DEFINE_RWLOCK(tasklist_lock)`): what
-/// `copy_process()` and `release_task()` take with `write_lock_irq` to
-/// attach and detach a task's pids, and what readers, some in interrupt
-/// context, take to walk the task lists. Like Linux's, it guards data that
-/// lives elsewhere, so it holds `()`.
-pub static TASKLIST_LOCK: TasklistLock<()> = rwlock_irq("tasklist_lock", ());
-
-/// `read_lock()`: shared, IRQs untouched, allowed in interrupt context.
-#[inline]
-pub fn read_lock<T>(lock: &RwLockIrq<T>) -> RwLockIrqReadGuard<'_, T> {
-    lock.read()
-}
-
-/// `write_lock_irq()`: exclusive, IRQs off until the guard drops.
-#[inline]
-pub fn write_lock_irq<T>(lock: &RwLockIrq<T>) -> RwLockIrqWriteGuard<'_, T> {
-    lock.write()
 }
 
 #[cfg(all(test, not(loom)))]

@@ -46,7 +46,7 @@
 use core::marker::PhantomData;
 use core::ptr;
 
-use crate::errno::Errno;
+use crate::klib::errno::Errno;
 
 mod preload;
 

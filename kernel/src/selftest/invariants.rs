@@ -6,10 +6,10 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::idr::{idr_node_heap_allocs, idr_node_max_cached_bytes};
+use crate::klib::idr::{idr_node_heap_allocs, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
+use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
-use crate::pid_namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::task::{nr_tasks, stack_cache, task_cache};
 
 /// What "back to the start" means, taken before a run.

@@ -10,12 +10,13 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::arch::smp::{self, Cpus};
+use crate::arch::smp;
 use crate::arch::{irq, percpu, pit, time};
 use crate::mm::heap::HEAP;
 use crate::platform::{self, Parallel};
-use crate::sched;
-use crate::sync::{TASKLIST_LOCK, read_lock, write_lock_irq};
+use crate::task::sched;
+use crate::task::sched::Cpus;
+use crate::task::{read_lock_tasklist, tasklist_writer_waiting, write_lock_irq_tasklist};
 use crate::task::{stack_cache, task_cache};
 
 type Case = fn();
@@ -41,7 +42,7 @@ const CASES: &[(&str, Case)] = &[
     ("tasklist", tasklist_irq_readers_and_writers),
 ];
 
-mod procs;
+use super::procs;
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);
@@ -235,11 +236,11 @@ fn sched_spawn_join() {
 /// fixed time: FIFO hand-off keeps each CPU's share of acquisitions within
 /// a factor of 2 of the fair share.
 fn ticket_lock_exact_and_fair() {
-    use crate::sync::ticket::{spin_lock, spin_lock_irq};
+    use crate::sync::ticket::{named_spin_lock, named_spin_lock_irq};
     const PER_CPU: u64 = 100_000;
     let n = smp::online();
     let t0 = time::now_ns();
-    let counter = spin_lock("selftest_counter", 0u64);
+    let counter = named_spin_lock("selftest_counter", 0u64);
     Cpus.run(n, &|_| {
         for _ in 0..PER_CPU {
             let mut g = counter.lock();
@@ -259,7 +260,7 @@ fn ticket_lock_exact_and_fair() {
         "lost updates under the ticket lock"
     );
 
-    let lock = spin_lock_irq("selftest_fair", ());
+    let lock = named_spin_lock_irq("selftest_fair", ());
     let counts: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let stop = time::now_ns() + 500_000_000;
     Cpus.run(n, &|w| {
@@ -317,10 +318,8 @@ static TASKLIST_WRITERS: AtomicU32 = AtomicU32::new(0);
 /// interrupt context, on every CPU, on every tick.
 fn tasklist_irq_reader() {
     let cpu = platform::cpu_id();
-    // SAFETY: `raw()` is only used for a read-only query of the lock word;
-    // nothing is locked or unlocked through it.
-    let waiting = unsafe { TASKLIST_LOCK.raw() }.writer_waiting();
-    let guard = read_lock(&TASKLIST_LOCK);
+    let waiting = tasklist_writer_waiting();
+    let guard = read_lock_tasklist();
     assert_eq!(
         TASKLIST_WRITERS.load(Ordering::Relaxed),
         0,
@@ -364,7 +363,7 @@ fn tasklist_irq_readers_and_writers() {
         let mut mine = 0u64;
         while time::now_ns() < stop {
             {
-                let _w = write_lock_irq(&TASKLIST_LOCK);
+                let _w = write_lock_irq_tasklist();
                 assert!(
                     !platform::irqs_enabled(),
                     "IF=1 inside write_lock_irq(&tasklist_lock)"
@@ -375,7 +374,7 @@ fn tasklist_irq_readers_and_writers() {
                 TASKLIST_WRITERS.fetch_sub(1, Ordering::Relaxed);
             }
             mine += 1;
-            let _r = read_lock(&TASKLIST_LOCK);
+            let _r = read_lock_tasklist();
             assert!(platform::irqs_enabled(), "IF=0 after write_unlock_irq");
             assert_eq!(TASKLIST_WRITERS.load(Ordering::Relaxed), 0);
             TASKLIST_TASK_READING[cpu].store(true, Ordering::Relaxed);

@@ -2,17 +2,17 @@
 //! clean nodes and per-CPU counters) and the per-CPU preload pools that
 //! insertions under a spinlock draw from (Linux's `radix_tree_preload`,
 //! `radix_tree_node_alloc` and `radix_tree_node_rcu_free` in
-//! lib/radix-tree.c). The protocol is described in [`crate::idr`].
+//! lib/radix-tree.c). The protocol is described in [`crate::klib::idr`].
 
 use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{IDR_PRELOAD_SIZE, IdrNode};
-use crate::errno::Errno;
-use crate::fault_inject::{FaultSite, should_fail};
+use crate::klib::errno::Errno;
+use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::platform::{self, MAX_CPUS, PerCpu};
-use crate::sync::{SpinLockIrqSave, spin_lock_irqsave};
+use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 
 /// Per-CPU seam counters (one writer per slot: its CPU; summing them is
 /// exact once the CPUs are quiet).
@@ -43,7 +43,7 @@ pub fn idr_node_heap_allocs() -> u64 {
 /// Bytes the per-CPU node caches may hold at most.
 pub fn idr_node_max_cached_bytes() -> usize {
     MAX_CPUS
-        * (IDR_NODE_CACHE_SIZE + crate::idr::IDR_PRELOAD_SIZE)
+        * (IDR_NODE_CACHE_SIZE + crate::klib::idr::IDR_PRELOAD_SIZE)
         * core::mem::size_of::<IdrNode>()
 }
 
@@ -141,7 +141,7 @@ struct Depot {
 // under its lock.
 unsafe impl Send for Depot {}
 
-static DEPOT: SpinLockIrqSave<Depot> = spin_lock_irqsave(
+static DEPOT: SpinLockIrqSave<Depot> = named_spin_lock_irqsave(
     "idr_node_depot",
     Depot {
         head: ptr::null_mut(),

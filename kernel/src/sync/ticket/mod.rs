@@ -79,8 +79,9 @@ impl<A: AtomicWord> Tickets<A> {
         }
     }
 
-    /// Takes a ticket and waits for it, without checks or statistics
-    /// (internal locks such as the lockstat registry, and loom models).
+    /// Takes a ticket and waits for it, without checks or statistics (loom
+    /// models).
+    #[cfg_attr(not(all(test, loom)), allow(dead_code))]
     #[inline]
     pub(crate) fn lock(&self) {
         let ticket = self.take_ticket();
@@ -350,17 +351,17 @@ pub type SpinLockIrq<T> = lock_api::Mutex<RawTicketLockIrq, T>;
 pub type SpinLockIrqSave<T> = lock_api::Mutex<RawTicketLockIrqSave, T>;
 
 /// A named [`SpinLock`] (`DEFINE_SPINLOCK`).
-pub const fn spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
+pub const fn named_spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
     lock_api::Mutex::from_raw(RawTicketLock::named(name), value)
 }
 
 /// A named [`SpinLockIrq`].
-pub const fn spin_lock_irq<T>(name: &'static str, value: T) -> SpinLockIrq<T> {
+pub const fn named_spin_lock_irq<T>(name: &'static str, value: T) -> SpinLockIrq<T> {
     lock_api::Mutex::from_raw(RawTicketLockIrq::named(name), value)
 }
 
 /// A named [`SpinLockIrqSave`].
-pub const fn spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSave<T> {
+pub const fn named_spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSave<T> {
     lock_api::Mutex::from_raw(RawTicketLockIrqSave::named(name), value)
 }
 

@@ -24,15 +24,18 @@ use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use crate::errno::Errno;
-use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
-use crate::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
-use crate::pid::{AllocPidStrategy, PidRef, alloc_pid, find_pid_ns, free_pid};
-use crate::pid_namespace::{PidNamespace, PidNsStats, create_pid_namespace};
+use crate::klib::errno::Errno;
+use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
+use crate::pid::namespace::{PidNamespace, PidNsStats, create_pid_namespace};
+use crate::pid::{PidRef, alloc_pid, find_pid_ns, free_pid};
 use crate::platform::{self, Parallel};
-use crate::sync::{SpinLock, ticket::spin_lock};
+use crate::strategy::AllocPidStrategy;
+use crate::sync::{SpinLock, ticket::named_spin_lock};
+use crate::task::Task;
 
 /// Deepest namespace the soak allocates in.
 pub const SOAK_DEPTH: usize = 3;
@@ -64,7 +67,7 @@ impl core::fmt::Display for SoakReport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "pid_soak: {} ops on {} CPUs: {} allocs (stock {}, single-lock {}; depth 0 {}, depth {} {}), {} frees, {} ENOMEM, max {} live per CPU, pools <= {}/{}, {} cycles",
+            "pid_soak: {} ops on {} CPUs: {} allocs (stock {}, pidmap-once {}; depth 0 {}, depth {} {}), {} frees, {} ENOMEM, max {} live per CPU, pools <= {}/{}, {} cycles",
             self.ops,
             self.cpus,
             self.allocs[0] + self.allocs[1],
@@ -252,6 +255,9 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
     if cpus == 0 || cpus > par.cpus() {
         return Err(format!("pid_soak: asked for {cpus} CPUs of {}", par.cpus()));
     }
+    // Each level's reaper; declared first so it outlives the namespaces.
+    let reaper = Task::adopt("soak-reaper", platform::cpu_id())
+        .map_err(|_| String::from("pid_soak: no memory for the reaper"))?;
     let root = PidNamespace::new_root();
     let mut nss = alloc::vec![root];
     let mut inits = Vec::new();
@@ -259,7 +265,7 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
         let ns = nss[level].clone();
         let init = alloc_pid(&ns, &[], AllocPidStrategy::Stock, false)
             .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
-        ns.set_child_reaper(core::num::NonZeroUsize::new(1));
+        ns.set_child_reaper(Some(NonNull::from(&*reaper)));
         inits.push(init);
         if level < SOAK_DEPTH {
             nss.push(create_pid_namespace(&ns).map_err(|e| format!("pid_soak: namespace: {e}"))?);
@@ -274,7 +280,7 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
         nss,
         owners,
         stop: AtomicBool::new(false),
-        error: spin_lock("pid_soak", None),
+        error: named_spin_lock("pid_soak", None),
         allocs: [AtomicU64::new(0), AtomicU64::new(0)],
         allocs_by_depth: [AtomicU64::new(0), AtomicU64::new(0)],
         frees: AtomicU64::new(0),

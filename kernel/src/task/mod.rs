@@ -10,14 +10,30 @@
 //! This file is portable; switching between tasks is the scheduler's
 //! business (`sched`, bare metal only).
 
+#[cfg(target_os = "none")]
+pub mod exit;
+#[cfg(target_os = "none")]
+pub mod fork;
+#[cfg(target_os = "none")]
+pub mod sched;
+pub mod stats;
+mod tasklist;
+#[cfg(target_os = "none")]
+pub mod wait;
+
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
-use crate::hlist::{HlistHead, HlistNode};
+use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::ObjCache;
-use crate::pid::{PIDTYPE_MAX, PidRef};
+use crate::pid::{PIDTYPE_MAX, PerPidType};
+
+pub use tasklist::{
+    ProcLinks, TasklistHeld, TasklistRead, TasklistWrite, is_process, read_lock_tasklist, task_pid,
+    tasklist_writer_waiting, write_lock_irq_tasklist,
+};
 
 /// Size of every task's kernel stack (Linux's 16 KiB).
 pub const STACK_SIZE: usize = 16 * 1024;
@@ -106,18 +122,15 @@ pub struct Task {
     pub(crate) switched_in: UnsafeCell<u64>,
     /// The task waiting for this one to exit (a join), if any.
     pub(crate) joiner: AtomicPtr<Task>,
-    /// Process links (pids, parent, thread group), changed under
-    /// `tasklist_lock` only (see `process`).
-    pub(crate) links: UnsafeCell<ProcLinks>,
+    /// Process links (pids, parent, thread group), reached only through
+    /// the `tasklist_lock` guards (see [`tasklist`]).
+    links: UnsafeCell<ProcLinks>,
     /// Port of `task->pid_links[]`: this task on its pids' task lists.
-    pub(crate) pid_links: [HlistNode; PIDTYPE_MAX],
+    pub(crate) pid_links: PerPidType<HlistNode>,
     /// Port of `task->children`: the processes this task is parent of.
     pub(crate) children: HlistHead,
     /// Port of `task->sibling`: this task on its parent's `children`.
     pub(crate) sibling: HlistNode,
-    /// How this task's `release_task` runs (a `process::ReleaseStrategy`
-    /// as u8), fixed at creation.
-    pub(crate) release_strategy: AtomicU8,
     /// An exit asked for by someone else (`EXIT_NONE` when none); parked
     /// tasks wait for it.
     exit_request: AtomicI32,
@@ -125,34 +138,6 @@ pub struct Task {
 
 /// No exit requested.
 pub const EXIT_NONE: i32 = i32::MIN;
-
-/// A task's process relationships (Linux: `thread_pid`/`signal->pids`,
-/// `real_parent`, `group_leader`). Only touched under `tasklist_lock`.
-pub struct ProcLinks {
-    /// The pid attached per type (PID, TGID, PGID, SID); a counted
-    /// reference each.
-    pub pids: [Option<PidRef>; PIDTYPE_MAX],
-    /// Port of `real_parent` (null: none; kernel tasks outside the tree).
-    pub parent: *const Task,
-    /// Port of `group_leader` (the task itself unless a thread).
-    pub group_leader: *const Task,
-    /// A `CLONE_THREAD` child: autoreaped, only its PID attached.
-    pub thread: bool,
-    /// Threads of this group leader not yet released.
-    pub live_threads: u32,
-}
-
-impl ProcLinks {
-    const fn new() -> Self {
-        ProcLinks {
-            pids: [None, None, None, None],
-            parent: core::ptr::null(),
-            group_leader: core::ptr::null(),
-            thread: false,
-            live_threads: 0,
-        }
-    }
-}
 
 static NR_TASKS: AtomicUsize = AtomicUsize::new(0);
 
@@ -239,10 +224,9 @@ impl Task {
                 switched_in: UnsafeCell::new(0),
                 joiner: AtomicPtr::new(core::ptr::null_mut()),
                 links: UnsafeCell::new(ProcLinks::new()),
-                pid_links: [const { HlistNode::new() }; PIDTYPE_MAX],
+                pid_links: PerPidType([const { HlistNode::new() }; PIDTYPE_MAX]),
                 children: HlistHead::new(),
                 sibling: HlistNode::new(),
-                release_strategy: AtomicU8::new(0),
                 exit_request: AtomicI32::new(EXIT_NONE),
             })
         };
@@ -291,17 +275,6 @@ impl Task {
     pub fn request_exit(&self, code: i32) {
         self.exit_request
             .store(if code == EXIT_NONE { 0 } else { code }, Ordering::SeqCst);
-    }
-
-    /// The process links.
-    ///
-    /// # Safety
-    /// `tasklist_lock` is held (for writing if the result is mutated), and
-    /// no other reference from this call outlives it.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn links(&self) -> &mut ProcLinks {
-        // SAFETY: per the contract, tasklist_lock serialises access.
-        unsafe { &mut *self.links.get() }
     }
 
     /// TSC cycles this task has run.
@@ -409,6 +382,7 @@ unsafe fn free_task(task: NonNull<Task>) {
         debug_assert!(
             (*task.as_ref().links.get())
                 .pids
+                .0
                 .iter()
                 .all(Option::is_none),
             "task {} freed with pids attached",

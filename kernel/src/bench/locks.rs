@@ -30,9 +30,11 @@ use alloc::vec::Vec;
 use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::debug::LOCKDEBUG;
-use super::{lockstat, rwlock_irq, spin_lock, spin_lock_irq, spin_lock_irqsave};
 use crate::platform::{self, Parallel};
+use crate::sync::debug::LOCKDEBUG;
+use crate::sync::{
+    lockstat, named_rwlock_irq, named_spin_lock, named_spin_lock_irq, named_spin_lock_irqsave,
+};
 
 /// The CSV header row printed above the `locks,...` rows.
 pub const LOCKS_CSV_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
@@ -295,10 +297,10 @@ pub fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<Loc
         if LOCKDEBUG { "on" } else { "off" }
     );
 
-    let ticket = Padded(spin_lock("bench_ticket", 0u64));
-    let ticket_irq = Padded(spin_lock_irq("bench_ticket_irq", 0u64));
-    let ticket_irqsave = Padded(spin_lock_irqsave("bench_ticket_irqsave", 0u64));
-    let rw = Padded(rwlock_irq("bench_rwlock", 0u64));
+    let ticket = Padded(named_spin_lock("bench_ticket", 0u64));
+    let ticket_irq = Padded(named_spin_lock_irq("bench_ticket_irq", 0u64));
+    let ticket_irqsave = Padded(named_spin_lock_irqsave("bench_ticket_irqsave", 0u64));
+    let rw = Padded(named_rwlock_irq("bench_rwlock", 0u64));
     let tas = Padded(TasLock::new(0u64));
     let ticket_op = || *ticket.0.lock() += 1;
     let tas_op = || *tas.0.lock() += 1;

@@ -16,13 +16,13 @@
 //! on that CPU, in [`finish_task_switch`], drops the scheduler's reference,
 //! so the dead task's stack is freed only once nothing runs on it.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
+use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
 use crate::arch::{apic, smp, switch};
-use crate::platform::{self, MAX_CPUS, cpu_id, local_irq_restore, local_irq_save};
+use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
-use crate::sync::ticket::spin_lock_irqsave;
-use crate::task::{NoMemory, Task, TaskFn, TaskRef, TaskState};
+use crate::sync::ticket::named_spin_lock_irqsave;
 
 /// A FIFO of runnable tasks, linked through `Task::rq_next`.
 struct RunQueue {
@@ -77,7 +77,7 @@ impl RunQueue {
 }
 
 static RQ: [SpinLockIrqSave<RunQueue>; MAX_CPUS] =
-    [const { spin_lock_irqsave("rq_lock", RunQueue::new()) }; MAX_CPUS];
+    [const { named_spin_lock_irqsave("rq_lock", RunQueue::new()) }; MAX_CPUS];
 static CURRENT: [AtomicPtr<Task>; MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 static IDLE: [AtomicPtr<Task>; MAX_CPUS] =
@@ -298,8 +298,8 @@ fn finish_task_switch() {
 /// marked dead, its joiner woken, and switched away from for good.
 pub fn exit_current(code: i32) -> ! {
     let me = current();
-    if crate::process::is_process(me) {
-        crate::process::do_exit(code);
+    if is_process(me) {
+        super::exit::do_exit(code);
     }
     me.set_exit_code(code);
     platform::local_irq_disable();
@@ -345,4 +345,56 @@ pub fn join(t: &TaskRef) -> i32 {
         drop(unsafe { TaskRef::from_raw(unclaimed) });
     }
     t.exit_code()
+}
+
+/// One worker's share of a [`Cpus::run`] call, on the caller's stack.
+struct WorkerArg<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    index: usize,
+    pending: &'a AtomicUsize,
+}
+
+fn worker_entry(arg: usize) {
+    // SAFETY: `arg` points at a WorkerArg on the stack of `Cpus::run`, which
+    // does not return before `pending` drops to zero, i.e. until every
+    // worker is done with it.
+    let w = unsafe { &*(arg as *const WorkerArg<'_>) };
+    (w.f)(w.index);
+    w.pending.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
+/// on CPU `i`, and the caller (which must be CPU 0) is worker 0.
+pub struct Cpus;
+
+impl Parallel for Cpus {
+    fn cpus(&self) -> usize {
+        smp::online()
+    }
+
+    fn run(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        assert!(cpu_id() == 0, "Cpus::run must be called on CPU 0");
+        assert!(
+            n >= 1 && n <= smp::online(),
+            "asked for {n} CPUs, {} online",
+            smp::online()
+        );
+        let pending = AtomicUsize::new(n - 1);
+        let args: alloc::vec::Vec<WorkerArg<'_>> = (0..n)
+            .map(|index| WorkerArg {
+                f,
+                index,
+                pending: &pending,
+            })
+            .collect();
+        for (cpu, arg) in args.iter().enumerate().skip(1) {
+            if spawn_on("worker", cpu, worker_entry, arg as *const _ as usize).is_err() {
+                panic!("Cpus::run: no memory for a worker task on cpu {cpu}");
+            }
+        }
+        f(0);
+        while pending.load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+    }
 }

@@ -18,10 +18,13 @@
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use crate::errno::Errno;
-use crate::pid::{AllocPidStrategy, PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
-use crate::pid_namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
+use crate::klib::errno::Errno;
+use crate::pid::namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
+use crate::pid::{PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
 use crate::platform;
+use crate::strategy::{AllocPidStrategy, StrategyPair};
+use crate::task::Task;
+use core::ptr::NonNull;
 
 /// Live-pid counts the issue asks for.
 pub const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
@@ -101,6 +104,8 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     let per_round = (cfg.ops / rounds).max(1);
     let hz = platform::cycles_per_sec();
 
+    // Each level's reaper; declared first so it outlives the namespaces.
+    let reaper = Task::adopt("pidalloc-reaper", platform::cpu_id()).map_err(|_| Errno::ENOMEM)?;
     let root = PidNamespace::new_root();
     root.set_pid_max(PID_MAX_LIMIT)?;
     let mut nss = alloc::vec![root];
@@ -108,7 +113,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     for level in 0..=cfg.level {
         let ns = nss.last().expect("root").clone();
         inits.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
-        ns.set_child_reaper(core::num::NonZeroUsize::new(1));
+        ns.set_child_reaper(Some(NonNull::from(&*reaper)));
         if level < cfg.level {
             nss.push(create_pid_namespace(&ns)?);
         }
@@ -174,7 +179,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                 let _ = writeln!(
                     out,
                     "  {:<12} {:>10} {:>10} {:>10} {:>12} {:>11}",
-                    strategy.name(),
+                    StrategyPair::for_alloc(strategy).name,
                     live,
                     Dec(row.ns_per_op_x10, 10),
                     row.cycles_per_op(),
@@ -199,7 +204,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         let _ = writeln!(
             out,
             "pidalloc,{},{},{},{},{},{},{},{},{}",
-            r.strategy.name(),
+            StrategyPair::for_alloc(r.strategy).name,
             r.live_pids,
             Dec(r.ns_per_op_x10, 10),
             r.cycles_per_op(),
@@ -223,7 +228,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                 let _ = writeln!(
                     out,
                     "pidalloc: {} cost at {} live pids is {}x that at {} (goal: at most 2x)",
-                    strategy.name(),
+                    StrategyPair::for_alloc(strategy).name,
                     hi,
                     Dec(b * 100 / a.max(1), 100),
                     lo
@@ -256,7 +261,7 @@ mod tests {
         for (line, row) in csv[1..].iter().zip(&rows) {
             let f: Vec<&str> = line.split(',').collect();
             assert_eq!(f.len(), PIDALLOC_CSV_HEADER.split(',').count());
-            assert_eq!(f[1], row.strategy.name());
+            assert_eq!(f[1], StrategyPair::for_alloc(row.strategy).name);
             assert_eq!(f[2].parse::<usize>().unwrap(), row.live_pids);
             assert!(f[3].parse::<f64>().unwrap() > 0.0);
             assert_eq!(f[5], "2000");

@@ -19,7 +19,7 @@ use blake2s::Blake2s;
 
 use crate::platform;
 use crate::sync::SpinLockIrqSave;
-use crate::sync::ticket::spin_lock_irqsave;
+use crate::sync::ticket::named_spin_lock_irqsave;
 
 struct Pool {
     hash: Blake2s,
@@ -27,7 +27,7 @@ struct Pool {
     draws: u64,
 }
 
-static INPUT_POOL: SpinLockIrqSave<Pool> = spin_lock_irqsave(
+static INPUT_POOL: SpinLockIrqSave<Pool> = named_spin_lock_irqsave(
     "input_pool.lock",
     Pool {
         hash: Blake2s::new(),

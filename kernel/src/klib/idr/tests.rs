@@ -2,7 +2,7 @@
 //! shrinking, the preload bound, fault injection, and a property test
 //! against a set.
 use super::*;
-use crate::fault_inject::{FaultMode, FaultSite, fault_inject};
+use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
 use crate::platform;
 use proptest::prelude::*;
 use std::collections::BTreeSet;

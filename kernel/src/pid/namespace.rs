@@ -22,13 +22,14 @@
 
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
-use core::num::NonZeroUsize;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
-use crate::errno::Errno;
-use crate::idr::Idr;
-use crate::lazy::Lazy;
+use crate::klib::errno::Errno;
+use crate::klib::idr::Idr;
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
+use crate::task::Task;
+use spin::LazyLock;
 
 /// Deepest namespace level (Linux: `MAX_PID_NS_LEVEL`).
 pub const MAX_PID_NS_LEVEL: u32 = 32;
@@ -57,7 +58,7 @@ pub struct PidNamespace {
     level: u32,
     parent: Option<Arc<PidNamespace>>,
     pid_max: AtomicI32,
-    child_reaper: AtomicUsize,
+    child_reaper: AtomicPtr<Task>,
     reaper_wakeups: AtomicU64,
     /// Mirror of `pid_allocated & PIDNS_ADDING`, cleared under pidmap_lock
     /// with it, for `copy_process`'s recheck under tasklist_lock (Linux
@@ -112,7 +113,7 @@ impl PidNamespace {
             level,
             parent,
             pid_max: AtomicI32::new(pid_max),
-            child_reaper: AtomicUsize::new(0),
+            child_reaper: AtomicPtr::new(core::ptr::null_mut()),
             reaper_wakeups: AtomicU64::new(0),
             adding: AtomicBool::new(true),
             map: UnsafeCell::new(PidMap {
@@ -156,16 +157,16 @@ impl PidNamespace {
         Ok(())
     }
 
-    /// `ns->child_reaper`: an opaque handle the task code sets (e.g. the
-    /// init task's address or id), `None` before the namespace has one.
-    pub fn child_reaper(&self) -> Option<NonZeroUsize> {
-        NonZeroUsize::new(self.child_reaper.load(Ordering::Acquire))
+    /// `ns->child_reaper`: the namespace's init task, `None` before it has
+    /// one. Only compared and woken here; the task code keeps it alive.
+    pub fn child_reaper(&self) -> Option<NonNull<Task>> {
+        NonNull::new(self.child_reaper.load(Ordering::Acquire))
     }
 
     /// Sets (or clears) the child reaper.
-    pub fn set_child_reaper(&self, reaper: Option<NonZeroUsize>) {
-        self.child_reaper
-            .store(reaper.map_or(0, NonZeroUsize::get), Ordering::Release);
+    pub fn set_child_reaper(&self, reaper: Option<NonNull<Task>>) {
+        let p = reaper.map_or(core::ptr::null_mut(), NonNull::as_ptr);
+        self.child_reaper.store(p, Ordering::Release);
     }
 
     /// Whether the namespace still accepts pids (`PIDNS_ADDING`), read
@@ -228,7 +229,7 @@ impl PidNamespace {
 }
 
 /// What `free_pid` calls to wake a namespace's child reaper.
-pub type ReaperWakeHook = fn(&PidNamespace, NonZeroUsize);
+pub type ReaperWakeHook = fn(&PidNamespace, NonNull<Task>);
 
 static REAPER_WAKE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -240,12 +241,12 @@ pub fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
     REAPER_WAKE_HOOK.store(p, Ordering::Release);
 }
 
-static INIT_PID_NS: Lazy<Arc<PidNamespace>> = Lazy::new(PidNamespace::new_root);
+static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(PidNamespace::new_root);
 
 /// Port of `init_pid_ns`: the kernel's root namespace, built on first use
 /// (Linux: statically, with `pid_idr_init()` at boot).
 pub fn init_pid_ns() -> &'static Arc<PidNamespace> {
-    INIT_PID_NS.get()
+    &INIT_PID_NS
 }
 
 /// Port of `create_pid_namespace()`: a child of `parent` (level + 1, same
@@ -310,8 +311,10 @@ mod tests {
                 pid_allocated: PIDNS_ADDING
             }
         );
-        ns.set_child_reaper(NonZeroUsize::new(7));
-        assert_eq!(ns.child_reaper().map(NonZeroUsize::get), Some(7));
+        let init = Task::adopt("init", 0).unwrap();
+        ns.set_child_reaper(Some(NonNull::from(&*init)));
+        assert_eq!(ns.child_reaper(), Some(NonNull::from(&*init)));
+        ns.set_child_reaper(None);
         disable_pid_allocation(&ns);
         assert_eq!(ns.pid_allocated(), 0);
     }

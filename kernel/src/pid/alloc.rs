@@ -1,0 +1,363 @@
+//! `alloc_pid` (Linux's kernel/pid.c) in both strategies: everything that
+//! needs no lock is prepared first ([`prepare`], [`new_pid`]), numbers are
+//! reserved level by level under `pidmap_lock`, then [`publish`] makes the
+//! pid visible in every namespace at once; a failure goes through
+//! [`rollback`]. The strategies differ only in how often they take the lock
+//! (see [`AllocPidStrategy`]).
+
+use alloc::sync::Arc;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use super::namespace::{MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
+use super::stats::{PID_STATS, bump};
+use super::{
+    PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc, pidmap_lock_irq,
+};
+use crate::klib::errno::Errno;
+use crate::klib::hlist::HlistHead;
+use crate::klib::idr::{idr_preload, idr_preload_end};
+use crate::platform;
+use crate::strategy::AllocPidStrategy;
+
+/// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
+/// the innermost level outwards (Linux's `set_tid[ns->level - i]`).
+struct Prep {
+    tid: [i32; MAX_PID_NS_LEVEL as usize + 1],
+    pid_max: [i32; MAX_PID_NS_LEVEL as usize + 1],
+}
+
+/// Lock accounting of one `alloc_pid` call.
+#[derive(Default)]
+struct AllocCounts {
+    locks: u64,
+    repreloads: u64,
+}
+
+impl AllocCounts {
+    fn lock(&mut self) -> PidmapGuard {
+        self.locks += 1;
+        pidmap_lock_irq()
+    }
+}
+
+/// A pid being built: memory and header initialised, numbers being filled.
+/// Dropping it (on failure) frees it.
+struct NewPid(PidRef);
+
+impl NewPid {
+    fn set_number(&mut self, level: u32, nr: i32, ns: &PidNamespace) {
+        // SAFETY: `level` is within the allocation, and the pid is not
+        // shared yet, so nobody else reads its upids.
+        unsafe {
+            (*PidRef::numbers_ptr(self.0.ptr).add(level as usize)).nr = nr;
+            (*PidRef::numbers_ptr(self.0.ptr).add(level as usize)).ns = ns;
+        }
+    }
+
+    fn number(&self, level: u32) -> (i32, &PidNamespace) {
+        // SAFETY: only levels set by `set_number` are read (callers read
+        // levels above the failing one, which were all set).
+        let upid = unsafe { &*PidRef::numbers_ptr(self.0.ptr).add(level as usize) };
+        (upid.nr, upid.ns())
+    }
+}
+
+/// Allocates and initialises the pid struct for `ns` (count 1, empty task
+/// lists, a reference to `ns`, upids to be filled).
+fn new_pid(ns: &Arc<PidNamespace>) -> Result<NewPid, Errno> {
+    let level = ns.level();
+    let ptr = pid_struct_alloc(level).ok_or(Errno::ENOMEM)?;
+    // SAFETY: fresh memory of `pid_layout(level)`: write the header, then
+    // every upid, before anything reads them.
+    unsafe {
+        ptr.as_ptr().write(Pid {
+            count: AtomicU32::new(1),
+            level,
+            hashed: AtomicBool::new(false),
+            tasks: PerPidType([const { HlistHead::new() }; PIDTYPE_MAX]),
+            numbers: [],
+        });
+        let numbers = PidRef::numbers_ptr(ptr);
+        for i in 0..level as usize {
+            numbers.add(i).write(Upid {
+                nr: 0,
+                ns: ptr::null(),
+            });
+        }
+        // The innermost upid's namespace pointer carries the pid's
+        // reference to its namespace (`get_pid_ns`), released in `destroy`.
+        numbers.add(level as usize).write(Upid {
+            nr: 0,
+            ns: Arc::into_raw(ns.clone()),
+        });
+    }
+    Ok(NewPid(PidRef { ptr }))
+}
+
+/// The lock-free part of alloc_pid's checks, for every level: the
+/// requested tid is in range, asks for pid 1 or has a reaper to go to, and
+/// the caller may ask for it; plus the `pid_max` snapshot.
+fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Errno> {
+    let mut prep = Prep {
+        tid: [0; MAX_PID_NS_LEVEL as usize + 1],
+        pid_max: [0; MAX_PID_NS_LEVEL as usize + 1],
+    };
+    let mut tmp = Some(ns);
+    for depth in 0..=ns.level() as usize {
+        let level_ns = tmp.expect("namespace chain shorter than its level");
+        prep.pid_max[depth] = level_ns.pid_max();
+        if let Some(&tid) = set_tid.get(depth) {
+            if tid < 1 || tid >= prep.pid_max[depth] {
+                return Err(Errno::EINVAL);
+            }
+            // Also fail if a pid != 1 is requested and no pid 1 exists.
+            if tid != 1 && level_ns.child_reaper().is_none() {
+                return Err(Errno::EINVAL);
+            }
+            if !has_cap {
+                return Err(Errno::EPERM);
+            }
+            prep.tid[depth] = tid;
+        }
+        tmp = level_ns.parent().map(|p| &**p);
+    }
+    Ok(prep)
+}
+
+/// One level's number: the requested tid, or the next one cyclically.
+/// Runs under pidmap_lock; nodes come from this CPU's preload pool.
+pub(super) fn alloc_nr(map: &mut PidMap, tid: i32, pid_max: i32) -> Result<i32, Errno> {
+    if tid != 0 {
+        // ENOSPC on a one-id range means the tid is taken.
+        let tid = tid as u32;
+        return match map.idr.alloc(ptr::null_mut(), tid, tid + 1) {
+            Err(Errno::ENOSPC) => Err(Errno::EEXIST),
+            r => r.map(|nr| nr as i32),
+        };
+    }
+    // init really needs pid 1, but after reaching the maximum wrap back
+    // to RESERVED_PIDS.
+    let pid_min = if map.idr.get_cursor() > RESERVED_PIDS as u32 {
+        RESERVED_PIDS
+    } else {
+        1
+    };
+    match map
+        .idr
+        .alloc_cyclic(ptr::null_mut(), pid_min as u32, pid_max as u32)
+    {
+        Err(Errno::ENOSPC) => Err(Errno::EAGAIN),
+        r => r.map(|nr| nr as i32),
+    }
+}
+
+/// Undoes a failed allocation under pidmap_lock: frees the numbers of the
+/// levels above `failed` (all were taken), and if the namespace never got
+/// its first pid, resets its cursor so that its init still gets pid 1.
+fn rollback(g: &mut PidmapGuard, pid: &NewPid, ns: &PidNamespace, failed: i64) {
+    for level in (failed + 1) as u32..=ns.level() {
+        let (nr, level_ns) = pid.number(level);
+        level_ns.map(g).idr.remove(nr as u32);
+    }
+    let map = ns.map(g);
+    if map.pid_allocated == PIDNS_ADDING {
+        map.idr.set_cursor(0);
+    }
+}
+
+/// Makes the pid visible to `find_pid_ns` in every namespace and counts
+/// it, under pidmap_lock; ENOMEM if `ns` no longer accepts pids.
+fn publish(g: &mut PidmapGuard, pid: NewPid, ns: &PidNamespace) -> Result<PidRef, (NewPid, Errno)> {
+    // ENOMEM is not the most obvious choice when the namespace's init has
+    // died, but it is what Linux has always reported.
+    if ns.map(g).pid_allocated & PIDNS_ADDING == 0 {
+        return Err((pid, Errno::ENOMEM));
+    }
+    let header = pid.0.header();
+    // The IDRs' reference (dropped by free_pid), besides the caller's.
+    header.count.store(2, Ordering::Relaxed);
+    header.hashed.store(true, Ordering::Relaxed);
+    let raw = pid.0.ptr.as_ptr();
+    for level in (0..=ns.level()).rev() {
+        let (nr, level_ns) = pid.number(level);
+        let map = level_ns.map(g);
+        let old = map.idr.replace(raw, nr as u32);
+        debug_assert!(matches!(old, Ok(p) if p.is_null()));
+        map.pid_allocated += 1;
+    }
+    Ok(pid.0)
+}
+
+/// The pre-change alloc_pid: per level, preload + lock + allocate +
+/// unlock; then lock again to check `PIDNS_ADDING` and publish.
+fn alloc_pid_stock(
+    ns: &Arc<PidNamespace>,
+    mut pid: NewPid,
+    prep: &Prep,
+    counts: &mut AllocCounts,
+) -> Result<PidRef, Errno> {
+    let top = ns.level() as i64;
+    let mut level_ns: &PidNamespace = ns;
+    let mut i = top;
+    let mut err = None;
+    while i >= 0 {
+        let depth = (top - i) as usize;
+        // Like Linux's idr_preload(), ignore a failed fill: the insertion
+        // reports ENOMEM if the pool really runs dry.
+        let _ = idr_preload();
+        let nr = {
+            let mut g = counts.lock();
+            alloc_nr(level_ns.map(&mut g), prep.tid[depth], prep.pid_max[depth])
+        };
+        idr_preload_end();
+        match nr {
+            Ok(nr) => pid.set_number(i as u32, nr, level_ns),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+        i -= 1;
+        if let Some(parent) = level_ns.parent() {
+            level_ns = parent;
+        }
+    }
+    if err.is_none() {
+        let _ = idr_preload();
+        let mut g = counts.lock();
+        let published = publish(&mut g, pid, ns);
+        drop(g);
+        idr_preload_end();
+        match published {
+            Ok(pid) => return Ok(pid),
+            Err((p, e)) => {
+                pid = p;
+                err = Some(e);
+            }
+        }
+    }
+    let mut g = counts.lock();
+    rollback(&mut g, &pid, ns, i);
+    drop(g);
+    Err(err.unwrap_or(Errno::ENOMEM))
+}
+
+/// The changed alloc_pid: one pidmap_lock acquisition for every level and
+/// the publication.
+fn alloc_pid_single_lock(
+    ns: &Arc<PidNamespace>,
+    mut pid: NewPid,
+    prep: &Prep,
+    counts: &mut AllocCounts,
+) -> Result<PidRef, Errno> {
+    let top = ns.level() as i64;
+    let mut level_ns: &PidNamespace = ns;
+    let mut i = top;
+    let mut retried_preload = false;
+    let _ = idr_preload();
+    let mut g = counts.lock();
+    let err = loop {
+        if i < 0 {
+            match publish(&mut g, pid, ns) {
+                Ok(pid) => {
+                    drop(g);
+                    idr_preload_end();
+                    return Ok(pid);
+                }
+                Err((p, e)) => {
+                    pid = p;
+                    break e;
+                }
+            }
+        }
+        let depth = (top - i) as usize;
+        match alloc_nr(level_ns.map(&mut g), prep.tid[depth], prep.pid_max[depth]) {
+            Ok(nr) => {
+                pid.set_number(i as u32, nr, level_ns);
+                i -= 1;
+                retried_preload = false;
+                if let Some(parent) = level_ns.parent() {
+                    level_ns = parent;
+                }
+            }
+            // The IDR API only preloads for one insertion, and we may do
+            // several under pidmap_lock. Refilling the pool may save the
+            // day, but only try once per level: idr_preload() cannot say
+            // whether it got anywhere. Dropping the lock is safe because
+            // pid allocation across namespaces was never atomic; holding
+            // it throughout is only for speed.
+            Err(Errno::ENOMEM) if !retried_preload => {
+                drop(g);
+                idr_preload_end();
+                retried_preload = true;
+                counts.repreloads += 1;
+                let _ = idr_preload();
+                g = counts.lock();
+            }
+            Err(e) => break e,
+        }
+    };
+    rollback(&mut g, &pid, ns, i);
+    drop(g);
+    idr_preload_end();
+    Err(err)
+}
+
+/// Port of `alloc_pid()`: a new pid in `ns` and all its ancestors.
+///
+/// `set_tid` asks for specific numbers, innermost namespace first, for at
+/// most `ns.level() + 1` levels (the rest are allocated cyclically);
+/// asking needs the checkpoint/restore capability over the namespaces,
+/// which the caller states in `has_checkpoint_restore_cap`. Errors, in
+/// order: EINVAL (too many tids), ENOMEM (no memory for the pid), EINVAL
+/// (a tid out of `1..pid_max`, or not 1 where the namespace has no child
+/// reaper), EPERM (no capability), EEXIST (a tid is taken), EAGAIN (no
+/// free number), ENOMEM (no IDR node even after refilling the pool), ENOMEM
+/// (the namespace no longer accepts pids).
+///
+/// Must be called with interrupts on (it may allocate, and takes
+/// pidmap_lock `spin_lock_irq` style).
+pub fn alloc_pid(
+    ns: &Arc<PidNamespace>,
+    set_tid: &[i32],
+    strategy: AllocPidStrategy,
+    has_checkpoint_restore_cap: bool,
+) -> Result<PidRef, Errno> {
+    let mut counts = AllocCounts::default();
+    let result = alloc_pid_counted(
+        ns,
+        set_tid,
+        strategy,
+        has_checkpoint_restore_cap,
+        &mut counts,
+    );
+    let stats = &PID_STATS[platform::cpu_id()];
+    bump(&stats.alloc_calls, 1);
+    bump(&stats.alloc_failed, u64::from(result.is_err()));
+    bump(&stats.alloc_locks, counts.locks);
+    bump(&stats.alloc_repreloads, counts.repreloads);
+    result
+}
+
+fn alloc_pid_counted(
+    ns: &Arc<PidNamespace>,
+    set_tid: &[i32],
+    strategy: AllocPidStrategy,
+    has_cap: bool,
+    counts: &mut AllocCounts,
+) -> Result<PidRef, Errno> {
+    // set_tid may name a pid for each level from ns outwards, never more.
+    if set_tid.len() > ns.level() as usize + 1 {
+        return Err(Errno::EINVAL);
+    }
+    let pid = new_pid(ns)?;
+    // Linux before the change validated each level just before allocating
+    // its number; both strategies here validate every level first, as the
+    // change does, so they agree on which error wins.
+    let prep = prepare(ns, set_tid, has_cap)?;
+    match strategy {
+        AllocPidStrategy::Stock => alloc_pid_stock(ns, pid, &prep, counts),
+        AllocPidStrategy::SingleLock => alloc_pid_single_lock(ns, pid, &prep, counts),
+    }
+}

@@ -1,0 +1,13 @@
+//! In-kernel tests: the cases `test=` selects, the pid soak, and the
+//! after-run invariant check.
+
+#[cfg(target_os = "none")]
+mod cases;
+#[cfg(target_os = "none")]
+pub mod invariants;
+pub mod pid_soak;
+#[cfg(target_os = "none")]
+mod procs;
+
+#[cfg(target_os = "none")]
+pub use cases::{run, validate};

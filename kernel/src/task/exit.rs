@@ -1,0 +1,206 @@
+//! Task exit and release (Linux's kernel/exit.c): [`do_exit`],
+//! `exit_notify` (reparenting, zombie or autoreap) and `release_task` in
+//! both strategies.
+//!
+//! `release_task` detaches the pids under `write_lock_irq(&tasklist_lock)`.
+//! [`ReleaseStrategy::Stock`] frees them and feeds the entropy pool inside
+//! that section; [`ReleaseStrategy::Deferred`] (the exit change) collects
+//! them in a `release_task_post` and does both after the unlock.
+//!
+//! When a namespace's init exits, allocation there is disabled (later
+//! spawns get ENOMEM, as in Linux) and its children go to the nearest
+//! ancestor namespace's live init: pidctl cannot kill, so this stands in
+//! for `zap_pid_ns_processes`.
+
+use core::ptr::{self, NonNull};
+
+use super::sched::{self, current};
+use super::stats;
+use super::tasklist::{TasklistWrite, active_ns, task_of_sibling, write_lock_irq_tasklist};
+use super::{Task, TaskRef, TaskState};
+use crate::klib::hlist::HlistNode;
+use crate::pid::namespace::disable_pid_allocation;
+use crate::pid::{PerPidType, PidRef, PidType, free_pid};
+use crate::random::add_device_randomness;
+use crate::strategy::ReleaseStrategy;
+
+/// The reaper for the orphans of `father`: its namespace's init, or, if
+/// `father` is that init (dying), the nearest ancestor namespace's init
+/// that still accepts pids (the root's never exits).
+fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
+    let mut ns = active_ns(father.links(g).pids[PidType::Pid].as_ref());
+    loop {
+        if let Some(r) = ns.child_reaper()
+            && !ptr::eq(r.as_ptr(), father)
+            && ns.accepts_pids()
+        {
+            return Some(r);
+        }
+        ns = ns.parent()?.clone();
+    }
+}
+
+/// Port of `do_exit()` for processes: exit_notify, then switch away for
+/// good. Called through `sched::exit_current`.
+pub fn do_exit(code: i32) -> ! {
+    let me = current();
+    me.set_exit_code(code);
+    exit_notify(me);
+    sched::exit_final()
+}
+
+/// Port of `exit_notify()` (with `forget_original_parent`).
+fn exit_notify(me: &Task) {
+    // A dying namespace init stops pid allocation first (Linux:
+    // zap_pid_ns_processes -> disable_pid_allocation, outside the lock).
+    // Borrowed, not an Arc clone: this runs on every exit.
+    // SAFETY: `me` is the running task.
+    if let Some(pid) = unsafe { me.own_pid() } {
+        let ns = pid.ns();
+        if ns.child_reaper().is_some_and(|r| ptr::eq(r.as_ptr(), me)) {
+            disable_pid_allocation(ns);
+        }
+    }
+    let autoreap;
+    {
+        let mut g = write_lock_irq_tasklist();
+        if !me.children.is_empty() {
+            let Some(reaper) = find_new_reaper(me, &g) else {
+                panic!("no reaper for the children of {}", me.name());
+            };
+            // SAFETY: the reaper is a live namespace init (it is linked in
+            // its namespace as reaper until it exits, which this lock
+            // orders after us).
+            let reaper = unsafe { reaper.as_ref() };
+            let mut zombie_moved = false;
+            loop {
+                let n = me.children.first();
+                if n.is_null() {
+                    break;
+                }
+                // SAFETY: a node on `children` is a linked child's
+                // `sibling`, kept alive and linked under the write lock.
+                let child = unsafe { &*task_of_sibling(n) };
+                // SAFETY: as above; moving it between two lists we own.
+                unsafe {
+                    HlistNode::del_init(n);
+                    reaper.children.add_head(n);
+                }
+                child.links_mut(&mut g).parent = reaper;
+                zombie_moved |= child.state() == TaskState::Zombie;
+            }
+            if zombie_moved {
+                sched::wake_up_process(reaper);
+            }
+        }
+        let links = me.links(&g);
+        autoreap = links.thread || links.parent.is_null();
+        if !autoreap {
+            me.set_state(TaskState::Zombie);
+            // do_notify_parent -> __wake_up_parent
+            // SAFETY: a linked parent outlives the link (it reaps us, or
+            // hands us to a reaper when it exits, under this lock).
+            sched::wake_up_process(unsafe { &*links.parent });
+        }
+        // EXIT_DEAD for an autoreaped task is set by release_task below.
+    }
+    if autoreap {
+        // SAFETY: the link reference taken in copy_process; an autoreaped
+        // task is released exactly once, here.
+        release_task(unsafe { TaskRef::from_raw(me) });
+    }
+}
+
+/// Port of `struct release_task_post`: the pids to free after the unlock.
+struct ReleasePost {
+    pids: PerPidType<Option<PidRef>>,
+}
+
+/// Port of `__change_pid(.., NULL)`/`detach_pid()`: unlinks `t` from its
+/// pid of type `ty`; if the pid has no task left, frees it now (stock) or
+/// hands it to `post` (deferred).
+fn detach_pid(
+    g: &mut TasklistWrite,
+    post: &mut ReleasePost,
+    t: &Task,
+    ty: PidType,
+    strategy: ReleaseStrategy,
+) {
+    let Some(pid) = t.links_mut(g).pids[ty].take() else {
+        return;
+    };
+    // SAFETY: the node is on `pid`'s list for `ty`, under the write lock.
+    unsafe { HlistNode::del_init(&raw const t.pid_links[ty] as *mut _) };
+    if PidType::ALL.iter().any(|&ty| pid.pid_has_task(ty)) {
+        return; // drops our reference only
+    }
+    match strategy {
+        ReleaseStrategy::Stock => free_pid(pid),
+        ReleaseStrategy::Deferred => post.pids[ty] = Some(pid),
+    }
+}
+
+/// Port of `release_task()`: detaches the pids under `tasklist_lock`,
+/// unlinks the task from its parent, feeds its run time to the entropy
+/// pool, marks it Dead (waking a joiner) and drops the link reference.
+pub(super) fn release_task(p: TaskRef) {
+    let mut post = ReleasePost {
+        pids: PerPidType([None, None, None, None]),
+    };
+    let runtime = p.runtime().to_le_bytes();
+    let strategy;
+    {
+        let mut g = write_lock_irq_tasklist();
+        let links = p.links(&g);
+        let (thread, leader) = (links.thread, links.group_leader);
+        strategy = links.release;
+        debug_assert_eq!(
+            links.live_threads,
+            0,
+            "{} released with live threads",
+            p.name()
+        );
+        // __exit_signal()
+        if strategy == ReleaseStrategy::Stock {
+            add_device_randomness(&runtime);
+        }
+        // __unhash_process()
+        detach_pid(&mut g, &mut post, &p, PidType::Pid, strategy);
+        if !thread {
+            for ty in [PidType::Tgid, PidType::Pgid, PidType::Sid] {
+                detach_pid(&mut g, &mut post, &p, ty, strategy);
+            }
+            // SAFETY: `p` is on its parent's children list, under the
+            // write lock.
+            unsafe { HlistNode::del_init(&raw const p.sibling as *mut _) };
+        } else {
+            // SAFETY: the group leader outlives its threads.
+            unsafe { &*leader }.links_mut(&mut g).live_threads -= 1;
+        }
+    }
+    if strategy == ReleaseStrategy::Deferred {
+        add_device_randomness(&runtime);
+        // free_pids()
+        for pid in post.pids.0.iter_mut().filter_map(Option::take) {
+            free_pid(pid);
+        }
+    }
+    stats::count_release();
+    sched::mark_dead_and_wake_joiner(&p);
+    // put_task_struct_rcu_user(): the link reference.
+    drop(p);
+}
+
+/// Entry of a task that waits until asked to exit ([`Task::request_exit`]
+/// plus a wake-up), then exits with the requested code.
+pub fn park(_: usize) {
+    let me = current();
+    sched::block_until(|| me.exit_request().is_some());
+    do_exit(me.exit_request().unwrap_or(0))
+}
+
+/// Asks a parked task to exit with `code`.
+pub fn request_exit(t: &Task, code: i32) {
+    t.request_exit(code);
+    sched::wake_up_process(t);
+}

@@ -1,0 +1,192 @@
+//! Creating processes and threads (Linux's kernel/fork.c): [`CloneArgs`],
+//! [`copy_process`], and the boot task's pids.
+//!
+//! `copy_process` allocates the task and its stack, calls `alloc_pid`
+//! (in the caller's namespace or a new child one), then under
+//! `write_lock_irq(&tasklist_lock)` rechecks that the namespace still
+//! accepts pids, attaches the pids (PID, TGID, PGID, SID; a thread only
+//! PID) and links the task to its parent. A failure unwinds everything.
+
+use alloc::sync::Arc;
+use core::ptr::NonNull;
+
+use super::sched::{self, current};
+use super::stats;
+use super::tasklist::{active_ns, write_lock_irq_tasklist};
+use super::{Task, TaskFn, TaskRef};
+use crate::klib::errno::Errno;
+use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
+use crate::pid::{PidType, alloc_pid, free_pid};
+use crate::platform::cpu_id;
+use crate::strategy::{AllocPidStrategy, StrategyPair};
+
+/// What to create (the subset of `struct kernel_clone_args` we model).
+#[derive(Clone, Copy)]
+pub struct CloneArgs<'a> {
+    pub name: &'a str,
+    /// The CPU to run on; `None` is the current CPU.
+    pub cpu: Option<usize>,
+    pub entry: TaskFn,
+    pub arg: usize,
+    /// `CLONE_THREAD`: a thread of the caller's group, autoreaped, only
+    /// its PID attached.
+    pub thread: bool,
+    /// `CLONE_NEWPID`: the child is init of a new child namespace of the
+    /// caller's.
+    pub newns: bool,
+    /// Kernel-internal: allocate in this namespace instead of the caller's
+    /// (`pid_ns_for_children` set up beforehand, as `unshare` does).
+    pub pid_ns: Option<&'a Arc<PidNamespace>>,
+    /// `set_tid`, innermost level first.
+    pub set_tid: &'a [i32],
+    /// The caller has CAP_CHECKPOINT_RESTORE over the namespaces.
+    pub cap: bool,
+    /// Which `alloc_pid` this call runs and which `release_task` the child
+    /// will.
+    pub strategy: &'static StrategyPair,
+}
+
+impl<'a> CloneArgs<'a> {
+    /// A process running `entry(arg)` on the current CPU, stock strategies.
+    pub fn new(name: &'a str, entry: TaskFn, arg: usize) -> Self {
+        CloneArgs {
+            name,
+            cpu: None,
+            entry,
+            arg,
+            thread: false,
+            newns: false,
+            pid_ns: None,
+            set_tid: &[],
+            cap: true,
+            strategy: StrategyPair::stock(),
+        }
+    }
+}
+
+/// The current task's namespace (for pidctl and the benchmark).
+pub fn current_ns() -> Arc<PidNamespace> {
+    // SAFETY: `current()` is the running task.
+    active_ns(unsafe { current().own_pid() })
+}
+
+/// Port of `copy_process()` + `wake_up_new_task()`: a new process (or
+/// thread) of the current task, made runnable. Returns a reference to it
+/// (for joining threads); its parent reaps a process with
+/// [`wait_child`](super::wait::wait_child).
+///
+/// Errors: EINVAL (thread with newns, bad CPU, bad set_tid), ENOMEM (no
+/// memory, or the namespace no longer accepts pids), ENOSPC (namespace
+/// depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A failure unwinds
+/// everything (pid, stack, task, new namespace).
+pub fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+    let r = copy_process_inner(args);
+    stats::count_fork(r.is_ok());
+    r
+}
+
+fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+    let me = current();
+    if args.thread && (args.newns || args.pid_ns.is_some()) {
+        return Err(Errno::EINVAL);
+    }
+    let cpu = args.cpu.unwrap_or_else(cpu_id);
+    if cpu >= crate::arch::smp::online() {
+        return Err(Errno::EINVAL);
+    }
+    let ns = match args.pid_ns {
+        Some(ns) => ns.clone(),
+        None => {
+            let mine = current_ns();
+            if args.newns {
+                create_pid_namespace(&mine)?
+            } else {
+                mine
+            }
+        }
+    };
+    let t = Task::create(args.name, cpu, args.entry, args.arg).map_err(|_| Errno::ENOMEM)?;
+    let pid = alloc_pid(&ns, args.set_tid, args.strategy.alloc, args.cap)?;
+    sched::prepare_new_stack(&t);
+
+    let mut g = write_lock_irq_tasklist();
+    // Don't start children in a dying pid namespace.
+    if !ns.accepts_pids() {
+        drop(g);
+        free_pid(pid);
+        return Err(Errno::ENOMEM);
+    }
+    if args.thread {
+        let (my_leader, my_parent) = {
+            let my = me.links(&g);
+            (my.group_leader, my.parent)
+        };
+        let leader = if my_leader.is_null() {
+            me as *const Task
+        } else {
+            my_leader
+        };
+        // SAFETY: the group leader outlives its threads (it joins them),
+        // so it is alive.
+        unsafe { &*leader }.links_mut(&mut g).live_threads += 1;
+        let links = t.links_mut(&mut g);
+        links.thread = true;
+        links.group_leader = leader;
+        links.parent = my_parent;
+    } else {
+        let (my_pgid, my_sid) = {
+            let my = me.links(&g);
+            (
+                my.pids[PidType::Pgid].clone(),
+                my.pids[PidType::Sid].clone(),
+            )
+        };
+        let links = t.links_mut(&mut g);
+        links.group_leader = &*t;
+        links.parent = me;
+        links.pids[PidType::Tgid] = Some(pid.clone());
+        links.pids[PidType::Pgid] = my_pgid;
+        links.pids[PidType::Sid] = my_sid;
+        if pid.numbers()[pid.level() as usize].nr == 1 {
+            // is_child_reaper()
+            ns.set_child_reaper(Some(NonNull::from(&*t)));
+        }
+        // SAFETY: under the write lock; `t` is on no list yet.
+        unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
+    }
+    let links = t.links_mut(&mut g);
+    links.release = args.strategy.release;
+    links.pids[PidType::Pid] = Some(pid);
+    for ty in PidType::ALL {
+        if let Some(p) = &links.pids[ty] {
+            // SAFETY: under the write lock; the node is on no list yet.
+            unsafe { p.tasks(ty).add_head(&raw const t.pid_links[ty] as *mut _) };
+        }
+    }
+    // The link reference, given back by release_task.
+    let _ = t.clone().into_raw();
+    drop(g);
+    sched::wake_up_new_task(t.clone());
+    Ok(t)
+}
+
+/// Makes the boot task init: pid 1 of the root namespace, its own TGID,
+/// process group and session, and the root's child reaper.
+pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
+    let ns = init_pid_ns();
+    let pid = alloc_pid(ns, &[], AllocPidStrategy::Stock, true)?;
+    let mut g = write_lock_irq_tasklist();
+    let links = init.links_mut(&mut g);
+    links.group_leader = init;
+    for ty in PidType::ALL {
+        links.pids[ty] = Some(pid.clone());
+        // SAFETY: under the write lock; init's nodes are on no list yet.
+        unsafe {
+            pid.tasks(ty)
+                .add_head(&raw const init.pid_links[ty] as *mut _)
+        };
+    }
+    drop(g);
+    ns.set_child_reaper(Some(NonNull::from(init)));
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! `tasklist_lock` and what it protects: each task's process links (its
+//! pids, parent, thread group) and the `children`/`sibling` lists.
+//!
+//! The guard is the proof: [`Task::links`] needs a read or write guard of
+//! `tasklist_lock` and hands out `&ProcLinks`; [`Task::links_mut`] needs the
+//! write guard borrowed mutably, so only one task's links are writable at a
+//! time and no reader can hold them meanwhile. The lock itself is private
+//! to this file, so no other lock's guard can stand in for it.
+
+use alloc::sync::Arc;
+
+use super::Task;
+use crate::klib::hlist::HlistNode;
+use crate::pid::namespace::{PidNamespace, init_pid_ns};
+use crate::pid::{PerPidType, PidRef, PidType};
+use crate::strategy::ReleaseStrategy;
+use crate::sync::{RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq};
+
+/// `tasklist_lock` (kernel/fork.c's `DEFINE_RWLOCK(tasklist_lock)`): taken
+/// for writing with IRQs off by `copy_process()`, `exit_notify()` and
+/// `release_task()`; for reading, in any context, to walk the links. Like
+/// Linux's, it guards data that lives elsewhere, so it holds `()`.
+static TASKLIST_LOCK: RwLockIrq<()> = named_rwlock_irq("tasklist_lock", ());
+
+/// A held `read_lock(&tasklist_lock)`.
+pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
+
+/// A held `write_lock_irq(&tasklist_lock)`; dropping it is
+/// `write_unlock_irq`.
+pub struct TasklistWrite(#[allow(dead_code)] RwLockIrqWriteGuard<'static, ()>);
+
+/// Either guard: enough to read the links.
+pub trait TasklistHeld {}
+impl TasklistHeld for TasklistRead {}
+impl TasklistHeld for TasklistWrite {}
+
+/// `read_lock(&tasklist_lock)`: IRQs untouched, allowed in interrupt
+/// context.
+#[inline]
+pub fn read_lock_tasklist() -> TasklistRead {
+    TasklistRead(TASKLIST_LOCK.read())
+}
+
+/// `write_lock_irq(&tasklist_lock)`: IRQs off until the guard drops.
+#[inline]
+pub fn write_lock_irq_tasklist() -> TasklistWrite {
+    let g = TasklistWrite(TASKLIST_LOCK.write());
+    assert!(
+        !crate::platform::irqs_enabled(),
+        "IF=1 inside a tasklist_lock write section"
+    );
+    g
+}
+
+/// Whether a writer waits for `tasklist_lock`'s readers (tests).
+pub fn tasklist_writer_waiting() -> bool {
+    // SAFETY: reading the raw lock's state only.
+    unsafe { TASKLIST_LOCK.raw() }.writer_waiting()
+}
+
+/// A task's process relationships (Linux: `thread_pid`/`signal->pids`,
+/// `real_parent`, `group_leader`).
+pub struct ProcLinks {
+    /// The pid attached per type; a counted reference each.
+    pub pids: PerPidType<Option<PidRef>>,
+    /// Port of `real_parent` (null: none; kernel tasks outside the tree).
+    pub parent: *const Task,
+    /// Port of `group_leader` (the task itself unless a thread).
+    pub group_leader: *const Task,
+    /// A `CLONE_THREAD` child: autoreaped, only its PID attached.
+    pub thread: bool,
+    /// Threads of this group leader not yet released.
+    pub live_threads: u32,
+    /// How this task's `release_task` runs, fixed by `copy_process`.
+    pub release: ReleaseStrategy,
+}
+
+impl ProcLinks {
+    pub(super) const fn new() -> Self {
+        ProcLinks {
+            pids: PerPidType([None, None, None, None]),
+            parent: core::ptr::null(),
+            group_leader: core::ptr::null(),
+            thread: false,
+            live_threads: 0,
+            release: ReleaseStrategy::Stock,
+        }
+    }
+}
+
+impl Task {
+    /// The process links, read under `tasklist_lock`.
+    pub fn links<'g>(&'g self, _tasklist: &'g impl TasklistHeld) -> &'g ProcLinks {
+        // SAFETY: writers need `links_mut`, which needs the write guard
+        // borrowed mutably; while `_tasklist` is borrowed here, no write
+        // guard can be (the lock excludes it, or it is this very guard).
+        unsafe { &*self.links.get() }
+    }
+
+    /// The process links, changed under `write_lock_irq(&tasklist_lock)`.
+    #[allow(clippy::mut_from_ref)]
+    pub fn links_mut<'g>(&'g self, _tasklist: &'g mut TasklistWrite) -> &'g mut ProcLinks {
+        // SAFETY: the write lock excludes every reader and other writer, and
+        // the `&mut` borrow of its guard makes this the only links reference
+        // on this CPU for as long as it lives.
+        unsafe { &mut *self.links.get() }
+    }
+
+    /// The current task's own PID, read without the lock.
+    ///
+    /// # Safety
+    /// `self` is the running task. Its PID is only detached by its own
+    /// `release_task`, so the slot does not change under the caller; other
+    /// fields of the links may, and are not read.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+    pub(crate) unsafe fn own_pid(&self) -> Option<&PidRef> {
+        // SAFETY: per the contract: only this slot is read, and only this
+        // task writes it.
+        unsafe { (&(*self.links.get()).pids)[PidType::Pid].as_ref() }
+    }
+}
+
+/// Whether `t` is a process (has its PID attached). Its PID is only
+/// detached by `release_task`, which never runs while the task runs
+/// unless the task runs it itself.
+pub fn is_process(t: &Task) -> bool {
+    !t.pid_links[PidType::Pid].is_unhashed()
+}
+
+/// The task behind a node of some `children` list.
+///
+/// # Safety
+/// `node` is a task's `sibling` node.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) unsafe fn task_of_sibling(node: *mut HlistNode) -> *const Task {
+    // SAFETY: per the contract (container_of).
+    unsafe { node.byte_sub(core::mem::offset_of!(Task, sibling)) as *const Task }
+}
+
+/// Calls `f` on every child of `parent` until it returns false.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) fn for_each_child(
+    parent: &Task,
+    _tasklist: &impl TasklistHeld,
+    mut f: impl FnMut(&Task) -> bool,
+) {
+    let mut n = parent.children.first();
+    while !n.is_null() {
+        // SAFETY: a node on `children` is a linked child's `sibling`; the
+        // child's link reference keeps it alive while linked, and
+        // tasklist_lock (the guard) keeps it linked.
+        let (t, next) = unsafe { (&*task_of_sibling(n), (*n).next()) };
+        if !f(t) {
+            return;
+        }
+        n = next;
+    }
+}
+
+/// Port of `task_active_pid_ns()`: the namespace of a task's PID (the root
+/// for kernel tasks without one).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) fn active_ns(pid: Option<&PidRef>) -> Arc<PidNamespace> {
+    match pid {
+        Some(pid) => ns_arc(pid),
+        None => init_pid_ns().clone(),
+    }
+}
+
+/// The namespace of `pid`, as a counted reference.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+fn ns_arc(pid: &PidRef) -> Arc<PidNamespace> {
+    let ns: *const PidNamespace = pid.ns();
+    // SAFETY: every namespace lives in an `Arc` (created by `Arc::new` in
+    // pid::namespace), and `pid` holds a reference to its own, so the
+    // count is at least 1 while we bump it.
+    unsafe {
+        Arc::increment_strong_count(ns);
+        Arc::from_raw(ns)
+    }
+}
+
+/// A task's pid of type `ty`, if attached.
+pub fn task_pid(t: &Task, ty: PidType) -> Option<PidRef> {
+    let g = read_lock_tasklist();
+    t.links(&g).pids[ty].clone()
+}
