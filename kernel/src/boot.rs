@@ -72,6 +72,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // SAFETY: once, on the boot CPU, with its own index.
     unsafe { gdt::init_this_cpu(0) };
     idt::init();
+    crate::arch::irq::set_tick_work(crate::rcu::rcu_sched_clock_irq);
 
     println!(
         "pidlab {}: Linux pid allocation and task release paths on SMP x86_64",

@@ -24,6 +24,7 @@ pub mod pid;
 pub mod pidctl;
 pub mod platform;
 pub mod random;
+pub mod rcu;
 pub mod selftest;
 pub mod strategy;
 pub mod sync;

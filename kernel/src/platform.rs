@@ -83,6 +83,10 @@ mod imp {
     pub fn in_interrupt() -> bool {
         percpu::this_cpu().in_interrupt()
     }
+
+    pub fn online_cpus() -> usize {
+        crate::arch::smp::online()
+    }
 }
 
 #[cfg(not(target_os = "none"))]
@@ -178,6 +182,10 @@ mod imp {
         IN_IRQ.with(Cell::get) > 0
     }
 
+    pub fn online_cpus() -> usize {
+        MAX_CPUS
+    }
+
     pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
         let was_on = IRQS_ON.with(|i| i.replace(false));
         IN_IRQ.with(|d| d.set(d.get() + 1));
@@ -261,6 +269,11 @@ pub fn local_irq_restore(flags: IrqFlags) {
 #[inline]
 pub fn in_interrupt() -> bool {
     imp::in_interrupt()
+}
+
+/// CPUs running (on the host: every simulated CPU id).
+pub fn online_cpus() -> usize {
+    imp::online_cpus()
 }
 
 /// Runs work on several CPUs at once: the seam benchmarks and SMP tests use

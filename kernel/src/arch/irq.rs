@@ -15,6 +15,9 @@ use super::percpu::this_cpu;
 
 /// `fn()` run by every timer interrupt, or 0.
 static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
+/// The kernel's per-tick work (`fn()`), or 0: set once at boot, so arch code
+/// does not call up into the subsystems.
+static TICK_WORK: AtomicUsize = AtomicUsize::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the APIC vectors' handlers in `idt`.
@@ -23,6 +26,11 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
     idt[apic::WAKE_VECTOR].set_handler_fn(wake);
     idt[apic::ERROR_VECTOR].set_handler_fn(error);
     idt[apic::SPURIOUS_VECTOR].set_handler_fn(spurious);
+}
+
+/// Sets the work every CPU's timer interrupt does (RCU's tick).
+pub fn set_tick_work(work: fn()) {
+    TICK_WORK.store(work as usize, Ordering::Release);
 }
 
 /// Makes every CPU's timer interrupt call `hook` (None: nothing).
@@ -39,6 +47,12 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     let cpu = this_cpu();
     cpu.irq_enter();
     cpu.tick();
+    let work = TICK_WORK.load(Ordering::Acquire);
+    if work != 0 {
+        // SAFETY: only `set_tick_work` stores here, and it stores a `fn()`.
+        let work: fn() = unsafe { core::mem::transmute::<usize, fn()>(work) };
+        work();
+    }
     let hook = TIMER_HOOK.load(Ordering::Acquire);
     if hook != 0 {
         // SAFETY: only `set_timer_hook` stores here, and it stores a `fn()`.

@@ -18,6 +18,7 @@ use crate::klib::errno::Errno;
 use crate::klib::hlist::HlistHead;
 use crate::klib::idr::{idr_preload, idr_preload_end};
 use crate::platform;
+use crate::rcu::RcuHead;
 use crate::strategy::AllocPidStrategy;
 
 /// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
@@ -75,6 +76,7 @@ fn new_pid(ns: &Arc<PidNamespace>) -> Result<NewPid, Errno> {
             count: AtomicU32::new(1),
             level,
             hashed: AtomicBool::new(false),
+            rcu: RcuHead::new(),
             tasks: PerPidType([const { HlistHead::new() }; PIDTYPE_MAX]),
             numbers: [],
         });

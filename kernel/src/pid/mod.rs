@@ -54,6 +54,7 @@ use crate::klib::hlist::HlistHead;
 use crate::mm::cache::ObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace};
 use crate::platform::{self, IrqFlags};
+use crate::rcu::{RcuHead, call_rcu};
 use crate::sync::{RawTicketLock, SpinLock, ticket::named_spin_lock};
 
 /// Port of `enum pid_type`.
@@ -128,6 +129,9 @@ pub struct Pid {
     /// Published in the IDRs and not yet freed by `free_pid`. Changed under
     /// pidmap_lock only.
     hashed: AtomicBool,
+    /// Port of `pid->rcu`: the IDRs' reference is dropped through it, a
+    /// grace period after `free_pid`.
+    rcu: RcuHead,
     /// Port of `pid->tasks[PIDTYPE_MAX]`: tasks using this pid, by type.
     tasks: PerPidType<HlistHead>,
     numbers: [Upid; 0],
@@ -284,16 +288,6 @@ impl PidRef {
         a.ptr == b.ptr
     }
 
-    /// Drops `n` references at once.
-    fn put_many(self, n: u32) {
-        let this = ManuallyDrop::new(self);
-        if this.header().count.fetch_sub(n, Ordering::Release) == n {
-            fence(Ordering::Acquire);
-            // SAFETY: that was the last reference.
-            unsafe { Self::destroy(this.ptr) };
-        }
-    }
-
     /// Frees a pid whose count reached zero: its memory and its reference
     /// to its namespace.
     ///
@@ -431,7 +425,29 @@ pub fn free_pid(pid: PidRef) {
     let stats = &PID_STATS[platform::cpu_id()];
     bump(&stats.free_calls, 1);
     bump(&stats.free_locks, 1);
-    pid.put_many(if hashed { 2 } else { 1 });
+    if hashed {
+        // call_rcu(&pid->rcu, delayed_put_pid): lockless readers
+        // (find_pid_ns) may still hold the pointer the IDRs held.
+        // SAFETY: the head is the pid's own and unqueued (a pid is unhashed
+        // once); the IDRs' reference keeps the pid alive until the callback
+        // drops it.
+        unsafe { call_rcu(&raw const pid.header().rcu as *mut RcuHead, delayed_put_pid) };
+    }
+    drop(pid);
+}
+
+/// Port of `delayed_put_pid()`: drops the IDRs' reference of a freed pid.
+///
+/// # Safety
+/// `head` is the `rcu` field of a pid unhashed by `free_pid`, whose IDR
+/// reference is still held.
+unsafe fn delayed_put_pid(head: *mut RcuHead) {
+    // SAFETY: per the contract (container_of), and the reference is the
+    // IDRs', handed to this callback.
+    unsafe {
+        let pid = head.byte_sub(core::mem::offset_of!(Pid, rcu)).cast::<Pid>();
+        drop(PidRef::from_raw(NonNull::new_unchecked(pid)));
+    }
 }
 
 /// Port of `find_pid_ns()` (as `find_get_pid` in `ns`): the published pid

@@ -4,8 +4,8 @@
 //! and std-thread concurrency.
 
 use super::alloc::alloc_nr;
-use crate::klib::errno::Errno;
 use super::*;
+use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
 use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
 use crate::pid::namespace::{
@@ -377,6 +377,12 @@ fn references_find_and_numbers() {
     assert_eq!(keep.count(), 3);
     assert!(!keep.pid_has_task(PidType::Pid));
     free_pid(pid);
+    assert_eq!(
+        keep.count(),
+        2,
+        "the IDRs' reference waits for a grace period"
+    );
+    crate::rcu::rcu_barrier();
     assert_eq!(keep.count(), 1);
     assert!(find_pid_ns(keep.nr(), &root).is_none());
     assert_eq!(pid_nr_ns(&keep, &root), 4, "numbers outlive the hash");

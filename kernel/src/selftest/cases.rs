@@ -40,9 +40,11 @@ const CASES: &[(&str, Case)] = &[
     ("badargs", procs::bad_args),
     ("pidsoak", procs::pid_soak),
     ("tasklist", tasklist_irq_readers_and_writers),
+    ("rcu", rcu::readers_and_updater),
+    ("rcu-stall", rcu::reader_that_never_ends),
 ];
 
-use super::procs;
+use super::{procs, rcu};
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);

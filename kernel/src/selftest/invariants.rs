@@ -10,6 +10,7 @@ use crate::klib::idr::{idr_node_heap_allocs, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
 use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
+use crate::rcu::{pending_callbacks, rcu_barrier};
 use crate::task::{nr_tasks, stack_cache, task_cache};
 
 /// What "back to the start" means, taken before a run.
@@ -43,7 +44,16 @@ impl Baseline {
     }
 
     /// Checks the state against the baseline; the error names what leaked.
+    /// Waits for every queued RCU callback first (pids and nodes are freed
+    /// a grace period after they go).
     pub fn check(&self) -> Result<(), String> {
+        rcu_barrier();
+        let pending = pending_callbacks();
+        if pending != 0 {
+            return Err(format!(
+                "{pending} RCU callbacks still queued after rcu_barrier"
+            ));
+        }
         let root = init_pid_ns().stats();
         if root.ids != self.root.ids || root.pid_allocated != self.root.pid_allocated {
             return Err(format!(

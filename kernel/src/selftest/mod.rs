@@ -8,6 +8,8 @@ pub mod invariants;
 pub mod pid_soak;
 #[cfg(target_os = "none")]
 mod procs;
+#[cfg(target_os = "none")]
+mod rcu;
 
 #[cfg(target_os = "none")]
 pub use cases::{run, validate};

@@ -145,6 +145,12 @@ fn idle_loop(cpu: usize) -> ! {
             schedule();
             platform::local_irq_enable();
         } else {
+            platform::local_irq_enable();
+            crate::rcu::rcu_idle();
+            platform::local_irq_disable();
+            if RQ[cpu].lock().len > 0 {
+                continue;
+            }
             // `sti; hlt`: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
         }
@@ -239,6 +245,7 @@ pub fn yield_now() {
 /// Switches to the next runnable task on this CPU (or its idle task). The
 /// caller must be Blocked, dead, idle, or already re-queued.
 pub fn schedule() {
+    crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
     let prev = CURRENT[cpu].load(Ordering::Relaxed);
