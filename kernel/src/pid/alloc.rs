@@ -5,11 +5,10 @@
 //! [`rollback`]. The strategies differ only in how often they take the lock
 //! (see [`AllocPidStrategy`]).
 
-use alloc::sync::Arc;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::namespace::{MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
+use super::namespace::{get_pid_ns, MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
 use super::stats::{PID_STATS, bump};
 use super::{
     PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc, pidmap_lock_irq,
@@ -66,7 +65,7 @@ impl NewPid {
 
 /// Allocates and initialises the pid struct for `ns` (count 1, empty task
 /// lists, a reference to `ns`, upids to be filled).
-fn new_pid(ns: &Arc<PidNamespace>) -> Result<NewPid, Errno> {
+fn new_pid(ns: &PidNamespace) -> Result<NewPid, Errno> {
     let level = ns.level();
     let ptr = pid_struct_alloc(level).ok_or(Errno::ENOMEM)?;
     // SAFETY: fresh memory of `pid_layout(level)`: write the header, then
@@ -91,15 +90,40 @@ fn new_pid(ns: &Arc<PidNamespace>) -> Result<NewPid, Errno> {
         // reference to its namespace (`get_pid_ns`), released in `destroy`.
         numbers.add(level as usize).write(Upid {
             nr: 0,
-            ns: Arc::into_raw(ns.clone()),
+            ns: get_pid_ns(ns),
         });
     }
     Ok(NewPid(PidRef { ptr }))
 }
 
-/// The lock-free part of alloc_pid's checks, for every level: the
-/// requested tid is in range, asks for pid 1 or has a reaper to go to, and
-/// the caller may ask for it; plus the `pid_max` snapshot.
+/// One level's checks, done without the lock: the requested tid (if any)
+/// is in range, asks for pid 1 or has a reaper to go to, and the caller may
+/// ask for it (`checkpoint_restore_ns_capable` over that level); plus the
+/// level's `pid_max` snapshot. Returns `(tid, pid_max)`, tid 0 for "any".
+fn check_level(
+    level_ns: &PidNamespace,
+    set_tid: &[i32],
+    depth: usize,
+    has_cap: bool,
+) -> Result<(i32, i32), Errno> {
+    let pid_max = level_ns.pid_max();
+    let Some(&tid) = set_tid.get(depth) else {
+        return Ok((0, pid_max));
+    };
+    if tid < 1 || tid >= pid_max {
+        return Err(Errno::EINVAL);
+    }
+    // Also fail if a pid != 1 is requested and no pid 1 exists.
+    if tid != 1 && level_ns.child_reaper().is_none() {
+        return Err(Errno::EINVAL);
+    }
+    if !has_cap {
+        return Err(Errno::EPERM);
+    }
+    Ok((tid, pid_max))
+}
+
+/// The change's prologue: every level checked before the lock is taken.
 fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Errno> {
     let mut prep = Prep {
         tid: [0; MAX_PID_NS_LEVEL as usize + 1],
@@ -108,20 +132,7 @@ fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Er
     let mut tmp = Some(ns);
     for depth in 0..=ns.level() as usize {
         let level_ns = tmp.expect("namespace chain shorter than its level");
-        prep.pid_max[depth] = level_ns.pid_max();
-        if let Some(&tid) = set_tid.get(depth) {
-            if tid < 1 || tid >= prep.pid_max[depth] {
-                return Err(Errno::EINVAL);
-            }
-            // Also fail if a pid != 1 is requested and no pid 1 exists.
-            if tid != 1 && level_ns.child_reaper().is_none() {
-                return Err(Errno::EINVAL);
-            }
-            if !has_cap {
-                return Err(Errno::EPERM);
-            }
-            prep.tid[depth] = tid;
-        }
+        (prep.tid[depth], prep.pid_max[depth]) = check_level(level_ns, set_tid, depth, has_cap)?;
         tmp = level_ns.parent().map(|p| &**p);
     }
     Ok(prep)
@@ -191,12 +202,16 @@ fn publish(g: &mut PidmapGuard, pid: NewPid, ns: &PidNamespace) -> Result<PidRef
     Ok(pid.0)
 }
 
-/// The pre-change alloc_pid: per level, preload + lock + allocate +
-/// unlock; then lock again to check `PIDNS_ADDING` and publish.
+/// The pre-change alloc_pid: per level, check the level, then preload +
+/// lock + allocate + unlock; then lock again to check `PIDNS_ADDING` and
+/// publish. Checking level by level means an outer level's bad tid is
+/// only seen once the inner levels got their numbers (so `[taken, beyond
+/// the outer pid_max]` is EEXIST here and EINVAL in the change).
 fn alloc_pid_stock(
-    ns: &Arc<PidNamespace>,
+    ns: &PidNamespace,
     mut pid: NewPid,
-    prep: &Prep,
+    set_tid: &[i32],
+    has_cap: bool,
     counts: &mut AllocCounts,
 ) -> Result<PidRef, Errno> {
     let top = ns.level() as i64;
@@ -205,12 +220,19 @@ fn alloc_pid_stock(
     let mut err = None;
     while i >= 0 {
         let depth = (top - i) as usize;
+        let (tid, pid_max) = match check_level(level_ns, set_tid, depth, has_cap) {
+            Ok(checked) => checked,
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        };
         // Like Linux's idr_preload(), ignore a failed fill: the insertion
         // reports ENOMEM if the pool really runs dry.
         let _ = idr_preload();
         let nr = {
             let mut g = counts.lock();
-            alloc_nr(level_ns.map(&mut g), prep.tid[depth], prep.pid_max[depth])
+            alloc_nr(level_ns.map(&mut g), tid, pid_max)
         };
         idr_preload_end();
         match nr {
@@ -248,7 +270,7 @@ fn alloc_pid_stock(
 /// The changed alloc_pid: one pidmap_lock acquisition for every level and
 /// the publication.
 fn alloc_pid_single_lock(
-    ns: &Arc<PidNamespace>,
+    ns: &PidNamespace,
     mut pid: NewPid,
     prep: &Prep,
     counts: &mut AllocCounts,
@@ -321,7 +343,7 @@ fn alloc_pid_single_lock(
 /// Must be called with interrupts on (it may allocate, and takes
 /// pidmap_lock `spin_lock_irq` style).
 pub fn alloc_pid(
-    ns: &Arc<PidNamespace>,
+    ns: &PidNamespace,
     set_tid: &[i32],
     strategy: AllocPidStrategy,
     has_checkpoint_restore_cap: bool,
@@ -343,7 +365,7 @@ pub fn alloc_pid(
 }
 
 fn alloc_pid_counted(
-    ns: &Arc<PidNamespace>,
+    ns: &PidNamespace,
     set_tid: &[i32],
     strategy: AllocPidStrategy,
     has_cap: bool,
@@ -354,12 +376,11 @@ fn alloc_pid_counted(
         return Err(Errno::EINVAL);
     }
     let pid = new_pid(ns)?;
-    // Linux before the change validated each level just before allocating
-    // its number; both strategies here validate every level first, as the
-    // change does, so they agree on which error wins.
-    let prep = prepare(ns, set_tid, has_cap)?;
     match strategy {
-        AllocPidStrategy::Stock => alloc_pid_stock(ns, pid, &prep, counts),
-        AllocPidStrategy::SingleLock => alloc_pid_single_lock(ns, pid, &prep, counts),
+        AllocPidStrategy::Stock => alloc_pid_stock(ns, pid, set_tid, has_cap, counts),
+        AllocPidStrategy::SingleLock => {
+            let prep = prepare(ns, set_tid, has_cap)?;
+            alloc_pid_single_lock(ns, pid, &prep, counts)
+        }
     }
 }

@@ -44,7 +44,6 @@
 //! `pid_cachep`, fallible, and covered by [`FaultSite::PidAlloc`].
 
 use ::alloc::alloc::{Layout, alloc, dealloc};
-use ::alloc::sync::Arc;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
@@ -52,7 +51,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
 use crate::mm::cache::ObjCache;
-use crate::pid::namespace::{PIDNS_ADDING, PidNamespace};
+use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform::{self, IrqFlags};
 use crate::rcu::{RcuHead, call_rcu};
 use crate::sync::{RawTicketLock, SpinLock, ticket::named_spin_lock};
@@ -300,7 +299,7 @@ impl PidRef {
             let level = (*pid.as_ptr()).level;
             debug_assert!(!(*pid.as_ptr()).hashed.load(Ordering::Relaxed));
             let ns = (*Self::numbers_ptr(pid).add(level as usize)).ns;
-            drop(Arc::from_raw(ns));
+            put_pid_ns(ns);
             pid_struct_free(pid, level);
         }
     }

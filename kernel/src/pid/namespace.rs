@@ -3,8 +3,8 @@
 //!
 //! A namespace has a `level` (0 for the root, at most
 //! [`MAX_PID_NS_LEVEL`]), a parent, and its own id space: an [`Idr`] of
-//! pids with its cyclic cursor, a `pid_max` (inherited from the parent at
-//! creation, settable within 301..=4,194,304), a `child_reaper` and the
+//! pids with its cyclic cursor, a `pid_max` (`PID_MAX_LIMIT` for a child
+//! at creation, as in Linux 6.14+; settable within 301..=4,194,304), a `child_reaper` and the
 //! `pid_allocated` count. `pid_allocated` starts at [`PIDNS_ADDING`]: the
 //! flag says the namespace still accepts new pids, the low bits count live
 //! ones. When its init dies, [`disable_pid_allocation`] clears the flag and
@@ -56,6 +56,8 @@ pub struct PidMap {
 /// Port of `struct pid_namespace`.
 pub struct PidNamespace {
     level: u32,
+    /// This is `init_pid_ns` (static in Linux: never counted or freed).
+    init: bool,
     parent: Option<Arc<PidNamespace>>,
     pid_max: AtomicI32,
     child_reaper: AtomicPtr<Task>,
@@ -106,11 +108,14 @@ impl PidNamespace {
     fn new(parent: Option<Arc<PidNamespace>>) -> Self {
         NR_PID_NS.fetch_add(1, Ordering::Relaxed);
         let (level, pid_max) = match &parent {
-            Some(p) => (p.level + 1, p.pid_max()),
+            // Linux 6.14+ (create_pid_namespace): a child starts at the
+            // limit; each level's own pid_max bounds ids at that level.
+            Some(p) => (p.level + 1, PID_MAX_LIMIT),
             None => (0, PID_MAX_DEFAULT),
         };
         PidNamespace {
             level,
+            init: false,
             parent,
             pid_max: AtomicI32::new(pid_max),
             child_reaper: AtomicPtr::new(core::ptr::null_mut()),
@@ -241,7 +246,11 @@ pub fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
     REAPER_WAKE_HOOK.store(p, Ordering::Release);
 }
 
-static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(PidNamespace::new_root);
+static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(|| {
+    let mut ns = PidNamespace::new(None);
+    ns.init = true;
+    Arc::new(ns)
+});
 
 /// Port of `init_pid_ns`: the kernel's root namespace, built on first use
 /// (Linux: statically, with `pid_idr_init()` at boot).
@@ -249,8 +258,33 @@ pub fn init_pid_ns() -> &'static Arc<PidNamespace> {
     &INIT_PID_NS
 }
 
-/// Port of `create_pid_namespace()`: a child of `parent` (level + 1, same
-/// `pid_max`, no reaper yet, accepting pids). ENOSPC beyond
+/// Port of `get_pid_ns()`: the namespace as a counted raw reference, for a
+/// pid to keep. `init_pid_ns` is not counted (Linux's is static): the root
+/// is every pid's at `ns_depth` 0, and counting it would be one globally
+/// shared atomic pair per spawn.
+pub(crate) fn get_pid_ns(ns: &PidNamespace) -> *const PidNamespace {
+    if !ns.init {
+        // SAFETY: every namespace lives in an `Arc` (`new_root`,
+        // `create_pid_namespace`), and `ns` borrows a live one.
+        unsafe { Arc::increment_strong_count(ns) };
+    }
+    ns
+}
+
+/// Port of `put_pid_ns()`: drops a reference taken by [`get_pid_ns`].
+///
+/// # Safety
+/// `ns` came from `get_pid_ns` and that reference is not used again.
+pub(crate) unsafe fn put_pid_ns(ns: *const PidNamespace) {
+    // SAFETY: per the contract, `ns` is alive (its reference is held).
+    if !unsafe { (*ns).init } {
+        // SAFETY: the reference `get_pid_ns` counted.
+        drop(unsafe { Arc::from_raw(ns) });
+    }
+}
+
+/// Port of `create_pid_namespace()`: a child of `parent` (level + 1,
+/// `pid_max` at `PID_MAX_LIMIT`, no reaper yet, accepting pids). ENOSPC beyond
 /// [`MAX_PID_NS_LEVEL`]. The namespace itself is allocated infallibly
 /// (`Arc::new`): it is rare and small, unlike pids and nodes.
 pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespace>, Errno> {
@@ -284,17 +318,17 @@ mod tests {
     }
 
     #[test]
-    fn pid_max_is_inherited_and_bounded() {
+    fn a_child_starts_at_the_limit_and_each_level_keeps_its_own() {
         let root = PidNamespace::new_root();
         assert_eq!(root.pid_max(), PID_MAX_DEFAULT);
         assert_eq!(root.set_pid_max(300), Err(Errno::EINVAL));
         assert_eq!(root.set_pid_max(PID_MAX_LIMIT + 1), Err(Errno::EINVAL));
-        assert_eq!(root.set_pid_max(PID_MAX_MIN), Ok(()));
         assert_eq!(root.set_pid_max(PID_MAX_LIMIT), Ok(()));
+        assert_eq!(root.set_pid_max(PID_MAX_MIN), Ok(()));
         let child = create_pid_namespace(&root).unwrap();
-        assert_eq!(child.pid_max(), PID_MAX_LIMIT);
+        assert_eq!(child.pid_max(), PID_MAX_LIMIT, "not the parent's {PID_MAX_MIN}");
         child.set_pid_max(1000).unwrap();
-        assert_eq!(root.pid_max(), PID_MAX_LIMIT, "the parent keeps its own");
+        assert_eq!(root.pid_max(), PID_MAX_MIN, "the parent keeps its own");
     }
 
     #[test]

@@ -562,6 +562,9 @@ impl ModelNs {
 
 /// Linux's rules, written down plainly over sets.
 struct Model {
+    /// Stock checks each level's tid just before allocating at it; the
+    /// change checks every level before taking the lock.
+    per_level_checks: bool,
     ns: Vec<ModelNs>,
     live: Vec<Vec<(usize, u32)>>,
 }
@@ -569,8 +572,9 @@ struct Model {
 type AllocOutcome = Result<Vec<i32>, Errno>;
 
 impl Model {
-    fn new() -> Self {
+    fn new(strategy: AllocPidStrategy) -> Self {
         Model {
+            per_level_checks: strategy == Stock,
             ns: vec![ModelNs {
                 level: 0,
                 parent: None,
@@ -603,19 +607,33 @@ impl Model {
         if fail_pid {
             return Err(Errno::ENOMEM);
         }
-        for (depth, &tid) in set_tid.iter().enumerate() {
-            let n = &self.ns[chain[depth]];
-            if tid < 1 || tid >= n.pid_max || (tid != 1 && !n.reaper) {
+        let check = |m: &ModelNs, depth: usize| -> Result<(), Errno> {
+            let Some(&tid) = set_tid.get(depth) else {
+                return Ok(());
+            };
+            if tid < 1 || tid >= m.pid_max || (tid != 1 && !m.reaper) {
                 return Err(Errno::EINVAL);
             }
             if !cap {
                 return Err(Errno::EPERM);
+            }
+            Ok(())
+        };
+        if !self.per_level_checks {
+            for (depth, &n) in chain.iter().enumerate() {
+                check(&self.ns[n], depth)?;
             }
         }
         let pid_max: Vec<i32> = chain.iter().map(|&n| self.ns[n].pid_max).collect();
         let mut taken: Vec<(usize, u32)> = Vec::new();
         let mut err = None;
         for (depth, &n) in chain.iter().enumerate() {
+            if self.per_level_checks
+                && let Err(e) = check(&self.ns[n], depth)
+            {
+                err = Some(e);
+                break;
+            }
             let m = &mut self.ns[n];
             let max = pid_max[depth] as u32 - 1;
             let nr = if let Some(&tid) = set_tid.get(depth) {
@@ -738,8 +756,18 @@ impl World {
 }
 
 fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut model = Model::new();
-    let mut worlds = [World::new(Stock), World::new(SingleLock)];
+    let mut pairs = [
+        (Model::new(Stock), World::new(Stock)),
+        (Model::new(SingleLock), World::new(SingleLock)),
+    ];
+    for (model, w) in &mut pairs {
+        run_ops_on(ops, model, w)?;
+    }
+    Ok(())
+}
+
+/// Runs `ops` on one strategy's world and its model side by side.
+fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCaseError> {
     let (mut fail_nodes, mut fail_pid) = (false, false);
     for op in ops {
         let nns = model.ns.len();
@@ -751,10 +779,8 @@ fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
             } => {
                 let ns = ns % nns;
                 let want = model.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
-                for w in &mut worlds {
-                    let got = w.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
-                    prop_assert_eq!(&got, &want, "{:?} on {:?}", op, w.strategy);
-                }
+                let got = w.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
+                prop_assert_eq!(&got, &want, "{:?} on {:?}", op, w.strategy);
                 (fail_nodes, fail_pid) = (false, false);
             }
             Op::Free(pick) => {
@@ -763,9 +789,7 @@ fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
                 }
                 let pick = pick % model.live.len();
                 model.free(pick);
-                for w in &mut worlds {
-                    free_pid(w.live.remove(pick));
-                }
+                free_pid(w.live.remove(pick));
             }
             Op::CreateNs(parent) => {
                 let parent = parent % nns;
@@ -776,7 +800,8 @@ fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
                     model.ns.push(ModelNs {
                         level: p.level + 1,
                         parent: Some(parent),
-                        pid_max: p.pid_max,
+                        // Linux 6.14+: a child starts at PID_MAX_LIMIT.
+                        pid_max: PID_MAX_LIMIT,
                         reaper: false,
                         ids: BTreeSet::new(),
                         cursor: 0,
@@ -785,10 +810,8 @@ fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
                     });
                     Ok(())
                 };
-                for w in &mut worlds {
-                    let got = create_pid_namespace(&w.ns[parent]).map(|ns| w.ns.push(ns));
-                    prop_assert_eq!(got, want);
-                }
+                let got = create_pid_namespace(&w.ns[parent]).map(|ns| w.ns.push(ns));
+                prop_assert_eq!(got, want);
             }
             Op::SetPidMax(ns, v) => {
                 let ns = ns % nns;
@@ -798,56 +821,46 @@ fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
                 } else {
                     Err(Errno::EINVAL)
                 };
-                for w in &worlds {
-                    prop_assert_eq!(w.ns[ns].set_pid_max(v), want);
-                }
+                prop_assert_eq!(w.ns[ns].set_pid_max(v), want);
             }
             Op::SetReaper(ns) => {
                 let ns = ns % nns;
                 model.ns[ns].reaper = true;
-                for w in &worlds {
-                    w.ns[ns].set_child_reaper(reaper());
-                }
+                w.ns[ns].set_child_reaper(reaper());
             }
             Op::Disable(ns) => {
                 let ns = ns % nns;
                 model.ns[ns].pid_allocated &= !PIDNS_ADDING;
-                for w in &worlds {
-                    disable_pid_allocation(&w.ns[ns]);
-                }
+                disable_pid_allocation(&w.ns[ns]);
             }
             Op::SetCursor(ns, c) => {
                 let ns = ns % nns;
                 model.ns[ns].cursor = c;
-                for w in &worlds {
-                    w.ns[ns].map(&mut pidmap_lock_irq()).idr.set_cursor(c);
-                }
+                w.ns[ns].map(&mut pidmap_lock_irq()).idr.set_cursor(c);
             }
             Op::FailNodes => fail_nodes = true,
             Op::FailPidStruct => fail_pid = true,
         }
     }
-    for w in &mut worlds {
-        for (i, m) in model.ns.iter().enumerate() {
-            let ns = &w.ns[i];
-            let st = ns.stats();
-            prop_assert_eq!(ids_of(ns), m.ids.iter().copied().collect::<Vec<_>>());
-            prop_assert_eq!((st.cursor, st.pid_allocated), (m.cursor, m.pid_allocated));
-            prop_assert_eq!(ns.reaper_wakeups(), m.wakeups);
+    for (i, m) in model.ns.iter().enumerate() {
+        let ns = &w.ns[i];
+        let st = ns.stats();
+        prop_assert_eq!(ids_of(ns), m.ids.iter().copied().collect::<Vec<_>>());
+        prop_assert_eq!((st.cursor, st.pid_allocated), (m.cursor, m.pid_allocated));
+        prop_assert_eq!(ns.reaper_wakeups(), m.wakeups);
+    }
+    for pid in &w.live {
+        for u in pid.numbers() {
+            let found = find_pid_ns(u.nr, u.ns());
+            prop_assert!(found.is_some_and(|f| PidRef::ptr_eq(&f, pid)));
         }
-        for pid in &w.live {
-            for u in pid.numbers() {
-                let found = find_pid_ns(u.nr, u.ns());
-                prop_assert!(found.is_some_and(|f| PidRef::ptr_eq(&f, pid)));
-            }
-        }
-        for pid in w.live.drain(..) {
-            free_pid(pid);
-        }
-        for ns in &w.ns {
-            let st = ns.stats();
-            prop_assert_eq!((st.ids, st.nodes), (0, 0));
-        }
+    }
+    for pid in w.live.drain(..) {
+        free_pid(pid);
+    }
+    for ns in &w.ns {
+        let st = ns.stats();
+        prop_assert_eq!((st.ids, st.nodes), (0, 0));
     }
     prop_assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
     Ok(())
@@ -858,5 +871,21 @@ proptest! {
     #[test]
     fn strategies_match_the_model(ops in proptest::collection::vec(op(), 1..80)) {
         run_ops(&ops)?;
+    }
+}
+
+#[test]
+fn stock_checks_set_tid_level_by_level_and_the_change_checks_first() {
+    for (strategy, want) in [(Stock, Errno::EEXIST), (SingleLock, Errno::EINVAL)] {
+        let (root, _init) = root_with_init(strategy);
+        let (nss, _inits) = chain(&root, 1);
+        // The child's pid 1 is taken; the root's tid is beyond its pid_max.
+        let set_tid = [1, root.pid_max()];
+        assert_eq!(
+            alloc_pid(&nss[1], &set_tid, strategy, true).err(),
+            Some(want),
+            "{strategy:?}"
+        );
+        assert_eq!(ids_of(&nss[1]), [1], "{strategy:?}: nothing leaked");
     }
 }

@@ -180,8 +180,8 @@ pub(super) fn release_task(p: TaskRef) {
     }
     if strategy == ReleaseStrategy::Deferred {
         add_device_randomness(&runtime);
-        // free_pids()
-        for pid in post.pids.0.iter_mut().filter_map(Option::take) {
+        // free_pids(): last type first, as Linux does.
+        for pid in post.pids.0.iter_mut().rev().filter_map(Option::take) {
             free_pid(pid);
         }
     }

@@ -94,19 +94,21 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     if cpu >= crate::arch::smp::online() {
         return Err(Errno::EINVAL);
     }
-    let ns = match args.pid_ns {
-        Some(ns) => ns.clone(),
-        None => {
-            let mine = current_ns();
-            if args.newns {
-                create_pid_namespace(&mine)?
-            } else {
-                mine
-            }
+    // Borrowed, not counted: the caller's own pid keeps its namespace
+    // alive, and this runs on every spawn.
+    // SAFETY: `me` is the running task.
+    let mine = unsafe { me.own_pid() };
+    let new_ns;
+    let ns: &PidNamespace = match args.pid_ns {
+        Some(ns) => ns,
+        None if args.newns => {
+            new_ns = create_pid_namespace(&active_ns(mine))?;
+            &new_ns
         }
+        None => mine.map_or(&**init_pid_ns(), |p| p.ns()),
     };
     let t = Task::create(args.name, cpu, args.entry, args.arg).map_err(|_| Errno::ENOMEM)?;
-    let pid = alloc_pid(&ns, args.set_tid, args.strategy.alloc, args.cap)?;
+    let pid = alloc_pid(ns, args.set_tid, args.strategy.alloc, args.cap)?;
     sched::prepare_new_stack(&t);
 
     let mut g = write_lock_irq_tasklist();
