@@ -4,6 +4,7 @@
 //! and std-thread concurrency.
 
 use super::alloc::alloc_nr;
+use ::alloc::sync::Arc;
 use super::*;
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
