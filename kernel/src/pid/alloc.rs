@@ -8,7 +8,9 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use super::namespace::{get_pid_ns, MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS};
+use super::namespace::{
+    MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS, get_pid_ns,
+};
 use super::stats::{PID_STATS, bump};
 use super::{
     PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc, pidmap_lock_irq,

@@ -326,7 +326,11 @@ mod tests {
         assert_eq!(root.set_pid_max(PID_MAX_LIMIT), Ok(()));
         assert_eq!(root.set_pid_max(PID_MAX_MIN), Ok(()));
         let child = create_pid_namespace(&root).unwrap();
-        assert_eq!(child.pid_max(), PID_MAX_LIMIT, "not the parent's {PID_MAX_MIN}");
+        assert_eq!(
+            child.pid_max(),
+            PID_MAX_LIMIT,
+            "not the parent's {PID_MAX_MIN}"
+        );
         child.set_pid_max(1000).unwrap();
         assert_eq!(root.pid_max(), PID_MAX_MIN, "the parent keeps its own");
     }

@@ -4,7 +4,6 @@
 //! and std-thread concurrency.
 
 use super::alloc::alloc_nr;
-use ::alloc::sync::Arc;
 use super::*;
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
@@ -15,6 +14,7 @@ use crate::pid::namespace::{
 };
 use crate::platform::{HostThreads, Parallel};
 use crate::strategy::AllocPidStrategy;
+use ::alloc::sync::Arc;
 use core::ptr::NonNull;
 
 use crate::task::Task;

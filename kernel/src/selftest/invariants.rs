@@ -11,6 +11,7 @@ use crate::mm::heap::HEAP;
 use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
 use crate::rcu::{pending_callbacks, rcu_barrier};
+use crate::task::signal::signal_cache;
 use crate::task::{nr_tasks, stack_cache, task_cache};
 
 /// What "back to the start" means, taken before a run.
@@ -41,6 +42,7 @@ impl Baseline {
                 .map(|c| c.max_cached_bytes())
                 .sum::<usize>()
             + idr_node_max_cached_bytes()
+            + signal_cache().max_cached_bytes()
     }
 
     /// Checks the state against the baseline; the error names what leaked.

@@ -152,6 +152,9 @@ fn thread_body(_: usize) {}
 /// `threads`: CLONE_THREAD children are autoreaped and joined.
 pub fn threads() {
     let base = Baseline::take();
+    let me = sched::current();
+    let group = me.signal().expect("init is a process");
+    let dead_before = group.stats.read(|s| s.dead_threads.load(Ordering::Relaxed));
     for strategy in &PAIRS {
         let name = strategy.name;
         for _ in 0..1000 {
@@ -171,6 +174,18 @@ pub fn threads() {
         Err(Errno::ECHILD),
         "threads are not children"
     );
+    let (dead, live) = group.stats.read(|s| {
+        (
+            s.dead_threads.load(Ordering::Relaxed),
+            s.nr_threads.load(Ordering::Relaxed),
+        )
+    });
+    assert_eq!(
+        dead - dead_before,
+        4000,
+        "__exit_signal folds every thread in"
+    );
+    assert_eq!(live, 1, "only init is left in its group");
     println!("selftest threads: 4 x 1000 threads spawned, joined, released");
     expect_invariants(&base);
 }

@@ -23,6 +23,7 @@
 pub mod debug;
 pub mod lockstat;
 pub mod rwlock;
+pub mod seqlock;
 pub mod ticket;
 mod word;
 

@@ -13,6 +13,7 @@
 //! for `zap_pid_ns_processes`.
 
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::sched::{self, current};
 use super::stats;
@@ -147,7 +148,7 @@ pub(super) fn release_task(p: TaskRef) {
     let mut post = ReleasePost {
         pids: PerPidType([None, None, None, None]),
     };
-    let runtime = p.runtime().to_le_bytes();
+    let runtime = p.runtime();
     let strategy;
     {
         let mut g = write_lock_irq_tasklist();
@@ -161,9 +162,20 @@ pub(super) fn release_task(p: TaskRef) {
             p.name()
         );
         // __exit_signal()
+        let sig = p.signal().expect("a released task is a process");
+        let siglock = sig.siglock.lock();
         if strategy == ReleaseStrategy::Stock {
-            add_device_randomness(&runtime);
+            add_device_randomness(&runtime.to_le_bytes());
         }
+        let stats = sig.stats.write();
+        fold(&stats.sum_sched_runtime, runtime);
+        fold(&stats.stime, runtime);
+        fold(&stats.nvcsw, p.nvcsw());
+        fold(&stats.dead_threads, 1);
+        stats.nr_threads.store(
+            stats.nr_threads.load(Ordering::Relaxed) - 1,
+            Ordering::Relaxed,
+        );
         // __unhash_process()
         detach_pid(&mut g, &mut post, &p, PidType::Pid, strategy);
         if !thread {
@@ -177,9 +189,11 @@ pub(super) fn release_task(p: TaskRef) {
             // SAFETY: the group leader outlives its threads.
             unsafe { &*leader }.links_mut(&mut g).live_threads -= 1;
         }
+        drop(stats);
+        drop(siglock);
     }
     if strategy == ReleaseStrategy::Deferred {
-        add_device_randomness(&runtime);
+        add_device_randomness(&runtime.to_le_bytes());
         // free_pids(): last type first, as Linux does.
         for pid in post.pids.0.iter_mut().rev().filter_map(Option::take) {
             free_pid(pid);
@@ -189,6 +203,11 @@ pub(super) fn release_task(p: TaskRef) {
     sched::mark_dead_and_wake_joiner(&p);
     // put_task_struct_rcu_user(): the link reference.
     drop(p);
+}
+
+/// Adds to a group counter (under `stats_lock`: one writer at a time).
+fn fold(counter: &AtomicU64, v: u64) {
+    counter.store(counter.load(Ordering::Relaxed) + v, Ordering::Relaxed);
 }
 
 /// Entry of a task that waits until asked to exit ([`Task::request_exit`]

@@ -9,8 +9,10 @@
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
 use super::sched::{self, current};
+use super::signal::SignalRef;
 use super::stats;
 use super::tasklist::{active_ns, write_lock_irq_tasklist};
 use super::{Task, TaskFn, TaskRef};
@@ -108,6 +110,16 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         None => mine.map_or(&**init_pid_ns(), |p| p.ns()),
     };
     let t = Task::create(args.name, cpu, args.entry, args.arg).map_err(|_| Errno::ENOMEM)?;
+    // copy_signal(): a process gets its own group, a thread shares ours.
+    let signal = if args.thread {
+        me.signal()
+            .expect("a thread's creator is a process")
+            .clone()
+    } else {
+        SignalRef::new().ok_or(Errno::ENOMEM)?
+    };
+    // SAFETY: `t` is not visible to anyone yet.
+    unsafe { t.set_signal(signal) };
     let pid = alloc_pid(ns, args.set_tid, args.strategy.alloc, args.cap)?;
     sched::prepare_new_stack(&t);
 
@@ -118,6 +130,10 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         free_pid(pid);
         return Err(Errno::ENOMEM);
     }
+    // spin_lock(&current->sighand->siglock), held while the child is
+    // attached.
+    let my_signal = me.signal().expect("copy_process from a process");
+    let siglock = my_signal.siglock.lock();
     if args.thread {
         let (my_leader, my_parent) = {
             let my = me.links(&g);
@@ -131,6 +147,12 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: the group leader outlives its threads (it joins them),
         // so it is alive.
         unsafe { &*leader }.links_mut(&mut g).live_threads += 1;
+        let stats = my_signal.stats.write();
+        stats.nr_threads.store(
+            stats.nr_threads.load(Ordering::Relaxed) + 1,
+            Ordering::Relaxed,
+        );
+        drop(stats);
         let links = t.links_mut(&mut g);
         links.thread = true;
         links.group_leader = leader;
@@ -167,6 +189,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     }
     // The link reference, given back by release_task.
     let _ = t.clone().into_raw();
+    drop(siglock);
     drop(g);
     sched::wake_up_new_task(t.clone());
     Ok(t)
@@ -176,6 +199,9 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
 /// process group and session, and the root's child reaper.
 pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
     let ns = init_pid_ns();
+    let signal = SignalRef::new().ok_or(Errno::ENOMEM)?;
+    // SAFETY: init runs on the boot CPU and nothing has looked at it yet.
+    unsafe { init.set_signal(signal) };
     let pid = alloc_pid(ns, &[], AllocPidStrategy::Stock, true)?;
     let mut g = write_lock_irq_tasklist();
     let links = init.links_mut(&mut g);

@@ -16,6 +16,7 @@ pub mod exit;
 pub mod fork;
 #[cfg(target_os = "none")]
 pub mod sched;
+pub mod signal;
 pub mod stats;
 mod tasklist;
 #[cfg(target_os = "none")]
@@ -29,6 +30,7 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize,
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::ObjCache;
 use crate::pid::{PIDTYPE_MAX, PerPidType};
+use signal::SignalRef;
 
 pub use tasklist::{
     ProcLinks, TasklistHeld, TasklistRead, TasklistWrite, is_process, read_lock_tasklist, task_pid,
@@ -134,6 +136,11 @@ pub struct Task {
     /// An exit asked for by someone else (`EXIT_NONE` when none); parked
     /// tasks wait for it.
     exit_request: AtomicI32,
+    /// Port of `nvcsw`: times the task blocked (written by its own CPU).
+    nvcsw: AtomicU64,
+    /// The thread group's signal struct (processes only); set before the
+    /// task is visible to anyone else and never changed after.
+    signal: UnsafeCell<Option<SignalRef>>,
 }
 
 /// No exit requested.
@@ -228,6 +235,8 @@ impl Task {
                 children: HlistHead::new(),
                 sibling: HlistNode::new(),
                 exit_request: AtomicI32::new(EXIT_NONE),
+                nvcsw: AtomicU64::new(0),
+                signal: UnsafeCell::new(None),
             })
         };
         NR_TASKS.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +284,35 @@ impl Task {
     pub fn request_exit(&self, code: i32) {
         self.exit_request
             .store(if code == EXIT_NONE { 0 } else { code }, Ordering::SeqCst);
+    }
+
+    /// The thread group's signal struct, if this is a process.
+    pub fn signal(&self) -> Option<&SignalRef> {
+        // SAFETY: written only by `set_signal`, before the task is shared.
+        unsafe { (*self.signal.get()).as_ref() }
+    }
+
+    /// Gives the task its thread group's signal struct.
+    ///
+    /// # Safety
+    /// No other CPU or task can reach this task yet (it is being created),
+    /// or none reads its signal struct before this returns.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+    pub(crate) unsafe fn set_signal(&self, signal: SignalRef) {
+        // SAFETY: per the contract, nobody reads the slot meanwhile.
+        unsafe { *self.signal.get() = Some(signal) };
+    }
+
+    /// Voluntary context switches so far.
+    pub fn nvcsw(&self) -> u64 {
+        self.nvcsw.load(Ordering::Relaxed)
+    }
+
+    /// Counts one voluntary switch (the scheduler, on the task's CPU).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the scheduler
+    pub(crate) fn count_nvcsw(&self) {
+        self.nvcsw
+            .store(self.nvcsw.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
 
     /// TSC cycles this task has run.

@@ -266,6 +266,9 @@ pub fn schedule() {
         let prev_t = &*prev;
         let next_t = &*next;
         prev_t.add_runtime(now.saturating_sub(*prev_t.switched_in.get()));
+        if prev_t.state() == TaskState::Blocked {
+            prev_t.count_nvcsw();
+        }
         *next_t.switched_in.get() = now;
         assert!(
             prev_t.stack_intact(),

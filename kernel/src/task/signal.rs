@@ -1,0 +1,111 @@
+//! A thread group's shared state (Linux's `sighand_struct` and
+//! `signal_struct` folded into one): `sighand->siglock`, and the
+//! `sig->stats_lock` seqlock over the counters dead threads fold into.
+//!
+//! `copy_process` takes the parent's siglock inside `tasklist_lock` while
+//! it attaches the child; `release_task`'s `__exit_signal` takes the dying
+//! task's siglock, then `stats_lock`, folds the task's accounting into the
+//! group and unhashes it there. Both locks are per thread group, so only
+//! sibling threads (and a parent spawning them) contend on them.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::mm::cache::ObjCache;
+use crate::sync::seqlock::SeqLock;
+use crate::sync::{SpinLock, named_spin_lock};
+
+/// What `__exit_signal` accumulates from every thread that dies.
+pub struct GroupStats {
+    /// Port of `sig->sum_sched_runtime`: cycles run by dead threads.
+    pub sum_sched_runtime: AtomicU64,
+    /// Port of `sig->stime` (every task here runs in the kernel).
+    pub stime: AtomicU64,
+    /// Port of `sig->nvcsw`: voluntary context switches of dead threads.
+    pub nvcsw: AtomicU64,
+    /// Port of `sig->nr_threads`: live threads of the group.
+    pub nr_threads: AtomicU64,
+    /// Threads folded in so far.
+    pub dead_threads: AtomicU64,
+}
+
+/// Port of `struct signal_struct` + `struct sighand_struct`.
+pub struct Signal {
+    /// Port of `sig->sigcnt`: tasks using this struct.
+    refs: AtomicUsize,
+    /// Port of `sighand->siglock`.
+    pub siglock: SpinLock<()>,
+    /// Port of `sig->stats_lock` and the counters it protects.
+    pub stats: SeqLock<GroupStats>,
+}
+
+static SIGNAL_CACHE: ObjCache = ObjCache::new("signal_cache", Layout::new::<Signal>());
+
+/// The cache signal structs come from (Linux's `signal_cachep`).
+pub fn signal_cache() -> &'static ObjCache {
+    &SIGNAL_CACHE
+}
+
+/// A counted reference to a thread group's [`Signal`].
+pub struct SignalRef(NonNull<Signal>);
+
+// SAFETY: the struct is locks and atomics; the count is atomic.
+unsafe impl Send for SignalRef {}
+// SAFETY: as above.
+unsafe impl Sync for SignalRef {}
+
+impl SignalRef {
+    /// Port of `copy_signal()`: a new group with one thread.
+    pub fn new() -> Option<SignalRef> {
+        let mem = SIGNAL_CACHE.alloc()?.cast::<Signal>();
+        // SAFETY: a fresh block with Signal's layout.
+        unsafe {
+            mem.as_ptr().write(Signal {
+                refs: AtomicUsize::new(1),
+                siglock: named_spin_lock("siglock", ()),
+                stats: SeqLock::named(
+                    "stats_lock",
+                    GroupStats {
+                        sum_sched_runtime: AtomicU64::new(0),
+                        stime: AtomicU64::new(0),
+                        nvcsw: AtomicU64::new(0),
+                        nr_threads: AtomicU64::new(1),
+                        dead_threads: AtomicU64::new(0),
+                    },
+                ),
+            })
+        };
+        Some(SignalRef(mem))
+    }
+}
+
+impl core::ops::Deref for SignalRef {
+    type Target = Signal;
+
+    fn deref(&self) -> &Signal {
+        // SAFETY: a counted reference keeps the struct alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for SignalRef {
+    fn clone(&self) -> Self {
+        self.refs.fetch_add(1, Ordering::Relaxed);
+        SignalRef(self.0)
+    }
+}
+
+impl Drop for SignalRef {
+    fn drop(&mut self) {
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: that was the last reference.
+        unsafe {
+            core::ptr::drop_in_place(self.0.as_ptr());
+            SIGNAL_CACHE.free(self.0.cast());
+        }
+    }
+}
