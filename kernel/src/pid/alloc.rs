@@ -6,11 +6,14 @@
 //! (see [`AllocPidStrategy`]).
 
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use intrusive_collections::RBTreeLink;
 
 use super::namespace::{
     MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS, get_pid_ns,
 };
+use super::pidfs::pidfs_add_pid;
 use super::stats::{PID_STATS, bump};
 use super::{
     PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc, pidmap_lock_irq,
@@ -78,6 +81,8 @@ fn new_pid(ns: &PidNamespace) -> Result<NewPid, Errno> {
             level,
             hashed: AtomicBool::new(false),
             rcu: RcuHead::new(),
+            ino: AtomicU64::new(0),
+            pidfs_node: RBTreeLink::new(),
             tasks: PerPidType([const { HlistHead::new() }; PIDTYPE_MAX]),
             numbers: [],
         });
@@ -194,6 +199,9 @@ fn publish(g: &mut PidmapGuard, pid: NewPid, ns: &PidNamespace) -> Result<PidRef
     header.count.store(2, Ordering::Relaxed);
     header.hashed.store(true, Ordering::Relaxed);
     let raw = pid.0.ptr.as_ptr();
+    // SAFETY: the pid stays alive while published (the IDRs' reference)
+    // and free_pid removes it from pidfs before dropping that reference.
+    unsafe { pidfs_add_pid(g, raw) };
     for level in (0..=ns.level()).rev() {
         let (nr, level_ns) = pid.number(level);
         let map = level_ns.map(g);

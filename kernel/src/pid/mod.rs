@@ -46,7 +46,9 @@
 use ::alloc::alloc::{Layout, alloc, dealloc};
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
+
+use intrusive_collections::RBTreeLink;
 
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
@@ -131,6 +133,10 @@ pub struct Pid {
     /// Port of `pid->rcu`: the IDRs' reference is dropped through it, a
     /// grace period after `free_pid`.
     rcu: RcuHead,
+    /// Port of `pid->ino`: the pidfs inode number, set at publication.
+    ino: AtomicU64,
+    /// Port of `pid->pidfs_node`: the pid in pidfs's tree (pidmap_lock).
+    pidfs_node: RBTreeLink,
     /// Port of `pid->tasks[PIDTYPE_MAX]`: tasks using this pid, by type.
     tasks: PerPidType<HlistHead>,
     numbers: [Upid; 0],
@@ -246,6 +252,11 @@ impl PidRef {
     /// Port of `ns_of_pid()`: the namespace the pid was allocated in.
     pub fn ns(&self) -> &PidNamespace {
         self.numbers()[self.level() as usize].ns()
+    }
+
+    /// Port of `pidfs_ino()`: the pidfs inode number (0 before publication).
+    pub fn ino(&self) -> u64 {
+        self.header().ino.load(Ordering::Relaxed)
     }
 
     /// The reference count (for tests and assertions).
@@ -418,6 +429,8 @@ pub fn free_pid(pid: PidRef) {
             }
             ns.map(&mut g).idr.remove(upid.nr as u32);
         }
+        // SAFETY: a hashed pid was added to pidfs by its publication.
+        unsafe { pidfs::pidfs_remove_pid(&mut g, pid.ptr.as_ptr()) };
         pid.header().hashed.store(false, Ordering::Relaxed);
     }
     drop(g);
@@ -466,6 +479,7 @@ pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
 
 mod alloc;
 pub mod namespace;
+pub mod pidfs;
 mod stats;
 
 pub use alloc::alloc_pid;

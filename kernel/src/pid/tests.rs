@@ -890,3 +890,25 @@ fn stock_checks_set_tid_level_by_level_and_the_change_checks_first() {
         assert_eq!(ids_of(&nss[1]), [1], "{strategy:?}: nothing leaked");
     }
 }
+
+#[test]
+fn pidfs_numbers_published_pids_and_forgets_freed_ones() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        let (nss, _inits) = chain(&root, 2);
+        let a = alloc_pid(&nss[2], &[], s, false).unwrap();
+        let b = alloc_pid(&root, &[], s, false).unwrap();
+        assert!(
+            a.ino() >= 2 && b.ino() > a.ino(),
+            "{s:?}: inode numbers grow"
+        );
+        let in_tree = |ino| pidfs::pidfs_contains(&mut pidmap_lock_irqsave(), ino);
+        assert!(in_tree(a.ino()) && in_tree(b.ino()));
+        let (ia, ib) = (a.ino(), b.ino());
+        free_pid(a);
+        assert!(!in_tree(ia), "{s:?}: free_pid removes it under the lock");
+        assert!(in_tree(ib));
+        free_pid(b);
+        assert!(!in_tree(ib));
+    }
+}
