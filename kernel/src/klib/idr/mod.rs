@@ -32,13 +32,11 @@
 //! behind.
 //!
 //! **Memory.** Node memory comes from one seam, [`idr_node_alloc`] /
-//! [`idr_node_free`], which counts what it hands out per CPU so leaks are
-//! observable ([`idr_node_stats`]). Nodes emptied by removals go back to
-//! the seam at once (Linux frees them to the slab after an RCU grace
-//! period), which keeps a small per-CPU cache of clean nodes for reuse in
-//! front of the global allocator, as the slab's per-CPU caches do; issue 6
-//! replaces it with per-CPU object caches. So the stock `alloc_pid`'s extra
-//! preloads cost a cache hit, not a trip to the allocator, as in Linux.
+//! [`idr_node_free`], over a zeroed per-CPU object cache
+//! ([`idr_node_cache`], whose counters make leaks observable). Nodes
+//! emptied by removals go back to it at once (Linux frees them to the slab
+//! after an RCU grace period). So the stock `alloc_pid`'s extra preloads
+//! cost a cache hit, not a trip to the allocator, as in Linux.
 //!
 //! **Locking.** An [`Idr`] is plain data (`&mut self` for changes); the
 //! caller provides the lock (`pidmap_lock` for the pid IDRs).
@@ -50,12 +48,11 @@ use crate::klib::errno::Errno;
 
 mod preload;
 
-pub use preload::{
-    IDR_NODE_CACHE_SIZE, IdrNodeStats, idr_node_alloc, idr_node_cache_drain, idr_node_free,
-    idr_node_heap_allocs, idr_node_max_cached_bytes, idr_node_stats, idr_node_stats_this_cpu,
-    idr_preload, idr_preload_count, idr_preload_drain, idr_preload_end,
-};
 use preload::{NodeBatch, node_release};
+pub use preload::{
+    idr_node_alloc, idr_node_cache, idr_node_free, idr_node_max_cached_bytes, idr_preload,
+    idr_preload_count, idr_preload_drain, idr_preload_end,
+};
 
 /// Bits of the id consumed per tree level.
 pub const IDR_BITS: u32 = 6;
