@@ -1,8 +1,19 @@
-//! Where IDR nodes come from: the memory seam (a zeroed object cache, as
-//! Linux's `radix_tree_node_cachep`) and the per-CPU preload pools that
-//! insertions under a spinlock draw from (Linux's `radix_tree_preload`,
-//! `radix_tree_node_alloc` and `radix_tree_node_rcu_free` in
-//! lib/radix-tree.c). The protocol is described in [`crate::klib::idr`].
+//! Where IDR nodes come from (Linux's `radix_tree_node_alloc`,
+//! `radix_tree_preload` and `radix_tree_node_rcu_free` in
+//! lib/radix-tree.c).
+//!
+//! Node memory comes from one seam, [`idr_node_alloc`] / [`idr_node_free`],
+//! over a zeroed per-CPU object cache ([`idr_node_cache`], whose counters
+//! make leaks observable); emptied nodes go back to it at once (Linux frees
+//! them after an RCU grace period).
+//!
+//! Under a spinlock nothing may wait for memory. As in Linux, an insertion
+//! takes each node from the node cache without waiting, and only when that
+//! fails from this CPU's preload pool, which [`idr_preload`] filled up to
+//! [`IDR_PRELOAD_SIZE`] nodes (the most one insertion needs) before the
+//! lock was taken. Our kernel is not preemptive and interrupt handlers
+//! never allocate ids, so the pool `idr_preload` filled is the one the
+//! insertion finds, and [`idr_preload_end`] has nothing to undo.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -118,51 +129,105 @@ pub fn idr_preload_drain() {
     })
 }
 
-/// Nodes taken from the pool for one insertion.
+/// The nodes one insertion needs, all gathered before the tree changes so
+/// that a failure leaves the tree as it was.
 pub(super) struct NodeBatch {
     pub(super) nr: usize,
     nodes: [*mut IdrNode; IDR_PRELOAD_SIZE],
 }
 
 impl NodeBatch {
-    /// Takes `n` nodes from this CPU's pool (`GFP_ATOMIC`: never waits),
-    /// or none of them and ENOMEM.
+    /// Port of `radix_tree_node_alloc()` under a spinlock, for each of the
+    /// `n` nodes an insertion needs: a node from the node cache first (the
+    /// `GFP_ATOMIC` slab allocation, which never waits but may reach the
+    /// heap), from this CPU's preload pool only when that fails. So the
+    /// pool is a reserve, not the supply, and one `idr_preload` covers any
+    /// number of insertions while memory is not short. If some node cannot
+    /// be had, the nodes already taken go back where they came from and the
+    /// insertion fails with ENOMEM.
+    ///
+    /// [`FaultSite::NodeAlloc`] makes a cache allocation fail,
+    /// [`FaultSite::PreloadTake`] makes the pool look dry.
     pub(super) fn take(n: usize) -> Result<NodeBatch, Errno> {
+        debug_assert!(n <= IDR_PRELOAD_SIZE);
         let mut batch = NodeBatch {
             nr: 0,
             nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
         };
-        if n == 0 {
-            return Ok(batch);
+        let mut pooled = 0;
+        while batch.nr < n {
+            let node = match slab_alloc_atomic() {
+                Some(node) => node,
+                None => match pool_take() {
+                    Some(node) => {
+                        pooled += 1;
+                        node
+                    }
+                    None => {
+                        batch.give_back(pooled);
+                        return Err(Errno::ENOMEM);
+                    }
+                },
+            };
+            batch.nodes[batch.nr] = node;
+            batch.nr += 1;
         }
-        if (0..n).any(|_| should_fail(FaultSite::NodeAlloc)) {
-            return Err(Errno::ENOMEM);
-        }
-        preloads().with(|pool| {
-            if pool.nr < n {
-                return Err(Errno::ENOMEM);
-            }
-            for _ in 0..n {
-                pool.nr -= 1;
-                batch.nodes[batch.nr] = pool.nodes[pool.nr];
-                batch.nr += 1;
-            }
-            Ok(())
-        })?;
         Ok(batch)
+    }
+
+    /// Undoes a partial [`take`](Self::take): `pooled` nodes return to the
+    /// pool they came from (it had room for them), the rest to the cache.
+    fn give_back(&mut self, pooled: usize) {
+        preloads().with(|pool| {
+            for _ in 0..pooled {
+                self.nr -= 1;
+                pool.nodes[pool.nr] = self.nodes[self.nr];
+                pool.nr += 1;
+            }
+        });
+        while self.nr > 0 {
+            self.nr -= 1;
+            // SAFETY: the node came clean from the cache or the pool and
+            // was never linked into a tree.
+            unsafe { idr_node_free(self.nodes[self.nr]) };
+        }
     }
 
     pub(super) fn pop(&mut self, shift: u32) -> *mut IdrNode {
         assert!(self.nr > 0, "IDR node batch miscounted");
         self.nr -= 1;
         let node = self.nodes[self.nr];
-        // SAFETY: pooled nodes are valid, clean and owned by the batch.
+        // SAFETY: batch nodes are valid, clean and owned by the batch.
         unsafe {
             debug_assert!((*node).is_clean());
             (*node).shift = shift;
         }
         node
     }
+}
+
+/// A node from the node cache without waiting (`kmem_cache_alloc` with
+/// `GFP_ATOMIC`), or `None` if memory is short or [`FaultSite::NodeAlloc`]
+/// fires.
+fn slab_alloc_atomic() -> Option<*mut IdrNode> {
+    if should_fail(FaultSite::NodeAlloc) {
+        return None;
+    }
+    idr_node_alloc()
+}
+
+/// A node from this CPU's preload pool, or `None` if it is dry (or
+/// [`FaultSite::PreloadTake`] fires).
+fn pool_take() -> Option<*mut IdrNode> {
+    if should_fail(FaultSite::PreloadTake) {
+        return None;
+    }
+    preloads().with(|pool| {
+        pool.nr.checked_sub(1).map(|nr| {
+            pool.nr = nr;
+            pool.nodes[nr]
+        })
+    })
 }
 
 /// Returns an emptied node to the seam (Linux frees it to the slab too;
