@@ -20,6 +20,7 @@
 
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use crate::MAX_CPUS;
 
@@ -309,38 +310,76 @@ impl Parallel for HostThreads {
 }
 
 /// Per-CPU data: one `T` per CPU, used only by its CPU with interrupts off.
+///
+/// [`with`](Self::with) hands out `&mut T` for this CPU's slot. Interrupts
+/// off keep other code off the CPU, but nothing in the types stops `f`
+/// from calling `with` on the same table again, which would make a second
+/// `&mut` to the slot; so each slot carries a busy flag, set for the
+/// duration of `f`, and a nested `with` panics naming the table instead.
 pub struct PerCpu<T> {
-    slots: [CacheAligned<UnsafeCell<T>>; MAX_CPUS],
+    slots: [CacheAligned<Slot<T>>; MAX_CPUS],
 }
 
 #[repr(align(128))]
 struct CacheAligned<T>(T);
 
-// SAFETY: a slot is only reached through `with`, which hands CPU `i`'s slot
-// to code running on CPU `i` with interrupts off; nothing else can run on
-// that CPU meanwhile (the kernel is not preemptive), so access is exclusive.
+struct Slot<T> {
+    /// Set while a `with` on this CPU holds the slot. Only this CPU
+    /// touches it, with interrupts off, so plain loads and stores do.
+    busy: AtomicBool,
+    value: UnsafeCell<T>,
+}
+
+impl<T> Slot<T> {
+    const fn new(value: T) -> Self {
+        Slot {
+            busy: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
+    }
+}
+
+// SAFETY: a slot's value is only reached through `with`, which hands CPU
+// `i`'s slot to code running on CPU `i` with interrupts off and refuses a
+// nested call while the slot is held; nothing else can run on that CPU
+// meanwhile (the kernel is not preemptive), so access is exclusive.
 unsafe impl<T: Send> Sync for PerCpu<T> {}
 
 impl<T: Copy> PerCpu<T> {
     /// Builds the table with a copy of `init` in every slot, at compile time
     /// (so a large table can be a plain `static`, never built on a stack).
     pub const fn new_copied(init: T) -> Self {
-        let mut slots: [MaybeUninit<CacheAligned<UnsafeCell<T>>>; MAX_CPUS] =
+        let mut slots: [MaybeUninit<CacheAligned<Slot<T>>>; MAX_CPUS] =
             [const { MaybeUninit::uninit() }; MAX_CPUS];
         let mut i = 0;
         while i < MAX_CPUS {
-            slots[i] = MaybeUninit::new(CacheAligned(UnsafeCell::new(init)));
+            slots[i] = MaybeUninit::new(CacheAligned(Slot::new(init)));
             i += 1;
         }
         // SAFETY: every element was initialised above, and an array of
         // MaybeUninit<X> has the layout of an array of X.
         let slots = unsafe {
             core::ptr::read(
-                &slots as *const [MaybeUninit<CacheAligned<UnsafeCell<T>>>; MAX_CPUS]
-                    as *const [CacheAligned<UnsafeCell<T>>; MAX_CPUS],
+                &slots as *const [MaybeUninit<CacheAligned<Slot<T>>>; MAX_CPUS]
+                    as *const [CacheAligned<Slot<T>>; MAX_CPUS],
             )
         };
         PerCpu { slots }
+    }
+}
+
+/// Releases a slot taken by [`PerCpu::with`] and restores interrupts, also
+/// when `f` unwinds (host tests), so a failed test leaves the CPU usable.
+struct SlotHold<'a> {
+    busy: &'a AtomicBool,
+    flags: IrqFlags,
+}
+
+impl Drop for SlotHold<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.busy.store(false, Ordering::Relaxed);
+        local_irq_restore(self.flags);
     }
 }
 
@@ -348,22 +387,32 @@ impl<T> PerCpu<T> {
     /// Builds the table, calling `init` for each CPU slot.
     pub fn new(mut init: impl FnMut() -> T) -> Self {
         PerCpu {
-            slots: core::array::from_fn(|_| CacheAligned(UnsafeCell::new(init()))),
+            slots: core::array::from_fn(|_| CacheAligned(Slot::new(init()))),
         }
     }
 
     /// Runs `f` on this CPU's slot with interrupts off.
+    ///
+    /// Panics if `f` calls `with` on the same table again: that would
+    /// alias the slot.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let flags = local_irq_save();
-        let slot = self.slots[cpu_id()].0.get();
+        let cpu = cpu_id();
+        let slot = &self.slots[cpu].0;
+        if slot.busy.load(Ordering::Relaxed) {
+            local_irq_restore(flags);
+            reentered::<T>(cpu);
+        }
+        slot.busy.store(true, Ordering::Relaxed);
+        let _hold = SlotHold {
+            busy: &slot.busy,
+            flags,
+        };
         // SAFETY: see the `Sync` impl: this CPU's slot, interrupts off, and
-        // `f` cannot reach the slot again (no re-entrant `with` on the same
-        // table is possible without the `&mut` escaping, which the borrow
-        // rules forbid).
-        let r = f(unsafe { &mut *slot });
-        local_irq_restore(flags);
-        r
+        // the busy flag (clear above, set until `_hold` drops) makes this
+        // the only `&mut` to it.
+        f(unsafe { &mut *slot.value.get() })
     }
 
     /// Visits every CPU's slot. Only sound when no CPU uses the table
@@ -373,10 +422,24 @@ impl<T> PerCpu<T> {
     /// No other CPU may be inside [`with`](Self::with) on this table.
     pub unsafe fn for_each(&self, mut f: impl FnMut(usize, &mut T)) {
         for (cpu, slot) in self.slots.iter().enumerate() {
-            // SAFETY: the caller guarantees nobody else uses the table.
-            f(cpu, unsafe { &mut *slot.0.get() });
+            if slot.0.busy.load(Ordering::Relaxed) {
+                reentered::<T>(cpu);
+            }
+            // SAFETY: the caller guarantees nobody else uses the table,
+            // and this CPU is not inside `with` on it (checked above).
+            f(cpu, unsafe { &mut *slot.0.value.get() });
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn reentered<T>(cpu: usize) -> ! {
+    panic!(
+        "PerCpu::with re-entered on CPU {cpu}: a nested with() on the same PerCpu<{}> would alias its slot",
+        core::any::type_name::<T>()
+    )
 }
 
 #[cfg(test)]
@@ -447,5 +510,35 @@ mod tests {
         for h in handles {
             assert_eq!(h.join().unwrap(), 1000);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "PerCpu::with re-entered on CPU")]
+    fn nested_with_on_the_same_table_panics() {
+        let table = PerCpu::new(|| 0u64);
+        table.with(|outer| {
+            // Without the busy flag this would be a second `&mut` to the
+            // slot `outer` points at.
+            table.with(|inner| *inner += 1);
+            *outer += 1;
+        });
+    }
+
+    #[test]
+    fn nested_with_names_the_table_and_leaves_it_usable() {
+        let table = PerCpu::new(|| 0u64);
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.with(|_| table.with(|_| ()));
+        }))
+        .expect_err("a nested with must panic");
+        let msg = err.downcast_ref::<String>().expect("a formatted message");
+        assert!(msg.contains("PerCpu<u64>"), "{msg}");
+        assert!(msg.contains("would alias its slot"), "{msg}");
+        // The unwind released the slot and restored interrupts.
+        assert!(irqs_enabled());
+        assert_eq!(table.with(|v| *v), 0);
+        // Different tables nest fine.
+        let other = PerCpu::new(|| 1u64);
+        assert_eq!(table.with(|a| other.with(|b| *a + *b)), 1);
     }
 }

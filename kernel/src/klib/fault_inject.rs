@@ -9,9 +9,11 @@
 //! - [`FaultSite::PreloadFill`]: `idr_preload()` filling this CPU's node
 //!   pool (the `GFP_KERNEL` allocation that may fail; a failed fill leaves
 //!   the pool as it was);
-//! - [`FaultSite::NodeAlloc`]: the IDR taking a node from the preload pool
-//!   under the lock (the `GFP_ATOMIC` allocation; fails as if the pool were
-//!   empty).
+//! - [`FaultSite::NodeAlloc`]: the IDR allocating a node from the node
+//!   cache under the lock (the `GFP_ATOMIC` slab allocation; the insertion
+//!   then falls back to the preload pool);
+//! - [`FaultSite::PreloadTake`]: the insertion finding the preload pool
+//!   dry (with `NodeAlloc` also failing, the insertion fails: ENOMEM).
 //!
 //! Each site is armed with a [`FaultMode`] (fail the next N attempts, or
 //! every k-th attempt), either for every CPU or for one CPU, and counts how
@@ -34,16 +36,19 @@ pub enum FaultSite {
     PidAlloc,
     /// `idr_preload()` filling the per-CPU node pool.
     PreloadFill,
-    /// The IDR taking a node from the preload pool under the lock.
+    /// The IDR allocating a node from the node cache under the lock.
     NodeAlloc,
+    /// The IDR taking a node from the preload pool under the lock.
+    PreloadTake,
 }
 
 impl FaultSite {
     /// Every site.
-    pub const ALL: [FaultSite; 3] = [
+    pub const ALL: [FaultSite; 4] = [
         FaultSite::PidAlloc,
         FaultSite::PreloadFill,
         FaultSite::NodeAlloc,
+        FaultSite::PreloadTake,
     ];
 
     fn state(self) -> &'static SiteState {
@@ -103,7 +108,8 @@ impl SiteState {
     }
 }
 
-static SITES: [SiteState; 3] = [const { SiteState::new() }; 3];
+static SITES: [SiteState; FaultSite::ALL.len()] =
+    [const { SiteState::new() }; FaultSite::ALL.len()];
 
 /// Arms (or, with [`FaultMode::Off`], disarms) `site`, for attempts on CPU
 /// `c` only (`cpu = Some(c)`) or on every CPU (`None`). The per-CPU and the

@@ -1,23 +1,38 @@
-//! Per-CPU object caches in front of the global heap (a small slab-cache
-//! "magazine" layer, like the per-CPU array caches of Linux's SLAB).
+//! Per-CPU object caches in front of the global heap: Linux's slab caches
+//! reduced to their per-CPU layer, with a small shared depot (Bonwick's
+//! magazines and depot). Tasks, kernel stacks, pids and IDR nodes all come
+//! from one [`ObjCache`] each.
 //!
-//! Each cache serves one object layout (tasks, pids, kernel stacks, IDR
-//! nodes). Every CPU keeps a bounded stack of free objects; `alloc` pops
-//! from this CPU's stack and `free` pushes onto it, with interrupts off and
-//! no lock, so the spawn/reap fast path never touches the global heap lock.
-//! Only when a CPU's stack is empty (alloc) or full (free) does the call fall
-//! through to the global heap, and each fall-through is counted, so the
-//! benchmark can report how often the fast path missed. An object freed on
-//! another CPU than the one that allocated it simply joins that CPU's stack.
+//! A CPU keeps a bounded stack of free objects (its magazine) and uses it
+//! with interrupts off and no lock, so the spawn/reap path does not touch
+//! the heap lock. An empty magazine first takes a batch from the cache's
+//! depot, a full one gives a batch to it; only when the depot cannot help
+//! does the call fall through to the heap. The depot is what carries
+//! objects from CPUs that free them to CPUs that allocate them.
+//!
+//! A zeroed cache ([`ObjCache::new_zeroed`]) hands out zeroed objects and
+//! takes them back zeroed, as Linux's radix-tree node cache does with its
+//! constructor. Counters live in per-CPU slots, summed when read.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::platform::PerCpu;
+use crate::platform::{self, MAX_CPUS, PerCpu};
+use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 
 /// Free objects a CPU keeps per cache.
 pub const MAGAZINE: usize = 64;
+/// Objects moved between a magazine and the depot at once.
+const BATCH: usize = MAGAZINE / 2;
+/// Most objects a cache's depot holds; beyond it, frees go to the heap.
+///
+/// Small on purpose: it only has to carry a batch or two from the CPUs
+/// that free to the CPUs that allocate. Whatever it holds stays allocated
+/// between the blocks a mass teardown frees, and the linked-list heap's
+/// deallocation walks its free blocks, so a depot of thousands turned a
+/// million frees quadratic.
+pub(crate) const DEPOT_MAX: usize = 4 * BATCH;
 
 #[derive(Clone, Copy)]
 struct Magazine {
@@ -29,47 +44,118 @@ struct Magazine {
 // the magazine between threads (host simulation) moves that ownership.
 unsafe impl Send for Magazine {}
 
-/// Counters of one cache.
+/// Free objects shared by all CPUs of one cache.
+struct Depot {
+    objs: [*mut u8; DEPOT_MAX],
+    len: usize,
+}
+
+// SAFETY: as for `Magazine`; the depot is only reached under its lock.
+unsafe impl Send for Depot {}
+
+/// One CPU's counters: written only by that CPU with interrupts off (a
+/// plain load and store, no locked instruction), read by anyone.
+#[repr(align(128))]
+struct CpuCounts {
+    hits: AtomicU64,
+    heap_allocs: AtomicU64,
+    frees: AtomicU64,
+    heap_frees: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl CpuCounts {
+    const fn new() -> Self {
+        CpuCounts {
+            hits: AtomicU64::new(0),
+            heap_allocs: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            heap_frees: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Adds one to a counter of this CPU's slot. Only this CPU writes the slot,
+/// and only with interrupts off, so the plain load and store are exact.
+#[inline]
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Counters of one cache, for one CPU or summed over all.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Allocations served from a CPU's magazine.
+    /// Allocations served without the heap (magazine or depot).
     pub hits: u64,
     /// Allocations that went to the global heap.
     pub heap_allocs: u64,
-    /// Frees that went to the global heap (magazine full).
+    /// Objects given back to the cache.
+    pub frees: u64,
+    /// Frees that went on to the global heap (magazine and depot full).
     pub heap_frees: u64,
     /// Allocations the global heap refused.
     pub failures: u64,
+}
+
+#[cfg(test)]
+impl CacheStats {
+    /// Objects handed out.
+    pub(crate) fn allocs(&self) -> u64 {
+        self.hits + self.heap_allocs
+    }
+
+    /// Objects handed out and not given back (summed over CPUs: an object
+    /// may be freed on another CPU than the one that allocated it).
+    pub(crate) fn live(&self) -> u64 {
+        self.allocs().wrapping_sub(self.frees)
+    }
 }
 
 /// A per-CPU cache of objects of one layout.
 pub struct ObjCache {
     name: &'static str,
     layout: Layout,
+    zeroed: bool,
     mags: PerCpu<Magazine>,
-    hits: AtomicU64,
-    heap_allocs: AtomicU64,
-    heap_frees: AtomicU64,
-    failures: AtomicU64,
+    depot: SpinLockIrqSave<Depot>,
+    counts: [CpuCounts; MAX_CPUS],
 }
 
 impl ObjCache {
-    /// A cache named `name` for objects of `layout` (const, so caches are
-    /// plain statics: a cache is tens of KiB, too big to build on a task
-    /// stack).
+    /// A cache named `name` for objects of `layout`, handed out
+    /// uninitialised (const, so caches are plain statics: a cache is tens
+    /// of KiB, too big to build on a task stack).
     pub const fn new(name: &'static str, layout: Layout) -> Self {
+        Self::build(name, layout, false)
+    }
+
+    /// A cache whose objects come out zeroed. Whoever frees an object must
+    /// have zeroed it again (Linux: the radix-tree node cache's constructor
+    /// zeroes new slabs, and nodes are cleared before they are freed), so
+    /// the fast path never clears memory.
+    pub(crate) const fn new_zeroed(name: &'static str, layout: Layout) -> Self {
+        Self::build(name, layout, true)
+    }
+
+    const fn build(name: &'static str, layout: Layout, zeroed: bool) -> Self {
         assert!(layout.size() > 0, "zero-sized cache");
         ObjCache {
             name,
             layout,
+            zeroed,
             mags: PerCpu::new_copied(Magazine {
                 objs: [core::ptr::null_mut(); MAGAZINE],
                 len: 0,
             }),
-            hits: AtomicU64::new(0),
-            heap_allocs: AtomicU64::new(0),
-            heap_frees: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
+            depot: named_spin_lock_irqsave(
+                "obj_cache_depot",
+                Depot {
+                    objs: [core::ptr::null_mut(); DEPOT_MAX],
+                    len: 0,
+                },
+            ),
+            counts: [const { CpuCounts::new() }; MAX_CPUS],
         }
     }
 
@@ -81,28 +167,49 @@ impl ObjCache {
         self.layout
     }
 
-    /// An uninitialised object, or `None` when the heap is exhausted.
+    fn my_counts(&self) -> &CpuCounts {
+        &self.counts[platform::cpu_id()]
+    }
+
+    /// Counts on this CPU's slot with interrupts off (for the slow paths,
+    /// which run outside the magazine's critical section).
+    fn count_irqsafe(&self, which: fn(&CpuCounts) -> &AtomicU64) {
+        let flags = platform::local_irq_save();
+        bump(which(self.my_counts()));
+        platform::local_irq_restore(flags);
+    }
+
+    /// An object (zeroed if the cache is), or `None` when the heap is
+    /// exhausted.
     #[inline]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
         let cached = self.mags.with(|m| {
             if m.len == 0 {
-                return None;
+                self.refill_from_depot(m);
+                if m.len == 0 {
+                    return None;
+                }
             }
             m.len -= 1;
+            bump(&self.my_counts().hits);
             Some(m.objs[m.len])
         });
         if let Some(p) = cached {
-            // Relaxed counter on this CPU's hot path: one uncontended-ish
-            // increment; it is what makes the fall-through share reportable.
-            self.hits.fetch_add(1, Ordering::Relaxed);
             return NonNull::new(p);
         }
-        self.heap_allocs.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the layout has a non-zero size (checked in `new`).
-        let p = NonNull::new(unsafe { alloc::alloc::alloc(self.layout) });
-        if p.is_none() {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-        }
+        let p = NonNull::new(unsafe {
+            if self.zeroed {
+                alloc::alloc::alloc_zeroed(self.layout)
+            } else {
+                alloc::alloc::alloc(self.layout)
+            }
+        });
+        self.count_irqsafe(if p.is_some() {
+            |c| &c.heap_allocs
+        } else {
+            |c| &c.failures
+        });
         p
     }
 
@@ -110,46 +217,104 @@ impl ObjCache {
     ///
     /// # Safety
     /// `obj` came from this cache's [`alloc`](Self::alloc), is not used
-    /// afterwards, and is freed once.
+    /// afterwards, and is freed once; if the cache is zeroed, every byte of
+    /// `obj` is zero again.
     #[inline]
     pub unsafe fn free(&self, obj: NonNull<u8>) {
-        let overflow = self.mags.with(|m| {
-            if m.len == MAGAZINE {
-                return true;
+        #[cfg(test)]
+        if self.zeroed {
+            // SAFETY: `obj` is a live block of `layout` (the caller's
+            // contract), read only.
+            let bytes = unsafe { core::slice::from_raw_parts(obj.as_ptr(), self.layout.size()) };
+            assert!(
+                bytes.iter().all(|&b| b == 0),
+                "{}: object freed without being zeroed",
+                self.name
+            );
+        }
+        let cached = self.mags.with(|m| {
+            bump(&self.my_counts().frees);
+            if m.len == MAGAZINE && !self.spill_to_depot(m) {
+                return false;
             }
             m.objs[m.len] = obj.as_ptr();
             m.len += 1;
-            false
+            true
         });
-        if overflow {
-            self.heap_frees.fetch_add(1, Ordering::Relaxed);
+        if !cached {
             // SAFETY: `obj` was allocated with `self.layout` (by us or by
             // the heap on our behalf), per the caller's contract.
             unsafe { alloc::alloc::dealloc(obj.as_ptr(), self.layout) };
+            self.count_irqsafe(|c| &c.heap_frees);
         }
     }
 
-    pub fn stats(&self) -> CacheStats {
+    /// Moves up to a batch from the depot into the (empty) magazine `m`.
+    fn refill_from_depot(&self, m: &mut Magazine) {
+        let mut d = self.depot.lock();
+        let n = d.len.min(BATCH);
+        let from = d.len - n;
+        m.objs[..n].copy_from_slice(&d.objs[from..d.len]);
+        m.len = n;
+        d.len = from;
+    }
+
+    /// Moves a batch from the (full) magazine `m` to the depot if it has
+    /// room; false if it has not.
+    fn spill_to_depot(&self, m: &mut Magazine) -> bool {
+        let mut d = self.depot.lock();
+        if d.len + BATCH > DEPOT_MAX {
+            return false;
+        }
+        let (at, keep) = (d.len, m.len - BATCH);
+        d.objs[at..at + BATCH].copy_from_slice(&m.objs[keep..m.len]);
+        d.len += BATCH;
+        m.len = keep;
+        true
+    }
+
+    /// CPU `cpu`'s counters (exact once that CPU is quiet; zero for a CPU
+    /// out of range).
+    pub(crate) fn stats_cpu(&self, cpu: usize) -> CacheStats {
+        let Some(c) = self.counts.get(cpu) else {
+            return CacheStats::default();
+        };
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            heap_allocs: self.heap_allocs.load(Ordering::Relaxed),
-            heap_frees: self.heap_frees.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
+            hits: r(&c.hits),
+            heap_allocs: r(&c.heap_allocs),
+            frees: r(&c.frees),
+            heap_frees: r(&c.heap_frees),
+            failures: r(&c.failures),
         }
     }
 
-    /// Bytes the magazines may hold at most (the bound on heap use that the
-    /// caches may keep after everything is freed).
-    pub fn max_cached_bytes(&self) -> usize {
-        crate::platform::MAX_CPUS * MAGAZINE * self.layout.size()
+    /// The counters summed over CPUs.
+    pub fn stats(&self) -> CacheStats {
+        (0..MAX_CPUS).fold(CacheStats::default(), |mut t, cpu| {
+            let s = self.stats_cpu(cpu);
+            t.hits += s.hits;
+            t.heap_allocs += s.heap_allocs;
+            t.frees += s.frees;
+            t.heap_frees += s.heap_frees;
+            t.failures += s.failures;
+            t
+        })
     }
 
-    /// Objects currently held in magazines, over all CPUs.
+    /// Bytes the magazines and the depot may hold at most (the heap use the
+    /// cache may keep after everything is freed).
+    pub fn max_cached_bytes(&self) -> usize {
+        (MAX_CPUS * MAGAZINE + DEPOT_MAX) * self.layout.size()
+    }
+
+    /// Objects currently held in magazines and the depot.
     ///
     /// # Safety
     /// No CPU may use the cache meanwhile.
-    pub unsafe fn cached_objects(&self) -> usize {
-        let mut n = 0;
+    #[cfg(test)]
+    pub(crate) unsafe fn cached_objects(&self) -> usize {
+        let mut n = self.depot.lock().len;
         // SAFETY: the caller guarantees exclusive use.
         unsafe { self.mags.for_each(|_, m| n += m.len) };
         n
@@ -159,6 +324,13 @@ impl ObjCache {
 impl Drop for ObjCache {
     fn drop(&mut self) {
         let layout = self.layout;
+        let d = self.depot.get_mut();
+        for &p in &d.objs[..d.len] {
+            // SAFETY: depot objects are free blocks of `layout`, ours alone
+            // under `&mut self`.
+            unsafe { alloc::alloc::dealloc(p, layout) };
+        }
+        d.len = 0;
         // SAFETY: `&mut self` means nobody else uses the cache; every cached
         // pointer is a free block of `layout`.
         unsafe {
@@ -180,6 +352,14 @@ mod tests {
         ObjCache::new("test", Layout::from_size_align(64, 8).unwrap())
     }
 
+    /// Frees every pointer (given as an address) to `c`.
+    fn free_all(c: &ObjCache, ptrs: impl IntoIterator<Item = usize>) {
+        for p in ptrs {
+            // SAFETY: each pointer came from `c` and is freed once.
+            unsafe { c.free(NonNull::new(p as *mut u8).unwrap()) };
+        }
+    }
+
     #[test]
     fn freed_objects_are_reused_without_the_heap() {
         let c = cache();
@@ -189,41 +369,100 @@ mod tests {
         let b = c.alloc().unwrap();
         assert_eq!(a, b, "the magazine hands back the freed object");
         let s = c.stats();
-        assert_eq!((s.hits, s.heap_allocs), (1, 1));
+        assert_eq!((s.hits, s.heap_allocs, s.frees), (1, 1, 1));
+        assert_eq!(s.live(), 1);
         // SAFETY: as above.
         unsafe { c.free(b) };
     }
 
     #[test]
-    fn overflow_goes_back_to_the_heap_and_is_counted() {
+    fn overflow_goes_to_the_depot_then_the_heap() {
         let c = cache();
-        let objs: Vec<_> = (0..MAGAZINE + 5).map(|_| c.alloc().unwrap()).collect();
-        for o in objs {
-            // SAFETY: each came from `c` and is freed once.
-            unsafe { c.free(o) };
-        }
+        let n = MAGAZINE + DEPOT_MAX + 5;
+        let objs: Vec<usize> = (0..n)
+            .map(|_| c.alloc().unwrap().as_ptr() as usize)
+            .collect();
+        free_all(&c, objs);
         let s = c.stats();
-        assert_eq!(s.heap_allocs, (MAGAZINE + 5) as u64);
-        assert_eq!(s.heap_frees, 5);
+        assert_eq!(s.heap_allocs, n as u64);
+        assert_eq!(s.frees, n as u64);
+        // The magazine spills half of itself per batch the depot takes, so
+        // it ends up to a batch below full before the heap is used.
         // SAFETY: no other thread uses `c`.
-        assert_eq!(unsafe { c.cached_objects() }, MAGAZINE);
+        let cached = unsafe { c.cached_objects() };
+        assert_eq!(cached as u64 + s.heap_frees, n as u64);
+        assert!(cached >= DEPOT_MAX + BATCH, "{cached}");
+        assert_eq!(s.live(), 0);
     }
 
     #[test]
-    fn cross_thread_free_is_fine() {
+    fn the_depot_carries_objects_between_cpus() {
         let c = std::sync::Arc::new(cache());
-        let ptrs: Vec<usize> = (0..100)
-            .map(|_| c.alloc().unwrap().as_ptr() as usize)
-            .collect();
+        // This CPU allocates, another frees: without the depot the other
+        // CPU's magazine would overflow to the heap and this one's would
+        // stay empty.
+        let (to_freer, batches) = std::sync::mpsc::channel::<Vec<usize>>();
+        let (done, freed) = std::sync::mpsc::channel();
         let c2 = c.clone();
-        std::thread::spawn(move || {
-            for p in ptrs {
-                // SAFETY: each pointer came from `c` and is freed once.
-                unsafe { c2.free(NonNull::new(p as *mut u8).unwrap()) };
+        let freer = std::thread::spawn(move || {
+            for batch in batches {
+                free_all(&c2, batch);
+                done.send(()).unwrap();
             }
+        });
+        for _ in 0..4 {
+            let ptrs = (0..MAGAZINE)
+                .map(|_| c.alloc().unwrap().as_ptr() as usize)
+                .collect();
+            to_freer.send(ptrs).unwrap();
+            freed.recv().unwrap();
+        }
+        drop(to_freer);
+        freer.join().unwrap();
+        let s = c.stats();
+        assert_eq!(s.hits, 2 * MAGAZINE as u64, "the last two rounds: {s:?}");
+        assert_eq!(s.heap_frees, 0, "{s:?}");
+        assert_eq!(s.live(), 0);
+    }
+
+    #[test]
+    fn counters_are_per_cpu() {
+        let c = std::sync::Arc::new(cache());
+        let me = platform::cpu_id();
+        let p = c.alloc().unwrap().as_ptr() as usize;
+        let c2 = c.clone();
+        let other = std::thread::spawn(move || {
+            free_all(&c2, [p]);
+            platform::cpu_id()
         })
         .join()
         .unwrap();
-        assert_eq!(c.stats().heap_frees, (100 - MAGAZINE) as u64);
+        assert_eq!(c.stats_cpu(me).allocs(), 1);
+        assert_eq!(c.stats_cpu(other).frees, 1);
+        assert_eq!(c.stats_cpu(MAX_CPUS), CacheStats::default());
+        assert_eq!(c.stats().live(), 0);
+    }
+
+    #[test]
+    fn a_zeroed_cache_hands_out_zeroed_objects() {
+        let c = ObjCache::new_zeroed("zeroed", Layout::from_size_align(256, 64).unwrap());
+        let objs: Vec<NonNull<u8>> = (0..3 * MAGAZINE).map(|_| c.alloc().unwrap()).collect();
+        for o in &objs {
+            // SAFETY: a live 256-byte object of `c`.
+            let bytes = unsafe { core::slice::from_raw_parts(o.as_ptr(), 256) };
+            assert!(bytes.iter().all(|&b| b == 0));
+        }
+        free_all(&c, objs.iter().map(|o| o.as_ptr() as usize));
+    }
+
+    #[test]
+    #[should_panic(expected = "zeroed: object freed without being zeroed")]
+    fn a_zeroed_cache_rejects_dirty_objects() {
+        let c = ObjCache::new_zeroed("zeroed", Layout::from_size_align(64, 8).unwrap());
+        let o = c.alloc().unwrap();
+        // SAFETY: a live object of `c`.
+        unsafe { o.as_ptr().write(1) };
+        // SAFETY: from `c`, freed once (the check panics first).
+        unsafe { c.free(o) };
     }
 }

@@ -146,7 +146,8 @@ fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Er
 }
 
 /// One level's number: the requested tid, or the next one cyclically.
-/// Runs under pidmap_lock; nodes come from this CPU's preload pool.
+/// Runs under pidmap_lock; IDR nodes come from the node cache, or this
+/// CPU's preload pool when the cache fails.
 pub(super) fn alloc_nr(map: &mut PidMap, tid: i32, pid_max: i32) -> Result<i32, Errno> {
     if tid != 0 {
         // ENOSPC on a one-id range means the tid is taken.

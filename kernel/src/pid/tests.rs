@@ -190,6 +190,18 @@ fn exhausted_range_is_eagain() {
     }
 }
 
+/// Arms (or with `FaultMode::Off`, disarms) both ways an insertion gets
+/// a node on this CPU: the node cache (`NodeAlloc`) fails every time, the
+/// preload pool (`PreloadTake`) looks dry as `pool` says.
+fn fail_nodes(pool: FaultMode) {
+    let cache = match pool {
+        FaultMode::Off => FaultMode::Off,
+        _ => FaultMode::FailEvery(1),
+    };
+    fault_inject(FaultSite::NodeAlloc, cache, here());
+    fault_inject(FaultSite::PreloadTake, pool, here());
+}
+
 #[test]
 fn node_allocation_failure_is_enomem_after_one_repreload() {
     for s in AllocPidStrategy::ALL {
@@ -197,9 +209,9 @@ fn node_allocation_failure_is_enomem_after_one_repreload() {
         // Pid 64 starts a new leaf, so it needs a node.
         root.map(&mut pidmap_lock_irq()).idr.set_cursor(64);
         let before = pid_stats_this_cpu();
-        fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(1), here());
+        fail_nodes(FaultMode::FailEvery(1));
         let r = alloc_pid(&root, &[], s, false);
-        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        fail_nodes(FaultMode::Off);
         assert_eq!(r.err(), Some(Errno::ENOMEM));
         let d = pid_stats_this_cpu().since(&before);
         match s {
@@ -214,13 +226,32 @@ fn node_allocation_failure_is_enomem_after_one_repreload() {
         );
         // A single failure: the change's re-preload rides it out, the stock
         // code (one preload per level, no retry) does not.
-        fault_inject(FaultSite::NodeAlloc, FaultMode::FailNext(1), here());
+        fail_nodes(FaultMode::FailNext(1));
         let r = alloc_pid(&root, &[], s, false);
-        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        fail_nodes(FaultMode::Off);
         match s {
             Stock => assert_eq!(r.err(), Some(Errno::ENOMEM)),
             SingleLock => assert_eq!(r.unwrap().nr(), 64),
         }
+    }
+}
+
+#[test]
+fn a_failing_node_cache_is_covered_by_the_preload_pool() {
+    for s in AllocPidStrategy::ALL {
+        let (root, _init) = root_with_init(s);
+        root.map(&mut pidmap_lock_irq()).idr.set_cursor(64);
+        let before = pid_stats_this_cpu();
+        fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(1), here());
+        let r = alloc_pid(&root, &[], s, false);
+        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        assert_eq!(r.unwrap().nr(), 64);
+        let d = pid_stats_this_cpu().since(&before);
+        let want = match s {
+            Stock => 2,
+            SingleLock => 1,
+        };
+        assert_eq!((d.alloc_locks, d.alloc_repreloads), (want, 0));
     }
 }
 
@@ -233,12 +264,13 @@ fn single_lock_repreloads_once_per_level() {
     for ns in &nss {
         ns.map(&mut pidmap_lock_irq()).idr.set_cursor(128);
     }
-    // Every level needs a fresh leaf; every second take fails: levels 2,
-    // 1 and 0 each fail once and succeed after one re-preload.
+    // Every level needs a fresh leaf, the node cache fails, and every
+    // second pool take finds it dry: levels 2, 1 and 0 each fail once and
+    // succeed after one re-preload.
     let before = pid_stats_this_cpu();
-    fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(2), here());
+    fail_nodes(FaultMode::FailEvery(2));
     let r = alloc_pid(&nss[3], &[], SingleLock, false);
-    fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+    fail_nodes(FaultMode::Off);
     let d = pid_stats_this_cpu().since(&before);
     let pid = r.unwrap_or_else(|e| panic!("{e} {d:?}"));
     assert_eq!(nrs(&pid), [128, 128, 128, 128]);
@@ -353,6 +385,59 @@ fn lock_acquisitions_per_operation() {
             assert_eq!((a.alloc_calls, a.alloc_locks, a.alloc_failed), (1, want, 0));
             assert_eq!((f.free_calls, f.free_locks), (1, 1));
         }
+    }
+}
+
+#[test]
+fn single_lock_takes_pidmap_lock_once_even_when_every_level_needs_nodes() {
+    let (root, _init) = root_with_init(Stock);
+    let (nss, _inits) = chain(&root, 3);
+    // Three-level trees everywhere; at a cursor of 8192 every level needs
+    // a new internal node and a new leaf: eight nodes, more than one
+    // preload holds, so only the node cache lets one hold suffice.
+    let _tall = alloc_pid(&nss[3], &[5000, 5000, 5000, 5000], Stock, true).unwrap();
+    for ns in &nss {
+        ns.map(&mut pidmap_lock_irq()).idr.set_cursor(8192);
+    }
+    let before = pid_stats_this_cpu();
+    let pid = alloc_pid(&nss[3], &[], SingleLock, false).unwrap();
+    let d = pid_stats_this_cpu().since(&before);
+    assert_eq!(nrs(&pid), [8192, 8192, 8192, 8192]);
+    assert_eq!((d.alloc_locks, d.alloc_repreloads), (1, 0));
+}
+
+#[test]
+fn single_lock_takes_pidmap_lock_once_in_steady_state() {
+    // Spawn/reap loops three namespaces deep, long enough for every
+    // level's cursor to cross leaf and internal-node boundaries. With no
+    // other pid kept alive (threadspawn's pattern), every reap leaves
+    // each namespace with only its init in slot 0 of its root, so the
+    // tree shrinks and the next pid regrows it: two nodes per level,
+    // eight in all, more than one preload holds.
+    for keep_alive in [0, 3] {
+        let (root, _init) = root_with_init(Stock);
+        let (nss, _inits) = chain(&root, 3);
+        let ns = nss.last().unwrap();
+        let before = pid_stats_this_cpu();
+        let mut live = std::collections::VecDeque::new();
+        const OPS: u64 = 3 * 4096 + 100;
+        for _ in 0..OPS {
+            live.push_back(alloc_pid(ns, &[], SingleLock, false).unwrap());
+            if live.len() > keep_alive {
+                free_pid(live.pop_front().unwrap());
+            }
+        }
+        let d = pid_stats_this_cpu().since(&before);
+        assert_eq!(d.alloc_calls, OPS);
+        assert_eq!(
+            (d.alloc_locks, d.alloc_repreloads),
+            (OPS, 0),
+            "keeping {keep_alive} alive"
+        );
+        for pid in live {
+            free_pid(pid);
+        }
+        assert!(ns.stats().cursor > 3 * 4096, "crossed 4096s");
     }
 }
 
@@ -744,11 +829,11 @@ impl World {
             fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(1), here());
         }
         if fail_nodes {
-            fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(1), here());
+            self::fail_nodes(FaultMode::FailEvery(1));
         }
         let r = alloc_pid(&self.ns[ns], set_tid, self.strategy, cap);
         fault_inject(FaultSite::PidAlloc, FaultMode::Off, here());
-        fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
+        self::fail_nodes(FaultMode::Off);
         let pid = r?;
         let out = nrs(&pid);
         self.live.push(pid);

@@ -6,7 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use crate::klib::idr::{idr_node_heap_allocs, idr_node_max_cached_bytes};
+use crate::klib::idr::{idr_node_cache, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
 use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
@@ -110,6 +110,6 @@ pub fn heap_fallthroughs() -> [u64; 4] {
             .iter()
             .map(|c| c.stats().heap_allocs)
             .sum::<u64>(),
-        idr_node_heap_allocs(),
+        idr_node_cache().stats().heap_allocs,
     ]
 }

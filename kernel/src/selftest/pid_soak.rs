@@ -220,9 +220,10 @@ pub struct SoakConfig {
     pub cpus: usize,
     /// Most pids one CPU holds at once.
     pub max_live_per_cpu: usize,
-    /// If not 0, each CPU makes every `fail_every`-th pid struct and IDR
-    /// node allocation of its own fail (fault injection, armed for the
-    /// parallel phase only); the soak must ride the ENOMEMs out.
+    /// If not 0, each CPU makes every `fail_every`-th pid struct
+    /// allocation, IDR node cache allocation and preload pool take of its
+    /// own fail (fault injection, armed for the parallel phase only); the
+    /// soak must ride the ENOMEMs out.
     pub fail_every: u32,
 }
 
@@ -302,11 +303,13 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
         if fail_every > 0 {
             fault_inject(FaultSite::PidAlloc, FaultMode::FailEvery(fail_every), me);
             fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(fail_every), me);
+            fault_inject(FaultSite::PreloadTake, FaultMode::FailEvery(fail_every), me);
         }
         worker(&sh, cpu, ops, max_live_per_cpu.max(1));
         if fail_every > 0 {
             fault_inject(FaultSite::PidAlloc, FaultMode::Off, me);
             fault_inject(FaultSite::NodeAlloc, FaultMode::Off, me);
+            fault_inject(FaultSite::PreloadTake, FaultMode::Off, me);
         }
     });
     let cycles = platform::cycles() - t0;

@@ -1,61 +1,32 @@
-//! The IDR: an id -> pointer map over a radix tree of 64-slot nodes, with
-//! per-CPU preload pools (Linux's lib/idr.c over lib/radix-tree.c).
+//! The IDR: an id -> pointer map over a radix tree of 64-slot nodes
+//! (Linux's lib/idr.c over lib/radix-tree.c).
 //!
-//! **Tree.** Ids below [`IDR_ID_LIMIT`] (2^24, so every `pid_max` up to
-//! 4,194,304 fits) live in a radix tree of [`IdrNode`]s with 64 slots each,
-//! at most [`IDR_MAX_HEIGHT`] = 4 levels. Like Linux's tree it grows at the
-//! top when an id beyond its reach is inserted and shrinks when only slot 0
-//! of the root is used, and a node is freed as soon as nothing lives below
-//! it; so the shape is a function of the set of ids alone. An allocated id
-//! may hold a null pointer: that is how `alloc_pid` reserves a number
-//! before the pid is published (`idr_find` then still says "nothing").
+//! The tree's shape is a function of the set of ids alone (it grows at the
+//! top, shrinks when only slot 0 of the root is used, frees a node as soon
+//! as nothing lives below it), and per-node bitmaps of full slots make
+//! finding a free id one bitmap scan per level whatever the number of live
+//! ids: that is what keeps `alloc_pid` flat from a thousand to a million
+//! live pids. An allocated id may hold a null pointer: that is how
+//! `alloc_pid` reserves a number before the pid is published.
 //!
-//! **Free marks.** Every node keeps two bitmaps: `present` (the slot holds
-//! an entry or a child) and `full` (nothing below the slot is free: an
-//! allocated id in a leaf, a child node with no free id). This is the
-//! radix tree's `IDR_FREE` tag inverted. Finding the first free id at or
-//! after a start is a walk of at most two descents, one bitmap scan per
-//! node, whatever the number of live ids; that is what keeps `alloc_pid`
-//! flat from a thousand to a million live pids.
-//!
-//! **Preload.** Under a spinlock nothing may wait for memory, so, as in
-//! Linux, the caller first runs [`idr_preload`] (outside the lock), which
-//! fills this CPU's pool up to [`IDR_PRELOAD_SIZE`] nodes, the most a
-//! single insertion can need; insertions under the lock take nodes only
-//! from that pool and fail with ENOMEM when it runs dry. Linux keeps the
-//! task on its CPU between `idr_preload()` and `idr_preload_end()` by
-//! disabling preemption; our kernel is not preemptive and interrupt
-//! handlers never allocate ids, so the pool filled by `idr_preload` is the
-//! one the insertion finds, and [`idr_preload_end`] has nothing to undo.
-//! Insertion is all-or-nothing: the nodes it needs are counted and taken
-//! before the tree changes, so a failed insertion leaves no empty nodes
-//! behind.
-//!
-//! **Memory.** Node memory comes from one seam, [`idr_node_alloc`] /
-//! [`idr_node_free`], which counts what it hands out per CPU so leaks are
-//! observable ([`idr_node_stats`]). Nodes emptied by removals go back to
-//! the seam at once (Linux frees them to the slab after an RCU grace
-//! period), which keeps a small per-CPU cache of clean nodes for reuse in
-//! front of the global allocator, as the slab's per-CPU caches do; issue 6
-//! replaces it with per-CPU object caches. So the stock `alloc_pid`'s extra
-//! preloads cost a cache hit, not a trip to the allocator, as in Linux.
-//!
-//! **Locking.** An [`Idr`] is plain data (`&mut self` for changes); the
-//! caller provides the lock (`pidmap_lock` for the pid IDRs).
+//! An [`Idr`] is plain data (`&mut self` for changes); the caller provides
+//! the lock (`pidmap_lock` for the pid IDRs). Insertions under that lock
+//! cannot wait for memory: [`preload`] says where their nodes come from
+//! (the node cache first, the per-CPU pool [`idr_preload`] fills second),
+//! and an insertion is all-or-nothing.
 
 use core::marker::PhantomData;
 use core::ptr;
 
 use crate::klib::errno::Errno;
 
-mod preload;
+pub(crate) mod preload;
 
-pub use preload::{
-    IDR_NODE_CACHE_SIZE, IdrNodeStats, idr_node_alloc, idr_node_cache_drain, idr_node_free,
-    idr_node_heap_allocs, idr_node_max_cached_bytes, idr_node_stats, idr_node_stats_this_cpu,
-    idr_preload, idr_preload_count, idr_preload_drain, idr_preload_end,
-};
 use preload::{NodeBatch, node_release};
+pub use preload::{
+    idr_node_alloc, idr_node_cache, idr_node_free, idr_node_max_cached_bytes, idr_preload,
+    idr_preload_count, idr_preload_drain, idr_preload_end,
+};
 
 /// Bits of the id consumed per tree level.
 pub const IDR_BITS: u32 = 6;
@@ -73,7 +44,9 @@ pub const IDR_ID_LIMIT: u32 = 1 << (IDR_BITS * IDR_MAX_HEIGHT);
 pub const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
 
 /// One radix tree node: 64 slots (children, or entries in a leaf) and the
-/// bitmaps that make free-id search a bit scan per level.
+/// bitmaps that make free-id search a bit scan per level: `present` (the
+/// slot holds an entry or a child) and `full` (nothing below the slot is
+/// free), the radix tree's `IDR_FREE` tag inverted.
 #[repr(C, align(64))]
 pub struct IdrNode {
     /// Bit i: slot i holds a child (internal) or an allocated id (leaf).
@@ -112,6 +85,10 @@ fn slot_of(id: u32, shift: u32) -> usize {
 
 /// Port of `struct idr`: ids mapped to `*mut T` (null: allocated but not
 /// published), with the cyclic cursor `idr_next`.
+///
+/// Ids below [`IDR_ID_LIMIT`] (2^24, so every `pid_max` up to 4,194,304
+/// fits) live in a tree of at most [`IDR_MAX_HEIGHT`] levels of
+/// [`IdrNode`]s.
 pub struct Idr<T> {
     root: *mut IdrNode,
     height: u32,
@@ -172,8 +149,8 @@ impl<T> Idr<T> {
 
     /// Port of `idr_alloc()`: allocates the lowest free id in `[start, end)`
     /// (`end == 0`: no upper bound but [`IDR_ID_LIMIT`]) and stores `ptr`.
-    /// ENOSPC if none is free, ENOMEM if the preload pool cannot supply the
-    /// nodes. Does not move the cursor.
+    /// ENOSPC if none is free, ENOMEM if neither the node cache nor the
+    /// preload pool can supply the nodes. Does not move the cursor.
     pub fn alloc(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
         let max = Self::max_of(end);
         let id = self.find_free(start, max).ok_or(Errno::ENOSPC)?;
@@ -227,7 +204,7 @@ impl<T> Idr<T> {
     }
 
     /// Port of `idr_remove()`: frees `id`, returning its pointer, or `None`
-    /// if it was not allocated. Emptied nodes go back to the preload pool.
+    /// if it was not allocated. Emptied nodes go back to the node cache.
     pub fn remove(&mut self, id: u32) -> Option<*mut T> {
         if u64::from(id) >= capacity(self.height) {
             return None;
@@ -418,8 +395,8 @@ impl<T> Idr<T> {
         0
     }
 
-    /// Stores `value` at the free id `id`, taking the nodes it needs from
-    /// this CPU's preload pool first (all or nothing).
+    /// Stores `value` at the free id `id`, gathering the nodes it needs
+    /// before changing the tree (all or nothing).
     fn insert(&mut self, id: u32, value: *mut T) -> Result<(), Errno> {
         debug_assert!(id < IDR_ID_LIMIT);
         let need = self.nodes_needed(id);

@@ -1,266 +1,65 @@
-//! Where IDR nodes come from: the memory seam (with its per-CPU cache of
-//! clean nodes and per-CPU counters) and the per-CPU preload pools that
-//! insertions under a spinlock draw from (Linux's `radix_tree_preload`,
-//! `radix_tree_node_alloc` and `radix_tree_node_rcu_free` in
-//! lib/radix-tree.c). The protocol is described in [`crate::klib::idr`].
+//! Where IDR nodes come from (Linux's `radix_tree_node_alloc`,
+//! `radix_tree_preload` and `radix_tree_node_rcu_free` in
+//! lib/radix-tree.c).
+//!
+//! Node memory comes from one seam, [`idr_node_alloc`] / [`idr_node_free`],
+//! over a zeroed per-CPU object cache ([`idr_node_cache`], whose counters
+//! make leaks observable); emptied nodes go back to it at once (Linux frees
+//! them after an RCU grace period).
+//!
+//! Under a spinlock nothing may wait for memory. As in Linux, an insertion
+//! takes each node from the node cache without waiting, and only when that
+//! fails from this CPU's preload pool, which [`idr_preload`] filled up to
+//! [`IDR_PRELOAD_SIZE`] nodes (the most one insertion needs) before the
+//! lock was taken. Our kernel is not preemptive and interrupt handlers
+//! never allocate ids, so the pool `idr_preload` filled is the one the
+//! insertion finds, and [`idr_preload_end`] has nothing to undo.
 
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
-use core::ptr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
 
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
-use crate::platform::{self, MAX_CPUS, PerCpu};
-use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
+use crate::mm::cache::ObjCache;
+use crate::platform::{MAX_CPUS, PerCpu};
 
-/// Per-CPU seam counters (one writer per slot: its CPU; summing them is
-/// exact once the CPUs are quiet).
-#[repr(align(128))]
-struct CpuNodeCounts {
-    allocated: AtomicU64,
-    freed: AtomicU64,
-    heap_allocs: AtomicU64,
+/// Where node memory comes from (Linux: `radix_tree_node_cachep`): nodes
+/// come out of it zeroed and go back clean.
+static IDR_NODE_CACHE: ObjCache = ObjCache::new_zeroed("idr_node", Layout::new::<IdrNode>());
+
+/// The object cache IDR nodes come from (its counters say how many nodes
+/// are live and how often the heap was needed).
+pub fn idr_node_cache() -> &'static ObjCache {
+    &IDR_NODE_CACHE
 }
 
-static NODE_COUNTS: [CpuNodeCounts; MAX_CPUS] = [const {
-    CpuNodeCounts {
-        allocated: AtomicU64::new(0),
-        freed: AtomicU64::new(0),
-        heap_allocs: AtomicU64::new(0),
-    }
-}; MAX_CPUS];
-
-/// Node allocations that missed this CPU's node cache and went to the
-/// global heap, summed over CPUs.
-pub fn idr_node_heap_allocs() -> u64 {
-    NODE_COUNTS
-        .iter()
-        .map(|c| c.heap_allocs.load(Ordering::Relaxed))
-        .sum()
-}
-
-/// Bytes the per-CPU node caches may hold at most.
+/// Bytes the node cache and the preload pools may hold at most.
 pub fn idr_node_max_cached_bytes() -> usize {
-    MAX_CPUS
-        * (IDR_NODE_CACHE_SIZE + crate::klib::idr::IDR_PRELOAD_SIZE)
-        * core::mem::size_of::<IdrNode>()
-}
-
-/// Adds one to this CPU's counter (plain load and store: one writer).
-fn count_one(counter: &AtomicU64) {
-    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-}
-
-/// Node memory handed out and returned through the seam since boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IdrNodeStats {
-    /// Nodes [`idr_node_alloc`] returned.
-    pub allocated: u64,
-    /// Nodes [`idr_node_free`] took back.
-    pub freed: u64,
-}
-
-impl IdrNodeStats {
-    /// Nodes alive now (in trees or preload pools).
-    pub fn live(&self) -> u64 {
-        self.allocated.wrapping_sub(self.freed)
-    }
-}
-
-/// The node-memory counters summed over CPUs.
-pub fn idr_node_stats() -> IdrNodeStats {
-    let mut st = IdrNodeStats {
-        allocated: 0,
-        freed: 0,
-    };
-    for c in &NODE_COUNTS {
-        st.allocated += c.allocated.load(Ordering::Relaxed);
-        st.freed += c.freed.load(Ordering::Relaxed);
-    }
-    st
-}
-
-/// This CPU's node-memory counters (exact: only this CPU writes them).
-pub fn idr_node_stats_this_cpu() -> IdrNodeStats {
-    let c = &NODE_COUNTS[platform::cpu_id()];
-    IdrNodeStats {
-        allocated: c.allocated.load(Ordering::Relaxed),
-        freed: c.freed.load(Ordering::Relaxed),
-    }
-}
-
-/// Clean nodes kept per CPU by the seam (a stand-in for the slab's per-CPU
-/// cache until issue 6's object caches replace it).
-pub const IDR_NODE_CACHE_SIZE: usize = 64;
-
-#[derive(Clone, Copy)]
-struct NodeCache {
-    nr: usize,
-    nodes: [*mut IdrNode; IDR_NODE_CACHE_SIZE],
-}
-
-// SAFETY: the cache owns its nodes (plain heap memory, not tied to any
-// thread); `PerCpu` only lets this CPU touch it, with interrupts off.
-unsafe impl Send for NodeCache {}
-
-// Built at compile time: a per-CPU table is tens of KiB, too big to build
-// on any stack (a release build's `array::from_fn` overflowed the 256 KiB
-// boot stack doing so).
-static NODE_CACHES: PerCpu<NodeCache> = PerCpu::new_copied(NodeCache {
-    nr: 0,
-    nodes: [ptr::null_mut(); IDR_NODE_CACHE_SIZE],
-});
-
-fn node_caches() -> &'static PerCpu<NodeCache> {
-    &NODE_CACHES
-}
-
-/// Nodes a CPU moves to or from the depot at once.
-const DEPOT_BATCH: usize = IDR_NODE_CACHE_SIZE / 2;
-/// Most nodes the depot keeps; beyond, frees go to the global heap. Small
-/// on purpose: it only has to carry nodes from CPUs that free leaves to
-/// CPUs that allocate them. A 2048-node depot left that many nodes pinned
-/// between freed pids after a 1M-pid teardown, and the linked-list heap's
-/// O(free blocks) deallocation turned the next million frees quadratic
-/// (bench=pidalloc went from 31 s to over 4 minutes).
-pub const IDR_NODE_DEPOT_MAX: usize = 4 * DEPOT_BATCH;
-
-/// Clean nodes shared between CPUs (a magazine depot, as in Bonwick's
-/// slab magazines): when workers' pids share an IDR leaf, one CPU keeps
-/// allocating leaves and another keeps freeing them; without the depot,
-/// one CPU's cache overflowed to the global heap while the other's ran
-/// dry (measured: 6-14% of threadspawn spawns hit the heap). Nodes are
-/// linked through `slots[0]`, which is nulled again when one is taken.
-struct Depot {
-    head: *mut IdrNode,
-    len: usize,
-}
-
-// SAFETY: the depot owns the clean nodes on its list; it is only reached
-// under its lock.
-unsafe impl Send for Depot {}
-
-static DEPOT: SpinLockIrqSave<Depot> = named_spin_lock_irqsave(
-    "idr_node_depot",
-    Depot {
-        head: ptr::null_mut(),
-        len: 0,
-    },
-);
-
-/// Moves up to a batch of depot nodes into `c` (called with `c` empty).
-fn refill_from_depot(c: &mut NodeCache) {
-    let mut d = DEPOT.lock();
-    while c.nr < DEPOT_BATCH && !d.head.is_null() {
-        let n = d.head;
-        // SAFETY: nodes on the depot list are clean except for the link in
-        // slots[0], owned by the depot, and we hold its lock.
-        unsafe {
-            d.head = (*n).slots[0].cast();
-            (*n).slots[0] = ptr::null_mut();
-        }
-        d.len -= 1;
-        c.nodes[c.nr] = n;
-        c.nr += 1;
-    }
-}
-
-/// Moves a batch of `c`'s nodes to the depot if it has room (called with
-/// `c` full); false if it has not.
-fn spill_to_depot(c: &mut NodeCache) -> bool {
-    let mut d = DEPOT.lock();
-    if d.len + DEPOT_BATCH > IDR_NODE_DEPOT_MAX {
-        return false;
-    }
-    for _ in 0..DEPOT_BATCH {
-        c.nr -= 1;
-        let n = c.nodes[c.nr];
-        // SAFETY: a cached node is clean and ours; it joins the depot list.
-        unsafe { (*n).slots[0] = d.head.cast() };
-        d.head = n;
-        d.len += 1;
-    }
-    true
+    IDR_NODE_CACHE.max_cached_bytes() + MAX_CPUS * IDR_PRELOAD_SIZE * size_of::<IdrNode>()
 }
 
 /// The seam all IDR node memory comes from (Linux:
 /// `kmem_cache_alloc(radix_tree_node_cachep)`): a clean (zeroed) node, or
-/// `None` when memory is short. Reuses a node from this CPU's cache of
-/// freed ones, refilled in batches from the depot, else asks the global
-/// allocator.
+/// `None` when memory is short.
 pub fn idr_node_alloc() -> Option<*mut IdrNode> {
-    let cached = node_caches().with(|c| {
-        if c.nr == 0 {
-            refill_from_depot(c);
-        }
-        c.nr.checked_sub(1).map(|nr| {
-            c.nr = nr;
-            c.nodes[nr]
-        })
-    });
-    let node = match cached {
-        Some(node) => node,
-        None => {
-            // SAFETY: the layout has a non-zero size.
-            let p = unsafe { alloc_zeroed(Layout::new::<IdrNode>()) }.cast::<IdrNode>();
-            if p.is_null() {
-                return None;
-            }
-            count_one(&NODE_COUNTS[platform::cpu_id()].heap_allocs);
-            p
-        }
-    };
-    count_one(&NODE_COUNTS[platform::cpu_id()].allocated);
-    Some(node)
+    IDR_NODE_CACHE.alloc().map(|p| p.as_ptr().cast())
 }
 
 /// Returns a clean node to the seam (Linux: `radix_tree_node_rcu_free`,
-/// minus the RCU grace period: we have no lockless readers). It goes to
-/// this CPU's cache (spilling a batch to the depot when full), or back to
-/// the global allocator if both are full.
+/// minus the RCU grace period: we have no lockless readers).
 ///
 /// # Safety
 /// `node` came from [`idr_node_alloc`], is clean (no entries, no bits), is
 /// in no tree or pool, and is not used again.
 pub unsafe fn idr_node_free(node: *mut IdrNode) {
-    // SAFETY: the caller hands over a valid, clean node.
-    debug_assert!(unsafe { (*node).is_clean() });
-    count_one(&NODE_COUNTS[platform::cpu_id()].freed);
-    let cached = node_caches().with(|c| {
-        if c.nr == IDR_NODE_CACHE_SIZE && !spill_to_depot(c) {
-            return false;
-        }
-        c.nodes[c.nr] = node;
-        c.nr += 1;
-        true
-    });
-    if !cached {
-        // SAFETY: the node is ours alone; same layout as allocated.
-        unsafe { dealloc(node.cast(), Layout::new::<IdrNode>()) }
-    }
-}
-
-/// Gives this CPU's cached clean nodes, and the depot's, back to the
-/// global allocator.
-pub fn idr_node_cache_drain() {
-    node_caches().with(|c| {
-        while c.nr > 0 {
-            c.nr -= 1;
-            // SAFETY: cached nodes are owned by the cache alone.
-            unsafe { dealloc(c.nodes[c.nr].cast(), Layout::new::<IdrNode>()) }
-        }
-    });
-    let mut d = DEPOT.lock();
-    while !d.head.is_null() {
-        let n = d.head;
-        // SAFETY: depot nodes are owned by the depot, under its lock; the
-        // link is read before the node goes back to the heap.
-        unsafe {
-            d.head = (*n).slots[0].cast();
-            dealloc(n.cast(), Layout::new::<IdrNode>());
-        }
-        d.len -= 1;
+    // SAFETY: the caller hands over a valid, clean node; its shift is the
+    // only field a clean node may still have set, and the cache takes
+    // back only zeroed nodes.
+    unsafe {
+        debug_assert!((*node).is_clean());
+        (*node).shift = 0;
+        IDR_NODE_CACHE.free(NonNull::new_unchecked(node.cast()));
     }
 }
 
@@ -330,51 +129,105 @@ pub fn idr_preload_drain() {
     })
 }
 
-/// Nodes taken from the pool for one insertion.
+/// The nodes one insertion needs, all gathered before the tree changes so
+/// that a failure leaves the tree as it was.
 pub(super) struct NodeBatch {
     pub(super) nr: usize,
     nodes: [*mut IdrNode; IDR_PRELOAD_SIZE],
 }
 
 impl NodeBatch {
-    /// Takes `n` nodes from this CPU's pool (`GFP_ATOMIC`: never waits),
-    /// or none of them and ENOMEM.
+    /// Port of `radix_tree_node_alloc()` under a spinlock, for each of the
+    /// `n` nodes an insertion needs: a node from the node cache first (the
+    /// `GFP_ATOMIC` slab allocation, which never waits but may reach the
+    /// heap), from this CPU's preload pool only when that fails. So the
+    /// pool is a reserve, not the supply, and one `idr_preload` covers any
+    /// number of insertions while memory is not short. If some node cannot
+    /// be had, the nodes already taken go back where they came from and the
+    /// insertion fails with ENOMEM.
+    ///
+    /// [`FaultSite::NodeAlloc`] makes a cache allocation fail,
+    /// [`FaultSite::PreloadTake`] makes the pool look dry.
     pub(super) fn take(n: usize) -> Result<NodeBatch, Errno> {
+        debug_assert!(n <= IDR_PRELOAD_SIZE);
         let mut batch = NodeBatch {
             nr: 0,
             nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
         };
-        if n == 0 {
-            return Ok(batch);
+        let mut pooled = 0;
+        while batch.nr < n {
+            let node = match slab_alloc_atomic() {
+                Some(node) => node,
+                None => match pool_take() {
+                    Some(node) => {
+                        pooled += 1;
+                        node
+                    }
+                    None => {
+                        batch.give_back(pooled);
+                        return Err(Errno::ENOMEM);
+                    }
+                },
+            };
+            batch.nodes[batch.nr] = node;
+            batch.nr += 1;
         }
-        if (0..n).any(|_| should_fail(FaultSite::NodeAlloc)) {
-            return Err(Errno::ENOMEM);
-        }
-        preloads().with(|pool| {
-            if pool.nr < n {
-                return Err(Errno::ENOMEM);
-            }
-            for _ in 0..n {
-                pool.nr -= 1;
-                batch.nodes[batch.nr] = pool.nodes[pool.nr];
-                batch.nr += 1;
-            }
-            Ok(())
-        })?;
         Ok(batch)
+    }
+
+    /// Undoes a partial [`take`](Self::take): `pooled` nodes return to the
+    /// pool they came from (it had room for them), the rest to the cache.
+    fn give_back(&mut self, pooled: usize) {
+        preloads().with(|pool| {
+            for _ in 0..pooled {
+                self.nr -= 1;
+                pool.nodes[pool.nr] = self.nodes[self.nr];
+                pool.nr += 1;
+            }
+        });
+        while self.nr > 0 {
+            self.nr -= 1;
+            // SAFETY: the node came clean from the cache or the pool and
+            // was never linked into a tree.
+            unsafe { idr_node_free(self.nodes[self.nr]) };
+        }
     }
 
     pub(super) fn pop(&mut self, shift: u32) -> *mut IdrNode {
         assert!(self.nr > 0, "IDR node batch miscounted");
         self.nr -= 1;
         let node = self.nodes[self.nr];
-        // SAFETY: pooled nodes are valid, clean and owned by the batch.
+        // SAFETY: batch nodes are valid, clean and owned by the batch.
         unsafe {
             debug_assert!((*node).is_clean());
             (*node).shift = shift;
         }
         node
     }
+}
+
+/// A node from the node cache without waiting (`kmem_cache_alloc` with
+/// `GFP_ATOMIC`), or `None` if memory is short or [`FaultSite::NodeAlloc`]
+/// fires.
+fn slab_alloc_atomic() -> Option<*mut IdrNode> {
+    if should_fail(FaultSite::NodeAlloc) {
+        return None;
+    }
+    idr_node_alloc()
+}
+
+/// A node from this CPU's preload pool, or `None` if it is dry (or
+/// [`FaultSite::PreloadTake`] fires).
+fn pool_take() -> Option<*mut IdrNode> {
+    if should_fail(FaultSite::PreloadTake) {
+        return None;
+    }
+    preloads().with(|pool| {
+        pool.nr.checked_sub(1).map(|nr| {
+            pool.nr = nr;
+            pool.nodes[nr]
+        })
+    })
 }
 
 /// Returns an emptied node to the seam (Linux frees it to the slab too;

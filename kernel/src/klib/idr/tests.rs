@@ -11,6 +11,11 @@ fn p(v: usize) -> *mut u8 {
     v as *mut u8
 }
 
+/// Nodes this CPU gave back to the node cache since boot.
+fn nodes_freed_here() -> u64 {
+    idr_node_cache().stats_cpu(platform::cpu_id()).frees
+}
+
 fn alloc(idr: &mut Idr<u8>, start: u32, end: u32) -> Result<u32, Errno> {
     idr_preload().unwrap();
     let r = idr.alloc(p(0x10), start, end);
@@ -97,6 +102,33 @@ fn tree_grows_and_shrinks() {
     assert_eq!((idr.height(), idr.nr_nodes()), (0, 0));
 }
 
+/// Runs `f` with `site` armed in `mode` on this CPU only.
+fn with_fault<R>(site: FaultSite, mode: FaultMode, f: impl FnOnce() -> R) -> R {
+    let me = Some(platform::cpu_id());
+    fault_inject(site, mode, me);
+    let r = f();
+    fault_inject(site, FaultMode::Off, me);
+    r
+}
+
+#[test]
+fn insertions_take_nodes_from_the_cache_before_the_pool() {
+    let mut idr = Idr::<u8>::new();
+    idr_preload().unwrap();
+    // Every id below needs at least one new node, the last one six; none
+    // of them touches the pool while the cache can allocate.
+    for id in [0, 64, 4096, 1 << 18, IDR_ID_LIMIT - 1] {
+        assert!(idr.nodes_needed(id) > 0);
+        assert_eq!(idr.alloc(p(1), id, 0), Ok(id));
+        assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE);
+    }
+    idr_preload_end();
+    for id in [0, 64, 4096, 1 << 18, IDR_ID_LIMIT - 1] {
+        idr.remove(id);
+    }
+    assert_eq!(idr.nr_nodes(), 0);
+}
+
 #[test]
 fn worst_case_insertion_needs_the_whole_pool() {
     let mut idr = Idr::<u8>::new();
@@ -104,21 +136,24 @@ fn worst_case_insertion_needs_the_whole_pool() {
     assert_eq!(idr.nodes_needed(IDR_ID_LIMIT - 1), IDR_PRELOAD_SIZE);
     idr_preload().unwrap();
     assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE);
-    assert!(idr.alloc(p(1), IDR_ID_LIMIT - 1, 0).is_ok());
-    assert_eq!(idr_preload_count(), 0);
-    // With the pool empty, an insertion needing a node fails and
-    // changes nothing; one that needs none still works.
-    let before = (idr.nr_ids(), idr.nr_nodes(), idr.height());
-    assert_eq!(idr.alloc(p(1), 1 << 12, 0), Err(Errno::ENOMEM));
-    assert_eq!((idr.nr_ids(), idr.nr_nodes(), idr.height()), before);
-    assert_eq!(idr.alloc(p(1), 1, 0), Ok(1));
-    let before = idr_node_stats_this_cpu();
+    // With the node cache failing, the pool is the only supply.
+    with_fault(FaultSite::NodeAlloc, FaultMode::FailEvery(1), || {
+        assert!(idr.alloc(p(1), IDR_ID_LIMIT - 1, 0).is_ok());
+        assert_eq!(idr_preload_count(), 0);
+        // With the pool empty too, an insertion needing a node fails and
+        // changes nothing; one that needs none still works.
+        let before = (idr.nr_ids(), idr.nr_nodes(), idr.height());
+        assert_eq!(idr.alloc(p(1), 1 << 12, 0), Err(Errno::ENOMEM));
+        assert_eq!((idr.nr_ids(), idr.nr_nodes(), idr.height()), before);
+        assert_eq!(idr.alloc(p(1), 1, 0), Ok(1));
+    });
+    let before = nodes_freed_here();
     for id in [0, 1, IDR_ID_LIMIT - 1] {
         idr.remove(id);
     }
     assert_eq!(idr.nr_nodes(), 0);
-    assert_eq!(idr_node_stats_this_cpu().freed - before.freed, 7);
-    assert_eq!(idr_preload_count(), 0, "emptied nodes go to the seam");
+    assert_eq!(nodes_freed_here() - before, 7);
+    assert_eq!(idr_preload_count(), 0, "emptied nodes go to the cache");
 }
 
 #[test]
@@ -129,12 +164,56 @@ fn faults_fail_cleanly() {
     fault_inject(FaultSite::PreloadFill, FaultMode::FailNext(1), me);
     assert_eq!(idr_preload(), Err(Errno::ENOMEM));
     assert_eq!(idr_preload_count(), 0);
-    assert_eq!(idr.alloc(p(1), 0, 0), Err(Errno::ENOMEM));
+    // The slab failing with the pool dry is ENOMEM; the slab alone is
+    // enough.
+    with_fault(FaultSite::NodeAlloc, FaultMode::FailEvery(1), || {
+        assert_eq!(idr.alloc(p(1), 0, 0), Err(Errno::ENOMEM));
+    });
+    assert_eq!(idr.alloc(p(1), 0, 0), Ok(0));
+    idr.remove(0);
+    // A full pool that looks dry, with the slab failing: ENOMEM, and the
+    // pool keeps its nodes.
     assert_eq!(idr_preload(), Ok(()));
     fault_inject(FaultSite::NodeAlloc, FaultMode::FailNext(1), me);
+    fault_inject(FaultSite::PreloadTake, FaultMode::FailNext(1), me);
     assert_eq!(idr.alloc(p(1), 0, 0), Err(Errno::ENOMEM));
     assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE, "nothing taken");
+    // The slab failing once: the pool supplies the node.
+    fault_inject(FaultSite::NodeAlloc, FaultMode::FailNext(1), me);
     assert_eq!(idr.alloc(p(1), 0, 0), Ok(0));
+    assert_eq!(idr_preload_count(), IDR_PRELOAD_SIZE - 1);
+    idr.remove(0);
+    assert!(idr.is_empty());
+}
+
+#[test]
+fn a_failed_insertion_gives_every_node_back() {
+    let me = Some(platform::cpu_id());
+    let mut idr = Idr::<u8>::new();
+    assert_eq!(alloc(&mut idr, 0, 0), Ok(0));
+    let top = IDR_ID_LIMIT - 1;
+    assert_eq!(idr.nodes_needed(top), IDR_PRELOAD_SIZE);
+    idr_preload().unwrap();
+    let cache = || idr_node_cache().stats_cpu(platform::cpu_id());
+    let before = (cache(), idr.nr_nodes(), idr.height());
+    // Every second cache allocation fails and every third pool take: the
+    // six nodes come cache, pool, cache, pool, cache, and then neither.
+    fault_inject(FaultSite::NodeAlloc, FaultMode::FailEvery(2), me);
+    fault_inject(FaultSite::PreloadTake, FaultMode::FailEvery(3), me);
+    let r = idr.alloc(p(1), top, 0);
+    fault_inject(FaultSite::NodeAlloc, FaultMode::Off, me);
+    fault_inject(FaultSite::PreloadTake, FaultMode::Off, me);
+    assert_eq!(r, Err(Errno::ENOMEM));
+    assert_eq!((idr.nr_nodes(), idr.height()), (before.1, before.2));
+    assert_eq!(
+        idr_preload_count(),
+        IDR_PRELOAD_SIZE,
+        "pooled nodes went back"
+    );
+    let (was, now) = (before.0, cache());
+    assert_eq!(now.allocs() - was.allocs(), 3, "three from the cache");
+    assert_eq!(now.frees - was.frees, 3, "and all three back");
+    idr_preload_end();
     idr.remove(0);
     assert!(idr.is_empty());
 }
@@ -146,9 +225,9 @@ fn dropping_a_populated_idr_frees_its_nodes() {
         assert_eq!(alloc(&mut idr, id, 0), Ok(id));
     }
     let n = u64::from(idr.nr_nodes());
-    let before = idr_node_stats_this_cpu().freed;
+    let before = nodes_freed_here();
     drop(idr);
-    assert_eq!(idr_node_stats_this_cpu().freed - before, n);
+    assert_eq!(nodes_freed_here() - before, n);
 }
 
 #[test]
