@@ -297,7 +297,7 @@ fn init_memory(boot_info: &BootInfo, cmd: &Cmdline<'_>) -> FrameAllocator {
     // `offset`.
     unsafe { HEAP.init(mm::phys_to_virt(heap_phys), heap_bytes as usize) };
     println!(
-        "heap: {} MiB at physical {heap_phys:#x} ({}, talc)",
+        "heap: {} MiB at physical {heap_phys:#x} ({}, linked_list_allocator)",
         heap_bytes / MIB,
         if cmd.heap == HeapSize::Auto {
             "heap=auto: 3/4 of the largest region"

@@ -191,7 +191,10 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         }
         Ok(())
     })();
-    for pid in pinned {
+    // Highest addresses first: the linked-list heap's free walks its free
+    // blocks in address order, and the pids still parked in the per-CPU
+    // caches sit between the ones going back.
+    while let Some(pid) = pinned.pop() {
         free_pid(pid);
     }
     for pid in inits.into_iter().rev() {

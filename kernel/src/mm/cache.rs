@@ -21,37 +21,44 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use crate::platform::{self, MAX_CPUS, PerCpu};
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 
-/// Free objects a CPU keeps per cache.
+/// Free objects a CPU keeps per cache, by default.
 pub const MAGAZINE: usize = 64;
-/// Objects moved between a magazine and the depot at once.
-const BATCH: usize = MAGAZINE / 2;
-/// Most objects a cache's depot holds; beyond it, frees go to the heap.
+/// Most objects a cache's depot holds by default; beyond it, frees go to
+/// the heap.
 ///
 /// Small on purpose: it only has to carry a batch or two from the CPUs
 /// that free to the CPUs that allocate. Whatever it holds stays allocated
 /// between the blocks a mass teardown frees, and the linked-list heap's
 /// deallocation walks its free blocks, so a depot of thousands turned a
 /// million frees quadratic.
-pub(crate) const DEPOT_MAX: usize = 4 * BATCH;
+pub(crate) const DEPOT_MAX: usize = 2 * MAGAZINE;
+
+/// Magazine size of the caches whose objects RCU frees (pids, IDR nodes):
+/// they come back a grace period's worth at a time, so a CPU's magazine
+/// holds a tick's worth of spawns and the depot twice that.
+pub const RCU_MAGAZINE: usize = 512;
+
+/// A cache whose frees arrive in grace-period batches.
+pub type RcuObjCache = ObjCache<RCU_MAGAZINE, { 2 * RCU_MAGAZINE }>;
 
 #[derive(Clone, Copy)]
-struct Magazine {
-    objs: [*mut u8; MAGAZINE],
+struct Magazine<const MAG: usize> {
+    objs: [*mut u8; MAG],
     len: usize,
 }
 
 // SAFETY: the raw pointers are free heap blocks owned by the cache; moving
 // the magazine between threads (host simulation) moves that ownership.
-unsafe impl Send for Magazine {}
+unsafe impl<const MAG: usize> Send for Magazine<MAG> {}
 
 /// Free objects shared by all CPUs of one cache.
-struct Depot {
-    objs: [*mut u8; DEPOT_MAX],
+struct Depot<const DEPOT: usize> {
+    objs: [*mut u8; DEPOT],
     len: usize,
 }
 
 // SAFETY: as for `Magazine`; the depot is only reached under its lock.
-unsafe impl Send for Depot {}
+unsafe impl<const DEPOT: usize> Send for Depot<DEPOT> {}
 
 /// One CPU's counters: written only by that CPU with interrupts off (a
 /// plain load and store, no locked instruction), read by anyone.
@@ -112,17 +119,21 @@ impl CacheStats {
     }
 }
 
-/// A per-CPU cache of objects of one layout.
-pub struct ObjCache {
+/// A per-CPU cache of objects of one layout, with `MAG` objects per CPU
+/// magazine and a depot of `DEPOT`.
+pub struct ObjCache<const MAG: usize = MAGAZINE, const DEPOT: usize = DEPOT_MAX> {
     name: &'static str,
     layout: Layout,
     zeroed: bool,
-    mags: PerCpu<Magazine>,
-    depot: SpinLockIrqSave<Depot>,
+    mags: PerCpu<Magazine<MAG>>,
+    depot: SpinLockIrqSave<Depot<DEPOT>>,
     counts: [CpuCounts; MAX_CPUS],
 }
 
-impl ObjCache {
+impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
+    /// Objects moved between a magazine and the depot at once.
+    const BATCH: usize = MAG / 2;
+
     /// A cache named `name` for objects of `layout`, handed out
     /// uninitialised (const, so caches are plain statics: a cache is tens
     /// of KiB, too big to build on a task stack).
@@ -145,13 +156,13 @@ impl ObjCache {
             layout,
             zeroed,
             mags: PerCpu::new_copied(Magazine {
-                objs: [core::ptr::null_mut(); MAGAZINE],
+                objs: [core::ptr::null_mut(); MAG],
                 len: 0,
             }),
             depot: named_spin_lock_irqsave(
                 "obj_cache_depot",
                 Depot {
-                    objs: [core::ptr::null_mut(); DEPOT_MAX],
+                    objs: [core::ptr::null_mut(); DEPOT],
                     len: 0,
                 },
             ),
@@ -234,7 +245,7 @@ impl ObjCache {
         }
         let cached = self.mags.with(|m| {
             bump(&self.my_counts().frees);
-            if m.len == MAGAZINE && !self.spill_to_depot(m) {
+            if m.len == MAG && !self.spill_to_depot(m) {
                 return false;
             }
             m.objs[m.len] = obj.as_ptr();
@@ -250,9 +261,9 @@ impl ObjCache {
     }
 
     /// Moves up to a batch from the depot into the (empty) magazine `m`.
-    fn refill_from_depot(&self, m: &mut Magazine) {
+    fn refill_from_depot(&self, m: &mut Magazine<MAG>) {
         let mut d = self.depot.lock();
-        let n = d.len.min(BATCH);
+        let n = d.len.min(Self::BATCH);
         let from = d.len - n;
         m.objs[..n].copy_from_slice(&d.objs[from..d.len]);
         m.len = n;
@@ -261,14 +272,15 @@ impl ObjCache {
 
     /// Moves a batch from the (full) magazine `m` to the depot if it has
     /// room; false if it has not.
-    fn spill_to_depot(&self, m: &mut Magazine) -> bool {
+    fn spill_to_depot(&self, m: &mut Magazine<MAG>) -> bool {
         let mut d = self.depot.lock();
-        if d.len + BATCH > DEPOT_MAX {
+        let batch = Self::BATCH;
+        if d.len + batch > DEPOT {
             return false;
         }
-        let (at, keep) = (d.len, m.len - BATCH);
-        d.objs[at..at + BATCH].copy_from_slice(&m.objs[keep..m.len]);
-        d.len += BATCH;
+        let (at, keep) = (d.len, m.len - batch);
+        d.objs[at..at + batch].copy_from_slice(&m.objs[keep..m.len]);
+        d.len += batch;
         m.len = keep;
         true
     }
@@ -302,10 +314,10 @@ impl ObjCache {
         })
     }
 
-    /// Bytes the magazines and the depot may hold at most (the heap use the
-    /// cache may keep after everything is freed).
+    /// Bytes the magazines (of the CPUs online) and the depot may hold at
+    /// most: the heap use the cache may keep after everything is freed.
     pub fn max_cached_bytes(&self) -> usize {
-        (MAX_CPUS * MAGAZINE + DEPOT_MAX) * self.layout.size()
+        (platform::online_cpus().min(MAX_CPUS) * MAG + DEPOT) * self.layout.size()
     }
 
     /// Objects currently held in magazines and the depot.
@@ -321,7 +333,7 @@ impl ObjCache {
     }
 }
 
-impl Drop for ObjCache {
+impl<const MAG: usize, const DEPOT: usize> Drop for ObjCache<MAG, DEPOT> {
     fn drop(&mut self) {
         let layout = self.layout;
         let d = self.depot.get_mut();
@@ -391,7 +403,7 @@ mod tests {
         // SAFETY: no other thread uses `c`.
         let cached = unsafe { c.cached_objects() };
         assert_eq!(cached as u64 + s.heap_frees, n as u64);
-        assert!(cached >= DEPOT_MAX + BATCH, "{cached}");
+        assert!(cached >= DEPOT_MAX + MAGAZINE / 2, "{cached}");
         assert_eq!(s.live(), 0);
     }
 
@@ -445,7 +457,7 @@ mod tests {
 
     #[test]
     fn a_zeroed_cache_hands_out_zeroed_objects() {
-        let c = ObjCache::new_zeroed("zeroed", Layout::from_size_align(256, 64).unwrap());
+        let c: ObjCache = ObjCache::new_zeroed("zeroed", Layout::from_size_align(256, 64).unwrap());
         let objs: Vec<NonNull<u8>> = (0..3 * MAGAZINE).map(|_| c.alloc().unwrap()).collect();
         for o in &objs {
             // SAFETY: a live 256-byte object of `c`.
@@ -458,7 +470,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "zeroed: object freed without being zeroed")]
     fn a_zeroed_cache_rejects_dirty_objects() {
-        let c = ObjCache::new_zeroed("zeroed", Layout::from_size_align(64, 8).unwrap());
+        let c: ObjCache = ObjCache::new_zeroed("zeroed", Layout::from_size_align(64, 8).unwrap());
         let o = c.alloc().unwrap();
         // SAFETY: a live object of `c`.
         unsafe { o.as_ptr().write(1) };

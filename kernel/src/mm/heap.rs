@@ -1,7 +1,5 @@
-//! The kernel heap: `talc` over one physically contiguous range, reached
-//! through the bootloader's physical-memory mapping. Its frees cost the same
-//! however many holes the heap has, which matters because RCU hands back
-//! whole grace periods' worth of pids and nodes at once.
+//! The kernel heap: `linked_list_allocator` over one physically contiguous
+//! range, reached through the bootloader's physical-memory mapping.
 //!
 //! The heap lock is taken with interrupts off, so an interrupt handler that
 //! allocates cannot deadlock against the code it interrupted. An allocation
@@ -14,13 +12,13 @@ use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use talc::{ErrOnOom, Span, Talc};
+use linked_list_allocator::Heap;
 
-use crate::platform;
+use crate::arch::cpu;
 
 pub struct KernelHeap {
     locked: AtomicBool,
-    heap: UnsafeCell<Talc<ErrOnOom>>,
+    heap: UnsafeCell<Heap>,
     /// Size and alignment of the most recent failed request (0: none).
     failed_size: AtomicUsize,
     failed_align: AtomicUsize,
@@ -32,7 +30,7 @@ unsafe impl Sync for KernelHeap {}
 #[global_allocator]
 pub static HEAP: KernelHeap = KernelHeap {
     locked: AtomicBool::new(false),
-    heap: UnsafeCell::new(Talc::new(ErrOnOom)),
+    heap: UnsafeCell::new(Heap::empty()),
     failed_size: AtomicUsize::new(0),
     failed_align: AtomicUsize::new(0),
 };
@@ -45,8 +43,8 @@ pub struct HeapStats {
 }
 
 impl KernelHeap {
-    fn with_heap<R>(&self, f: impl FnOnce(&mut Talc<ErrOnOom>) -> R) -> R {
-        let flags = platform::local_irq_save();
+    fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
+        let _irq = cpu::IrqGuard::save_and_disable();
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -58,7 +56,6 @@ impl KernelHeap {
         // interrupts are off, so no handler on this CPU re-enters.
         let r = f(unsafe { &mut *self.heap.get() });
         self.locked.store(false, Ordering::Release);
-        platform::local_irq_restore(flags);
         r
     }
 
@@ -69,32 +66,33 @@ impl KernelHeap {
     /// else for the rest of the kernel's life.
     pub unsafe fn init(&self, start: *mut u8, size: usize) {
         self.with_heap(|h| {
-            assert!(h.get_counters().heap_count == 0, "heap initialised twice");
+            assert!(h.size() == 0, "heap initialised twice");
             // SAFETY: the caller guarantees the range is ours alone.
-            unsafe { h.claim(Span::from_base_size(start, size)) }.expect("heap too small to claim");
+            unsafe { h.init(start, size) }
         });
     }
 
     pub fn stats(&self) -> HeapStats {
-        self.with_heap(|h| stats_of(h))
+        self.with_heap(|h| HeapStats {
+            size: h.size(),
+            used: h.used(),
+        })
     }
 
     /// Like [`stats`](Self::stats), but gives up instead of waiting: for the
     /// panic path, which may run while this CPU holds the heap lock.
     pub fn try_stats(&self) -> Option<HeapStats> {
-        let flags = platform::local_irq_save();
-        if self
-            .locked
+        let _irq = cpu::IrqGuard::save_and_disable();
+        self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            platform::local_irq_restore(flags);
-            return None;
-        }
+            .ok()?;
         // SAFETY: we hold `locked` with interrupts off (as in `with_heap`).
-        let stats = stats_of(unsafe { &*self.heap.get() });
+        let h = unsafe { &*self.heap.get() };
+        let stats = HeapStats {
+            size: h.size(),
+            used: h.used(),
+        };
         self.locked.store(false, Ordering::Release);
-        platform::local_irq_restore(flags);
         Some(stats)
     }
 
@@ -107,24 +105,12 @@ impl KernelHeap {
     }
 }
 
-fn stats_of(h: &Talc<ErrOnOom>) -> HeapStats {
-    let c = h.get_counters();
-    HeapStats {
-        size: c.claimed_bytes,
-        used: c.allocated_bytes,
-    }
-}
-
-// SAFETY: allocations come from `talc`, which returns distinct blocks of at
-// least the requested size and alignment; the heap is only touched under
-// its lock.
+// SAFETY: allocations come from `linked_list_allocator`, which returns
+// distinct blocks of at least the requested size and alignment; the heap is
+// only touched under its lock.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() == 0 {
-            return layout.align() as *mut u8;
-        }
-        // SAFETY: the size is non-zero (checked above).
-        match self.with_heap(|h| unsafe { h.malloc(layout) }) {
+        match self.with_heap(|h| h.allocate_first_fit(layout)) {
             Ok(p) => p.as_ptr(),
             Err(()) => {
                 self.failed_align.store(layout.align(), Ordering::Relaxed);
@@ -136,13 +122,10 @@ unsafe impl GlobalAlloc for KernelHeap {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if layout.size() == 0 {
-            return;
-        }
         if let Some(p) = NonNull::new(ptr) {
             // SAFETY: the caller passes a block this allocator returned for
             // `layout`, as GlobalAlloc requires.
-            self.with_heap(|h| unsafe { h.free(p, layout) });
+            self.with_heap(|h| unsafe { h.deallocate(p, layout) });
         }
     }
 }

@@ -52,7 +52,7 @@ use intrusive_collections::RBTreeLink;
 
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
-use crate::mm::cache::ObjCache;
+use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform::{self, IrqFlags};
 use crate::rcu::{RcuHead, call_rcu};
@@ -162,15 +162,15 @@ const fn pid_cache_layout(level: usize) -> Layout {
     }
 }
 
-static PID_CACHES: [ObjCache; PID_CACHED_LEVELS] = [
-    ObjCache::new("pid_0", pid_cache_layout(0)),
-    ObjCache::new("pid_1", pid_cache_layout(1)),
-    ObjCache::new("pid_2", pid_cache_layout(2)),
-    ObjCache::new("pid_3", pid_cache_layout(3)),
+static PID_CACHES: [RcuObjCache; PID_CACHED_LEVELS] = [
+    RcuObjCache::new("pid_0", pid_cache_layout(0)),
+    RcuObjCache::new("pid_1", pid_cache_layout(1)),
+    RcuObjCache::new("pid_2", pid_cache_layout(2)),
+    RcuObjCache::new("pid_3", pid_cache_layout(3)),
 ];
 
 /// The per-CPU caches pids of levels `0..PID_CACHED_LEVELS` come from.
-pub fn pid_caches() -> &'static [ObjCache] {
+pub fn pid_caches() -> &'static [RcuObjCache] {
     &PID_CACHES
 }
 

@@ -21,16 +21,16 @@ use core::ptr::{self, NonNull};
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
-use crate::mm::cache::ObjCache;
+use crate::mm::cache::RcuObjCache;
 use crate::platform::{MAX_CPUS, PerCpu};
 
 /// Where node memory comes from (Linux: `radix_tree_node_cachep`): nodes
 /// come out of it zeroed and go back clean.
-static IDR_NODE_CACHE: ObjCache = ObjCache::new_zeroed("idr_node", Layout::new::<IdrNode>());
+static IDR_NODE_CACHE: RcuObjCache = RcuObjCache::new_zeroed("idr_node", Layout::new::<IdrNode>());
 
 /// The object cache IDR nodes come from (its counters say how many nodes
 /// are live and how often the heap was needed).
-pub fn idr_node_cache() -> &'static ObjCache {
+pub fn idr_node_cache() -> &'static RcuObjCache {
     &IDR_NODE_CACHE
 }
 
