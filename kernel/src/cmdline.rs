@@ -11,6 +11,7 @@
 use core::fmt;
 
 use arrayvec::ArrayVec;
+pub(crate) use pidlab_abi::Accel;
 
 use crate::strategy::{PAIRS, StrategyPair};
 
@@ -61,24 +62,11 @@ pub enum HeapSize {
     Bytes(u64),
 }
 
-/// The QEMU accelerator, as reported by the runner (informational).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
-    Unknown,
-    Tcg,
-    TcgSingle,
-    Kvm,
-}
-
-impl Accel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Unknown => "unknown",
-            Accel::Tcg => "tcg",
-            Accel::TcgSingle => "tcg-single",
-            Accel::Kvm => "kvm",
-        }
-    }
+/// The accelerator's name for reports: the runner's `accel=`, or
+/// `unknown` when the kernel was booted some other way.
+#[cfg(target_os = "none")]
+pub(crate) fn accel_name(accel: Option<Accel>) -> &'static str {
+    accel.map_or("unknown", Accel::name)
 }
 
 /// Most entries in a `workers=` list.
@@ -121,7 +109,8 @@ pub struct Cmdline<'a> {
     /// Comma-separated in-kernel test cases to run before the benchmark
     /// (validated against the kernel's list of cases by the caller).
     pub tests: &'a str,
-    pub accel: Accel,
+    /// The QEMU accelerator, as reported by the runner (informational).
+    pub accel: Option<Accel>,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
     pub threadspawn: ThreadspawnParams,
@@ -135,7 +124,7 @@ impl Default for Cmdline<'_> {
             heap: HeapSize::Auto,
             loglevel: log::LevelFilter::Info,
             tests: "",
-            accel: Accel::Unknown,
+            accel: None,
             timer_hz: 1000,
             threadspawn: ThreadspawnParams::default(),
         }
@@ -154,7 +143,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("loglevel", "off, error, warn, info, debug or trace"),
     ("test", "a comma-separated list of in-kernel test cases"),
-    ("accel", "tcg, tcg-single or kvm (set by the runner)"),
+    (
+        Accel::CMDLINE_KEY,
+        "tcg, tcg-single or kvm (set by the runner)",
+    ),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
     (
         "workers",
@@ -268,13 +260,8 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 }
                 cmd.tests = value;
             }
-            "accel" => {
-                cmd.accel = match value {
-                    "tcg" => Accel::Tcg,
-                    "tcg-single" => Accel::TcgSingle,
-                    "kvm" => Accel::Kvm,
-                    _ => return Err(bad()),
-                };
+            Accel::CMDLINE_KEY => {
+                cmd.accel = Some(Accel::by_name(value).ok_or_else(bad)?);
             }
             "hz" => {
                 cmd.timer_hz = match value.parse::<u32>() {
@@ -374,7 +361,7 @@ mod tests {
         assert_eq!(c.heap, HeapSize::Bytes(64 << 20));
         assert_eq!(c.loglevel, log::LevelFilter::Debug);
         assert_eq!(c.tests, "a,b");
-        assert_eq!(c.accel, Accel::Tcg);
+        assert_eq!(c.accel, Some(Accel::Tcg));
     }
 
     #[test]
