@@ -1,10 +1,13 @@
 //! The runner's command line: options for QEMU, `KEY=VALUE` words for the
-//! kernel.
+//! kernel. Everything the kernel would reject for size, and every option
+//! value, is checked here, so a mistake costs no boot.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{Accel, RunConfig};
+use pidlab_abi::fw_cfg::{CMDLINE_MAX, SCRIPT_MAX};
+
+use crate::{Accel, RunConfig, kernel_cmdline};
 
 /// What the runner binary was asked to do.
 #[derive(Debug)]
@@ -82,8 +85,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
             "--script" => {
                 let v = value("--script")?;
                 let path = PathBuf::from(&v);
-                if let Err(e) = std::fs::File::open(&path) {
-                    return Err(format!("--script {v}: cannot read it: {e}"));
+                let size = std::fs::File::open(&path)
+                    .and_then(|f| f.metadata())
+                    .map_err(|e| format!("--script {v}: cannot read it: {e}"))?
+                    .len();
+                if size > SCRIPT_MAX as u64 {
+                    return Err(format!(
+                        "--script {v}: {size} bytes, more than the {SCRIPT_MAX} the kernel accepts"
+                    ));
                 }
                 config.script = Some(path);
             }
@@ -112,6 +121,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     {
         return Err(format!("--script runs bench=script; drop {b}"));
     }
+    let len = kernel_cmdline(&config).len();
+    if len > CMDLINE_MAX {
+        return Err(format!(
+            "the parameters make a {len}-byte command line, more than the {CMDLINE_MAX} the kernel accepts"
+        ));
+    }
     Ok(Cli::Run(config))
 }
 
@@ -130,7 +145,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::{is_interactive, kernel_cmdline, qemu_command};
+    use crate::{is_interactive, qemu_command};
 
     fn parse(args: &[&str]) -> Result<RunConfig, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
@@ -237,5 +252,29 @@ mod tests {
         assert!(err.contains("cannot read"), "{err}");
         assert!(!is_interactive(&c));
         assert!(is_interactive(&parse(&["bench=shell"]).unwrap()));
+    }
+
+    #[test]
+    fn what_the_kernel_would_refuse_for_size_is_refused_here() {
+        let just_fits = TempFile::new("script-max", &vec![b'\n'; SCRIPT_MAX]);
+        assert!(parse(&["--script", just_fits.arg()]).is_ok());
+        let too_big = TempFile::new("script-big", &vec![b'\n'; SCRIPT_MAX + 1]);
+        let err = parse(&["--script", too_big.arg()]).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "{} bytes, more than the {SCRIPT_MAX}",
+                SCRIPT_MAX + 1
+            )),
+            "{err}"
+        );
+
+        // "accel=tcg " is 10 bytes; one parameter fills the rest exactly.
+        let fill = |len: usize| format!("k={}", "v".repeat(len - 2));
+        assert!(parse(&[&fill(CMDLINE_MAX - 10)]).is_ok());
+        let err = parse(&[&fill(CMDLINE_MAX - 9)]).unwrap_err();
+        assert!(
+            err.contains(&format!("{}-byte command line", CMDLINE_MAX + 1)),
+            "{err}"
+        );
     }
 }
