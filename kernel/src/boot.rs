@@ -275,7 +275,10 @@ fn init_memory(boot_info: &BootInfo, cmd: &Cmdline<'_>) -> FrameAllocator {
 
     let heap_bytes = match cmd.heap {
         HeapSize::Auto => (largest.len() / 4 * 3) & !(MIB - 1),
-        HeapSize::Bytes(b) => b.next_multiple_of(4096),
+        // The parser accepts any size up to u64::MAX; one that cannot be
+        // rounded up to a page cannot fit either, and must say so rather
+        // than wrap to 0.
+        HeapSize::Bytes(b) => b.checked_next_multiple_of(4096).unwrap_or(!4095),
     };
     let Some(heap_phys) = frames.alloc_contiguous(heap_bytes, 2 * MIB) else {
         fail(format_args!(
