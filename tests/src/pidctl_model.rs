@@ -1,0 +1,755 @@
+//! A host model of pidctl: the answer each command should get, from
+//! DESIGN.md's rules written down plainly over sets and lists.
+//!
+//! It follows the kernel's pid model test (`kernel/src/pid/tests.rs`) for
+//! `alloc_pid` (errno order, cyclic allocation from the cursor, the wrap to
+//! `RESERVED_PIDS`, rollback) and pidctl's executor for the rest: names,
+//! zombies, reaping by the parent, and reparenting to the nearest live
+//! namespace init when a task exits. Nothing is random inside the kernel
+//! when pidctl drives it (one command at a time, no fault injection), so
+//! the model predicts every `ok` answer exactly, pid numbers after a wrap
+//! included; `err` answers are predicted by errno, their prose is the
+//! kernel's own.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Deepest namespace level (`MAX_PID_NS_LEVEL`).
+pub const MAX_PID_NS_LEVEL: u32 = 32;
+/// `pid_max` of the root namespace at boot, inherited by child namespaces.
+pub const PID_MAX_DEFAULT: i32 = 32768;
+/// The range `pid_max` may be set to.
+pub const PID_MAX_MIN: i32 = 301;
+pub const PID_MAX_LIMIT: i32 = 4 * 1024 * 1024;
+/// After the cursor passes this, cyclic allocation wraps to it, not to 1.
+pub const RESERVED_PIDS: u32 = 300;
+const PIDNS_ADDING: u32 = 1 << 31;
+
+/// One pidctl command, in the form the kernel accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Spawn {
+        name: String,
+        parent: Option<String>,
+        newns: bool,
+        set_tid: Vec<i32>,
+        nocap: bool,
+    },
+    Exit {
+        name: String,
+        code: Option<i32>,
+    },
+    Wait {
+        name: String,
+    },
+    PidMax {
+        name: String,
+        max: i64,
+    },
+    Ps,
+    Check,
+}
+
+impl fmt::Display for Cmd {
+    /// The script line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cmd::Spawn {
+                name,
+                parent,
+                newns,
+                set_tid,
+                nocap,
+            } => {
+                write!(f, "spawn {name}")?;
+                if let Some(p) = parent {
+                    write!(f, " parent={p}")?;
+                }
+                if *newns {
+                    write!(f, " newns")?;
+                }
+                if !set_tid.is_empty() {
+                    let tids: Vec<String> = set_tid.iter().map(i32::to_string).collect();
+                    write!(f, " set_tid={}", tids.join(","))?;
+                }
+                if *nocap {
+                    write!(f, " nocap")?;
+                }
+                Ok(())
+            }
+            Cmd::Exit { name, code: None } => write!(f, "exit {name}"),
+            Cmd::Exit {
+                name,
+                code: Some(c),
+            } => write!(f, "exit {name} code={c}"),
+            Cmd::Wait { name } => write!(f, "wait {name}"),
+            Cmd::PidMax { name, max } => write!(f, "pid_max {name} {max}"),
+            Cmd::Ps => write!(f, "ps"),
+            Cmd::Check => write!(f, "check"),
+        }
+    }
+}
+
+impl Cmd {
+    /// Reads a well-formed script line (for writing expectations by hand;
+    /// malformed lines are the kernel parser's business and panic here).
+    pub fn parse(line: &str) -> Cmd {
+        let mut words = line.split_whitespace();
+        let verb = words.next().expect("a command");
+        let name = words.next().map(String::from);
+        let rest: Vec<&str> = words.collect();
+        let name = || name.clone().expect("a task name");
+        match verb {
+            "spawn" => {
+                let mut cmd = Cmd::Spawn {
+                    name: name(),
+                    parent: None,
+                    newns: false,
+                    set_tid: Vec::new(),
+                    nocap: false,
+                };
+                let Cmd::Spawn {
+                    parent,
+                    newns,
+                    set_tid,
+                    nocap,
+                    ..
+                } = &mut cmd
+                else {
+                    unreachable!()
+                };
+                for w in rest {
+                    if let Some(p) = w.strip_prefix("parent=") {
+                        *parent = Some(p.into());
+                    } else if let Some(list) = w.strip_prefix("set_tid=") {
+                        *set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
+                    } else {
+                        match w {
+                            "newns" => *newns = true,
+                            "nocap" => *nocap = true,
+                            _ => panic!("spawn argument {w}"),
+                        }
+                    }
+                }
+                cmd
+            }
+            "exit" => Cmd::Exit {
+                name: name(),
+                code: rest
+                    .first()
+                    .map(|c| c.strip_prefix("code=").unwrap().parse().unwrap()),
+            },
+            "wait" => Cmd::Wait { name: name() },
+            "pid_max" => Cmd::PidMax {
+                name: name(),
+                max: rest[0].parse().unwrap(),
+            },
+            "ps" => Cmd::Ps,
+            "check" => Cmd::Check,
+            _ => panic!("command {verb}"),
+        }
+    }
+}
+
+/// What the kernel should answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The whole line after `ok `.
+    Ok(String),
+    /// The errno's name (the message after it is not predicted).
+    Err(&'static str),
+}
+
+impl Answer {
+    /// Whether the kernel's answer line agrees.
+    pub fn matches(&self, line: &str) -> bool {
+        match self {
+            Answer::Ok(text) => line.strip_prefix("ok ") == Some(text.as_str()),
+            Answer::Err(errno) => line
+                .strip_prefix("err ")
+                .and_then(|rest| rest.strip_prefix(errno))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' ')),
+        }
+    }
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Answer::Ok(text) => write!(f, "ok {text}"),
+            Answer::Err(errno) => write!(f, "err {errno} ..."),
+        }
+    }
+}
+
+/// A pid namespace.
+#[derive(Clone, Debug)]
+pub struct Ns {
+    pub level: u32,
+    pub parent: Option<usize>,
+    pub pid_max: i32,
+    /// The task that got pid 1 here; kept after it dies, as the kernel does.
+    reaper: Option<u64>,
+    /// Numbers in use.
+    pub ids: BTreeSet<u32>,
+    cursor: u32,
+    pid_allocated: u32,
+    /// Cyclic allocations that found their number below the cursor.
+    pub wraps: u32,
+}
+
+impl Ns {
+    fn new(level: u32, parent: Option<usize>, pid_max: i32) -> Ns {
+        Ns {
+            level,
+            parent,
+            pid_max,
+            reaper: None,
+            ids: BTreeSet::new(),
+            cursor: 0,
+            pid_allocated: PIDNS_ADDING,
+            wraps: 0,
+        }
+    }
+
+    /// Whether `alloc_pid` may publish pids here (its init has not exited).
+    pub fn accepts_pids(&self) -> bool {
+        self.pid_allocated & PIDNS_ADDING != 0
+    }
+
+    fn first_free(&self, from: u32, max: u32) -> Option<u32> {
+        (from..=max).find(|id| !self.ids.contains(id))
+    }
+
+    /// `alloc_nr` for a cyclic number: from the cursor up to `pid_max - 1`,
+    /// then once more from `pid_min` (1, or `RESERVED_PIDS` once the cursor
+    /// has passed it).
+    fn next_cyclic(&self, pid_max: i32) -> Option<u32> {
+        let max = pid_max as u32 - 1;
+        let pid_min = if self.cursor > RESERVED_PIDS {
+            RESERVED_PIDS
+        } else {
+            1
+        };
+        let from = self.cursor.max(pid_min);
+        self.first_free(from, max).or_else(|| {
+            if from > pid_min {
+                self.first_free(pid_min, max)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// A task pidctl knows.
+#[derive(Clone, Debug)]
+pub struct Task {
+    id: u64,
+    pub name: String,
+    /// `None` for init.
+    parent: Option<u64>,
+    pub zombie: bool,
+    code: i32,
+    /// `(namespace, number)`, innermost level first.
+    pub pids: Vec<(usize, u32)>,
+}
+
+impl Task {
+    /// Its own (innermost) namespace.
+    pub fn ns(&self) -> usize {
+        self.pids[0].0
+    }
+
+    fn pids_text(&self) -> String {
+        let nrs: Vec<String> = self.pids.iter().map(|(_, nr)| nr.to_string()).collect();
+        nrs.join(",")
+    }
+}
+
+/// The kernel as pidctl sees it.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub ns: Vec<Ns>,
+    /// In the order pidctl lists them (init first, reaped ones removed).
+    pub tasks: Vec<Task>,
+    next_id: u64,
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Model {
+    /// Right after boot: init has pid 1 in the root namespace.
+    pub fn new() -> Model {
+        let mut root = Ns::new(0, None, PID_MAX_DEFAULT);
+        root.ids.insert(1);
+        root.cursor = 2;
+        root.pid_allocated += 1;
+        root.reaper = Some(0);
+        Model {
+            ns: vec![root],
+            tasks: vec![Task {
+                id: 0,
+                name: "init".into(),
+                parent: None,
+                zombie: false,
+                code: 0,
+                pids: vec![(0, 1)],
+            }],
+            next_id: 1,
+        }
+    }
+
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.name == name)
+    }
+
+    fn by_id(&self, id: u64) -> Option<usize> {
+        self.tasks.iter().position(|t| t.id == id)
+    }
+
+    /// Runs one command: its answer.
+    pub fn run(&mut self, cmd: &Cmd) -> Answer {
+        match self.apply(cmd) {
+            Ok(text) => Answer::Ok(text),
+            Err(errno) => Answer::Err(errno),
+        }
+    }
+
+    fn apply(&mut self, cmd: &Cmd) -> Result<String, &'static str> {
+        match cmd {
+            // One tid per level at most: pidctl's parser refuses a longer
+            // list before anything else is looked at.
+            Cmd::Spawn { set_tid, .. } if set_tid.len() > MAX_PID_NS_LEVEL as usize + 1 => {
+                Err("EINVAL")
+            }
+            Cmd::Spawn {
+                name,
+                parent,
+                newns,
+                set_tid,
+                nocap,
+            } => self.spawn(
+                name,
+                parent.as_deref().unwrap_or("init"),
+                *newns,
+                set_tid,
+                !nocap,
+            ),
+            Cmd::Exit { name, code } => {
+                let i = self.find(name).ok_or("ESRCH")?;
+                if i == 0 {
+                    return Err("EPERM");
+                }
+                if self.tasks[i].zombie {
+                    return Err("ESRCH");
+                }
+                let code = code.unwrap_or(0);
+                self.exit(i, code);
+                Ok(format!("{name} exited code={code}"))
+            }
+            Cmd::Wait { name } => {
+                let i = self.find(name).ok_or("ESRCH")?;
+                let parent = self.tasks[i].parent.ok_or("ECHILD")?;
+                let p = self.by_id(parent).ok_or("ECHILD")?;
+                if !self.tasks[i].zombie {
+                    return Err("EAGAIN");
+                }
+                let parent_ns = self.tasks[p].ns();
+                let reaper = self.tasks[p].name.clone();
+                let t = self.tasks.remove(i);
+                let nr = t
+                    .pids
+                    .iter()
+                    .find(|(ns, _)| *ns == parent_ns)
+                    .map(|(_, nr)| *nr)
+                    .expect("a parent's namespace is one of its child's");
+                self.free_pid(&t.pids);
+                Ok(format!(
+                    "{name} code={} pid={nr} reaped_by={reaper}",
+                    t.code
+                ))
+            }
+            Cmd::PidMax { name, max } => {
+                let i = self.find(name).ok_or("ESRCH")?;
+                let max = i32::try_from(*max).unwrap_or(-1);
+                if !(PID_MAX_MIN..=PID_MAX_LIMIT).contains(&max) {
+                    return Err("EINVAL");
+                }
+                let ns = self.tasks[i].ns();
+                self.ns[ns].pid_max = max;
+                Ok(format!(
+                    "pid_max={max} in `{name}`'s namespace (level {})",
+                    self.ns[ns].level
+                ))
+            }
+            Cmd::Ps => {
+                let mut s = format!("{} tasks:", self.tasks.len());
+                for t in &self.tasks {
+                    let state = if t.zombie { "zombie" } else { "" };
+                    s += &format!(" {}[{}]{state}", t.name, t.pids_text());
+                }
+                Ok(s)
+            }
+            Cmd::Check => Ok(if self.tasks.len() == 1 {
+                "invariants: ok".into()
+            } else {
+                format!(
+                    "{} tasks consistent (full check once only init is left)",
+                    self.tasks.len()
+                )
+            }),
+        }
+    }
+
+    /// pidctl's checks, then `copy_process` in the parent's namespace (or a
+    /// new child of it).
+    fn spawn(
+        &mut self,
+        name: &str,
+        parent: &str,
+        newns: bool,
+        set_tid: &[i32],
+        cap: bool,
+    ) -> Result<String, &'static str> {
+        if self.find(name).is_some() {
+            return Err("EEXIST");
+        }
+        let p = self.find(parent).ok_or("ESRCH")?;
+        if self.tasks[p].zombie {
+            return Err("ESRCH");
+        }
+        let mut ns = self.tasks[p].ns();
+        if newns {
+            let parent_ns = &self.ns[ns];
+            if parent_ns.level >= MAX_PID_NS_LEVEL {
+                return Err("ENOSPC");
+            }
+            self.ns
+                .push(Ns::new(parent_ns.level + 1, Some(ns), parent_ns.pid_max));
+            ns = self.ns.len() - 1;
+        }
+        match self.alloc_pid(ns, set_tid, cap) {
+            Ok(pids) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                if pids[0].1 == 1 {
+                    self.ns[ns].reaper = Some(id);
+                }
+                let task = Task {
+                    id,
+                    name: name.into(),
+                    parent: Some(self.tasks[p].id),
+                    zombie: false,
+                    code: 0,
+                    pids,
+                };
+                let text = format!("{name} pids={}", task.pids_text());
+                self.tasks.push(task);
+                Ok(text)
+            }
+            Err(e) => {
+                if newns {
+                    self.ns.pop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// `alloc_pid`: the checks in Linux's order, then a number per level,
+    /// innermost first; on failure every number taken is given back (the
+    /// cursors stay where cyclic allocation moved them).
+    fn alloc_pid(
+        &mut self,
+        ns: usize,
+        set_tid: &[i32],
+        cap: bool,
+    ) -> Result<Vec<(usize, u32)>, &'static str> {
+        let mut chain = vec![ns];
+        while let Some(p) = self.ns[*chain.last().unwrap()].parent {
+            chain.push(p);
+        }
+        if set_tid.len() > chain.len() {
+            return Err("EINVAL");
+        }
+        for (depth, &tid) in set_tid.iter().enumerate() {
+            let n = &self.ns[chain[depth]];
+            if tid < 1 || tid >= n.pid_max || (tid != 1 && n.reaper.is_none()) {
+                return Err("EINVAL");
+            }
+            if !cap {
+                return Err("EPERM");
+            }
+        }
+        let pid_max: Vec<i32> = chain.iter().map(|&n| self.ns[n].pid_max).collect();
+        let mut taken: Vec<(usize, u32)> = Vec::new();
+        let mut err = None;
+        for (depth, &n) in chain.iter().enumerate() {
+            let m = &mut self.ns[n];
+            let nr = match set_tid.get(depth) {
+                Some(&tid) if m.ids.contains(&(tid as u32)) => Err("EEXIST"),
+                Some(&tid) => Ok(tid as u32),
+                None => m.next_cyclic(pid_max[depth]).ok_or("EAGAIN"),
+            };
+            match nr {
+                Ok(nr) => {
+                    m.ids.insert(nr);
+                    if depth >= set_tid.len() {
+                        m.wraps += u32::from(nr < m.cursor);
+                        m.cursor = nr + 1;
+                    }
+                    taken.push((n, nr));
+                }
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        if err.is_none() && !self.ns[ns].accepts_pids() {
+            err = Some("ENOMEM");
+        }
+        if let Some(e) = err {
+            for (n, nr) in taken {
+                self.ns[n].ids.remove(&nr);
+            }
+            if self.ns[ns].pid_allocated == PIDNS_ADDING {
+                self.ns[ns].cursor = 0;
+            }
+            return Err(e);
+        }
+        for &(n, _) in &taken {
+            self.ns[n].pid_allocated += 1;
+        }
+        Ok(taken)
+    }
+
+    /// `free_pid` at every level.
+    fn free_pid(&mut self, pids: &[(usize, u32)]) {
+        for &(n, nr) in pids {
+            let m = &mut self.ns[n];
+            m.pid_allocated = m.pid_allocated.wrapping_sub(1);
+            if m.pid_allocated == PIDNS_ADDING {
+                m.pid_allocated = 0;
+            }
+            m.ids.remove(&nr);
+        }
+    }
+
+    /// `exit_notify`: a namespace's init stops allocation there; the
+    /// children go to the nearest namespace init, from the task's own
+    /// namespace outwards, that is not the task and still accepts pids.
+    fn exit(&mut self, i: usize, code: i32) {
+        let me = self.tasks[i].id;
+        let own = self.tasks[i].ns();
+        if self.ns[own].reaper == Some(me) {
+            self.ns[own].pid_allocated &= !PIDNS_ADDING;
+        }
+        if self.tasks.iter().any(|t| t.parent == Some(me)) {
+            let mut ns = own;
+            let reaper = loop {
+                let n = &self.ns[ns];
+                match n.reaper {
+                    Some(r) if r != me && n.accepts_pids() => break r,
+                    _ => ns = n.parent.expect("the root's init never exits"),
+                }
+            };
+            for t in &mut self.tasks {
+                if t.parent == Some(me) {
+                    t.parent = Some(reaper);
+                }
+            }
+        }
+        let t = &mut self.tasks[i];
+        t.zombie = true;
+        t.code = code;
+    }
+
+    /// Tasks that may still run commands (alive, besides init).
+    pub fn alive(&self) -> impl Iterator<Item = &Task> {
+        self.tasks[1..].iter().filter(|t| !t.zombie)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `script` on a fresh model; the answers as the kernel prints
+    /// them (`err` ones without the message).
+    fn answers(script: &str) -> Vec<String> {
+        let mut m = Model::new();
+        script
+            .lines()
+            .map(|l| m.run(&Cmd::parse(l)).to_string())
+            .collect()
+    }
+
+    fn expect(script: &str, want: &[&str]) {
+        let got = answers(script);
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for (g, w) in got.iter().zip(want) {
+            let g = g.trim_end_matches(" ...");
+            assert!(g.starts_with(w) || w.starts_with(g), "{g} vs {w}\n{got:#?}");
+        }
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        for line in [
+            "spawn a parent=b newns set_tid=1,-5 nocap",
+            "spawn a",
+            "exit a code=-3",
+            "exit a",
+            "wait a",
+            "pid_max a 9999999999",
+            "ps",
+            "check",
+        ] {
+            assert_eq!(Cmd::parse(line).to_string(), line);
+        }
+    }
+
+    #[test]
+    fn answers_match() {
+        let ok = Answer::Ok("a pids=2".into());
+        assert!(ok.matches("ok a pids=2"));
+        assert!(!ok.matches("ok a pids=2,3"));
+        let err = Answer::Err("EINVAL");
+        assert!(err.matches("err EINVAL bad"));
+        assert!(err.matches("err EINVAL"));
+        assert!(!err.matches("err EINVALX"));
+        assert!(!err.matches("ok EINVAL"));
+    }
+
+    // The hand-written scripts of tests/tests/pidctl.rs, with the answers
+    // the kernel gives there.
+
+    #[test]
+    fn namespaces_and_reaping() {
+        expect(
+            "spawn a\nspawn b parent=a\nspawn c parent=b newns\nspawn d parent=c\nps\n\
+             wait c\nexit d code=3\nwait d\nexit c code=5\nwait c\n\
+             exit b\nwait b\nexit a code=1\nwait a\ncheck",
+            &[
+                "ok a pids=2",
+                "ok b pids=3",
+                "ok c pids=1,4",
+                "ok d pids=2,5",
+                "ok 5 tasks: init[1] a[2] b[3] c[1,4] d[2,5]",
+                "err EAGAIN",
+                "ok d exited code=3",
+                "ok d code=3 pid=2 reaped_by=c",
+                "ok c exited code=5",
+                "ok c code=5 pid=4 reaped_by=b",
+                "ok b exited code=0",
+                "ok b code=0 pid=3 reaped_by=a",
+                "ok a exited code=1",
+                "ok a code=1 pid=2 reaped_by=init",
+                "ok invariants: ok",
+            ],
+        );
+    }
+
+    #[test]
+    fn reaper_death() {
+        expect(
+            "spawn n newns\nspawn m parent=n\nexit n code=7\nspawn late parent=m\n\
+             wait n\nwait m\nexit m\nwait m\ncheck",
+            &[
+                "ok n pids=1,2",
+                "ok m pids=2,3",
+                "ok n exited code=7",
+                "err ENOMEM",
+                "ok n code=7 pid=2 reaped_by=init",
+                "err EAGAIN",
+                "ok m exited code=0",
+                "ok m code=0 pid=3 reaped_by=init",
+                "ok invariants: ok",
+            ],
+        );
+    }
+
+    #[test]
+    fn set_tid_rules() {
+        expect(
+            "spawn x set_tid=1\nspawn x set_tid=5000 nocap\nspawn x set_tid=0\n\
+             spawn x set_tid=40000\nspawn x set_tid=1,2\nspawn x set_tid=4000\n\
+             spawn y set_tid=4000\nspawn n newns set_tid=1,600\nspawn k parent=n set_tid=9,601\n\
+             exit k\nwait k\nexit n\nwait n\nexit x\nwait x\ncheck",
+            &[
+                "err EEXIST",
+                "err EPERM",
+                "err EINVAL",
+                "err EINVAL",
+                "err EINVAL",
+                "ok x pids=4000",
+                "err EEXIST",
+                "ok n pids=1,600",
+                "ok k pids=9,601",
+                "ok k exited",
+                "ok k code=0 pid=9 reaped_by=n",
+                "ok n exited",
+                "ok n code=0 pid=600",
+                "ok x exited",
+                "ok x code=0 pid=4000",
+                "ok invariants: ok",
+            ],
+        );
+        // More tids than any namespace has levels: the parser's EINVAL,
+        // before the depth limit a newns spawn would hit.
+        let tids = vec!["1"; MAX_PID_NS_LEVEL as usize + 2].join(",");
+        expect(&format!("spawn x newns set_tid={tids}"), &["err EINVAL"]);
+    }
+
+    #[test]
+    fn wrap_to_reserved_pids_and_exhaustion() {
+        let mut m = Model::new();
+        let mut run = |line: &str| m.run(&Cmd::parse(line)).to_string();
+        assert_eq!(run("spawn n newns"), "ok n pids=1,2");
+        assert_eq!(
+            run("pid_max n 305"),
+            "ok pid_max=305 in `n`'s namespace (level 1)"
+        );
+        for i in 2..=304 {
+            assert!(
+                run(&format!("spawn t{i} parent=n")).starts_with(&format!("ok t{i} pids={i},"))
+            );
+        }
+        assert_eq!(run("spawn full parent=n"), "err EAGAIN ...");
+        for t in ["t10", "t301"] {
+            run(&format!("exit {t}"));
+            run(&format!("wait {t}"));
+        }
+        // The cursor is past RESERVED_PIDS: 10 is not handed out again.
+        assert!(run("spawn w parent=n").starts_with("ok w pids=301,"));
+        assert_eq!(run("spawn v parent=n"), "err EAGAIN ...");
+    }
+
+    #[test]
+    fn orphans_go_to_the_nearest_live_init() {
+        expect(
+            "spawn n newns\nspawn m parent=n newns\nspawn a parent=m\nspawn b parent=a\n\
+             exit a\nwait a\nexit m\nwait b\nexit b\nwait b",
+            &[
+                "ok n pids=1,2",
+                "ok m pids=1,2,3",
+                "ok a pids=2,3,4",
+                "ok b pids=3,4,5",
+                "ok a exited",
+                // a's orphan b goes to a's namespace's init, m.
+                "ok a code=0 pid=2 reaped_by=m",
+                // m was that init: b moves out to n.
+                "ok m exited",
+                "err EAGAIN",
+                "ok b exited",
+                "ok b code=0 pid=4 reaped_by=n",
+            ],
+        );
+    }
+}
