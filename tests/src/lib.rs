@@ -12,6 +12,7 @@ use std::time::Duration;
 
 pub use pidlab_boot::{Outcome, RunConfig, Status};
 
+pub mod pidctl_cases;
 pub mod pidctl_model;
 
 /// Default per-boot timeout.

@@ -101,37 +101,27 @@ impl Cmd {
         let name = || name.clone().expect("a task name");
         match verb {
             "spawn" => {
-                let mut cmd = Cmd::Spawn {
-                    name: name(),
-                    parent: None,
-                    newns: false,
-                    set_tid: Vec::new(),
-                    nocap: false,
-                };
-                let Cmd::Spawn {
-                    parent,
-                    newns,
-                    set_tid,
-                    nocap,
-                    ..
-                } = &mut cmd
-                else {
-                    unreachable!()
-                };
+                let (mut parent, mut newns, mut set_tid, mut nocap) = (None, false, vec![], false);
                 for w in rest {
                     if let Some(p) = w.strip_prefix("parent=") {
-                        *parent = Some(p.into());
+                        parent = Some(p.into());
                     } else if let Some(list) = w.strip_prefix("set_tid=") {
-                        *set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
+                        set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
                     } else {
                         match w {
-                            "newns" => *newns = true,
-                            "nocap" => *nocap = true,
+                            "newns" => newns = true,
+                            "nocap" => nocap = true,
                             _ => panic!("spawn argument {w}"),
                         }
                     }
                 }
-                cmd
+                Cmd::Spawn {
+                    name: name(),
+                    parent,
+                    newns,
+                    set_tid,
+                    nocap,
+                }
             }
             "exit" => Cmd::Exit {
                 name: name(),
@@ -579,6 +569,7 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pidctl_cases::{NAMESPACES, REAPER_DEATH, SET_TID_RULES};
 
     /// Runs `script` on a fresh model; the answers as the kernel prints
     /// them (`err` ones without the message).
@@ -627,82 +618,16 @@ mod tests {
         assert!(!err.matches("ok EINVAL"));
     }
 
-    // The hand-written scripts of tests/tests/pidctl.rs, with the answers
-    // the kernel gives there.
-
     #[test]
-    fn namespaces_and_reaping() {
-        expect(
-            "spawn a\nspawn b parent=a\nspawn c parent=b newns\nspawn d parent=c\nps\n\
-             wait c\nexit d code=3\nwait d\nexit c code=5\nwait c\n\
-             exit b\nwait b\nexit a code=1\nwait a\ncheck",
-            &[
-                "ok a pids=2",
-                "ok b pids=3",
-                "ok c pids=1,4",
-                "ok d pids=2,5",
-                "ok 5 tasks: init[1] a[2] b[3] c[1,4] d[2,5]",
-                "err EAGAIN",
-                "ok d exited code=3",
-                "ok d code=3 pid=2 reaped_by=c",
-                "ok c exited code=5",
-                "ok c code=5 pid=4 reaped_by=b",
-                "ok b exited code=0",
-                "ok b code=0 pid=3 reaped_by=a",
-                "ok a exited code=1",
-                "ok a code=1 pid=2 reaped_by=init",
-                "ok invariants: ok",
-            ],
-        );
+    fn the_hand_written_cases_agree() {
+        for case in [&NAMESPACES, &REAPER_DEATH, &SET_TID_RULES] {
+            expect(case.script, case.answers);
+        }
     }
 
     #[test]
-    fn reaper_death() {
-        expect(
-            "spawn n newns\nspawn m parent=n\nexit n code=7\nspawn late parent=m\n\
-             wait n\nwait m\nexit m\nwait m\ncheck",
-            &[
-                "ok n pids=1,2",
-                "ok m pids=2,3",
-                "ok n exited code=7",
-                "err ENOMEM",
-                "ok n code=7 pid=2 reaped_by=init",
-                "err EAGAIN",
-                "ok m exited code=0",
-                "ok m code=0 pid=3 reaped_by=init",
-                "ok invariants: ok",
-            ],
-        );
-    }
-
-    #[test]
-    fn set_tid_rules() {
-        expect(
-            "spawn x set_tid=1\nspawn x set_tid=5000 nocap\nspawn x set_tid=0\n\
-             spawn x set_tid=40000\nspawn x set_tid=1,2\nspawn x set_tid=4000\n\
-             spawn y set_tid=4000\nspawn n newns set_tid=1,600\nspawn k parent=n set_tid=9,601\n\
-             exit k\nwait k\nexit n\nwait n\nexit x\nwait x\ncheck",
-            &[
-                "err EEXIST",
-                "err EPERM",
-                "err EINVAL",
-                "err EINVAL",
-                "err EINVAL",
-                "ok x pids=4000",
-                "err EEXIST",
-                "ok n pids=1,600",
-                "ok k pids=9,601",
-                "ok k exited",
-                "ok k code=0 pid=9 reaped_by=n",
-                "ok n exited",
-                "ok n code=0 pid=600",
-                "ok x exited",
-                "ok x code=0 pid=4000",
-                "ok invariants: ok",
-            ],
-        );
-        // More tids than any namespace has levels: the parser's EINVAL,
-        // before the depth limit a newns spawn would hit.
+    fn more_tids_than_levels_is_the_parsers_einval() {
+        // Before the depth limit a newns spawn would hit.
         let tids = vec!["1"; MAX_PID_NS_LEVEL as usize + 2].join(",");
         expect(&format!("spawn x newns set_tid={tids}"), &["err EINVAL"]);
     }
