@@ -10,6 +10,8 @@ use core::cell::UnsafeCell;
 use bootloader_api::BootInfo;
 use bootloader_api::config::{BootloaderConfig, Mapping};
 use bootloader_api::info::MemoryRegionKind;
+use pidlab_abi::console::ERROR_PREFIX;
+use pidlab_abi::fw_cfg::{CMDLINE_FILE, CMDLINE_MAX, SCRIPT_FILE, SCRIPT_MAX};
 
 use crate::arch::qemu::{self, ExitCode};
 use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time};
@@ -28,14 +30,6 @@ pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     config.kernel_stack_size = 256 * 1024;
     config
 };
-
-/// fw_cfg file holding a pidctl script (`--script FILE`).
-const SCRIPT_FILE: &str = "opt/pidlab/script";
-const SCRIPT_MAX: usize = 1 << 20;
-
-/// fw_cfg file holding the run-time parameters.
-const CMDLINE_FILE: &str = "opt/pidlab/cmdline";
-const CMDLINE_MAX: usize = 4096;
 
 struct CmdlineBuf(UnsafeCell<[u8; CMDLINE_MAX]>);
 
@@ -60,7 +54,7 @@ impl core::fmt::Write for ConsoleOut {
 /// user caused, which deserve a message rather than a panic's backtrace
 /// location).
 pub fn fail(args: core::fmt::Arguments<'_>) -> ! {
-    println!("error: {args}");
+    println!("{ERROR_PREFIX} {args}");
     qemu::exit(ExitCode::Failure)
 }
 
@@ -156,7 +150,7 @@ fn bench_locks(cmd: &Cmdline<'_>) {
     };
     println!(
         "bench locks: accel {}, {} cpus online, timer {} Hz, lock wait bound {} ms",
-        cmd.accel.name(),
+        cmdline::accel_name(cmd.accel),
         smp::online(),
         cmd.timer_hz,
         debug::wait_bound_ms()
@@ -282,7 +276,10 @@ fn init_memory(boot_info: &BootInfo, cmd: &Cmdline<'_>) -> FrameAllocator {
 
     let heap_bytes = match cmd.heap {
         HeapSize::Auto => (largest.len() / 4 * 3) & !(MIB - 1),
-        HeapSize::Bytes(b) => b.next_multiple_of(4096),
+        // The parser accepts any size up to u64::MAX; one that cannot be
+        // rounded up to a page cannot fit either, and must say so rather
+        // than wrap to 0.
+        HeapSize::Bytes(b) => b.checked_next_multiple_of(4096).unwrap_or(!4095),
     };
     let Some(heap_phys) = frames.alloc_contiguous(heap_bytes, 2 * MIB) else {
         fail(format_args!(

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 pub use pidlab_boot::{Outcome, RunConfig, Status};
 
+pub mod pidctl_cases;
+pub mod pidctl_model;
+
 /// Default per-boot timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Serial lines shown when an expectation fails.

@@ -76,6 +76,11 @@ fn heap_size_is_configurable_and_checked() {
         .params("heap=4G")
         .run()
         .expect_failure_with("does not fit");
+    // The largest size the parser accepts cannot be rounded to a page.
+    Boot::new()
+        .params("heap=18446744073709551615")
+        .run()
+        .expect_failure_with("heap=17592186044415 MiB does not fit");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! pidctl scripts: the rules of DESIGN.md, driven through the console the
 //! way a user would, one answer line per command.
 
+use pidlab_tests::pidctl_cases::{NAMESPACES, REAPER_DEATH, SET_TID_RULES};
 use pidlab_tests::{Boot, Run};
 
 fn run(script: &str) -> Run {
@@ -33,104 +34,18 @@ fn expect(script: &str, want: &[&str]) -> Run {
 
 #[test]
 fn spawn_wait_exit_and_namespaces() {
-    let r = expect(
-        "spawn a\n\
-         spawn b parent=a\n\
-         spawn c parent=b newns\n\
-         spawn d parent=c\n\
-         ps\n\
-         wait c\n\
-         exit d code=3\n\
-         wait d\n\
-         exit c code=5\n\
-         wait c\n\
-         exit b\nwait b\nexit a code=1\nwait a\n\
-         check\n",
-        &[
-            "ok a pids=2",
-            "ok b pids=3",
-            "ok c pids=1,4",
-            "ok d pids=2,5",
-            "ok 5 tasks: init[1] a[2] b[3] c[1,4] d[2,5]",
-            "err EAGAIN",
-            "ok d exited code=3",
-            "ok d code=3 pid=2 reaped_by=c",
-            "ok c exited code=5",
-            "ok c code=5 pid=4 reaped_by=b",
-            "ok b exited code=0",
-            "ok b code=0 pid=3 reaped_by=a",
-            "ok a exited code=1",
-            "ok a code=1 pid=2 reaped_by=init",
-            "ok invariants: ok",
-        ],
-    );
+    let r = expect(NAMESPACES.script, NAMESPACES.answers);
     r.expect_serial("invariants: ok");
 }
 
 #[test]
 fn reaper_death_disables_the_namespace_and_reparents() {
-    expect(
-        "spawn n newns\n\
-         spawn m parent=n\n\
-         exit n code=7\n\
-         spawn late parent=m\n\
-         wait n\n\
-         wait m\n\
-         exit m\n\
-         wait m\n\
-         check\n",
-        &[
-            "ok n pids=1,2",
-            "ok m pids=2,3",
-            "ok n exited code=7",
-            // m's namespace lost its init: no more pids there.
-            "err ENOMEM",
-            "ok n code=7 pid=2 reaped_by=init",
-            "err EAGAIN",
-            "ok m exited code=0",
-            // Reparented to the root's init when its reaper died.
-            "ok m code=0 pid=3 reaped_by=init",
-            "ok invariants: ok",
-        ],
-    );
+    expect(REAPER_DEATH.script, REAPER_DEATH.answers);
 }
 
 #[test]
 fn set_tid_rules() {
-    expect(
-        "spawn x set_tid=1\n\
-         spawn x set_tid=5000 nocap\n\
-         spawn x set_tid=0\n\
-         spawn x set_tid=40000\n\
-         spawn x set_tid=1,2\n\
-         spawn x set_tid=4000\n\
-         spawn y set_tid=4000\n\
-         spawn n newns set_tid=1,600\n\
-         spawn k parent=n set_tid=9,601\n\
-         exit k\nwait k\nexit n\nwait n\nexit x\nwait x\n\
-         check\n",
-        &[
-            "err EEXIST",
-            "err EPERM",
-            "err EINVAL",
-            // Beyond pid_max (32768 by default).
-            "err EINVAL",
-            // More tids than levels.
-            "err EINVAL",
-            "ok x pids=4000",
-            "err EEXIST",
-            "ok n pids=1,600",
-            "ok k pids=9,601",
-            "ok k exited",
-            // wait reports the pid as the parent's namespace sees it.
-            "ok k code=0 pid=9 reaped_by=n",
-            "ok n exited",
-            "ok n code=0 pid=600",
-            "ok x exited",
-            "ok x code=0 pid=4000",
-            "ok invariants: ok",
-        ],
-    );
+    expect(SET_TID_RULES.script, SET_TID_RULES.answers);
 }
 
 #[test]

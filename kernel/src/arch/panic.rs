@@ -8,6 +8,8 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use pidlab_abi::console::PANIC_MARK;
+
 use super::cpu;
 use super::percpu::cpu_index;
 use super::qemu::{self, ExitCode};
@@ -28,7 +30,10 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     match PANIC_CPU.compare_exchange(NOBODY, me, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {}
         Err(first) if first == me => {
-            println!("\n!!! nested panic on cpu {me}: {}", info.message());
+            println!(
+                "\n{PANIC_MARK} nested panic on cpu {me}: {}",
+                info.message()
+            );
             qemu::exit(ExitCode::Failure)
         }
         Err(_) => cpu::halt_forever(),
@@ -36,17 +41,20 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     super::smp::stop_other_cpus();
     match info.location() {
         Some(loc) => println!(
-            "\n!!! KERNEL PANIC on cpu {me}: {}\n!!!   at {}:{}:{}",
+            "\n{PANIC_MARK} KERNEL PANIC on cpu {me}: {}\n{PANIC_MARK}   at {}:{}:{}",
             info.message(),
             loc.file(),
             loc.line(),
             loc.column()
         ),
-        None => println!("\n!!! KERNEL PANIC on cpu {me}: {}", info.message()),
+        None => println!(
+            "\n{PANIC_MARK} KERNEL PANIC on cpu {me}: {}",
+            info.message()
+        ),
     }
     let heap = &crate::mm::heap::HEAP;
     if let Some((size, align)) = heap.last_failure() {
-        print!("!!!   last failed allocation: {size} bytes (align {align})");
+        print!("{PANIC_MARK}   last failed allocation: {size} bytes (align {align})");
         match heap.try_stats() {
             Some(s) => println!("; heap {} of {} bytes in use", s.used, s.size),
             None => println!(),

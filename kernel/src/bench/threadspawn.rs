@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
 use crate::bench::stats::{RATIO_ONE, Ratio, Summary};
-use crate::cmdline::{Accel, ThreadspawnParams};
+use crate::cmdline::{Accel, ThreadspawnParams, accel_name};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace};
 use crate::pid::pid_stats_total;
 use crate::platform;
@@ -195,7 +195,7 @@ fn fixed2(v: Option<u64>) -> String {
 
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
-pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
+pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
     let online = smp::online();
     let workers: Vec<usize> = match &p.workers {
         Some(list) => list.iter().map(|&w| w as usize).collect(),
@@ -216,7 +216,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
         p.samples,
         p.sample_ms,
         p.ns_depth,
-        accel.name(),
+        accel_name(accel),
         if p.lockstat { "on" } else { "off" }
     );
     println!(
@@ -304,7 +304,7 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
     Ok(())
 }
 
-fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Accel) {
+fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Option<Accel>) {
     println!();
     println!(
         "threadspawn summary (ns_depth {}, {} samples x {} ms, ops/s mean ± stdev; ratio to stock ± spread; per op: lock acquisitions; lockstat columns need lockstat=on)",
@@ -400,7 +400,7 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Acc
             wait.map_or(String::new(), |v| format!("{v}")),
             hold.map_or(String::new(), |v| format!("{v}")),
             online,
-            accel.name()
+            accel_name(accel)
         ));
     }
     println!();

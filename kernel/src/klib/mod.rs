@@ -3,5 +3,7 @@
 
 pub mod errno;
 pub mod fault_inject;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod hlist;
 pub mod idr;

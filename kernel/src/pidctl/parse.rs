@@ -194,7 +194,10 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::klib::fuzz::arbitrary_text;
 
     #[test]
     fn spawn_with_everything() {
@@ -263,5 +266,150 @@ mod tests {
         }
         let many = format!("spawn a set_tid={}", ["1"; 34].join(","));
         assert!(parse(&many).is_err());
+    }
+
+    // ---- Property tests: no input makes the parser panic ----
+
+    /// What a result says about the line: blank lines and comments are
+    /// skipped, a command's names are valid, an error can be printed.
+    fn check_line(line: &str) -> Result<(), TestCaseError> {
+        let valid = |n: &str| name(Some(n)) == Ok(n);
+        match parse(line) {
+            Ok(None) => {
+                let t = line.trim();
+                prop_assert!(t.is_empty() || t.starts_with('#'), "{:?}", line);
+            }
+            Ok(Some(Command::Spawn {
+                name,
+                parent,
+                set_tid,
+                ..
+            })) => {
+                prop_assert!(valid(name) && parent.is_none_or(valid));
+                prop_assert!(set_tid.as_slice().len() <= MAX_SET_TID);
+            }
+            Ok(Some(
+                Command::Exit { name, .. } | Command::Wait { name } | Command::PidMax { name, .. },
+            )) => prop_assert!(valid(name)),
+            Ok(Some(Command::Ps | Command::Check)) => {}
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        Ok(())
+    }
+
+    /// A task name, mostly valid.
+    fn task_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[A-Za-z0-9_.-]{1,16}",
+            1 => "[A-Za-z0-9_.-]{17,20}",
+            1 => "\\PC{0,4}",
+        ]
+    }
+
+    /// A number in the range of one of the arguments, or past it.
+    fn number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i32>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            prop::sample::select(&["0", "-0", "+1", "2147483648", "-2147483649", "", "x"][..])
+                .prop_map(String::from),
+        ]
+    }
+
+    /// One argument of some command, or junk.
+    fn argument() -> impl Strategy<Value = String> {
+        prop_oneof![
+            task_name(),
+            spawn_option(),
+            number().prop_map(|n| format!("code={n}")),
+            number(),
+            "[a-z_=,]{0,10}",
+        ]
+    }
+
+    fn spawn_option() -> impl Strategy<Value = String> {
+        prop_oneof![
+            task_name().prop_map(|n| format!("parent={n}")),
+            Just("newns".to_string()),
+            Just("nocap".to_string()),
+            proptest::collection::vec(number(), 0..40)
+                .prop_map(|v| format!("set_tid={}", v.join(","))),
+        ]
+    }
+
+    /// The words of one command in its documented shape, with numbers and
+    /// names that may be out of range.
+    fn command_words() -> impl Strategy<Value = Vec<String>> {
+        let word = |w: &str| w.to_string();
+        prop_oneof![
+            3 => (task_name(), proptest::collection::vec(spawn_option(), 0..5))
+                .prop_map(move |(n, opts)| [vec![word("spawn"), n], opts].concat()),
+            1 => (task_name(), proptest::option::of(number()))
+                .prop_map(move |(n, code)| {
+                    let mut w = vec![word("exit"), n];
+                    w.extend(code.map(|c| format!("code={c}")));
+                    w
+                }),
+            1 => task_name().prop_map(move |n| vec![word("wait"), n]),
+            1 => (task_name(), number()).prop_map(move |(n, v)| vec![word("pid_max"), n, v]),
+            1 => prop::sample::select(&["ps", "check", "#", "quit"][..])
+                .prop_map(move |w| vec![word(w)]),
+            1 => "[a-z_]{0,8}".prop_map(|w| vec![w]),
+        ]
+    }
+
+    /// A command, sometimes with a word too many or a word missing.
+    fn near_valid_line() -> impl Strategy<Value = String> {
+        (
+            command_words(),
+            prop_oneof![3 => Just(None), 1 => argument().prop_map(Some)],
+            prop::bool::weighted(0.2),
+            prop::sample::select(&[" ", "\t", "  "][..]),
+        )
+            .prop_map(|(mut words, extra, drop_last, sep)| {
+                words.extend(extra);
+                if drop_last && words.len() > 1 {
+                    words.pop();
+                }
+                words.join(sep)
+            })
+    }
+
+    #[test]
+    fn near_valid_lines_reach_every_command_and_every_error() {
+        use proptest::strategy::ValueTree;
+
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let lines = near_valid_line();
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2000 {
+            let line = lines.new_tree(&mut runner).unwrap().current();
+            seen.insert(match parse(&line) {
+                Ok(None) => "skipped",
+                Ok(Some(Command::Spawn { set_tid, .. })) if set_tid.len > 0 => "spawn set_tid",
+                Ok(Some(Command::Spawn { .. })) => "spawn",
+                Ok(Some(Command::Exit { .. })) => "exit",
+                Ok(Some(Command::Wait { .. })) => "wait",
+                Ok(Some(Command::PidMax { .. })) => "pid_max",
+                Ok(Some(Command::Ps)) => "ps",
+                Ok(Some(Command::Check)) => "check",
+                Err(ParseError::UnknownCommand(_)) => "unknown command",
+                Err(ParseError::Missing(_)) => "missing",
+                Err(ParseError::BadName(_)) => "bad name",
+                Err(ParseError::BadArgument(_)) => "bad argument",
+                Err(ParseError::TooManyArguments(_)) => "too many arguments",
+            });
+        }
+        assert_eq!(seen.len(), 13, "{seen:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Any input, and commands in their documented shape.
+        #[test]
+        fn parse_never_panics(line in prop_oneof![arbitrary_text(), near_valid_line()]) {
+            check_line(&line)?;
+        }
     }
 }

@@ -11,6 +11,7 @@
 use core::fmt;
 
 use arrayvec::ArrayVec;
+pub(crate) use pidlab_abi::Accel;
 
 use crate::strategy::{PAIRS, StrategyPair};
 
@@ -61,24 +62,11 @@ pub enum HeapSize {
     Bytes(u64),
 }
 
-/// The QEMU accelerator, as reported by the runner (informational).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
-    Unknown,
-    Tcg,
-    TcgSingle,
-    Kvm,
-}
-
-impl Accel {
-    pub fn name(self) -> &'static str {
-        match self {
-            Accel::Unknown => "unknown",
-            Accel::Tcg => "tcg",
-            Accel::TcgSingle => "tcg-single",
-            Accel::Kvm => "kvm",
-        }
-    }
+/// The accelerator's name for reports: the runner's `accel=`, or
+/// `unknown` when the kernel was booted some other way.
+#[cfg(target_os = "none")]
+pub(crate) fn accel_name(accel: Option<Accel>) -> &'static str {
+    accel.map_or("unknown", Accel::name)
 }
 
 /// Most entries in a `workers=` list.
@@ -121,7 +109,8 @@ pub struct Cmdline<'a> {
     /// Comma-separated in-kernel test cases to run before the benchmark
     /// (validated against the kernel's list of cases by the caller).
     pub tests: &'a str,
-    pub accel: Accel,
+    /// The QEMU accelerator, as reported by the runner (informational).
+    pub accel: Option<Accel>,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
     pub threadspawn: ThreadspawnParams,
@@ -135,7 +124,7 @@ impl Default for Cmdline<'_> {
             heap: HeapSize::Auto,
             loglevel: log::LevelFilter::Info,
             tests: "",
-            accel: Accel::Unknown,
+            accel: None,
             timer_hz: 1000,
             threadspawn: ThreadspawnParams::default(),
         }
@@ -154,7 +143,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("loglevel", "off, error, warn, info, debug or trace"),
     ("test", "a comma-separated list of in-kernel test cases"),
-    ("accel", "tcg, tcg-single or kvm (set by the runner)"),
+    (
+        Accel::CMDLINE_KEY,
+        "tcg, tcg-single or kvm (set by the runner)",
+    ),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
     (
         "workers",
@@ -268,13 +260,8 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 }
                 cmd.tests = value;
             }
-            "accel" => {
-                cmd.accel = match value {
-                    "tcg" => Accel::Tcg,
-                    "tcg-single" => Accel::TcgSingle,
-                    "kvm" => Accel::Kvm,
-                    _ => return Err(bad()),
-                };
+            Accel::CMDLINE_KEY => {
+                cmd.accel = Some(Accel::by_name(value).ok_or_else(bad)?);
             }
             "hz" => {
                 cmd.timer_hz = match value.parse::<u32>() {
@@ -351,112 +338,4 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_line_gives_defaults() {
-        let c = parse("  ").unwrap();
-        assert_eq!(c.bench, Bench::Threadspawn);
-        assert_eq!(c.threadspawn, ThreadspawnParams::default());
-        assert_eq!(c.heap, HeapSize::Auto);
-        assert_eq!(c.loglevel, log::LevelFilter::Info);
-        assert_eq!(c.tests, "");
-    }
-
-    #[test]
-    fn parses_every_key() {
-        assert_eq!(parse("bench=locks").unwrap().bench, Bench::Locks);
-        assert_eq!(Bench::Locks.name(), "locks");
-        let c = parse("bench=none heap=64M loglevel=debug test=a,b accel=tcg hz=250").unwrap();
-        assert_eq!(c.timer_hz, 250);
-        assert_eq!(c.bench, Bench::None);
-        assert_eq!(c.heap, HeapSize::Bytes(64 << 20));
-        assert_eq!(c.loglevel, log::LevelFilter::Debug);
-        assert_eq!(c.tests, "a,b");
-        assert_eq!(c.accel, Accel::Tcg);
-    }
-
-    #[test]
-    fn rejects_unknown_key_naming_it_and_the_known_ones() {
-        let err = parse("bench=none frobnicate=1").unwrap_err();
-        assert_eq!(err, CmdlineError::UnknownKey("frobnicate"));
-        let text = err.to_string();
-        assert!(
-            text.contains("frobnicate") && text.contains("bench"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn rejects_bad_values_naming_what_is_accepted() {
-        for line in [
-            "bench=bogus",
-            "heap=12Q",
-            "heap=100",
-            "heap=",
-            "loglevel=loud",
-            "test=",
-            "test=a,,b",
-            "accel=hvf",
-            "hz=5",
-            "hz=fast",
-            "workers=0",
-            "workers=1,,2",
-            "workers=65",
-            "workers=1,2,3,4,5,6,7,8,9",
-            "samples=0",
-            "sample_ms=x",
-            "ns_depth=32",
-            "strategies=stock,stock",
-            "strategies=fast",
-            "strategies=",
-            "lockstat=yes",
-        ] {
-            let err = parse(line).unwrap_err();
-            assert!(
-                matches!(err, CmdlineError::BadValue { .. }),
-                "{line}: {err:?}"
-            );
-            assert!(err.to_string().contains("accepts"), "{line}");
-        }
-    }
-
-    #[test]
-    fn parses_threadspawn_keys() {
-        let c = parse(
-            "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on",
-        )
-        .unwrap();
-        let t = c.threadspawn;
-        assert_eq!(t.workers.as_deref(), Some(&[1, 3][..]));
-        assert_eq!((t.samples, t.sample_ms, t.ns_depth), (2, 50, 3));
-        let names: Vec<&str> = t.strategies.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["both", "stock"]);
-        assert!(t.lockstat);
-    }
-
-    #[test]
-    fn rejects_words_without_equals_and_duplicates() {
-        assert_eq!(
-            parse("bench").unwrap_err(),
-            CmdlineError::NotKeyValue("bench")
-        );
-        assert_eq!(
-            parse("heap=1M heap=2M").unwrap_err(),
-            CmdlineError::Duplicate("heap")
-        );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("64K"), Some(64 << 10));
-        assert_eq!(parse_size("3m"), Some(3 << 20));
-        assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("G"), None);
-        assert_eq!(parse_size("-1M"), None);
-        assert_eq!(parse_size("99999999999999999999G"), None);
-        assert_eq!(parse_size("18014398509481984G"), None);
-    }
-}
+mod tests;

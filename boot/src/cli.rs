@@ -1,0 +1,280 @@
+//! The runner's command line: options for QEMU, `KEY=VALUE` words for the
+//! kernel. Everything the kernel would reject for size, and every option
+//! value, is checked here, so a mistake costs no boot.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pidlab_abi::fw_cfg::{CMDLINE_MAX, SCRIPT_MAX};
+
+use crate::{Accel, RunConfig, kernel_cmdline};
+
+/// What the runner binary was asked to do.
+#[derive(Debug)]
+pub enum Cli {
+    Run(RunConfig),
+    Help,
+}
+
+/// Usage text for `cargo run -- --help`.
+pub const USAGE: &str = "\
+usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|tcg-single|kvm] [--timeout SECONDS]
+                    [--script FILE] [KEY=VALUE ...]
+
+Boots the pidlab kernel under QEMU with the serial console on stdout.
+
+  --smp N            virtual CPUs (1..=64, default 8)
+  --mem SIZE         guest memory, e.g. 512M or 2G (default 1G)
+  --accel A          QEMU accelerator: tcg (default; one host thread per vCPU),
+                     tcg-single (all vCPUs on one host thread, round-robin),
+                     kvm (opt-in; nested and slow on our machines)
+  --timeout SECONDS  kill QEMU after this long (default 600)
+  --script FILE      run the pidctl commands in FILE (implies bench=script)
+  KEY=VALUE          run-time parameters for the kernel, e.g. bench=none
+                     (the kernel lists the keys it accepts if given a bad one)
+
+Exit status: 0 kernel success, 1 kernel failure, 2 bad usage, 3 runner error,
+124 timeout, 127 QEMU not installed.";
+
+/// Parses the runner's arguments (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
+    let mut config = RunConfig {
+        echo: true,
+        ..RunConfig::default()
+    };
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value (see --help)"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Cli::Help),
+            "--smp" => {
+                let v = value("--smp")?;
+                config.smp = match v.parse::<u32>() {
+                    Ok(n) if (1..=64).contains(&n) => n,
+                    _ => return Err(format!("--smp {v}: expected a CPU count from 1 to 64")),
+                };
+            }
+            "--mem" => {
+                let v = value("--mem")?;
+                if !is_mem_size(&v) {
+                    return Err(format!(
+                        "--mem {v}: expected a size such as 512M or 2G (at least 128M)"
+                    ));
+                }
+                config.mem = v;
+            }
+            "--accel" => {
+                let v = value("--accel")?;
+                config.accel = Accel::by_name(&v)
+                    .ok_or_else(|| format!("--accel {v}: expected {}", Accel::NAMES))?;
+            }
+            "--timeout" => {
+                let v = value("--timeout")?;
+                config.timeout = match v.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
+                    _ => {
+                        return Err(format!(
+                            "--timeout {v}: expected a positive number of seconds"
+                        ));
+                    }
+                };
+            }
+            "--script" => {
+                let v = value("--script")?;
+                let path = PathBuf::from(&v);
+                let size = std::fs::File::open(&path)
+                    .and_then(|f| f.metadata())
+                    .map_err(|e| format!("--script {v}: cannot read it: {e}"))?
+                    .len();
+                if size > SCRIPT_MAX as u64 {
+                    return Err(format!(
+                        "--script {v}: {size} bytes, more than the {SCRIPT_MAX} the kernel accepts"
+                    ));
+                }
+                config.script = Some(path);
+            }
+            _ if arg.starts_with('-') => {
+                return Err(format!("unknown option {arg} (see --help)"));
+            }
+            _ => {
+                let Some((key, _)) = arg.split_once('=') else {
+                    return Err(format!("`{arg}` is not an option or a KEY=VALUE parameter"));
+                };
+                if key.is_empty() || arg.chars().any(char::is_whitespace) {
+                    return Err(format!("`{arg}`: a parameter is KEY=VALUE without spaces"));
+                }
+                if key == Accel::CMDLINE_KEY {
+                    return Err("use --accel to choose the accelerator".into());
+                }
+                config.params.push(arg);
+            }
+        }
+    }
+    if config.script.is_some()
+        && let Some(b) = config
+            .params
+            .iter()
+            .find(|p| p.starts_with("bench=") && *p != "bench=script")
+    {
+        return Err(format!("--script runs bench=script; drop {b}"));
+    }
+    let len = kernel_cmdline(&config).len();
+    if len > CMDLINE_MAX {
+        return Err(format!(
+            "the parameters make a {len}-byte command line, more than the {CMDLINE_MAX} the kernel accepts"
+        ));
+    }
+    Ok(Cli::Run(config))
+}
+
+/// `512M`, `2G`, `1024` (MiB, as QEMU reads a bare number), at least 128 MiB.
+fn is_mem_size(v: &str) -> bool {
+    let (digits, mib_per_unit) = match v.as_bytes().last() {
+        Some(b'M' | b'm') => (&v[..v.len() - 1], 1u64),
+        Some(b'G' | b'g') => (&v[..v.len() - 1], 1024),
+        _ => (v, 1),
+    };
+    matches!(digits.parse::<u64>(), Ok(n) if n.checked_mul(mib_per_unit).is_some_and(|m| m >= 128))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::{is_interactive, qemu_command};
+
+    fn parse(args: &[&str]) -> Result<RunConfig, String> {
+        match parse_args(args.iter().map(|s| s.to_string()))? {
+            Cli::Run(c) => Ok(c),
+            Cli::Help => Err("help".into()),
+        }
+    }
+
+    /// A file under the temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str, contents: &[u8]) -> TempFile {
+            let path =
+                std::env::temp_dir().join(format!("pidlab-{tag}-test-{}", std::process::id()));
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn defaults_are_smp8_tcg() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.smp, 8);
+        assert_eq!(c.accel, Accel::Tcg);
+        assert_eq!(c.mem, "1G");
+        assert!(c.params.is_empty());
+    }
+
+    #[test]
+    fn options_and_params() {
+        let c = parse(&[
+            "--smp",
+            "2",
+            "--mem",
+            "2G",
+            "--accel",
+            "kvm",
+            "--timeout",
+            "5",
+            "bench=none",
+            "workers=1,2",
+        ])
+        .unwrap();
+        assert_eq!((c.smp, c.mem.as_str(), c.accel), (2, "2G", Accel::Kvm));
+        assert_eq!(c.timeout, Duration::from_secs(5));
+        assert_eq!(c.params, ["bench=none", "workers=1,2"]);
+        assert_eq!(kernel_cmdline(&c), "accel=kvm bench=none workers=1,2");
+        for a in Accel::ALL {
+            assert_eq!(parse(&["--accel", a.name()]).unwrap().accel, a);
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors_naming_the_argument() {
+        for (args, needle) in [
+            (&["--smp", "0"][..], "--smp 0"),
+            (&["--smp", "x"], "--smp x"),
+            (&["--smp"], "needs a value"),
+            (&["--mem", "12"], "--mem 12"),
+            (&["--mem", "lots"], "--mem lots"),
+            (
+                &["--accel", "hvf"],
+                "--accel hvf: expected tcg, tcg-single or kvm",
+            ),
+            (&["--timeout", "-1"], "--timeout -1"),
+            (&["--frob"], "--frob"),
+            (&["bench"], "`bench`"),
+            (&["=x"], "KEY=VALUE"),
+            (&["accel=kvm"], "--accel"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert_eq!(parse(&["--help"]).unwrap_err(), "help");
+    }
+
+    #[test]
+    fn script_is_passed_by_fw_cfg_and_implies_bench_script() {
+        let script = TempFile::new("script", b"ps\n");
+        let c = parse(&["--script", script.arg()]).unwrap();
+        assert_eq!(kernel_cmdline(&c), "accel=tcg bench=script");
+        let args: Vec<String> = qemu_command(&c, Path::new("/c"))
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("name=opt/pidlab/script,file="))
+        );
+        let err = parse(&["--script", script.arg(), "bench=none"]).unwrap_err();
+        assert!(err.contains("drop bench=none"), "{err}");
+        let err = parse(&["--script", "/nonexistent/script"]).unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+        assert!(!is_interactive(&c));
+        assert!(is_interactive(&parse(&["bench=shell"]).unwrap()));
+    }
+
+    #[test]
+    fn what_the_kernel_would_refuse_for_size_is_refused_here() {
+        let just_fits = TempFile::new("script-max", &vec![b'\n'; SCRIPT_MAX]);
+        assert!(parse(&["--script", just_fits.arg()]).is_ok());
+        let too_big = TempFile::new("script-big", &vec![b'\n'; SCRIPT_MAX + 1]);
+        let err = parse(&["--script", too_big.arg()]).unwrap_err();
+        assert!(
+            err.contains(&format!(
+                "{} bytes, more than the {SCRIPT_MAX}",
+                SCRIPT_MAX + 1
+            )),
+            "{err}"
+        );
+
+        // "accel=tcg " is 10 bytes; one parameter fills the rest exactly.
+        let fill = |len: usize| format!("k={}", "v".repeat(len - 2));
+        assert!(parse(&[&fill(CMDLINE_MAX - 10)]).is_ok());
+        let err = parse(&[&fill(CMDLINE_MAX - 9)]).unwrap_err();
+        assert!(
+            err.contains(&format!("{}-byte command line", CMDLINE_MAX + 1)),
+            "{err}"
+        );
+    }
+}

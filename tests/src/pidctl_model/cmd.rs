@@ -1,0 +1,121 @@
+//! pidctl commands as the model takes them: built by the random script
+//! generator, written out as script lines, and read back from
+//! hand-written lines.
+
+use std::fmt;
+
+/// One pidctl command, in the form the kernel accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    Spawn {
+        name: String,
+        parent: Option<String>,
+        newns: bool,
+        set_tid: Vec<i32>,
+        nocap: bool,
+    },
+    Exit {
+        name: String,
+        code: Option<i32>,
+    },
+    Wait {
+        name: String,
+    },
+    PidMax {
+        name: String,
+        max: i64,
+    },
+    Ps,
+    Check,
+}
+
+impl fmt::Display for Cmd {
+    /// The script line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cmd::Spawn {
+                name,
+                parent,
+                newns,
+                set_tid,
+                nocap,
+            } => {
+                write!(f, "spawn {name}")?;
+                if let Some(p) = parent {
+                    write!(f, " parent={p}")?;
+                }
+                if *newns {
+                    write!(f, " newns")?;
+                }
+                if !set_tid.is_empty() {
+                    let tids: Vec<String> = set_tid.iter().map(i32::to_string).collect();
+                    write!(f, " set_tid={}", tids.join(","))?;
+                }
+                if *nocap {
+                    write!(f, " nocap")?;
+                }
+                Ok(())
+            }
+            Cmd::Exit { name, code: None } => write!(f, "exit {name}"),
+            Cmd::Exit {
+                name,
+                code: Some(c),
+            } => write!(f, "exit {name} code={c}"),
+            Cmd::Wait { name } => write!(f, "wait {name}"),
+            Cmd::PidMax { name, max } => write!(f, "pid_max {name} {max}"),
+            Cmd::Ps => write!(f, "ps"),
+            Cmd::Check => write!(f, "check"),
+        }
+    }
+}
+
+impl Cmd {
+    /// Reads a well-formed script line (for writing expectations by hand;
+    /// malformed lines are the kernel parser's business and panic here).
+    pub fn parse(line: &str) -> Cmd {
+        let mut words = line.split_whitespace();
+        let verb = words.next().expect("a command");
+        let name = words.next().map(String::from);
+        let rest: Vec<&str> = words.collect();
+        let name = || name.clone().expect("a task name");
+        match verb {
+            "spawn" => {
+                let (mut parent, mut newns, mut set_tid, mut nocap) = (None, false, vec![], false);
+                for w in rest {
+                    if let Some(p) = w.strip_prefix("parent=") {
+                        parent = Some(p.into());
+                    } else if let Some(list) = w.strip_prefix("set_tid=") {
+                        set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
+                    } else {
+                        match w {
+                            "newns" => newns = true,
+                            "nocap" => nocap = true,
+                            _ => panic!("spawn argument {w}"),
+                        }
+                    }
+                }
+                Cmd::Spawn {
+                    name: name(),
+                    parent,
+                    newns,
+                    set_tid,
+                    nocap,
+                }
+            }
+            "exit" => Cmd::Exit {
+                name: name(),
+                code: rest
+                    .first()
+                    .map(|c| c.strip_prefix("code=").unwrap().parse().unwrap()),
+            },
+            "wait" => Cmd::Wait { name: name() },
+            "pid_max" => Cmd::PidMax {
+                name: name(),
+                max: rest[0].parse().unwrap(),
+            },
+            "ps" => Cmd::Ps,
+            "check" => Cmd::Check,
+            _ => panic!("command {verb}"),
+        }
+    }
+}
