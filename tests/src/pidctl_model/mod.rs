@@ -20,7 +20,8 @@ pub use cmd::Cmd;
 
 /// Deepest namespace level (`MAX_PID_NS_LEVEL`).
 pub const MAX_PID_NS_LEVEL: u32 = 32;
-/// `pid_max` of the root namespace at boot, inherited by child namespaces.
+/// `pid_max` of the root namespace at boot (a child namespace starts at
+/// `PID_MAX_LIMIT`, as in Linux 6.14+).
 pub const PID_MAX_DEFAULT: i32 = 32768;
 /// The range `pid_max` may be set to.
 pub const PID_MAX_MIN: i32 = 301;
@@ -308,7 +309,7 @@ impl Model {
                 return Err("ENOSPC");
             }
             self.ns
-                .push(Ns::new(parent_ns.level + 1, Some(ns), parent_ns.pid_max));
+                .push(Ns::new(parent_ns.level + 1, Some(ns), PID_MAX_LIMIT));
             ns = self.ns.len() - 1;
         }
         match self.alloc_pid(ns, set_tid, cap) {
@@ -339,9 +340,10 @@ impl Model {
         }
     }
 
-    /// `alloc_pid`: the checks in Linux's order, then a number per level,
-    /// innermost first; on failure every number taken is given back (the
-    /// cursors stay where cyclic allocation moved them).
+    /// `alloc_pid` as stock (pre-7.0) Linux runs it, pidctl's default: per
+    /// level, innermost first, that level's `set_tid` checks, then its
+    /// number; on failure every number taken is given back (the cursors
+    /// stay where cyclic allocation moved them).
     fn alloc_pid(
         &mut self,
         ns: usize,
@@ -355,19 +357,21 @@ impl Model {
         if set_tid.len() > chain.len() {
             return Err("EINVAL");
         }
-        for (depth, &tid) in set_tid.iter().enumerate() {
-            let n = &self.ns[chain[depth]];
-            if tid < 1 || tid >= n.pid_max || (tid != 1 && n.reaper.is_none()) {
-                return Err("EINVAL");
-            }
-            if !cap {
-                return Err("EPERM");
-            }
-        }
         let pid_max: Vec<i32> = chain.iter().map(|&n| self.ns[n].pid_max).collect();
         let mut taken: Vec<(usize, u32)> = Vec::new();
         let mut err = None;
         for (depth, &n) in chain.iter().enumerate() {
+            if let Some(&tid) = set_tid.get(depth) {
+                let m = &self.ns[n];
+                if tid < 1 || tid >= m.pid_max || (tid != 1 && m.reaper.is_none()) {
+                    err = Some("EINVAL");
+                    break;
+                }
+                if !cap {
+                    err = Some("EPERM");
+                    break;
+                }
+            }
             let m = &mut self.ns[n];
             let nr = match set_tid.get(depth) {
                 Some(&tid) if m.ids.contains(&(tid as u32)) => Err("EEXIST"),
