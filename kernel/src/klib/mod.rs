@@ -7,3 +7,4 @@ pub mod fault_inject;
 pub(crate) mod fuzz;
 pub mod hlist;
 pub mod idr;
+pub mod lockctx;

@@ -13,6 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use intrusive_collections::{KeyAdapter, RBTree, RBTreeLink, UnsafeRef, intrusive_adapter};
 
 use super::{Pid, PidmapGuard};
+use crate::klib::lockctx::{self, Site};
 
 intrusive_adapter!(pub(super) PidfsAdapter = UnsafeRef<Pid>: Pid { pidfs_node: RBTreeLink });
 
@@ -46,7 +47,7 @@ static PIDFS: PidfsCell = PidfsCell(UnsafeCell::new(Pidfs {
 /// Port of `pidmap_lock_seq`: bumped by writers around tree changes.
 static PIDMAP_LOCK_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn pidfs<'g>(_pidmap_lock: &'g mut PidmapGuard) -> &'g mut Pidfs {
+fn pidfs(_pidmap_lock: &mut PidmapGuard) -> &mut Pidfs {
     // SAFETY: the guard proves this CPU holds pidmap_lock, and its `&mut`
     // borrow keeps this the only reference while it lives.
     unsafe { &mut *PIDFS.0.get() }
@@ -65,6 +66,7 @@ fn write_seqcount<R>(f: impl FnOnce() -> R) -> R {
 /// `pid` is alive and stays so until [`pidfs_remove_pid`], and is not in
 /// the tree.
 pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
+    lockctx::record(Site::PidfsAdd);
     let fs = pidfs(g);
     let ino = fs.next_ino;
     fs.next_ino += 1;
@@ -83,6 +85,7 @@ pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
 /// # Safety
 /// `pid` was added with [`pidfs_add_pid`] and not removed since.
 pub(super) unsafe fn pidfs_remove_pid(g: &mut PidmapGuard, pid: *const Pid) {
+    lockctx::record(Site::PidfsRemove);
     let tree = pidfs(g)
         .tree
         .as_mut()

@@ -11,6 +11,7 @@ use alloc::sync::Arc;
 
 use super::Task;
 use crate::klib::hlist::HlistNode;
+use crate::klib::lockctx::{self, Tracked};
 use crate::pid::namespace::{PidNamespace, init_pid_ns};
 use crate::pid::{PerPidType, PidRef, PidType};
 use crate::strategy::ReleaseStrategy;
@@ -29,6 +30,13 @@ pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
 /// `write_unlock_irq`.
 pub struct TasklistWrite(#[allow(dead_code)] RwLockIrqWriteGuard<'static, ()>);
 
+impl Drop for TasklistWrite {
+    fn drop(&mut self) {
+        // Before the field's drop unlocks.
+        lockctx::releasing(Tracked::TasklistWrite);
+    }
+}
+
 /// Either guard: enough to read the links.
 pub trait TasklistHeld {}
 impl TasklistHeld for TasklistRead {}
@@ -45,6 +53,7 @@ pub fn read_lock_tasklist() -> TasklistRead {
 #[inline]
 pub fn write_lock_irq_tasklist() -> TasklistWrite {
     let g = TasklistWrite(TASKLIST_LOCK.write());
+    lockctx::acquired(Tracked::TasklistWrite);
     assert!(
         !crate::platform::irqs_enabled(),
         "IF=1 inside a tasklist_lock write section"
