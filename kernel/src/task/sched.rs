@@ -76,24 +76,37 @@ impl RunQueue {
     }
 }
 
-static RQ: [SpinLockIrqSave<RunQueue>; MAX_CPUS] =
-    [const { named_spin_lock_irqsave("rq_lock", RunQueue::new()) }; MAX_CPUS];
-static CURRENT: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-static IDLE: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-/// The task a CPU just switched away from, for `finish_task_switch`.
-static PREV: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// One CPU's scheduler state, on cache lines of its own: another CPU only
+/// touches it to queue a task (under `rq`) or to read a counter.
+#[repr(align(128))]
+struct SchedCpu {
+    rq: SpinLockIrqSave<RunQueue>,
+    /// The task running here (written only by this CPU).
+    current: AtomicPtr<Task>,
+    idle: AtomicPtr<Task>,
+    /// The task just switched away from, for `finish_task_switch`.
+    prev: AtomicPtr<Task>,
+    /// Context switches (written only by this CPU, plain load and store).
+    switches: AtomicU64,
+}
+
+static CPUS: [SchedCpu; MAX_CPUS] = [const {
+    SchedCpu {
+        rq: named_spin_lock_irqsave("rq_lock", RunQueue::new()),
+        current: AtomicPtr::new(core::ptr::null_mut()),
+        idle: AtomicPtr::new(core::ptr::null_mut()),
+        prev: AtomicPtr::new(core::ptr::null_mut()),
+        switches: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// The task running on this CPU.
 #[inline]
 pub fn current() -> &'static Task {
-    let p = CURRENT[cpu_id()].load(Ordering::Relaxed);
+    let p = CPUS[cpu_id()].current.load(Ordering::Relaxed);
     assert!(!p.is_null(), "no current task on cpu {}", cpu_id());
     // SAFETY: the current task is kept alive by the scheduler's reference
-    // while it runs, and only this CPU changes CURRENT[this cpu].
+    // while it runs, and only this CPU changes its own `current`.
     unsafe { &*p }
 }
 
@@ -105,11 +118,13 @@ pub fn current_ref() -> TaskRef {
 
 /// Context switches this CPU has made.
 pub fn switches(cpu: usize) -> u64 {
-    SWITCHES[cpu].load(Ordering::Relaxed)
+    CPUS[cpu].switches.load(Ordering::Relaxed)
 }
 
 fn set_current(cpu: usize, t: TaskRef) {
-    CURRENT[cpu].store(t.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[cpu]
+        .current
+        .store(t.into_raw() as *mut Task, Ordering::Relaxed);
 }
 
 /// Makes the running boot context CPU 0's first task (`name`) and gives
@@ -119,7 +134,9 @@ pub fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
     let idle = Task::create("idle/0", 0, idle_entry, 0)?;
     prepare_new_stack(&idle);
     // Boot and idle keep their scheduler reference forever.
-    IDLE[0].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[0]
+        .idle
+        .store(idle.into_raw() as *mut Task, Ordering::Relaxed);
     set_current(0, boot.clone());
     Ok(boot)
 }
@@ -130,7 +147,9 @@ pub fn run_ap_idle(cpu: usize) -> ! {
         panic!("cpu {cpu}: no memory for the idle task");
     };
     set_current(cpu, idle.clone());
-    IDLE[cpu].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[cpu]
+        .idle
+        .store(idle.into_raw() as *mut Task, Ordering::Relaxed);
     idle_loop(cpu)
 }
 
@@ -141,14 +160,14 @@ fn idle_entry(_: usize) {
 fn idle_loop(cpu: usize) -> ! {
     loop {
         platform::local_irq_disable();
-        if RQ[cpu].lock().len > 0 {
+        if CPUS[cpu].rq.lock().len > 0 {
             schedule();
             platform::local_irq_enable();
         } else {
             platform::local_irq_enable();
             crate::rcu::rcu_idle();
             platform::local_irq_disable();
-            if RQ[cpu].lock().len > 0 {
+            if CPUS[cpu].rq.lock().len > 0 {
                 continue;
             }
             // `sti; hlt`: a wake-up IPI cannot slip in between.
@@ -199,7 +218,7 @@ pub fn wake_up_new_task(t: TaskRef) {
 fn enqueue(t: *const Task) {
     // SAFETY: the scheduler's reference keeps `t` alive.
     let cpu = unsafe { (*t).cpu() };
-    RQ[cpu].lock().push(t);
+    CPUS[cpu].rq.lock().push(t);
     if cpu != cpu_id() {
         let _ = apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR));
     }
@@ -237,7 +256,7 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
 pub fn yield_now() {
     let flags = local_irq_save();
     let me = current() as *const Task;
-    RQ[cpu_id()].lock().push(me);
+    CPUS[cpu_id()].rq.lock().push(me);
     schedule();
     local_irq_restore(flags);
 }
@@ -248,11 +267,12 @@ pub fn schedule() {
     crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
-    let prev = CURRENT[cpu].load(Ordering::Relaxed);
-    let next = RQ[cpu]
+    let prev = CPUS[cpu].current.load(Ordering::Relaxed);
+    let next = CPUS[cpu]
+        .rq
         .lock()
         .pop()
-        .unwrap_or_else(|| IDLE[cpu].load(Ordering::Relaxed));
+        .unwrap_or_else(|| CPUS[cpu].idle.load(Ordering::Relaxed));
     if core::ptr::eq(next, prev) {
         local_irq_restore(flags);
         return;
@@ -275,9 +295,12 @@ pub fn schedule() {
             "task {} overflowed its kernel stack",
             prev_t.name()
         );
-        CURRENT[cpu].store(next as *mut Task, Ordering::Relaxed);
-        PREV[cpu].store(prev, Ordering::Relaxed);
-        SWITCHES[cpu].fetch_add(1, Ordering::Relaxed);
+        CPUS[cpu]
+            .current
+            .store(next as *mut Task, Ordering::Relaxed);
+        CPUS[cpu].prev.store(prev, Ordering::Relaxed);
+        let sw = &CPUS[cpu].switches;
+        sw.store(sw.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         switch::switch_context(prev_t.sp.get(), *next_t.sp.get());
     }
     finish_task_switch();
@@ -288,7 +311,9 @@ pub fn schedule() {
 /// the previous task if it is dead (`finish_task_switch`).
 fn finish_task_switch() {
     let cpu = cpu_id();
-    let prev = PREV[cpu].swap(core::ptr::null_mut(), Ordering::Relaxed);
+    let prev = CPUS[cpu]
+        .prev
+        .swap(core::ptr::null_mut(), Ordering::Relaxed);
     if prev.is_null() {
         return;
     }

@@ -10,6 +10,7 @@
 use alloc::sync::Arc;
 
 use super::Task;
+use crate::klib::aligned::CacheAligned;
 use crate::klib::hlist::HlistNode;
 use crate::klib::lockctx::{self, Tracked};
 use crate::pid::namespace::{PidNamespace, init_pid_ns};
@@ -21,7 +22,8 @@ use crate::sync::{RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlo
 /// for writing with IRQs off by `copy_process()`, `exit_notify()` and
 /// `release_task()`; for reading, in any context, to walk the links. Like
 /// Linux's, it guards data that lives elsewhere, so it holds `()`.
-static TASKLIST_LOCK: RwLockIrq<()> = named_rwlock_irq("tasklist_lock", ());
+static TASKLIST_LOCK: CacheAligned<RwLockIrq<()>> =
+    CacheAligned(named_rwlock_irq("tasklist_lock", ()));
 
 /// A held `read_lock(&tasklist_lock)`.
 pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
