@@ -21,7 +21,7 @@ use core::ptr;
 use crate::klib::errno::Errno;
 
 #[cfg_attr(
-    not(test),
+    any(not(test), loom),
     allow(
         dead_code,
         unused_imports,

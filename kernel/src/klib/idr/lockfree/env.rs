@@ -56,6 +56,9 @@ pub(crate) trait Word32: Send + Sync {
     fn with_value(v: u32) -> Self;
     fn load(&self, order: Ordering) -> u32;
     fn swap(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_and(&self, v: u32, order: Ordering) -> u32;
     fn compare_exchange(&self, cur: u32, new: u32, ok: Ordering, err: Ordering)
     -> Result<u32, u32>;
 }
@@ -140,6 +143,18 @@ macro_rules! impl_word32 {
             #[inline(always)]
             fn swap(&self, v: u32, order: Ordering) -> u32 {
                 <$ty>::swap(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_add(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_sub(self, v, order)
+            }
+            #[inline(always)]
+            fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_and(self, v, order)
             }
             #[inline(always)]
             fn compare_exchange(
