@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::tree::LfNode;
 use crate::klib::fault_inject::{FaultSite, should_fail};
+use crate::klib::lockctx::{self, Site};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{self, MAX_CPUS};
 use crate::rcu::{RcuHead, RcuReadGuard, call_rcu, rcu_read_lock};
@@ -335,7 +336,9 @@ impl LfEnv for KernelEnv {
 
     /// A node from the cache; [`FaultSite::NodeAlloc`] makes it fail (no
     /// lock is held, so there is no preload pool behind it: ENOMEM).
+    /// Recorded as [`Site::IdrNodeAlloc`], once per node.
     fn alloc_node(&self) -> Option<NonNull<LfNode<KernelEnv>>> {
+        lockctx::record(Site::IdrNodeAlloc);
         if should_fail(FaultSite::NodeAlloc) {
             self.count(LfEvent::NodeAllocFailed);
             return None;

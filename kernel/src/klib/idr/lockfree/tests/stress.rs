@@ -93,7 +93,7 @@ fn worker(s: &Shared, t: usize, ops: usize, hold: usize, exact_share: u64, fail_
     let me = t as u32 + 1;
     // Start together, or the first threads finish before the last begin.
     s.start.wait();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1) * 0x1000_0001);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1000_0001));
     // (id, published)
     let mut mine: Vec<(u32, bool)> = Vec::new();
     if fail_every > 0 {
