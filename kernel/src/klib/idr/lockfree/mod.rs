@@ -227,9 +227,10 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// it.
     ///
     /// # Safety
-    /// If `id` is claimed, the caller claimed it and nobody else removes or
-    /// publishes it meanwhile (removing an id one does not own could
-    /// reopen a dead leaf while it is being freed).
+    /// The caller claimed `id` from this map and has not removed it since;
+    /// nobody else publishes or removes it meanwhile. (A dead leaf reads
+    /// as all claimed: removing an id one does not own could reopen it
+    /// while it is being freed.)
     pub(crate) unsafe fn remove(&self, id: u32) -> Option<*mut T> {
         let guard = self.env.read_lock();
         let s = Section::of(&guard);
@@ -239,7 +240,10 @@ impl<T, E: LfEnv> LfIdr<T, E> {
         if leaf.bits.load(Ordering::Relaxed) & bit == 0 {
             return None;
         }
-        let entry = leaf.slots[off].swap(core::ptr::null_mut(), Ordering::Acquire);
+        // The owner is the slot's only writer, so no locked exchange: the
+        // bit's clearing (Release) orders the null before the next claim.
+        let entry = leaf.slots[off].load(Ordering::Relaxed);
+        leaf.slots[off].store(core::ptr::null_mut(), Ordering::Relaxed);
         let old = leaf.bits.fetch_and(!bit, Ordering::SeqCst);
         if old == ALL {
             self.note_room(&path, id, LEAF - 1);
