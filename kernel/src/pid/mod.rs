@@ -485,6 +485,14 @@ pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
 }
 
 mod alloc;
+#[cfg_attr(
+    any(not(test), loom),
+    allow(
+        dead_code,
+        reason = "its user is the lockless strategy's alloc_pid and free_pid"
+    )
+)]
+mod allocated;
 pub mod namespace;
 pub mod pidfs;
 mod stats;
