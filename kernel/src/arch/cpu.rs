@@ -4,32 +4,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::instructions::interrupts;
 
-/// Disables interrupts and restores the previous state when dropped (the
-/// pattern of Linux's `local_irq_save`/`local_irq_restore`).
-pub struct IrqGuard {
-    were_enabled: bool,
-}
-
-impl IrqGuard {
-    #[inline]
-    pub fn save_and_disable() -> Self {
-        let were_enabled = interrupts::are_enabled();
-        if were_enabled {
-            interrupts::disable();
-        }
-        IrqGuard { were_enabled }
-    }
-}
-
-impl Drop for IrqGuard {
-    #[inline]
-    fn drop(&mut self) {
-        if self.were_enabled {
-            interrupts::enable();
-        }
-    }
-}
-
 /// Whether interrupts are enabled on this CPU (RFLAGS.IF).
 #[inline]
 pub fn interrupts_enabled() -> bool {

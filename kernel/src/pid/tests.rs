@@ -4,8 +4,8 @@
 //! and std-thread concurrency.
 
 use super::alloc::alloc_nr;
-use crate::klib::errno::Errno;
 use super::*;
+use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
 use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
 use crate::pid::namespace::{

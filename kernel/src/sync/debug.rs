@@ -124,36 +124,22 @@ impl HolderCpu {
     }
 }
 
-/// Panics (with [`LOCKDEBUG`]) if IRQs are enabled while an IRQ-safe lock is
-/// held; called at unlock.
-#[inline(always)]
-pub(crate) fn assert_irqs_off(name: &str) {
-    if LOCKDEBUG && platform::irqs_enabled() {
-        irqs_on_while_held(name);
-    }
-}
-
+/// Reports an IRQ-safe lock held with IRQs enabled (an interrupt handler
+/// taking it on this CPU would deadlock); see [`super::irq`].
 #[cold]
 #[inline(never)]
-fn irqs_on_while_held(name: &str) -> ! {
+pub(crate) fn irqs_on_while_held(name: &str) -> ! {
     panic!("lock {name}: IRQ-safe lock held with IRQs enabled");
 }
 
-/// Panics (with [`LOCKDEBUG`]) if an `_irq` lock is taken with IRQs already
-/// off: its unlock would enable them behind the caller's back. If this CPU
-/// already holds the lock (IRQs are off because it does), that is the
-/// better diagnosis, so `holder` is checked first.
-#[inline(always)]
-pub(crate) fn assert_irqs_on_for_irq_lock(name: &str, holder: &HolderCpu) {
-    if LOCKDEBUG && !platform::irqs_enabled() {
-        irqs_off_at_irq_lock(name, holder);
-    }
-}
-
+/// Reports an `_irq` lock taken with IRQs already off (its unlock would
+/// enable them behind the caller's back). If this CPU already holds the
+/// lock (IRQs are off because it does), that is the better diagnosis, so
+/// `check_recursion` runs first.
 #[cold]
 #[inline(never)]
-fn irqs_off_at_irq_lock(name: &str, holder: &HolderCpu) -> ! {
-    holder.check_recursion(name);
+pub(crate) fn irqs_off_at_irq_lock(name: &str, check_recursion: impl FnOnce()) -> ! {
+    check_recursion();
     panic!("lock {name}: _irq lock taken with IRQs already off (its unlock would enable them)");
 }
 

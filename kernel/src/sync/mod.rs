@@ -1,26 +1,25 @@
 //! Locks: the subject of study as much as the pid code they protect.
 //!
-//! - [`ticket`]: the FIFO ticket spinlock behind `pidmap_lock` and the other
-//!   spinlocks, as a `lock_api::RawMutex`, in three disciplines carried by
-//!   the type: [`SpinLock`] (never taken from interrupt context),
-//!   [`SpinLockIrq`] (`spin_lock_irq`: the caller knows IRQs are on) and
-//!   [`SpinLockIrqSave`] (`spin_lock_irqsave`).
-//! - [`rwlock`]: the qrwlock behind `tasklist_lock`, as a
-//!   `lock_api::RawRwLock` whose writers always disable IRQs
-//!   ([`RwLockIrq`], [`write_lock_irq`]) and whose readers may run in
-//!   interrupt context and are let past a merely waiting writer there.
-//! - [`debug`]: the checks every lock runs. The wait bound (a stuck wait
-//!   panics naming the lock and its holder) is always on and costs only the
-//!   slow path; the checks that cost the fast path (holder CPU recording for
-//!   recursion detection, IF assertions) are compiled in by the `lockdebug`
-//!   cargo feature and in unit tests, so a benchmark build pays nothing.
-//! - [`lockstat`]: per-name statistics behind a run-time switch, one relaxed
-//!   load per acquisition when off.
+//! - [`ticket`]: the FIFO ticket spinlock, a `lock_api::RawMutex`.
+//! - [`irq`]: the one IRQ mechanism. [`irq::IrqLock<L, D>`] puts discipline
+//!   `D` (`spin_lock`, `_irq`, `_irqsave`) on any raw lock `L`, so a lock's
+//!   type says how it is taken, and [`irq::IrqLock::of`] lets a lock whose
+//!   discipline varies per call (`pidmap_lock`) hand out guards typed by
+//!   theirs. A wrapper rather than per-call methods on every lock: the
+//!   checks, the order of release and restore, and `try_lock`'s undo are
+//!   written once, lock_api supplies the guards, and a lock cannot be taken
+//!   with the wrong discipline because its type offers no other.
+//! - [`rwlock`]: the qrwlock behind `tasklist_lock`, whose writers always
+//!   take it `write_lock_irq` and whose readers may run in interrupt context.
+//! - [`debug`]: the wait bound on every spin (always on, slow path only) and
+//!   the fast-path checks compiled in with the `lockdebug` feature.
+//! - [`lockstat`]: per-name statistics behind a run-time switch.
 //!
 //! The lock protocols are written once over [`word::AtomicWord`], so `loom`
 //! model checks (`make test-loom`) run the code the kernel runs.
 
 pub mod debug;
+pub(crate) mod irq;
 pub mod lockstat;
 pub mod rwlock;
 pub mod ticket;
@@ -45,7 +44,7 @@ fn loom_model(f: impl Fn() + Sync + Send + 'static) {
 pub use rwlock::{
     RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq,
 };
-pub use ticket::{
-    RawTicketLock, RawTicketLockIrq, RawTicketLockIrqSave, SpinLock, SpinLockIrq, SpinLockIrqSave,
-    named_spin_lock, named_spin_lock_irq, named_spin_lock_irqsave,
+pub(crate) use ticket::{
+    RawTicketLock, SpinLock, SpinLockIrqSave, named_spin_lock, named_spin_lock_irq,
+    named_spin_lock_irqsave,
 };

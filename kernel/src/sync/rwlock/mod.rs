@@ -22,15 +22,17 @@
 //!   writer byte (Release), leaving reader biases and the waiting bit.
 //!
 //! The IRQ discipline is in the type: [`RawRwLockIrq`]'s exclusive side is
-//! `write_lock_irq` (IRQs off for the whole write hold, so an interrupt
-//! reader on this CPU cannot spin on our own write lock), its shared side is
-//! plain `read_lock` (IRQs untouched, callable in interrupt context). There
-//! is no way to write-lock it with IRQs on.
+//! `write_lock_irq` (the [`Irq`] discipline of [`super::irq`], checks
+//! included: IRQs off for the whole write hold, so an interrupt reader on
+//! this CPU cannot spin on our own write lock), its shared side is plain
+//! `read_lock` (IRQs untouched, callable in interrupt context). There is no
+//! way to write-lock it with IRQs on.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::debug::{self, Holder, HolderCpu, Watchdog};
+use super::debug::{Holder, HolderCpu, Watchdog};
+use super::irq::{self, Irq};
 use super::lockstat::{self, HoldStart, LockKey, Mode};
 use super::ticket::Tickets;
 use super::word::AtomicWord;
@@ -323,8 +325,9 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_lock_irq()`.
     #[inline]
     fn lock_exclusive(&self) -> WriteHeldIrq {
-        debug::assert_irqs_on_for_irq_lock(self.key.name(), &self.writer);
-        platform::local_irq_disable();
+        irq::enter::<Irq>(self.key.name(), || {
+            self.writer.check_recursion(self.key.name())
+        });
         if !self.qrw.write_trylock() {
             self.write_lock_slow();
         }
@@ -334,12 +337,13 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_trylock()` with IRQs disabled on success.
     #[inline]
     fn try_lock_exclusive(&self) -> Option<WriteHeldIrq> {
-        debug::assert_irqs_on_for_irq_lock(self.key.name(), &self.writer);
-        platform::local_irq_disable();
+        irq::enter::<Irq>(self.key.name(), || {
+            self.writer.check_recursion(self.key.name())
+        });
         if self.qrw.write_trylock() {
             Some(self.write_acquired())
         } else {
-            platform::local_irq_enable();
+            irq::exit::<Irq>((), true, self.key.name());
             None
         }
     }
@@ -347,11 +351,11 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_unlock_irq()`.
     #[inline]
     unsafe fn unlock_exclusive(&self, held: WriteHeldIrq) {
-        debug::assert_irqs_off(self.key.name());
+        let correct = irq::held_correctly::<Irq>();
         lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
         self.writer.clear();
         self.qrw.write_unlock();
-        platform::local_irq_enable();
+        irq::exit::<Irq>((), correct, self.key.name());
     }
 
     fn is_locked(&self) -> bool {

@@ -15,18 +15,18 @@
 //! served at once. The debug checks and statistics are described in
 //! [`super::debug`] and [`super::lockstat`].
 //!
-//! The IRQ disciplines are separate raw types, so a lock's type says how it
-//! must be taken: the guard of an IRQ-disabling lock carries the saved
-//! interrupt state and is `!Send` (it must be released on the CPU that took
-//! it).
+//! The IRQ disciplines come from [`super::irq`]: [`SpinLock`],
+//! [`SpinLockIrq`] and [`SpinLockIrqSave`] wrap this raw lock in an
+//! [`IrqLock`] of their discipline, so a lock's type says how it is taken. Guards are `!Send`: a spinlock is
+//! released on the CPU that took it.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::debug::{self, HolderCpu, Watchdog};
+use super::debug::{HolderCpu, Watchdog};
+use super::irq::{Irq, IrqLock, IrqSave, Plain};
 use super::lockstat::{self, HoldStart, LockKey, Mode};
 use super::word::AtomicWord;
-use crate::platform::{self, IrqFlags};
 
 /// The ticket protocol itself, generic over the atomic word so `loom` can
 /// check the very code the kernel runs (see [`super::word`]).
@@ -225,144 +225,36 @@ unsafe impl lock_api::RawMutex for RawTicketLock {
     }
 }
 
-/// `spin_lock_irq`: disables interrupts, then locks; unlocking re-enables
-/// them. For locks taken only where interrupts are known to be on.
-pub struct RawTicketLockIrq(RawTicketLock);
-
-impl RawTicketLockIrq {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLockIrq(RawTicketLock::named(name))
+impl super::irq::RawLockInfo for RawTicketLock {
+    fn name(&self) -> &'static str {
+        self.key.name()
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.0.key.name()
-    }
-}
-
-// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
-// disabled before it is taken and enabled only after it is released.
-unsafe impl lock_api::RawMutex for RawTicketLockIrq {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawTicketLockIrq::named("unnamed");
-    type Guard = Held;
-
-    /// `spin_lock_irq()`.
-    #[inline]
-    fn lock(&self) -> Held {
-        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
-        platform::local_irq_disable();
-        self.0.acquire()
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<Held> {
-        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
-        platform::local_irq_disable();
-        let held = self.0.try_acquire();
-        if held.is_none() {
-            platform::local_irq_enable();
-        }
-        held
-    }
-
-    /// `spin_unlock_irq()`.
-    #[inline]
-    unsafe fn unlock(&self, held: Held) {
-        debug::assert_irqs_off(self.0.key.name());
-        self.0.release(held);
-        platform::local_irq_enable();
-    }
-
-    fn is_locked(&self) -> bool {
-        self.0.tickets.is_locked()
-    }
-}
-
-/// Guard state of an irqsave lock: the interrupt state to restore, plus
-/// [`Held`] (so `!Send`).
-pub struct HeldIrqSave {
-    held: Held,
-    flags: IrqFlags,
-}
-
-/// `spin_lock_irqsave`: saves the interrupt state, disables interrupts,
-/// locks; unlocking restores the saved state.
-pub struct RawTicketLockIrqSave(RawTicketLock);
-
-impl RawTicketLockIrqSave {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLockIrqSave(RawTicketLock::named(name))
-    }
-
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.0.key.name()
-    }
-}
-
-// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
-// disabled before it is taken and restored only after it is released.
-unsafe impl lock_api::RawMutex for RawTicketLockIrqSave {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawTicketLockIrqSave::named("unnamed");
-    type Guard = HeldIrqSave;
-
-    /// `spin_lock_irqsave()`.
-    #[inline]
-    fn lock(&self) -> HeldIrqSave {
-        let flags = platform::local_irq_save();
-        let held = self.0.acquire();
-        HeldIrqSave { held, flags }
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<HeldIrqSave> {
-        let flags = platform::local_irq_save();
-        match self.0.try_acquire() {
-            Some(held) => Some(HeldIrqSave { held, flags }),
-            None => {
-                platform::local_irq_restore(flags);
-                None
-            }
-        }
-    }
-
-    /// `spin_unlock_irqrestore()`.
-    #[inline]
-    unsafe fn unlock(&self, guard: HeldIrqSave) {
-        debug::assert_irqs_off(self.0.key.name());
-        self.0.release(guard.held);
-        platform::local_irq_restore(guard.flags);
-    }
-
-    fn is_locked(&self) -> bool {
-        self.0.tickets.is_locked()
+    fn check_recursion(&self) {
+        self.holder.check_recursion(self.key.name());
     }
 }
 
 /// A ticket spinlock never taken from interrupt context.
-pub type SpinLock<T> = lock_api::Mutex<RawTicketLock, T>;
+pub(crate) type SpinLock<T> = lock_api::Mutex<IrqLock<RawTicketLock, Plain>, T>;
 /// A ticket spinlock taken with `spin_lock_irq`.
-pub type SpinLockIrq<T> = lock_api::Mutex<RawTicketLockIrq, T>;
+pub(crate) type SpinLockIrq<T> = lock_api::Mutex<IrqLock<RawTicketLock, Irq>, T>;
 /// A ticket spinlock taken with `spin_lock_irqsave`.
-pub type SpinLockIrqSave<T> = lock_api::Mutex<RawTicketLockIrqSave, T>;
+pub(crate) type SpinLockIrqSave<T> = lock_api::Mutex<IrqLock<RawTicketLock, IrqSave>, T>;
 
 /// A named [`SpinLock`] (`DEFINE_SPINLOCK`).
-pub const fn named_spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
-    lock_api::Mutex::from_raw(RawTicketLock::named(name), value)
+pub(crate) const fn named_spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
+    lock_api::Mutex::from_raw(IrqLock::new(RawTicketLock::named(name)), value)
 }
 
 /// A named [`SpinLockIrq`].
-pub const fn named_spin_lock_irq<T>(name: &'static str, value: T) -> SpinLockIrq<T> {
-    lock_api::Mutex::from_raw(RawTicketLockIrq::named(name), value)
+pub(crate) const fn named_spin_lock_irq<T>(name: &'static str, value: T) -> SpinLockIrq<T> {
+    lock_api::Mutex::from_raw(IrqLock::new(RawTicketLock::named(name)), value)
 }
 
 /// A named [`SpinLockIrqSave`].
-pub const fn named_spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSave<T> {
-    lock_api::Mutex::from_raw(RawTicketLockIrqSave::named(name), value)
+pub(crate) const fn named_spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSave<T> {
+    lock_api::Mutex::from_raw(IrqLock::new(RawTicketLock::named(name)), value)
 }
 
 #[cfg(all(test, not(loom)))]

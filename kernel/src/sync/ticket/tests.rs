@@ -2,7 +2,7 @@
 //! threads, the IRQ disciplines, and the debug checks.
 
 use super::*;
-use crate::platform::irqs_enabled;
+use crate::platform::{self, irqs_enabled};
 use crate::sync::debug::WaitBoundOverride;
 use lock_api::RawMutex;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -253,7 +253,7 @@ fn lockstat_counts_ticket_lock() {
         });
         barrier.wait();
         // SAFETY: only reads the ticket counters; the lock is not touched.
-        let tickets = unsafe { &lock.raw().tickets };
+        let tickets = unsafe { &lock.raw().inner().tickets };
         // Hold on until the other thread has queued behind us.
         while tickets.next.load(Ordering::Relaxed) != tickets.owner.load(Ordering::Relaxed) + 2 {
             std::thread::yield_now();
