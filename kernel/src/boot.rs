@@ -84,6 +84,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let cmd = read_cmdline();
     crate::console::init_log(cmd.loglevel);
+    debug::set_wait_bound_ms(cmd.lock_wait_ms);
+    println!(
+        "locks: a wait longer than {} ms panics naming the lock (lockwait_ms=)",
+        cmd.lock_wait_ms
+    );
 
     let mut frames = init_memory(boot_info, &cmd);
     init_smp(boot_info, &cmd, &mut frames);

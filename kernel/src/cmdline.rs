@@ -13,6 +13,7 @@ use core::fmt;
 use arrayvec::ArrayVec;
 
 use crate::strategy::{PAIRS, StrategyPair};
+use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
 /// What the kernel runs once it has booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +125,8 @@ pub struct Cmdline<'a> {
     pub accel: Accel,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
+    /// The bound on any lock wait, in milliseconds (the lock watchdog).
+    pub lock_wait_ms: u64,
     pub threadspawn: ThreadspawnParams,
 }
 
@@ -137,6 +140,7 @@ impl Default for Cmdline<'_> {
             tests: "",
             accel: Accel::Unknown,
             timer_hz: 1000,
+            lock_wait_ms: DEFAULT_WAIT_BOUND_MS,
             threadspawn: ThreadspawnParams::default(),
         }
     }
@@ -156,6 +160,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("test", "a comma-separated list of in-kernel test cases"),
     ("accel", "tcg, tcg-single or kvm (set by the runner)"),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
+    (
+        "lockwait_ms",
+        "a bound on any lock wait from 10 to 600000 milliseconds (default 2000); a longer wait panics naming the lock",
+    ),
     (
         "workers",
         "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
@@ -282,6 +290,12 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 };
             }
+            "lockwait_ms" => {
+                cmd.lock_wait_ms = match value.parse::<u64>() {
+                    Ok(ms) if (10..=600_000).contains(&ms) => ms,
+                    _ => return Err(bad()),
+                };
+            }
             "workers" => {
                 let mut list = ArrayVec::new();
                 for item in value.split(',') {
@@ -362,6 +376,30 @@ mod tests {
         assert_eq!(c.heap, HeapSize::Auto);
         assert_eq!(c.loglevel, log::LevelFilter::Info);
         assert_eq!(c.tests, "");
+        assert_eq!(c.lock_wait_ms, 2000);
+    }
+
+    #[test]
+    fn lock_wait_bound_range_ends() {
+        assert_eq!(parse("lockwait_ms=10").unwrap().lock_wait_ms, 10);
+        assert_eq!(parse("lockwait_ms=600000").unwrap().lock_wait_ms, 600_000);
+        for bad in [
+            "lockwait_ms=9",
+            "lockwait_ms=600001",
+            "lockwait_ms=0",
+            "lockwait_ms=2s",
+        ] {
+            assert!(
+                matches!(
+                    parse(bad),
+                    Err(CmdlineError::BadValue {
+                        key: "lockwait_ms",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

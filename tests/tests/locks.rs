@@ -93,6 +93,19 @@ fn tasklist_lock_irq_readers_on_2_cpus_multithreaded() {
         .expect_serial("selftest tasklist: ok");
 }
 
+/// A deadlocked wait fails the run within `lockwait_ms`, naming the lock;
+/// the boot says which bound it runs with.
+#[test]
+fn a_stuck_wait_fails_the_run_within_the_lockwait_bound() {
+    let _alone = alone();
+    let run = Boot::new()
+        .params("bench=none lockwait_ms=300 test=deadlock")
+        .timeout(Duration::from_secs(30))
+        .run();
+    run.expect_serial("locks: a wait longer than 300 ms panics naming the lock")
+        .expect_failure_with("lock selftest_deadlock: cpu 0 waited more than 300 ms");
+}
+
 const LOCKS_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
 
 #[test]

@@ -28,6 +28,7 @@ const CASES: &[(&str, Case)] = &[
     ("stackoverflow", stack_overflow),
     ("oom", out_of_memory),
     ("hang", hang),
+    ("deadlock", deadlock),
     ("smp", smp_ticks_and_indices),
     ("appanic", ap_panic),
     ("tsc", tsc_agrees_with_pit),
@@ -136,6 +137,16 @@ fn hang() {
     loop {
         core::hint::spin_loop();
     }
+}
+
+/// Takes a spinlock twice on one CPU: the second wait can never end, so the
+/// lock watchdog fails the run naming the lock (with `lockdebug`, the
+/// recursion check does first).
+fn deadlock() {
+    let lock = crate::sync::named_spin_lock("selftest_deadlock", ());
+    let _held = lock.lock();
+    println!("selftest deadlock: taking selftest_deadlock again");
+    drop(lock.lock());
 }
 
 /// Every online CPU takes timer ticks, and each runs work under its own

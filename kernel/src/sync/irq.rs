@@ -236,8 +236,9 @@ impl<L: RawLockInfo, D: IrqDiscipline> Drop for RawGuard<'_, L, D> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::sync::RawTicketLock;
+    use crate::sync::{RawTicketLock, named_spin_lock_irq, named_spin_lock_irqsave};
     use lock_api::RawMutex;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
 
     #[test]
     fn per_call_guards_follow_their_discipline() {
@@ -256,8 +257,40 @@ mod tests {
             let _g = IrqLock::<_, IrqSave>::of(&raw).lock_guard();
             assert!(raw.is_locked());
         }
-        assert!(!platform::irqs_enabled(), "irqsave restores the saved (off) state");
+        assert!(
+            !platform::irqs_enabled(),
+            "irqsave restores the saved (off) state"
+        );
         platform::local_irq_restore(outer);
         assert!(!raw.is_locked());
+    }
+
+    /// A failed unlock-time check panics only after the lock is released
+    /// and the flag restored, as lock_api's contract asks of an unwinding
+    /// unlock.
+    #[test]
+    fn failed_unlock_check_releases_first() {
+        fn unlock_panics(hold: impl FnOnce()) {
+            let err = catch_unwind(AssertUnwindSafe(hold)).unwrap_err();
+            let msg = err.downcast_ref::<String>().unwrap();
+            assert!(
+                msg.contains("IRQ-safe lock held with IRQs enabled"),
+                "{msg}"
+            );
+        }
+        let save = named_spin_lock_irqsave("test_release_first", ());
+        unlock_panics(|| {
+            let _g = save.lock();
+            platform::local_irq_enable();
+        });
+        assert!(!save.is_locked() && platform::irqs_enabled());
+        let irq = named_spin_lock_irq("test_release_first_irq", ());
+        unlock_panics(|| {
+            let _g = irq.lock();
+            platform::local_irq_enable();
+        });
+        assert!(!irq.is_locked() && platform::irqs_enabled());
+        drop(save.lock());
+        drop(irq.lock());
     }
 }

@@ -78,3 +78,32 @@ fn ticket_hands_off_in_ticket_order() {
         assert!(shared.0.try_lock());
     });
 }
+
+/// A `try_lock` that succeeds after another thread's unlock must see that
+/// thread's critical section: its read of `owner` has to synchronise with
+/// the unlock's Release store (loom flags the data race otherwise). The
+/// main thread first waits, without synchronising, until the unlock is
+/// visible, so the model always reaches that case.
+#[test]
+fn ticket_try_lock_sees_the_previous_holder() {
+    loom_model(|| {
+        let shared = Arc::new((LoomTickets::with_words(), UnsafeCell::new(0u32)));
+        let holder = {
+            let s = shared.clone();
+            thread::spawn(move || {
+                s.0.lock();
+                // SAFETY: the ticket lock is held (which is what loom checks).
+                s.1.with_mut(|v| unsafe { *v = 1 });
+                s.0.unlock();
+            })
+        };
+        while shared.0.owner.load(Ordering::Relaxed) == 0 {
+            thread::yield_now();
+        }
+        assert!(shared.0.try_lock(), "the lock is free");
+        // SAFETY: the ticket lock is held.
+        assert_eq!(shared.1.with(|v| unsafe { *v }), 1);
+        shared.0.unlock();
+        holder.join().unwrap();
+    });
+}

@@ -92,8 +92,11 @@ impl<A: AtomicWord> Tickets<A> {
     #[inline]
     pub(crate) fn try_lock(&self) -> bool {
         // `owner` never passes `next`, so if `next` still equals the owner
-        // we read (even a stale one), the lock is free and ours.
-        let owner = self.owner.load(Ordering::Relaxed);
+        // we read (even a stale one), the lock is free and ours. Acquire:
+        // the lock is then ours because of the previous holder's Release
+        // store to `owner`, and we must see its critical section (the CAS
+        // on `next` reads a Relaxed ticket increment, which orders nothing).
+        let owner = self.owner.load(Ordering::Acquire);
         self.next
             .compare_exchange(
                 owner,

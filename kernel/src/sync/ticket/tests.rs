@@ -186,7 +186,7 @@ fn lock_taken_by_interrupt_on_holding_cpu_panics() {
 /// A wait past the bound panics naming the lock and the holder's CPU.
 #[test]
 fn stuck_wait_panics_naming_lock_and_owner() {
-    let _bound = WaitBoundOverride::new(300);
+    let _bound = WaitBoundOverride::new("test_stuck", 300);
     let lock = named_spin_lock("test_stuck", ());
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
