@@ -261,15 +261,25 @@ fn escape_qemu_opt(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// The text handed to the kernel: the runner's own facts first, then the
-/// user's parameters (`--script` implies `bench=script`).
+/// The text handed to the kernel: the runner's own facts first (the
+/// accelerator, and the host's core count for `lock=auto` unless the user
+/// gave `host_cpus=`), then the user's parameters (`--script` implies
+/// `bench=script`).
 pub fn kernel_cmdline(config: &RunConfig) -> String {
     let mut words = vec![format!("accel={}", config.accel.name())];
+    if !config.params.iter().any(|p| p.starts_with("host_cpus=")) {
+        words.push(format!("host_cpus={}", host_cpus()));
+    }
     if config.script.is_some() && !config.params.iter().any(|p| p.starts_with("bench=")) {
         words.push("bench=script".into());
     }
     words.extend(config.params.iter().cloned());
     words.join(" ")
+}
+
+/// The cores this process may run on: what the guest's vCPU threads share.
+pub fn host_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Whether the kernel reads the serial console (`bench=shell`): then our
@@ -553,7 +563,12 @@ mod tests {
         assert_eq!((c.smp, c.mem.as_str(), c.accel), (2, "2G", Accel::Kvm));
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.params, ["bench=none", "workers=1,2"]);
-        assert_eq!(kernel_cmdline(&c), "accel=kvm bench=none workers=1,2");
+        assert_eq!(
+            kernel_cmdline(&c),
+            format!("accel=kvm host_cpus={} bench=none workers=1,2", host_cpus())
+        );
+        let own = parse(&["host_cpus=64"]).unwrap();
+        assert_eq!(kernel_cmdline(&own), "accel=tcg host_cpus=64");
     }
 
     #[test]
@@ -582,7 +597,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pidlab-script-test-{}", std::process::id()));
         std::fs::write(&dir, "ps\n").unwrap();
         let c = parse(&["--script", dir.to_str().unwrap()]).unwrap();
-        assert_eq!(kernel_cmdline(&c), "accel=tcg bench=script");
+        assert_eq!(
+            kernel_cmdline(&c),
+            format!("accel=tcg host_cpus={} bench=script", host_cpus())
+        );
         let args: Vec<String> = qemu_command(&c, Path::new("/c"))
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

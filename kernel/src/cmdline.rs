@@ -13,6 +13,7 @@ use core::fmt;
 use arrayvec::ArrayVec;
 
 use crate::strategy::{PAIRS, StrategyPair};
+use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
 /// What the kernel runs once it has booted.
@@ -127,6 +128,10 @@ pub struct Cmdline<'a> {
     pub timer_hz: u32,
     /// The bound on any lock wait, in milliseconds (the lock watchdog).
     pub lock_wait_ms: u64,
+    /// The spinlock algorithm asked for (`lock=`).
+    pub(crate) lock: LockChoice,
+    /// The host's cores, as the runner saw them.
+    pub host_cpus: Option<u32>,
     pub threadspawn: ThreadspawnParams,
 }
 
@@ -141,6 +146,8 @@ impl Default for Cmdline<'_> {
             accel: Accel::Unknown,
             timer_hz: 1000,
             lock_wait_ms: DEFAULT_WAIT_BOUND_MS,
+            lock: LockChoice::Auto,
+            host_cpus: None,
             threadspawn: ThreadspawnParams::default(),
         }
     }
@@ -160,6 +167,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ("test", "a comma-separated list of in-kernel test cases"),
     ("accel", "tcg, tcg-single or kvm (set by the runner)"),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
+    (
+        "lock",
+        "auto (the default: tas when vCPUs outnumber host cores, else ticket), ticket, pv-ticket, qspinlock or tas",
+    ),
+    (
+        "host_cpus",
+        "the host's core count, from 1 to 4096 (set by the runner)",
+    ),
     (
         "lockwait_ms",
         "a bound on any lock wait from 10 to 600000 milliseconds (default 2000); a longer wait panics naming the lock",
@@ -290,6 +305,18 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 };
             }
+            "lock" => {
+                cmd.lock = match value {
+                    "auto" => LockChoice::Auto,
+                    _ => LockChoice::Force(LockAlgo::by_name(value).ok_or_else(bad)?),
+                };
+            }
+            "host_cpus" => {
+                cmd.host_cpus = match value.parse::<u32>() {
+                    Ok(n) if (1..=4096).contains(&n) => Some(n),
+                    _ => return Err(bad()),
+                };
+            }
             "lockwait_ms" => {
                 cmd.lock_wait_ms = match value.parse::<u64>() {
                     Ok(ms) if (10..=600_000).contains(&ms) => ms,
@@ -377,6 +404,32 @@ mod tests {
         assert_eq!(c.loglevel, log::LevelFilter::Info);
         assert_eq!(c.tests, "");
         assert_eq!(c.lock_wait_ms, 2000);
+    }
+
+    #[test]
+    fn lock_choice_and_host_cores() {
+        let c = parse("").unwrap();
+        assert_eq!((c.lock, c.host_cpus), (LockChoice::Auto, None));
+        for algo in LockAlgo::ALL {
+            let line = std::format!("lock={}", algo.name());
+            assert_eq!(parse(&line).unwrap().lock, LockChoice::Force(algo));
+        }
+        assert_eq!(parse("lock=auto").unwrap().lock, LockChoice::Auto);
+        assert_eq!(parse("host_cpus=1").unwrap().host_cpus, Some(1));
+        assert_eq!(parse("host_cpus=4096").unwrap().host_cpus, Some(4096));
+        for bad in [
+            "lock=mcs",
+            "lock=",
+            "host_cpus=0",
+            "host_cpus=4097",
+            "host_cpus=two",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                matches!(err, CmdlineError::BadValue { .. }),
+                "{bad}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Handlers bracket their work with `irq_enter`/`irq_exit` on the per-CPU
 //! area, which is what `platform::in_interrupt()` reads (the tasklist rwlock
-//! lets interrupt-context readers past a waiting writer). The timer runs an
-//! optional hook, which tests use to take locks from interrupt context.
+//! lets interrupt-context readers past a waiting writer). The timer runs the
+//! lock algorithm's tick, if it has one, and an optional hook, which tests
+//! use to take locks from interrupt context.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -15,6 +16,8 @@ use super::percpu::this_cpu;
 
 /// `fn()` run by every timer interrupt, or 0.
 static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
+/// The lock algorithm's `fn()` for every timer interrupt, or 0.
+static LOCK_TICK: AtomicUsize = AtomicUsize::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the APIC vectors' handlers in `idt`.
@@ -30,6 +33,12 @@ pub fn set_timer_hook(hook: Option<fn()>) {
     TIMER_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
 }
 
+/// Makes every CPU's timer interrupt call `tick` for the lock algorithm
+/// (None: nothing); set once at boot.
+pub fn set_lock_tick(tick: Option<fn()>) {
+    LOCK_TICK.store(tick.map_or(0, |f| f as usize), Ordering::Release);
+}
+
 /// Spurious interrupts seen so far, all CPUs.
 pub fn spurious_count() -> u64 {
     SPURIOUS.load(Ordering::Relaxed)
@@ -39,6 +48,12 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     let cpu = this_cpu();
     cpu.irq_enter();
     cpu.tick();
+    let tick = LOCK_TICK.load(Ordering::Acquire);
+    if tick != 0 {
+        // SAFETY: only `set_lock_tick` stores here, and it stores a `fn()`.
+        let tick: fn() = unsafe { core::mem::transmute::<usize, fn()>(tick) };
+        tick();
+    }
     let hook = TIMER_HOOK.load(Ordering::Acquire);
     if hook != 0 {
         // SAFETY: only `set_timer_hook` stores here, and it stores a `fn()`.

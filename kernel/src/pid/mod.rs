@@ -54,7 +54,7 @@ use crate::klib::hlist::HlistHead;
 use crate::mm::cache::ObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace};
 use crate::platform;
-use crate::sync::RawTicketLock;
+use crate::sync::RawSpin;
 use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, RawGuard};
 
 /// Port of `enum pid_type`.
@@ -359,13 +359,11 @@ pub fn pid_nr_ns(pid: &PidRef, ns: &PidNamespace) -> i32 {
 
 /// `pidmap_lock`. It guards the namespaces' [`namespace::PidMap`]s, which live in
 /// the namespaces, so it holds no data: its guard is the proof.
-static PIDMAP_LOCK: RawTicketLock = RawTicketLock::named("pidmap_lock");
+static PIDMAP_LOCK: RawSpin = RawSpin::named("pidmap_lock");
 
 /// Holding `pidmap_lock`, taken with IRQ discipline `D` (which also says
 /// how the drop releases it). Proof of the lock for [`PidNamespace::map`].
-pub(crate) struct PidmapGuard<D: IrqDiscipline>(
-    #[allow(dead_code)] RawGuard<'static, RawTicketLock, D>,
-);
+pub(crate) struct PidmapGuard<D: IrqDiscipline>(#[allow(dead_code)] RawGuard<'static, RawSpin, D>);
 
 impl<D: IrqDiscipline> PidmapGuard<D> {
     /// Takes `pidmap_lock` with discipline `D`.

@@ -177,8 +177,15 @@ impl Watchdog {
 
     #[cold]
     fn check(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
-        self.until_check = CHECK_EVERY;
         self.spins += u64::from(CHECK_EVERY);
+        self.check_now(name, holder);
+    }
+
+    /// Checks the bound at once (after a halt, when rounds say nothing
+    /// about time); panics past it like [`tick`](Self::tick).
+    #[cold]
+    pub(crate) fn check_now(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+        self.until_check = CHECK_EVERY;
         let bound_ms = bound_for(name);
         if expired(
             bound_ms,

@@ -236,13 +236,13 @@ impl<L: RawLockInfo, D: IrqDiscipline> Drop for RawGuard<'_, L, D> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::sync::{RawTicketLock, named_spin_lock_irq, named_spin_lock_irqsave};
+    use crate::sync::{RawSpin, named_spin_lock_irq, named_spin_lock_irqsave};
     use lock_api::RawMutex;
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     #[test]
     fn per_call_guards_follow_their_discipline() {
-        let raw = RawTicketLock::named("test_per_call");
+        let raw = RawSpin::named("test_per_call");
         {
             let _g = IrqLock::<_, Plain>::of(&raw).lock_guard();
             assert!(platform::irqs_enabled() && raw.is_locked());
