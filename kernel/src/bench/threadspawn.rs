@@ -28,8 +28,8 @@ use crate::pid::pid_stats_total;
 use crate::platform;
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::strategy::StrategyPair;
-use crate::sync::choice::lock_algo;
-use crate::sync::lockstat;
+use crate::sync::choice::{LockAlgo, lock_algo};
+use crate::sync::{lockstat, pvticket};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
@@ -301,6 +301,12 @@ pub fn run(p: &ThreadspawnParams, accel: Accel) -> Result<(), String> {
         "spawn/reap: global-heap fall-throughs in {forks} spawns: tasks {}, stacks {}, pids {}, IDR nodes {}",
         d[0], d[1], d[2], d[3]
     );
+    if lock_algo() == LockAlgo::PvTicket {
+        let [halts, kicks, sweeps] = pvticket::stats();
+        println!(
+            "locks: pv-ticket since boot: {halts} halts, {kicks} kicks by unlocks, {sweeps} by the timer sweep"
+        );
+    }
     base.check().map_err(|e| format!("invariants: {e}"))?;
     println!("invariants: ok");
     Ok(())

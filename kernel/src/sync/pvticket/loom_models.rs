@@ -61,6 +61,10 @@ impl PvCpu<AtomicU32> for Cpu {
         0
     }
 
+    fn spin_threshold_queued(&self) -> u32 {
+        0
+    }
+
     fn irqs_off<R>(&self, f: impl FnOnce() -> R) -> R {
         f()
     }

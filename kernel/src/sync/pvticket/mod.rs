@@ -4,9 +4,10 @@
 //! holder instead of them; the unlock kicks the halted waiter.
 //!
 //! Tickets advance by 2; bit 0 of `next` is the slow-path flag: some
-//! waiter may be halted. A waiter spins [`SPIN_THRESHOLD`] rounds, then,
-//! with IRQs off, writes its CPU's record (this lock, its ticket), sets the
-//! flag, looks at `owner` once more and halts. The unlock adds to `owner`
+//! waiter may be halted. The waiter next in line spins [`SPIN_THRESHOLD`]
+//! rounds, those behind it none; then, with IRQs off, a waiter writes its
+//! CPU's record (this lock, its ticket), sets the flag, looks at `owner`
+//! once more and halts. The unlock adds to `owner`
 //! and reads the flag, both SeqCst: either the waiter sees its ticket
 //! served or the unlock sees the flag (Dekker), reads the records and
 //! kicks the CPU of the new owner's ticket and of the one after it (so that
@@ -32,8 +33,14 @@ use crate::{MAX_CPUS, platform};
 const INC: u32 = 2;
 /// In `next`: a waiter may be halted, unlock must look at the records.
 const SLOWPATH: u32 = 1;
-/// Spin rounds before a waiter halts.
-pub(crate) const SPIN_THRESHOLD: u32 = 1 << 10;
+/// Spin rounds before the waiter next in line halts. Short: a halt costs
+/// little under emulation, and a spinning vCPU takes a host core from the
+/// holder (Linux's `SPIN_THRESHOLD`, 32768, was set for KVM, where a halt
+/// is a VM exit).
+pub(crate) const SPIN_THRESHOLD: u32 = 32;
+/// Spin rounds before a waiter further back halts: none, it is kicked when
+/// it becomes next.
+pub(crate) const SPIN_THRESHOLD_QUEUED: u32 = 0;
 
 /// One CPU's wait record: the lock it is halting on (its id, 0: none) and
 /// the ticket it waits for.
@@ -62,8 +69,10 @@ pub(crate) trait PvCpu<A> {
     fn waiter(&self, cpu: usize) -> &PvWaiter<A>;
     /// CPUs whose records an unlock looks at: `0..waiter_cpus()`.
     fn waiter_cpus(&self) -> usize;
-    /// Rounds to spin before halting.
+    /// Rounds to spin before halting, for the waiter next in line.
     fn spin_threshold(&self) -> u32;
+    /// Rounds to spin before halting, for waiters further back.
+    fn spin_threshold_queued(&self) -> u32;
     /// Runs `f` with interrupts off: a wait nested in an interrupt handler
     /// must not reuse this CPU's record while it is set.
     fn irqs_off<R>(&self, f: impl FnOnce() -> R) -> R;
@@ -121,15 +130,27 @@ impl<A: AtomicWord> PvTickets<A> {
     /// Waits for `ticket`: spin, then halt until kicked, and again.
     pub(crate) fn lock_slow_on(&self, ticket: u32, cpu: &impl PvCpu<A>, wait: &mut impl SpinWait) {
         loop {
-            for _ in 0..cpu.spin_threshold() {
-                if self.is_served(ticket) {
+            let mut spins = 0;
+            loop {
+                let owner = self.owner.load(Ordering::Acquire);
+                if owner == ticket {
                     return;
                 }
+                // Next in line spins longer: the lock comes to it after one
+                // critical section. Further back, a waiter halts soon and is
+                // kicked when it becomes next.
+                let next_in_line = ticket.wrapping_sub(owner) <= INC;
+                let limit = if next_in_line {
+                    cpu.spin_threshold()
+                } else {
+                    cpu.spin_threshold_queued()
+                };
+                if spins >= limit {
+                    break;
+                }
+                spins += 1;
                 A::relax();
                 wait.round();
-            }
-            if self.is_served(ticket) {
-                return;
             }
             cpu.irqs_off(|| self.halt(ticket, cpu));
             wait.woke();
@@ -240,6 +261,10 @@ impl PvCpu<AtomicU32> for KernelPv {
 
     fn spin_threshold(&self) -> u32 {
         SPIN_THRESHOLD
+    }
+
+    fn spin_threshold_queued(&self) -> u32 {
+        SPIN_THRESHOLD_QUEUED
     }
 
     fn irqs_off<R>(&self, f: impl FnOnce() -> R) -> R {
