@@ -4,8 +4,9 @@
 //! [`LOCKS_CSV_HEADER`] (`locks,<lock>,<cpus>,<ops_per_sec>,...`):
 //!
 //! - **uncontended**: one CPU takes and releases a lock it alone uses,
-//!   `uncontended_ops` times between two reads of `platform::cycles()`; the
-//!   row's `cycles_per_op` is the cost of one lock+unlock pair. Rows: each
+//!   `uncontended_ops` times over five interleaved passes, timed with
+//!   `platform::cycles()`; the row's `cycles_per_op` is the cost of one
+//!   lock+unlock pair in the fastest pass. Rows: each
 //!   algorithm in its own type (`ticket`, `pv-ticket`, `qspinlock`, `tas`),
 //!   the kernel's spinlock (`dispatch:<algo>`, the algorithm `lock=` chose,
 //!   reached through the run-time dispatch: the difference from the
@@ -158,46 +159,65 @@ fn cpu_counts(max: usize) -> Vec<usize> {
     counts
 }
 
-/// Measures `ops` calls of `op` on one CPU. None if the lock needs IRQs on
-/// (`needs_irqs`) and they are off there (its unlock would enable them).
-fn uncontended(
-    par: &dyn Parallel,
+/// One uncontended flavour: its row name, whether its lock needs IRQs on
+/// (an `_irq` unlock enables them), whether lockstat is on, and one
+/// lock+unlock pair.
+struct Flavour<'a> {
     name: &'static str,
-    ops: u64,
-    cps: u64,
     needs_irqs: bool,
-    op: &(impl Fn() + Sync),
-) -> Option<LocksRow> {
-    let cycles = AtomicU64::new(0);
-    let skipped = AtomicBool::new(false);
-    par.run(1, &|_| {
-        if needs_irqs && !platform::irqs_enabled() {
-            skipped.store(true, Ordering::Relaxed);
-            return;
+    lockstat: bool,
+    op: &'a (dyn Fn() + Sync),
+}
+
+/// Passes over all uncontended flavours; each row keeps its fastest.
+const UNCONTENDED_PASSES: u64 = 5;
+
+/// Measures every flavour on one CPU, `ops` pairs each, in
+/// [`UNCONTENDED_PASSES`] interleaved passes of `ops / passes` pairs; a
+/// row's cycles are its fastest pass's, scaled to `ops`, so a pass the host
+/// preempted does not count and drift hits all flavours alike. A flavour
+/// that needs IRQs on is skipped where they are off.
+fn uncontended(par: &dyn Parallel, flavours: &[Flavour<'_>], ops: u64, cps: u64) -> Vec<LocksRow> {
+    let per_pass = (ops / UNCONTENDED_PASSES).max(1);
+    let best: Vec<AtomicU64> = flavours.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
+    for _ in 0..UNCONTENDED_PASSES {
+        for (f, best) in flavours.iter().zip(&best) {
+            let was = lockstat::set_enabled(f.lockstat);
+            par.run(1, &|_| {
+                if f.needs_irqs && !platform::irqs_enabled() {
+                    return;
+                }
+                for _ in 0..per_pass.min(1000) {
+                    (f.op)();
+                }
+                let t0 = platform::cycles();
+                for _ in 0..per_pass {
+                    (f.op)();
+                }
+                best.fetch_min(platform::cycles() - t0, Ordering::Relaxed);
+            });
+            lockstat::set_enabled(was);
         }
-        for _ in 0..ops.min(1000) {
-            op();
-        }
-        let t0 = platform::cycles();
-        for _ in 0..ops {
-            op();
-        }
-        cycles.store(platform::cycles() - t0, Ordering::Relaxed);
-    });
-    if skipped.load(Ordering::Relaxed) {
-        println!("locks: {name}: skipped (IRQs are off on the bench CPU)");
-        return None;
     }
-    Some(LocksRow {
-        lock: name,
-        cpus: 1,
-        bench: "uncontended",
-        ops,
-        cycles: cycles.load(Ordering::Relaxed),
-        cycles_per_sec: cps,
-        min_share_pct: 100,
-        max_share_pct: 100,
-    })
+    let mut rows = Vec::new();
+    for (f, best) in flavours.iter().zip(&best) {
+        let cycles = best.load(Ordering::Relaxed);
+        if cycles == u64::MAX {
+            println!("locks: {}: skipped (IRQs are off on the bench CPU)", f.name);
+            continue;
+        }
+        rows.push(LocksRow {
+            lock: f.name,
+            cpus: 1,
+            bench: "uncontended",
+            ops: per_pass * UNCONTENDED_PASSES,
+            cycles: cycles * UNCONTENDED_PASSES,
+            cycles_per_sec: cps,
+            min_share_pct: 100,
+            max_share_pct: 100,
+        });
+    }
+    rows
 }
 
 /// Runs `op` on `n` CPUs at once for `budget` cycles (timed by CPU 0).
@@ -330,39 +350,32 @@ pub fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<Loc
         (LockAlgo::Tas.name(), &|| *tas.0.lock() += 1),
     ];
 
-    let mut rows = Vec::new();
-    let off = |f: &dyn Fn() -> Option<LocksRow>| with_lockstat(false, f);
-    for (name, op) in algos {
-        rows.extend(off(&|| uncontended(par, name, n_ops, cps, false, &op)));
-    }
-    rows.extend(off(&|| {
-        uncontended(par, dispatch_name(lock_algo()), n_ops, cps, false, &|| {
-            *dispatch.0.lock() += 1
-        })
-    }));
-    rows.extend(with_lockstat(true, || {
-        uncontended(par, "ticket+lockstat", n_ops, cps, false, &ticket_op)
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "ticket_irq", n_ops, cps, true, &|| {
-            *ticket_irq.0.lock() += 1
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "ticket_irqsave", n_ops, cps, false, &|| {
-            *ticket_irqsave.0.lock() += 1
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "rwlock_read", n_ops, cps, false, &|| {
-            black_box(*rw.0.read());
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "rwlock_write_irq", n_ops, cps, true, &|| {
-            *rw.0.write() += 1
-        })
-    }));
+    let dispatch_op = || *dispatch.0.lock() += 1;
+    let irq_op = || *ticket_irq.0.lock() += 1;
+    let irqsave_op = || *ticket_irqsave.0.lock() += 1;
+    let read_op = || {
+        black_box(*rw.0.read());
+    };
+    let write_op = || *rw.0.write() += 1;
+    let flavour = |name, op, needs_irqs, lockstat| Flavour {
+        name,
+        needs_irqs,
+        lockstat,
+        op,
+    };
+    let mut flavours: Vec<Flavour<'_>> = algos
+        .iter()
+        .map(|&(name, op)| flavour(name, op, false, false))
+        .collect();
+    flavours.extend([
+        flavour(dispatch_name(lock_algo()), &dispatch_op, false, false),
+        flavour("ticket+lockstat", &ticket_op, false, true),
+        flavour("ticket_irq", &irq_op, true, false),
+        flavour("ticket_irqsave", &irqsave_op, false, false),
+        flavour("rwlock_read", &read_op, false, false),
+        flavour("rwlock_write_irq", &write_op, true, false),
+    ]);
+    let mut rows = uncontended(par, &flavours, n_ops, cps);
 
     for n in cpu_counts(max) {
         for (name, op) in algos {

@@ -2,8 +2,9 @@
 //!
 //! Every kernel spinlock (`pidmap_lock`, `input_pool.lock`, the run queues,
 //! `tasklist_lock`'s wait queue, ...) is a [`DynSpin`]: room for each
-//! algorithm's words, and a dispatch on [`lock_algo`], one relaxed load of
-//! a byte that never changes after boot and a branch the CPU predicts. The
+//! algorithm's words, and a dispatch on the algorithm's bits of the mode
+//! byte ([`super::mode`]) that every acquisition reads anyway for the
+//! statistics switch, so the ticket lock pays no extra test. The
 //! choice is made before any CPU takes one of these locks and is never
 //! changed, so every lock runs one algorithm for its whole life. The lock
 //! benchmark compares the dispatched lock with each algorithm's own type
@@ -17,8 +18,8 @@
 
 use alloc::format;
 use alloc::string::String;
-use core::sync::atomic::{AtomicU8, Ordering};
 
+use super::mode;
 use super::pvticket::PvTickets;
 use super::qspinlock::QSpin;
 use super::raw::{ConstInit, SpinProtocol, SpinWait};
@@ -123,12 +124,15 @@ pub(crate) fn decide(choice: LockChoice, machine: Machine) -> (LockAlgo, String)
     (algo, format!("{} (auto: {why})", algo.name()))
 }
 
-static LOCK_ALGO: AtomicU8 = AtomicU8::new(LockAlgo::Ticket as u8);
-
 /// The algorithm every [`DynSpin`] runs.
 #[inline(always)]
 pub(crate) fn lock_algo() -> LockAlgo {
-    match LOCK_ALGO.load(Ordering::Relaxed) {
+    algo_of(mode::load())
+}
+
+#[inline(always)]
+fn algo_of(mode: u8) -> LockAlgo {
+    match mode::algo(mode) {
         1 => LockAlgo::PvTicket,
         2 => LockAlgo::Qspinlock,
         3 => LockAlgo::Tas,
@@ -141,7 +145,7 @@ pub(crate) fn lock_algo() -> LockAlgo {
 /// released under another would let two CPUs in.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 pub(crate) fn set_lock_algo(algo: LockAlgo) {
-    LOCK_ALGO.store(algo as u8, Ordering::Relaxed);
+    mode::set_algo(algo as u8);
 }
 
 /// Every algorithm's words; [`lock_algo`] says which are live.
@@ -176,11 +180,32 @@ impl SpinProtocol for DynSpin {
 
     #[inline(always)]
     fn lock_fast(&self) -> Result<(), DynPending> {
-        match lock_algo() {
+        self.lock_fast_in(mode::load())
+    }
+
+    /// The ticket lock with no statistics: mode 0, one test against zero,
+    /// the test a fixed lock makes of the statistics switch. Other
+    /// algorithms take the general path (an out-of-line call).
+    #[inline(always)]
+    fn lock_fast_quick(&self, mode: u8) -> Option<Result<(), DynPending>> {
+        (mode == 0).then(|| self.ticket.lock_fast().map_err(DynPending::Ticket))
+    }
+
+    #[inline(always)]
+    fn unlock_quick(&self, mode: u8) -> bool {
+        if mode == 0 {
+            self.ticket.unlock();
+        }
+        mode == 0
+    }
+
+    #[inline(always)]
+    fn lock_fast_in(&self, mode: u8) -> Result<(), DynPending> {
+        match algo_of(mode) {
             LockAlgo::Ticket => self.ticket.lock_fast().map_err(DynPending::Ticket),
-            LockAlgo::PvTicket => self.pv.lock_fast().map_err(DynPending::Pv),
-            LockAlgo::Qspinlock => self.q.lock_fast().map_err(DynPending::Q),
             LockAlgo::Tas => self.tas.lock_fast().map_err(|()| DynPending::Tas),
+            LockAlgo::Qspinlock => self.q.lock_fast().map_err(DynPending::Q),
+            LockAlgo::PvTicket => self.pv.lock_fast().map_err(DynPending::Pv),
         }
     }
 
@@ -206,11 +231,16 @@ impl SpinProtocol for DynSpin {
 
     #[inline(always)]
     fn unlock(&self) {
-        match lock_algo() {
+        self.unlock_in(mode::load());
+    }
+
+    #[inline(always)]
+    fn unlock_in(&self, mode: u8) {
+        match algo_of(mode) {
             LockAlgo::Ticket => self.ticket.unlock(),
-            LockAlgo::PvTicket => SpinProtocol::unlock(&self.pv),
-            LockAlgo::Qspinlock => SpinProtocol::unlock(&self.q),
             LockAlgo::Tas => self.tas.unlock(),
+            LockAlgo::Qspinlock => SpinProtocol::unlock(&self.q),
+            LockAlgo::PvTicket => SpinProtocol::unlock(&self.pv),
         }
     }
 

@@ -21,6 +21,7 @@ pub(crate) mod choice;
 pub mod debug;
 pub(crate) mod irq;
 pub mod lockstat;
+mod mode;
 pub(crate) mod pvticket;
 pub(crate) mod qspinlock;
 pub(crate) mod raw;

@@ -16,6 +16,7 @@ use core::marker::PhantomData;
 use super::debug::{Holder, HolderCpu, Watchdog};
 use super::irq::RawLockInfo;
 use super::lockstat::{self, HoldStart, LockKey, Mode};
+use super::mode;
 
 /// What a waiting protocol reports while it waits: every spin round, and
 /// every return from a halt (after which the clock is read at once).
@@ -46,6 +47,38 @@ pub(crate) trait SpinProtocol: Send + Sync {
     fn unlock(&self);
     /// Whether the lock is held (or about to be), for diagnostics.
     fn is_locked(&self) -> bool;
+
+    /// The quick path: in `mode` (see [`super::mode`]) with statistics off
+    /// (and, for the dispatching lock, the ticket lock or test-and-set),
+    /// the fast path's result; `None` sends the acquisition down the
+    /// general path. One test of the mode byte besides the protocol's own.
+    #[inline(always)]
+    fn lock_fast_quick(&self, mode: u8) -> Option<Result<(), Self::Pending>> {
+        (!mode::stats(mode)).then(|| self.lock_fast())
+    }
+
+    /// The quick path's release: false (nothing done) if a lock taken in
+    /// `mode` must be released by the general path.
+    #[inline(always)]
+    fn unlock_quick(&self, mode: u8) -> bool {
+        let quick = !mode::stats(mode);
+        if quick {
+            self.unlock();
+        }
+        quick
+    }
+
+    /// [`lock_fast`](Self::lock_fast) in a `mode` already read.
+    #[inline(always)]
+    fn lock_fast_in(&self, _mode: u8) -> Result<(), Self::Pending> {
+        self.lock_fast()
+    }
+
+    /// [`unlock`](Self::unlock) in the `mode` the lock was taken in.
+    #[inline(always)]
+    fn unlock_in(&self, _mode: u8) {
+        self.unlock()
+    }
 
     /// `lock_fast` then, if needed, `lock_slow`.
     #[inline]
@@ -103,9 +136,11 @@ pub(crate) struct RawSpinLock<P> {
     key: LockKey,
 }
 
-/// Guard state of a held [`RawSpinLock`]: the lockstat hold start, and
-/// `!Send` (a spinlock is released on the CPU that took it).
+/// Guard state of a held [`RawSpinLock`]: the mode it was taken in, the
+/// lockstat hold start, and `!Send` (a spinlock is released on the CPU that
+/// took it).
 pub(crate) struct Held {
+    mode: u8,
     hold_start: HoldStart,
     _not_send: PhantomData<*const ()>,
 }
@@ -129,12 +164,23 @@ impl<P: SpinProtocol> RawSpinLock<P> {
     }
 
     #[inline(always)]
-    fn acquired(&self) -> Held {
+    fn acquired(&self, mode: u8) -> Held {
         self.holder.set();
         Held {
-            hold_start: lockstat::acquired(&self.key, Mode::Exclusive),
+            mode,
+            hold_start: lockstat::acquired_if(mode::stats(mode), &self.key, Mode::Exclusive),
             _not_send: PhantomData,
         }
+    }
+
+    /// An acquisition outside the quick path: statistics on, or (the
+    /// dispatching lock) another algorithm than the ticket lock.
+    #[inline(never)]
+    fn lock_general(&self, mode: u8) -> Held {
+        if let Err(pending) = self.proto.lock_fast_in(mode) {
+            self.lock_slow(pending);
+        }
+        self.acquired(mode)
     }
 
     /// The contended path: recursion check, bounded wait, statistics.
@@ -161,24 +207,37 @@ unsafe impl<P: SpinProtocol + ConstInit> lock_api::RawMutex for RawSpinLock<P> {
     /// `spin_lock()`.
     #[inline]
     fn lock(&self) -> Held {
-        if let Err(pending) = self.proto.lock_fast() {
-            self.lock_slow(pending);
+        let mode = mode::load();
+        match self.proto.lock_fast_quick(mode) {
+            Some(fast) => {
+                if let Err(pending) = fast {
+                    self.lock_slow(pending);
+                }
+                self.holder.set();
+                Held {
+                    mode,
+                    hold_start: HoldStart::default(),
+                    _not_send: PhantomData,
+                }
+            }
+            None => self.lock_general(mode),
         }
-        self.acquired()
     }
 
     /// `spin_trylock()`.
     #[inline]
     fn try_lock(&self) -> Option<Held> {
-        self.proto.try_lock().then(|| self.acquired())
+        self.proto.try_lock().then(|| self.acquired(mode::load()))
     }
 
     /// `spin_unlock()`.
     #[inline]
     unsafe fn unlock(&self, held: Held) {
-        lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
         self.holder.clear();
-        self.proto.unlock();
+        if !self.proto.unlock_quick(held.mode) {
+            lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
+            self.proto.unlock_in(held.mode);
+        }
     }
 
     fn is_locked(&self) -> bool {
