@@ -4,21 +4,15 @@
 //! `write_lock_irq` writers, the watchdog on a stuck wait; `lock=auto`'s
 //! choice; and the `bench=locks` output format.
 //!
-//! The 8-CPU runs use single-threaded TCG: with 8 vCPU threads on our 2
-//! host cores, multi-threaded TCG lets the host deschedule the next ticket
-//! holder, and 800,000 hand-offs take minutes (measured: 4 vCPUs x 100,000
-//! increments took 33 s, against 42 ms for 2). That is a property of the
-//! host, reported by `bench=locks`, not of the lock. The tasklist case does
-//! pass under multi-threaded TCG with 8 vCPUs, but a writer spinning with
-//! IRQs off for a descheduled vCPU starves its own timer: measured, each CPU
-//! took ~170 of 2,000 ticks, a margin that shrinks with host load; under
-//! `tcg-single` every CPU takes all ~2,000. The 2-CPU variants keep real
-//! parallelism (multi-threaded TCG) in the suite.
+//! The 8-CPU runs use single-threaded TCG: with 8 vCPU threads on 2 host
+//! cores, multi-threaded TCG lets the host deschedule the next FIFO waiter,
+//! and hundreds of thousands of hand-offs then take minutes (that is the
+//! host's doing, which `bench=locks` reports, not the lock's). The 2-CPU
+//! variants keep real parallelism (multi-threaded TCG) in the suite.
 //!
 //! The tests here boot one at a time ([`alone`]): libtest runs two tests at
 //! once, and two lock-hammering guests on 2 host cores are the same
-//! oversubscription again (measured: the 2-vCPU ticket count, 42 ms alone,
-//! timed out at 60 s beside the `bench=locks` boot).
+//! oversubscription again.
 
 use pidlab_tests::Boot;
 use std::sync::{Mutex, MutexGuard};
