@@ -109,15 +109,25 @@ pub(crate) fn decide(choice: LockChoice, machine: Machine) -> (LockAlgo, String)
             None => LockAlgo::Ticket,
         },
     };
+    let on = |cores: u32| {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        format!(
+            "{vcpus} vCPU{} on {cores} host core{}",
+            plural(vcpus),
+            plural(cores as usize)
+        )
+    };
     let why = match (algo, host_cpus) {
         (LockAlgo::Tas, Some(cores)) => format!(
-            "{vcpus} vCPUs on {cores} host cores, as Linux's virt_spin_lock; lock=ticket forces FIFO tickets"
+            "{}, as Linux's virt_spin_lock; lock=ticket forces FIFO tickets",
+            on(cores)
         ),
         (LockAlgo::Tas, None) => String::from(
             "a hypervisor (CPUID) and no host core count, as Linux's virt_spin_lock; lock=ticket forces FIFO tickets",
         ),
         (_, Some(cores)) => format!(
-            "{vcpus} vCPUs on {cores} host cores, no waiter for a descheduled vCPU; lock=tas forces test-and-set"
+            "{}, no waiter for a descheduled vCPU; lock=tas forces test-and-set",
+            on(cores)
         ),
         (_, None) => String::from("no hypervisor (CPUID); lock=tas forces test-and-set"),
     };
