@@ -145,7 +145,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::{is_interactive, qemu_command};
+    use crate::{host_cpus, is_interactive, qemu_command};
 
     fn parse(args: &[&str]) -> Result<RunConfig, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
@@ -203,7 +203,12 @@ mod tests {
         assert_eq!((c.smp, c.mem.as_str(), c.accel), (2, "2G", Accel::Kvm));
         assert_eq!(c.timeout, Duration::from_secs(5));
         assert_eq!(c.params, ["bench=none", "workers=1,2"]);
-        assert_eq!(kernel_cmdline(&c), "accel=kvm bench=none workers=1,2");
+        assert_eq!(
+            kernel_cmdline(&c),
+            format!("accel=kvm host_cpus={} bench=none workers=1,2", host_cpus())
+        );
+        let own = parse(&["host_cpus=64"]).unwrap();
+        assert_eq!(kernel_cmdline(&own), "accel=tcg host_cpus=64");
         for a in Accel::ALL {
             assert_eq!(parse(&["--accel", a.name()]).unwrap().accel, a);
         }
@@ -237,7 +242,10 @@ mod tests {
     fn script_is_passed_by_fw_cfg_and_implies_bench_script() {
         let script = TempFile::new("script", b"ps\n");
         let c = parse(&["--script", script.arg()]).unwrap();
-        assert_eq!(kernel_cmdline(&c), "accel=tcg bench=script");
+        assert_eq!(
+            kernel_cmdline(&c),
+            format!("accel=tcg host_cpus={} bench=script", host_cpus())
+        );
         let args: Vec<String> = qemu_command(&c, Path::new("/c"))
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

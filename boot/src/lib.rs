@@ -88,15 +88,25 @@ impl Default for RunConfig {
     }
 }
 
-/// The text handed to the kernel: the runner's own facts first, then the
-/// user's parameters (`--script` implies `bench=script`).
+/// The text handed to the kernel: the runner's own facts first (the
+/// accelerator, and the host's core count for `lock=auto` unless the user
+/// gave `host_cpus=`), then the user's parameters (`--script` implies
+/// `bench=script`).
 pub fn kernel_cmdline(config: &RunConfig) -> String {
     let mut words = vec![format!("{}={}", Accel::CMDLINE_KEY, config.accel.name())];
+    if !config.params.iter().any(|p| p.starts_with("host_cpus=")) {
+        words.push(format!("host_cpus={}", host_cpus()));
+    }
     if config.script.is_some() && !config.params.iter().any(|p| p.starts_with("bench=")) {
         words.push("bench=script".into());
     }
     words.extend(config.params.iter().cloned());
     words.join(" ")
+}
+
+/// The cores this process may run on: what the guest's vCPU threads share.
+pub fn host_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Whether the kernel reads the serial console (`bench=shell`): then our

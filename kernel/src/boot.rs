@@ -14,13 +14,14 @@ use pidlab_abi::console::ERROR_PREFIX;
 use pidlab_abi::fw_cfg::{CMDLINE_FILE, CMDLINE_MAX, SCRIPT_FILE, SCRIPT_MAX};
 
 use crate::arch::qemu::{self, ExitCode};
-use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time};
+use crate::arch::{acpi, apic, cpu, fw_cfg, gdt, idt, irq, percpu, pit, serial, smp, time};
 use crate::bench::locks::{LocksBenchParams, run_locks_bench};
 use crate::cmdline::{self, Bench, Cmdline, HeapSize};
 use crate::mm::frame::{FrameAllocator, PhysRange};
 use crate::mm::{self, heap::HEAP};
 use crate::selftest;
-use crate::sync::{debug, lockstat};
+use crate::sync::choice::{self, LockAlgo, Machine};
+use crate::sync::{debug, lockstat, pvticket};
 use crate::task::sched::Cpus;
 
 /// How the bootloader must set the machine up for us.
@@ -79,6 +80,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
 
     let cmd = read_cmdline();
     crate::console::init_log(cmd.loglevel);
+    debug::set_wait_bound_ms(cmd.lock_wait_ms);
 
     let mut frames = init_memory(boot_info, &cmd);
     init_smp(boot_info, &cmd, &mut frames);
@@ -166,6 +168,25 @@ fn bench_locks(cmd: &Cmdline<'_>) {
     );
 }
 
+/// Sets the spinlock algorithm (`lock=`) before any CPU takes a spinlock,
+/// and says which and why.
+fn choose_lock(cmd: &Cmdline<'_>, madt: &acpi::MadtInfo) {
+    let machine = Machine {
+        vcpus: (madt.apic_ids.as_slice().len() + madt.apic_ids.dropped).min(percpu::MAX_CPUS),
+        host_cpus: cmd.host_cpus,
+        hypervisor: cpu::hypervisor_present(),
+    };
+    let (algo, line) = choice::decide(cmd.lock, machine);
+    choice::set_lock_algo(algo);
+    if algo == LockAlgo::PvTicket {
+        irq::set_lock_tick(Some(pvticket::timer_tick));
+    }
+    println!(
+        "locks: {line}; a wait longer than {} ms panics naming the lock (lockwait_ms=)",
+        cmd.lock_wait_ms
+    );
+}
+
 /// Calibrates the clock, brings up the local APICs and starts the APs.
 fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator) {
     pit::disable_legacy_pic();
@@ -177,6 +198,7 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator
         Ok(madt) => madt,
         Err(e) => fail(format_args!("ACPI: {e}")),
     };
+    choose_lock(cmd, &madt);
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();

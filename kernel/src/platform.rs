@@ -92,8 +92,16 @@ mod imp {
         percpu::this_cpu().in_interrupt()
     }
 
-    pub fn online_cpus() -> usize {
+    pub fn cpus_online() -> usize {
         crate::arch::smp::online()
+    }
+
+    pub fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
+        cpu::halt_unless(word, value);
+    }
+
+    pub fn kick_cpu(cpu: usize) {
+        crate::arch::smp::kick(cpu);
     }
 }
 
@@ -108,12 +116,17 @@ mod imp {
     static CLAIMED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
     static EPOCH: Mutex<Option<Instant>> = Mutex::new(None);
 
+    /// The thread that holds each CPU id, for kicks.
+    static THREADS: [Mutex<Option<std::thread::Thread>>; MAX_CPUS] =
+        [const { Mutex::new(None) }; MAX_CPUS];
+
     /// A thread's claim on a simulated CPU id, released when it exits.
     struct Claim(Cell<Option<usize>>);
 
     impl Drop for Claim {
         fn drop(&mut self) {
             if let Some(id) = self.0.get() {
+                *THREADS[id].lock().unwrap_or_else(|e| e.into_inner()) = None;
                 CLAIMED[id].store(false, Ordering::Release);
             }
         }
@@ -126,9 +139,13 @@ mod imp {
     }
 
     fn claim(id: usize) -> bool {
-        CLAIMED[id]
+        let claimed = CLAIMED[id]
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if claimed {
+            *THREADS[id].lock().unwrap_or_else(|e| e.into_inner()) = Some(std::thread::current());
+        }
+        claimed
     }
 
     pub fn bind_cpu(id: usize) {
@@ -190,8 +207,27 @@ mod imp {
         IN_IRQ.with(Cell::get) > 0
     }
 
-    pub fn online_cpus() -> usize {
+    pub fn cpus_online() -> usize {
         MAX_CPUS
+    }
+
+    /// A parked thread stands in for a halted CPU; `park` keeps an unpark
+    /// that came first, so no kick is lost, and the timeout bounds a halt
+    /// whose kick never comes (the caller checks again).
+    pub fn halt_unless(word: &std::sync::atomic::AtomicU32, value: u32) {
+        if word.load(Ordering::SeqCst) != value {
+            std::thread::park_timeout(std::time::Duration::from_millis(1));
+        }
+    }
+
+    pub fn kick_cpu(cpu: usize) {
+        let thread = THREADS[cpu]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(t) = thread {
+            t.unpark();
+        }
     }
 
     pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
@@ -279,9 +315,23 @@ pub fn in_interrupt() -> bool {
     imp::in_interrupt()
 }
 
-/// CPUs running (on the host: every simulated CPU id).
-pub fn online_cpus() -> usize {
-    imp::online_cpus()
+/// CPUs running (the host simulation: as many as there may be).
+pub fn cpus_online() -> usize {
+    imp::cpus_online()
+}
+
+/// Halts this CPU until [`kick_cpu`] or an interrupt, unless `*word ==
+/// value`. The check and the halt are one unit with respect to kicks: a
+/// kick sent after this call began ends the halt or prevents it, whatever
+/// instruction it arrives at. Called with IRQs off (then only a kick ends
+/// the halt).
+pub fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
+    imp::halt_unless(word, value)
+}
+
+/// Ends CPU `cpu`'s [`halt_unless`] (an NMI on the machine).
+pub fn kick_cpu(cpu: usize) {
+    imp::kick_cpu(cpu)
 }
 
 /// Runs work on several CPUs at once: the seam benchmarks and SMP tests use

@@ -11,7 +11,10 @@ fn a_good_boot_reports_success_with_memory_and_heap() {
     let run = Boot::new().smp(2).params("bench=none").run();
     run.expect_success()
         .expect_serial("pidlab ")
-        .expect_serial("cmdline: accel=tcg bench=none")
+        .expect_serial(&format!(
+            "cmdline: accel=tcg host_cpus={} bench=none",
+            pidlab_boot::host_cpus()
+        ))
         .expect_serial("bench none: boot complete");
     assert!(run.line("memory: ").contains("MiB usable"));
     assert!(run.line("heap: ").contains("MiB at physical"));

@@ -45,6 +45,10 @@ fn check_rows(serial: &str, workers: &[u32], ns_depth: u32, cpus: u32) {
         assert_eq!(r[col("samples")], "1");
         assert_eq!(r[col("cpus")], cpus.to_string());
         assert_eq!(r[col("accel")], "tcg");
+        assert!(
+            ["ticket", "pv-ticket", "qspinlock", "tas"].contains(&r[col("lock")]),
+            "{r:?}"
+        );
         let pidmap: f64 = r[col("pidmap_acq_per_op")].parse().expect("pidmap/op");
         // Stock alloc_pid takes pidmap_lock level + 2 times, the change once
         // (IDR nodes come from the node cache, so the preload pool does not

@@ -194,18 +194,17 @@ pub struct IpiTimeout;
 /// Sends `ipi` to `dest` (shorthand `all_but_self` ignores `dest`), then
 /// waits until the APIC has accepted it (xAPIC).
 fn send_raw(dest: u32, low: u32) -> Result<(), IpiTimeout> {
-    let irq = super::cpu::IrqGuard::save_and_disable();
-    let result = if MODE.load(Ordering::Relaxed) == MODE_X2APIC {
-        // SAFETY: x2APIC mode is on; writing the ICR MSR sends the IPI.
-        unsafe { Msr::new(0x830).write(((dest as u64) << 32) | low as u64) };
-        Ok(())
-    } else {
-        write(REG_ICR_HIGH, dest << 24);
-        write(REG_ICR_LOW, low);
-        wait_icr_idle()
-    };
-    drop(irq);
-    result
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        if MODE.load(Ordering::Relaxed) == MODE_X2APIC {
+            // SAFETY: x2APIC mode is on; writing the ICR MSR sends the IPI.
+            unsafe { Msr::new(0x830).write(((dest as u64) << 32) | low as u64) };
+            Ok(())
+        } else {
+            write(REG_ICR_HIGH, dest << 24);
+            write(REG_ICR_LOW, low);
+            wait_icr_idle()
+        }
+    })
 }
 
 fn wait_icr_idle() -> Result<(), IpiTimeout> {

@@ -5,7 +5,8 @@
 //! the run through the panic path; the local APIC's vectors go to `irq`; any
 //! other vector that fires is reported as unexpected. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
-//! the "stop" signal from the panicking CPU: this CPU halts for good.
+//! the "stop" signal from the panicking CPU: this CPU halts for good; any
+//! other NMI is a lock kick (`cpu::halt_unless`).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +68,7 @@ pub fn init() {
     // table, so nobody reads it while we write.
     let idt = unsafe { &mut *IDT.0.get() };
     set_general_handler!(idt, general_handler);
+    idt.non_maskable_interrupt.set_handler_fn(nmi_handler);
     // SAFETY: the IST index names the double-fault stack every CPU's TSS
     // sets up in `gdt::init_this_cpu`.
     unsafe {
@@ -113,6 +115,25 @@ fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u6
         "CPU exception {name} (vector {vector}), error code {code:#x}, RIP {rip:#x}, RSP {:#x}",
         frame.stack_pointer.as_u64()
     );
+}
+
+/// An NMI is either the panic's stop signal or a lock kick: a kick that
+/// lands in the check-and-halt window skips the halt (`cpu::halt_unless`).
+/// It takes no lock and prints nothing.
+extern "x86-interrupt" fn nmi_handler(mut frame: InterruptStackFrame) {
+    if super::panic::in_progress() {
+        super::cpu::halt_forever();
+    }
+    if let Some(resume) = super::cpu::skip_halt_window(frame.instruction_pointer.as_u64()) {
+        // SAFETY: `resume` is the instruction right after the window's
+        // `hlt`, in the same function, with the same stack and registers
+        // the interrupted code expects there.
+        unsafe {
+            frame
+                .as_mut()
+                .update(|f| f.instruction_pointer = x86_64::VirtAddr::new(resume));
+        }
+    }
 }
 
 extern "x86-interrupt" fn double_fault_handler(frame: InterruptStackFrame, code: u64) -> ! {

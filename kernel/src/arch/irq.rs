@@ -3,8 +3,9 @@
 //!
 //! Handlers bracket their work with `irq_enter`/`irq_exit` on the per-CPU
 //! area, which is what `platform::in_interrupt()` reads (the tasklist rwlock
-//! lets interrupt-context readers past a waiting writer). The timer runs an
-//! optional hook, which tests use to take locks from interrupt context.
+//! lets interrupt-context readers past a waiting writer). The timer runs the
+//! lock algorithm's tick, if it has one, and an optional hook, which tests
+//! use to take locks from interrupt context.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -18,6 +19,8 @@ static TIMER_HOOK: AtomicUsize = AtomicUsize::new(0);
 /// The kernel's per-tick work (`fn()`), or 0: set once at boot, so arch code
 /// does not call up into the subsystems.
 static TICK_WORK: AtomicUsize = AtomicUsize::new(0);
+/// The lock algorithm's `fn()` for every timer interrupt, or 0.
+static LOCK_TICK: AtomicUsize = AtomicUsize::new(0);
 static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Installs the APIC vectors' handlers in `idt`.
@@ -38,6 +41,12 @@ pub fn set_timer_hook(hook: Option<fn()>) {
     TIMER_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
 }
 
+/// Makes every CPU's timer interrupt call `tick` for the lock algorithm
+/// (None: nothing); set once at boot.
+pub fn set_lock_tick(tick: Option<fn()>) {
+    LOCK_TICK.store(tick.map_or(0, |f| f as usize), Ordering::Release);
+}
+
 /// Spurious interrupts seen so far, all CPUs.
 pub fn spurious_count() -> u64 {
     SPURIOUS.load(Ordering::Relaxed)
@@ -52,6 +61,12 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
         // SAFETY: only `set_tick_work` stores here, and it stores a `fn()`.
         let work: fn() = unsafe { core::mem::transmute::<usize, fn()>(work) };
         work();
+    }
+    let tick = LOCK_TICK.load(Ordering::Acquire);
+    if tick != 0 {
+        // SAFETY: only `set_lock_tick` stores here, and it stores a `fn()`.
+        let tick: fn() = unsafe { core::mem::transmute::<usize, fn()>(tick) };
+        tick();
     }
     let hook = TIMER_HOOK.load(Ordering::Acquire);
     if hook != 0 {

@@ -16,8 +16,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
-use super::cpu::IrqGuard;
 use super::percpu::cpu_index;
+use x86_64::instructions::interrupts::without_interrupts;
 
 const COM1: u16 = 0x3f8;
 const NO_OWNER: u32 = u32::MAX;
@@ -64,7 +64,10 @@ impl Write for Locked<'_> {
 /// Initialises COM1 (115200 8N1, FIFO on). Called once by the boot CPU
 /// before the first print; prints before it go out unconfigured.
 pub fn init() {
-    let _irq = IrqGuard::save_and_disable();
+    without_interrupts(init_irqs_off);
+}
+
+fn init_irqs_off() {
     // SAFETY: COM1 exists on QEMU's PC machine and only the console uses it.
     let Ok(mut uart) = (unsafe { Uart16550::new_port(COM1) }) else {
         return;
@@ -101,7 +104,10 @@ fn unlock() {
 
 /// Writes formatted text to the console as one unit.
 pub fn write_fmt(args: fmt::Arguments<'_>) {
-    let _irq = IrqGuard::save_and_disable();
+    without_interrupts(|| write_fmt_irqs_off(args));
+}
+
+fn write_fmt_irqs_off(args: fmt::Arguments<'_>) {
     if CONSOLE.owner.load(Ordering::Relaxed) == cpu_index() {
         // Nested on this CPU (NMI, exception or panic while printing).
         let _ = RawCom1.write_fmt(args);

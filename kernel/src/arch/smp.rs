@@ -281,6 +281,14 @@ extern "C" fn ap_entry(args: &'static ApArgs) -> ! {
     idle(index)
 }
 
+/// Kicks online CPU `index` out of a lock wait's halt: an NMI, the only
+/// thing that ends a `hlt` with IRQs off (see `cpu::halt_unless`).
+pub fn kick(index: usize) {
+    if index < online() {
+        let _ = apic::send_ipi(apic_id_of(index), apic::Ipi::Nmi);
+    }
+}
+
 /// Stops every other CPU (the panic path): NMI to all but this one.
 pub fn stop_other_cpus() {
     if online() > 1 {

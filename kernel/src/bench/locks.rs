@@ -4,24 +4,27 @@
 //! [`LOCKS_CSV_HEADER`] (`locks,<lock>,<cpus>,<ops_per_sec>,...`):
 //!
 //! - **uncontended**: one CPU takes and releases a lock it alone uses,
-//!   `uncontended_ops` times between two reads of `platform::cycles()`; the
-//!   row's `cycles_per_op` is the cost of one lock+unlock pair. Every lock
-//!   flavour is measured: the plain ticket lock with lockstat off and on, its
-//!   `_irq`/`_irqsave` disciplines, the rwlock's `read_lock` and
-//!   `write_lock_irq`, and `spin::Mutex` (test-and-test-and-set).
+//!   `uncontended_ops` times over five interleaved passes, timed with
+//!   `platform::cycles()`; the row's `cycles_per_op` is the cost of one
+//!   lock+unlock pair in the fastest pass. Rows: each
+//!   algorithm in its own type (`ticket`, `pv-ticket`, `qspinlock`, `tas`),
+//!   the kernel's spinlock (`dispatch:<algo>`, the algorithm `lock=` chose,
+//!   reached through the run-time dispatch: the difference from the
+//!   `<algo>` row is what the dispatch costs), the ticket lock with lockstat
+//!   on and in its `_irq`/`_irqsave` disciplines, and the rwlock's
+//!   `read_lock` and `write_lock_irq`.
 //! - **contended**: 1, 2, 4, 8 CPUs (capped at `Parallel::cpus()` and
-//!   `max_cpus`) hammer one lock, each incrementing a plain counter inside it,
-//!   for `millis` ms timed by CPU 0 (a time bound, never an op count, so a
-//!   point whose hand-offs collapse still ends); `ops_per_sec` is the total over all
-//!   CPUs, `cycles_per_op` the wall cycles per completed critical section
-//!   (the hand-off cost), and the min/max share columns say how fairly the
-//!   lock served the CPUs (each CPU's ops as a percentage of the mean). For
-//!   each CPU count the ticket lock (lockstat off, then on) and the
-//!   test-and-set lock run back to back, so drift hits all alike.
+//!   `max_cpus`) hammer one lock, each incrementing a plain counter inside
+//!   it, for `millis` ms timed by CPU 0 (a time bound, never an op count, so
+//!   a point whose hand-offs collapse still ends); `ops_per_sec` is the
+//!   total over all CPUs, `cycles_per_op` the wall cycles per critical
+//!   section (the hand-off cost), and the min/max share columns say how
+//!   fairly the lock served the CPUs (each CPU's ops as a percentage of the
+//!   mean). At each CPU count every algorithm (and the ticket lock with
+//!   lockstat) runs back to back, so drift hits all alike.
 //!
-//! Both spin with `platform::cpu_relax` (`pause`), so the locks differ only
-//! in their protocol. `cycles` are TSC cycles on the machine and nanoseconds
-//! on the host; before TSC calibration (`cycles_per_sec() == 0`) a 1 GHz
+//! All spin with `platform::cpu_relax` (`pause`). `cycles` are TSC cycles on
+//! the machine and nanoseconds on the host; before TSC calibration a 1 GHz
 //! clock is assumed for timing and said so.
 
 use alloc::format;
@@ -31,10 +34,15 @@ use core::hint::black_box;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::platform::{self, Parallel};
+use crate::sync::choice::{LockAlgo, lock_algo};
 use crate::sync::debug::LOCKDEBUG;
-use crate::sync::{
-    lockstat, named_rwlock_irq, named_spin_lock, named_spin_lock_irq, named_spin_lock_irqsave,
-};
+use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, Plain};
+use crate::sync::pvticket::PvTickets;
+use crate::sync::qspinlock::QSpin;
+use crate::sync::raw::{ConstInit, RawSpinLock, SpinProtocol};
+use crate::sync::tas::Tas;
+use crate::sync::ticket::Tickets;
+use crate::sync::{lockstat, named_rwlock_irq, named_spin_lock};
 
 /// The CSV header row printed above the `locks,...` rows.
 pub const LOCKS_CSV_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
@@ -63,8 +71,8 @@ impl Default for LocksBenchParams {
 /// One measured point.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocksRow {
-    /// `ticket`, `ticket+lockstat`, `ticket_irq`, `ticket_irqsave`,
-    /// `rwlock_read`, `rwlock_write_irq` or `tas`.
+    /// An algorithm's name, `dispatch:<algo>`, `ticket+lockstat`,
+    /// `ticket_irq`, `ticket_irqsave`, `rwlock_read` or `rwlock_write_irq`.
     pub lock: &'static str,
     pub cpus: usize,
     /// `uncontended` or `contended`.
@@ -116,17 +124,27 @@ impl LocksRow {
     }
 }
 
-/// `spin::Mutex`'s wait hint: the same `pause` (host: yield) as ours.
-struct PlatformRelax;
+/// A counter under algorithm `P` taken with discipline `D`.
+type Counter<P, D> = lock_api::Mutex<IrqLock<RawSpinLock<P>, D>, u64>;
 
-impl spin::RelaxStrategy for PlatformRelax {
-    #[inline(always)]
-    fn relax() {
-        platform::cpu_relax();
-    }
+fn counter<P: SpinProtocol + ConstInit, D: IrqDiscipline>(
+    name: &'static str,
+) -> Padded<Counter<P, D>> {
+    Padded(lock_api::Mutex::from_raw(
+        IrqLock::new(RawSpinLock::named(name)),
+        0,
+    ))
 }
 
-type TasLock<T> = spin::mutex::SpinMutex<T, PlatformRelax>;
+/// The row name of the kernel's dispatched spinlock under `algo`.
+fn dispatch_name(algo: LockAlgo) -> &'static str {
+    match algo {
+        LockAlgo::Ticket => "dispatch:ticket",
+        LockAlgo::PvTicket => "dispatch:pv-ticket",
+        LockAlgo::Qspinlock => "dispatch:qspinlock",
+        LockAlgo::Tas => "dispatch:tas",
+    }
+}
 
 /// Keeps a benchmarked lock off the cache lines of the harness's counters.
 #[repr(align(128))]
@@ -141,46 +159,65 @@ fn cpu_counts(max: usize) -> Vec<usize> {
     counts
 }
 
-/// Measures `ops` calls of `op` on one CPU. None if the lock needs IRQs on
-/// (`needs_irqs`) and they are off there (its unlock would enable them).
-fn uncontended(
-    par: &dyn Parallel,
+/// One uncontended flavour: its row name, whether its lock needs IRQs on
+/// (an `_irq` unlock enables them), whether lockstat is on, and one
+/// lock+unlock pair.
+struct Flavour<'a> {
     name: &'static str,
-    ops: u64,
-    cps: u64,
     needs_irqs: bool,
-    op: &(impl Fn() + Sync),
-) -> Option<LocksRow> {
-    let cycles = AtomicU64::new(0);
-    let skipped = AtomicBool::new(false);
-    par.run(1, &|_| {
-        if needs_irqs && !platform::irqs_enabled() {
-            skipped.store(true, Ordering::Relaxed);
-            return;
+    lockstat: bool,
+    op: &'a (dyn Fn() + Sync),
+}
+
+/// Passes over all uncontended flavours; each row keeps its fastest.
+const UNCONTENDED_PASSES: u64 = 5;
+
+/// Measures every flavour on one CPU, `ops` pairs each, in
+/// [`UNCONTENDED_PASSES`] interleaved passes of `ops / passes` pairs; a
+/// row's cycles are its fastest pass's, scaled to `ops`, so a pass the host
+/// preempted does not count and drift hits all flavours alike. A flavour
+/// that needs IRQs on is skipped where they are off.
+fn uncontended(par: &dyn Parallel, flavours: &[Flavour<'_>], ops: u64, cps: u64) -> Vec<LocksRow> {
+    let per_pass = (ops / UNCONTENDED_PASSES).max(1);
+    let best: Vec<AtomicU64> = flavours.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
+    for _ in 0..UNCONTENDED_PASSES {
+        for (f, best) in flavours.iter().zip(&best) {
+            let was = lockstat::set_enabled(f.lockstat);
+            par.run(1, &|_| {
+                if f.needs_irqs && !platform::irqs_enabled() {
+                    return;
+                }
+                for _ in 0..per_pass.min(1000) {
+                    (f.op)();
+                }
+                let t0 = platform::cycles();
+                for _ in 0..per_pass {
+                    (f.op)();
+                }
+                best.fetch_min(platform::cycles() - t0, Ordering::Relaxed);
+            });
+            lockstat::set_enabled(was);
         }
-        for _ in 0..ops.min(1000) {
-            op();
-        }
-        let t0 = platform::cycles();
-        for _ in 0..ops {
-            op();
-        }
-        cycles.store(platform::cycles() - t0, Ordering::Relaxed);
-    });
-    if skipped.load(Ordering::Relaxed) {
-        println!("locks: {name}: skipped (IRQs are off on the bench CPU)");
-        return None;
     }
-    Some(LocksRow {
-        lock: name,
-        cpus: 1,
-        bench: "uncontended",
-        ops,
-        cycles: cycles.load(Ordering::Relaxed),
-        cycles_per_sec: cps,
-        min_share_pct: 100,
-        max_share_pct: 100,
-    })
+    let mut rows = Vec::new();
+    for (f, best) in flavours.iter().zip(&best) {
+        let cycles = best.load(Ordering::Relaxed);
+        if cycles == u64::MAX {
+            println!("locks: {}: skipped (IRQs are off on the bench CPU)", f.name);
+            continue;
+        }
+        rows.push(LocksRow {
+            lock: f.name,
+            cpus: 1,
+            bench: "uncontended",
+            ops: per_pass * UNCONTENDED_PASSES,
+            cycles: cycles * UNCONTENDED_PASSES,
+            cycles_per_sec: cps,
+            min_share_pct: 100,
+            max_share_pct: 100,
+        });
+    }
+    rows
 }
 
 /// Runs `op` on `n` CPUs at once for `budget` cycles (timed by CPU 0).
@@ -297,54 +334,60 @@ pub fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<Loc
         if LOCKDEBUG { "on" } else { "off" }
     );
 
-    let ticket = Padded(named_spin_lock("bench_ticket", 0u64));
-    let ticket_irq = Padded(named_spin_lock_irq("bench_ticket_irq", 0u64));
-    let ticket_irqsave = Padded(named_spin_lock_irqsave("bench_ticket_irqsave", 0u64));
+    let ticket = counter::<Tickets, Plain>("bench_ticket");
+    let pv = counter::<PvTickets, Plain>("bench_pv_ticket");
+    let q = counter::<QSpin, Plain>("bench_qspinlock");
+    let tas = counter::<Tas, Plain>("bench_tas");
+    let ticket_irq = counter::<Tickets, Irq>("bench_ticket_irq");
+    let ticket_irqsave = counter::<Tickets, IrqSave>("bench_ticket_irqsave");
+    let dispatch = Padded(named_spin_lock("bench_dispatch", 0u64));
     let rw = Padded(named_rwlock_irq("bench_rwlock", 0u64));
-    let tas = Padded(TasLock::new(0u64));
     let ticket_op = || *ticket.0.lock() += 1;
-    let tas_op = || *tas.0.lock() += 1;
+    let algos: [(&'static str, &(dyn Fn() + Sync)); 4] = [
+        (LockAlgo::Ticket.name(), &ticket_op),
+        (LockAlgo::PvTicket.name(), &|| *pv.0.lock() += 1),
+        (LockAlgo::Qspinlock.name(), &|| *q.0.lock() += 1),
+        (LockAlgo::Tas.name(), &|| *tas.0.lock() += 1),
+    ];
 
-    let mut rows = Vec::new();
-    let off = |f: &dyn Fn() -> Option<LocksRow>| with_lockstat(false, f);
-    rows.extend(off(&|| {
-        uncontended(par, "ticket", n_ops, cps, false, &ticket_op)
-    }));
-    rows.extend(with_lockstat(true, || {
-        uncontended(par, "ticket+lockstat", n_ops, cps, false, &ticket_op)
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "ticket_irq", n_ops, cps, true, &|| {
-            *ticket_irq.0.lock() += 1
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "ticket_irqsave", n_ops, cps, false, &|| {
-            *ticket_irqsave.0.lock() += 1
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "rwlock_read", n_ops, cps, false, &|| {
-            black_box(*rw.0.read());
-        })
-    }));
-    rows.extend(off(&|| {
-        uncontended(par, "rwlock_write_irq", n_ops, cps, true, &|| {
-            *rw.0.write() += 1
-        })
-    }));
-    rows.extend(off(&|| uncontended(par, "tas", n_ops, cps, false, &tas_op)));
+    let dispatch_op = || *dispatch.0.lock() += 1;
+    let irq_op = || *ticket_irq.0.lock() += 1;
+    let irqsave_op = || *ticket_irqsave.0.lock() += 1;
+    let read_op = || {
+        black_box(*rw.0.read());
+    };
+    let write_op = || *rw.0.write() += 1;
+    let flavour = |name, op, needs_irqs, lockstat| Flavour {
+        name,
+        needs_irqs,
+        lockstat,
+        op,
+    };
+    let mut flavours: Vec<Flavour<'_>> = algos
+        .iter()
+        .map(|&(name, op)| flavour(name, op, false, false))
+        .collect();
+    flavours.extend([
+        flavour(dispatch_name(lock_algo()), &dispatch_op, false, false),
+        flavour("ticket+lockstat", &ticket_op, false, true),
+        flavour("ticket_irq", &irq_op, true, false),
+        flavour("ticket_irqsave", &irqsave_op, false, false),
+        flavour("rwlock_read", &read_op, false, false),
+        flavour("rwlock_write_irq", &write_op, true, false),
+    ]);
+    let mut rows = uncontended(par, &flavours, n_ops, cps);
 
     for n in cpu_counts(max) {
-        rows.push(with_lockstat(false, || {
-            contended(par, "ticket", n, budget, cps, &ticket_op)
-        }));
-        rows.push(with_lockstat(true, || {
-            contended(par, "ticket+lockstat", n, budget, cps, &ticket_op)
-        }));
-        rows.push(with_lockstat(false, || {
-            contended(par, "tas", n, budget, cps, &tas_op)
-        }));
+        for (name, op) in algos {
+            rows.push(with_lockstat(false, || {
+                contended(par, name, n, budget, cps, &op)
+            }));
+            if name == LockAlgo::Ticket.name() {
+                rows.push(with_lockstat(true, || {
+                    contended(par, "ticket+lockstat", n, budget, cps, &op)
+                }));
+            }
+        }
     }
 
     print_table(&rows);
@@ -402,8 +445,8 @@ mod tests {
         let rows = run_locks_bench(&HostThreads(4), &params);
         let columns = LOCKS_CSV_HEADER.split(',').count();
         assert!(LOCKS_CSV_HEADER.starts_with("locks,lock,cpus,ops_per_sec,"));
-        // 7 uncontended flavours, then 3 locks at 1, 2 and 4 CPUs.
-        assert_eq!(rows.len(), 7 + 3 * 3);
+        // 10 uncontended flavours, then 5 locks at 1, 2 and 4 CPUs.
+        assert_eq!(rows.len(), 10 + 5 * 3);
         for row in &rows {
             let csv = row.csv();
             let fields: Vec<&str> = csv.split(',').collect();
@@ -419,7 +462,14 @@ mod tests {
             }
             assert!(row.ops > 0);
         }
-        for (lock, n) in [("ticket", 4), ("ticket+lockstat", 2), ("tas", 1)] {
+        assert!(rows.iter().any(|r| r.lock == "dispatch:ticket"));
+        for (lock, n) in [
+            ("ticket", 4),
+            ("ticket+lockstat", 2),
+            ("tas", 1),
+            ("pv-ticket", 4),
+            ("qspinlock", 4),
+        ] {
             assert!(
                 rows.iter()
                     .any(|r| r.lock == lock && r.cpus == n && r.bench == "contended"),

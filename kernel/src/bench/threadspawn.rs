@@ -28,7 +28,8 @@ use crate::pid::pid_stats_total;
 use crate::platform;
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::strategy::StrategyPair;
-use crate::sync::lockstat;
+use crate::sync::choice::{LockAlgo, lock_algo};
+use crate::sync::{lockstat, pvticket};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
@@ -210,13 +211,14 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
     let names: Vec<&str> = strategies.iter().map(|s| s.name).collect();
     let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, accel {}, lockstat {}",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, accel {}, lock {}, lockstat {}",
         wl.join(","),
         names.join(","),
         p.samples,
         p.sample_ms,
         p.ns_depth,
         accel_name(accel),
+        lock_algo().name(),
         if p.lockstat { "on" } else { "off" }
     );
     println!(
@@ -299,6 +301,12 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
         "spawn/reap: global-heap fall-throughs in {forks} spawns: tasks {}, stacks {}, pids {}, IDR nodes {}",
         d[0], d[1], d[2], d[3]
     );
+    if lock_algo() == LockAlgo::PvTicket {
+        let [halts, kicks, sweeps] = pvticket::stats();
+        println!(
+            "locks: pv-ticket since boot: {halts} halts, {kicks} kicks by unlocks, {sweeps} by the timer sweep"
+        );
+    }
     base.check().map_err(|e| format!("invariants: {e}"))?;
     println!("invariants: ok");
     Ok(())
@@ -307,8 +315,11 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
 fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Option<Accel>) {
     println!();
     println!(
-        "threadspawn summary (ns_depth {}, {} samples x {} ms, ops/s mean ± stdev; ratio to stock ± spread; per op: lock acquisitions; lockstat columns need lockstat=on)",
-        p.ns_depth, p.samples, p.sample_ms
+        "threadspawn summary (lock {}, ns_depth {}, {} samples x {} ms, ops/s mean ± stdev; ratio to stock ± spread; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        lock_algo().name(),
+        p.ns_depth,
+        p.samples,
+        p.sample_ms
     );
     println!(
         "{:>7} {:<13} {:>10} {:>9} {:>17} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9}",
@@ -382,7 +393,7 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Opt
             (None, _) => (String::new(), String::new()),
         };
         rows.push(format!(
-            "threadspawn,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "threadspawn,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             c.strategy.name,
             c.workers,
             p.ns_depth,
@@ -400,12 +411,13 @@ fn print_report(cells: &[Cell], p: &ThreadspawnParams, online: usize, accel: Opt
             wait.map_or(String::new(), |v| format!("{v}")),
             hold.map_or(String::new(), |v| format!("{v}")),
             online,
-            accel_name(accel)
+            accel_name(accel),
+            lock_algo().name()
         ));
     }
     println!();
     println!(
-        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,cpus,accel"
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,cpus,accel,lock"
     );
     for r in rows {
         println!("{r}");

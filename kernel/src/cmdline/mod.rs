@@ -14,6 +14,8 @@ use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
 use crate::strategy::{PAIRS, StrategyPair};
+use crate::sync::choice::{LockAlgo, LockChoice};
+use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
 /// What the kernel runs once it has booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +115,12 @@ pub struct Cmdline<'a> {
     pub accel: Option<Accel>,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
+    /// The bound on any lock wait, in milliseconds (the lock watchdog).
+    pub lock_wait_ms: u64,
+    /// The spinlock algorithm asked for (`lock=`).
+    pub(crate) lock: LockChoice,
+    /// The host's cores, as the runner saw them.
+    pub host_cpus: Option<u32>,
     pub threadspawn: ThreadspawnParams,
 }
 
@@ -126,6 +134,9 @@ impl Default for Cmdline<'_> {
             tests: "",
             accel: None,
             timer_hz: 1000,
+            lock_wait_ms: DEFAULT_WAIT_BOUND_MS,
+            lock: LockChoice::Auto,
+            host_cpus: None,
             threadspawn: ThreadspawnParams::default(),
         }
     }
@@ -148,6 +159,18 @@ pub const KEYS: &[(&str, &str)] = &[
         "tcg, tcg-single or kvm (set by the runner)",
     ),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
+    (
+        "lock",
+        "auto (the default: tas when vCPUs outnumber host cores, else ticket), ticket, pv-ticket, qspinlock or tas",
+    ),
+    (
+        "host_cpus",
+        "the host's core count, from 1 to 4096 (set by the runner)",
+    ),
+    (
+        "lockwait_ms",
+        "a bound on any lock wait from 10 to 600000 milliseconds (default 2000); a longer wait panics naming the lock",
+    ),
     (
         "workers",
         "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
@@ -266,6 +289,24 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
             "hz" => {
                 cmd.timer_hz = match value.parse::<u32>() {
                     Ok(hz) if (10..=10_000).contains(&hz) => hz,
+                    _ => return Err(bad()),
+                };
+            }
+            "lock" => {
+                cmd.lock = match value {
+                    "auto" => LockChoice::Auto,
+                    _ => LockChoice::Force(LockAlgo::by_name(value).ok_or_else(bad)?),
+                };
+            }
+            "host_cpus" => {
+                cmd.host_cpus = match value.parse::<u32>() {
+                    Ok(n) if (1..=4096).contains(&n) => Some(n),
+                    _ => return Err(bad()),
+                };
+            }
+            "lockwait_ms" => {
+                cmd.lock_wait_ms = match value.parse::<u64>() {
+                    Ok(ms) if (10..=600_000).contains(&ms) => ms,
                     _ => return Err(bad()),
                 };
             }

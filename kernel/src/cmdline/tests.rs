@@ -14,6 +14,25 @@ fn empty_line_gives_defaults() {
     assert_eq!(c.heap, HeapSize::Auto);
     assert_eq!(c.loglevel, log::LevelFilter::Info);
     assert_eq!(c.tests, "");
+    assert_eq!(c.lock_wait_ms, 2000);
+}
+
+#[test]
+fn lock_choice_and_host_cores() {
+    let c = parse("").unwrap();
+    assert_eq!((c.lock, c.host_cpus), (LockChoice::Auto, None));
+    for algo in LockAlgo::ALL {
+        let line = std::format!("lock={}", algo.name());
+        assert_eq!(parse(&line).unwrap().lock, LockChoice::Force(algo));
+    }
+    assert_eq!(parse("lock=auto").unwrap().lock, LockChoice::Auto);
+    for bad in ["lock=mcs", "lock=", "host_cpus=two"] {
+        let err = parse(bad).unwrap_err();
+        assert!(
+            matches!(err, CmdlineError::BadValue { .. }),
+            "{bad}: {err:?}"
+        );
+    }
 }
 
 #[test]
@@ -149,6 +168,18 @@ const RANGES: &[Range] = &[
         hi: 31,
         value: |c| c.threadspawn.ns_depth.into(),
     },
+    Range {
+        key: "host_cpus",
+        lo: 1,
+        hi: 4096,
+        value: |c| c.host_cpus.map_or(0, u64::from),
+    },
+    Range {
+        key: "lockwait_ms",
+        lo: 10,
+        hi: 600_000,
+        value: |c| c.lock_wait_ms,
+    },
     // Each worker count in the list.
     Range {
         key: "workers",
@@ -189,6 +220,11 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "stock,", "stock,stock", "fast"],
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
+    (
+        "lock",
+        &["auto", "ticket", "pv-ticket", "qspinlock", "tas"],
+        &["", "mcs", "Ticket"],
+    ),
 ];
 
 /// `heap` is a size: at least 1 MiB, at most what a `u64` holds.

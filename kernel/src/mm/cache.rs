@@ -317,7 +317,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// Bytes the magazines (of the CPUs online) and the depot may hold at
     /// most: the heap use the cache may keep after everything is freed.
     pub fn max_cached_bytes(&self) -> usize {
-        (platform::online_cpus().min(MAX_CPUS) * MAG + DEPOT) * self.layout.size()
+        (platform::cpus_online().min(MAX_CPUS) * MAG + DEPOT) * self.layout.size()
     }
 
     /// Objects currently held in magazines and the depot.

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use linked_list_allocator::Heap;
 
-use crate::arch::cpu;
+use crate::platform;
 
 pub struct KernelHeap {
     locked: AtomicBool,
@@ -44,7 +44,7 @@ pub struct HeapStats {
 
 impl KernelHeap {
     fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
-        let _irq = cpu::IrqGuard::save_and_disable();
+        let flags = platform::local_irq_save();
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -56,6 +56,7 @@ impl KernelHeap {
         // interrupts are off, so no handler on this CPU re-enters.
         let r = f(unsafe { &mut *self.heap.get() });
         self.locked.store(false, Ordering::Release);
+        platform::local_irq_restore(flags);
         r
     }
 
@@ -82,10 +83,15 @@ impl KernelHeap {
     /// Like [`stats`](Self::stats), but gives up instead of waiting: for the
     /// panic path, which may run while this CPU holds the heap lock.
     pub fn try_stats(&self) -> Option<HeapStats> {
-        let _irq = cpu::IrqGuard::save_and_disable();
-        self.locked
+        let flags = platform::local_irq_save();
+        if self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
+            .is_err()
+        {
+            platform::local_irq_restore(flags);
+            return None;
+        }
         // SAFETY: we hold `locked` with interrupts off (as in `with_heap`).
         let h = unsafe { &*self.heap.get() };
         let stats = HeapStats {
@@ -93,6 +99,7 @@ impl KernelHeap {
             used: h.used(),
         };
         self.locked.store(false, Ordering::Release);
+        platform::local_irq_restore(flags);
         Some(stats)
     }
 

@@ -24,6 +24,7 @@ use crate::klib::idr::{idr_preload, idr_preload_end};
 use crate::platform;
 use crate::rcu::RcuHead;
 use crate::strategy::AllocPidStrategy;
+use crate::sync::irq::{Irq, IrqDiscipline};
 
 /// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
 /// the innermost level outwards (Linux's `set_tid[ns->level - i]`).
@@ -40,7 +41,7 @@ struct AllocCounts {
 }
 
 impl AllocCounts {
-    fn lock(&mut self) -> PidmapGuard {
+    fn lock(&mut self) -> PidmapGuard<Irq> {
         self.locks += 1;
         pidmap_lock_irq()
     }
@@ -176,7 +177,12 @@ pub(super) fn alloc_nr(map: &mut PidMap, tid: i32, pid_max: i32) -> Result<i32, 
 /// Undoes a failed allocation under pidmap_lock: frees the numbers of the
 /// levels above `failed` (all were taken), and if the namespace never got
 /// its first pid, resets its cursor so that its init still gets pid 1.
-fn rollback(g: &mut PidmapGuard, pid: &NewPid, ns: &PidNamespace, failed: i64) {
+fn rollback<D: IrqDiscipline>(
+    g: &mut PidmapGuard<D>,
+    pid: &NewPid,
+    ns: &PidNamespace,
+    failed: i64,
+) {
     for level in (failed + 1) as u32..=ns.level() {
         let (nr, level_ns) = pid.number(level);
         level_ns.map(g).idr.remove(nr as u32);
@@ -189,7 +195,11 @@ fn rollback(g: &mut PidmapGuard, pid: &NewPid, ns: &PidNamespace, failed: i64) {
 
 /// Makes the pid visible to `find_pid_ns` in every namespace and counts
 /// it, under pidmap_lock; ENOMEM if `ns` no longer accepts pids.
-fn publish(g: &mut PidmapGuard, pid: NewPid, ns: &PidNamespace) -> Result<PidRef, (NewPid, Errno)> {
+fn publish<D: IrqDiscipline>(
+    g: &mut PidmapGuard<D>,
+    pid: NewPid,
+    ns: &PidNamespace,
+) -> Result<PidRef, (NewPid, Errno)> {
     // ENOMEM is not the most obvious choice when the namespace's init has
     // died, but it is what Linux has always reported.
     if ns.map(g).pid_allocated & PIDNS_ADDING == 0 {

@@ -33,11 +33,11 @@
 //! `find_pid_ns` takes pidmap_lock and returns a counted reference, and
 //! `free_pid` drops its references at once.
 //!
-//! **Locking.** `pidmap_lock` is one global ticket spinlock. `alloc_pid`
-//! takes it `spin_lock_irq` style (it runs with interrupts on);
-//! `free_pid` and the readers take it `spin_lock_irqsave` style, since the
-//! task release path may call `free_pid` with interrupts off. Both are a
-//! [`PidmapGuard`], which [`PidNamespace::map`] demands.
+//! **Locking.** `pidmap_lock` is one global spinlock. `alloc_pid` takes it
+//! `spin_lock_irq` style (it runs with interrupts on); `free_pid` and the
+//! readers take it `spin_lock_irqsave` style, since the task release path
+//! may call `free_pid` with interrupts off. Either is a [`PidmapGuard`]
+//! whose type names its discipline, and [`PidNamespace::map`] demands one.
 //!
 //! **Memory.** The pid struct comes from one seam, [`pid_struct_alloc`] /
 //! [`pid_struct_free`], sized for its level like Linux's per-level
@@ -55,9 +55,10 @@ use crate::klib::hlist::HlistHead;
 use crate::klib::lockctx::{self, Site, Tracked};
 use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
-use crate::platform::{self, IrqFlags};
+use crate::platform;
 use crate::rcu::{RcuHead, call_rcu};
-use crate::sync::{RawTicketLock, SpinLock, ticket::named_spin_lock};
+use crate::sync::RawSpin;
+use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, RawGuard};
 
 /// Port of `enum pid_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -361,55 +362,43 @@ pub fn pid_nr_ns(pid: &PidRef, ns: &PidNamespace) -> i32 {
     }
 }
 
-static PIDMAP_LOCK: SpinLock<()> = named_spin_lock("pidmap_lock", ());
+/// `pidmap_lock`. It guards the namespaces' [`namespace::PidMap`]s, which live in
+/// the namespaces, so it holds no data: its guard is the proof.
+static PIDMAP_LOCK: RawSpin = RawSpin::named("pidmap_lock");
 
-enum IrqRelease {
-    Enable,
-    Restore(IrqFlags),
+/// Holding `pidmap_lock`, taken with IRQ discipline `D` (which also says
+/// how the drop releases it). Proof of the lock for [`PidNamespace::map`].
+pub(crate) struct PidmapGuard<D: IrqDiscipline>(#[allow(dead_code)] RawGuard<'static, RawSpin, D>);
+
+impl<D: IrqDiscipline> PidmapGuard<D> {
+    /// Takes `pidmap_lock` with discipline `D`.
+    #[inline]
+    fn lock() -> Self {
+        let g = PidmapGuard(IrqLock::<_, D>::of(&PIDMAP_LOCK).lock_guard());
+        lockctx::acquired(Tracked::Pidmap);
+        g
+    }
 }
 
-/// Holding `pidmap_lock`, with interrupts off; unlocking restores them as
-/// the locking flavour says. Proof of the lock for [`PidNamespace::map`].
-pub struct PidmapGuard {
-    guard: ManuallyDrop<lock_api::MutexGuard<'static, RawTicketLock, ()>>,
-    irq: IrqRelease,
+impl<D: IrqDiscipline> Drop for PidmapGuard<D> {
+    fn drop(&mut self) {
+        // Before the field's drop unlocks.
+        lockctx::releasing(Tracked::Pidmap);
+    }
 }
 
 /// `spin_lock_irq(&pidmap_lock)`: interrupts must be on; unlocking turns
 /// them back on.
-pub fn pidmap_lock_irq() -> PidmapGuard {
-    debug_assert!(platform::irqs_enabled(), "spin_lock_irq with IRQs off");
-    platform::local_irq_disable();
-    let g = PidmapGuard {
-        guard: ManuallyDrop::new(PIDMAP_LOCK.lock()),
-        irq: IrqRelease::Enable,
-    };
-    lockctx::acquired(Tracked::Pidmap);
-    g
+#[inline]
+pub(crate) fn pidmap_lock_irq() -> PidmapGuard<Irq> {
+    PidmapGuard::lock()
 }
 
 /// `spin_lock_irqsave(&pidmap_lock, flags)`: unlocking restores the
 /// interrupt state found here.
-pub fn pidmap_lock_irqsave() -> PidmapGuard {
-    let flags = platform::local_irq_save();
-    let g = PidmapGuard {
-        guard: ManuallyDrop::new(PIDMAP_LOCK.lock()),
-        irq: IrqRelease::Restore(flags),
-    };
-    lockctx::acquired(Tracked::Pidmap);
-    g
-}
-
-impl Drop for PidmapGuard {
-    fn drop(&mut self) {
-        lockctx::releasing(Tracked::Pidmap);
-        // SAFETY: dropped exactly once, here; unlock before touching IRQs.
-        unsafe { ManuallyDrop::drop(&mut self.guard) };
-        match self.irq {
-            IrqRelease::Enable => platform::local_irq_enable(),
-            IrqRelease::Restore(flags) => platform::local_irq_restore(flags),
-        }
-    }
+#[inline]
+pub(crate) fn pidmap_lock_irqsave() -> PidmapGuard<IrqSave> {
+    PidmapGuard::lock()
 }
 
 /// Port of `free_pid()`: takes the pid out of every namespace's IDR, keeps

@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsiz
 use crate::klib::errno::Errno;
 use crate::klib::idr::Idr;
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
+use crate::sync::irq::IrqDiscipline;
 use crate::task::Task;
 use spin::LazyLock;
 
@@ -193,7 +194,10 @@ impl PidNamespace {
     }
 
     /// The state pidmap_lock protects; the guard proves the lock is held.
-    pub fn map<'g>(&'g self, _pidmap_lock: &'g mut PidmapGuard) -> &'g mut PidMap {
+    pub(crate) fn map<'g, D: IrqDiscipline>(
+        &'g self,
+        _pidmap_lock: &'g mut PidmapGuard<D>,
+    ) -> &'g mut PidMap {
         // SAFETY: the guard means this CPU holds pidmap_lock, which every
         // access to any namespace's map needs, and its `&mut` borrow keeps
         // this the only map reference for as long as it lives.

@@ -14,6 +14,7 @@ use intrusive_collections::{KeyAdapter, RBTree, RBTreeLink, UnsafeRef, intrusive
 
 use super::{Pid, PidmapGuard};
 use crate::klib::lockctx::{self, Site};
+use crate::sync::irq::IrqDiscipline;
 
 intrusive_adapter!(pub(super) PidfsAdapter = UnsafeRef<Pid>: Pid { pidfs_node: RBTreeLink });
 
@@ -47,7 +48,7 @@ static PIDFS: PidfsCell = PidfsCell(UnsafeCell::new(Pidfs {
 /// Port of `pidmap_lock_seq`: bumped by writers around tree changes.
 static PIDMAP_LOCK_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn pidfs(_pidmap_lock: &mut PidmapGuard) -> &mut Pidfs {
+fn pidfs<D: IrqDiscipline>(_pidmap_lock: &mut PidmapGuard<D>) -> &mut Pidfs {
     // SAFETY: the guard proves this CPU holds pidmap_lock, and its `&mut`
     // borrow keeps this the only reference while it lives.
     unsafe { &mut *PIDFS.0.get() }
@@ -65,7 +66,7 @@ fn write_seqcount<R>(f: impl FnOnce() -> R) -> R {
 /// # Safety
 /// `pid` is alive and stays so until [`pidfs_remove_pid`], and is not in
 /// the tree.
-pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
+pub(super) unsafe fn pidfs_add_pid<D: IrqDiscipline>(g: &mut PidmapGuard<D>, pid: *const Pid) {
     lockctx::record(Site::PidfsAdd);
     let fs = pidfs(g);
     let ino = fs.next_ino;
@@ -84,7 +85,7 @@ pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
 ///
 /// # Safety
 /// `pid` was added with [`pidfs_add_pid`] and not removed since.
-pub(super) unsafe fn pidfs_remove_pid(g: &mut PidmapGuard, pid: *const Pid) {
+pub(super) unsafe fn pidfs_remove_pid<D: IrqDiscipline>(g: &mut PidmapGuard<D>, pid: *const Pid) {
     lockctx::record(Site::PidfsRemove);
     let tree = pidfs(g)
         .tree
@@ -95,13 +96,9 @@ pub(super) unsafe fn pidfs_remove_pid(g: &mut PidmapGuard, pid: *const Pid) {
     write_seqcount(|| cursor.remove());
 }
 
-/// Pids in the tree now.
-pub fn pidfs_count(g: &mut PidmapGuard) -> usize {
-    pidfs(g).tree.as_ref().map_or(0, |t| t.iter().count())
-}
-
 /// Whether a pid numbered `ino` is in the tree.
-pub fn pidfs_contains(g: &mut PidmapGuard, ino: u64) -> bool {
+#[cfg(test)]
+pub(crate) fn pidfs_contains<D: IrqDiscipline>(g: &mut PidmapGuard<D>, ino: u64) -> bool {
     pidfs(g)
         .tree
         .as_ref()

@@ -20,7 +20,7 @@ use blake2s::Blake2s;
 use crate::klib::lockctx::{self, Site};
 use crate::platform;
 use crate::sync::SpinLockIrqSave;
-use crate::sync::ticket::named_spin_lock_irqsave;
+use crate::sync::named_spin_lock_irqsave;
 
 struct Pool {
     hash: Blake2s,

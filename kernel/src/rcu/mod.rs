@@ -179,7 +179,7 @@ pub fn rcu_read_lock_held() -> bool {
 }
 
 fn online_mask() -> u64 {
-    let n = platform::online_cpus().min(MAX_CPUS);
+    let n = platform::cpus_online().min(MAX_CPUS);
     if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
 }
 

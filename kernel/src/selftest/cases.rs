@@ -8,15 +8,14 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::smp;
-use crate::arch::{irq, percpu, pit, time};
+use crate::arch::{percpu, pit, time};
 use crate::mm::heap::HEAP;
 use crate::platform::{self, Parallel};
 use crate::task::sched;
 use crate::task::sched::Cpus;
-use crate::task::{read_lock_tasklist, tasklist_writer_waiting, write_lock_irq_tasklist};
 use crate::task::{stack_cache, task_cache};
 
 type Case = fn();
@@ -28,24 +27,25 @@ const CASES: &[(&str, Case)] = &[
     ("stackoverflow", stack_overflow),
     ("oom", out_of_memory),
     ("hang", hang),
+    ("deadlock", deadlock),
     ("smp", smp_ticks_and_indices),
     ("appanic", ap_panic),
     ("tsc", tsc_agrees_with_pit),
     ("sched", sched_spawn_join),
-    ("ticket", ticket_lock_exact_and_fair),
+    ("spinlock", locks::spinlock_exact_nested_and_fair),
     ("fork", procs::fork_smoke),
     ("forkstress", procs::fork_stress),
     ("threads", procs::threads),
     ("pidns", procs::pid_namespaces),
     ("badargs", procs::bad_args),
     ("pidsoak", procs::pid_soak),
-    ("tasklist", tasklist_irq_readers_and_writers),
+    ("tasklist", locks::tasklist_irq_readers_and_writers),
     ("lockctx", procs::lock_contexts),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
 ];
 
-use super::{procs, rcu};
+use super::{locks, procs, rcu};
 
 /// A `test=` list naming a case the kernel does not have.
 pub struct UnknownCase<'a>(&'a str);
@@ -141,6 +141,16 @@ fn hang() {
     }
 }
 
+/// Takes a spinlock twice on one CPU: the second wait can never end, so the
+/// lock watchdog fails the run naming the lock (with `lockdebug`, the
+/// recursion check does first).
+fn deadlock() {
+    let lock = crate::sync::named_spin_lock("selftest_deadlock", ());
+    let _held = lock.lock();
+    println!("selftest deadlock: taking selftest_deadlock again");
+    drop(lock.lock());
+}
+
 /// Every online CPU takes timer ticks, and each runs work under its own
 /// distinct index.
 fn smp_ticks_and_indices() {
@@ -232,205 +242,4 @@ fn sched_spawn_join() {
         "heap grew by {} bytes, more than the caches can hold ({bound})",
         heap_after - heap_before
     );
-}
-
-/// Every CPU adds 1 to a plain (non-atomic) counter 100,000 times under the
-/// ticket lock: the total is exact. Then every CPU takes the lock for a
-/// fixed time: FIFO hand-off keeps each CPU's share of acquisitions within
-/// a factor of 2 of the fair share.
-fn ticket_lock_exact_and_fair() {
-    use crate::sync::ticket::{named_spin_lock, named_spin_lock_irq};
-    const PER_CPU: u64 = 100_000;
-    let n = smp::online();
-    let t0 = time::now_ns();
-    let counter = named_spin_lock("selftest_counter", 0u64);
-    Cpus.run(n, &|_| {
-        for _ in 0..PER_CPU {
-            let mut g = counter.lock();
-            // A read-modify-write that is only correct under mutual exclusion.
-            let v = core::hint::black_box(*g);
-            *g = v + 1;
-        }
-    });
-    let total = *counter.lock();
-    println!(
-        "selftest ticket: {n} cpus x {PER_CPU} increments = {total} in {} ms",
-        (time::now_ns() - t0) / 1_000_000
-    );
-    assert_eq!(
-        total,
-        n as u64 * PER_CPU,
-        "lost updates under the ticket lock"
-    );
-
-    let lock = named_spin_lock_irq("selftest_fair", ());
-    let counts: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
-    let stop = time::now_ns() + 500_000_000;
-    Cpus.run(n, &|w| {
-        let mut mine = 0u64;
-        while time::now_ns() < stop {
-            let g = lock.lock();
-            assert!(
-                !platform::irqs_enabled(),
-                "IF=1 inside a spin_lock_irq section"
-            );
-            drop(g);
-            mine += 1;
-        }
-        counts[w].store(mine, Ordering::Relaxed);
-    });
-    let all: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-    let sum: u64 = all.iter().sum();
-    println!("selftest ticket: acquisitions per cpu in 500 ms: {all:?}");
-    if n > 1 {
-        let fair = sum / n as u64;
-        for (cpu, &c) in all.iter().enumerate() {
-            assert!(
-                c * 2 >= fair && c <= fair * 2,
-                "cpu {cpu} got {c} acquisitions, fair share {fair}: FIFO hand-off broken?"
-            );
-        }
-    }
-}
-
-/// What the `tasklist` case's timer hook saw on one CPU.
-struct TasklistIrqCounts {
-    /// Read holds taken by the timer interrupt.
-    reads: AtomicU64,
-    /// ... of which interrupted this CPU's own task-context read hold: the
-    /// case where queueing behind a waiting writer would deadlock.
-    nested: AtomicU64,
-    /// ... of which began while a writer was waiting (and so went past it).
-    writer_waiting: AtomicU64,
-}
-
-static TASKLIST_IRQ: [TasklistIrqCounts; percpu::MAX_CPUS] = [const {
-    TasklistIrqCounts {
-        reads: AtomicU64::new(0),
-        nested: AtomicU64::new(0),
-        writer_waiting: AtomicU64::new(0),
-    }
-}; percpu::MAX_CPUS];
-/// Whether this CPU's task holds `tasklist_lock` for reading.
-static TASKLIST_TASK_READING: [AtomicBool; percpu::MAX_CPUS] =
-    [const { AtomicBool::new(false) }; percpu::MAX_CPUS];
-/// Writers inside `tasklist_lock` (must be 0 or 1, and 0 under a read hold).
-static TASKLIST_WRITERS: AtomicU32 = AtomicU32::new(0);
-
-/// The `tasklist` case's timer hook: `read_lock(&tasklist_lock)` in
-/// interrupt context, on every CPU, on every tick.
-fn tasklist_irq_reader() {
-    let cpu = platform::cpu_id();
-    let waiting = tasklist_writer_waiting();
-    let guard = read_lock_tasklist();
-    assert_eq!(
-        TASKLIST_WRITERS.load(Ordering::Relaxed),
-        0,
-        "an interrupt reader of tasklist_lock got in beside a writer"
-    );
-    let counts = &TASKLIST_IRQ[cpu];
-    counts.reads.fetch_add(1, Ordering::Relaxed);
-    if TASKLIST_TASK_READING[cpu].load(Ordering::Relaxed) {
-        counts.nested.fetch_add(1, Ordering::Relaxed);
-    }
-    if waiting {
-        counts.writer_waiting.fetch_add(1, Ordering::Relaxed);
-    }
-    drop(guard);
-}
-
-/// Spins with `pause` (IRQs as they are) for about `ns` nanoseconds.
-fn spin_ns(ns: u64) {
-    let end = time::now_ns() + ns;
-    while time::now_ns() < end {
-        platform::cpu_relax();
-    }
-}
-
-/// For 2 s every CPU write-locks `tasklist_lock` with `write_lock_irq`
-/// (asserting IF=0 inside) and then holds it for reading with IRQs on, while
-/// every CPU's timer interrupt takes it for reading. No deadlock: each CPU
-/// keeps taking ticks, the interrupt readers get in many times, also on top
-/// of their own CPU's read hold while a writer elsewhere waits (a reader
-/// that queued behind that writer would never get in).
-fn tasklist_irq_readers_and_writers() {
-    const RUN_NS: u64 = 2_000_000_000;
-    let n = smp::online();
-    assert!(n >= 2, "tasklist needs at least two CPUs");
-    let writes: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
-    let ticks_before: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
-    irq::set_timer_hook(Some(tasklist_irq_reader));
-    let stop = time::now_ns() + RUN_NS;
-    Cpus.run(n, &|w| {
-        let cpu = platform::cpu_id();
-        let mut mine = 0u64;
-        while time::now_ns() < stop {
-            {
-                let _w = write_lock_irq_tasklist();
-                assert!(
-                    !platform::irqs_enabled(),
-                    "IF=1 inside write_lock_irq(&tasklist_lock)"
-                );
-                let inside = TASKLIST_WRITERS.fetch_add(1, Ordering::Relaxed);
-                assert_eq!(inside, 0, "two writers inside tasklist_lock");
-                spin_ns(2_000);
-                TASKLIST_WRITERS.fetch_sub(1, Ordering::Relaxed);
-            }
-            mine += 1;
-            let _r = read_lock_tasklist();
-            assert!(platform::irqs_enabled(), "IF=0 after write_unlock_irq");
-            assert_eq!(TASKLIST_WRITERS.load(Ordering::Relaxed), 0);
-            TASKLIST_TASK_READING[cpu].store(true, Ordering::Relaxed);
-            spin_ns(20_000);
-            TASKLIST_TASK_READING[cpu].store(false, Ordering::Relaxed);
-        }
-        writes[w].store(mine, Ordering::Relaxed);
-    });
-    irq::set_timer_hook(None);
-    let ticks_after: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
-
-    let mut total = [0u64; 3];
-    for cpu in 0..n {
-        let c = &TASKLIST_IRQ[cpu];
-        let (reads, nested, waiting) = (
-            c.reads.load(Ordering::Relaxed),
-            c.nested.load(Ordering::Relaxed),
-            c.writer_waiting.load(Ordering::Relaxed),
-        );
-        let ticks = ticks_after[cpu] - ticks_before[cpu];
-        let w = writes[cpu].load(Ordering::Relaxed);
-        println!(
-            "selftest tasklist: cpu {cpu}: ticks +{ticks}, write_lock_irq {w}, \
-             irq read_lock {reads} ({nested} over its own task's read hold, \
-             {waiting} past a waiting writer)"
-        );
-        assert!(ticks > 0, "cpu {cpu} took no timer tick in 2 s");
-        assert!(w > 0, "cpu {cpu} never got the write lock");
-        assert!(
-            reads >= 10,
-            "cpu {cpu}: only {reads} interrupt read holds in 2 s"
-        );
-        total[0] += reads;
-        total[1] += nested;
-        total[2] += waiting;
-    }
-    println!(
-        "selftest tasklist: {n} cpus, 2 s: {} irq read holds, {} over a task read hold, \
-         {} past a waiting writer",
-        total[0], total[1], total[2]
-    );
-    assert!(
-        total[1] > 0,
-        "no timer interrupt hit a task-context read hold: the nested case went untested"
-    );
-    // With the hook gone and every worker done, every CPU still ticks: none
-    // was left with IRQs off or stuck in the lock.
-    let again: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
-    time::delay_us(50_000);
-    for (cpu, &t) in again.iter().enumerate() {
-        assert!(
-            percpu::cpu(cpu).ticks() > t,
-            "cpu {cpu} stopped ticking after the tasklist run"
-        );
-    }
 }

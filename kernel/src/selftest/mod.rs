@@ -5,6 +5,8 @@
 mod cases;
 #[cfg(target_os = "none")]
 pub mod invariants;
+#[cfg(target_os = "none")]
+mod locks;
 pub mod pid_soak;
 #[cfg(target_os = "none")]
 mod procs;

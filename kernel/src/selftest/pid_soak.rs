@@ -34,7 +34,7 @@ use crate::pid::namespace::{PidNamespace, PidNsStats, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, find_pid_ns, free_pid};
 use crate::platform::{self, Parallel};
 use crate::strategy::AllocPidStrategy;
-use crate::sync::{SpinLock, ticket::named_spin_lock};
+use crate::sync::{SpinLock, named_spin_lock};
 use crate::task::Task;
 
 /// Deepest namespace the soak allocates in.

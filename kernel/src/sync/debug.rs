@@ -1,26 +1,16 @@
-//! Lock debug checks: recursion, IRQ discipline, and a bound on every wait.
-//!
-//! Two tiers, so the uncontended fast path stays what the benchmark
-//! measures:
+//! Lock debug checks: a bound on every wait, recursion, IRQ discipline.
 //!
 //! - **Always on, slow path only.** Every spin-wait runs under a
-//!   [`Watchdog`]: a wait longer than the bound (default 2 s, of
-//!   `platform::cycles()` once `cycles_per_sec()` is calibrated, else a spin
-//!   count) panics naming the lock and the CPU holding it, so a deadlock is a
-//!   clear failure and not a hang. The watchdog starts only once a lock is
-//!   found taken, so an uncontended acquisition never reads the clock.
-//! - **[`LOCKDEBUG`], i.e. the `lockdebug` cargo feature (and every unit
-//!   test build).** Checks that need work on every acquisition: the holder's
-//!   CPU is recorded at lock time and cleared at unlock (a load of the CPU
-//!   index and two stores to the lock's own cache line), which lets the slow
-//!   path panic when this CPU already holds the lock (it would wait for
-//!   itself forever) and lets the watchdog name the owner; IRQ-safe locks
-//!   assert IF=0 at unlock (an IRQ-safe lock held with IRQs enabled can
-//!   deadlock against an interrupt handler on the same CPU), and `_irq`
-//!   variants assert IF=1 at lock (their unlock enables IRQs, which would be
-//!   wrong for a caller that had them off). These are compile-time so a
-//!   benchmark build pays for none of it: not even the load of a run-time
-//!   switch.
+//!   [`Watchdog`]: a wait longer than the bound (`lockwait_ms=`, default
+//!   2 s, by `platform::cycles()` once calibrated, else by a spin count)
+//!   panics naming the lock and its holder, so a deadlock fails clearly
+//!   instead of hanging. It starts only once a lock is found taken.
+//! - **[`LOCKDEBUG`]** (the `lockdebug` feature, and every unit test
+//!   build): checks that cost the fast path. The holder's CPU is recorded at
+//!   lock and cleared at unlock, so the slow path can panic on recursion
+//!   and the watchdog can name the owner; the IRQ checks of
+//!   [`super::irq`] are compiled in. Compile-time, so a benchmark build pays
+//!   for none of it, not even the load of a switch.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -51,6 +41,16 @@ pub fn wait_bound_ms() -> u64 {
 /// watchdog); returns the previous bound.
 pub fn set_wait_bound_ms(ms: u64) -> u64 {
     WAIT_BOUND_MS.swap(ms, Ordering::Relaxed)
+}
+
+/// The bound for lock `name`: the global one, or a test's override.
+fn bound_for(name: &str) -> u64 {
+    #[cfg(all(test, not(loom)))]
+    if let Some(ms) = test_bound(name) {
+        return ms;
+    }
+    let _ = name;
+    wait_bound_ms()
 }
 
 /// Who holds a lock, as far as the waiter can tell.
@@ -124,36 +124,22 @@ impl HolderCpu {
     }
 }
 
-/// Panics (with [`LOCKDEBUG`]) if IRQs are enabled while an IRQ-safe lock is
-/// held; called at unlock.
-#[inline(always)]
-pub(crate) fn assert_irqs_off(name: &str) {
-    if LOCKDEBUG && platform::irqs_enabled() {
-        irqs_on_while_held(name);
-    }
-}
-
+/// Reports an IRQ-safe lock held with IRQs enabled (an interrupt handler
+/// taking it on this CPU would deadlock); see [`super::irq`].
 #[cold]
 #[inline(never)]
-fn irqs_on_while_held(name: &str) -> ! {
+pub(crate) fn irqs_on_while_held(name: &str) -> ! {
     panic!("lock {name}: IRQ-safe lock held with IRQs enabled");
 }
 
-/// Panics (with [`LOCKDEBUG`]) if an `_irq` lock is taken with IRQs already
-/// off: its unlock would enable them behind the caller's back. If this CPU
-/// already holds the lock (IRQs are off because it does), that is the
-/// better diagnosis, so `holder` is checked first.
-#[inline(always)]
-pub(crate) fn assert_irqs_on_for_irq_lock(name: &str, holder: &HolderCpu) {
-    if LOCKDEBUG && !platform::irqs_enabled() {
-        irqs_off_at_irq_lock(name, holder);
-    }
-}
-
+/// Reports an `_irq` lock taken with IRQs already off (its unlock would
+/// enable them behind the caller's back). If this CPU already holds the
+/// lock (IRQs are off because it does), that is the better diagnosis, so
+/// `check_recursion` runs first.
 #[cold]
 #[inline(never)]
-fn irqs_off_at_irq_lock(name: &str, holder: &HolderCpu) -> ! {
-    holder.check_recursion(name);
+pub(crate) fn irqs_off_at_irq_lock(name: &str, check_recursion: impl FnOnce()) -> ! {
+    check_recursion();
     panic!("lock {name}: _irq lock taken with IRQs already off (its unlock would enable them)");
 }
 
@@ -191,9 +177,16 @@ impl Watchdog {
 
     #[cold]
     fn check(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
-        self.until_check = CHECK_EVERY;
         self.spins += u64::from(CHECK_EVERY);
-        let bound_ms = wait_bound_ms();
+        self.check_now(name, holder);
+    }
+
+    /// Checks the bound at once (after a halt, when rounds say nothing
+    /// about time); panics past it like [`tick`](Self::tick).
+    #[cold]
+    pub(crate) fn check_now(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+        self.until_check = CHECK_EVERY;
+        let bound_ms = bound_for(name);
         if expired(
             bound_ms,
             platform::cycles_per_sec(),
@@ -222,31 +215,41 @@ fn expired(bound_ms: u64, cps: u64, elapsed: u64, spins: u64) -> bool {
     }
 }
 
-/// Test helper: sets the wait bound for the life of the value and restores
-/// it on drop (also when a `should_panic` test unwinds). Overrides are
-/// serialized, so two tests cannot interleave their restores.
+/// Per-lock wait bounds set by tests; a global bound would reach every
+/// other test running meanwhile.
 #[cfg(all(test, not(loom)))]
-pub(crate) struct WaitBoundOverride {
-    previous: u64,
-    _serial: std::sync::MutexGuard<'static, ()>,
+static TEST_BOUNDS: std::sync::Mutex<std::vec::Vec<(&'static str, u64)>> =
+    std::sync::Mutex::new(std::vec::Vec::new());
+
+#[cfg(all(test, not(loom)))]
+fn test_bound(name: &str) -> Option<u64> {
+    let bounds = TEST_BOUNDS.lock().unwrap_or_else(|e| e.into_inner());
+    bounds.iter().find(|(n, _)| *n == name).map(|&(_, ms)| ms)
 }
+
+/// Test helper: bounds waits on the locks called `name` for the life of
+/// the value (also when a `should_panic` test unwinds).
+#[cfg(all(test, not(loom)))]
+pub(crate) struct WaitBoundOverride(&'static str);
 
 #[cfg(all(test, not(loom)))]
 impl WaitBoundOverride {
-    pub(crate) fn new(ms: u64) -> Self {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        WaitBoundOverride {
-            previous: set_wait_bound_ms(ms),
-            _serial: serial,
-        }
+    pub(crate) fn new(name: &'static str, ms: u64) -> Self {
+        let mut bounds = TEST_BOUNDS.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(
+            bounds.iter().all(|(n, _)| *n != name),
+            "{name} bounded twice"
+        );
+        bounds.push((name, ms));
+        WaitBoundOverride(name)
     }
 }
 
 #[cfg(all(test, not(loom)))]
 impl Drop for WaitBoundOverride {
     fn drop(&mut self) {
-        set_wait_bound_ms(self.previous);
+        let mut bounds = TEST_BOUNDS.lock().unwrap_or_else(|e| e.into_inner());
+        bounds.retain(|(n, _)| *n != self.0);
     }
 }
 

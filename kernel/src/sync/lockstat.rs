@@ -10,7 +10,7 @@
 //!
 //! Statistics are switched at run time ([`set_enabled`], for the
 //! benchmark's `lockstat=on|off`). Off, an acquisition pays one relaxed load
-//! of [`ENABLED`] and a predictable branch, and a release a test of a value
+//! of the mode byte ([`super::mode`]) and a predictable branch, and a release a test of a value
 //! already in a register (the guard's hold start, 0 when stats were off at
 //! acquisition). On, it reads the clock twice and updates shared atomic
 //! counters; the lock benchmark shows what that costs.
@@ -22,21 +22,21 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::mode;
+
 use super::debug::{Holder, Watchdog};
 use crate::platform::{self, IrqFlags};
 
-/// The run-time switch; see the module doc.
-static ENABLED: AtomicBool = AtomicBool::new(false);
-
-/// Whether statistics are being collected.
+/// Whether statistics are being collected (the switch is a bit of
+/// [`super::mode`], which every acquisition reads anyway).
 #[inline(always)]
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    mode::stats(mode::load())
 }
 
 /// Turns statistics on or off; returns the previous setting.
 pub fn set_enabled(on: bool) -> bool {
-    ENABLED.swap(on, Ordering::Relaxed)
+    mode::set_stats(on)
 }
 
 /// Which side of a lock an acquisition took.
@@ -272,7 +272,13 @@ pub(crate) struct HoldStart(u64);
 /// clock; one relaxed load and a branch when statistics are off.
 #[inline(always)]
 pub(crate) fn acquired(key: &LockKey, mode: Mode) -> HoldStart {
-    if enabled() {
+    acquired_if(enabled(), key, mode)
+}
+
+/// [`acquired`] for a caller that has read the switch already.
+#[inline(always)]
+pub(crate) fn acquired_if(stats: bool, key: &LockKey, mode: Mode) -> HoldStart {
+    if stats {
         acquired_slow(key, mode)
     } else {
         HoldStart(0)

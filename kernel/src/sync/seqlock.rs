@@ -10,7 +10,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
-use super::ticket::{SpinLock, named_spin_lock};
+use super::{SpinLock, named_spin_lock};
 
 /// A sequence-locked `T` (whose fields are atomics).
 pub struct SeqLock<T> {
@@ -22,7 +22,7 @@ pub struct SeqLock<T> {
 /// A held `write_seqlock()`; dropping it is `write_sequnlock()`.
 pub struct SeqLockWriteGuard<'a, T> {
     owner: &'a SeqLock<T>,
-    _lock: lock_api::MutexGuard<'a, super::RawTicketLock, ()>,
+    _lock: lock_api::MutexGuard<'a, super::irq::IrqLock<super::RawSpin, super::irq::Plain>, ()>,
 }
 
 impl<T> SeqLock<T> {

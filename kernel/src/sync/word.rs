@@ -25,6 +25,7 @@ pub(crate) trait AtomicWord: Send + Sync {
     fn fetch_add(&self, v: u32, order: Ordering) -> u32;
     fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
     fn fetch_or(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_and(&self, v: u32, order: Ordering) -> u32;
     fn compare_exchange(
         &self,
         current: u32,
@@ -34,10 +35,17 @@ pub(crate) trait AtomicWord: Send + Sync {
     ) -> Result<u32, u32>;
     /// One round of a spin-wait loop (`pause` on the machine).
     fn relax();
+    /// Linux's `smp_mb__after_atomic()`: orders a SeqCst read-modify-write
+    /// before a later SeqCst load of another word (the store-load order a
+    /// halt/kick handshake needs). Rust's SeqCst total order already gives
+    /// that, and x86's `lock` prefix is a full barrier, so the kernel emits
+    /// nothing; loom does not model that total order, so there it is a
+    /// SeqCst fence.
+    fn mb_after_atomic();
 }
 
 macro_rules! delegate_atomic_word {
-    ($ty:ty, $relax:expr) => {
+    ($ty:ty, $relax:expr, $mb:expr) => {
         impl AtomicWord for $ty {
             #[inline(always)]
             fn with_value(v: u32) -> Self {
@@ -64,6 +72,10 @@ macro_rules! delegate_atomic_word {
                 <$ty>::fetch_or(self, v, order)
             }
             #[inline(always)]
+            fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
+                <$ty>::fetch_and(self, v, order)
+            }
+            #[inline(always)]
             fn compare_exchange(
                 &self,
                 current: u32,
@@ -77,11 +89,23 @@ macro_rules! delegate_atomic_word {
             fn relax() {
                 $relax
             }
+            #[inline(always)]
+            fn mb_after_atomic() {
+                $mb
+            }
         }
     };
 }
 
-delegate_atomic_word!(AtomicU32, platform::cpu_relax());
+delegate_atomic_word!(
+    AtomicU32,
+    platform::cpu_relax(),
+    core::sync::atomic::compiler_fence(Ordering::SeqCst)
+);
 
 #[cfg(all(test, loom))]
-delegate_atomic_word!(loom::sync::atomic::AtomicU32, loom::thread::yield_now());
+delegate_atomic_word!(
+    loom::sync::atomic::AtomicU32,
+    loom::thread::yield_now(),
+    loom::sync::atomic::fence(Ordering::SeqCst)
+);

@@ -22,7 +22,7 @@ use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
 use crate::arch::{apic, smp, switch};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
-use crate::sync::ticket::named_spin_lock_irqsave;
+use crate::sync::named_spin_lock_irqsave;
 
 /// A FIFO of runnable tasks, linked through `Task::rq_next`.
 struct RunQueue {

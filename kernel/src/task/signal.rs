@@ -31,13 +31,14 @@ pub struct GroupStats {
 }
 
 /// Port of `struct signal_struct` + `struct sighand_struct`.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
 pub struct Signal {
     /// Port of `sig->sigcnt`: tasks using this struct.
     refs: AtomicUsize,
     /// Port of `sighand->siglock`.
-    pub siglock: SpinLock<()>,
+    pub(crate) siglock: SpinLock<()>,
     /// Port of `sig->stats_lock` and the counters it protects.
-    pub stats: SeqLock<GroupStats>,
+    pub(crate) stats: SeqLock<GroupStats>,
 }
 
 static SIGNAL_CACHE: ObjCache = ObjCache::new("signal_cache", Layout::new::<Signal>());

@@ -12,7 +12,7 @@ use loom::sync::Arc;
 use loom::sync::atomic::AtomicU32;
 use loom::thread;
 
-type LoomQrw = Qrw<AtomicU32>;
+type LoomQrw = Qrw<AtomicU32, crate::sync::ticket::Tickets<AtomicU32>>;
 type Shared = (LoomQrw, UnsafeCell<u32>);
 
 fn new_shared() -> Arc<Shared> {

@@ -3,8 +3,8 @@
 //!
 //! One count word: the low byte is the writer (`0xff` when a writer holds
 //! the lock), bit 8 says a writer is waiting, and the bits above count
-//! readers (in units of `QR_BIAS`). A second lock, `wait_lock`, queues the
-//! slow paths in FIFO order.
+//! readers (in units of `QR_BIAS`). A spinlock, `wait_lock`, queues the
+//! slow paths; it runs the algorithm `lock=` chose, like every spinlock.
 //!
 //! - `read_lock` adds a reader bias; if no writer holds or waits, that's
 //!   all. Otherwise a task-context reader takes its bias back, queues on
@@ -22,17 +22,20 @@
 //!   writer byte (Release), leaving reader biases and the waiting bit.
 //!
 //! The IRQ discipline is in the type: [`RawRwLockIrq`]'s exclusive side is
-//! `write_lock_irq` (IRQs off for the whole write hold, so an interrupt
-//! reader on this CPU cannot spin on our own write lock), its shared side is
-//! plain `read_lock` (IRQs untouched, callable in interrupt context). There
-//! is no way to write-lock it with IRQs on.
+//! `write_lock_irq` (the [`Irq`] discipline of [`super::irq`], checks
+//! included: IRQs off for the whole write hold, so an interrupt reader on
+//! this CPU cannot spin on our own write lock), its shared side is plain
+//! `read_lock` (IRQs untouched, callable in interrupt context). There is no
+//! way to write-lock it with IRQs on.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::debug::{self, Holder, HolderCpu, Watchdog};
+use super::choice::DynSpin;
+use super::debug::{Holder, HolderCpu};
+use super::irq::{self, Irq};
 use super::lockstat::{self, HoldStart, LockKey, Mode};
-use super::ticket::Tickets;
+use super::raw::{Bounded, ConstInit, SpinProtocol, SpinWait};
 use super::word::AtomicWord;
 use crate::platform;
 
@@ -45,12 +48,12 @@ const QW_WMASK: u32 = 0x1ff;
 /// One reader (`_QR_BIAS`).
 const QR_BIAS: u32 = 0x200;
 
-/// The qrwlock protocol, generic over the atomic word so `loom` checks the
-/// code the kernel runs. `on_spin` is called once per wait round (the
-/// kernel's watchdog hook).
-pub(crate) struct Qrw<A = AtomicU32> {
+/// The qrwlock protocol, generic over the atomic word and the wait-queue
+/// lock so `loom` checks the code the kernel runs. The slow paths report
+/// each wait round to a [`SpinWait`] (the kernel's watchdog).
+pub(crate) struct Qrw<A = AtomicU32, W = DynSpin> {
     cnts: A,
-    wait_lock: Tickets<A>,
+    wait_lock: W,
 }
 
 impl Qrw {
@@ -58,21 +61,24 @@ impl Qrw {
     pub(crate) const fn new() -> Self {
         Qrw {
             cnts: AtomicU32::new(0),
-            wait_lock: Tickets::new(),
+            wait_lock: DynSpin::UNLOCKED,
         }
     }
 }
 
-impl<A: AtomicWord> Qrw<A> {
-    /// An unlocked lock over any [`AtomicWord`] (loom models).
-    #[cfg_attr(not(all(test, loom)), allow(dead_code))]
+#[cfg(all(test, loom))]
+impl<A: AtomicWord> Qrw<A, super::ticket::Tickets<A>> {
+    /// An unlocked lock over any [`AtomicWord`], queueing on a ticket lock
+    /// (loom models).
     pub(crate) fn with_words() -> Self {
         Qrw {
             cnts: A::with_value(0),
-            wait_lock: Tickets::with_words(),
+            wait_lock: super::ticket::Tickets::with_words(),
         }
     }
+}
 
+impl<A: AtomicWord, W: SpinProtocol> Qrw<A, W> {
     /// The fast path of `queued_read_lock()`: true if the lock is ours.
     /// On false the bias is still added; [`read_lock_slow`](Self::read_lock_slow)
     /// must follow.
@@ -83,26 +89,25 @@ impl<A: AtomicWord> Qrw<A> {
 
     /// Waits until no writer holds the lock (Acquire on the final read).
     #[inline(always)]
-    fn wait_writer_gone(&self, on_spin: &mut impl FnMut()) {
+    fn wait_writer_gone(&self, wait: &mut impl SpinWait) {
         while self.cnts.load(Ordering::Acquire) & QW_LOCKED != 0 {
             A::relax();
-            on_spin();
+            wait.round();
         }
     }
 
     /// `queued_read_lock_slowpath()`, entered with this reader's bias added.
-    pub(crate) fn read_lock_slow(&self, in_interrupt: bool, mut on_spin: impl FnMut()) {
+    pub(crate) fn read_lock_slow(&self, in_interrupt: bool, wait: &mut impl SpinWait) {
         if in_interrupt {
             // Keep the bias (it holds off a waiting writer) and wait only
             // for a writer that holds the lock.
-            self.wait_writer_gone(&mut on_spin);
+            self.wait_writer_gone(wait);
             return;
         }
         self.cnts.fetch_sub(QR_BIAS, Ordering::Relaxed);
-        let ticket = self.wait_lock.take_ticket();
-        self.wait_lock.wait(ticket, &mut on_spin);
+        self.wait_lock.lock(wait);
         self.cnts.fetch_add(QR_BIAS, Ordering::Relaxed);
-        self.wait_writer_gone(&mut on_spin);
+        self.wait_writer_gone(wait);
         // Let the next queued reader or writer in; readers behind us go
         // straight through while we hold the read side.
         self.wait_lock.unlock();
@@ -112,7 +117,7 @@ impl<A: AtomicWord> Qrw<A> {
     #[cfg_attr(not(all(test, loom)), allow(dead_code))]
     pub(crate) fn read_lock(&self, in_interrupt: bool) {
         if !self.read_lock_fast() {
-            self.read_lock_slow(in_interrupt, || {});
+            self.read_lock_slow(in_interrupt, &mut ());
         }
     }
 
@@ -142,16 +147,15 @@ impl<A: AtomicWord> Qrw<A> {
     }
 
     /// `queued_write_lock_slowpath()`.
-    pub(crate) fn write_lock_slow(&self, mut on_spin: impl FnMut()) {
-        let ticket = self.wait_lock.take_ticket();
-        self.wait_lock.wait(ticket, &mut on_spin);
+    pub(crate) fn write_lock_slow(&self, wait: &mut impl SpinWait) {
+        self.wait_lock.lock(wait);
         if !self.write_trylock() {
             // Turn new task readers away, then wait for the readers in.
             self.cnts.fetch_or(QW_WAITING, Ordering::Relaxed);
             loop {
                 while self.cnts.load(Ordering::Relaxed) != QW_WAITING {
                     A::relax();
-                    on_spin();
+                    wait.round();
                 }
                 if self
                     .cnts
@@ -169,7 +173,7 @@ impl<A: AtomicWord> Qrw<A> {
     #[cfg_attr(not(all(test, loom)), allow(dead_code))]
     pub(crate) fn write_lock(&self) {
         if !self.write_trylock() {
-            self.write_lock_slow(|| {});
+            self.write_lock_slow(&mut ());
         }
     }
 
@@ -253,21 +257,18 @@ impl RawRwLockIrq {
     #[inline(never)]
     fn read_lock_slow(&self) {
         self.writer.check_recursion(self.key.name());
-        let mut watchdog = Watchdog::start();
-        self.qrw.read_lock_slow(platform::in_interrupt(), || {
-            watchdog.tick(self.key.name(), || self.holder())
-        });
-        lockstat::contended(&self.key, Mode::Shared, watchdog.elapsed());
+        let mut wait = Bounded::start(self.key.name(), || self.holder());
+        self.qrw.read_lock_slow(platform::in_interrupt(), &mut wait);
+        lockstat::contended(&self.key, Mode::Shared, wait.elapsed());
     }
 
     #[cold]
     #[inline(never)]
     fn write_lock_slow(&self) {
         self.writer.check_recursion(self.key.name());
-        let mut watchdog = Watchdog::start();
-        self.qrw
-            .write_lock_slow(|| watchdog.tick(self.key.name(), || self.holder()));
-        lockstat::contended(&self.key, Mode::Exclusive, watchdog.elapsed());
+        let mut wait = Bounded::start(self.key.name(), || self.holder());
+        self.qrw.write_lock_slow(&mut wait);
+        lockstat::contended(&self.key, Mode::Exclusive, wait.elapsed());
     }
 
     #[inline(always)]
@@ -323,8 +324,9 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_lock_irq()`.
     #[inline]
     fn lock_exclusive(&self) -> WriteHeldIrq {
-        debug::assert_irqs_on_for_irq_lock(self.key.name(), &self.writer);
-        platform::local_irq_disable();
+        irq::enter::<Irq>(self.key.name(), || {
+            self.writer.check_recursion(self.key.name())
+        });
         if !self.qrw.write_trylock() {
             self.write_lock_slow();
         }
@@ -334,12 +336,13 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_trylock()` with IRQs disabled on success.
     #[inline]
     fn try_lock_exclusive(&self) -> Option<WriteHeldIrq> {
-        debug::assert_irqs_on_for_irq_lock(self.key.name(), &self.writer);
-        platform::local_irq_disable();
+        irq::enter::<Irq>(self.key.name(), || {
+            self.writer.check_recursion(self.key.name())
+        });
         if self.qrw.write_trylock() {
             Some(self.write_acquired())
         } else {
-            platform::local_irq_enable();
+            irq::exit::<Irq>((), true, self.key.name());
             None
         }
     }
@@ -347,11 +350,11 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
     /// `write_unlock_irq()`.
     #[inline]
     unsafe fn unlock_exclusive(&self, held: WriteHeldIrq) {
-        debug::assert_irqs_off(self.key.name());
+        let correct = irq::held_correctly::<Irq>();
         lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
         self.writer.clear();
         self.qrw.write_unlock();
-        platform::local_irq_enable();
+        irq::exit::<Irq>((), correct, self.key.name());
     }
 
     fn is_locked(&self) -> bool {

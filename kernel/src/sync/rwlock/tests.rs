@@ -109,6 +109,48 @@ fn waiting_writer_holds_back_new_task_readers() {
     assert_eq!(*order.lock().unwrap(), ["writer", "reader"]);
 }
 
+/// `read_trylock` fails while a writer waits (it would otherwise starve the
+/// writer like a task `read_lock` past it), and works again afterwards.
+#[test]
+fn read_trylock_does_not_pass_a_waiting_writer() {
+    let lock = named_rwlock_irq("test_rw_tryread", 0);
+    let first = lock.read();
+    assert!(lock.try_read().is_some(), "readers share the lock");
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| *lock.write() += 1);
+        // SAFETY: only reads the lock word.
+        let raw = unsafe { lock.raw() };
+        wait_until(|| raw.writer_waiting());
+        assert!(
+            lock.try_read().is_none(),
+            "read_trylock passed a waiting writer"
+        );
+        assert!(raw.writer_waiting());
+        drop(first);
+        writer.join().unwrap();
+    });
+    assert_eq!(lock.try_read().map(|g| *g), Some(1));
+}
+
+/// A failed unlock-time check (IRQs found on in a write hold) panics only
+/// after the lock is released and IRQs restored.
+#[test]
+fn failed_write_unlock_check_releases_first() {
+    let lock = named_rwlock_irq("test_rw_release_first", ());
+    let err = catch_unwind(AssertUnwindSafe(|| {
+        let _g = lock.write();
+        platform::local_irq_enable();
+    }))
+    .unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("IRQ-safe lock held with IRQs enabled"),
+        "{msg}"
+    );
+    assert!(!lock.is_locked() && irqs_enabled());
+    drop(lock.write());
+}
+
 /// A reader in interrupt context gets in while a writer merely waits, both
 /// on the CPU that holds a read lock (the interrupt hit a reader) and on
 /// another CPU; waiting behind the writer would deadlock.
@@ -191,7 +233,8 @@ fn write_lock_irq_with_irqs_off_panics() {
 /// stuck behind readers says so.
 #[test]
 fn stuck_waits_name_the_holder() {
-    let _bound = WaitBoundOverride::new(300);
+    let _bound = WaitBoundOverride::new("test_rw_stuck", 300);
+    let _readers_bound = WaitBoundOverride::new("test_rw_stuck_readers", 300);
     let lock = named_rwlock_irq("test_rw_stuck", ());
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();

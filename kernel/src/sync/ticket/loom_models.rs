@@ -5,6 +5,7 @@
 
 use super::Tickets;
 use crate::sync::loom_model;
+use crate::sync::raw::SpinProtocol;
 use core::sync::atomic::Ordering;
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
@@ -18,7 +19,7 @@ fn ticket_mutual_exclusion() {
     loom_model(|| {
         let shared = Arc::new((LoomTickets::with_words(), UnsafeCell::new(0u32)));
         let bump = |s: &(LoomTickets, UnsafeCell<u32>)| {
-            s.0.lock();
+            s.0.lock(&mut ());
             // SAFETY: the ticket lock is held (which is what loom checks).
             s.1.with_mut(|v| unsafe { *v += 1 });
             s.0.unlock();
@@ -48,13 +49,13 @@ fn ticket_hands_off_in_ticket_order() {
             UnsafeCell::new(Vec::new()),
             AtomicU32::new(0),
         ));
-        shared.0.lock();
+        shared.0.lock(&mut ());
         let waiter = {
             let s = shared.clone();
             thread::spawn(move || {
                 let ticket = s.0.take_ticket();
                 s.2.store(1, Ordering::Release);
-                s.0.wait(ticket, || {});
+                s.0.lock_slow(ticket, &mut ());
                 // SAFETY: the ticket lock is held.
                 s.1.with_mut(|log| unsafe { (*log).push(ticket) });
                 s.0.unlock();
@@ -67,7 +68,7 @@ fn ticket_hands_off_in_ticket_order() {
         }
         let mine = shared.0.take_ticket();
         shared.0.unlock();
-        shared.0.wait(mine, || {});
+        shared.0.lock_slow(mine, &mut ());
         // SAFETY: the ticket lock is held.
         shared.1.with_mut(|log| unsafe { (*log).push(mine) });
         shared.0.unlock();
@@ -76,5 +77,34 @@ fn ticket_hands_off_in_ticket_order() {
         let log = shared.1.with(|log| unsafe { (*log).clone() });
         assert_eq!(log, [1, 2], "served out of ticket order");
         assert!(shared.0.try_lock());
+    });
+}
+
+/// A `try_lock` that succeeds after another thread's unlock must see that
+/// thread's critical section: its read of `owner` has to synchronise with
+/// the unlock's Release store (loom flags the data race otherwise). The
+/// main thread first waits, without synchronising, until the unlock is
+/// visible, so the model always reaches that case.
+#[test]
+fn ticket_try_lock_sees_the_previous_holder() {
+    loom_model(|| {
+        let shared = Arc::new((LoomTickets::with_words(), UnsafeCell::new(0u32)));
+        let holder = {
+            let s = shared.clone();
+            thread::spawn(move || {
+                s.0.lock(&mut ());
+                // SAFETY: the ticket lock is held (which is what loom checks).
+                s.1.with_mut(|v| unsafe { *v = 1 });
+                s.0.unlock();
+            })
+        };
+        while shared.0.owner.load(Ordering::Relaxed) == 0 {
+            thread::yield_now();
+        }
+        assert!(shared.0.try_lock(), "the lock is free");
+        // SAFETY: the ticket lock is held.
+        assert_eq!(shared.1.with(|v| unsafe { *v }), 1);
+        shared.0.unlock();
+        holder.join().unwrap();
     });
 }

@@ -1,48 +1,38 @@
-//! The ticket spinlock (Linux x86's `arch_spinlock_t` before qspinlock).
+//! The ticket spinlock (Linux x86's `arch_spinlock_t` from 2.6.25 to 4.1).
 //!
 //! Two counters: `next` (the ticket dispenser) and `owner` (the ticket now
-//! served). `lock` takes a ticket with one atomic increment of `next` and
-//! spins, with `pause`, until `owner` reaches it; `unlock` increments
+//! served). Locking takes a ticket with one atomic increment of `next` and
+//! spins, with `pause`, until `owner` reaches it; unlocking increments
 //! `owner`, handing the lock to the longest waiter. Waiters are served in
 //! arrival order (FIFO), which is also the lock's weakness on an
 //! oversubscribed host: if the next waiter's vCPU is descheduled, every
 //! waiter behind it waits too.
 //!
-//! Lock acquires with Acquire ordering and releases with Release ordering.
-//! The uncontended fast path is one `lock xadd` and one load; everything
-//! else (the wait-bound watchdog, recursion check, contention statistics)
-//! lives on the out-of-line slow path, entered only when the ticket is not
-//! served at once. The debug checks and statistics are described in
-//! [`super::debug`] and [`super::lockstat`].
-//!
-//! The IRQ disciplines are separate raw types, so a lock's type says how it
-//! must be taken: the guard of an IRQ-disabling lock carries the saved
-//! interrupt state and is `!Send` (it must be released on the CPU that took
-//! it).
+//! Locking acquires with Acquire ordering and unlocking releases with
+//! Release. The uncontended path is one `lock xadd` and one load; unlock is
+//! a plain store. This is the project's reference lock: the others are
+//! measured against it.
 
-use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::debug::{self, HolderCpu, Watchdog};
-use super::lockstat::{self, HoldStart, LockKey, Mode};
+#[cfg(all(test, not(loom)))]
+use super::raw::RawSpinLock;
+use super::raw::{ConstInit, SpinProtocol, SpinWait};
 use super::word::AtomicWord;
-use crate::platform::{self, IrqFlags};
 
-/// The ticket protocol itself, generic over the atomic word so `loom` can
-/// check the very code the kernel runs (see [`super::word`]).
+/// The ticket protocol, generic over the atomic word so `loom` can check
+/// the very code the kernel runs (see [`super::word`]).
 pub(crate) struct Tickets<A = AtomicU32> {
-    next: A,
-    owner: A,
+    pub(super) next: A,
+    pub(super) owner: A,
 }
 
-impl Tickets {
-    /// An unlocked ticket pair.
-    pub(crate) const fn new() -> Self {
-        Tickets {
-            next: AtomicU32::new(0),
-            owner: AtomicU32::new(0),
-        }
-    }
+impl ConstInit for Tickets {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const UNLOCKED: Self = Tickets {
+        next: AtomicU32::new(0),
+        owner: AtomicU32::new(0),
+    };
 }
 
 impl<A: AtomicWord> Tickets<A> {
@@ -63,37 +53,43 @@ impl<A: AtomicWord> Tickets<A> {
     }
 
     /// Whether `ticket` is being served; Acquire pairs with the Release in
-    /// [`unlock`](Self::unlock) of the previous holder.
+    /// [`unlock`](SpinProtocol::unlock) of the previous holder.
     #[inline(always)]
     pub(crate) fn is_served(&self, ticket: u32) -> bool {
         self.owner.load(Ordering::Acquire) == ticket
     }
+}
 
-    /// Spins until `ticket` is served, calling `on_spin` after each
-    /// [`AtomicWord::relax`].
+impl<A: AtomicWord> SpinProtocol for Tickets<A> {
+    /// The ticket taken.
+    type Pending = u32;
+
     #[inline(always)]
-    pub(crate) fn wait(&self, ticket: u32, mut on_spin: impl FnMut()) {
-        while !self.is_served(ticket) {
-            A::relax();
-            on_spin();
+    fn lock_fast(&self) -> Result<(), u32> {
+        let ticket = self.take_ticket();
+        if self.is_served(ticket) {
+            Ok(())
+        } else {
+            Err(ticket)
         }
     }
 
-    /// Takes a ticket and waits for it, without checks or statistics (loom
-    /// models).
-    #[cfg_attr(not(all(test, loom)), allow(dead_code))]
-    #[inline]
-    pub(crate) fn lock(&self) {
-        let ticket = self.take_ticket();
-        self.wait(ticket, || {});
+    #[inline(always)]
+    fn lock_slow(&self, ticket: u32, wait: &mut impl SpinWait) {
+        while !self.is_served(ticket) {
+            A::relax();
+            wait.round();
+        }
     }
 
-    /// Takes a ticket only if it would be served at once.
     #[inline]
-    pub(crate) fn try_lock(&self) -> bool {
+    fn try_lock(&self) -> bool {
         // `owner` never passes `next`, so if `next` still equals the owner
-        // we read (even a stale one), the lock is free and ours.
-        let owner = self.owner.load(Ordering::Relaxed);
+        // we read (even a stale one), the lock is free and ours. Acquire:
+        // the lock is then ours because of the previous holder's Release
+        // store to `owner`, and we must see its critical section (the CAS
+        // on `next` reads a Relaxed ticket increment, which orders nothing).
+        let owner = self.owner.load(Ordering::Acquire);
         self.next
             .compare_exchange(
                 owner,
@@ -104,265 +100,17 @@ impl<A: AtomicWord> Tickets<A> {
             .is_ok()
     }
 
-    /// Serves the next ticket.
     #[inline(always)]
-    pub(crate) fn unlock(&self) {
+    fn unlock(&self) {
         // Only the holder writes `owner`, so a load + store is enough (a
         // plain `mov` on x86, like Linux's ticket unlock).
         let owner = self.owner.load(Ordering::Relaxed);
         self.owner.store(owner.wrapping_add(1), Ordering::Release);
     }
 
-    /// Whether a ticket is out (held, or about to be).
-    pub(crate) fn is_locked(&self) -> bool {
+    fn is_locked(&self) -> bool {
         self.next.load(Ordering::Relaxed) != self.owner.load(Ordering::Relaxed)
     }
-}
-
-/// The raw FIFO ticket lock, with a name for diagnostics and statistics.
-pub struct RawTicketLock {
-    tickets: Tickets,
-    holder: HolderCpu,
-    key: LockKey,
-}
-
-/// Guard state of a held ticket lock: the lockstat hold start, and `!Send`
-/// (a spinlock is released on the CPU that took it).
-pub struct Held {
-    hold_start: HoldStart,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl RawTicketLock {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLock {
-            tickets: Tickets::new(),
-            holder: HolderCpu::new(),
-            key: LockKey::new(name),
-        }
-    }
-
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.key.name()
-    }
-
-    /// `arch_spin_lock()` plus the debug and statistics hooks.
-    #[inline]
-    fn acquire(&self) -> Held {
-        let ticket = self.tickets.take_ticket();
-        if !self.tickets.is_served(ticket) {
-            self.wait_slow(ticket);
-        }
-        self.acquired()
-    }
-
-    #[inline(always)]
-    fn acquired(&self) -> Held {
-        self.holder.set();
-        Held {
-            hold_start: lockstat::acquired(&self.key, Mode::Exclusive),
-            _not_send: PhantomData,
-        }
-    }
-
-    /// The contended path: recursion check, bounded wait, statistics.
-    #[cold]
-    #[inline(never)]
-    fn wait_slow(&self, ticket: u32) {
-        self.holder.check_recursion(self.key.name());
-        let mut watchdog = Watchdog::start();
-        self.tickets.wait(ticket, || {
-            watchdog.tick(self.key.name(), || self.holder.get())
-        });
-        lockstat::contended(&self.key, Mode::Exclusive, watchdog.elapsed());
-    }
-
-    #[inline]
-    fn try_acquire(&self) -> Option<Held> {
-        self.tickets.try_lock().then(|| self.acquired())
-    }
-
-    /// `arch_spin_unlock()` plus the hooks.
-    #[inline]
-    fn release(&self, held: Held) {
-        lockstat::released(&self.key, Mode::Exclusive, held.hold_start);
-        self.holder.clear();
-        self.tickets.unlock();
-    }
-}
-
-// SAFETY: `acquire` returns only when this caller's ticket is served, and
-// tickets are unique (fetch_add), so one holder at a time; the Acquire load
-// in `acquire` pairs with the Release store in `release`. A panic in
-// `acquire` (debug checks) happens before the lock is held.
-unsafe impl lock_api::RawMutex for RawTicketLock {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawTicketLock::named("unnamed");
-    type Guard = Held;
-
-    /// `spin_lock()`.
-    #[inline]
-    fn lock(&self) -> Held {
-        self.acquire()
-    }
-
-    /// `spin_trylock()`.
-    #[inline]
-    fn try_lock(&self) -> Option<Held> {
-        self.try_acquire()
-    }
-
-    /// `spin_unlock()`.
-    #[inline]
-    unsafe fn unlock(&self, held: Held) {
-        self.release(held);
-    }
-
-    fn is_locked(&self) -> bool {
-        self.tickets.is_locked()
-    }
-}
-
-/// `spin_lock_irq`: disables interrupts, then locks; unlocking re-enables
-/// them. For locks taken only where interrupts are known to be on.
-pub struct RawTicketLockIrq(RawTicketLock);
-
-impl RawTicketLockIrq {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLockIrq(RawTicketLock::named(name))
-    }
-
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.0.key.name()
-    }
-}
-
-// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
-// disabled before it is taken and enabled only after it is released.
-unsafe impl lock_api::RawMutex for RawTicketLockIrq {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawTicketLockIrq::named("unnamed");
-    type Guard = Held;
-
-    /// `spin_lock_irq()`.
-    #[inline]
-    fn lock(&self) -> Held {
-        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
-        platform::local_irq_disable();
-        self.0.acquire()
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<Held> {
-        debug::assert_irqs_on_for_irq_lock(self.0.key.name(), &self.0.holder);
-        platform::local_irq_disable();
-        let held = self.0.try_acquire();
-        if held.is_none() {
-            platform::local_irq_enable();
-        }
-        held
-    }
-
-    /// `spin_unlock_irq()`.
-    #[inline]
-    unsafe fn unlock(&self, held: Held) {
-        debug::assert_irqs_off(self.0.key.name());
-        self.0.release(held);
-        platform::local_irq_enable();
-    }
-
-    fn is_locked(&self) -> bool {
-        self.0.tickets.is_locked()
-    }
-}
-
-/// Guard state of an irqsave lock: the interrupt state to restore, plus
-/// [`Held`] (so `!Send`).
-pub struct HeldIrqSave {
-    held: Held,
-    flags: IrqFlags,
-}
-
-/// `spin_lock_irqsave`: saves the interrupt state, disables interrupts,
-/// locks; unlocking restores the saved state.
-pub struct RawTicketLockIrqSave(RawTicketLock);
-
-impl RawTicketLockIrqSave {
-    /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
-        RawTicketLockIrqSave(RawTicketLock::named(name))
-    }
-
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.0.key.name()
-    }
-}
-
-// SAFETY: mutual exclusion comes from the inner ticket lock; IRQs are
-// disabled before it is taken and restored only after it is released.
-unsafe impl lock_api::RawMutex for RawTicketLockIrqSave {
-    #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = RawTicketLockIrqSave::named("unnamed");
-    type Guard = HeldIrqSave;
-
-    /// `spin_lock_irqsave()`.
-    #[inline]
-    fn lock(&self) -> HeldIrqSave {
-        let flags = platform::local_irq_save();
-        let held = self.0.acquire();
-        HeldIrqSave { held, flags }
-    }
-
-    #[inline]
-    fn try_lock(&self) -> Option<HeldIrqSave> {
-        let flags = platform::local_irq_save();
-        match self.0.try_acquire() {
-            Some(held) => Some(HeldIrqSave { held, flags }),
-            None => {
-                platform::local_irq_restore(flags);
-                None
-            }
-        }
-    }
-
-    /// `spin_unlock_irqrestore()`.
-    #[inline]
-    unsafe fn unlock(&self, guard: HeldIrqSave) {
-        debug::assert_irqs_off(self.0.key.name());
-        self.0.release(guard.held);
-        platform::local_irq_restore(guard.flags);
-    }
-
-    fn is_locked(&self) -> bool {
-        self.0.tickets.is_locked()
-    }
-}
-
-/// A ticket spinlock never taken from interrupt context.
-pub type SpinLock<T> = lock_api::Mutex<RawTicketLock, T>;
-/// A ticket spinlock taken with `spin_lock_irq`.
-pub type SpinLockIrq<T> = lock_api::Mutex<RawTicketLockIrq, T>;
-/// A ticket spinlock taken with `spin_lock_irqsave`.
-pub type SpinLockIrqSave<T> = lock_api::Mutex<RawTicketLockIrqSave, T>;
-
-/// A named [`SpinLock`] (`DEFINE_SPINLOCK`).
-pub const fn named_spin_lock<T>(name: &'static str, value: T) -> SpinLock<T> {
-    lock_api::Mutex::from_raw(RawTicketLock::named(name), value)
-}
-
-/// A named [`SpinLockIrq`].
-pub const fn named_spin_lock_irq<T>(name: &'static str, value: T) -> SpinLockIrq<T> {
-    lock_api::Mutex::from_raw(RawTicketLockIrq::named(name), value)
-}
-
-/// A named [`SpinLockIrqSave`].
-pub const fn named_spin_lock_irqsave<T>(name: &'static str, value: T) -> SpinLockIrqSave<T> {
-    lock_api::Mutex::from_raw(RawTicketLockIrqSave::named(name), value)
 }
 
 #[cfg(all(test, not(loom)))]

@@ -1,10 +1,15 @@
-//! Host tests of the ticket lock: exactness and FIFO order under std
-//! threads, the IRQ disciplines, and the debug checks.
+//! Host tests of the ticket lock and of what every kernel spinlock shares
+//! (the kernel's lock is a ticket lock on the host unless a test says
+//! otherwise): exactness, the FIFO bypass bound, the IRQ disciplines, the
+//! debug checks and lock statistics. Every algorithm's own tests are in
+//! `sync/tests.rs`.
 
 use super::*;
-use crate::platform::irqs_enabled;
+use crate::platform::{self, irqs_enabled};
 use crate::sync::debug::WaitBoundOverride;
-use lock_api::RawMutex;
+use crate::sync::irq::{IrqLock, Plain};
+use crate::sync::lockstat;
+use crate::sync::{named_spin_lock, named_spin_lock_irq, named_spin_lock_irqsave};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Barrier, mpsc};
@@ -101,33 +106,6 @@ fn irq_disciplines() {
     assert!(irqs_enabled());
 }
 
-/// Waiters queued one after another are served in that order.
-#[test]
-fn waiters_are_served_in_ticket_order() {
-    const WAITERS: u32 = 4;
-    let lock = RawTicketLock::named("test_fifo");
-    let order = std::sync::Mutex::new(Vec::new());
-    let held = lock.lock();
-    std::thread::scope(|s| {
-        for k in 0..WAITERS {
-            let (lock, order) = (&lock, &order);
-            s.spawn(move || {
-                let held = lock.lock();
-                order.lock().unwrap().push(k);
-                // SAFETY: we hold the lock; `held` is its guard state.
-                unsafe { lock.unlock(held) };
-            });
-            // Queue the next waiter only once this one holds its ticket.
-            while lock.tickets.next.load(Ordering::Relaxed) != k + 2 {
-                std::thread::yield_now();
-            }
-        }
-        // SAFETY: taken above on this thread.
-        unsafe { lock.unlock(held) };
-    });
-    assert_eq!(*order.lock().unwrap(), (0..WAITERS).collect::<Vec<_>>());
-}
-
 /// The FIFO fairness bound: once a CPU holds a ticket, at most one
 /// acquisition per other CPU gets in before it, and acquisitions happen in
 /// exact ticket order.
@@ -135,7 +113,7 @@ fn waiters_are_served_in_ticket_order() {
 fn bypass_is_bounded_by_other_cpus() {
     const CPUS: u64 = 4;
     const ROUNDS: u64 = 5_000;
-    let tickets = Tickets::new();
+    let tickets = Tickets::UNLOCKED;
     let done = AtomicU64::new(0);
     let worst = AtomicU64::new(0);
     std::thread::scope(|s| {
@@ -144,7 +122,7 @@ fn bypass_is_bounded_by_other_cpus() {
                 for _ in 0..ROUNDS {
                     let ticket = tickets.take_ticket();
                     let before = done.load(Ordering::SeqCst);
-                    tickets.wait(ticket, || {});
+                    tickets.lock_slow(ticket, &mut ());
                     let now = done.load(Ordering::Relaxed);
                     assert_eq!(now, u64::from(ticket), "served out of ticket order");
                     worst.fetch_max(now - before, Ordering::Relaxed);
@@ -186,7 +164,7 @@ fn lock_taken_by_interrupt_on_holding_cpu_panics() {
 /// A wait past the bound panics naming the lock and the holder's CPU.
 #[test]
 fn stuck_wait_panics_naming_lock_and_owner() {
-    let _bound = WaitBoundOverride::new(300);
+    let _bound = WaitBoundOverride::new("test_stuck", 300);
     let lock = named_spin_lock("test_stuck", ());
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -236,7 +214,8 @@ fn irq_lock_taken_with_irqs_off_panics() {
 #[test]
 fn lockstat_counts_ticket_lock() {
     let _serial = lockstat::test_serial();
-    let lock = named_spin_lock("test_stat_ticket", 0u64);
+    let lock: lock_api::Mutex<IrqLock<RawSpinLock<Tickets>, Plain>, u64> =
+        lock_api::Mutex::from_raw(IrqLock::new(RawSpinLock::named("test_stat_ticket")), 0);
     let was = lockstat::set_enabled(false);
     drop(lock.lock());
     lockstat::set_enabled(true);
@@ -253,7 +232,7 @@ fn lockstat_counts_ticket_lock() {
         });
         barrier.wait();
         // SAFETY: only reads the ticket counters; the lock is not touched.
-        let tickets = unsafe { &lock.raw().tickets };
+        let tickets = unsafe { lock.raw().inner().protocol() };
         // Hold on until the other thread has queued behind us.
         while tickets.next.load(Ordering::Relaxed) != tickets.owner.load(Ordering::Relaxed) + 2 {
             std::thread::yield_now();
