@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize,
 
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::ObjCache;
-use crate::pid::{PIDTYPE_MAX, PerPidType};
+use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
 use signal::SignalRef;
 
 pub use tasklist::{
@@ -127,6 +127,9 @@ pub struct Task {
     /// Process links (pids, parent, thread group), reached only through
     /// the `tasklist_lock` guards (see [`tasklist`]).
     links: UnsafeCell<ProcLinks>,
+    /// A copy of the PID link's pointer (null when none), so the task can
+    /// read its own pid without `tasklist_lock` (`Task::own_pid`).
+    own_pid: AtomicPtr<Pid>,
     /// Port of `task->pid_links[]`: this task on its pids' task lists.
     pub(crate) pid_links: PerPidType<HlistNode>,
     /// Port of `task->children`: the processes this task is parent of.
@@ -231,6 +234,7 @@ impl Task {
                 switched_in: UnsafeCell::new(0),
                 joiner: AtomicPtr::new(core::ptr::null_mut()),
                 links: UnsafeCell::new(ProcLinks::new()),
+                own_pid: AtomicPtr::new(core::ptr::null_mut()),
                 pid_links: PerPidType([const { HlistNode::new() }; PIDTYPE_MAX]),
                 children: HlistHead::new(),
                 sibling: HlistNode::new(),
@@ -417,12 +421,10 @@ impl Drop for TaskRef {
 unsafe fn free_task(task: NonNull<Task>) {
     // SAFETY: per the contract, we own the task now.
     unsafe {
-        debug_assert!(
-            (*task.as_ref().links.get())
-                .pids
-                .0
-                .iter()
-                .all(Option::is_none),
+        // A freed task still on a pid's task list would be reached through
+        // it later: refuse, whatever the build.
+        assert!(
+            (*task.as_ref().links.get()).has_no_pids(),
             "task {} freed with pids attached",
             task.as_ref().name()
         );
@@ -471,6 +473,38 @@ mod tests {
         assert_eq!(t2.as_ptr(), task_addr);
         assert_eq!(t2.stack_top(), stack_top);
         release(t2);
+    }
+
+    #[test]
+    fn own_pid_follows_the_pid_link() {
+        use crate::pid::namespace::init_pid_ns;
+        use crate::pid::{PidRef, PidType, alloc_pid, free_pid};
+        use crate::strategy::AllocPidStrategy;
+        let t = Task::create("t", 0, noop, 0).unwrap();
+        // SAFETY: `t` runs nowhere, so nothing detaches its pid meanwhile.
+        assert!(unsafe { t.own_pid() }.is_none());
+        let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).unwrap();
+        let mut g = write_lock_irq_tasklist();
+        for ty in [PidType::Tgid, PidType::Pid] {
+            assert!(t.set_pid_link(&mut g, ty, Some(pid.clone())).is_none());
+        }
+        // SAFETY: as above.
+        let own = unsafe { t.own_pid() }.expect("the PID link is mirrored");
+        assert!(PidRef::ptr_eq(&own, &pid));
+        drop(own);
+        let tgid = t.set_pid_link(&mut g, PidType::Tgid, None).unwrap();
+        // SAFETY: as above.
+        assert!(
+            unsafe { t.own_pid() }.is_some(),
+            "only the PID type is mirrored"
+        );
+        let old = t.set_pid_link(&mut g, PidType::Pid, None).unwrap();
+        // SAFETY: as above.
+        assert!(unsafe { t.own_pid() }.is_none());
+        drop(g);
+        drop((tgid, old));
+        free_pid(pid);
+        release(t);
     }
 
     #[test]
