@@ -42,6 +42,7 @@ const CASES: &[(&str, Case)] = &[
     ("tasklist", tasklist_irq_readers_and_writers),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
+    ("task-freed-with-pids", task_freed_with_pids),
 ];
 
 use super::{procs, rcu};
@@ -125,6 +126,24 @@ fn recurse(depth: u64) -> u64 {
 fn stack_overflow() {
     let n = recurse(0);
     println!("selftest stackoverflow: returned {n}");
+}
+
+/// Drops the last reference to a task that still has a pid attached: the
+/// check in `free_task` guards a use after free (the pid's task list would
+/// still reach the task), so it must fail the run in the kernel's own
+/// build, where `debug_assert!`s are compiled out.
+fn task_freed_with_pids() {
+    use crate::pid::namespace::init_pid_ns;
+    use crate::pid::{PidType, alloc_pid};
+    use crate::strategy::AllocPidStrategy;
+    let t = crate::task::Task::create("leaky", 0, noop, 0).expect("task");
+    let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    let mut g = write_lock_irq_tasklist();
+    t.set_pid_link(&mut g, PidType::Pid, Some(pid));
+    drop(g);
+    println!("selftest task-freed-with-pids: dropping the last reference");
+    drop(t);
+    println!("selftest task-freed-with-pids: freed without a word");
 }
 
 fn out_of_memory() {

@@ -155,7 +155,8 @@ pub(super) fn release_task(p: TaskRef) {
         let links = p.links(&g);
         let (thread, leader) = (links.thread, links.group_leader);
         strategy = links.release;
-        debug_assert_eq!(
+        // Its threads still point at their leader.
+        assert_eq!(
             links.live_threads,
             0,
             "{} released with live threads",

@@ -334,10 +334,10 @@ pub(crate) fn mark_dead_and_wake_joiner(t: &Task) {
 /// the next task drops the scheduler's reference to it.
 pub(crate) fn exit_final() -> ! {
     platform::local_irq_disable();
-    debug_assert!(matches!(
-        current().state(),
-        TaskState::Dead | TaskState::Zombie
-    ));
+    assert!(
+        matches!(current().state(), TaskState::Dead | TaskState::Zombie),
+        "exit_final on a live task"
+    );
     schedule();
     unreachable!("an exited task was scheduled again");
 }
