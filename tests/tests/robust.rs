@@ -10,3 +10,10 @@ fn a_task_freed_with_its_pid_attached_fails_the_run() {
         .run()
         .expect_failure_with("task leaky freed with pids attached");
 }
+
+#[test]
+fn every_interrupt_handler_enters_through_irq_entry() {
+    let run = Boot::new().smp(4).params("test=irqs").run();
+    run.expect_success().expect_serial("selftest irqs: ok");
+    assert!(run.line("selftest irqs: cpu 3:").contains("wake "));
+}

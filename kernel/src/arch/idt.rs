@@ -3,7 +3,8 @@
 //! Every vector has a handler from the start: the 32 CPU exceptions report
 //! their vector, name, error code, RIP and (for page faults) CR2, and fail
 //! the run through the panic path; the local APIC's vectors go to `irq`; any
-//! other vector that fires is reported as unexpected. The double fault runs
+//! other vector that fires is reported as unexpected. Every handler enters
+//! through `irq::irq_entry`. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
 //! the "stop" signal from the panicking CPU: this CPU halts for good.
 
@@ -15,6 +16,7 @@ use x86_64::set_general_handler;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 
 use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use super::irq::{IrqKind, irq_entry};
 
 struct Idt(UnsafeCell<InterruptDescriptorTable>);
 
@@ -92,6 +94,15 @@ pub fn load() {
 }
 
 fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
+    let kind = if vector == 2 {
+        IrqKind::Nmi
+    } else {
+        IrqKind::Exception
+    };
+    irq_entry(kind, |_| exception(frame, vector, error_code))
+}
+
+fn exception(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
     if vector == 2 && super::panic::in_progress() {
         super::cpu::halt_forever();
     }
@@ -116,6 +127,10 @@ fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u6
 }
 
 extern "x86-interrupt" fn double_fault_handler(frame: InterruptStackFrame, code: u64) -> ! {
+    irq_entry(IrqKind::Exception, |_| double_fault(frame, code))
+}
+
+fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
     panic!(
         "CPU exception #DF double fault (vector 8), error code {code:#x}, RIP {:#x}, RSP {:#x} \
          (kernel stack overflow?)",

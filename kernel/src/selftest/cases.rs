@@ -43,6 +43,7 @@ const CASES: &[(&str, Case)] = &[
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
     ("task-freed-with-pids", task_freed_with_pids),
+    ("irqs", irq_entry_on_every_handler),
 ];
 
 use super::{procs, rcu};
@@ -157,6 +158,53 @@ fn hang() {
     loop {
         core::hint::spin_loop();
     }
+}
+
+static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
+static HOOK_IN_IRQ: AtomicU64 = AtomicU64::new(0);
+
+fn count_hook_context() {
+    HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+    if platform::in_interrupt() {
+        HOOK_IN_IRQ.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every interrupt handler enters through `irq_entry`: the timer's hook
+/// runs in interrupt context, a wake-up IPI to each CPU (this one too) is
+/// counted as one, and this CPU is outside interrupt context afterwards.
+fn irq_entry_on_every_handler() {
+    use crate::arch::apic;
+    use crate::arch::irq::{IrqKind, irq_count};
+    irq::set_timer_hook(Some(count_hook_context));
+    time::delay_us(50_000);
+    irq::set_timer_hook(None);
+    let (calls, in_irq) = (
+        HOOK_CALLS.load(Ordering::Relaxed),
+        HOOK_IN_IRQ.load(Ordering::Relaxed),
+    );
+    assert!(calls > 0, "the timer hook never ran");
+    assert_eq!(in_irq, calls, "the timer ran outside irq_enter/irq_exit");
+    for cpu in 0..smp::online() {
+        let before = irq_count(cpu, IrqKind::Wake);
+        apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR))
+            .expect("wake-up IPI");
+        let deadline = time::now_ns() + 1_000_000_000;
+        while irq_count(cpu, IrqKind::Wake) == before {
+            assert!(
+                time::now_ns() < deadline,
+                "cpu {cpu}: the wake-up IPI was not counted by irq_entry"
+            );
+            platform::cpu_relax();
+        }
+        println!(
+            "selftest irqs: cpu {cpu}: timer {}, wake {}, spurious {}",
+            irq_count(cpu, IrqKind::Timer),
+            irq_count(cpu, IrqKind::Wake),
+            irq_count(cpu, IrqKind::Spurious)
+        );
+    }
+    assert!(!platform::in_interrupt(), "irq depth left raised");
 }
 
 /// Every online CPU takes timer ticks, and each runs work under its own
