@@ -77,8 +77,44 @@ impl core::fmt::Display for Holder {
     }
 }
 
+/// Spinlocks (exclusive holds: mutexes and rwlock writers) each CPU holds,
+/// counted by [`HolderCpu`] when [`LOCKDEBUG`] is on. Only its own CPU
+/// writes a slot.
+#[repr(align(64))]
+struct HeldCount(AtomicU32);
+
+static HELD: [HeldCount; platform::MAX_CPUS] =
+    [const { HeldCount(AtomicU32::new(0)) }; platform::MAX_CPUS];
+
+/// Spinlocks this CPU holds (0 unless [`LOCKDEBUG`]).
+pub(crate) fn spinlocks_held() -> u32 {
+    HELD[platform::cpu_id()].0.load(Ordering::Relaxed)
+}
+
+/// Panics (with [`LOCKDEBUG`]) if this CPU holds a spinlock: `schedule()`
+/// calls it, since a task that switches away holding one leaves every
+/// other CPU that wants it spinning until the task runs again.
+#[inline(always)]
+pub(crate) fn assert_no_spinlocks_held(what: &str) {
+    if LOCKDEBUG {
+        let n = spinlocks_held();
+        if n != 0 {
+            spinlocks_held_at(what, n);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn spinlocks_held_at(what: &str, n: u32) -> ! {
+    panic!(
+        "{what} with {n} spinlock(s) held on cpu {}",
+        platform::cpu_id()
+    );
+}
+
 /// The CPU holding a lock, plus one (0: none recorded). Written only when
-/// [`LOCKDEBUG`] is on.
+/// [`LOCKDEBUG`] is on, which also counts the holds per CPU.
 pub(crate) struct HolderCpu(AtomicU32);
 
 impl HolderCpu {
@@ -90,8 +126,10 @@ impl HolderCpu {
     #[inline(always)]
     pub(crate) fn set(&self) {
         if LOCKDEBUG {
-            self.0
-                .store(platform::cpu_id() as u32 + 1, Ordering::Relaxed);
+            let cpu = platform::cpu_id();
+            self.0.store(cpu as u32 + 1, Ordering::Relaxed);
+            let held = &HELD[cpu].0;
+            held.store(held.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
     }
 
@@ -100,6 +138,8 @@ impl HolderCpu {
     pub(crate) fn clear(&self) {
         if LOCKDEBUG {
             self.0.store(0, Ordering::Relaxed);
+            let held = &HELD[platform::cpu_id()].0;
+            held.store(held.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         }
     }
 
@@ -264,6 +304,30 @@ mod tests {
         assert!(expired(2000, 0, 0, 2000 * SPINS_PER_MS + 1));
         // Bound 0 disables the watchdog.
         assert!(!expired(0, 1, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn holds_are_counted_per_cpu() {
+        let a = crate::sync::named_spin_lock("held_a", ());
+        let b = crate::sync::named_rwlock_irq("held_b", ());
+        assert_eq!(spinlocks_held(), 0);
+        let ga = a.lock();
+        let gb = b.write();
+        assert_eq!(spinlocks_held(), 2);
+        let other = std::thread::spawn(spinlocks_held).join().unwrap();
+        assert_eq!(other, 0, "another CPU holds nothing");
+        drop(gb);
+        drop(ga);
+        assert_eq!(spinlocks_held(), 0);
+        assert_no_spinlocks_held("schedule()");
+    }
+
+    #[test]
+    #[should_panic(expected = "schedule() with 1 spinlock(s) held on cpu")]
+    fn scheduling_with_a_spinlock_held_panics() {
+        let lock = crate::sync::named_spin_lock("held_across_schedule", ());
+        let _g = lock.lock();
+        assert_no_spinlocks_held("schedule()");
     }
 
     #[test]

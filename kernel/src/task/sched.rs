@@ -245,6 +245,7 @@ pub fn yield_now() {
 /// Switches to the next runnable task on this CPU (or its idle task). The
 /// caller must be Blocked, dead, idle, or already re-queued.
 pub fn schedule() {
+    crate::sync::debug::assert_no_spinlocks_held("schedule()");
     crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
