@@ -80,8 +80,21 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let cmd = read_cmdline();
     crate::console::init_log(cmd.loglevel);
 
-    let mut frames = init_memory(boot_info, &cmd);
-    init_smp(boot_info, &cmd, &mut frames);
+    let frames = init_memory(boot_info, &cmd);
+    mm::install_frames(frames);
+    if let Err(e) = mm::stack::init() {
+        fail(format_args!("stacks: {e}"));
+    }
+    init_smp(boot_info, &cmd);
+    println!(
+        "stacks: guarded region at {:#x}: {} KiB per task, {} KiB per AP, at least {} KiB \
+         unmapped below each; {} KiB mapped",
+        mm::stack::base(),
+        crate::task::STACK_SIZE / 1024,
+        smp::AP_STACK_SIZE / 1024,
+        (mm::stack::SLOT - mm::stack::MAX_STACK) / 1024,
+        mm::stack::mapped_bytes() / 1024
+    );
     let _init = match crate::task::sched::init_boot_cpu("init") {
         Ok(t) => t,
         Err(_) => fail(format_args!("no memory for the boot task")),
@@ -167,7 +180,7 @@ fn bench_locks(cmd: &Cmdline<'_>) {
 }
 
 /// Calibrates the clock, brings up the local APICs and starts the APs.
-fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator) {
+fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>) {
     pit::disable_legacy_pic();
     let tsc_hz = time::calibrate_tsc();
     let Some(rsdp) = boot_info.rsdp_addr.into_option() else {
@@ -180,7 +193,7 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();
-    let report = match smp::start_aps(&madt, frames, crate::task::sched::run_ap_idle) {
+    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle) {
         Ok(r) => r,
         Err(e) => fail(format_args!("SMP: {e}")),
     };

@@ -1,5 +1,7 @@
 //! Soundness checks that must hold in the kernel's own build: the asserts
-//! that guard memory safety are on whatever the profile.
+//! that guard memory safety are on whatever the profile, every interrupt
+//! handler enters through one wrapper, and a task's stack overflow hits a
+//! guard page and is named.
 
 use pidlab_tests::Boot;
 
@@ -16,4 +18,16 @@ fn every_interrupt_handler_enters_through_irq_entry() {
     let run = Boot::new().smp(4).params("test=irqs").run();
     run.expect_success().expect_serial("selftest irqs: ok");
     assert!(run.line("selftest irqs: cpu 3:").contains("wake "));
+}
+
+#[test]
+fn a_task_stack_overflow_hits_the_guard_and_names_cpu_and_task() {
+    let start = std::time::Instant::now();
+    Boot::new()
+        .smp(2)
+        .params("test=task-stack-overflow")
+        .run()
+        .expect_failure_with("stack overflow on CPU 0 in task overflow")
+        .expect_serial("stacks: guarded region at 0x");
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }

@@ -2,7 +2,9 @@
 //!
 //! Every vector has a handler from the start: the 32 CPU exceptions report
 //! their vector, name, error code, RIP and (for page faults) CR2, and fail
-//! the run through the panic path; the local APIC's vectors go to `irq`; any
+//! the run through the panic path (a fault on a stack guard page, including
+//! the double fault an overflow turns into, as `stack overflow on CPU n in
+//! task NAME`); the local APIC's vectors go to `irq`; any
 //! other vector that fires is reported as unexpected. Every handler enters
 //! through `irq::irq_entry`. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
@@ -93,6 +95,24 @@ pub fn load() {
     idt.load();
 }
 
+/// Panics naming the CPU and task if the fault address or the stack
+/// pointer lies on a stack guard.
+fn stack_overflow_check(cr2: u64, rsp: u64) {
+    let Some(hit) = crate::mm::stack::guard_hit(cr2).or_else(|| crate::mm::stack::guard_hit(rsp))
+    else {
+        return;
+    };
+    let cpu = super::percpu::cpu_index();
+    panic!(
+        "stack overflow on CPU {cpu} in task {}: RSP {rsp:#x}, fault at {:#x} on the guard \
+         below the stack {:#x}-{:#x}",
+        crate::task::sched::current_name(cpu as usize).unwrap_or("?"),
+        hit.addr,
+        hit.stack_bottom,
+        hit.stack_top
+    );
+}
+
 fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
     let kind = if vector == 2 {
         IrqKind::Nmi
@@ -113,6 +133,7 @@ fn exception(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
     let name = EXCEPTION_NAMES[vector as usize];
     let code = error_code.unwrap_or(0);
     if vector == 14 {
+        stack_overflow_check(Cr2::read_raw(), frame.stack_pointer.as_u64());
         panic!(
             "CPU exception {name} (vector {vector}), error code {code:#x}, \
              RIP {rip:#x}, CR2 {:#x}, RSP {:#x}",
@@ -131,6 +152,9 @@ extern "x86-interrupt" fn double_fault_handler(frame: InterruptStackFrame, code:
 }
 
 fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    // A push onto a guard page (the CPU delivering the page fault of an
+    // overflow on the overflowed stack) ends here, on the IST stack.
+    stack_overflow_check(Cr2::read_raw(), frame.stack_pointer.as_u64());
     panic!(
         "CPU exception #DF double fault (vector 8), error code {code:#x}, RIP {:#x}, RSP {:#x} \
          (kernel stack overflow?)",

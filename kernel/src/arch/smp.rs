@@ -25,8 +25,8 @@ use super::apic::{self, Ipi};
 use super::percpu::{self, MAX_CPUS};
 use super::trampoline::{self, Field};
 use super::{gdt, idt, time};
-use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
-use crate::mm::phys_to_virt;
+use crate::mm::frame::FRAME_SIZE;
+use crate::mm::{phys_to_virt, stack, with_frames};
 
 /// How long the boot CPU waits for one AP to report.
 pub const AP_TIMEOUT_MS: u64 = 1000;
@@ -92,15 +92,11 @@ pub fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
     apic::start_periodic_timer(timer_hz);
 }
 
-/// Starts every AP the MADT lists. Needs the heap (stacks) and low memory
-/// (trampoline and temporary page tables).
+/// Starts every AP the MADT lists. Needs the stack region and the global
+/// frame allocator (low memory for the trampoline and its page tables).
 /// Each AP, once set up, calls `idle(index)` and never returns: the
 /// scheduler passes its idle loop down, so arch code never calls up.
-pub fn start_aps(
-    madt: &MadtInfo,
-    frames: &mut FrameAllocator,
-    idle: fn(usize) -> !,
-) -> Result<StartReport, &'static str> {
+pub fn start_aps(madt: &MadtInfo, idle: fn(usize) -> !) -> Result<StartReport, &'static str> {
     AP_IDLE.store(idle as *mut (), Ordering::Release);
     let bsp = apic::id();
     let ids = madt.apic_ids.as_slice();
@@ -113,7 +109,7 @@ pub fn start_aps(
     if ids.iter().all(|&id| id == bsp) {
         return Ok(report);
     }
-    let page = prepare_trampoline(frames)?;
+    let page = prepare_trampoline()?;
     let started = time::now_ns();
     for &apic_id in ids.iter().filter(|&&id| id != bsp) {
         let index = online();
@@ -148,15 +144,13 @@ fn write_field(page: u64, field: Field, value: u64) {
 
 /// Copies the trampoline below 1 MiB and builds its temporary page tables.
 /// Returns the trampoline's physical page address.
-fn prepare_trampoline(frames: &mut FrameAllocator) -> Result<u64, &'static str> {
+fn prepare_trampoline() -> Result<u64, &'static str> {
     let code = trampoline::code();
     if code.len() > FRAME_SIZE as usize {
         return Err("AP trampoline is larger than a page");
     }
-    let mut low = || {
-        frames
-            .alloc_low_frame()
-            .ok_or("no free page below 1 MiB for the AP trampoline")
+    let low = || {
+        with_frames(|f| f.alloc_low_frame()).ok_or("no free page below 1 MiB for the AP trampoline")
     };
     let page = low()?;
     let (pml4, pdpt, pd, pt) = (low()?, low()?, low()?, low()?);
@@ -219,8 +213,11 @@ fn start_one(page: u64, index: usize, apic_id: u32) -> bool {
     args.apic_id.store(apic_id, Ordering::Relaxed);
     args.alive.store(false, Ordering::Release);
     // The stack lives as long as the kernel (the AP idles on it).
-    let stack = vec![0u8; AP_STACK_SIZE].leak();
-    let top = (stack.as_ptr() as u64 + AP_STACK_SIZE as u64) & !0xf;
+    let Some(stack) = stack::alloc_stack(AP_STACK_SIZE as u64) else {
+        log::warn!("smp: no stack for APIC id {apic_id}");
+        return false;
+    };
+    let top = stack.as_ptr() as u64 + AP_STACK_SIZE as u64;
     write_field(page, Field::Stack, top);
     write_field(page, Field::Arg, args as *const ApArgs as u64);
 

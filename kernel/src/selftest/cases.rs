@@ -44,6 +44,7 @@ const CASES: &[(&str, Case)] = &[
     ("rcu-stall", rcu::reader_that_never_ends),
     ("task-freed-with-pids", task_freed_with_pids),
     ("irqs", irq_entry_on_every_handler),
+    ("task-stack-overflow", task_stack_overflow),
 ];
 
 use super::{procs, rcu};
@@ -145,6 +146,19 @@ fn task_freed_with_pids() {
     println!("selftest task-freed-with-pids: dropping the last reference");
     drop(t);
     println!("selftest task-freed-with-pids: freed without a word");
+}
+
+fn overflow_entry(_: usize) {
+    let n = recurse(0);
+    println!("selftest task-stack-overflow: returned {n}");
+}
+
+/// A spawned task recurses without end: its stack's guard page stops it,
+/// and the report names the CPU and the task.
+fn task_stack_overflow() {
+    let t = sched::spawn_on("overflow", 0, overflow_entry, 0).expect("spawn");
+    sched::join(&t);
+    println!("selftest task-stack-overflow: the task came back");
 }
 
 fn out_of_memory() {

@@ -1,7 +1,8 @@
 //! Tasks: the kernel's `task_struct`, its kernel stack, and its refcount.
 //!
 //! A task is allocated from a per-CPU object cache and runs on its own
-//! kernel stack from another cache. `TaskRef` is a counted reference
+//! kernel stack from another cache, which on the machine takes its stacks
+//! from the guarded stack region (`mm::stack`). `TaskRef` is a counted reference
 //! (`get_task_struct`/`put_task_struct`): the task and its stack go back to
 //! their caches when the last reference is dropped. The scheduler holds one
 //! reference from creation until the task has died and been switched away
@@ -28,7 +29,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::klib::hlist::{HlistHead, HlistNode};
-use crate::mm::cache::ObjCache;
+use crate::mm::cache::{Backing, ObjCache};
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
 use signal::SignalRef;
 
@@ -164,13 +165,37 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 static TASK_CACHE: ObjCache = ObjCache::new("task", Layout::new::<Task>());
-static STACK_CACHE: ObjCache = ObjCache::new(
+static STACK_CACHE: ObjCache = ObjCache::with_backing(
     "kernel_stack",
     match Layout::from_size_align(STACK_SIZE, 16) {
         Ok(l) => l,
         Err(_) => panic!("bad stack layout"),
     },
+    STACK_BACKING,
 );
+
+/// Kernel stacks come from the guarded stack region on the machine (an
+/// overflow hits an unmapped page), from the heap on the host.
+#[cfg(target_os = "none")]
+const STACK_BACKING: Backing = Backing {
+    alloc: |layout| {
+        crate::mm::stack::alloc_stack(layout.size() as u64)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    },
+    free: region_free,
+};
+#[cfg(not(target_os = "none"))]
+const STACK_BACKING: Backing = crate::mm::cache::HEAP_BACKING;
+
+/// # Safety
+/// As `Backing::free`: a stack from the region, freed once.
+#[cfg(target_os = "none")]
+unsafe fn region_free(stack: *mut u8, layout: Layout) {
+    if let Some(stack) = NonNull::new(stack) {
+        // SAFETY: per the contract, a region stack of this size.
+        unsafe { crate::mm::stack::free_stack(stack, layout.size() as u64) }
+    }
+}
 
 /// The cache tasks come from.
 pub fn task_cache() -> &'static ObjCache {

@@ -97,6 +97,15 @@ pub fn current() -> &'static Task {
     unsafe { &*p }
 }
 
+/// The name of the task running on `cpu`, for fault reports (which may
+/// come at any point, even mid-switch); `None` before the CPU has a task.
+pub(crate) fn current_name(cpu: usize) -> Option<&'static str> {
+    let p = CURRENT.get(cpu)?.load(Ordering::Relaxed);
+    // SAFETY: a current task is kept alive by the scheduler's reference,
+    // and CURRENT only ever holds such tasks.
+    (!p.is_null()).then(|| unsafe { (*p).name() })
+}
+
 /// A counted reference to the running task.
 pub fn current_ref() -> TaskRef {
     // SAFETY: the current task is live (see `current`).
