@@ -193,7 +193,8 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>) {
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();
-    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle) {
+    let late_first_ap = cmd.tests.split(',').any(|t| t == "ap-late");
+    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle, late_first_ap) {
         Ok(r) => r,
         Err(e) => fail(format_args!("SMP: {e}")),
     };

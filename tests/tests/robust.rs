@@ -31,3 +31,18 @@ fn a_task_stack_overflow_hits_the_guard_and_names_cpu_and_task() {
         .expect_serial("stacks: guarded region at 0x");
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// The first AP is abandoned right after its start-up IPIs and left
+/// running, so it wakes while the next APs are offered: it must take
+/// neither their stack nor their index.
+#[test]
+fn a_late_ap_is_turned_away_by_the_claim_handshake() {
+    for _ in 0..3 {
+        let run = Boot::new().smp(4).params("test=ap-late").run();
+        run.expect_success()
+            .expect_serial("cpus online: 3/4 ")
+            .expect_serial("cpus failed to start: apic ids [1]")
+            .expect_serial("selftest ap-late: APIC id 1 turned away (")
+            .expect_serial("selftest smp: 3 cpus, indices distinct, every cpu ticking");
+    }
+}

@@ -45,6 +45,7 @@ const CASES: &[(&str, Case)] = &[
     ("task-freed-with-pids", task_freed_with_pids),
     ("irqs", irq_entry_on_every_handler),
     ("task-stack-overflow", task_stack_overflow),
+    ("ap-late", ap_late),
 ];
 
 use super::{procs, rcu};
@@ -219,6 +220,50 @@ fn irq_entry_on_every_handler() {
         );
     }
     assert!(!platform::in_interrupt(), "irq depth left raised");
+}
+
+/// Boot saw `ap-late` in the test list and abandoned the first AP right
+/// after its start-up IPIs, without parking it: it woke while the next APs
+/// were being offered. The claim handshake must have turned it away (in
+/// the trampoline or, if it claimed its own offer first, in Rust), and
+/// every CPU that did come up must tick under its own dense index.
+fn ap_late() {
+    let Some(late) = smp::abandoned_on_purpose() else {
+        panic!("ap-late needs at least two CPUs");
+    };
+    let deadline = time::now_ns() + 2_000_000_000;
+    let refused = || {
+        let (trampoline, rust) = smp::refused_aps();
+        trampoline + rust
+    };
+    while refused() == 0 {
+        assert!(
+            time::now_ns() < deadline,
+            "the late AP (APIC id {late}) was never turned away"
+        );
+        platform::cpu_relax();
+    }
+    // It halted with no IDT: park it before anything sends it an NMI.
+    smp::park_cpu(late);
+    let (trampoline, rust) = smp::refused_aps();
+    assert_eq!(
+        trampoline + rust,
+        1,
+        "{trampoline} + {rust} APs turned away, one was late"
+    );
+    for i in 0..smp::online() {
+        assert_ne!(smp::apic_id_of(i), late, "the late AP got index {i}");
+    }
+    println!(
+        "selftest ap-late: APIC id {late} turned away ({}), {} cpus online",
+        if trampoline == 1 {
+            "no offer for it in the trampoline"
+        } else {
+            "its own start abandoned"
+        },
+        smp::online()
+    );
+    smp_ticks_and_indices();
 }
 
 /// Every online CPU takes timer ticks, and each runs work under its own

@@ -87,6 +87,7 @@ static HELD: [HeldCount; platform::MAX_CPUS] =
     [const { HeldCount(AtomicU32::new(0)) }; platform::MAX_CPUS];
 
 /// Spinlocks this CPU holds (0 unless [`LOCKDEBUG`]).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
 pub(crate) fn spinlocks_held() -> u32 {
     HELD[platform::cpu_id()].0.load(Ordering::Relaxed)
 }
@@ -95,6 +96,7 @@ pub(crate) fn spinlocks_held() -> u32 {
 /// calls it, since a task that switches away holding one leaves every
 /// other CPU that wants it spinning until the task runs again.
 #[inline(always)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
 pub(crate) fn assert_no_spinlocks_held(what: &str) {
     if LOCKDEBUG {
         let n = spinlocks_held();
@@ -106,6 +108,7 @@ pub(crate) fn assert_no_spinlocks_held(what: &str) {
 
 #[cold]
 #[inline(never)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
 fn spinlocks_held_at(what: &str, n: u32) -> ! {
     panic!(
         "{what} with {n} spinlock(s) held on cpu {}",
