@@ -14,7 +14,7 @@ use pidlab_abi::console::ERROR_PREFIX;
 use pidlab_abi::fw_cfg::{CMDLINE_FILE, CMDLINE_MAX, SCRIPT_FILE, SCRIPT_MAX};
 
 use crate::arch::qemu::{self, ExitCode};
-use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time};
+use crate::arch::{acpi, apic, fw_cfg, gdt, idt, percpu, pit, serial, smp, time, watchdog};
 use crate::bench::locks::{LocksBenchParams, run_locks_bench};
 use crate::cmdline::{self, Bench, Cmdline, HeapSize};
 use crate::mm::frame::{FrameAllocator, PhysRange};
@@ -81,6 +81,9 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     crate::console::init_log(cmd.loglevel);
 
     let frames = init_memory(boot_info, &cmd);
+    // Built here, before any other CPU runs, so its lazy initialisation
+    // never has a CPU spinning on another.
+    let _ = crate::pid::namespace::init_pid_ns();
     mm::install_frames(frames);
     if let Err(e) = mm::stack::init() {
         fail(format_args!("stacks: {e}"));
@@ -106,6 +109,22 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = selftest::validate(cmd.tests) {
         fail(format_args!("test={}: {e}", cmd.tests));
     }
+    watchdog::start(cmd.softlockup_ms, cmd.hardlockup_ms);
+    let off_or = |ms: u64| {
+        if ms == 0 {
+            alloc::string::String::from("off")
+        } else {
+            alloc::format!("{ms} ms")
+        }
+    };
+    println!(
+        "watchdog: lock and spin waits {}, soft lockup {} without a scheduling point, hard \
+         lockup {} without a timer tick, rcu stall {}",
+        off_or(debug::wait_bound_ms()),
+        off_or(cmd.softlockup_ms.into()),
+        off_or(cmd.hardlockup_ms.into()),
+        off_or(crate::rcu::stall_ms())
+    );
     selftest::run(cmd.tests);
 
     match cmd.bench {

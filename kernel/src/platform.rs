@@ -88,6 +88,10 @@ mod imp {
     pub fn online_cpus() -> usize {
         crate::arch::smp::online()
     }
+
+    pub fn cond_resched() {
+        crate::task::sched::cond_resched()
+    }
 }
 
 #[cfg(not(target_os = "none"))]
@@ -187,6 +191,8 @@ mod imp {
         MAX_CPUS
     }
 
+    pub fn cond_resched() {}
+
     pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
         let was_on = IRQS_ON.with(|i| i.replace(false));
         IN_IRQ.with(|d| d.set(d.get() + 1));
@@ -270,6 +276,14 @@ pub fn local_irq_restore(flags: IrqFlags) {
 #[inline]
 pub fn in_interrupt() -> bool {
     imp::in_interrupt()
+}
+
+/// `cond_resched()`: a scheduling point for long loops (the soft-lockup
+/// detector counts it as one; other tasks of this CPU get to run). Nothing
+/// on the host.
+#[inline]
+pub fn cond_resched() {
+    imp::cond_resched()
 }
 
 /// CPUs running (on the host: every simulated CPU id).

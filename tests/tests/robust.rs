@@ -46,3 +46,33 @@ fn a_late_ap_is_turned_away_by_the_claim_handshake() {
             .expect_serial("selftest smp: 3 cpus, indices distinct, every cpu ticking");
     }
 }
+
+/// A CPU spinning forever with interrupts off (for a lock whose own wait
+/// bound is off) is caught by the hard-lockup detector: its buddy sees its
+/// ticks frozen and NMIs it; the report names the RIP and the lock.
+#[test]
+fn a_cpu_stuck_with_interrupts_off_is_a_named_hard_lockup() {
+    let start = std::time::Instant::now();
+    let run = Boot::new().smp(2).params("test=lockup-irqoff").run();
+    run.expect_failure_with("hard lockup on CPU 1: no timer tick for")
+        .expect_failure_with("at RIP 0x")
+        .expect_failure_with("in task worker; waiting for lock lockup_irqoff")
+        .expect_serial("watchdog: lock and spin waits 2000 ms, soft lockup 20000 ms");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A CPU spinning with interrupts on that never passes a scheduling point
+/// is a soft lockup, named by its own tick.
+#[test]
+fn a_cpu_that_never_schedules_is_a_named_soft_lockup() {
+    Boot::new()
+        .smp(2)
+        .params("test=lockup-soft softlockup_ms=3000")
+        .run()
+        .expect_failure_with("soft lockup on CPU 1: no scheduling point for")
+        .expect_failure_with("in task worker, at RIP 0x");
+}

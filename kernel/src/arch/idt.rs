@@ -8,7 +8,9 @@
 //! other vector that fires is reported as unexpected. Every handler enters
 //! through `irq::irq_entry`. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
-//! the "stop" signal from the panicking CPU: this CPU halts for good.
+//! the "stop" signal from the panicking CPU: this CPU halts for good; one
+//! sent by the hard-lockup detector makes this CPU report where it is
+//! stuck (`watchdog`).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -123,10 +125,13 @@ fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u6
 }
 
 fn exception(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
-    if vector == 2 && super::panic::in_progress() {
-        super::cpu::halt_forever();
-    }
     let rip = frame.instruction_pointer.as_u64();
+    if vector == 2 {
+        if super::panic::in_progress() {
+            super::cpu::halt_forever();
+        }
+        super::watchdog::on_nmi(rip);
+    }
     if vector >= 32 {
         panic!("unexpected interrupt: vector {vector} at RIP {rip:#x}");
     }

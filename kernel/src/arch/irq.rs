@@ -9,8 +9,8 @@
 //! through the [`interrupt_handler!`] macro, so none can skip it; the
 //! exception and NMI handlers in `idt` enter through it as well.
 //!
-//! The timer runs the kernel's per-tick work, the lockup watchdog's checks
-//! and an optional hook, which tests use to take locks from interrupt
+//! The timer runs the kernel's per-tick work, the lockup detectors' checks
+//! (`watchdog`) and an optional hook, which tests use to take locks from interrupt
 //! context.
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -105,7 +105,7 @@ pub fn spurious_count() -> u64 {
         .sum()
 }
 
-interrupt_handler!(timer(IrqKind::Timer, _frame, cpu) {
+interrupt_handler!(timer(IrqKind::Timer, frame, cpu) {
     cpu.tick();
     let work = TICK_WORK.load(Ordering::Acquire);
     if work != 0 {
@@ -113,6 +113,7 @@ interrupt_handler!(timer(IrqKind::Timer, _frame, cpu) {
         let work: fn() = unsafe { core::mem::transmute::<usize, fn()>(work) };
         work();
     }
+    super::watchdog::on_tick(cpu, frame.instruction_pointer.as_u64());
     let hook = TIMER_HOOK.load(Ordering::Acquire);
     if hook != 0 {
         // SAFETY: only `set_timer_hook` stores here, and it stores a `fn()`.

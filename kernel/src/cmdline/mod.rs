@@ -113,6 +113,12 @@ pub struct Cmdline<'a> {
     pub accel: Option<Accel>,
     /// Local APIC timer interrupts per second on every CPU.
     pub timer_hz: u32,
+    /// Soft-lockup bound: a CPU that passes no scheduling point this long
+    /// fails the run (0: off).
+    pub softlockup_ms: u32,
+    /// Hard-lockup bound: a CPU that takes no timer tick this long fails
+    /// the run (0: off).
+    pub hardlockup_ms: u32,
     pub threadspawn: ThreadspawnParams,
 }
 
@@ -126,10 +132,20 @@ impl Default for Cmdline<'_> {
             tests: "",
             accel: None,
             timer_hz: 1000,
+            softlockup_ms: DEFAULT_SOFTLOCKUP_MS,
+            hardlockup_ms: DEFAULT_HARDLOCKUP_MS,
             threadspawn: ThreadspawnParams::default(),
         }
     }
 }
+
+/// Default soft-lockup bound (Linux's: twice `watchdog_thresh`).
+pub const DEFAULT_SOFTLOCKUP_MS: u32 = 20_000;
+/// Default hard-lockup bound: past the lock wait bound, so a CPU spinning
+/// for a lock with interrupts off is named by the lock watchdog first.
+pub const DEFAULT_HARDLOCKUP_MS: u32 = 5_000;
+/// The lockup bounds' range (besides 0, off).
+const LOCKUP_MS: core::ops::RangeInclusive<u32> = 1000..=600_000;
 
 /// Every key the kernel accepts and what its value may be.
 pub const KEYS: &[(&str, &str)] = &[
@@ -148,6 +164,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "tcg, tcg-single or kvm (set by the runner)",
     ),
     ("hz", "a timer rate from 10 to 10000 interrupts per second"),
+    (
+        "softlockup_ms",
+        "0 (off) or a bound from 1000 to 600000 milliseconds without a scheduling point",
+    ),
+    (
+        "hardlockup_ms",
+        "0 (off) or a bound from 1000 to 600000 milliseconds without a timer tick",
+    ),
     (
         "workers",
         "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
@@ -268,6 +292,17 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     Ok(hz) if (10..=10_000).contains(&hz) => hz,
                     _ => return Err(bad()),
                 };
+            }
+            "softlockup_ms" | "hardlockup_ms" => {
+                let ms = match value.parse::<u32>() {
+                    Ok(ms) if ms == 0 || LOCKUP_MS.contains(&ms) => ms,
+                    _ => return Err(bad()),
+                };
+                if key == "softlockup_ms" {
+                    cmd.softlockup_ms = ms;
+                } else {
+                    cmd.hardlockup_ms = ms;
+                }
             }
             "workers" => {
                 let mut list = ArrayVec::new();

@@ -131,6 +131,19 @@ const RANGES: &[Range] = &[
         hi: 10_000,
         value: |c| c.timer_hz.into(),
     },
+    // 0 (off) is accepted too: see `lockup_bounds_can_be_off`.
+    Range {
+        key: "softlockup_ms",
+        lo: 1000,
+        hi: 600_000,
+        value: |c| c.softlockup_ms.into(),
+    },
+    Range {
+        key: "hardlockup_ms",
+        lo: 1000,
+        hi: 600_000,
+        value: |c| c.hardlockup_ms.into(),
+    },
     Range {
         key: "samples",
         lo: 1,
@@ -236,6 +249,19 @@ fn numeric_keys_accept_both_ends_and_reject_one_past_each() {
             r.key
         );
     }
+}
+
+#[test]
+fn lockup_bounds_can_be_off() {
+    let c = parse("softlockup_ms=0 hardlockup_ms=0").unwrap();
+    assert_eq!((c.softlockup_ms, c.hardlockup_ms), (0, 0));
+    let d = parse("").unwrap();
+    assert_eq!(
+        (d.softlockup_ms, d.hardlockup_ms),
+        (DEFAULT_SOFTLOCKUP_MS, DEFAULT_HARDLOCKUP_MS)
+    );
+    bad_value_for("softlockup_ms=1", "softlockup_ms");
+    bad_value_for("hardlockup_ms=off", "hardlockup_ms");
 }
 
 #[test]

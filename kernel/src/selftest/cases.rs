@@ -46,6 +46,8 @@ const CASES: &[(&str, Case)] = &[
     ("irqs", irq_entry_on_every_handler),
     ("task-stack-overflow", task_stack_overflow),
     ("ap-late", ap_late),
+    ("lockup-irqoff", lockup_irqoff),
+    ("lockup-soft", lockup_soft),
 ];
 
 use super::{procs, rcu};
@@ -169,6 +171,9 @@ fn out_of_memory() {
 }
 
 fn hang() {
+    // A hang the kernel cannot see: the runner's timeout must end it.
+    crate::arch::watchdog::stop();
+    println!("selftest hang: lockup detectors off");
     println!("selftest hang: spinning forever");
     loop {
         core::hint::spin_loop();
@@ -264,6 +269,47 @@ fn ap_late() {
         smp::online()
     );
     smp_ticks_and_indices();
+}
+
+static LOCKUP_LOCK: crate::sync::SpinLock<()> =
+    crate::sync::ticket::named_spin_lock("lockup_irqoff", ());
+
+/// CPU 1 spins forever with interrupts off, waiting for a lock CPU 0 holds
+/// for good; the lock watchdog is off, so only the hard-lockup detector can
+/// see it: CPU 0 (its buddy) finds its tick count frozen and NMIs it, and
+/// the report names the RIP and the lock.
+fn lockup_irqoff() {
+    assert!(smp::online() >= 2, "lockup-irqoff needs at least two CPUs");
+    crate::sync::debug::set_wait_bound_ms(0);
+    let held = LOCKUP_LOCK.lock();
+    println!("selftest lockup-irqoff: cpu 1 spins for lockup_irqoff with IRQs off");
+    Cpus.run(2, &|w| {
+        if w == 1 {
+            platform::local_irq_disable();
+            let _never = LOCKUP_LOCK.lock();
+        }
+        // CPU 0 keeps ticking (and so checking its buddy) without ever
+        // scheduling while it holds the lock.
+        loop {
+            platform::cpu_relax();
+        }
+    });
+    drop(held);
+}
+
+/// CPU 1 spins with interrupts on and never passes a scheduling point:
+/// the soft-lockup check on its own tick names it (run with a short
+/// `softlockup_ms`).
+fn lockup_soft() {
+    assert!(smp::online() >= 2, "lockup-soft needs at least two CPUs");
+    println!("selftest lockup-soft: cpu 1 spins with IRQs on");
+    Cpus.run(2, &|w| {
+        if w == 1 {
+            loop {
+                platform::cpu_relax();
+            }
+        }
+    });
 }
 
 /// Every online CPU takes timer ticks, and each runs work under its own

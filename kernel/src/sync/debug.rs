@@ -8,7 +8,11 @@
 //!   `platform::cycles()` once `cycles_per_sec()` is calibrated, else a spin
 //!   count) panics naming the lock and the CPU holding it, so a deadlock is a
 //!   clear failure and not a hang. The watchdog starts only once a lock is
-//!   found taken, so an uncontended acquisition never reads the clock.
+//!   found taken, so an uncontended acquisition never reads the clock. The
+//!   kernel's other spin loops (the heap and console locks, RCU's waits) run
+//!   under the same watchdog, some with a bound of their own
+//!   ([`Watchdog::start_bounded`]), and a waiting CPU records what it waits
+//!   for, which the hard-lockup report prints ([`waiting_for`]).
 //! - **[`LOCKDEBUG`], i.e. the `lockdebug` cargo feature (and every unit
 //!   test build).** Checks that need work on every acquisition: the holder's
 //!   CPU is recorded at lock time and cleared at unlock (a load of the CPU
@@ -22,7 +26,7 @@
 //!   benchmark build pays for none of it: not even the load of a run-time
 //!   switch.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 
 use crate::platform;
 
@@ -62,6 +66,8 @@ pub(crate) enum Holder {
     Readers(u32),
     /// Not recorded (`lockdebug` off), or released since.
     Unknown,
+    /// Not a lock: what the wait depends on, in words.
+    Text(&'static str),
 }
 
 impl core::fmt::Display for Holder {
@@ -73,6 +79,7 @@ impl core::fmt::Display for Holder {
             Holder::Unknown => {
                 f.write_str("holder unknown (build with feature lockdebug to record it)")
             }
+            Holder::Text(text) => f.write_str(text),
         }
     }
 }
@@ -200,20 +207,117 @@ fn irqs_off_at_irq_lock(name: &str, holder: &HolderCpu) -> ! {
     panic!("lock {name}: _irq lock taken with IRQs already off (its unlock would enable them)");
 }
 
+/// A `&'static str` in two words, written by one CPU: length cleared
+/// first and stored last, so that a reader on the same CPU (an NMI) never
+/// pairs one string's address with another's length.
+struct StaticStr {
+    ptr: AtomicUsize,
+    len: AtomicUsize,
+}
+
+impl StaticStr {
+    const fn new() -> Self {
+        StaticStr {
+            ptr: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn clear(&self) {
+        self.len.store(0, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    /// After [`clear`](Self::clear).
+    fn fill(&self, s: &'static str) {
+        self.ptr.store(s.as_ptr() as usize, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        self.len.store(s.len(), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<&'static str> {
+        let len = self.len.load(Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let ptr = self.ptr.load(Ordering::Relaxed);
+        if len == 0 || ptr == 0 {
+            return None;
+        }
+        // SAFETY: `ptr` and a non-zero `len` were stored together from a
+        // `&'static str` by `fill` (length cleared first, stored last).
+        let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
+        core::str::from_utf8(bytes).ok()
+    }
+}
+
+/// What each CPU is spinning for, as its [`Watchdog`] last recorded it:
+/// the kind of wait ("lock", ...) and the name; written only by that CPU,
+/// the name's length last.
+#[repr(align(64))]
+struct WaitingFor {
+    kind: StaticStr,
+    name: StaticStr,
+}
+
+static WAITING: [WaitingFor; platform::MAX_CPUS] = [const {
+    WaitingFor {
+        kind: StaticStr::new(),
+        name: StaticStr::new(),
+    }
+}; platform::MAX_CPUS];
+
+impl WaitingFor {
+    fn set(&self, kind: &'static str, name: &'static str) {
+        self.name.clear();
+        self.kind.clear();
+        self.kind.fill(kind);
+        self.name.fill(name);
+    }
+}
+
+/// What CPU `cpu` is spinning for, as (kind, name), e.g. ("lock",
+/// "tasklist_lock"), if its watchdog has checked in since the wait began.
+/// Exact when read on that CPU (the hard-lockup NMI); a hint from any
+/// other.
+pub(crate) fn waiting_for(cpu: usize) -> Option<(&'static str, &'static str)> {
+    let w = &WAITING[cpu];
+    let name = w.name.get()?;
+    Some((w.kind.get().unwrap_or("wait"), name))
+}
+
 /// Bounds one spin-wait; see the module doc.
 pub(crate) struct Watchdog {
     start: u64,
     spins: u64,
     until_check: u32,
+    /// The bound in ms, or `None` for the lock wait bound.
+    bound_ms: Option<u64>,
+    /// What the panic calls the wait: "lock" for locks.
+    kind: &'static str,
+    /// Whether this wait recorded itself in `WAITING` (and which value to
+    /// put back when it ends).
+    recorded: Option<Option<(&'static str, &'static str)>>,
 }
 
 impl Watchdog {
-    /// Starts timing a wait (slow path only: reads the clock).
+    /// Starts timing a lock wait (slow path only: reads the clock).
     pub(crate) fn start() -> Self {
         Watchdog {
             start: platform::cycles(),
             spins: 0,
             until_check: CHECK_EVERY,
+            bound_ms: None,
+            kind: "lock",
+            recorded: None,
+        }
+    }
+
+    /// Starts timing a wait that is not for a lock, bounded by `bound_ms`
+    /// (0: unbounded, but still recorded for the hard-lockup report).
+    pub(crate) fn start_bounded(kind: &'static str, bound_ms: u64) -> Self {
+        Watchdog {
+            bound_ms: Some(bound_ms),
+            kind,
+            ..Self::start()
         }
     }
 
@@ -225,7 +329,7 @@ impl Watchdog {
     /// Called once per spin round; panics past the bound, naming `name` and
     /// whoever `holder` says holds it.
     #[inline(always)]
-    pub(crate) fn tick(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+    pub(crate) fn tick(&mut self, name: &'static str, holder: impl FnOnce() -> Holder) {
         self.until_check -= 1;
         if self.until_check == 0 {
             self.check(name, holder);
@@ -233,10 +337,15 @@ impl Watchdog {
     }
 
     #[cold]
-    fn check(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+    fn check(&mut self, name: &'static str, holder: impl FnOnce() -> Holder) {
         self.until_check = CHECK_EVERY;
         self.spins += u64::from(CHECK_EVERY);
-        let bound_ms = wait_bound_ms();
+        if self.recorded.is_none() {
+            let cpu = platform::cpu_id();
+            self.recorded = Some(waiting_for(cpu));
+            WAITING[cpu].set(self.kind, name);
+        }
+        let bound_ms = self.bound_ms.unwrap_or_else(wait_bound_ms);
         if expired(
             bound_ms,
             platform::cycles_per_sec(),
@@ -244,10 +353,25 @@ impl Watchdog {
             self.spins,
         ) {
             panic!(
-                "lock {name}: cpu {} waited more than {bound_ms} ms; {}",
+                "{} {name}: cpu {} waited more than {bound_ms} ms; {}",
+                self.kind,
                 platform::cpu_id(),
                 holder()
             );
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    /// Puts back what this CPU waited for before (a wait this one
+    /// interrupted), or nothing.
+    fn drop(&mut self) {
+        if let Some(previous) = self.recorded {
+            let w = &WAITING[platform::cpu_id()];
+            match previous {
+                Some((kind, name)) => w.set(kind, name),
+                None => w.name.clear(),
+            }
         }
     }
 }
@@ -331,6 +455,39 @@ mod tests {
         let lock = crate::sync::named_spin_lock("held_across_schedule", ());
         let _g = lock.lock();
         assert_no_spinlocks_held("schedule()");
+    }
+
+    #[test]
+    fn a_waiting_cpu_records_what_it_waits_for() {
+        let cpu = platform::cpu_id();
+        assert_eq!(waiting_for(cpu), None);
+        {
+            let mut outer = Watchdog::start_bounded("wait for", 0);
+            for _ in 0..CHECK_EVERY {
+                outer.tick("outer_wait", || Holder::Text("nobody"));
+            }
+            assert_eq!(waiting_for(cpu), Some(("wait for", "outer_wait")));
+            {
+                // A lock wait nested in it (an interrupt handler's, say).
+                let mut inner = Watchdog::start();
+                for _ in 0..CHECK_EVERY {
+                    inner.tick("inner_lock", || Holder::Unknown);
+                }
+                assert_eq!(waiting_for(cpu), Some(("lock", "inner_lock")));
+            }
+            assert_eq!(waiting_for(cpu), Some(("wait for", "outer_wait")));
+        }
+        assert_eq!(waiting_for(cpu), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "wait for stuck_thing: cpu")]
+    fn a_bounded_wait_panics_past_its_own_bound() {
+        let mut w = Watchdog::start_bounded("wait for", 1);
+        loop {
+            w.tick("stuck_thing", || Holder::Text("nothing will come"));
+            std::thread::yield_now();
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
-use crate::arch::{apic, smp, switch};
+use crate::arch::{apic, smp, switch, watchdog};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
 use crate::sync::ticket::named_spin_lock_irqsave;
@@ -149,6 +149,7 @@ fn idle_entry(_: usize) {
 
 fn idle_loop(cpu: usize) -> ! {
     loop {
+        watchdog::touch();
         platform::local_irq_disable();
         if RQ[cpu].lock().len > 0 {
             schedule();
@@ -242,6 +243,17 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Port of `cond_resched()`: a scheduling point for a long loop that
+/// neither blocks nor yields otherwise. Lets this CPU's other runnable
+/// tasks run, if any, and tells the soft-lockup detector the CPU is not
+/// stuck.
+pub fn cond_resched() {
+    watchdog::touch();
+    if RQ[cpu_id()].lock().len > 0 {
+        yield_now();
+    }
+}
+
 /// Lets the other runnable tasks of this CPU run, then continues.
 pub fn yield_now() {
     let flags = local_irq_save();
@@ -255,6 +267,7 @@ pub fn yield_now() {
 /// caller must be Blocked, dead, idle, or already re-queued.
 pub fn schedule() {
     crate::sync::debug::assert_no_spinlocks_held("schedule()");
+    watchdog::touch();
     crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
@@ -372,15 +385,21 @@ struct WorkerArg<'a> {
     f: &'a (dyn Fn(usize) + Sync),
     index: usize,
     pending: &'a AtomicUsize,
+    /// The caller, blocked until `pending` drops to zero.
+    caller: &'a TaskRef,
 }
 
 fn worker_entry(arg: usize) {
     // SAFETY: `arg` points at a WorkerArg on the stack of `Cpus::run`, which
     // does not return before `pending` drops to zero, i.e. until every
-    // worker is done with it.
+    // worker has made its last access to it (the decrement below; the
+    // caller reference is cloned before it).
     let w = unsafe { &*(arg as *const WorkerArg<'_>) };
     (w.f)(w.index);
-    w.pending.fetch_sub(1, Ordering::AcqRel);
+    let caller = w.caller.clone();
+    if w.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        wake_up_process(&caller);
+    }
 }
 
 /// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
@@ -400,11 +419,13 @@ impl Parallel for Cpus {
             smp::online()
         );
         let pending = AtomicUsize::new(n - 1);
+        let caller = current_ref();
         let args: alloc::vec::Vec<WorkerArg<'_>> = (0..n)
             .map(|index| WorkerArg {
                 f,
                 index,
                 pending: &pending,
+                caller: &caller,
             })
             .collect();
         for (cpu, arg) in args.iter().enumerate().skip(1) {
@@ -413,8 +434,7 @@ impl Parallel for Cpus {
             }
         }
         f(0);
-        while pending.load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
-        }
+        // Block rather than spin: the last worker to finish wakes us.
+        block_until(|| pending.load(Ordering::Acquire) == 0);
     }
 }
