@@ -161,6 +161,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
                 fail(format_args!("pidctl: the invariant check failed"));
             }
         }
+        Bench::Soak => {
+            if let Err(e) = crate::bench::soak::run(&cmd.soak, cmd.accel) {
+                fail(format_args!("soak: {e}"));
+            }
+        }
         Bench::Shell => {
             if !crate::pidctl::exec::run_shell() {
                 fail(format_args!("pidctl: the invariant check failed"));

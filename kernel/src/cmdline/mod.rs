@@ -31,6 +31,9 @@ pub enum Bench {
     Script,
     /// pidctl: commands typed on the serial console.
     Shell,
+    /// Spawn, exit and reap on every CPU with fault injection, then the
+    /// invariant check: the run to trust before the numbers.
+    Soak,
 }
 
 impl Bench {
@@ -41,6 +44,7 @@ impl Bench {
         ("pidalloc", Bench::Pidalloc),
         ("script", Bench::Script),
         ("shell", Bench::Shell),
+        ("soak", Bench::Soak),
     ];
 
     /// The name used on the command line.
@@ -98,6 +102,33 @@ impl Default for ThreadspawnParams {
     }
 }
 
+/// `bench=soak`'s parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoakParams {
+    /// Operations in all, over every CPU.
+    pub ops: u64,
+    /// Seeds every CPU's choices and fault draws.
+    pub seed: u64,
+    /// Fault injection odds: each allocation at every site fails with
+    /// probability 1/n; `None`: off.
+    pub faults: Option<u32>,
+}
+
+/// Most operations `ops=` takes.
+pub const SOAK_MAX_OPS: u64 = 1_000_000_000_000;
+/// Largest n in `faults=1/n`.
+pub const SOAK_MAX_FAULT_ODDS: u32 = 1_000_000;
+
+impl Default for SoakParams {
+    fn default() -> Self {
+        SoakParams {
+            ops: 10_000_000,
+            seed: 1,
+            faults: Some(1000),
+        }
+    }
+}
+
 /// Parsed command line. String fields borrow from the raw text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
@@ -120,6 +151,7 @@ pub struct Cmdline<'a> {
     /// the run (0: off).
     pub hardlockup_ms: u32,
     pub threadspawn: ThreadspawnParams,
+    pub soak: SoakParams,
 }
 
 impl Default for Cmdline<'_> {
@@ -135,6 +167,7 @@ impl Default for Cmdline<'_> {
             softlockup_ms: DEFAULT_SOFTLOCKUP_MS,
             hardlockup_ms: DEFAULT_HARDLOCKUP_MS,
             threadspawn: ThreadspawnParams::default(),
+            soak: SoakParams::default(),
         }
     }
 }
@@ -151,7 +184,7 @@ const LOCKUP_MS: core::ops::RangeInclusive<u32> = 1000..=600_000;
 pub const KEYS: &[(&str, &str)] = &[
     (
         "bench",
-        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script) or shell (pidctl on the console)",
+        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script), shell (pidctl on the console) or soak (fault-injected spawn/exit/reap and the invariant check)",
     ),
     (
         "heap",
@@ -184,6 +217,12 @@ pub const KEYS: &[(&str, &str)] = &[
         "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
     ),
     ("lockstat", "on or off"),
+    ("ops", "a soak length from 1 to 1000000000000 operations"),
+    ("seed", "a soak seed from 0 to 18446744073709551615"),
+    (
+        "faults",
+        "off, or 1/N: each allocation fails with probability 1/N, N from 1 to 1000000",
+    ),
 ];
 
 /// Why a command line was rejected.
@@ -343,6 +382,24 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     list.push(pair);
                 }
                 cmd.threadspawn.strategies = list;
+            }
+            "ops" => {
+                cmd.soak.ops = match value.parse::<u64>() {
+                    Ok(n) if (1..=SOAK_MAX_OPS).contains(&n) => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "seed" => {
+                cmd.soak.seed = value.parse::<u64>().map_err(|_| bad())?;
+            }
+            "faults" => {
+                cmd.soak.faults = match value {
+                    "off" => None,
+                    _ => match value.strip_prefix("1/").map(str::parse::<u32>) {
+                        Some(Ok(n)) if (1..=SOAK_MAX_FAULT_ODDS).contains(&n) => Some(n),
+                        _ => return Err(bad()),
+                    },
+                };
             }
             "lockstat" => {
                 cmd.threadspawn.lockstat = match value {

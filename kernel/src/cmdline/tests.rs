@@ -131,6 +131,12 @@ const RANGES: &[Range] = &[
         hi: 10_000,
         value: |c| c.timer_hz.into(),
     },
+    Range {
+        key: "ops",
+        lo: 1,
+        hi: 1_000_000_000_000,
+        value: |c| c.soak.ops,
+    },
     // 0 (off) is accepted too: see `lockup_bounds_can_be_off`.
     Range {
         key: "softlockup_ms",
@@ -182,6 +188,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
             "pidalloc",
             "script",
             "shell",
+            "soak",
         ],
         &["", "None", "bogus"],
     ),
@@ -202,6 +209,17 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "stock,", "stock,stock", "fast"],
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
+    // The whole u64 range.
+    (
+        "seed",
+        &["0", "18446744073709551615"],
+        &["", "-1", "18446744073709551616", "x"],
+    ),
+    (
+        "faults",
+        &["off", "1/1", "1/1000", "1/1000000"],
+        &["", "on", "1/0", "1/1000001", "2/3", "1000", "1/"],
+    ),
 ];
 
 /// `heap` is a size: at least 1 MiB, at most what a `u64` holds.
@@ -249,6 +267,25 @@ fn numeric_keys_accept_both_ends_and_reject_one_past_each() {
             r.key
         );
     }
+}
+
+#[test]
+fn soak_keys() {
+    let d = parse("bench=soak").unwrap();
+    assert_eq!(d.bench, Bench::Soak);
+    assert_eq!(d.soak, SoakParams::default());
+    assert_eq!(d.soak.faults, Some(1000), "faults=1/1000 by default");
+    assert_eq!(d.soak.ops, 10_000_000);
+    let c = parse("ops=2000000 seed=18446744073709551615 faults=off").unwrap();
+    assert_eq!(
+        c.soak,
+        SoakParams {
+            ops: 2_000_000,
+            seed: u64::MAX,
+            faults: None
+        }
+    );
+    assert_eq!(parse("faults=1/7").unwrap().soak.faults, Some(7));
 }
 
 #[test]

@@ -28,6 +28,7 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::{Backing, ObjCache};
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
@@ -215,7 +216,12 @@ impl Task {
     /// Allocates a task with its own stack, runnable, with one reference
     /// (the returned one; `wake_up_new_task` takes a reference for the
     /// scheduler).
+    /// [`FaultSite::StackAlloc`] and [`FaultSite::TaskAlloc`] make the
+    /// two allocations fail.
     pub fn create(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+        if should_fail(FaultSite::StackAlloc) {
+            return Err(NoMemory);
+        }
         let stack = STACK_CACHE.alloc().ok_or(NoMemory)?;
         // SAFETY: the stack block is STACK_SIZE bytes, 16-aligned, ours.
         unsafe { (stack.as_ptr() as *mut u64).write(STACK_CANARY) };
@@ -241,6 +247,9 @@ impl Task {
         entry: Option<TaskFn>,
         arg: usize,
     ) -> Result<TaskRef, NoMemory> {
+        if should_fail(FaultSite::TaskAlloc) {
+            return Err(NoMemory);
+        }
         let mem = TASK_CACHE.alloc().ok_or(NoMemory)?.cast::<Task>();
         // SAFETY: `mem` is a fresh block with Task's layout.
         unsafe {
