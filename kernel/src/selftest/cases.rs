@@ -38,6 +38,7 @@ const CASES: &[(&str, Case)] = &[
     ("threads", procs::threads),
     ("pidns", procs::pid_namespaces),
     ("badargs", procs::bad_args),
+    ("fork-recheck", procs::init_dies_mid_fork),
     ("pidsoak", procs::pid_soak),
     ("tasklist", tasklist_irq_readers_and_writers),
     ("rcu", rcu::readers_and_updater),

@@ -258,6 +258,62 @@ pub fn pid_namespaces() {
     expect_invariants(&base);
 }
 
+/// The namespace init `init_dies_mid_fork` kills from inside
+/// `copy_process` (taken by the hook, so it fires once).
+static VICTIM: core::sync::atomic::AtomicPtr<crate::task::Task> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Runs in `copy_process` after `alloc_pid` succeeded: the namespace's
+/// init exits now, before the child is attached.
+fn kill_init_in_alloc_window(_: &crate::pid::namespace::PidNamespace) {
+    let victim = VICTIM.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if victim.is_null() {
+        return;
+    }
+    // SAFETY: the case holds a reference to the init until it is reaped.
+    let init = unsafe { &*victim };
+    request_exit(init, 9);
+    // Its exit_notify wakes us, its parent, once it is a zombie.
+    sched::block_until(|| init.state() == crate::task::TaskState::Zombie);
+}
+
+/// `fork-recheck`: a namespace's init dies between `alloc_pid` (which
+/// found the namespace accepting pids) and `copy_process`'s
+/// `tasklist_lock` section: the recheck there must refuse the child
+/// (ENOMEM), and nothing may leak.
+pub fn init_dies_mid_fork() {
+    let base = Baseline::take();
+    let ns = crate::pid::namespace::create_pid_namespace(&current_ns()).expect("ns");
+    let mut args = CloneArgs::new("nsinit", park, 0);
+    args.pid_ns = Some(&ns);
+    let init = copy_process(&args).expect("ns init");
+    VICTIM.store(init.as_ptr() as *mut crate::task::Task, Ordering::SeqCst);
+    crate::task::fork::set_alloc_window_hook(Some(kill_init_in_alloc_window));
+    let mut args = CloneArgs::new("late", park, 0);
+    args.pid_ns = Some(&ns);
+    let r = copy_process(&args);
+    crate::task::fork::set_alloc_window_hook(None);
+    assert!(
+        VICTIM.load(Ordering::SeqCst).is_null(),
+        "the hook did not run"
+    );
+    let got = r.as_ref().err().copied();
+    if let Ok(t) = r {
+        request_exit(&t, 0);
+        let _ = wait_child(Some(&t), true);
+    }
+    assert_eq!(
+        got,
+        Some(Errno::ENOMEM),
+        "a child was attached in a namespace whose init died after alloc_pid"
+    );
+    assert!(!ns.accepts_pids());
+    assert_eq!(wait_child(Some(&init), true).map(|r| r.code), Ok(9));
+    drop((init, ns));
+    println!("selftest fork-recheck: init died after alloc_pid: ENOMEM, nothing leaked");
+    expect_invariants(&base);
+}
+
 /// `badargs`: invalid spawns return errors and leak nothing.
 pub fn bad_args() {
     let base = Baseline::take();

@@ -9,7 +9,7 @@
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::sched::{self, current};
 use super::signal::SignalRef;
@@ -122,6 +122,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     unsafe { t.set_signal(signal) };
     let pid = alloc_pid(ns, args.set_tid, args.strategy.alloc, args.cap)?;
     sched::prepare_new_stack(&t);
+    run_alloc_window_hook(ns);
 
     let mut g = write_lock_irq_tasklist();
     // Don't start children in a dying pid namespace.
@@ -192,6 +193,29 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     drop(g);
     sched::wake_up_new_task(t.clone());
     Ok(t)
+}
+
+/// A test's `fn(&PidNamespace)` run by `copy_process` between `alloc_pid`
+/// and taking `tasklist_lock`, or null: the window in which a namespace's
+/// init may die, which the PIDNS_ADDING recheck under the lock covers.
+static ALLOC_WINDOW_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets (None: clears) the hook `copy_process` runs between `alloc_pid`
+/// and `tasklist_lock`, with the namespace it allocated in.
+pub(crate) fn set_alloc_window_hook(hook: Option<fn(&PidNamespace)>) {
+    let p = hook.map_or(core::ptr::null_mut(), |f| f as *mut ());
+    ALLOC_WINDOW_HOOK.store(p, Ordering::Release);
+}
+
+#[inline]
+fn run_alloc_window_hook(ns: &PidNamespace) {
+    let p = ALLOC_WINDOW_HOOK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: only `set_alloc_window_hook` stores here, and it stores
+        // a `fn(&PidNamespace)`.
+        let hook: fn(&PidNamespace) = unsafe { core::mem::transmute(p) };
+        hook(ns);
+    }
 }
 
 /// Makes the boot task init: pid 1 of the root namespace, its own TGID,

@@ -1,0 +1,17 @@
+//! Tests that fail when what they guard breaks: each was written against a
+//! change that left the rest of the suite green (see the commit messages).
+
+use pidlab_tests::Boot;
+
+/// copy_process rechecks, under tasklist_lock, that the namespace still
+/// takes pids: its init dies between alloc_pid and that section.
+#[test]
+fn a_namespace_whose_init_dies_mid_fork_takes_no_child() {
+    Boot::new()
+        .smp(2)
+        .params("test=fork-recheck")
+        .run()
+        .expect_success()
+        .expect_serial("selftest fork-recheck: init died after alloc_pid: ENOMEM, nothing leaked")
+        .expect_serial("invariants: ok");
+}
