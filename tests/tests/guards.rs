@@ -15,3 +15,16 @@ fn a_namespace_whose_init_dies_mid_fork_takes_no_child() {
         .expect_serial("selftest fork-recheck: init died after alloc_pid: ENOMEM, nothing leaked")
         .expect_serial("invariants: ok");
 }
+
+/// The leak check, on purpose: a task, a pid, a namespace and heap bytes
+/// each fail it by name; once gone it passes again.
+#[test]
+fn the_invariant_check_names_each_kind_of_leak() {
+    let run = Boot::new().smp(2).params("test=invariants-negative").run();
+    run.expect_success()
+        .expect_serial("selftest invariants-negative: leaked task: ")
+        .expect_serial("selftest invariants-negative: leaked pid: root pid namespace: ")
+        .expect_serial("selftest invariants-negative: leaked namespace: ")
+        .expect_serial("selftest invariants-negative: leaked heap block: heap: ")
+        .expect_serial("selftest invariants-negative: ok");
+}

@@ -39,6 +39,7 @@ const CASES: &[(&str, Case)] = &[
     ("pidns", procs::pid_namespaces),
     ("badargs", procs::bad_args),
     ("fork-recheck", procs::init_dies_mid_fork),
+    ("invariants-negative", procs::invariant_check_catches_leaks),
     ("pidsoak", procs::pid_soak),
     ("tasklist", tasklist_irq_readers_and_writers),
     ("rcu", rcu::readers_and_updater),

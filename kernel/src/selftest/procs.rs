@@ -314,6 +314,47 @@ pub fn init_dies_mid_fork() {
     expect_invariants(&base);
 }
 
+fn expect_leak(base: &Baseline, what: &str, needle: &str) {
+    match base.check() {
+        Ok(()) => panic!("invariants: a leaked {what} passed the check"),
+        Err(e) => {
+            assert!(e.contains(needle), "leaked {what}, the check said: {e}");
+            println!("selftest invariants-negative: leaked {what}: {e}");
+        }
+    }
+}
+
+/// `invariants-negative`: the leak check itself, on purpose: an extra
+/// task, a pid, a namespace and heap bytes beyond the caches' bound each
+/// make it fail naming them, and it passes again once they are gone.
+pub fn invariant_check_catches_leaks() {
+    use crate::pid::namespace::create_pid_namespace;
+    use crate::strategy::AllocPidStrategy;
+    let base = Baseline::take();
+    expect_invariants(&base);
+
+    let task = crate::task::Task::create("leaked", 0, thread_body, 0).expect("task");
+    expect_leak(&base, "task", "tasks alive, expected");
+    drop(task);
+    expect_invariants(&base);
+
+    let pid =
+        crate::pid::alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    expect_leak(&base, "pid", "root pid namespace: ");
+    crate::pid::free_pid(pid);
+    expect_invariants(&base);
+
+    let ns = create_pid_namespace(init_pid_ns()).expect("ns");
+    expect_leak(&base, "namespace", "pid namespaces alive, expected");
+    drop(ns);
+    expect_invariants(&base);
+
+    let bytes: Vec<u8> = Vec::with_capacity(Baseline::cache_bound() + (1 << 20));
+    expect_leak(&base, "heap block", "heap: ");
+    drop(bytes);
+    expect_invariants(&base);
+}
+
 /// `badargs`: invalid spawns return errors and leak nothing.
 pub fn bad_args() {
     let base = Baseline::take();
