@@ -28,3 +28,17 @@ fn the_invariant_check_names_each_kind_of_leak() {
         .expect_serial("selftest invariants-negative: leaked heap block: heap: ")
         .expect_serial("selftest invariants-negative: ok");
 }
+
+/// `join` waits for death, not for the task to stop running: the joined
+/// task blocks before it exits.
+#[test]
+fn join_returns_only_when_the_task_is_dead() {
+    for cpus in [1, 2] {
+        Boot::new()
+            .smp(cpus)
+            .params("test=join-blocked")
+            .run()
+            .expect_success()
+            .expect_serial("selftest join-blocked: join returned after the blocked task");
+    }
+}

@@ -50,6 +50,7 @@ const CASES: &[(&str, Case)] = &[
     ("ap-late", ap_late),
     ("lockup-irqoff", lockup_irqoff),
     ("lockup-soft", lockup_soft),
+    ("join-blocked", join_waits_for_death),
 ];
 
 use super::{procs, rcu};
@@ -405,6 +406,48 @@ fn sched_spawn_join() {
         "heap grew by {} bytes, more than the caches can hold ({bound})",
         heap_after - heap_before
     );
+}
+
+/// Set by the `join-blocked` releaser; the blocker waits for it.
+static BLOCKER_RELEASED: AtomicBool = AtomicBool::new(false);
+
+fn blocker(_: usize) {
+    sched::block_until(|| BLOCKER_RELEASED.load(Ordering::SeqCst));
+    sched::exit_current(5);
+}
+
+fn releaser(arg: usize) {
+    // SAFETY: `arg` is the blocker's TaskRef on the joiner's stack, which
+    // joins this task before it returns.
+    let t = unsafe { &*(arg as *const crate::task::TaskRef) };
+    let deadline = time::now_ns() + 5_000_000_000;
+    while t.state() != crate::task::TaskState::Blocked {
+        assert!(time::now_ns() < deadline, "the blocker never blocked");
+        sched::yield_now();
+    }
+    // Blocked for a while before it may go on: a join that returns
+    // because its task stopped running returns in this window.
+    time::delay_us(50_000);
+    BLOCKER_RELEASED.store(true, Ordering::SeqCst);
+    sched::wake_up_process(t);
+}
+
+/// `join` returns only once its task is dead: the task blocks first (it
+/// has stopped running, but it is not dead), and only a third task lets it
+/// go on and exit.
+fn join_waits_for_death() {
+    let cpu = smp::online() - 1;
+    let t = sched::spawn_on("blocker", cpu, blocker, 0).expect("spawn");
+    let r = sched::spawn_on("releaser", 0, releaser, &t as *const _ as usize).expect("spawn");
+    let code = sched::join(&t);
+    assert!(
+        BLOCKER_RELEASED.load(Ordering::SeqCst),
+        "join returned while its task was blocked, not dead"
+    );
+    assert_eq!(t.state(), crate::task::TaskState::Dead);
+    assert_eq!(code, 5);
+    sched::join(&r);
+    println!("selftest join-blocked: join returned after the blocked task was let go and died");
 }
 
 /// Every CPU adds 1 to a plain (non-atomic) counter 100,000 times under the
