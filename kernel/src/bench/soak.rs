@@ -403,11 +403,11 @@ fn soak_worker(arg: usize) {
         chain: [const { None }; DEPTH],
     };
     let mut parent = current_ns();
-    for level in 0..DEPTH {
+    for (level, slot) in w.chain.iter_mut().enumerate() {
         match make_level(&parent) {
             Ok(l) => {
                 parent = l.ns.clone();
-                w.chain[level] = Some(l);
+                *slot = Some(l);
             }
             Err(e) => {
                 sh.problem(format!("cpu {cpu}: namespace level {}: {e}", level + 1));

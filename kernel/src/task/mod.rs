@@ -525,7 +525,6 @@ mod tests {
         // SAFETY: as above.
         let own = unsafe { t.own_pid() }.expect("the PID link is mirrored");
         assert!(PidRef::ptr_eq(&own, &pid));
-        drop(own);
         let tgid = t.set_pid_link(&mut g, PidType::Tgid, None).unwrap();
         // SAFETY: as above.
         assert!(
