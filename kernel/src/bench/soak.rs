@@ -490,17 +490,21 @@ pub fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), String> {
         nr_problems: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     };
+    let mut spawn_error = None;
     for cpu in 0..cpus {
         let mut args = CloneArgs::new("soak-worker", soak_worker, &sh as *const Shared as usize);
         args.cpu = Some(cpu);
         if let Err(e) = copy_process(&args) {
-            return Err(format!("soak: worker on cpu {cpu}: {e}"));
+            spawn_error = Some(format!("soak: worker on cpu {cpu}: {e}"));
+            sh.stop.store(true, Ordering::Relaxed);
+            break;
         }
     }
-    for _ in 0..cpus {
-        if let Err(e) = wait_child(None, true) {
-            return Err(format!("soak: reaping a worker: {e}"));
-        }
+    // Every worker reaches `sh` on this stack: reap them all before
+    // anything returns.
+    while wait_child(None, true).is_ok() {}
+    if let Some(e) = spawn_error {
+        return Err(e);
     }
     let ms = ((time::now_ns() - sh.started) / 1_000_000).max(1);
     report(&sh, ms);
