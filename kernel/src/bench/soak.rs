@@ -4,22 +4,16 @@
 //! injected failure comes back as the errno Linux gives for that site; at
 //! the end the invariant check must find nothing leaked.
 //!
-//! Each worker builds its own chain of pid namespaces four deep (an init
-//! parked at each level), then draws each operation from an xorshift
-//! seeded with `seed=` and its CPU: a process (random strategy pair, at a
-//! random level, sometimes with a `set_tid` request) spawned and reaped; a
-//! thread spawned and joined; a `pid_max` change at one of its levels; or,
-//! rarely, its deepest namespace's init killed and the namespace made
-//! again. With `faults=1/N` every attempt at every site on the worker's
-//! CPU fails with probability 1/N (a seeded generator per CPU and site).
-//!
-//! Per operation the worker compares the per-CPU fault counters before and
-//! after: a fault at the pid, task or stack allocation must surface as
-//! ENOMEM; one at the IDR sites may be absorbed (the node cache and the
-//! preload pool stand in for each other) or surface as ENOMEM; an ENOMEM
-//! with no fault behind it, or any other errno than the operation can
-//! give, is a failure. The same seed makes the same choices and draws; the
-//! interleaving across CPUs, and so some outcomes, still vary.
+//! Each worker has its own chain of pid namespaces four deep (an init
+//! parked at each level) and draws each operation from an xorshift seeded
+//! with `seed=` and its CPU: a process (random strategy pair and level,
+//! sometimes a `set_tid`) spawned and reaped, a thread spawned and joined,
+//! a `pid_max` change, or rarely its deepest namespace remade. With
+//! `faults=1/N` every attempt at every site on its CPU fails with
+//! probability 1/N. Per operation it compares its CPU's fault counters
+//! before and after: a pid, task or stack fault must surface as ENOMEM, an
+//! IDR fault is absorbed or surfaces as ENOMEM, and an ENOMEM with no fault
+//! behind it, or an errno the operation cannot give, fails the run.
 
 use alloc::format;
 use alloc::string::String;

@@ -2,23 +2,17 @@
 //! each with unmapped pages below it, so an overflow faults at once instead
 //! of writing over whatever lies below.
 //!
-//! The region is one top-level (PML4) slot of the kernel's address space,
-//! 512 GiB, claimed at boot before any AP starts, so every CPU's page table
-//! (the APs' temporary one copies the kernel's top level) reaches it. It is
-//! cut into [`SLOT`]-sized slots; a stack takes the top of a slot and the
-//! rest of the slot below it stays unmapped: the guard. Frames for the
-//! stacks and for the region's page tables come from the boot frame
-//! allocator, not the heap.
-//!
-//! Mappings only ever go from absent to present: a freed stack keeps its
-//! slot and frames and goes on a free list for the next stack of its size.
-//! So no CPU can hold a stale translation and no TLB shootdown is needed;
-//! the price is that the region keeps its peak. The per-CPU object cache in
-//! front (`task::stack_cache`) keeps the spawn path off the region's lock.
-//!
-//! A fault on a guard page (a page fault, or the double fault it turns into
-//! when the CPU cannot push the exception frame) is reported by the
-//! exception handlers through [`guard_hit`].
+//! The region is one top-level (PML4) slot, claimed at boot before any AP
+//! starts (the APs' temporary page table copies the top level), cut into
+//! [`SLOT`]-sized slots: a stack at the top of its slot, the rest unmapped.
+//! Frames for stacks and tables come from the boot frame allocator, not the
+//! heap. Mappings only go from absent to present: a freed stack keeps its
+//! slot and frames on a free list, so no CPU can hold a stale translation
+//! and no TLB shootdown is needed (the region keeps its peak); the per-CPU
+//! object cache in front (`task::stack_cache`) keeps the spawn path off the
+//! region's lock. A fault on a guard page (a page fault, or the double
+//! fault it becomes when the CPU cannot push the exception frame) is
+//! reported by the exception handlers through [`guard_hit`].
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
