@@ -276,10 +276,12 @@ mod tests {
             "{err}"
         );
 
-        // "accel=tcg " is 10 bytes; one parameter fills the rest exactly.
+        // With host_cpus given, the runner adds only the accelerator; one
+        // more parameter fills the rest exactly.
+        let prefix = "accel=tcg host_cpus=2 ".len();
         let fill = |len: usize| format!("k={}", "v".repeat(len - 2));
-        assert!(parse(&[&fill(CMDLINE_MAX - 10)]).is_ok());
-        let err = parse(&[&fill(CMDLINE_MAX - 9)]).unwrap_err();
+        assert!(parse(&["host_cpus=2", &fill(CMDLINE_MAX - prefix)]).is_ok());
+        let err = parse(&["host_cpus=2", &fill(CMDLINE_MAX - prefix + 1)]).unwrap_err();
         assert!(
             err.contains(&format!("{}-byte command line", CMDLINE_MAX + 1)),
             "{err}"

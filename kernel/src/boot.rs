@@ -14,7 +14,9 @@ use pidlab_abi::console::ERROR_PREFIX;
 use pidlab_abi::fw_cfg::{CMDLINE_FILE, CMDLINE_MAX, SCRIPT_FILE, SCRIPT_MAX};
 
 use crate::arch::qemu::{self, ExitCode};
-use crate::arch::{acpi, apic, cpu, fw_cfg, gdt, idt, irq, percpu, pit, serial, smp, time};
+use crate::arch::{
+    acpi, apic, cpu, fw_cfg, gdt, idt, irq, percpu, pit, serial, smp, time, watchdog,
+};
 use crate::bench::locks::{LocksBenchParams, run_locks_bench};
 use crate::cmdline::{self, Bench, Cmdline, HeapSize};
 use crate::mm::frame::{FrameAllocator, PhysRange};
@@ -82,8 +84,24 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     crate::console::init_log(cmd.loglevel);
     debug::set_wait_bound_ms(cmd.lock_wait_ms);
 
-    let mut frames = init_memory(boot_info, &cmd);
-    init_smp(boot_info, &cmd, &mut frames);
+    let frames = init_memory(boot_info, &cmd);
+    // Built here, before any other CPU runs, so its lazy initialisation
+    // never has a CPU spinning on another.
+    let _ = crate::pid::namespace::init_pid_ns();
+    mm::install_frames(frames);
+    if let Err(e) = mm::stack::init() {
+        fail(format_args!("stacks: {e}"));
+    }
+    init_smp(boot_info, &cmd);
+    println!(
+        "stacks: guarded region at {:#x}: {} KiB per task, {} KiB per AP, at least {} KiB \
+         unmapped below each; {} KiB mapped",
+        mm::stack::base(),
+        crate::task::STACK_SIZE / 1024,
+        smp::AP_STACK_SIZE / 1024,
+        (mm::stack::SLOT - mm::stack::MAX_STACK) / 1024,
+        mm::stack::mapped_bytes() / 1024
+    );
     let _init = match crate::task::sched::init_boot_cpu("init") {
         Ok(t) => t,
         Err(_) => fail(format_args!("no memory for the boot task")),
@@ -95,6 +113,22 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = selftest::validate(cmd.tests) {
         fail(format_args!("test={}: {e}", cmd.tests));
     }
+    watchdog::start(cmd.softlockup_ms, cmd.hardlockup_ms);
+    let off_or = |ms: u64| {
+        if ms == 0 {
+            alloc::string::String::from("off")
+        } else {
+            alloc::format!("{ms} ms")
+        }
+    };
+    println!(
+        "watchdog: lock and spin waits {}, soft lockup {} without a scheduling point, hard \
+         lockup {} without a timer tick, rcu stall {}",
+        off_or(debug::wait_bound_ms()),
+        off_or(cmd.softlockup_ms.into()),
+        off_or(cmd.hardlockup_ms.into()),
+        off_or(crate::rcu::stall_ms())
+    );
     selftest::run(cmd.tests);
 
     match cmd.bench {
@@ -129,6 +163,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             };
             if !crate::pidctl::exec::run_script(text) {
                 fail(format_args!("pidctl: the invariant check failed"));
+            }
+        }
+        Bench::Soak => {
+            if let Err(e) = crate::bench::soak::run(&cmd.soak, cmd.accel) {
+                fail(format_args!("soak: {e}"));
             }
         }
         Bench::Shell => {
@@ -188,7 +227,7 @@ fn choose_lock(cmd: &Cmdline<'_>, madt: &acpi::MadtInfo) {
 }
 
 /// Calibrates the clock, brings up the local APICs and starts the APs.
-fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator) {
+fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>) {
     pit::disable_legacy_pic();
     let tsc_hz = time::calibrate_tsc();
     let Some(rsdp) = boot_info.rsdp_addr.into_option() else {
@@ -202,7 +241,8 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>, frames: &mut FrameAllocator
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();
-    let report = match smp::start_aps(&madt, frames, crate::task::sched::run_ap_idle) {
+    let late_first_ap = cmd.tests.split(',').any(|t| t == "ap-late");
+    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle, late_first_ap) {
         Ok(r) => r,
         Err(e) => fail(format_args!("SMP: {e}")),
     };

@@ -103,6 +103,10 @@ mod imp {
     pub fn kick_cpu(cpu: usize) {
         crate::arch::smp::kick(cpu);
     }
+
+    pub fn cond_resched() {
+        crate::task::sched::cond_resched()
+    }
 }
 
 #[cfg(not(target_os = "none"))]
@@ -230,6 +234,8 @@ mod imp {
         }
     }
 
+    pub fn cond_resched() {}
+
     pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
         let was_on = IRQS_ON.with(|i| i.replace(false));
         IN_IRQ.with(|d| d.set(d.get() + 1));
@@ -332,6 +338,14 @@ pub fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
 /// Ends CPU `cpu`'s [`halt_unless`] (an NMI on the machine).
 pub fn kick_cpu(cpu: usize) {
     imp::kick_cpu(cpu)
+}
+
+/// `cond_resched()`: a scheduling point for long loops (the soft-lockup
+/// detector counts it as one; other tasks of this CPU get to run). Nothing
+/// on the host.
+#[inline]
+pub fn cond_resched() {
+    imp::cond_resched()
 }
 
 /// Runs work on several CPUs at once: the seam benchmarks and SMP tests use

@@ -70,6 +70,34 @@ pub const REAPER_DEATH: Case = Case {
     ],
 };
 
+/// A task inside a child namespace exits with a live child: the orphan
+/// goes to that namespace's init (the reaper search starts at the exiting
+/// task's own namespace), not to the root's.
+pub const REAPER_IN_OWN_NAMESPACE: Case = Case {
+    script: "spawn a newns\n\
+             spawn p parent=a\n\
+             spawn c parent=p\n\
+             exit p\n\
+             wait p\n\
+             exit c code=4\n\
+             wait c\n\
+             exit a\nwait a\n\
+             check\n",
+    answers: &[
+        "ok a pids=1,2",
+        "ok p pids=2,3",
+        "ok c pids=3,4",
+        "ok p exited code=0",
+        "ok p code=0 pid=2 reaped_by=a",
+        "ok c exited code=4",
+        // Reparented to a, which sees it as pid 3.
+        "ok c code=4 pid=3 reaped_by=a",
+        "ok a exited code=0",
+        "ok a code=0 pid=2 reaped_by=init",
+        "ok invariants: ok",
+    ],
+};
+
 /// `set_tid`: taken, without the capability, out of range, too many
 /// levels, and asked at two levels.
 pub const SET_TID_RULES: Case = Case {

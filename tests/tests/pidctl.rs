@@ -1,7 +1,9 @@
 //! pidctl scripts: the rules of DESIGN.md, driven through the console the
 //! way a user would, one answer line per command.
 
-use pidlab_tests::pidctl_cases::{NAMESPACES, REAPER_DEATH, SET_TID_RULES};
+use pidlab_tests::pidctl_cases::{
+    NAMESPACES, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES,
+};
 use pidlab_tests::{Boot, Run};
 
 fn run(script: &str) -> Run {
@@ -41,6 +43,14 @@ fn spawn_wait_exit_and_namespaces() {
 #[test]
 fn reaper_death_disables_the_namespace_and_reparents() {
     expect(REAPER_DEATH.script, REAPER_DEATH.answers);
+}
+
+#[test]
+fn orphans_go_to_their_own_namespace_init() {
+    expect(
+        REAPER_IN_OWN_NAMESPACE.script,
+        REAPER_IN_OWN_NAMESPACE.answers,
+    );
 }
 
 #[test]

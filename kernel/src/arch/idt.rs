@@ -2,11 +2,15 @@
 //!
 //! Every vector has a handler from the start: the 32 CPU exceptions report
 //! their vector, name, error code, RIP and (for page faults) CR2, and fail
-//! the run through the panic path; the local APIC's vectors go to `irq`; any
-//! other vector that fires is reported as unexpected. The double fault runs
+//! the run through the panic path (a fault on a stack guard page, including
+//! the double fault an overflow turns into, as `stack overflow on CPU n in
+//! task NAME`); the local APIC's vectors go to `irq`; any
+//! other vector that fires is reported as unexpected. Every handler enters
+//! through `irq::irq_entry`. The double fault runs
 //! on its own IST stack (see `gdt`). An NMI while a panic is in progress is
-//! the "stop" signal from the panicking CPU: this CPU halts for good; any
-//! other NMI is a lock kick (`cpu::halt_unless`).
+//! the "stop" signal from the panicking CPU: this CPU halts for good; one
+//! sent by the hard-lockup detector makes this CPU report where it is
+//! stuck (`watchdog`); any other NMI is a lock kick (`cpu::halt_unless`).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +20,7 @@ use x86_64::set_general_handler;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 
 use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use super::irq::{IrqKind, irq_entry};
 
 struct Idt(UnsafeCell<InterruptDescriptorTable>);
 
@@ -93,10 +98,29 @@ pub fn load() {
     idt.load();
 }
 
+/// Panics naming the CPU and task if the fault address or the stack
+/// pointer lies on a stack guard.
+fn stack_overflow_check(cr2: u64, rsp: u64) {
+    let Some(hit) = crate::mm::stack::guard_hit(cr2).or_else(|| crate::mm::stack::guard_hit(rsp))
+    else {
+        return;
+    };
+    let cpu = super::percpu::cpu_index();
+    panic!(
+        "stack overflow on CPU {cpu} in task {}: RSP {rsp:#x}, fault at {:#x} on the guard \
+         below the stack {:#x}-{:#x}",
+        crate::task::sched::current_name(cpu as usize).unwrap_or("?"),
+        hit.addr,
+        hit.stack_bottom,
+        hit.stack_top
+    );
+}
+
 fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
-    if vector == 2 && super::panic::in_progress() {
-        super::cpu::halt_forever();
-    }
+    irq_entry(IrqKind::Exception, |_| exception(frame, vector, error_code))
+}
+
+fn exception(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
     let rip = frame.instruction_pointer.as_u64();
     if vector >= 32 {
         panic!("unexpected interrupt: vector {vector} at RIP {rip:#x}");
@@ -104,6 +128,7 @@ fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u6
     let name = EXCEPTION_NAMES[vector as usize];
     let code = error_code.unwrap_or(0);
     if vector == 14 {
+        stack_overflow_check(Cr2::read_raw(), frame.stack_pointer.as_u64());
         panic!(
             "CPU exception {name} (vector {vector}), error code {code:#x}, \
              RIP {rip:#x}, CR2 {:#x}, RSP {:#x}",
@@ -117,26 +142,38 @@ fn general_handler(frame: InterruptStackFrame, vector: u8, error_code: Option<u6
     );
 }
 
-/// An NMI is either the panic's stop signal or a lock kick: a kick that
-/// lands in the check-and-halt window skips the halt (`cpu::halt_unless`).
-/// It takes no lock and prints nothing.
+/// An NMI is the panic's stop signal, the hard-lockup detector's request
+/// for a report, or a lock kick: a kick that lands in the check-and-halt
+/// window skips the halt (`cpu::halt_unless`). A kick takes no lock and
+/// prints nothing.
 extern "x86-interrupt" fn nmi_handler(mut frame: InterruptStackFrame) {
-    if super::panic::in_progress() {
-        super::cpu::halt_forever();
-    }
-    if let Some(resume) = super::cpu::skip_halt_window(frame.instruction_pointer.as_u64()) {
-        // SAFETY: `resume` is the instruction right after the window's
-        // `hlt`, in the same function, with the same stack and registers
-        // the interrupted code expects there.
-        unsafe {
-            frame
-                .as_mut()
-                .update(|f| f.instruction_pointer = x86_64::VirtAddr::new(resume));
+    irq_entry(IrqKind::Nmi, |_| {
+        if super::panic::in_progress() {
+            super::cpu::halt_forever();
         }
-    }
+        let rip = frame.instruction_pointer.as_u64();
+        super::watchdog::on_nmi(rip);
+        if let Some(resume) = super::cpu::skip_halt_window(rip) {
+            // SAFETY: `resume` is the instruction right after the window's
+            // `hlt`, in the same function, with the same stack and registers
+            // the interrupted code expects there.
+            unsafe {
+                frame
+                    .as_mut()
+                    .update(|f| f.instruction_pointer = x86_64::VirtAddr::new(resume));
+            }
+        }
+    })
 }
 
 extern "x86-interrupt" fn double_fault_handler(frame: InterruptStackFrame, code: u64) -> ! {
+    irq_entry(IrqKind::Exception, |_| double_fault(frame, code))
+}
+
+fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    // A push onto a guard page (the CPU delivering the page fault of an
+    // overflow on the overflowed stack) ends here, on the IST stack.
+    stack_overflow_check(Cr2::read_raw(), frame.stack_pointer.as_u64());
     panic!(
         "CPU exception #DF double fault (vector 8), error code {code:#x}, RIP {:#x}, RSP {:#x} \
          (kernel stack overflow?)",

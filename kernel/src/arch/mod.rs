@@ -18,3 +18,4 @@ pub mod smp;
 pub mod switch;
 pub mod time;
 pub mod trampoline;
+pub mod watchdog;

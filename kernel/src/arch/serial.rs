@@ -5,9 +5,11 @@
 //! interrupt the holder on its own CPU; the owner record covers what cannot
 //! be masked (NMIs, exceptions raised while printing, a panic inside a
 //! `print!`): when the current CPU already owns the lock, the nested writer
-//! prints straight to the UART instead of deadlocking on itself. During a
-//! panic a writer that has waited too long takes the lock over, since its
-//! holder may have been stopped for good.
+//! prints straight to the UART instead of deadlocking on itself. A wait for
+//! the lock runs under the lock watchdog (`sync::debug::Watchdog`), which
+//! names a holder that never lets go; during a panic a writer that has
+//! waited too long takes the lock over instead, since its holder may have
+//! been stopped for good.
 
 use core::cell::UnsafeCell;
 use core::fmt::{self, Write};
@@ -18,6 +20,7 @@ use uart_16550::{Config, Uart16550};
 
 use super::percpu::cpu_index;
 use x86_64::instructions::interrupts::without_interrupts;
+use crate::sync::debug::{Holder, Watchdog};
 
 const COM1: u16 = 0x3f8;
 const NO_OWNER: u32 = u32::MAX;
@@ -81,19 +84,35 @@ fn init_irqs_off() {
     unlock();
 }
 
+fn try_lock(me: u32) -> bool {
+    CONSOLE
+        .owner
+        .compare_exchange(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+}
+
 fn lock() {
     let me = cpu_index();
-    let mut spins: u64 = 0;
-    while CONSOLE
-        .owner
-        .compare_exchange_weak(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    if try_lock(me) {
+        return;
+    }
+    let mut watchdog = Watchdog::start();
+    let mut panic_spins: u64 = 0;
+    while !try_lock(me) {
         core::hint::spin_loop();
-        spins += 1;
-        if spins > PANIC_STEAL_SPINS && super::panic::in_progress() {
-            CONSOLE.owner.store(me, Ordering::Relaxed);
-            return;
+        if super::panic::in_progress() {
+            panic_spins += 1;
+            if panic_spins > PANIC_STEAL_SPINS {
+                CONSOLE.owner.store(me, Ordering::Relaxed);
+                return;
+            }
+        } else {
+            watchdog.tick("console_lock", || {
+                match CONSOLE.owner.load(Ordering::Relaxed) {
+                    NO_OWNER => Holder::Unknown,
+                    cpu => Holder::Cpu(cpu as usize),
+                }
+            });
         }
     }
 }

@@ -4,19 +4,35 @@
 //! free page below 1 MiB, builds a temporary PML4 below 4 GiB that copies the
 //! kernel's PML4 and identity-maps that page, and starts the application
 //! processors one at a time with the INIT, 10 ms, SIPI, 200 µs, SIPI sequence
-//! (a second SIPI only if the first did not wake it). Each AP gets a fresh
-//! stack and a pointer to its [`ApArgs`]: its dense CPU index and the APIC id
-//! it is expected to have. An AP that does not report within
-//! [`AP_TIMEOUT_MS`] is reported and skipped; its index is reused for the
-//! next AP, and should the slow AP wake up later it finds that its APIC id
-//! does not match the arguments and halts for good, so indices stay dense
-//! and unique.
+//! (a second SIPI only if the first did not wake it).
+//!
+//! **The claim handshake.** Each start is an offer: a fresh guarded stack
+//! and a fresh [`ApBoot`] record (the dense CPU index and the APIC id
+//! expected), patched into the trampoline, and a claim word set to that
+//! APIC id plus one. The AP claims the offer in the trampoline with a
+//! compare-and-swap keyed by its own APIC id (from CPUID), then claims the
+//! index in Rust by moving the record from Offered to Running; only then
+//! does it touch its per-CPU slot. An AP that does not report within
+//! [`AP_TIMEOUT_MS`] loses both races: the boot CPU withdraws the claim
+//! word and moves the record to Abandoned, sends the AP an INIT (which
+//! parks it until a start-up IPI that never comes), and moves on; the
+//! abandoned stack is never handed out again, and the index goes to the
+//! next AP. A late AP therefore finds either no offer for its APIC id (it
+//! halts in the trampoline, touching no stack) or its own abandoned record
+//! (it halts on its own stack), so it never takes the stack, arguments or
+//! index of the next one. If the AP won the record first, it owns the
+//! index, and the boot CPU waits for it (bounded) rather than reuse it.
+//!
+//! The AP sets its GS base (per-CPU slot), GDT/TSS and IDT before it
+//! touches its local APIC, so an NMI or exception from then on (the panic
+//! path's stop NMI, say) finds a handler and a per-CPU area.
 //!
 //! Once up, each AP runs the idle function the caller of [`start_aps`]
 //! passed down (the scheduler's), so arch code never calls up into it.
 
+use alloc::boxed::Box;
 use alloc::vec;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::registers::control::{Cr0, Cr3, Cr4};
 
@@ -25,28 +41,41 @@ use super::apic::{self, Ipi};
 use super::percpu::{self, MAX_CPUS};
 use super::trampoline::{self, Field};
 use super::{gdt, idt, time};
-use crate::mm::frame::{FRAME_SIZE, FrameAllocator};
-use crate::mm::phys_to_virt;
+use crate::mm::frame::FRAME_SIZE;
+use crate::mm::{phys_to_virt, stack, with_frames};
 
 /// How long the boot CPU waits for one AP to report.
 pub const AP_TIMEOUT_MS: u64 = 1000;
+/// How long it waits, past that, for an AP that claimed its index but has
+/// not finished setting up: the index is the AP's, so it cannot be reused.
+const AP_CLAIMED_TIMEOUT_MS: u64 = 10_000;
 /// Stack size of each AP's boot (and idle) context.
 pub const AP_STACK_SIZE: usize = 64 * 1024;
 
-/// Arguments handed to an AP through the trampoline.
-pub struct ApArgs {
-    index: AtomicU32,
-    apic_id: AtomicU32,
-    alive: AtomicBool,
+/// One start of one AP: what the AP is to be, and how far it got. A fresh
+/// record per start (leaked: a late AP may still read it).
+pub(crate) struct ApBoot {
+    index: u32,
+    apic_id: u32,
+    state: AtomicU32,
 }
 
-static AP_ARGS: [ApArgs; MAX_CPUS] = [const {
-    ApArgs {
-        index: AtomicU32::new(0),
-        apic_id: AtomicU32::new(0),
-        alive: AtomicBool::new(false),
-    }
-}; MAX_CPUS];
+/// The boot CPU has made the offer; nobody has claimed the index.
+const OFFERED: u32 = 0;
+/// The AP has claimed the index and is setting itself up.
+const RUNNING: u32 = 1;
+/// The AP is up (its timer runs, it is about to idle).
+const ALIVE: u32 = 2;
+/// The boot CPU gave up on this start before the AP claimed the index.
+const ABANDONED: u32 = 3;
+
+/// APs turned away in Rust: they claimed an offer the boot CPU had
+/// already abandoned.
+static REFUSED_LATE: AtomicU32 = AtomicU32::new(0);
+/// The APIC id `ap-late` abandoned, plus one (0: none).
+static ABANDONED_ON_PURPOSE: AtomicU32 = AtomicU32::new(0);
+/// The trampoline's page (0 before `start_aps`).
+static TRAMPOLINE: AtomicU64 = AtomicU64::new(0);
 
 /// CPUs online (dense indices `0..ONLINE`).
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
@@ -92,14 +121,18 @@ pub fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
     apic::start_periodic_timer(timer_hz);
 }
 
-/// Starts every AP the MADT lists. Needs the heap (stacks) and low memory
-/// (trampoline and temporary page tables).
+/// Starts every AP the MADT lists. Needs the stack region and the global
+/// frame allocator (low memory for the trampoline and its page tables).
 /// Each AP, once set up, calls `idle(index)` and never returns: the
 /// scheduler passes its idle loop down, so arch code never calls up.
+///
+/// `late_first_ap` (the `ap-late` test) abandons the first AP right after
+/// its start-up IPIs and leaves it running: it wakes while the next AP is
+/// being offered, and the handshake must turn it away.
 pub fn start_aps(
     madt: &MadtInfo,
-    frames: &mut FrameAllocator,
     idle: fn(usize) -> !,
+    late_first_ap: bool,
 ) -> Result<StartReport, &'static str> {
     AP_IDLE.store(idle as *mut (), Ordering::Release);
     let bsp = apic::id();
@@ -113,15 +146,16 @@ pub fn start_aps(
     if ids.iter().all(|&id| id == bsp) {
         return Ok(report);
     }
-    let page = prepare_trampoline(frames)?;
+    let page = prepare_trampoline()?;
+    TRAMPOLINE.store(page, Ordering::Relaxed);
     let started = time::now_ns();
-    for &apic_id in ids.iter().filter(|&&id| id != bsp) {
+    for (n, &apic_id) in ids.iter().filter(|&&id| id != bsp).enumerate() {
         let index = online();
         if index >= MAX_CPUS {
             report.over_limit += 1;
             continue;
         }
-        if start_one(page, index, apic_id) {
+        if start_one(page, index, apic_id, late_first_ap && n == 0) {
             APIC_IDS[index].store(apic_id, Ordering::Relaxed);
             ONLINE.store(index + 1, Ordering::Release);
         } else {
@@ -135,28 +169,69 @@ pub fn start_aps(
 fn write_field(page: u64, field: Field, value: u64) {
     let (offset, width) = trampoline::field(field);
     let ptr = phys_to_virt(page + offset as u64);
-    // SAFETY: `page` holds the copied trampoline, which nobody runs while
-    // the boot CPU patches it (APs start one at a time, after patching);
-    // `offset..offset + width` is the field inside it.
+    // SAFETY: `page` holds the copied trampoline and `offset..offset +
+    // width` is the field inside it. An AP may be reading the offer fields
+    // meanwhile (a late one), but the claim handshake makes it discard
+    // what it read, and the boot CPU patches nothing else after start-up.
     unsafe {
         match width {
-            4 => (ptr as *mut u32).write_unaligned(value as u32),
-            _ => (ptr as *mut u64).write_unaligned(value),
+            4 => (ptr as *mut u32).write_volatile(value as u32),
+            _ => (ptr as *mut u64).write_volatile(value),
         }
+    }
+}
+
+/// A 4-byte field of the trampoline that APs update with locked
+/// instructions.
+fn atomic_field(page: u64, field: Field) -> &'static AtomicU32 {
+    let (offset, width) = trampoline::field(field);
+    assert!(
+        width == 4 && offset.is_multiple_of(4),
+        "{field:?} is not an aligned u32"
+    );
+    // SAFETY: an aligned u32 inside the trampoline page, which stays
+    // allocated (and is only used this way) for the kernel's life.
+    unsafe { &*(phys_to_virt(page + offset as u64) as *const AtomicU32) }
+}
+
+/// APs turned away by the claim handshake so far: in the trampoline (no
+/// offer for their APIC id) and in Rust (their offer was abandoned).
+pub fn refused_aps() -> (u32, u32) {
+    let page = TRAMPOLINE.load(Ordering::Relaxed);
+    let in_trampoline = if page == 0 {
+        0
+    } else {
+        atomic_field(page, Field::Refused).load(Ordering::SeqCst)
+    };
+    (in_trampoline, REFUSED_LATE.load(Ordering::SeqCst))
+}
+
+/// The APIC id the `ap-late` test abandoned at start-up, if any.
+pub fn abandoned_on_purpose() -> Option<u32> {
+    ABANDONED_ON_PURPOSE.load(Ordering::Relaxed).checked_sub(1)
+}
+
+/// Parks the CPU with `apic_id` with an INIT (it waits for a start-up IPI
+/// that never comes; NMIs wait with it).
+pub fn park_cpu(apic_id: u32) {
+    let sent = apic::send_ipi(apic_id, Ipi::InitAssert).and_then(|_| {
+        time::delay_us(10_000);
+        apic::send_ipi(apic_id, Ipi::InitDeassert)
+    });
+    if sent.is_err() {
+        log::warn!("smp: APIC did not accept the INIT for APIC id {apic_id}");
     }
 }
 
 /// Copies the trampoline below 1 MiB and builds its temporary page tables.
 /// Returns the trampoline's physical page address.
-fn prepare_trampoline(frames: &mut FrameAllocator) -> Result<u64, &'static str> {
+fn prepare_trampoline() -> Result<u64, &'static str> {
     let code = trampoline::code();
     if code.len() > FRAME_SIZE as usize {
         return Err("AP trampoline is larger than a page");
     }
-    let mut low = || {
-        frames
-            .alloc_low_frame()
-            .ok_or("no free page below 1 MiB for the AP trampoline")
+    let low = || {
+        with_frames(|f| f.alloc_low_frame()).ok_or("no free page below 1 MiB for the AP trampoline")
     };
     let page = low()?;
     let (pml4, pdpt, pd, pt) = (low()?, low()?, low()?, low()?);
@@ -212,17 +287,34 @@ fn prepare_trampoline(frames: &mut FrameAllocator) -> Result<u64, &'static str> 
     Ok(page)
 }
 
-/// Starts one AP as CPU `index`. True if it reported in time.
-fn start_one(page: u64, index: usize, apic_id: u32) -> bool {
-    let args = &AP_ARGS[index];
-    args.index.store(index as u32, Ordering::Relaxed);
-    args.apic_id.store(apic_id, Ordering::Relaxed);
-    args.alive.store(false, Ordering::Release);
-    // The stack lives as long as the kernel (the AP idles on it).
-    let stack = vec![0u8; AP_STACK_SIZE].leak();
-    let top = (stack.as_ptr() as u64 + AP_STACK_SIZE as u64) & !0xf;
+/// Starts one AP as CPU `index` (see the module doc's handshake). True if
+/// it came up. `abandon` (the `ap-late` test) abandons the record before
+/// the start-up IPIs and leaves the AP running unparked: it either claims
+/// its own offer and is refused the index, or finds the claim word already
+/// keyed for the next AP and is refused in the trampoline.
+fn start_one(page: u64, index: usize, apic_id: u32, abandon: bool) -> bool {
+    // The stack lives as long as the kernel (the AP idles on it); if the
+    // start fails it is never handed out again, since a late AP may run on
+    // it.
+    let Some(stack) = stack::alloc_stack(AP_STACK_SIZE as u64) else {
+        log::warn!("smp: no stack for APIC id {apic_id}");
+        return false;
+    };
+    let boot: &'static ApBoot = Box::leak(Box::new(ApBoot {
+        index: index as u32,
+        apic_id,
+        state: AtomicU32::new(OFFERED),
+    }));
+    let top = stack.as_ptr() as u64 + AP_STACK_SIZE as u64;
     write_field(page, Field::Stack, top);
-    write_field(page, Field::Arg, args as *const ApArgs as u64);
+    write_field(page, Field::Arg, boot as *const ApBoot as u64);
+    let claim = atomic_field(page, Field::Claim);
+    let key = apic_id.wrapping_add(1);
+    claim.store(key, Ordering::SeqCst);
+    if abandon {
+        boot.state.store(ABANDONED, Ordering::SeqCst);
+        ABANDONED_ON_PURPOSE.store(apic_id + 1, Ordering::Relaxed);
+    }
 
     let sipi_page = (page >> 12) as u8;
     let sent = apic::send_ipi(apic_id, Ipi::InitAssert)
@@ -231,49 +323,99 @@ fn start_one(page: u64, index: usize, apic_id: u32) -> bool {
             apic::send_ipi(apic_id, Ipi::InitDeassert)
         })
         .and_then(|_| apic::send_ipi(apic_id, Ipi::Startup(sipi_page)));
-    if sent.is_err() {
-        log::warn!("smp: APIC did not accept the start-up IPIs for APIC id {apic_id}");
+    if abandon {
+        log::info!("smp: APIC id {apic_id} abandoned on purpose (test ap-late)");
         return false;
     }
-    time::delay_us(200);
-    if !args.alive.load(Ordering::Acquire) {
-        let _ = apic::send_ipi(apic_id, Ipi::Startup(sipi_page));
-    }
-    let deadline = time::now_ns() + AP_TIMEOUT_MS * 1_000_000;
-    while time::now_ns() < deadline {
-        if args.alive.load(Ordering::Acquire) {
+    if sent.is_err() {
+        log::warn!("smp: APIC did not accept the start-up IPIs for APIC id {apic_id}");
+    } else {
+        time::delay_us(200);
+        if boot.state.load(Ordering::Acquire) == OFFERED {
+            let _ = apic::send_ipi(apic_id, Ipi::Startup(sipi_page));
+        }
+        if wait_for_state(boot, AP_TIMEOUT_MS, |s| s == ALIVE) {
             return true;
+        }
+    }
+    // Withdraw the offer; if the AP got past the trampoline, take the
+    // index back unless it already claimed it.
+    let _ = claim.compare_exchange(key, 0, Ordering::SeqCst, Ordering::SeqCst);
+    match boot
+        .state
+        .compare_exchange(OFFERED, ABANDONED, Ordering::SeqCst, Ordering::SeqCst)
+    {
+        Ok(_) => {
+            log::warn!("smp: CPU with APIC id {apic_id} did not come up within {AP_TIMEOUT_MS} ms");
+            park_cpu(apic_id);
+            false
+        }
+        // It claimed the index: it is ours to wait for, not to reuse.
+        Err(_) => {
+            if wait_for_state(boot, AP_CLAIMED_TIMEOUT_MS, |s| s == ALIVE) {
+                return true;
+            }
+            panic!(
+                "smp: CPU with APIC id {apic_id} claimed index {index} but did not finish \
+                 setting up within {} ms",
+                AP_TIMEOUT_MS + AP_CLAIMED_TIMEOUT_MS
+            );
+        }
+    }
+}
+
+/// Waits up to `ms` for `boot`'s state to satisfy `done`.
+fn wait_for_state(boot: &ApBoot, ms: u64, done: impl Fn(u32) -> bool) -> bool {
+    let deadline = time::now_ns() + ms * 1_000_000;
+    loop {
+        if done(boot.state.load(Ordering::Acquire)) {
+            return true;
+        }
+        if time::now_ns() >= deadline {
+            return false;
         }
         core::hint::spin_loop();
     }
-    log::warn!("smp: CPU with APIC id {apic_id} did not come up within {AP_TIMEOUT_MS} ms");
-    false
 }
 
-/// The Rust entry of an AP, called by the trampoline on its fresh stack.
-extern "C" fn ap_entry(args: &'static ApArgs) -> ! {
+/// The Rust entry of an AP, called by the trampoline on its fresh stack
+/// once it has claimed the offer for its APIC id.
+extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
+    if boot
+        .state
+        .compare_exchange(OFFERED, RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // Too late: the boot CPU abandoned this start (and may have given
+        // the index to the next AP). Stay out, on this start's own stack.
+        REFUSED_LATE.fetch_add(1, Ordering::SeqCst);
+        super::cpu::halt_forever();
+    }
+    let index = boot.index as usize;
     // SAFETY: the kernel's page table maps everything this AP runs from now
-    // on (kernel text, heap stack); the temporary table mapped the same
-    // high-half addresses, so switching is seamless.
+    // on (kernel text, the stack region, the heap); the temporary table
+    // mapped the same high-half addresses, so switching is seamless.
     unsafe {
         core::arch::asm!("mov cr3, {}", in(reg) KERNEL_CR3.load(Ordering::Relaxed),
             options(nostack, preserves_flags));
     }
-    apic::init_this_cpu();
-    if apic::id() != args.apic_id.load(Ordering::Relaxed) {
-        // A late AP whose slot was given to the next one: stay out.
-        super::cpu::halt_forever();
-    }
-    let index = args.index.load(Ordering::Relaxed) as usize;
-    // SAFETY: index `index` was reserved for this CPU by the boot CPU and is
-    // used by nobody else; this is the first thing that needs it.
+    // SAFETY: index `index` was offered to this CPU (its APIC id matched
+    // the claim word) and this CPU won it from the boot CPU (the record's
+    // Offered -> Running transition), so nobody else uses it; this is the
+    // first thing that needs it.
     unsafe {
-        percpu::init_this_cpu(index, apic::id());
+        percpu::init_this_cpu(index, boot.apic_id);
         gdt::init_this_cpu(index);
     }
     idt::load();
+    apic::init_this_cpu();
+    assert_eq!(
+        apic::id(),
+        boot.apic_id,
+        "AP claimed the offer for another APIC id"
+    );
     apic::start_periodic_timer(TIMER_HZ.load(Ordering::Relaxed));
-    args.alive.store(true, Ordering::Release);
+    boot.state.store(ALIVE, Ordering::Release);
     let idle = AP_IDLE.load(Ordering::Acquire);
     // SAFETY: `start_aps` stored a `fn(usize) -> !` before starting any AP
     // (the Release/Acquire pair orders it before this load).

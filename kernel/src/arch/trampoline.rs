@@ -13,10 +13,19 @@
 //!    NXE those entries would be reserved-bit faults);
 //! 4. writes CR0 with PE and PG at once, which enters long mode directly
 //!    (compatibility submode), then far-jumps into the 64-bit code segment;
-//! 5. in 64-bit mode loads the data segments and the fresh stack, and calls
-//!    the Rust entry with its argument, both high-half kernel addresses that
-//!    the temporary PML4 maps like the kernel's. The Rust side then switches
-//!    to the kernel's own CR3.
+//! 5. in 64-bit mode loads the data segments, reads the offered stack,
+//!    argument and entry into registers, and claims the offer: a `lock
+//!    cmpxchg` of the claim word from its own initial APIC id plus one (from
+//!    CPUID, so no APIC access yet) to 0. Only the AP the offer was made for
+//!    can win, and only while the boot CPU has not withdrawn it; the loser
+//!    counts itself in the refused word and halts without touching any
+//!    stack. The winner loads the stack and calls the Rust entry with its
+//!    argument, both high-half kernel addresses that the temporary PML4 maps
+//!    like the kernel's. The Rust side then switches to the kernel's CR3.
+//!
+//! The offer's fields are read before the claim: the boot CPU rewrites them
+//! only after the claim word says the offer was taken or withdrawn, so what
+//! a winner read is its own offer, and a loser's reads are never used.
 //!
 //! All addressing is relative to the page (DS = CS in real mode,
 //! RIP-relative in long mode), so the code runs wherever it is copied.
@@ -38,6 +47,8 @@ global_asm!(
     .global pidlab_tr_stack
     .global pidlab_tr_arg
     .global pidlab_tr_entry
+    .global pidlab_tr_claim
+    .global pidlab_tr_refused
 
     .code16
 pidlab_tr_start:
@@ -67,13 +78,25 @@ pidlab_tr_long:
     xorw %ax, %ax
     movw %ax, %fs
     movw %ax, %gs
-    movq pidlab_tr_stack(%rip), %rsp
-    movq pidlab_tr_arg(%rip), %rdi
-    movq pidlab_tr_entry(%rip), %rax
-    callq *%rax
+    movq pidlab_tr_stack(%rip), %r8
+    movq pidlab_tr_arg(%rip), %r9
+    movq pidlab_tr_entry(%rip), %r10
+    movl $1, %eax
+    cpuid
+    shrl $24, %ebx
+    leal 1(%rbx), %eax
+    xorl %ecx, %ecx
+    lock cmpxchgl %ecx, pidlab_tr_claim(%rip)
+    jne 2f
+    movq %r8, %rsp
+    movq %r9, %rdi
+    callq *%r10
 1:
     cli
     hlt
+    jmp 1b
+2:
+    lock incl pidlab_tr_refused(%rip)
     jmp 1b
 
     .balign 16
@@ -104,6 +127,11 @@ pidlab_tr_arg:
     .quad 0
 pidlab_tr_entry:
     .quad 0
+    .balign 4
+pidlab_tr_claim:
+    .long 0
+pidlab_tr_refused:
+    .long 0
 pidlab_tr_end:
     .code64
     .text
@@ -124,6 +152,8 @@ unsafe extern "C" {
     static pidlab_tr_stack: u8;
     static pidlab_tr_arg: u8;
     static pidlab_tr_entry: u8;
+    static pidlab_tr_claim: u8;
+    static pidlab_tr_refused: u8;
 }
 
 /// A field of the trampoline to patch after copying.
@@ -137,6 +167,10 @@ pub enum Field {
     Stack,
     Arg,
     Entry,
+    /// The claim word: the APIC id the offer is for, plus one (0: none).
+    Claim,
+    /// APs that found no offer for them.
+    Refused,
 }
 
 fn start() -> usize {
@@ -172,6 +206,8 @@ pub fn field(field: Field) -> (usize, usize) {
         Field::Stack => (&raw const pidlab_tr_stack, 8),
         Field::Arg => (&raw const pidlab_tr_arg, 8),
         Field::Entry => (&raw const pidlab_tr_entry, 8),
+        Field::Claim => (&raw const pidlab_tr_claim, 4),
+        Field::Refused => (&raw const pidlab_tr_refused, 4),
     };
     (sym as usize - start(), width)
 }

@@ -3,6 +3,8 @@
 
 pub mod locks;
 pub mod pidalloc;
+#[cfg(target_os = "none")]
+pub mod soak;
 pub mod stats;
 #[cfg(target_os = "none")]
 pub mod threadspawn;

@@ -140,6 +140,9 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         for &live in &sizes {
             while pinned.len() < live {
                 pinned.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
+                if pinned.len() % 64 == 0 {
+                    platform::cond_resched();
+                }
             }
             let mut acc = [(0u64, 0u64, 0u64, 0u64); 2];
             // Warm up both paths (caches, the preload pool).
@@ -161,6 +164,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                     acc[i].1 += d.alloc_locks;
                     acc[i].2 += d.free_locks;
                     acc[i].3 += per_round;
+                    platform::cond_resched();
                 }
             }
             for (i, strategy) in AllocPidStrategy::ALL.into_iter().enumerate() {
@@ -196,6 +200,11 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     // caches sit between the ones going back.
     while let Some(pid) = pinned.pop() {
         free_pid(pid);
+        // Frees can be slow here (the heap's free list is long), so a
+        // scheduling point every few.
+        if pinned.len() % 64 == 0 {
+            platform::cond_resched();
+        }
     }
     for pid in inits.into_iter().rev() {
         free_pid(pid);

@@ -138,6 +138,32 @@ mod tests {
     }
 
     #[test]
+    fn the_spread_adds_both_relative_errors_in_quadrature() {
+        // stdev 0: no error of its own.
+        let exact = Summary::of(&[100_000; 4]);
+        // mean 100000, stdev sqrt(4e8 / 3) = 11547, stderr 11547 / 2 =
+        // 5773: a relative error of 0.0577.
+        let noisy = Summary::of(&[90_000, 110_000, 90_000, 110_000]);
+        assert_eq!(
+            (noisy.mean, noisy.stdev, noisy.stderr()),
+            (100_000, 11_547, 5_773)
+        );
+        // The baseline's error alone, then the measured side's alone: the
+        // same spread, 0.0577 of the ratio.
+        let r = Ratio::of(&exact, &noisy).unwrap();
+        assert_eq!((r.value, r.spread), (10_000, 577));
+        let r = Ratio::of(&noisy, &exact).unwrap();
+        assert_eq!((r.value, r.spread), (10_000, 577));
+        // Both: sqrt(2) times as much.
+        let r = Ratio::of(&noisy, &noisy).unwrap();
+        assert_eq!((r.value, r.spread), (10_000, 816));
+        // The spread scales with the ratio: 2x with the baseline's 5.77%.
+        let double = Summary::of(&[200_000; 4]);
+        let r = Ratio::of(&double, &noisy).unwrap();
+        assert_eq!((r.value, r.spread), (20_000, 1_154));
+    }
+
+    #[test]
     fn ratio_and_noise() {
         let base = Summary::of(&[100_000, 101_000, 99_000]);
         let faster = Summary::of(&[120_000, 121_000, 119_000]);

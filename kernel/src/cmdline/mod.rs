@@ -33,6 +33,9 @@ pub enum Bench {
     Script,
     /// pidctl: commands typed on the serial console.
     Shell,
+    /// Spawn, exit and reap on every CPU with fault injection, then the
+    /// invariant check: the run to trust before the numbers.
+    Soak,
 }
 
 impl Bench {
@@ -43,6 +46,7 @@ impl Bench {
         ("pidalloc", Bench::Pidalloc),
         ("script", Bench::Script),
         ("shell", Bench::Shell),
+        ("soak", Bench::Soak),
     ];
 
     /// The name used on the command line.
@@ -100,6 +104,33 @@ impl Default for ThreadspawnParams {
     }
 }
 
+/// `bench=soak`'s parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoakParams {
+    /// Operations in all, over every CPU.
+    pub ops: u64,
+    /// Seeds every CPU's choices and fault draws.
+    pub seed: u64,
+    /// Fault injection odds: each allocation at every site fails with
+    /// probability 1/n; `None`: off.
+    pub faults: Option<u32>,
+}
+
+/// Most operations `ops=` takes.
+pub const SOAK_MAX_OPS: u64 = 1_000_000_000_000;
+/// Largest n in `faults=1/n`.
+pub const SOAK_MAX_FAULT_ODDS: u32 = 1_000_000;
+
+impl Default for SoakParams {
+    fn default() -> Self {
+        SoakParams {
+            ops: 10_000_000,
+            seed: 1,
+            faults: Some(1000),
+        }
+    }
+}
+
 /// Parsed command line. String fields borrow from the raw text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cmdline<'a> {
@@ -121,7 +152,14 @@ pub struct Cmdline<'a> {
     pub(crate) lock: LockChoice,
     /// The host's cores, as the runner saw them.
     pub host_cpus: Option<u32>,
+    /// Soft-lockup bound: a CPU that passes no scheduling point this long
+    /// fails the run (0: off).
+    pub softlockup_ms: u32,
+    /// Hard-lockup bound: a CPU that takes no timer tick this long fails
+    /// the run (0: off).
+    pub hardlockup_ms: u32,
     pub threadspawn: ThreadspawnParams,
+    pub soak: SoakParams,
 }
 
 impl Default for Cmdline<'_> {
@@ -137,16 +175,27 @@ impl Default for Cmdline<'_> {
             lock_wait_ms: DEFAULT_WAIT_BOUND_MS,
             lock: LockChoice::Auto,
             host_cpus: None,
+            softlockup_ms: DEFAULT_SOFTLOCKUP_MS,
+            hardlockup_ms: DEFAULT_HARDLOCKUP_MS,
             threadspawn: ThreadspawnParams::default(),
+            soak: SoakParams::default(),
         }
     }
 }
+
+/// Default soft-lockup bound (Linux's: twice `watchdog_thresh`).
+pub const DEFAULT_SOFTLOCKUP_MS: u32 = 20_000;
+/// Default hard-lockup bound: past the lock wait bound, so a CPU spinning
+/// for a lock with interrupts off is named by the lock watchdog first.
+pub const DEFAULT_HARDLOCKUP_MS: u32 = 5_000;
+/// The lockup bounds' range (besides 0, off).
+const LOCKUP_MS: core::ops::RangeInclusive<u32> = 1000..=600_000;
 
 /// Every key the kernel accepts and what its value may be.
 pub const KEYS: &[(&str, &str)] = &[
     (
         "bench",
-        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script) or shell (pidctl on the console)",
+        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script), shell (pidctl on the console) or soak (fault-injected spawn/exit/reap and the invariant check)",
     ),
     (
         "heap",
@@ -172,6 +221,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "a bound on any lock wait from 10 to 600000 milliseconds (default 2000); a longer wait panics naming the lock",
     ),
     (
+        "softlockup_ms",
+        "0 (off) or a bound from 1000 to 600000 milliseconds without a scheduling point",
+    ),
+    (
+        "hardlockup_ms",
+        "0 (off) or a bound from 1000 to 600000 milliseconds without a timer tick",
+    ),
+    (
         "workers",
         "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
     ),
@@ -183,6 +240,12 @@ pub const KEYS: &[(&str, &str)] = &[
         "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
     ),
     ("lockstat", "on or off"),
+    ("ops", "a soak length from 1 to 1000000000000 operations"),
+    ("seed", "a soak seed from 0 to 18446744073709551615"),
+    (
+        "faults",
+        "off, or 1/N: each allocation fails with probability 1/N, N from 1 to 1000000",
+    ),
 ];
 
 /// Why a command line was rejected.
@@ -310,6 +373,17 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 };
             }
+            "softlockup_ms" | "hardlockup_ms" => {
+                let ms = match value.parse::<u32>() {
+                    Ok(ms) if ms == 0 || LOCKUP_MS.contains(&ms) => ms,
+                    _ => return Err(bad()),
+                };
+                if key == "softlockup_ms" {
+                    cmd.softlockup_ms = ms;
+                } else {
+                    cmd.hardlockup_ms = ms;
+                }
+            }
             "workers" => {
                 let mut list = ArrayVec::new();
                 for item in value.split(',') {
@@ -349,6 +423,24 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     list.push(pair);
                 }
                 cmd.threadspawn.strategies = list;
+            }
+            "ops" => {
+                cmd.soak.ops = match value.parse::<u64>() {
+                    Ok(n) if (1..=SOAK_MAX_OPS).contains(&n) => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "seed" => {
+                cmd.soak.seed = value.parse::<u64>().map_err(|_| bad())?;
+            }
+            "faults" => {
+                cmd.soak.faults = match value {
+                    "off" => None,
+                    _ => match value.strip_prefix("1/").map(str::parse::<u32>) {
+                        Some(Ok(n)) if (1..=SOAK_MAX_FAULT_ODDS).contains(&n) => Some(n),
+                        _ => return Err(bad()),
+                    },
+                };
             }
             "lockstat" => {
                 cmd.threadspawn.lockstat = match value {

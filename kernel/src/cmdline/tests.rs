@@ -151,6 +151,25 @@ const RANGES: &[Range] = &[
         value: |c| c.timer_hz.into(),
     },
     Range {
+        key: "ops",
+        lo: 1,
+        hi: 1_000_000_000_000,
+        value: |c| c.soak.ops,
+    },
+    // 0 (off) is accepted too: see `lockup_bounds_can_be_off`.
+    Range {
+        key: "softlockup_ms",
+        lo: 1000,
+        hi: 600_000,
+        value: |c| c.softlockup_ms.into(),
+    },
+    Range {
+        key: "hardlockup_ms",
+        lo: 1000,
+        hi: 600_000,
+        value: |c| c.hardlockup_ms.into(),
+    },
+    Range {
         key: "samples",
         lo: 1,
         hi: 1000,
@@ -200,6 +219,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
             "pidalloc",
             "script",
             "shell",
+            "soak",
         ],
         &["", "None", "bogus"],
     ),
@@ -224,6 +244,17 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         "lock",
         &["auto", "ticket", "pv-ticket", "qspinlock", "tas"],
         &["", "mcs", "Ticket"],
+    ),
+    // The whole u64 range.
+    (
+        "seed",
+        &["0", "18446744073709551615"],
+        &["", "-1", "18446744073709551616", "x"],
+    ),
+    (
+        "faults",
+        &["off", "1/1", "1/1000", "1/1000000"],
+        &["", "on", "1/0", "1/1000001", "2/3", "1000", "1/"],
     ),
 ];
 
@@ -272,6 +303,38 @@ fn numeric_keys_accept_both_ends_and_reject_one_past_each() {
             r.key
         );
     }
+}
+
+#[test]
+fn soak_keys() {
+    let d = parse("bench=soak").unwrap();
+    assert_eq!(d.bench, Bench::Soak);
+    assert_eq!(d.soak, SoakParams::default());
+    assert_eq!(d.soak.faults, Some(1000), "faults=1/1000 by default");
+    assert_eq!(d.soak.ops, 10_000_000);
+    let c = parse("ops=2000000 seed=18446744073709551615 faults=off").unwrap();
+    assert_eq!(
+        c.soak,
+        SoakParams {
+            ops: 2_000_000,
+            seed: u64::MAX,
+            faults: None
+        }
+    );
+    assert_eq!(parse("faults=1/7").unwrap().soak.faults, Some(7));
+}
+
+#[test]
+fn lockup_bounds_can_be_off() {
+    let c = parse("softlockup_ms=0 hardlockup_ms=0").unwrap();
+    assert_eq!((c.softlockup_ms, c.hardlockup_ms), (0, 0));
+    let d = parse("").unwrap();
+    assert_eq!(
+        (d.softlockup_ms, d.hardlockup_ms),
+        (DEFAULT_SOFTLOCKUP_MS, DEFAULT_HARDLOCKUP_MS)
+    );
+    bad_value_for("softlockup_ms=1", "softlockup_ms");
+    bad_value_for("hardlockup_ms=off", "hardlockup_ms");
 }
 
 #[test]

@@ -13,11 +13,15 @@
 //!   cache under the lock (the `GFP_ATOMIC` slab allocation; the insertion
 //!   then falls back to the preload pool);
 //! - [`FaultSite::PreloadTake`]: the insertion finding the preload pool
-//!   dry (with `NodeAlloc` also failing, the insertion fails: ENOMEM).
+//!   dry (with `NodeAlloc` also failing, the insertion fails: ENOMEM);
+//! - [`FaultSite::TaskAlloc`]: allocating a `task_struct` (`copy_process`'s
+//!   `dup_task_struct`, -> ENOMEM);
+//! - [`FaultSite::StackAlloc`]: allocating its kernel stack (-> ENOMEM).
 //!
-//! Each site is armed with a [`FaultMode`] (fail the next N attempts, or
-//! every k-th attempt), either for every CPU or for one CPU, and counts how
-//! often it fired. The switches are global and change at run time, so a
+//! Each site is armed with a [`FaultMode`] (fail the next N attempts,
+//! every k-th attempt, or each attempt with probability 1/n from a seeded
+//! generator), either for every CPU or for one CPU, and counts how often
+//! it fired, in all and per CPU. The switches are global and change at run time, so a
 //! test, the benchmark or a reliability soak can arm them around any code.
 //! A site with nothing armed costs one relaxed load of a read-mostly word.
 //!
@@ -40,16 +44,34 @@ pub enum FaultSite {
     NodeAlloc,
     /// The IDR taking a node from the preload pool under the lock.
     PreloadTake,
+    /// The task structure in `copy_process` (`Task::create`).
+    TaskAlloc,
+    /// The task's kernel stack (`Task::create`).
+    StackAlloc,
 }
 
 impl FaultSite {
     /// Every site.
-    pub const ALL: [FaultSite; 4] = [
+    pub const ALL: [FaultSite; 6] = [
         FaultSite::PidAlloc,
         FaultSite::PreloadFill,
         FaultSite::NodeAlloc,
         FaultSite::PreloadTake,
+        FaultSite::TaskAlloc,
+        FaultSite::StackAlloc,
     ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultSite::PidAlloc => "pid",
+            FaultSite::PreloadFill => "preload-fill",
+            FaultSite::NodeAlloc => "idr-node",
+            FaultSite::PreloadTake => "preload-take",
+            FaultSite::TaskAlloc => "task",
+            FaultSite::StackAlloc => "stack",
+        }
+    }
 
     fn state(self) -> &'static SiteState {
         &SITES[self as usize]
@@ -65,6 +87,10 @@ pub enum FaultMode {
     FailNext(u32),
     /// Fail every `k`-th attempt (`1` fails all of them) until disarmed.
     FailEvery(u32),
+    /// Fail each attempt with probability 1/`one_in` (`1` fails all),
+    /// drawn from a generator seeded with `seed` (same seed and same
+    /// attempts, same failures) until disarmed.
+    Random { one_in: u32, seed: u64 },
 }
 
 /// Slot index of the "any CPU" setting (after the per-CPU slots).
@@ -76,6 +102,9 @@ struct SlotState {
     next_n: AtomicU32,
     every_k: AtomicU32,
     attempts: AtomicU32,
+    /// `Random`: the odds (0: not random) and the generator's state.
+    one_in: AtomicU32,
+    rng: AtomicU64,
 }
 
 impl SlotState {
@@ -85,6 +114,8 @@ impl SlotState {
             next_n: AtomicU32::new(0),
             every_k: AtomicU32::new(0),
             attempts: AtomicU32::new(0),
+            one_in: AtomicU32::new(0),
+            rng: AtomicU64::new(0),
         }
     }
 }
@@ -95,6 +126,8 @@ struct SiteState {
     /// How many slots are configured: the fast path's only load.
     configured_slots: AtomicU32,
     fired: AtomicU64,
+    /// Failures by the CPU that made the attempt.
+    fired_on: [AtomicU64; MAX_CPUS],
     slots: [SlotState; MAX_CPUS + 1],
 }
 
@@ -103,6 +136,7 @@ impl SiteState {
         SiteState {
             configured_slots: AtomicU32::new(0),
             fired: AtomicU64::new(0),
+            fired_on: [const { AtomicU64::new(0) }; MAX_CPUS],
             slots: [const { SlotState::new() }; MAX_CPUS + 1],
         }
     }
@@ -122,15 +156,19 @@ pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
     }
     let s = site.state();
     let slot = &s.slots[idx];
-    let (n, k) = match mode {
-        FaultMode::Off => (0, 0),
-        FaultMode::FailNext(n) => (n, 0),
-        FaultMode::FailEvery(k) => (0, k),
+    let (n, k, one_in, seed) = match mode {
+        FaultMode::Off => (0, 0, 0, 0),
+        FaultMode::FailNext(n) => (n, 0, 0, 0),
+        FaultMode::FailEvery(k) => (0, k, 0, 0),
+        FaultMode::Random { one_in, seed } => (0, 0, one_in, seed),
     };
     slot.next_n.store(n, Ordering::SeqCst);
     slot.every_k.store(k, Ordering::SeqCst);
     slot.attempts.store(0, Ordering::SeqCst);
-    let on = n > 0 || k > 0;
+    // xorshift needs a non-zero state.
+    slot.rng.store(seed | 1 << 63, Ordering::SeqCst);
+    slot.one_in.store(one_in, Ordering::SeqCst);
+    let on = n > 0 || k > 0 || one_in > 0;
     if slot.configured.swap(on, Ordering::SeqCst) != on {
         if on {
             s.configured_slots.fetch_add(1, Ordering::SeqCst);
@@ -155,6 +193,11 @@ pub fn fault_fired(site: FaultSite) -> u64 {
     site.state().fired.load(Ordering::Relaxed)
 }
 
+/// How many times `site` has made an attempt on CPU `cpu` fail since boot.
+pub fn fault_fired_on(site: FaultSite, cpu: usize) -> u64 {
+    site.state().fired_on[cpu].load(Ordering::Relaxed)
+}
+
 /// Whether this attempt at `site` must fail. Called by the allocation
 /// sites; one relaxed load when nothing is armed.
 #[inline]
@@ -168,9 +211,11 @@ pub fn should_fail(site: FaultSite) -> bool {
 
 #[cold]
 fn should_fail_slow(s: &SiteState) -> bool {
-    let fail = slot_fires(&s.slots[platform::cpu_id()]) | slot_fires(&s.slots[ANY_CPU]);
+    let cpu = platform::cpu_id();
+    let fail = slot_fires(&s.slots[cpu]) | slot_fires(&s.slots[ANY_CPU]);
     if fail {
         s.fired.fetch_add(1, Ordering::Relaxed);
+        s.fired_on[cpu].fetch_add(1, Ordering::Relaxed);
     }
     fail
 }
@@ -188,6 +233,17 @@ fn slot_fires(slot: &SlotState) -> bool {
             Ok(_) => return true,
             Err(now) => n = now,
         }
+    }
+    let one_in = slot.one_in.load(Ordering::Relaxed);
+    if one_in > 0 {
+        // xorshift64*: one slot is drawn from by its own CPU only (or, for
+        // the every-CPU slot, racily by several, which only mixes it more).
+        let mut x = slot.rng.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        slot.rng.store(x, Ordering::Relaxed);
+        return (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32).is_multiple_of(u64::from(one_in));
     }
     let k = slot.every_k.load(Ordering::Relaxed);
     k > 0 && (slot.attempts.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(k)
@@ -219,6 +275,32 @@ mod tests {
         fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
         assert_eq!(pattern, [false, false, true, false, false, true]);
         assert!(!should_fail(FaultSite::NodeAlloc));
+    }
+
+    #[test]
+    fn random_faults_follow_their_odds_and_their_seed() {
+        let draw = |seed| {
+            fault_inject(
+                FaultSite::TaskAlloc,
+                FaultMode::Random { one_in: 10, seed },
+                here(),
+            );
+            let v: Vec<bool> = (0..10_000)
+                .map(|_| should_fail(FaultSite::TaskAlloc))
+                .collect();
+            fault_inject(FaultSite::TaskAlloc, FaultMode::Off, here());
+            v
+        };
+        let before = fault_fired_on(FaultSite::TaskAlloc, platform::cpu_id());
+        let a = draw(7);
+        let fired = a.iter().filter(|&&f| f).count();
+        assert!((800..1200).contains(&fired), "{fired} of 10000 at 1/10");
+        assert_eq!(
+            fault_fired_on(FaultSite::TaskAlloc, platform::cpu_id()) - before,
+            fired as u64
+        );
+        assert_eq!(a, draw(7), "same seed, same failures");
+        assert_ne!(a, draw(8));
     }
 
     #[test]

@@ -10,6 +10,10 @@
 //! does the call fall through to the heap. The depot is what carries
 //! objects from CPUs that free them to CPUs that allocate them.
 //!
+//! Objects come from the global heap unless the cache has a [`Backing`] of
+//! its own (kernel stacks come from the guarded stack region); "heap" in
+//! the counters means that backing.
+//!
 //! A zeroed cache ([`ObjCache::new_zeroed`]) hands out zeroed objects and
 //! takes them back zeroed, as Linux's radix-tree node cache does with its
 //! constructor. Counters live in per-CPU slots, summed when read.
@@ -119,12 +123,44 @@ impl CacheStats {
     }
 }
 
+/// Where a cache's objects come from when its magazines and depot are
+/// empty, and go when they are full.
+#[derive(Clone, Copy)]
+pub(crate) struct Backing {
+    /// A block of the layout, or null.
+    pub(crate) alloc: fn(Layout) -> *mut u8,
+    /// Takes back a block `alloc` gave for the layout.
+    ///
+    /// # Safety
+    /// The block came from `alloc` with this layout and is freed once.
+    pub(crate) free: unsafe fn(*mut u8, Layout),
+}
+
+fn heap_alloc(layout: Layout) -> *mut u8 {
+    // SAFETY: caches have non-zero-sized layouts (checked in `build`).
+    unsafe { alloc::alloc::alloc(layout) }
+}
+
+/// # Safety
+/// As [`Backing::free`].
+unsafe fn heap_free(p: *mut u8, layout: Layout) {
+    // SAFETY: per the contract, a heap block of `layout`.
+    unsafe { alloc::alloc::dealloc(p, layout) }
+}
+
+/// The global heap.
+pub(crate) const HEAP_BACKING: Backing = Backing {
+    alloc: heap_alloc,
+    free: heap_free,
+};
+
 /// A per-CPU cache of objects of one layout, with `MAG` objects per CPU
 /// magazine and a depot of `DEPOT`.
 pub struct ObjCache<const MAG: usize = MAGAZINE, const DEPOT: usize = DEPOT_MAX> {
     name: &'static str,
     layout: Layout,
     zeroed: bool,
+    backing: Backing,
     mags: PerCpu<Magazine<MAG>>,
     depot: SpinLockIrqSave<Depot<DEPOT>>,
     counts: [CpuCounts; MAX_CPUS],
@@ -138,7 +174,12 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// uninitialised (const, so caches are plain statics: a cache is tens
     /// of KiB, too big to build on a task stack).
     pub const fn new(name: &'static str, layout: Layout) -> Self {
-        Self::build(name, layout, false)
+        Self::build(name, layout, false, HEAP_BACKING)
+    }
+
+    /// A cache whose objects come from `backing` instead of the heap.
+    pub(crate) const fn with_backing(name: &'static str, layout: Layout, backing: Backing) -> Self {
+        Self::build(name, layout, false, backing)
     }
 
     /// A cache whose objects come out zeroed. Whoever frees an object must
@@ -146,15 +187,16 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// zeroes new slabs, and nodes are cleared before they are freed), so
     /// the fast path never clears memory.
     pub(crate) const fn new_zeroed(name: &'static str, layout: Layout) -> Self {
-        Self::build(name, layout, true)
+        Self::build(name, layout, true, HEAP_BACKING)
     }
 
-    const fn build(name: &'static str, layout: Layout, zeroed: bool) -> Self {
+    const fn build(name: &'static str, layout: Layout, zeroed: bool, backing: Backing) -> Self {
         assert!(layout.size() > 0, "zero-sized cache");
         ObjCache {
             name,
             layout,
             zeroed,
+            backing,
             mags: PerCpu::new_copied(Magazine {
                 objs: [core::ptr::null_mut(); MAG],
                 len: 0,
@@ -208,13 +250,12 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
         if let Some(p) = cached {
             return NonNull::new(p);
         }
-        // SAFETY: the layout has a non-zero size (checked in `new`).
-        let p = NonNull::new(unsafe {
-            if self.zeroed {
-                alloc::alloc::alloc_zeroed(self.layout)
-            } else {
-                alloc::alloc::alloc(self.layout)
-            }
+        let p = NonNull::new(if self.zeroed {
+            // SAFETY: the layout has a non-zero size (checked in `build`);
+            // zeroed caches are heap-backed.
+            unsafe { alloc::alloc::alloc_zeroed(self.layout) }
+        } else {
+            (self.backing.alloc)(self.layout)
         });
         self.count_irqsafe(if p.is_some() {
             |c| &c.heap_allocs
@@ -254,8 +295,8 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
         });
         if !cached {
             // SAFETY: `obj` was allocated with `self.layout` (by us or by
-            // the heap on our behalf), per the caller's contract.
-            unsafe { alloc::alloc::dealloc(obj.as_ptr(), self.layout) };
+            // the backing on our behalf), per the caller's contract.
+            unsafe { (self.backing.free)(obj.as_ptr(), self.layout) };
             self.count_irqsafe(|c| &c.heap_frees);
         }
     }
@@ -335,12 +376,12 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
 
 impl<const MAG: usize, const DEPOT: usize> Drop for ObjCache<MAG, DEPOT> {
     fn drop(&mut self) {
-        let layout = self.layout;
+        let (layout, free) = (self.layout, self.backing.free);
         let d = self.depot.get_mut();
         for &p in &d.objs[..d.len] {
             // SAFETY: depot objects are free blocks of `layout`, ours alone
             // under `&mut self`.
-            unsafe { alloc::alloc::dealloc(p, layout) };
+            unsafe { free(p, layout) };
         }
         d.len = 0;
         // SAFETY: `&mut self` means nobody else uses the cache; every cached
@@ -348,7 +389,7 @@ impl<const MAG: usize, const DEPOT: usize> Drop for ObjCache<MAG, DEPOT> {
         unsafe {
             self.mags.for_each(|_, m| {
                 for &p in &m.objs[..m.len] {
-                    alloc::alloc::dealloc(p, layout);
+                    free(p, layout);
                 }
                 m.len = 0;
             })

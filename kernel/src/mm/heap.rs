@@ -2,7 +2,11 @@
 //! range, reached through the bootloader's physical-memory mapping.
 //!
 //! The heap lock is taken with interrupts off, so an interrupt handler that
-//! allocates cannot deadlock against the code it interrupted. An allocation
+//! allocates cannot deadlock against the code it interrupted. It records
+//! its holder's CPU, and a wait for it runs under the lock watchdog
+//! (`sync::debug::Watchdog`), so a stuck holder is named, not waited for
+//! forever; a CPU that wants it while already holding it (a fault inside
+//! the allocator) is told so at once. An allocation
 //! that fails returns null (fallible users such as `try_reserve` see an
 //! error); the request is remembered so the panic that an infallible
 //! allocation turns into can name it along with the heap's state.
@@ -10,26 +14,32 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use linked_list_allocator::Heap;
 
+use crate::arch::percpu::cpu_index;
 use crate::platform;
+use crate::sync::debug::{Holder, Watchdog};
+
+/// `KernelHeap::owner` when nobody holds the lock.
+const NO_OWNER: u32 = u32::MAX;
 
 pub struct KernelHeap {
-    locked: AtomicBool,
+    /// The CPU holding the heap lock, or `NO_OWNER`.
+    owner: AtomicU32,
     heap: UnsafeCell<Heap>,
     /// Size and alignment of the most recent failed request (0: none).
     failed_size: AtomicUsize,
     failed_align: AtomicUsize,
 }
 
-// SAFETY: `heap` is only touched while `locked` is held (see `with_heap`).
+// SAFETY: `heap` is only touched while `owner` is held (see `with_heap`).
 unsafe impl Sync for KernelHeap {}
 
 #[global_allocator]
 pub static HEAP: KernelHeap = KernelHeap {
-    locked: AtomicBool::new(false),
+    owner: AtomicU32::new(NO_OWNER),
     heap: UnsafeCell::new(Heap::empty()),
     failed_size: AtomicUsize::new(0),
     failed_align: AtomicUsize::new(0),
@@ -43,21 +53,39 @@ pub struct HeapStats {
 }
 
 impl KernelHeap {
+    fn try_lock(&self, me: u32) -> bool {
+        self.owner
+            .compare_exchange(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
     fn with_heap<R>(&self, f: impl FnOnce(&mut Heap) -> R) -> R {
         let flags = platform::local_irq_save();
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
+        let me = cpu_index();
+        if !self.try_lock(me) {
+            self.lock_slow(me);
         }
-        // SAFETY: we hold `locked`, so no other CPU touches the heap, and
+        // SAFETY: we hold the lock, so no other CPU touches the heap, and
         // interrupts are off, so no handler on this CPU re-enters.
         let r = f(unsafe { &mut *self.heap.get() });
-        self.locked.store(false, Ordering::Release);
+        self.owner.store(NO_OWNER, Ordering::Release);
         platform::local_irq_restore(flags);
         r
+    }
+
+    #[cold]
+    fn lock_slow(&self, me: u32) {
+        if self.owner.load(Ordering::Relaxed) == me {
+            panic!("heap_lock: cpu {me} wants the heap while it holds it");
+        }
+        let mut watchdog = Watchdog::start();
+        while !self.try_lock(me) {
+            core::hint::spin_loop();
+            watchdog.tick("heap_lock", || match self.owner.load(Ordering::Relaxed) {
+                NO_OWNER => Holder::Unknown,
+                cpu => Holder::Cpu(cpu as usize),
+            });
+        }
     }
 
     /// Hands the heap its memory. Called once, by the boot CPU.
@@ -84,21 +112,17 @@ impl KernelHeap {
     /// panic path, which may run while this CPU holds the heap lock.
     pub fn try_stats(&self) -> Option<HeapStats> {
         let flags = platform::local_irq_save();
-        if self
-            .locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.try_lock(cpu_index()) {
             platform::local_irq_restore(flags);
             return None;
         }
-        // SAFETY: we hold `locked` with interrupts off (as in `with_heap`).
+        // SAFETY: we hold the lock with interrupts off (as in `with_heap`).
         let h = unsafe { &*self.heap.get() };
         let stats = HeapStats {
             size: h.size(),
             used: h.used(),
         };
-        self.locked.store(false, Ordering::Release);
+        self.owner.store(NO_OWNER, Ordering::Release);
         platform::local_irq_restore(flags);
         Some(stats)
     }

@@ -4,8 +4,27 @@ pub mod cache;
 pub mod frame;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(target_os = "none")]
+pub(crate) mod stack;
 
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
+use frame::FrameAllocator;
+
+/// The frame allocator once boot has taken the heap out of it: the stack
+/// region and the AP trampoline take their frames here.
+static FRAMES: SpinLockIrqSave<Option<FrameAllocator>> = named_spin_lock_irqsave("frames", None);
+
+/// Hands the boot frame allocator over for the rest of the kernel's life.
+pub fn install_frames(frames: FrameAllocator) {
+    *FRAMES.lock() = Some(frames);
+}
+
+/// Runs `f` on the frame allocator; `None` before [`install_frames`].
+pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> Option<R>) -> Option<R> {
+    FRAMES.lock().as_mut().and_then(f)
+}
 
 /// Virtual address at which the bootloader mapped all physical memory.
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);

@@ -217,7 +217,11 @@ fn publish<D: IrqDiscipline>(
         let (nr, level_ns) = pid.number(level);
         let map = level_ns.map(g);
         let old = map.idr.replace(raw, nr as u32);
-        debug_assert!(matches!(old, Ok(p) if p.is_null()));
+        // Anything else there would be a second pid under one number.
+        assert!(
+            matches!(old, Ok(p) if p.is_null()),
+            "alloc_pid: number {nr} at level {level} is already published"
+        );
         map.pid_allocated += 1;
     }
     Ok(pid.0)

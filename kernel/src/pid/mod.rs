@@ -144,11 +144,12 @@ pub struct Pid {
     numbers: [Upid; 0],
 }
 
+/// The layout of a pid of `level`: the header, then `level + 1` upids.
+/// One formula for the caches and the heap, so a cached object is always
+/// exactly the size the pid code writes (a host test checks it against
+/// `Layout::extend`).
 fn pid_layout(level: u32) -> Layout {
-    let upids = Layout::array::<Upid>(level as usize + 1).expect("pid layout");
-    let (layout, offset) = Layout::new::<Pid>().extend(upids).expect("pid layout");
-    debug_assert_eq!(offset, core::mem::offset_of!(Pid, numbers));
-    layout.pad_to_align()
+    pid_cache_layout(level as usize)
 }
 
 /// Levels whose pids come from per-CPU object caches (deeper pids, rare,
@@ -185,7 +186,6 @@ pub fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
         return None;
     }
     if let Some(cache) = PID_CACHES.get(level as usize) {
-        debug_assert_eq!(cache.layout(), pid_layout(level));
         return cache.alloc().map(NonNull::cast);
     }
     // SAFETY: the layout has a non-zero size.
@@ -310,7 +310,12 @@ impl PidRef {
         // and `numbers[level].ns` holds the reference `new_pid` took.
         unsafe {
             let level = (*pid.as_ptr()).level;
-            debug_assert!(!(*pid.as_ptr()).hashed.load(Ordering::Relaxed));
+            // Still hashed means an IDR still points at it: a use after
+            // free, whatever the build.
+            assert!(
+                !(*pid.as_ptr()).hashed.load(Ordering::Relaxed),
+                "pid freed while still published"
+            );
             let ns = (*Self::numbers_ptr(pid).add(level as usize)).ns;
             put_pid_ns(ns);
             pid_struct_free(pid, level);

@@ -257,7 +257,9 @@ static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(|| {
 });
 
 /// Port of `init_pid_ns`: the kernel's root namespace, built on first use
-/// (Linux: statically, with `pid_idr_init()` at boot).
+/// (Linux: statically, with `pid_idr_init()` at boot). The boot CPU uses
+/// it before any other CPU runs, so the lazy initialisation never has a
+/// second CPU spinning on it.
 pub fn init_pid_ns() -> &'static Arc<PidNamespace> {
     &INIT_PID_NS
 }

@@ -997,3 +997,16 @@ fn pidfs_numbers_published_pids_and_forgets_freed_ones() {
         assert!(!in_tree(ib));
     }
 }
+
+#[test]
+fn pid_layout_is_the_header_then_one_upid_per_level() {
+    for level in 0..=MAX_PID_NS_LEVEL {
+        let upids = core::alloc::Layout::array::<Upid>(level as usize + 1).unwrap();
+        let (layout, offset) = core::alloc::Layout::new::<Pid>().extend(upids).unwrap();
+        assert_eq!(offset, core::mem::offset_of!(Pid, numbers), "level {level}");
+        assert_eq!(pid_layout(level), layout.pad_to_align(), "level {level}");
+    }
+    for (level, cache) in pid_caches().iter().enumerate() {
+        assert_eq!(cache.layout(), pid_layout(level as u32));
+    }
+}

@@ -407,6 +407,8 @@ pub fn run_shell() -> bool {
             if let Some(b) = crate::arch::serial::try_read_byte() {
                 break b;
             }
+            // Polling for input is not being stuck.
+            crate::platform::cond_resched();
             core::hint::spin_loop();
         };
         match b {

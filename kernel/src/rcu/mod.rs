@@ -11,7 +11,9 @@
 //! `s + 1`, which starts after it was queued, so every reader that could
 //! have seen what it frees has finished by then. Callbacks sit on per-CPU
 //! FIFO lists and run outside any lock, from the tick, the idle loop, or
-//! `rcu_barrier`. A GP that waits too long is reported as an RCU stall.
+//! `rcu_barrier`. A GP that waits too long is reported as an RCU stall, and
+//! the waits of `synchronize_rcu` and `rcu_barrier` are bounded by the
+//! spin-wait watchdog at twice that.
 //!
 //! The host build has no ticks: there, waiters observe other CPUs' nesting
 //! counts directly (a CPU seen outside a read-side section is quiescent),
@@ -22,6 +24,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, compiler_fence};
 
 use crate::platform::{self, MAX_CPUS, cpu_id};
+use crate::sync::debug::{Holder, Watchdog};
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 
 #[cfg(test)]
@@ -128,6 +131,11 @@ static STALL_MS: AtomicU64 = AtomicU64::new(DEFAULT_STALL_MS);
 /// Default RCU stall bound in milliseconds (Linux's is 21 s; vCPUs here may
 /// be descheduled by the host for long stretches, so keep a margin).
 pub const DEFAULT_STALL_MS: u64 = 10_000;
+
+/// The stall bound in ms (0: no check).
+pub fn stall_ms() -> u64 {
+    STALL_MS.load(Ordering::Relaxed)
+}
 
 /// Sets the stall bound (0 disables the check); returns the previous one.
 pub fn set_stall_ms(ms: u64) -> u64 {
@@ -273,14 +281,20 @@ pub unsafe fn call_rcu(head: *mut RcuHead, func: unsafe fn(*mut RcuHead)) {
     if cfg!(not(target_os = "none")) && backlog % 64 == 0 {
         // No ticks on the host: make progress here now and then.
         force_quiescent_states();
-        invoke_ready(cpu_id());
+        invoke_ready(cpu_id(), u64::MAX);
     }
 }
 
-/// Runs `cpu`'s callbacks whose GP has completed (any CPU may do this for
-/// any other: the list has its own lock, and callbacks run after it is
-/// dropped).
-fn invoke_ready(cpu: usize) -> u64 {
+/// Most callbacks one timer tick runs (Linux's `blimit`): the tick runs
+/// with interrupts off, and a long batch would look like a CPU stuck with
+/// interrupts off to the hard-lockup detector. The rest wait for the next
+/// tick or the idle loop.
+const TICK_BATCH: u64 = 1000;
+
+/// Runs up to `limit` of `cpu`'s callbacks whose GP has completed (any CPU
+/// may do this for any other: the list has its own lock, and callbacks run
+/// after it is dropped).
+fn invoke_ready(cpu: usize, limit: u64) -> u64 {
     let completed = GP.completed.load(Ordering::SeqCst);
     let mut batch = {
         let mut l = CPUS[cpu].cbs.lock();
@@ -289,7 +303,7 @@ fn invoke_ready(cpu: usize) -> u64 {
         let mut n = 0;
         let mut p = l.head;
         // SAFETY: heads on the list are owned by it.
-        while !p.is_null() && unsafe { *(*p).gp.get() } <= completed {
+        while !p.is_null() && n < limit && unsafe { *(*p).gp.get() } <= completed {
             last = p;
             p = unsafe { *(*p).next.get() };
             n += 1;
@@ -364,7 +378,7 @@ pub fn rcu_note_context_switch() {
 /// callbacks.
 pub fn rcu_idle() {
     quiescent_here();
-    invoke_ready(cpu_id());
+    invoke_ready(cpu_id(), u64::MAX);
 }
 
 /// Port of `rcu_sched_clock_irq()`, from the timer interrupt: a quiescent
@@ -376,7 +390,7 @@ pub fn rcu_sched_clock_irq() {
         report_qs(cpu);
     }
     start_gp_if_needed();
-    invoke_ready(cpu);
+    invoke_ready(cpu, TICK_BATCH);
     check_stall();
 }
 
@@ -409,14 +423,27 @@ fn check_stall() {
     );
 }
 
+/// A watchdog for a wait on RCU: twice the stall bound, so the stall
+/// report (which names the CPUs holding the grace period up) comes first.
+fn wait_watchdog() -> Watchdog {
+    Watchdog::start_bounded(
+        "wait for",
+        STALL_MS.load(Ordering::Relaxed).saturating_mul(2),
+    )
+}
+
 /// Spins until GP `gp` has completed, passing quiescent states for this
 /// CPU meanwhile.
 fn wait_for_gp(gp: u64) {
+    let mut watchdog = wait_watchdog();
     while GP.completed.load(Ordering::SeqCst) < gp {
         start_gp_if_needed();
         quiescent_here();
         force_quiescent_states();
         platform::cpu_relax();
+        watchdog.tick("rcu_grace_period", || {
+            Holder::Text("CPUs that have not passed a quiescent state")
+        });
     }
 }
 
@@ -436,10 +463,12 @@ pub fn rcu_barrier() {
     }
     let gp = gp_needed_now();
     wait_for_gp(gp);
+    let mut watchdog = wait_watchdog();
     for (cpu, &target) in targets.iter().enumerate() {
         while CPUS[cpu].cbs.lock().invoked < target {
-            invoke_ready(cpu);
+            invoke_ready(cpu, u64::MAX);
             platform::cpu_relax();
+            watchdog.tick("rcu_barrier", || Holder::Text("callbacks not yet run"));
         }
     }
 }

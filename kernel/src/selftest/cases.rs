@@ -8,10 +8,10 @@
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::arch::smp;
-use crate::arch::{percpu, pit, time};
+use crate::arch::{irq, percpu, pit, time};
 use crate::mm::heap::HEAP;
 use crate::platform::{self, Parallel};
 use crate::task::sched;
@@ -38,11 +38,20 @@ const CASES: &[(&str, Case)] = &[
     ("threads", procs::threads),
     ("pidns", procs::pid_namespaces),
     ("badargs", procs::bad_args),
+    ("fork-recheck", procs::init_dies_mid_fork),
+    ("invariants-negative", procs::invariant_check_catches_leaks),
     ("pidsoak", procs::pid_soak),
     ("tasklist", locks::tasklist_irq_readers_and_writers),
     ("lockctx", procs::lock_contexts),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
+    ("task-freed-with-pids", task_freed_with_pids),
+    ("irqs", irq_entry_on_every_handler),
+    ("task-stack-overflow", task_stack_overflow),
+    ("ap-late", ap_late),
+    ("lockup-irqoff", lockup_irqoff),
+    ("lockup-soft", lockup_soft),
+    ("join-blocked", join_waits_for_death),
 ];
 
 use super::{locks, procs, rcu};
@@ -128,6 +137,37 @@ fn stack_overflow() {
     println!("selftest stackoverflow: returned {n}");
 }
 
+/// Drops the last reference to a task that still has a pid attached: the
+/// check in `free_task` guards a use after free (the pid's task list would
+/// still reach the task), so it must fail the run in the kernel's own
+/// build, where `debug_assert!`s are compiled out.
+fn task_freed_with_pids() {
+    use crate::pid::namespace::init_pid_ns;
+    use crate::pid::{PidType, alloc_pid};
+    use crate::strategy::AllocPidStrategy;
+    let t = crate::task::Task::create("leaky", 0, noop, 0).expect("task");
+    let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    let mut g = crate::task::write_lock_irq_tasklist();
+    t.set_pid_link(&mut g, PidType::Pid, Some(pid));
+    drop(g);
+    println!("selftest task-freed-with-pids: dropping the last reference");
+    drop(t);
+    println!("selftest task-freed-with-pids: freed without a word");
+}
+
+fn overflow_entry(_: usize) {
+    let n = recurse(0);
+    println!("selftest task-stack-overflow: returned {n}");
+}
+
+/// A spawned task recurses without end: its stack's guard page stops it,
+/// and the report names the CPU and the task.
+fn task_stack_overflow() {
+    let t = sched::spawn_on("overflow", 0, overflow_entry, 0).expect("spawn");
+    sched::join(&t);
+    println!("selftest task-stack-overflow: the task came back");
+}
+
 fn out_of_memory() {
     let huge = HEAP.stats().size * 2;
     let v: Vec<u8> = Vec::with_capacity(huge);
@@ -135,6 +175,9 @@ fn out_of_memory() {
 }
 
 fn hang() {
+    // A hang the kernel cannot see: the runner's timeout must end it.
+    crate::arch::watchdog::stop();
+    println!("selftest hang: lockup detectors off");
     println!("selftest hang: spinning forever");
     loop {
         core::hint::spin_loop();
@@ -149,6 +192,138 @@ fn deadlock() {
     let _held = lock.lock();
     println!("selftest deadlock: taking selftest_deadlock again");
     drop(lock.lock());
+}
+
+static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
+static HOOK_IN_IRQ: AtomicU64 = AtomicU64::new(0);
+
+fn count_hook_context() {
+    HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+    if platform::in_interrupt() {
+        HOOK_IN_IRQ.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every interrupt handler enters through `irq_entry`: the timer's hook
+/// runs in interrupt context, a wake-up IPI to each CPU (this one too) is
+/// counted as one, and this CPU is outside interrupt context afterwards.
+fn irq_entry_on_every_handler() {
+    use crate::arch::apic;
+    use crate::arch::irq::{IrqKind, irq_count};
+    irq::set_timer_hook(Some(count_hook_context));
+    time::delay_us(50_000);
+    irq::set_timer_hook(None);
+    let (calls, in_irq) = (
+        HOOK_CALLS.load(Ordering::Relaxed),
+        HOOK_IN_IRQ.load(Ordering::Relaxed),
+    );
+    assert!(calls > 0, "the timer hook never ran");
+    assert_eq!(in_irq, calls, "the timer ran outside irq_enter/irq_exit");
+    for cpu in 0..smp::online() {
+        let before = irq_count(cpu, IrqKind::Wake);
+        apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR))
+            .expect("wake-up IPI");
+        let deadline = time::now_ns() + 1_000_000_000;
+        while irq_count(cpu, IrqKind::Wake) == before {
+            assert!(
+                time::now_ns() < deadline,
+                "cpu {cpu}: the wake-up IPI was not counted by irq_entry"
+            );
+            platform::cpu_relax();
+        }
+        println!(
+            "selftest irqs: cpu {cpu}: timer {}, wake {}, spurious {}",
+            irq_count(cpu, IrqKind::Timer),
+            irq_count(cpu, IrqKind::Wake),
+            irq_count(cpu, IrqKind::Spurious)
+        );
+    }
+    assert!(!platform::in_interrupt(), "irq depth left raised");
+}
+
+/// Boot saw `ap-late` in the test list and abandoned the first AP right
+/// after its start-up IPIs, without parking it: it woke while the next APs
+/// were being offered. The claim handshake must have turned it away (in
+/// the trampoline or, if it claimed its own offer first, in Rust), and
+/// every CPU that did come up must tick under its own dense index.
+fn ap_late() {
+    let Some(late) = smp::abandoned_on_purpose() else {
+        panic!("ap-late needs at least two CPUs");
+    };
+    let deadline = time::now_ns() + 2_000_000_000;
+    let refused = || {
+        let (trampoline, rust) = smp::refused_aps();
+        trampoline + rust
+    };
+    while refused() == 0 {
+        assert!(
+            time::now_ns() < deadline,
+            "the late AP (APIC id {late}) was never turned away"
+        );
+        platform::cpu_relax();
+    }
+    // It halted with no IDT: park it before anything sends it an NMI.
+    smp::park_cpu(late);
+    let (trampoline, rust) = smp::refused_aps();
+    assert_eq!(
+        trampoline + rust,
+        1,
+        "{trampoline} + {rust} APs turned away, one was late"
+    );
+    for i in 0..smp::online() {
+        assert_ne!(smp::apic_id_of(i), late, "the late AP got index {i}");
+    }
+    println!(
+        "selftest ap-late: APIC id {late} turned away ({}), {} cpus online",
+        if trampoline == 1 {
+            "no offer for it in the trampoline"
+        } else {
+            "its own start abandoned"
+        },
+        smp::online()
+    );
+    smp_ticks_and_indices();
+}
+
+static LOCKUP_LOCK: crate::sync::SpinLock<()> =
+    crate::sync::named_spin_lock("lockup_irqoff", ());
+
+/// CPU 1 spins forever with interrupts off, waiting for a lock CPU 0 holds
+/// for good; the lock watchdog is off, so only the hard-lockup detector can
+/// see it: CPU 0 (its buddy) finds its tick count frozen and NMIs it, and
+/// the report names the RIP and the lock.
+fn lockup_irqoff() {
+    assert!(smp::online() >= 2, "lockup-irqoff needs at least two CPUs");
+    crate::sync::debug::set_wait_bound_ms(0);
+    let held = LOCKUP_LOCK.lock();
+    println!("selftest lockup-irqoff: cpu 1 spins for lockup_irqoff with IRQs off");
+    Cpus.run(2, &|w| {
+        if w == 1 {
+            platform::local_irq_disable();
+            let _never = LOCKUP_LOCK.lock();
+        }
+        // CPU 0 keeps ticking (and so checking its buddy) without ever
+        // scheduling while it holds the lock.
+        loop {
+            platform::cpu_relax();
+        }
+    });
+    drop(held);
+}
+
+/// CPU 1 spins with interrupts on and never passes a scheduling point:
+/// the soft-lockup check on its own tick names it (run with a short
+/// `softlockup_ms`).
+fn lockup_soft() {
+    assert!(smp::online() >= 2, "lockup-soft needs at least two CPUs");
+    println!("selftest lockup-soft: cpu 1 spins with IRQs on");
+    Cpus.run(2, &|w| {
+        if w == 1 {
+            loop {
+                platform::cpu_relax();
+            }
+        }
+    });
 }
 
 /// Every online CPU takes timer ticks, and each runs work under its own
@@ -242,4 +417,46 @@ fn sched_spawn_join() {
         "heap grew by {} bytes, more than the caches can hold ({bound})",
         heap_after - heap_before
     );
+}
+
+/// Set by the `join-blocked` releaser; the blocker waits for it.
+static BLOCKER_RELEASED: AtomicBool = AtomicBool::new(false);
+
+fn blocker(_: usize) {
+    sched::block_until(|| BLOCKER_RELEASED.load(Ordering::SeqCst));
+    sched::exit_current(5);
+}
+
+fn releaser(arg: usize) {
+    // SAFETY: `arg` is the blocker's TaskRef on the joiner's stack, which
+    // joins this task before it returns.
+    let t = unsafe { &*(arg as *const crate::task::TaskRef) };
+    let deadline = time::now_ns() + 5_000_000_000;
+    while t.state() != crate::task::TaskState::Blocked {
+        assert!(time::now_ns() < deadline, "the blocker never blocked");
+        sched::yield_now();
+    }
+    // Blocked for a while before it may go on: a join that returns
+    // because its task stopped running returns in this window.
+    time::delay_us(50_000);
+    BLOCKER_RELEASED.store(true, Ordering::SeqCst);
+    sched::wake_up_process(t);
+}
+
+/// `join` returns only once its task is dead: the task blocks first (it
+/// has stopped running, but it is not dead), and only a third task lets it
+/// go on and exit.
+fn join_waits_for_death() {
+    let cpu = smp::online() - 1;
+    let t = sched::spawn_on("blocker", cpu, blocker, 0).expect("spawn");
+    let r = sched::spawn_on("releaser", 0, releaser, &t as *const _ as usize).expect("spawn");
+    let code = sched::join(&t);
+    assert!(
+        BLOCKER_RELEASED.load(Ordering::SeqCst),
+        "join returned while its task was blocked, not dead"
+    );
+    assert_eq!(t.state(), crate::task::TaskState::Dead);
+    assert_eq!(code, 5);
+    sched::join(&r);
+    println!("selftest join-blocked: join returned after the blocked task was let go and died");
 }

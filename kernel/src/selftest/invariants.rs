@@ -33,10 +33,10 @@ impl Baseline {
         }
     }
 
-    /// Bytes the per-CPU caches may legitimately still hold.
+    /// Heap bytes the per-CPU caches may legitimately still hold (kernel
+    /// stacks come from the stack region, not the heap).
     pub fn cache_bound() -> usize {
         task_cache().max_cached_bytes()
-            + stack_cache().max_cached_bytes()
             + pid_caches()
                 .iter()
                 .map(|c| c.max_cached_bytes())

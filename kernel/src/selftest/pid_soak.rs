@@ -149,8 +149,11 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
     let mut done = 0;
     let result = (|| -> Result<(), String> {
         while done < ops {
-            if done % 1024 == 0 && sh.stop.load(Ordering::Relaxed) {
-                return Ok(());
+            if done % 1024 == 0 {
+                if sh.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                platform::cond_resched();
             }
             done += 1;
             let r = next_rand(&mut rng);

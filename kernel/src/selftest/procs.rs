@@ -258,6 +258,103 @@ pub fn pid_namespaces() {
     expect_invariants(&base);
 }
 
+/// The namespace init `init_dies_mid_fork` kills from inside
+/// `copy_process` (taken by the hook, so it fires once).
+static VICTIM: core::sync::atomic::AtomicPtr<crate::task::Task> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Runs in `copy_process` after `alloc_pid` succeeded: the namespace's
+/// init exits now, before the child is attached.
+fn kill_init_in_alloc_window(_: &crate::pid::namespace::PidNamespace) {
+    let victim = VICTIM.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if victim.is_null() {
+        return;
+    }
+    // SAFETY: the case holds a reference to the init until it is reaped.
+    let init = unsafe { &*victim };
+    request_exit(init, 9);
+    // Its exit_notify wakes us, its parent, once it is a zombie.
+    sched::block_until(|| init.state() == crate::task::TaskState::Zombie);
+}
+
+/// `fork-recheck`: a namespace's init dies between `alloc_pid` (which
+/// found the namespace accepting pids) and `copy_process`'s
+/// `tasklist_lock` section: the recheck there must refuse the child
+/// (ENOMEM), and nothing may leak.
+pub fn init_dies_mid_fork() {
+    let base = Baseline::take();
+    let ns = crate::pid::namespace::create_pid_namespace(&current_ns()).expect("ns");
+    let mut args = CloneArgs::new("nsinit", park, 0);
+    args.pid_ns = Some(&ns);
+    let init = copy_process(&args).expect("ns init");
+    VICTIM.store(init.as_ptr() as *mut crate::task::Task, Ordering::SeqCst);
+    crate::task::fork::set_alloc_window_hook(Some(kill_init_in_alloc_window));
+    let mut args = CloneArgs::new("late", park, 0);
+    args.pid_ns = Some(&ns);
+    let r = copy_process(&args);
+    crate::task::fork::set_alloc_window_hook(None);
+    assert!(
+        VICTIM.load(Ordering::SeqCst).is_null(),
+        "the hook did not run"
+    );
+    let got = r.as_ref().err().copied();
+    if let Ok(t) = r {
+        request_exit(&t, 0);
+        let _ = wait_child(Some(&t), true);
+    }
+    assert_eq!(
+        got,
+        Some(Errno::ENOMEM),
+        "a child was attached in a namespace whose init died after alloc_pid"
+    );
+    assert!(!ns.accepts_pids());
+    assert_eq!(wait_child(Some(&init), true).map(|r| r.code), Ok(9));
+    drop((init, ns));
+    println!("selftest fork-recheck: init died after alloc_pid: ENOMEM, nothing leaked");
+    expect_invariants(&base);
+}
+
+fn expect_leak(base: &Baseline, what: &str, needle: &str) {
+    match base.check() {
+        Ok(()) => panic!("invariants: a leaked {what} passed the check"),
+        Err(e) => {
+            assert!(e.contains(needle), "leaked {what}, the check said: {e}");
+            println!("selftest invariants-negative: leaked {what}: {e}");
+        }
+    }
+}
+
+/// `invariants-negative`: the leak check itself, on purpose: an extra
+/// task, a pid, a namespace and heap bytes beyond the caches' bound each
+/// make it fail naming them, and it passes again once they are gone.
+pub fn invariant_check_catches_leaks() {
+    use crate::pid::namespace::create_pid_namespace;
+    use crate::strategy::AllocPidStrategy;
+    let base = Baseline::take();
+    expect_invariants(&base);
+
+    let task = crate::task::Task::create("leaked", 0, thread_body, 0).expect("task");
+    expect_leak(&base, "task", "tasks alive, expected");
+    drop(task);
+    expect_invariants(&base);
+
+    let pid =
+        crate::pid::alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    expect_leak(&base, "pid", "root pid namespace: ");
+    crate::pid::free_pid(pid);
+    expect_invariants(&base);
+
+    let ns = create_pid_namespace(init_pid_ns()).expect("ns");
+    expect_leak(&base, "namespace", "pid namespaces alive, expected");
+    drop(ns);
+    expect_invariants(&base);
+
+    let bytes: Vec<u8> = Vec::with_capacity(Baseline::cache_bound() + (1 << 20));
+    expect_leak(&base, "heap block", "heap: ");
+    drop(bytes);
+    expect_invariants(&base);
+}
+
 /// `badargs`: invalid spawns return errors and leak nothing.
 pub fn bad_args() {
     let base = Baseline::take();

@@ -4,7 +4,11 @@
 //!   [`Watchdog`]: a wait longer than the bound (`lockwait_ms=`, default
 //!   2 s, by `platform::cycles()` once calibrated, else by a spin count)
 //!   panics naming the lock and its holder, so a deadlock fails clearly
-//!   instead of hanging. It starts only once a lock is found taken.
+//!   instead of hanging. It starts only once a lock is found taken. The
+//!   kernel's other spin loops (heap and console locks, RCU's waits) run
+//!   under the same watchdog, some with a bound of their own
+//!   ([`Watchdog::start_bounded`]); a waiting CPU records what it waits for,
+//!   which the hard-lockup report prints ([`waiting_for`]).
 //! - **[`LOCKDEBUG`]** (the `lockdebug` feature, and every unit test
 //!   build): checks that cost the fast path. The holder's CPU is recorded at
 //!   lock and cleared at unlock, so the slow path can panic on recursion
@@ -12,7 +16,7 @@
 //!   [`super::irq`] are compiled in. Compile-time, so a benchmark build pays
 //!   for none of it, not even the load of a switch.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 
 use crate::platform;
 
@@ -62,6 +66,8 @@ pub(crate) enum Holder {
     Readers(u32),
     /// Not recorded (`lockdebug` off), or released since.
     Unknown,
+    /// Not a lock: what the wait depends on, in words.
+    Text(&'static str),
 }
 
 impl core::fmt::Display for Holder {
@@ -73,12 +79,52 @@ impl core::fmt::Display for Holder {
             Holder::Unknown => {
                 f.write_str("holder unknown (build with feature lockdebug to record it)")
             }
+            Holder::Text(text) => f.write_str(text),
         }
     }
 }
 
+/// Spinlocks (exclusive holds: mutexes and rwlock writers) each CPU holds,
+/// counted by [`HolderCpu`] when [`LOCKDEBUG`] is on. Only its own CPU
+/// writes a slot.
+#[repr(align(64))]
+struct HeldCount(AtomicU32);
+
+static HELD: [HeldCount; platform::MAX_CPUS] =
+    [const { HeldCount(AtomicU32::new(0)) }; platform::MAX_CPUS];
+
+/// Spinlocks this CPU holds (0 unless [`LOCKDEBUG`]).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
+pub(crate) fn spinlocks_held() -> u32 {
+    HELD[platform::cpu_id()].0.load(Ordering::Relaxed)
+}
+
+/// Panics (with [`LOCKDEBUG`]) if this CPU holds a spinlock: `schedule()`
+/// calls it, since a task that switches away holding one leaves every
+/// other CPU that wants it spinning until the task runs again.
+#[inline(always)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
+pub(crate) fn assert_no_spinlocks_held(what: &str) {
+    if LOCKDEBUG {
+        let n = spinlocks_held();
+        if n != 0 {
+            spinlocks_held_at(what, n);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // schedule(), bare metal
+fn spinlocks_held_at(what: &str, n: u32) -> ! {
+    panic!(
+        "{what} with {n} spinlock(s) held on cpu {}",
+        platform::cpu_id()
+    );
+}
+
 /// The CPU holding a lock, plus one (0: none recorded). Written only when
-/// [`LOCKDEBUG`] is on.
+/// [`LOCKDEBUG`] is on, which also counts the holds per CPU.
 pub(crate) struct HolderCpu(AtomicU32);
 
 impl HolderCpu {
@@ -90,8 +136,10 @@ impl HolderCpu {
     #[inline(always)]
     pub(crate) fn set(&self) {
         if LOCKDEBUG {
-            self.0
-                .store(platform::cpu_id() as u32 + 1, Ordering::Relaxed);
+            let cpu = platform::cpu_id();
+            self.0.store(cpu as u32 + 1, Ordering::Relaxed);
+            let held = &HELD[cpu].0;
+            held.store(held.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         }
     }
 
@@ -100,6 +148,8 @@ impl HolderCpu {
     pub(crate) fn clear(&self) {
         if LOCKDEBUG {
             self.0.store(0, Ordering::Relaxed);
+            let held = &HELD[platform::cpu_id()].0;
+            held.store(held.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
         }
     }
 
@@ -143,20 +193,117 @@ pub(crate) fn irqs_off_at_irq_lock(name: &str, check_recursion: impl FnOnce()) -
     panic!("lock {name}: _irq lock taken with IRQs already off (its unlock would enable them)");
 }
 
+/// A `&'static str` in two words, written by one CPU: length cleared
+/// first and stored last, so that a reader on the same CPU (an NMI) never
+/// pairs one string's address with another's length.
+struct StaticStr {
+    ptr: AtomicUsize,
+    len: AtomicUsize,
+}
+
+impl StaticStr {
+    const fn new() -> Self {
+        StaticStr {
+            ptr: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn clear(&self) {
+        self.len.store(0, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+    }
+
+    /// After [`clear`](Self::clear).
+    fn fill(&self, s: &'static str) {
+        self.ptr.store(s.as_ptr() as usize, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        self.len.store(s.len(), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<&'static str> {
+        let len = self.len.load(Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        let ptr = self.ptr.load(Ordering::Relaxed);
+        if len == 0 || ptr == 0 {
+            return None;
+        }
+        // SAFETY: `ptr` and a non-zero `len` were stored together from a
+        // `&'static str` by `fill` (length cleared first, stored last).
+        let bytes = unsafe { core::slice::from_raw_parts(ptr as *const u8, len) };
+        core::str::from_utf8(bytes).ok()
+    }
+}
+
+/// What each CPU is spinning for, as its [`Watchdog`] last recorded it:
+/// the kind of wait ("lock", ...) and the name; written only by that CPU,
+/// the name's length last.
+#[repr(align(64))]
+struct WaitingFor {
+    kind: StaticStr,
+    name: StaticStr,
+}
+
+static WAITING: [WaitingFor; platform::MAX_CPUS] = [const {
+    WaitingFor {
+        kind: StaticStr::new(),
+        name: StaticStr::new(),
+    }
+}; platform::MAX_CPUS];
+
+impl WaitingFor {
+    fn set(&self, kind: &'static str, name: &'static str) {
+        self.name.clear();
+        self.kind.clear();
+        self.kind.fill(kind);
+        self.name.fill(name);
+    }
+}
+
+/// What CPU `cpu` is spinning for, as (kind, name), e.g. ("lock",
+/// "tasklist_lock"), if its watchdog has checked in since the wait began.
+/// Exact when read on that CPU (the hard-lockup NMI); a hint from any
+/// other.
+pub(crate) fn waiting_for(cpu: usize) -> Option<(&'static str, &'static str)> {
+    let w = &WAITING[cpu];
+    let name = w.name.get()?;
+    Some((w.kind.get().unwrap_or("wait"), name))
+}
+
 /// Bounds one spin-wait; see the module doc.
 pub(crate) struct Watchdog {
     start: u64,
     spins: u64,
     until_check: u32,
+    /// The bound in ms, or `None` for the lock wait bound.
+    bound_ms: Option<u64>,
+    /// What the panic calls the wait: "lock" for locks.
+    kind: &'static str,
+    /// Whether this wait recorded itself in `WAITING` (and which value to
+    /// put back when it ends).
+    recorded: Option<Option<(&'static str, &'static str)>>,
 }
 
 impl Watchdog {
-    /// Starts timing a wait (slow path only: reads the clock).
+    /// Starts timing a lock wait (slow path only: reads the clock).
     pub(crate) fn start() -> Self {
         Watchdog {
             start: platform::cycles(),
             spins: 0,
             until_check: CHECK_EVERY,
+            bound_ms: None,
+            kind: "lock",
+            recorded: None,
+        }
+    }
+
+    /// Starts timing a wait that is not for a lock, bounded by `bound_ms`
+    /// (0: unbounded, but still recorded for the hard-lockup report).
+    pub(crate) fn start_bounded(kind: &'static str, bound_ms: u64) -> Self {
+        Watchdog {
+            bound_ms: Some(bound_ms),
+            kind,
+            ..Self::start()
         }
     }
 
@@ -168,7 +315,7 @@ impl Watchdog {
     /// Called once per spin round; panics past the bound, naming `name` and
     /// whoever `holder` says holds it.
     #[inline(always)]
-    pub(crate) fn tick(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+    pub(crate) fn tick(&mut self, name: &'static str, holder: impl FnOnce() -> Holder) {
         self.until_check -= 1;
         if self.until_check == 0 {
             self.check(name, holder);
@@ -176,7 +323,7 @@ impl Watchdog {
     }
 
     #[cold]
-    fn check(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+    fn check(&mut self, name: &'static str, holder: impl FnOnce() -> Holder) {
         self.spins += u64::from(CHECK_EVERY);
         self.check_now(name, holder);
     }
@@ -184,9 +331,14 @@ impl Watchdog {
     /// Checks the bound at once (after a halt, when rounds say nothing
     /// about time); panics past it like [`tick`](Self::tick).
     #[cold]
-    pub(crate) fn check_now(&mut self, name: &str, holder: impl FnOnce() -> Holder) {
+    pub(crate) fn check_now(&mut self, name: &'static str, holder: impl FnOnce() -> Holder) {
         self.until_check = CHECK_EVERY;
-        let bound_ms = bound_for(name);
+        if self.recorded.is_none() {
+            let cpu = platform::cpu_id();
+            self.recorded = Some(waiting_for(cpu));
+            WAITING[cpu].set(self.kind, name);
+        }
+        let bound_ms = self.bound_ms.unwrap_or_else(|| bound_for(name));
         if expired(
             bound_ms,
             platform::cycles_per_sec(),
@@ -194,10 +346,25 @@ impl Watchdog {
             self.spins,
         ) {
             panic!(
-                "lock {name}: cpu {} waited more than {bound_ms} ms; {}",
+                "{} {name}: cpu {} waited more than {bound_ms} ms; {}",
+                self.kind,
                 platform::cpu_id(),
                 holder()
             );
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    /// Puts back what this CPU waited for before (a wait this one
+    /// interrupted), or nothing.
+    fn drop(&mut self) {
+        if let Some(previous) = self.recorded {
+            let w = &WAITING[platform::cpu_id()];
+            match previous {
+                Some((kind, name)) => w.set(kind, name),
+                None => w.name.clear(),
+            }
         }
     }
 }
@@ -267,6 +434,63 @@ mod tests {
         assert!(expired(2000, 0, 0, 2000 * SPINS_PER_MS + 1));
         // Bound 0 disables the watchdog.
         assert!(!expired(0, 1, u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn holds_are_counted_per_cpu() {
+        let a = crate::sync::named_spin_lock("held_a", ());
+        let b = crate::sync::named_rwlock_irq("held_b", ());
+        assert_eq!(spinlocks_held(), 0);
+        let ga = a.lock();
+        let gb = b.write();
+        assert_eq!(spinlocks_held(), 2);
+        let other = std::thread::spawn(spinlocks_held).join().unwrap();
+        assert_eq!(other, 0, "another CPU holds nothing");
+        drop(gb);
+        drop(ga);
+        assert_eq!(spinlocks_held(), 0);
+        assert_no_spinlocks_held("schedule()");
+    }
+
+    #[test]
+    #[should_panic(expected = "schedule() with 1 spinlock(s) held on cpu")]
+    fn scheduling_with_a_spinlock_held_panics() {
+        let lock = crate::sync::named_spin_lock("held_across_schedule", ());
+        let _g = lock.lock();
+        assert_no_spinlocks_held("schedule()");
+    }
+
+    #[test]
+    fn a_waiting_cpu_records_what_it_waits_for() {
+        let cpu = platform::cpu_id();
+        assert_eq!(waiting_for(cpu), None);
+        {
+            let mut outer = Watchdog::start_bounded("wait for", 0);
+            for _ in 0..CHECK_EVERY {
+                outer.tick("outer_wait", || Holder::Text("nobody"));
+            }
+            assert_eq!(waiting_for(cpu), Some(("wait for", "outer_wait")));
+            {
+                // A lock wait nested in it (an interrupt handler's, say).
+                let mut inner = Watchdog::start();
+                for _ in 0..CHECK_EVERY {
+                    inner.tick("inner_lock", || Holder::Unknown);
+                }
+                assert_eq!(waiting_for(cpu), Some(("lock", "inner_lock")));
+            }
+            assert_eq!(waiting_for(cpu), Some(("wait for", "outer_wait")));
+        }
+        assert_eq!(waiting_for(cpu), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "wait for stuck_thing: cpu")]
+    fn a_bounded_wait_panics_past_its_own_bound() {
+        let mut w = Watchdog::start_bounded("wait for", 1);
+        loop {
+            w.tick("stuck_thing", || Holder::Text("nothing will come"));
+            std::thread::yield_now();
+        }
     }
 
     #[test]

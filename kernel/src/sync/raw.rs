@@ -96,15 +96,15 @@ pub(crate) trait ConstInit {
 
 /// The watchdog as a [`SpinWait`]: names the lock and its holder if a wait
 /// passes the bound.
-pub(crate) struct Bounded<'a, F: Fn() -> Holder> {
+pub(crate) struct Bounded<F: Fn() -> Holder> {
     dog: Watchdog,
-    name: &'a str,
+    name: &'static str,
     holder: F,
 }
 
-impl<'a, F: Fn() -> Holder> Bounded<'a, F> {
+impl<F: Fn() -> Holder> Bounded<F> {
     /// Starts timing a wait (slow path only: reads the clock).
-    pub(crate) fn start(name: &'a str, holder: F) -> Self {
+    pub(crate) fn start(name: &'static str, holder: F) -> Self {
         Bounded {
             dog: Watchdog::start(),
             name,
@@ -118,7 +118,7 @@ impl<'a, F: Fn() -> Holder> Bounded<'a, F> {
     }
 }
 
-impl<F: Fn() -> Holder> SpinWait for Bounded<'_, F> {
+impl<F: Fn() -> Holder> SpinWait for Bounded<F> {
     #[inline(always)]
     fn round(&mut self) {
         self.dog.tick(self.name, &self.holder);

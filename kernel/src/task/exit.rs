@@ -29,7 +29,7 @@ use crate::strategy::ReleaseStrategy;
 /// `father` is that init (dying), the nearest ancestor namespace's init
 /// that still accepts pids (the root's never exits).
 fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
-    let mut ns = active_ns(father.links(g).pids[PidType::Pid].as_ref());
+    let mut ns = active_ns(father.links(g).pid(PidType::Pid));
     loop {
         if let Some(r) = ns.child_reaper()
             && !ptr::eq(r.as_ptr(), father)
@@ -127,7 +127,7 @@ fn detach_pid(
     ty: PidType,
     strategy: ReleaseStrategy,
 ) {
-    let Some(pid) = t.links_mut(g).pids[ty].take() else {
+    let Some(pid) = t.set_pid_link(g, ty, None) else {
         return;
     };
     // SAFETY: the node is on `pid`'s list for `ty`, under the write lock.
@@ -155,7 +155,8 @@ pub(super) fn release_task(p: TaskRef) {
         let links = p.links(&g);
         let (thread, leader) = (links.thread, links.group_leader);
         strategy = links.release;
-        debug_assert_eq!(
+        // Its threads still point at their leader.
+        assert_eq!(
             links.live_threads,
             0,
             "{} released with live threads",

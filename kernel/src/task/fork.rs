@@ -9,7 +9,7 @@
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::sched::{self, current};
 use super::signal::SignalRef;
@@ -69,7 +69,7 @@ impl<'a> CloneArgs<'a> {
 /// The current task's namespace (for pidctl and the benchmark).
 pub fn current_ns() -> Arc<PidNamespace> {
     // SAFETY: `current()` is the running task.
-    active_ns(unsafe { current().own_pid() })
+    active_ns(unsafe { current().own_pid() }.as_deref())
 }
 
 /// Port of `copy_process()` + `wake_up_new_task()`: a new process (or
@@ -104,10 +104,10 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let ns: &PidNamespace = match args.pid_ns {
         Some(ns) => ns,
         None if args.newns => {
-            new_ns = create_pid_namespace(&active_ns(mine))?;
+            new_ns = create_pid_namespace(&active_ns(mine.as_deref()))?;
             &new_ns
         }
-        None => mine.map_or(&**init_pid_ns(), |p| p.ns()),
+        None => mine.as_deref().map_or(&**init_pid_ns(), |p| p.ns()),
     };
     let t = Task::create(args.name, cpu, args.entry, args.arg).map_err(|_| Errno::ENOMEM)?;
     // copy_signal(): a process gets its own group, a thread shares ours.
@@ -122,6 +122,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     unsafe { t.set_signal(signal) };
     let pid = alloc_pid(ns, args.set_tid, args.strategy.alloc, args.cap)?;
     sched::prepare_new_stack(&t);
+    run_alloc_window_hook(ns);
 
     let mut g = write_lock_irq_tasklist();
     // Don't start children in a dying pid namespace.
@@ -161,16 +162,16 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         let (my_pgid, my_sid) = {
             let my = me.links(&g);
             (
-                my.pids[PidType::Pgid].clone(),
-                my.pids[PidType::Sid].clone(),
+                my.pid(PidType::Pgid).cloned(),
+                my.pid(PidType::Sid).cloned(),
             )
         };
         let links = t.links_mut(&mut g);
         links.group_leader = &*t;
         links.parent = me;
-        links.pids[PidType::Tgid] = Some(pid.clone());
-        links.pids[PidType::Pgid] = my_pgid;
-        links.pids[PidType::Sid] = my_sid;
+        t.set_pid_link(&mut g, PidType::Tgid, Some(pid.clone()));
+        t.set_pid_link(&mut g, PidType::Pgid, my_pgid);
+        t.set_pid_link(&mut g, PidType::Sid, my_sid);
         if pid.numbers()[pid.level() as usize].nr == 1 {
             // is_child_reaper()
             ns.set_child_reaper(Some(NonNull::from(&*t)));
@@ -178,11 +179,10 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: under the write lock; `t` is on no list yet.
         unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
     }
-    let links = t.links_mut(&mut g);
-    links.release = args.strategy.release;
-    links.pids[PidType::Pid] = Some(pid);
+    t.links_mut(&mut g).release = args.strategy.release;
+    t.set_pid_link(&mut g, PidType::Pid, Some(pid));
     for ty in PidType::ALL {
-        if let Some(p) = &links.pids[ty] {
+        if let Some(p) = t.links(&g).pid(ty) {
             // SAFETY: under the write lock; the node is on no list yet.
             unsafe { p.tasks(ty).add_head(&raw const t.pid_links[ty] as *mut _) };
         }
@@ -195,6 +195,29 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     Ok(t)
 }
 
+/// A test's `fn(&PidNamespace)` run by `copy_process` between `alloc_pid`
+/// and taking `tasklist_lock`, or null: the window in which a namespace's
+/// init may die, which the PIDNS_ADDING recheck under the lock covers.
+static ALLOC_WINDOW_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Sets (None: clears) the hook `copy_process` runs between `alloc_pid`
+/// and `tasklist_lock`, with the namespace it allocated in.
+pub(crate) fn set_alloc_window_hook(hook: Option<fn(&PidNamespace)>) {
+    let p = hook.map_or(core::ptr::null_mut(), |f| f as *mut ());
+    ALLOC_WINDOW_HOOK.store(p, Ordering::Release);
+}
+
+#[inline]
+fn run_alloc_window_hook(ns: &PidNamespace) {
+    let p = ALLOC_WINDOW_HOOK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: only `set_alloc_window_hook` stores here, and it stores
+        // a `fn(&PidNamespace)`.
+        let hook: fn(&PidNamespace) = unsafe { core::mem::transmute(p) };
+        hook(ns);
+    }
+}
+
 /// Makes the boot task init: pid 1 of the root namespace, its own TGID,
 /// process group and session, and the root's child reaper.
 pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
@@ -204,10 +227,9 @@ pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
     unsafe { init.set_signal(signal) };
     let pid = alloc_pid(ns, &[], AllocPidStrategy::Stock, true)?;
     let mut g = write_lock_irq_tasklist();
-    let links = init.links_mut(&mut g);
-    links.group_leader = init;
+    init.links_mut(&mut g).group_leader = init;
     for ty in PidType::ALL {
-        links.pids[ty] = Some(pid.clone());
+        init.set_pid_link(&mut g, ty, Some(pid.clone()));
         // SAFETY: under the write lock; init's nodes are on no list yet.
         unsafe {
             pid.tasks(ty)

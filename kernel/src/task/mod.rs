@@ -1,7 +1,8 @@
 //! Tasks: the kernel's `task_struct`, its kernel stack, and its refcount.
 //!
 //! A task is allocated from a per-CPU object cache and runs on its own
-//! kernel stack from another cache. `TaskRef` is a counted reference
+//! kernel stack from another cache, which on the machine takes its stacks
+//! from the guarded stack region (`mm::stack`). `TaskRef` is a counted reference
 //! (`get_task_struct`/`put_task_struct`): the task and its stack go back to
 //! their caches when the last reference is dropped. The scheduler holds one
 //! reference from creation until the task has died and been switched away
@@ -27,9 +28,10 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
+use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::{HlistHead, HlistNode};
-use crate::mm::cache::ObjCache;
-use crate::pid::{PIDTYPE_MAX, PerPidType};
+use crate::mm::cache::{Backing, ObjCache};
+use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
 use signal::SignalRef;
 
 pub use tasklist::{
@@ -127,6 +129,9 @@ pub struct Task {
     /// Process links (pids, parent, thread group), reached only through
     /// the `tasklist_lock` guards (see [`tasklist`]).
     links: UnsafeCell<ProcLinks>,
+    /// A copy of the PID link's pointer (null when none), so the task can
+    /// read its own pid without `tasklist_lock` (`Task::own_pid`).
+    own_pid: AtomicPtr<Pid>,
     /// Port of `task->pid_links[]`: this task on its pids' task lists.
     pub(crate) pid_links: PerPidType<HlistNode>,
     /// Port of `task->children`: the processes this task is parent of.
@@ -161,13 +166,37 @@ unsafe impl Sync for Task {}
 unsafe impl Send for Task {}
 
 static TASK_CACHE: ObjCache = ObjCache::new("task", Layout::new::<Task>());
-static STACK_CACHE: ObjCache = ObjCache::new(
+static STACK_CACHE: ObjCache = ObjCache::with_backing(
     "kernel_stack",
     match Layout::from_size_align(STACK_SIZE, 16) {
         Ok(l) => l,
         Err(_) => panic!("bad stack layout"),
     },
+    STACK_BACKING,
 );
+
+/// Kernel stacks come from the guarded stack region on the machine (an
+/// overflow hits an unmapped page), from the heap on the host.
+#[cfg(target_os = "none")]
+const STACK_BACKING: Backing = Backing {
+    alloc: |layout| {
+        crate::mm::stack::alloc_stack(layout.size() as u64)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    },
+    free: region_free,
+};
+#[cfg(not(target_os = "none"))]
+const STACK_BACKING: Backing = crate::mm::cache::HEAP_BACKING;
+
+/// # Safety
+/// As `Backing::free`: a stack from the region, freed once.
+#[cfg(target_os = "none")]
+unsafe fn region_free(stack: *mut u8, layout: Layout) {
+    if let Some(stack) = NonNull::new(stack) {
+        // SAFETY: per the contract, a region stack of this size.
+        unsafe { crate::mm::stack::free_stack(stack, layout.size() as u64) }
+    }
+}
 
 /// The cache tasks come from.
 pub fn task_cache() -> &'static ObjCache {
@@ -187,7 +216,12 @@ impl Task {
     /// Allocates a task with its own stack, runnable, with one reference
     /// (the returned one; `wake_up_new_task` takes a reference for the
     /// scheduler).
+    /// [`FaultSite::StackAlloc`] and [`FaultSite::TaskAlloc`] make the
+    /// two allocations fail.
     pub fn create(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+        if should_fail(FaultSite::StackAlloc) {
+            return Err(NoMemory);
+        }
         let stack = STACK_CACHE.alloc().ok_or(NoMemory)?;
         // SAFETY: the stack block is STACK_SIZE bytes, 16-aligned, ours.
         unsafe { (stack.as_ptr() as *mut u64).write(STACK_CANARY) };
@@ -213,6 +247,9 @@ impl Task {
         entry: Option<TaskFn>,
         arg: usize,
     ) -> Result<TaskRef, NoMemory> {
+        if should_fail(FaultSite::TaskAlloc) {
+            return Err(NoMemory);
+        }
         let mem = TASK_CACHE.alloc().ok_or(NoMemory)?.cast::<Task>();
         // SAFETY: `mem` is a fresh block with Task's layout.
         unsafe {
@@ -231,6 +268,7 @@ impl Task {
                 switched_in: UnsafeCell::new(0),
                 joiner: AtomicPtr::new(core::ptr::null_mut()),
                 links: UnsafeCell::new(ProcLinks::new()),
+                own_pid: AtomicPtr::new(core::ptr::null_mut()),
                 pid_links: PerPidType([const { HlistNode::new() }; PIDTYPE_MAX]),
                 children: HlistHead::new(),
                 sibling: HlistNode::new(),
@@ -417,12 +455,10 @@ impl Drop for TaskRef {
 unsafe fn free_task(task: NonNull<Task>) {
     // SAFETY: per the contract, we own the task now.
     unsafe {
-        debug_assert!(
-            (*task.as_ref().links.get())
-                .pids
-                .0
-                .iter()
-                .all(Option::is_none),
+        // A freed task still on a pid's task list would be reached through
+        // it later: refuse, whatever the build.
+        assert!(
+            (*task.as_ref().links.get()).has_no_pids(),
             "task {} freed with pids attached",
             task.as_ref().name()
         );
@@ -471,6 +507,37 @@ mod tests {
         assert_eq!(t2.as_ptr(), task_addr);
         assert_eq!(t2.stack_top(), stack_top);
         release(t2);
+    }
+
+    #[test]
+    fn own_pid_follows_the_pid_link() {
+        use crate::pid::namespace::init_pid_ns;
+        use crate::pid::{PidRef, PidType, alloc_pid, free_pid};
+        use crate::strategy::AllocPidStrategy;
+        let t = Task::create("t", 0, noop, 0).unwrap();
+        // SAFETY: `t` runs nowhere, so nothing detaches its pid meanwhile.
+        assert!(unsafe { t.own_pid() }.is_none());
+        let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).unwrap();
+        let mut g = write_lock_irq_tasklist();
+        for ty in [PidType::Tgid, PidType::Pid] {
+            assert!(t.set_pid_link(&mut g, ty, Some(pid.clone())).is_none());
+        }
+        // SAFETY: as above.
+        let own = unsafe { t.own_pid() }.expect("the PID link is mirrored");
+        assert!(PidRef::ptr_eq(&own, &pid));
+        let tgid = t.set_pid_link(&mut g, PidType::Tgid, None).unwrap();
+        // SAFETY: as above.
+        assert!(
+            unsafe { t.own_pid() }.is_some(),
+            "only the PID type is mirrored"
+        );
+        let old = t.set_pid_link(&mut g, PidType::Pid, None).unwrap();
+        // SAFETY: as above.
+        assert!(unsafe { t.own_pid() }.is_none());
+        drop(g);
+        drop((tgid, old));
+        free_pid(pid);
+        release(t);
     }
 
     #[test]

@@ -19,7 +19,7 @@
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
-use crate::arch::{apic, smp, switch};
+use crate::arch::{apic, smp, switch, watchdog};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
 use crate::sync::named_spin_lock_irqsave;
@@ -110,6 +110,15 @@ pub fn current() -> &'static Task {
     unsafe { &*p }
 }
 
+/// The name of the task running on `cpu`, for fault reports (which may
+/// come at any point, even mid-switch); `None` before the CPU has a task.
+pub(crate) fn current_name(cpu: usize) -> Option<&'static str> {
+    let p = CPUS.get(cpu)?.current.load(Ordering::Relaxed);
+    // SAFETY: a current task is kept alive by the scheduler's reference,
+    // and `current` only ever holds such tasks.
+    (!p.is_null()).then(|| unsafe { (*p).name() })
+}
+
 /// A counted reference to the running task.
 pub fn current_ref() -> TaskRef {
     // SAFETY: the current task is live (see `current`).
@@ -159,6 +168,7 @@ fn idle_entry(_: usize) {
 
 fn idle_loop(cpu: usize) -> ! {
     loop {
+        watchdog::touch();
         platform::local_irq_disable();
         if CPUS[cpu].rq.lock().len > 0 {
             schedule();
@@ -252,6 +262,17 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Port of `cond_resched()`: a scheduling point for a long loop that
+/// neither blocks nor yields otherwise. Lets this CPU's other runnable
+/// tasks run, if any, and tells the soft-lockup detector the CPU is not
+/// stuck.
+pub fn cond_resched() {
+    watchdog::touch();
+    if CPUS[cpu_id()].rq.lock().len > 0 {
+        yield_now();
+    }
+}
+
 /// Lets the other runnable tasks of this CPU run, then continues.
 pub fn yield_now() {
     let flags = local_irq_save();
@@ -264,6 +285,8 @@ pub fn yield_now() {
 /// Switches to the next runnable task on this CPU (or its idle task). The
 /// caller must be Blocked, dead, idle, or already re-queued.
 pub fn schedule() {
+    crate::sync::debug::assert_no_spinlocks_held("schedule()");
+    watchdog::touch();
     crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
@@ -359,10 +382,10 @@ pub(crate) fn mark_dead_and_wake_joiner(t: &Task) {
 /// the next task drops the scheduler's reference to it.
 pub(crate) fn exit_final() -> ! {
     platform::local_irq_disable();
-    debug_assert!(matches!(
-        current().state(),
-        TaskState::Dead | TaskState::Zombie
-    ));
+    assert!(
+        matches!(current().state(), TaskState::Dead | TaskState::Zombie),
+        "exit_final on a live task"
+    );
     schedule();
     unreachable!("an exited task was scheduled again");
 }
@@ -387,15 +410,21 @@ struct WorkerArg<'a> {
     f: &'a (dyn Fn(usize) + Sync),
     index: usize,
     pending: &'a AtomicUsize,
+    /// The caller, blocked until `pending` drops to zero.
+    caller: &'a TaskRef,
 }
 
 fn worker_entry(arg: usize) {
     // SAFETY: `arg` points at a WorkerArg on the stack of `Cpus::run`, which
     // does not return before `pending` drops to zero, i.e. until every
-    // worker is done with it.
+    // worker has made its last access to it (the decrement below; the
+    // caller reference is cloned before it).
     let w = unsafe { &*(arg as *const WorkerArg<'_>) };
     (w.f)(w.index);
-    w.pending.fetch_sub(1, Ordering::AcqRel);
+    let caller = w.caller.clone();
+    if w.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+        wake_up_process(&caller);
+    }
 }
 
 /// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
@@ -415,11 +444,13 @@ impl Parallel for Cpus {
             smp::online()
         );
         let pending = AtomicUsize::new(n - 1);
+        let caller = current_ref();
         let args: alloc::vec::Vec<WorkerArg<'_>> = (0..n)
             .map(|index| WorkerArg {
                 f,
                 index,
                 pending: &pending,
+                caller: &caller,
             })
             .collect();
         for (cpu, arg) in args.iter().enumerate().skip(1) {
@@ -428,8 +459,7 @@ impl Parallel for Cpus {
             }
         }
         f(0);
-        while pending.load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
-        }
+        // Block rather than spin: the last worker to finish wakes us.
+        block_until(|| pending.load(Ordering::Acquire) == 0);
     }
 }

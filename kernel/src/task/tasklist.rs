@@ -8,6 +8,10 @@
 //! to this file, so no other lock's guard can stand in for it.
 
 use alloc::sync::Arc;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
 
 use super::Task;
 use crate::klib::aligned::CacheAligned;
@@ -72,8 +76,9 @@ pub fn tasklist_writer_waiting() -> bool {
 /// A task's process relationships (Linux: `thread_pid`/`signal->pids`,
 /// `real_parent`, `group_leader`).
 pub struct ProcLinks {
-    /// The pid attached per type; a counted reference each.
-    pub pids: PerPidType<Option<PidRef>>,
+    /// The pid attached per type; a counted reference each. Written only
+    /// through [`Task::set_pid_link`], which keeps `Task::own_pid` in step.
+    pids: PerPidType<Option<PidRef>>,
     /// Port of `real_parent` (null: none; kernel tasks outside the tree).
     pub parent: *const Task,
     /// Port of `group_leader` (the task itself unless a thread).
@@ -99,6 +104,18 @@ impl ProcLinks {
     }
 }
 
+impl ProcLinks {
+    /// The pid attached for type `ty`, if any.
+    pub fn pid(&self, ty: PidType) -> Option<&PidRef> {
+        self.pids[ty].as_ref()
+    }
+
+    /// Whether no pid of any type is attached.
+    pub fn has_no_pids(&self) -> bool {
+        self.pids.0.iter().all(Option::is_none)
+    }
+}
+
 impl Task {
     /// The process links, read under `tasklist_lock`.
     pub fn links<'g>(&'g self, _tasklist: &'g impl TasklistHeld) -> &'g ProcLinks {
@@ -117,17 +134,56 @@ impl Task {
         unsafe { &mut *self.links.get() }
     }
 
-    /// The current task's own PID, read without the lock.
+    /// Attaches `pid` as the task's pid of type `ty` (None detaches),
+    /// returning what was attached. The PID type's pointer is mirrored in
+    /// `own_pid`, so the task can find its own pid without the lock.
+    pub fn set_pid_link(
+        &self,
+        g: &mut TasklistWrite,
+        ty: PidType,
+        pid: Option<PidRef>,
+    ) -> Option<PidRef> {
+        if ty == PidType::Pid {
+            let raw = pid
+                .as_ref()
+                .map_or(ptr::null_mut(), |p| p.as_ptr().as_ptr());
+            self.own_pid.store(raw, Ordering::Release);
+        }
+        core::mem::replace(&mut self.links_mut(g).pids[ty], pid)
+    }
+
+    /// The current task's own PID, read without the lock (an atomic copy
+    /// of the PID link, written by [`set_pid_link`](Self::set_pid_link)).
+    /// The handle borrows: it takes no reference.
     ///
     /// # Safety
     /// `self` is the running task. Its PID is only detached by its own
-    /// `release_task`, so the slot does not change under the caller; other
-    /// fields of the links may, and are not read.
+    /// `release_task`, which the task never runs while it still uses the
+    /// handle, so the pid stays attached (and alive) for the borrow.
     #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
-    pub(crate) unsafe fn own_pid(&self) -> Option<&PidRef> {
-        // SAFETY: per the contract: only this slot is read, and only this
-        // task writes it.
-        unsafe { (&(*self.links.get()).pids)[PidType::Pid].as_ref() }
+    pub(crate) unsafe fn own_pid(&self) -> Option<OwnPid<'_>> {
+        let raw = NonNull::new(self.own_pid.load(Ordering::Acquire))?;
+        // SAFETY: a non-null value is the attached PID (see above), kept
+        // alive by the link's reference for the borrow; `ManuallyDrop`
+        // makes sure this uncounted handle never drops a reference.
+        Some(OwnPid {
+            pid: ManuallyDrop::new(unsafe { PidRef::from_raw(raw) }),
+            _task: PhantomData,
+        })
+    }
+}
+
+/// A borrowed, uncounted handle to a task's own PID ([`Task::own_pid`]).
+pub(crate) struct OwnPid<'a> {
+    pid: ManuallyDrop<PidRef>,
+    _task: PhantomData<&'a Task>,
+}
+
+impl core::ops::Deref for OwnPid<'_> {
+    type Target = PidRef;
+
+    fn deref(&self) -> &PidRef {
+        &self.pid
     }
 }
 
@@ -194,5 +250,5 @@ fn ns_arc(pid: &PidRef) -> Arc<PidNamespace> {
 /// A task's pid of type `ty`, if attached.
 pub fn task_pid(t: &Task, ty: PidType) -> Option<PidRef> {
     let g = read_lock_tasklist();
-    t.links(&g).pids[ty].clone()
+    t.links(&g).pid(ty).cloned()
 }

@@ -39,8 +39,8 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<Reaped, Errno> {
                     reaped = c;
                     // The pid as the waiter's namespace sees it.
                     nr = match (
-                        c.links(&g).pids[PidType::Pid].as_ref(),
-                        me.links(&g).pids[PidType::Pid].as_ref(),
+                        c.links(&g).pid(PidType::Pid),
+                        me.links(&g).pid(PidType::Pid),
                     ) {
                         (Some(p), Some(mine)) => pid_nr_ns(p, mine.ns()),
                         (Some(p), None) => p.nr(),

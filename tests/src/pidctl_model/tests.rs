@@ -2,7 +2,7 @@
 //! runs in tests/pidctl.rs, and a wrap, exhaustion and reparenting.
 
 use super::*;
-use crate::pidctl_cases::{NAMESPACES, REAPER_DEATH, SET_TID_RULES};
+use crate::pidctl_cases::{NAMESPACES, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES};
 
 /// Runs `script` on a fresh model; the answers as the kernel prints
 /// them (`err` ones without the message).
@@ -53,7 +53,12 @@ fn answers_match() {
 
 #[test]
 fn the_hand_written_cases_agree() {
-    for case in [&NAMESPACES, &REAPER_DEATH, &SET_TID_RULES] {
+    for case in [
+        &NAMESPACES,
+        &REAPER_DEATH,
+        &REAPER_IN_OWN_NAMESPACE,
+        &SET_TID_RULES,
+    ] {
         expect(case.script, case.answers);
     }
 }

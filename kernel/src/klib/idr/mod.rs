@@ -407,7 +407,7 @@ impl<T> Idr<T> {
     /// Stores `value` at the free id `id`, gathering the nodes it needs
     /// before changing the tree (all or nothing).
     fn insert(&mut self, id: u32, value: *mut T) -> Result<(), Errno> {
-        debug_assert!(id < IDR_ID_LIMIT);
+        assert!(id < IDR_ID_LIMIT, "IDR id {id} beyond the tree's reach");
         let need = self.nodes_needed(id);
         let mut batch = NodeBatch::take(need)?;
         self.nr_nodes += need as u32;
@@ -434,7 +434,8 @@ impl<T> Idr<T> {
                 let shift = (*node).shift;
                 let off = slot_of(id, shift);
                 if shift == 0 {
-                    debug_assert!((*node).present & (1 << off) == 0, "id {id} is taken");
+                    // Overwriting would lose the entry there for good.
+                    assert!((*node).present & (1 << off) == 0, "IDR id {id} is taken");
                     (*node).slots[off] = value.cast();
                     (*node).present |= 1 << off;
                     (*node).full |= 1 << off;
@@ -458,7 +459,7 @@ impl<T> Idr<T> {
                 child = parent;
             }
         }
-        debug_assert_eq!(batch.nr, 0, "IDR insertion miscounted its nodes");
+        assert_eq!(batch.nr, 0, "IDR insertion miscounted its nodes");
         self.nr_ids += 1;
         Ok(())
     }

@@ -58,7 +58,8 @@ pub unsafe fn idr_node_free(node: *mut IdrNode) {
     // only field a clean node may still have set, and the cache takes
     // back only zeroed nodes.
     unsafe {
-        debug_assert!((*node).is_clean());
+        // The cache hands its objects out as zeroed nodes.
+        assert!((*node).is_clean(), "IDR node freed with entries");
         (*node).shift = 0;
         IDR_NODE_CACHE.free(NonNull::new_unchecked(node.cast()));
     }
@@ -153,7 +154,7 @@ impl NodeBatch {
         if n > 0 {
             lockctx::record(Site::IdrNodeAlloc);
         }
-        debug_assert!(n <= IDR_PRELOAD_SIZE);
+        assert!(n <= IDR_PRELOAD_SIZE, "IDR insertion wants {n} nodes");
         let mut batch = NodeBatch {
             nr: 0,
             nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
@@ -203,7 +204,8 @@ impl NodeBatch {
         let node = self.nodes[self.nr];
         // SAFETY: batch nodes are valid, clean and owned by the batch.
         unsafe {
-            debug_assert!((*node).is_clean());
+            // A stale child pointer in a new node would be followed.
+            assert!((*node).is_clean(), "IDR node batch holds a used node");
             (*node).shift = shift;
         }
         node
