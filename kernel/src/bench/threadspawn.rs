@@ -288,8 +288,8 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
     for cpu in 0..online {
         let st = proc_stats_cpu(cpu);
         println!(
-            "spawn/reap cpu {cpu}: {} tasks spawned, {} released, {} failed spawns (since boot)",
-            st.forks, st.releases, st.fork_failures
+            "spawn/reap cpu {cpu}: {} tasks spawned, {} released, {} failed spawns, {} ran here (since boot)",
+            st.forks, st.releases, st.fork_failures, st.ran
         );
     }
     let forks = proc_stats().forks - forks_before;

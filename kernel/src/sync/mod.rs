@@ -25,13 +25,13 @@ pub mod lockstat;
 pub mod rwlock;
 pub mod seqlock;
 pub mod ticket;
-mod word;
+pub(crate) mod word;
 
 /// Runs a loom model with a preemption bound (default 3, or
 /// `LOOM_MAX_PREEMPTIONS`), which keeps the models exhaustive over the
 /// interleavings that matter while finishing in seconds.
 #[cfg(all(test, loom))]
-fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);

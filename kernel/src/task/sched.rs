@@ -16,9 +16,10 @@
 //! on that CPU, in [`finish_task_switch`], drops the scheduler's reference,
 //! so the dead task's stack is freed only once nothing runs on it.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
+use super::kick::IdleKick;
+use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process, stats};
 use crate::arch::{apic, smp, switch};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
@@ -86,6 +87,11 @@ static IDLE: [AtomicPtr<Task>; MAX_CPUS] =
 static PREV: [AtomicPtr<Task>; MAX_CPUS] =
     [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Whether each CPU may be halted, on its own cache line: wakers on every
+/// CPU read it, and its CPU writes it on every trip through the idle loop.
+#[repr(align(128))]
+struct IdleKickSlot(IdleKick<AtomicU32>);
+static IDLE_KICK: [IdleKickSlot; MAX_CPUS] = [const { IdleKickSlot(IdleKick::new()) }; MAX_CPUS];
 
 /// The task running on this CPU.
 #[inline]
@@ -139,6 +145,7 @@ fn idle_entry(_: usize) {
 }
 
 fn idle_loop(cpu: usize) -> ! {
+    let kick = &IDLE_KICK[cpu].0;
     loop {
         platform::local_irq_disable();
         if RQ[cpu].lock().len > 0 {
@@ -148,11 +155,15 @@ fn idle_loop(cpu: usize) -> ! {
             platform::local_irq_enable();
             crate::rcu::rcu_idle();
             platform::local_irq_disable();
+            // From here wakers send the IPI (see `kick`).
+            kick.prepare_halt();
             if RQ[cpu].lock().len > 0 {
+                kick.end_halt();
                 continue;
             }
             // `sti; hlt`: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
+            kick.end_halt();
         }
     }
 }
@@ -171,6 +182,7 @@ pub(crate) fn prepare_new_stack(t: &Task) {
 /// First code of every new task, reached from `pidlab_task_start`.
 extern "C" fn task_entry(task: u64) -> ! {
     finish_task_switch();
+    stats::count_ran();
     platform::local_irq_enable();
     // SAFETY: `task` is the running task (the scheduler keeps it alive).
     let t = unsafe { &*(task as *const Task) };
@@ -200,7 +212,9 @@ fn enqueue(t: *const Task) {
     // SAFETY: the scheduler's reference keeps `t` alive.
     let cpu = unsafe { (*t).cpu() };
     RQ[cpu].lock().push(t);
-    if cpu != cpu_id() {
+    // A busy CPU finds the task at its next schedule(); only a halted one
+    // needs the IPI.
+    if cpu != cpu_id() && IDLE_KICK[cpu].0.needs_kick() {
         let _ = apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR));
     }
 }
