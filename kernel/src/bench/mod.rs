@@ -3,6 +3,7 @@
 
 pub mod locks;
 pub mod pidalloc;
+pub mod placement;
 pub mod stats;
 #[cfg(target_os = "none")]
 pub mod threadspawn;

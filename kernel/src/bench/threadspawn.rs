@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
+use crate::bench::placement::{Placement, Placer};
 use crate::bench::stats::{RATIO_ONE, Ratio, Summary};
 use crate::cmdline::{Accel, ThreadspawnParams, accel_name};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace};
@@ -38,6 +39,8 @@ use crate::task::wait::wait_child;
 /// What one sample's workers share.
 struct Sample {
     workers: usize,
+    online: usize,
+    placement: Placement,
     strategy: &'static StrategyPair,
     sample_cycles: u64,
     arrived: AtomicUsize,
@@ -67,10 +70,12 @@ fn worker(arg: usize) {
     let mut args = CloneArgs::new("thread", nothing, 0);
     args.thread = true;
     args.strategy = s.strategy;
+    let mut placer = Placer::new(s.placement, platform::cpu_id(), s.workers, s.online);
     let mut ops = 0u64;
     let mut failures = 0u64;
     let mut now = platform::cycles();
     while now < deadline {
+        args.cpu = Some(placer.next_cpu(s.online));
         match copy_process(&args) {
             Ok(t) => {
                 sched::join(&t);
@@ -108,9 +113,12 @@ fn run_sample(
     workers: usize,
     strategy: &'static StrategyPair,
     sample_ms: u32,
+    placement: Placement,
 ) -> Measured {
     let s = Sample {
         workers,
+        online: smp::online(),
+        placement,
         strategy,
         sample_cycles: time::ns_to_cycles(sample_ms as u64 * 1_000_000),
         arrived: AtomicUsize::new(0),
@@ -250,11 +258,11 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
         }
         // Warm-up: one short round of every strategy.
         for &s in strategies {
-            run_sample(&ns, w, s, p.sample_ms.min(200));
+            run_sample(&ns, w, s, p.sample_ms.min(200), p.placement);
         }
         for round in 0..p.samples {
             for &s in strategies {
-                let m = run_sample(&ns, w, s, p.sample_ms);
+                let m = run_sample(&ns, w, s, p.sample_ms, p.placement);
                 println!(
                     "threadspawn: workers {w} sample {}/{} {}: {} ops/s{}",
                     round + 1,

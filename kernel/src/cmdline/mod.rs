@@ -13,6 +13,7 @@ use core::fmt;
 use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
+use crate::bench::placement::Placement;
 use crate::strategy::{PAIRS, StrategyPair};
 
 /// What the kernel runs once it has booted.
@@ -83,6 +84,8 @@ pub struct ThreadspawnParams {
     /// The strategy pairs to run, in the order given.
     pub strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
     pub lockstat: bool,
+    /// Where new threads run.
+    pub placement: Placement,
 }
 
 impl Default for ThreadspawnParams {
@@ -94,6 +97,7 @@ impl Default for ThreadspawnParams {
             ns_depth: 0,
             strategies: PAIRS.iter().collect(),
             lockstat: false,
+            placement: Placement::Spread,
         }
     }
 }
@@ -160,6 +164,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
     ),
     ("lockstat", "on or off"),
+    (
+        "placement",
+        "spread (each new thread on another CPU, one without a worker if any: the default) or same (on its creator's CPU)",
+    ),
 ];
 
 /// Why a command line was rejected.
@@ -315,6 +323,9 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     "off" => false,
                     _ => return Err(bad()),
                 };
+            }
+            "placement" => {
+                cmd.threadspawn.placement = Placement::by_name(value).ok_or_else(bad)?;
             }
             _ => unreachable!("every key in KEYS has a case"),
         }

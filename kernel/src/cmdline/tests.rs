@@ -77,7 +77,7 @@ fn rejects_bad_values_naming_what_is_accepted() {
 #[test]
 fn parses_threadspawn_keys() {
     let c = parse(
-        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on",
+        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on placement=same",
     )
     .unwrap();
     let t = c.threadspawn;
@@ -86,6 +86,8 @@ fn parses_threadspawn_keys() {
     let names: Vec<&str> = t.strategies.iter().map(|p| p.name).collect();
     assert_eq!(names, ["both", "stock"]);
     assert!(t.lockstat);
+    assert_eq!(t.placement, Placement::Same);
+    assert_eq!(ThreadspawnParams::default().placement, Placement::Spread);
 }
 
 #[test]
@@ -189,6 +191,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "stock,", "stock,stock", "fast"],
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
+    ("placement", &["spread", "same"], &["", "Spread", "other"]),
 ];
 
 /// `heap` is a size: at least 1 MiB, at most what a `u64` holds.
