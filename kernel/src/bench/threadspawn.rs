@@ -33,7 +33,8 @@ use crate::sync::lockstat;
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
-use crate::task::stats::{proc_stats, proc_stats_cpu};
+use crate::task::nr_tasks;
+use crate::task::stats::{ProcStats, proc_stats, proc_stats_cpu};
 use crate::task::wait::wait_child;
 
 /// What one sample's workers share.
@@ -114,7 +115,7 @@ fn run_sample(
     strategy: &'static StrategyPair,
     sample_ms: u32,
     placement: Placement,
-) -> Measured {
+) -> Result<Measured, String> {
     let s = Sample {
         workers,
         online: smp::online(),
@@ -128,6 +129,8 @@ fn run_sample(
         failures: AtomicU64::new(0),
     };
     let pid_before = pid_stats_total();
+    let procs_before = proc_stats();
+    let tasks_before = nr_tasks();
     if lockstat::enabled() {
         lockstat::reset();
     }
@@ -142,6 +145,7 @@ fn run_sample(
     for _ in 0..workers {
         wait_child(None, true).expect("threadspawn: a worker to reap");
     }
+    drain(&procs_before, tasks_before)?;
     let pid_after = pid_stats_total().since(&pid_before);
     let mut m = Measured {
         ops_per_sec: s.ops_per_sec.load(Ordering::Relaxed),
@@ -167,7 +171,36 @@ fn run_sample(
             }
         }
     }
-    m
+    Ok(m)
+}
+
+/// How long the releases still in flight after a sample may take.
+const DRAIN_MS: u64 = 10_000;
+
+/// Waits until every process forked since `before` has been released and
+/// freed: a worker's join returns at its thread's `mm_release`, so the
+/// last threads' `release_task` may still run when the workers are gone
+/// (their leader was reaped only after each thread's pids were detached;
+/// the rest of `release_task`, the deferred frees, and the freeing of the
+/// task by its CPU's next switch come after). Nothing of one sample runs
+/// into the next.
+fn drain(before: &ProcStats, tasks_before: usize) -> Result<(), String> {
+    let limit = platform::cycles() + time::ns_to_cycles(DRAIN_MS * 1_000_000);
+    loop {
+        let now = proc_stats();
+        let in_flight = (now.forks - before.forks).saturating_sub(now.releases - before.releases);
+        let tasks = nr_tasks();
+        if in_flight == 0 && tasks <= tasks_before {
+            return Ok(());
+        }
+        if platform::cycles() > limit {
+            return Err(format!(
+                "{in_flight} releases still in flight and {} tasks not freed {DRAIN_MS} ms after the sample",
+                tasks.saturating_sub(tasks_before)
+            ));
+        }
+        platform::cpu_relax();
+    }
 }
 
 /// Per (workers, strategy): the samples.
@@ -258,11 +291,11 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
         }
         // Warm-up: one short round of every strategy.
         for &s in strategies {
-            run_sample(&ns, w, s, p.sample_ms.min(200), p.placement);
+            run_sample(&ns, w, s, p.sample_ms.min(200), p.placement)?;
         }
         for round in 0..p.samples {
             for &s in strategies {
-                let m = run_sample(&ns, w, s, p.sample_ms, p.placement);
+                let m = run_sample(&ns, w, s, p.sample_ms, p.placement)?;
                 println!(
                     "threadspawn: workers {w} sample {}/{} {}: {} ops/s{}",
                     round + 1,

@@ -318,8 +318,8 @@ fn finish_task_switch() {
 }
 
 /// Ends the current task. A process (a task with pids, made by
-/// `process::copy_process`) goes through `do_exit`; a plain kernel task is
-/// marked dead, its joiner woken, and switched away from for good.
+/// `process::copy_process`) goes through `do_exit`; a plain kernel task
+/// wakes its joiner, is marked dead, and switched away from for good.
 pub fn exit_current(code: i32) -> ! {
     let me = current();
     if is_process(me) {
@@ -327,18 +327,26 @@ pub fn exit_current(code: i32) -> ! {
     }
     me.set_exit_code(code);
     platform::local_irq_disable();
-    mark_dead_and_wake_joiner(me);
+    wake_joiner(me);
+    me.set_state(TaskState::Dead);
     exit_final()
 }
 
-/// Marks `t` Dead and wakes whoever joins it. Dead first, then look for a
-/// joiner: a joiner registers before it checks for Dead, so one of us sees
-/// the other (all SeqCst).
-pub(crate) fn mark_dead_and_wake_joiner(t: &Task) {
-    t.set_state(TaskState::Dead);
-    let joiner = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
-    if !joiner.is_null() {
-        // SAFETY: the joiner stored a counted reference to itself.
+/// `Task::joiner` once the task has passed its join point: nobody may
+/// register any more, and [`join`] returns.
+const JOINED: *mut Task = 1 as *mut Task;
+
+/// The join point of `t`, the exiting current task (for a process, the
+/// `mm_release()` step of `do_exit`: Linux clears the thread's tid there
+/// and wakes the futex `pthread_join` sleeps on, before `exit_notify` and
+/// `release_task`). Its exit code must be set. One swap decides the race
+/// with a joiner registering: the joiner either finds [`JOINED`] and
+/// returns at once, or has stored itself and is woken here.
+pub(crate) fn wake_joiner(t: &Task) {
+    let joiner = t.joiner.swap(JOINED, Ordering::SeqCst);
+    if !joiner.is_null() && joiner != JOINED {
+        // SAFETY: the joiner stored a counted reference to itself, which
+        // nobody else takes back now that the slot holds JOINED.
         let joiner = unsafe { TaskRef::from_raw(joiner) };
         wake_up_process(&joiner);
     }
@@ -356,17 +364,23 @@ pub(crate) fn exit_final() -> ! {
     unreachable!("an exited task was scheduled again");
 }
 
-/// Waits for `t` to exit (a join). Returns its exit code.
+/// Waits for `t` to reach its join point (a join; for a process, early in
+/// `do_exit`, so its `exit_notify` and `release_task` may still be running
+/// on its CPU when this returns). Returns its exit code. At most one
+/// joiner per task.
 pub fn join(t: &TaskRef) -> i32 {
     let me = current_ref().into_raw() as *mut Task;
-    t.joiner.store(me, Ordering::SeqCst);
-    block_until(|| t.state() == TaskState::Dead);
-    // If `t` had died before we registered, nobody took our reference.
-    let unclaimed = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
-    if !unclaimed.is_null() {
-        // SAFETY: the reference we stored above, not taken by the exiting
-        // task.
-        drop(unsafe { TaskRef::from_raw(unclaimed) });
+    match t
+        .joiner
+        .compare_exchange(core::ptr::null_mut(), me, Ordering::SeqCst, Ordering::SeqCst)
+    {
+        Ok(_) => block_until(|| t.joiner.load(Ordering::SeqCst) == JOINED),
+        Err(JOINED) => {
+            // Already past its join point: nobody will take our reference.
+            // SAFETY: the reference made above, never shared.
+            drop(unsafe { TaskRef::from_raw(me) });
+        }
+        Err(_) => panic!("task {} joined twice", t.name()),
     }
     t.exit_code()
 }
