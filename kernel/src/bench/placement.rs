@@ -71,11 +71,7 @@ impl Placer {
             Placement::Spread if online > 1 => (own + 1, online - 1, 0),
             Placement::Spread => (own, 1, 0),
         };
-        Placer {
-            first,
-            count,
-            next,
-        }
+        Placer { first, count, next }
     }
 
     /// The CPU for the next thread.

@@ -92,7 +92,7 @@ impl Default for ThreadspawnParams {
     fn default() -> Self {
         ThreadspawnParams {
             workers: None,
-            samples: 5,
+            samples: 6,
             sample_ms: 1000,
             ns_depth: 0,
             strategies: PAIRS.iter().collect(),

@@ -16,8 +16,8 @@ use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
-use crate::task::{Task, TaskRef, TaskState, read_lock_tasklist, task_pid};
 use crate::task::wait::{Reaped, wait_child};
+use crate::task::{Task, TaskRef, TaskState, read_lock_tasklist, task_pid};
 
 fn exit_with(code: usize) {
     sched::exit_current(code as i32)
@@ -247,7 +247,10 @@ fn spawn_parked_thread_then_exit(strategy: usize) {
 /// reap (`delay_group_leader`) until the thread is released, whose
 /// release then reports it.
 fn leader_waits_for_its_thread(strategy: &'static StrategyPair) {
-    let index = PAIRS.iter().position(|p| ptr::eq(p, strategy)).expect("pair");
+    let index = PAIRS
+        .iter()
+        .position(|p| ptr::eq(p, strategy))
+        .expect("pair");
     let leader = copy_process(&CloneArgs::new(
         "leader",
         spawn_parked_thread_then_exit,
@@ -295,7 +298,10 @@ fn spawn_threads_elsewhere_then_exit(strategy: usize) {
 /// join: its parent must not reap it before that thread is released
 /// (`delay_group_leader`), which the thread's detached pid shows.
 fn threads_elsewhere(strategy: &'static StrategyPair) {
-    let index = PAIRS.iter().position(|p| ptr::eq(p, strategy)).expect("pair");
+    let index = PAIRS
+        .iter()
+        .position(|p| ptr::eq(p, strategy))
+        .expect("pair");
     let leader = copy_process(&CloneArgs::new(
         "leader",
         spawn_threads_elsewhere_then_exit,

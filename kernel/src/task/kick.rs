@@ -94,7 +94,10 @@ mod loom_models {
             s.0.prepare_halt();
             let found = *s.1.lock().unwrap() > 0;
             let kicked = waker.join().unwrap();
-            assert!(found || kicked, "the task was queued on a halted CPU and no IPI sent");
+            assert!(
+                found || kicked,
+                "the task was queued on a halted CPU and no IPI sent"
+            );
         });
     }
 

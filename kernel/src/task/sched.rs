@@ -370,10 +370,12 @@ pub(crate) fn exit_final() -> ! {
 /// joiner per task.
 pub fn join(t: &TaskRef) -> i32 {
     let me = current_ref().into_raw() as *mut Task;
-    match t
-        .joiner
-        .compare_exchange(core::ptr::null_mut(), me, Ordering::SeqCst, Ordering::SeqCst)
-    {
+    match t.joiner.compare_exchange(
+        core::ptr::null_mut(),
+        me,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    ) {
         Ok(_) => block_until(|| t.joiner.load(Ordering::SeqCst) == JOINED),
         Err(JOINED) => {
             // Already past its join point: nobody will take our reference.

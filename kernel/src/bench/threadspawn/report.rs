@@ -1,0 +1,197 @@
+//! threadspawn's report: the summary table, Linux's own comparisons, and
+//! the machine-readable rows.
+//!
+//! Strategies run interleaved in rounds, so every ratio is reported two
+//! ways: the ratio of means with its propagated spread (`vs stock`), and
+//! the paired view that decides `noise?`: per round, the strategy's ops/s
+//! over the baseline's in that same round, then the median of those ratios
+//! with its order-statistic interval ([`Paired`]). A host phase that slows
+//! one round slows both sides of that round's ratio, so the paired view is
+//! the one that survives a shared host.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::worker::Measured;
+use crate::bench::placement::Placement;
+use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_rank};
+use crate::cmdline::{Accel, accel_name};
+use crate::strategy::StrategyPair;
+
+/// Per (workers, strategy): the sample of each round, in round order.
+pub(super) struct Cell {
+    pub(super) workers: usize,
+    pub(super) strategy: &'static StrategyPair,
+    pub(super) samples: Vec<Measured>,
+}
+
+impl Cell {
+    fn ops(&self) -> Vec<u64> {
+        self.samples.iter().map(|m| m.ops_per_sec).collect()
+    }
+
+    fn summary(&self) -> Summary {
+        Summary::of(&self.ops())
+    }
+
+    fn total(&self, f: impl Fn(&Measured) -> u64) -> u64 {
+        self.samples.iter().map(f).sum()
+    }
+
+    /// `num / ops` in hundredths.
+    fn per_op_x100(&self, f: impl Fn(&Measured) -> u64) -> Option<u64> {
+        let ops = self.total(|m| m.ops);
+        (ops > 0).then(|| self.total(f) * 100 / ops)
+    }
+}
+
+/// How the run was configured, for the report's headers and rows.
+pub(super) struct RunInfo {
+    pub(super) ns_depth: u32,
+    pub(super) rounds: u32,
+    pub(super) sample_ms: u32,
+    pub(super) placement: Placement,
+    pub(super) lockstat: bool,
+    pub(super) online: usize,
+    pub(super) accel: Option<Accel>,
+}
+
+fn find<'a>(cells: &'a [Cell], workers: usize, name: &str) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .find(|c| c.workers == workers && c.strategy.name == name)
+}
+
+/// `a` against `b`: the ratio of means and the paired view.
+fn compare(a: &Cell, b: &Cell) -> (Option<Ratio>, Option<Paired>) {
+    (
+        Ratio::of(&a.summary(), &b.summary()),
+        Paired::of(&a.ops(), &b.ops()),
+    )
+}
+
+/// Hundredths as `x.xx`.
+fn fixed2(v: u64) -> String {
+    format!("{}.{:02}", v / 100, v % 100)
+}
+
+fn opt_fixed2(v: Option<u64>) -> String {
+    v.map_or(String::from("-"), fixed2)
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or(String::new(), |v| format!("{v}"))
+}
+
+pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
+    let (_, coverage) = median_interval_rank(info.rounds as u64);
+    let tenths = (coverage + 5) / 10;
+    let cover = format!("{}.{}%", tenths / 10, tenths % 10);
+    println!();
+    println!(
+        "threadspawn summary (ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        info.ns_depth,
+        info.placement.name(),
+        info.rounds,
+        info.sample_ms
+    );
+    println!(
+        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>9} {:>8} {:>9} {:>8} {:>8}",
+        "workers",
+        "strategy",
+        "ops/s",
+        "stdev",
+        "vs stock",
+        "paired",
+        "noise?",
+        "pidmap/op",
+        "tlist/op",
+        "contended",
+        "wait cyc",
+        "hold cyc"
+    );
+    let mut rows = Vec::new();
+    for c in cells {
+        let sum = c.summary();
+        let is_stock = core::ptr::eq(c.strategy, StrategyPair::stock());
+        let (ratio, paired) = match find(cells, c.workers, StrategyPair::stock().name) {
+            Some(stock) if !is_stock => compare(c, stock),
+            _ => (None, None),
+        };
+        let (ratio_s, paired_s, noise) = if is_stock {
+            (String::from("1.000x"), String::from("1.000x"), "-")
+        } else {
+            (
+                ratio.map_or(String::from("-"), |r| format!("{r}")),
+                paired.map_or(String::from("-"), |p| format!("{p}")),
+                paired.map_or("-", |p| p.noise().name()),
+            )
+        };
+        let pidmap = c.per_op_x100(|m| m.pidmap_acq);
+        let ls = info.lockstat;
+        let tasklist = if ls {
+            c.per_op_x100(|m| m.tasklist_acq)
+        } else {
+            None
+        };
+        let acq = c.total(|m| m.acquisitions);
+        let contended = (ls && acq > 0).then(|| c.total(|m| m.contended) * 10_000 / acq);
+        let wait = (ls && acq > 0).then(|| c.total(|m| m.wait_cycles) / acq);
+        let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq);
+        println!(
+            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>9} {:>8} {:>9} {:>8} {:>8}",
+            c.workers,
+            c.strategy.name,
+            sum.mean,
+            sum.stdev,
+            ratio_s,
+            paired_s,
+            noise,
+            opt_fixed2(pidmap),
+            opt_fixed2(tasklist),
+            contended.map_or(String::from("-"), |v| format!("{}%", fixed2(v))),
+            wait.map_or(String::from("-"), |v| format!("{v}")),
+            hold.map_or(String::from("-"), |v| format!("{v}"))
+        );
+        let (rv, rs) = match (ratio, is_stock) {
+            (_, true) => (format!("{RATIO_ONE}"), String::from("0")),
+            (Some(r), _) => (format!("{}", r.value), format!("{}", r.spread)),
+            (None, _) => (String::new(), String::new()),
+        };
+        let (pm, plo, phi) = match (paired, is_stock) {
+            (_, true) => (Some(RATIO_ONE), Some(RATIO_ONE), Some(RATIO_ONE)),
+            (Some(p), _) => (Some(p.median), Some(p.lo), Some(p.hi)),
+            (None, _) => (None, None, None),
+        };
+        rows.push(format!(
+            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{}",
+            c.strategy.name,
+            c.workers,
+            info.ns_depth,
+            sum.mean,
+            sum.stdev,
+            sum.n,
+            sum.min,
+            sum.max,
+            opt(pm),
+            opt(plo),
+            opt(phi),
+            opt_fixed2(pidmap),
+            opt_fixed2(tasklist),
+            opt(contended),
+            opt(wait),
+            opt(hold),
+            info.placement.name(),
+            info.online,
+            accel_name(info.accel)
+        ));
+    }
+    println!();
+    println!(
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,placement,cpus,accel"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+}
