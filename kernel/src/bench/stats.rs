@@ -213,6 +213,11 @@ impl Paired {
             Noise::Outside
         }
     }
+
+    /// The farther bound's distance from the median.
+    pub(crate) fn spread(&self) -> u64 {
+        (self.median - self.lo).max(self.hi - self.median)
+    }
 }
 
 /// The largest rank `k` (1-based, at least 1) whose interval
@@ -325,6 +330,7 @@ mod tests {
         // 1.04 1.08 1.10 1.12 1.125 1.15.
         assert_eq!((p.n, p.lo, p.hi, p.median), (6, 10_400, 11_500, 11_100));
         assert_eq!(p.noise(), Noise::Outside);
+        assert_eq!(p.spread(), 700);
         assert_eq!(p.to_string(), "1.110x [1.040, 1.150]");
         // The rounds' host phases (100 vs 400) cancel in the pairs; the
         // ratio of means would be carried by the big round.

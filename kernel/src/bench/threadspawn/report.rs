@@ -8,6 +8,11 @@
 //! with its order-statistic interval ([`Paired`]). A host phase that slows
 //! one round slows both sides of that round's ratio, so the paired view is
 //! the one that survives a shared host.
+//!
+//! Linux measured each change against the kernel it was merged into: the
+//! exit change as 6.15 against 6.14 (`exit-deferred / stock`), the pidmap
+//! change on a tree that already had the exit change (`both /
+//! exit-deferred`). Those two comparisons get their own lines and rows.
 
 use alloc::format;
 use alloc::string::String;
@@ -83,6 +88,22 @@ fn opt_fixed2(v: Option<u64>) -> String {
 fn opt(v: Option<u64>) -> String {
     v.map_or(String::new(), |v| format!("{v}"))
 }
+
+/// Linux's two comparisons: (row name, label, numerator, denominator).
+const LINUX_CHANGES: [(&str, &str, &str, &str); 2] = [
+    (
+        "exit",
+        "exit   = exit-deferred / stock",
+        "exit-deferred",
+        "stock",
+    ),
+    (
+        "pidmap",
+        "pidmap = both / exit-deferred",
+        "both",
+        "exit-deferred",
+    ),
+];
 
 pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     let (_, coverage) = median_interval_rank(info.rounds as u64);
@@ -187,6 +208,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             accel_name(info.accel)
         ));
     }
+    let linux = print_linux_changes(cells, info, coverage);
     println!();
     println!(
         "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,placement,cpus,accel"
@@ -194,4 +216,61 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     for r in rows {
         println!("{r}");
     }
+    println!(
+        "threadspawn_linux,change,workers,ns_depth,ratio_x10000,spread_x10000,noise,paired_lo_x10000,paired_hi_x10000,rounds,paired_coverage_x10000,ratio_of_means_x10000,placement,cpus,accel"
+    );
+    for r in linux {
+        println!("{r}");
+    }
+}
+
+/// Prints Linux's comparisons per worker count and returns their rows.
+fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64) -> Vec<String> {
+    let mut workers: Vec<usize> = cells.iter().map(|c| c.workers).collect();
+    workers.dedup();
+    println!(
+        "Linux's comparisons (each change against the kernel it was merged into; paired per round, median [interval]):"
+    );
+    let mut rows = Vec::new();
+    for &w in &workers {
+        for (row, label, num, den) in LINUX_CHANGES {
+            let (Some(a), Some(b)) = (find(cells, w, num), find(cells, w, den)) else {
+                let missing: Vec<&str> = [num, den]
+                    .into_iter()
+                    .filter(|n| find(cells, w, n).is_none())
+                    .collect();
+                println!(
+                    "{w:>7} {label}: not run (strategies= lacks {})",
+                    missing.join(" and ")
+                );
+                continue;
+            };
+            let (ratio, paired) = compare(a, b);
+            let Some(p) = paired else {
+                println!("{w:>7} {label}: no round measured {den}");
+                continue;
+            };
+            let means = ratio.map_or(String::from("-"), |r| format!("{r}"));
+            println!(
+                "{w:>7} {label}: {:<23} {:<7} (ratio of means {means})",
+                format!("{p}"),
+                p.noise().name()
+            );
+            rows.push(format!(
+                "threadspawn_linux,{row},{w},{},{},{},{},{},{},{},{coverage},{},{},{},{}",
+                info.ns_depth,
+                p.median,
+                p.spread(),
+                p.noise().name(),
+                p.lo,
+                p.hi,
+                p.n,
+                opt(ratio.map(|r| r.value)),
+                info.placement.name(),
+                info.online,
+                accel_name(info.accel)
+            ));
+        }
+    }
+    rows
 }
