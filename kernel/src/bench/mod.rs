@@ -5,5 +5,6 @@ pub mod locks;
 pub mod pidalloc;
 pub mod placement;
 pub mod stats;
+pub(crate) mod steal;
 #[cfg(target_os = "none")]
 pub mod threadspawn;

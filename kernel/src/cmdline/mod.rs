@@ -86,6 +86,8 @@ pub struct ThreadspawnParams {
     pub lockstat: bool,
     /// Where new threads run.
     pub placement: Placement,
+    /// Steal percentage above which a sample is run again.
+    pub max_steal: u32,
 }
 
 impl Default for ThreadspawnParams {
@@ -98,6 +100,7 @@ impl Default for ThreadspawnParams {
             strategies: PAIRS.iter().collect(),
             lockstat: false,
             placement: Placement::Spread,
+            max_steal: 20,
         }
     }
 }
@@ -167,6 +170,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "placement",
         "spread (each new thread on another CPU, one without a worker if any: the default) or same (on its creator's CPU)",
+    ),
+    (
+        "max_steal",
+        "a host steal percentage from 0 to 100 above which a sample is run again, at most twice (default 20; 100 never re-runs)",
     ),
 ];
 
@@ -321,6 +328,12 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 cmd.threadspawn.lockstat = match value {
                     "on" => true,
                     "off" => false,
+                    _ => return Err(bad()),
+                };
+            }
+            "max_steal" => {
+                cmd.threadspawn.max_steal = match value.parse::<u32>() {
+                    Ok(n) if n <= 100 => n,
                     _ => return Err(bad()),
                 };
             }

@@ -77,7 +77,7 @@ fn rejects_bad_values_naming_what_is_accepted() {
 #[test]
 fn parses_threadspawn_keys() {
     let c = parse(
-        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on placement=same",
+        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on placement=same max_steal=35",
     )
     .unwrap();
     let t = c.threadspawn;
@@ -87,6 +87,7 @@ fn parses_threadspawn_keys() {
     assert_eq!(names, ["both", "stock"]);
     assert!(t.lockstat);
     assert_eq!(t.placement, Placement::Same);
+    assert_eq!(t.max_steal, 35);
     assert_eq!(ThreadspawnParams::default().placement, Placement::Spread);
 }
 
@@ -150,6 +151,12 @@ const RANGES: &[Range] = &[
         lo: 0,
         hi: 31,
         value: |c| c.threadspawn.ns_depth.into(),
+    },
+    Range {
+        key: "max_steal",
+        lo: 0,
+        hi: 100,
+        value: |c| c.threadspawn.max_steal.into(),
     },
     // Each worker count in the list.
     Range {

@@ -24,11 +24,23 @@ use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_ran
 use crate::cmdline::{Accel, accel_name};
 use crate::strategy::StrategyPair;
 
-/// Per (workers, strategy): the sample of each round, in round order.
+/// One run of one sample, kept or re-run.
+#[derive(Clone, Copy)]
+pub(super) struct Attempt {
+    pub(super) round: u32,
+    pub(super) attempt: u32,
+    pub(super) ops_per_sec: u64,
+    pub(super) steal_x100: u64,
+    pub(super) kept: bool,
+}
+
+/// Per (workers, strategy): the kept sample of each round, in round
+/// order, and every attempt.
 pub(super) struct Cell {
     pub(super) workers: usize,
     pub(super) strategy: &'static StrategyPair,
     pub(super) samples: Vec<Measured>,
+    pub(super) attempts: Vec<Attempt>,
 }
 
 impl Cell {
@@ -49,6 +61,20 @@ impl Cell {
         let ops = self.total(|m| m.ops);
         (ops > 0).then(|| self.total(f) * 100 / ops)
     }
+
+    /// Mean and largest steal of the kept samples, in hundredths of a
+    /// percent.
+    fn steal_x100(&self) -> (u64, u64) {
+        let n = self.samples.len().max(1) as u64;
+        (
+            self.total(|m| m.steal_x100) / n,
+            self.samples.iter().map(|m| m.steal_x100).max().unwrap_or(0),
+        )
+    }
+
+    fn reruns(&self) -> usize {
+        self.attempts.iter().filter(|a| !a.kept).count()
+    }
 }
 
 /// How the run was configured, for the report's headers and rows.
@@ -57,6 +83,7 @@ pub(super) struct RunInfo {
     pub(super) rounds: u32,
     pub(super) sample_ms: u32,
     pub(super) placement: Placement,
+    pub(super) max_steal: u32,
     pub(super) lockstat: bool,
     pub(super) online: usize,
     pub(super) accel: Option<Accel>,
@@ -77,7 +104,7 @@ fn compare(a: &Cell, b: &Cell) -> (Option<Ratio>, Option<Paired>) {
 }
 
 /// Hundredths as `x.xx`.
-fn fixed2(v: u64) -> String {
+pub(super) fn fixed2(v: u64) -> String {
     format!("{}.{:02}", v / 100, v % 100)
 }
 
@@ -111,14 +138,14 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     let cover = format!("{}.{}%", tenths / 10, tenths % 10);
     println!();
     println!(
-        "threadspawn summary (ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        "threadspawn summary (ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; steal: mean host steal of the kept samples; per op: lock acquisitions; lockstat columns need lockstat=on)",
         info.ns_depth,
         info.placement.name(),
         info.rounds,
         info.sample_ms
     );
     println!(
-        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>9} {:>8} {:>9} {:>8} {:>8}",
+        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8}",
         "workers",
         "strategy",
         "ops/s",
@@ -126,6 +153,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         "vs stock",
         "paired",
         "noise?",
+        "steal",
         "pidmap/op",
         "tlist/op",
         "contended",
@@ -160,8 +188,9 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         let contended = (ls && acq > 0).then(|| c.total(|m| m.contended) * 10_000 / acq);
         let wait = (ls && acq > 0).then(|| c.total(|m| m.wait_cycles) / acq);
         let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq);
+        let (steal, steal_max) = c.steal_x100();
         println!(
-            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>9} {:>8} {:>9} {:>8} {:>8}",
+            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>5}% {:>9} {:>8} {:>9} {:>8} {:>8}",
             c.workers,
             c.strategy.name,
             sum.mean,
@@ -169,6 +198,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             ratio_s,
             paired_s,
             noise,
+            fixed2(steal),
             opt_fixed2(pidmap),
             opt_fixed2(tasklist),
             contended.map_or(String::from("-"), |v| format!("{}%", fixed2(v))),
@@ -186,7 +216,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             (None, _) => (None, None, None),
         };
         rows.push(format!(
-            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{}",
+            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{},{},{},{}",
             c.strategy.name,
             c.workers,
             info.ns_depth,
@@ -203,15 +233,28 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             opt(contended),
             opt(wait),
             opt(hold),
+            fixed2(steal),
+            fixed2(steal_max),
+            c.reruns(),
             info.placement.name(),
             info.online,
             accel_name(info.accel)
         ));
     }
     let linux = print_linux_changes(cells, info, coverage);
+    let reruns: usize = cells.iter().map(Cell::reruns).sum();
+    let over = cells
+        .iter()
+        .flat_map(|c| c.samples.iter())
+        .filter(|m| m.steal_x100 > info.max_steal as u64 * 100)
+        .count();
+    println!(
+        "re-run: {reruns} samples over max_steal {}% (each at most twice); {over} kept samples still over it",
+        info.max_steal
+    );
     println!();
     println!(
-        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,placement,cpus,accel"
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel"
     );
     for r in rows {
         println!("{r}");
@@ -221,6 +264,27 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     );
     for r in linux {
         println!("{r}");
+    }
+    println!(
+        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel"
+    );
+    for c in cells {
+        for a in &c.attempts {
+            println!(
+                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{}",
+                c.strategy.name,
+                c.workers,
+                info.ns_depth,
+                a.round,
+                a.attempt,
+                a.ops_per_sec,
+                fixed2(a.steal_x100),
+                if a.kept { "yes" } else { "no" },
+                info.placement.name(),
+                info.online,
+                accel_name(info.accel)
+            );
+        }
     }
 }
 

@@ -6,8 +6,8 @@
 //! picks (`copy_process` with `CLONE_THREAD`: alloc_pid, tasklist_lock),
 //! join it (the join returns at the thread's `mm_release`, so its
 //! `exit_notify` and `release_task` overlap the next fork), count one op.
-//! The loop stamps the TSC once per op for the deadline; it prints nothing
-//! and allocates from the per-CPU caches only.
+//! The loop stamps the TSC once per op, for the deadline and for the steal
+//! meter; it prints nothing and allocates from the per-CPU caches only.
 //!
 //! When the deadline passes, a worker exits; its parent reaps it once its
 //! last thread is released (`delay_group_leader`), and [`run_sample`] then
@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::arch::{smp, time};
 use crate::bench::placement::{Placement, Placer};
+use crate::bench::steal::{STEAL_GAP_US, StealMeter, steal_x100};
 use crate::pid::namespace::PidNamespace;
 use crate::pid::pid_stats_total;
 use crate::platform;
@@ -45,6 +46,9 @@ struct Sample {
     /// Sum over workers of ops per second (each over its own elapsed time).
     ops_per_sec: AtomicU64,
     failures: AtomicU64,
+    /// Sums over workers of their elapsed and stolen cycles.
+    elapsed: AtomicU64,
+    stolen: AtomicU64,
 }
 
 fn nothing(_: usize) {}
@@ -67,9 +71,11 @@ fn worker(arg: usize) {
     args.thread = true;
     args.strategy = s.strategy;
     let mut placer = Placer::new(s.placement, platform::cpu_id(), s.workers, s.online);
+    let mut steal = StealMeter::new(start, time::ns_to_cycles(STEAL_GAP_US * 1000));
     let mut ops = 0u64;
     let mut failures = 0u64;
     let mut now = platform::cycles();
+    steal.stamp(now);
     while now < deadline {
         args.cpu = Some(placer.next_cpu(s.online));
         match copy_process(&args) {
@@ -80,14 +86,18 @@ fn worker(arg: usize) {
             Err(_) => failures += 1,
         }
         now = platform::cycles();
+        steal.stamp(now);
     }
-    let elapsed_ns = time::cycles_to_ns(now - start).max(1);
+    let elapsed = (now - start).max(1);
+    let elapsed_ns = time::cycles_to_ns(elapsed).max(1);
     s.ops.fetch_add(ops, Ordering::Relaxed);
     s.failures.fetch_add(failures, Ordering::Relaxed);
     s.ops_per_sec.fetch_add(
         (ops as u128 * 1_000_000_000 / elapsed_ns as u128) as u64,
         Ordering::Relaxed,
     );
+    s.elapsed.fetch_add(elapsed, Ordering::Relaxed);
+    s.stolen.fetch_add(steal.stolen(), Ordering::Relaxed);
 }
 
 /// One sample's numbers.
@@ -95,6 +105,8 @@ fn worker(arg: usize) {
 pub(super) struct Measured {
     pub(super) ops_per_sec: u64,
     pub(super) ops: u64,
+    /// Host steal over the workers' time, in hundredths of a percent.
+    pub(super) steal_x100: u64,
     pub(super) pidmap_acq: u64,
     pub(super) tasklist_acq: u64,
     pub(super) contended: u64,
@@ -128,6 +140,8 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         ops: AtomicU64::new(0),
         ops_per_sec: AtomicU64::new(0),
         failures: AtomicU64::new(0),
+        elapsed: AtomicU64::new(0),
+        stolen: AtomicU64::new(0),
     };
     let pid_before = pid_stats_total();
     let procs_before = proc_stats();
@@ -152,6 +166,10 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         ops_per_sec: s.ops_per_sec.load(Ordering::Relaxed),
         ops: s.ops.load(Ordering::Relaxed),
         failures: s.failures.load(Ordering::Relaxed),
+        steal_x100: steal_x100(
+            s.stolen.load(Ordering::Relaxed),
+            s.elapsed.load(Ordering::Relaxed),
+        ),
         ..Measured::default()
     };
     // Includes each worker's own spawn and reap (one per worker per
