@@ -8,12 +8,14 @@
 //! on the chosen CPU's run queue and the wake IPI reaches that CPU if it is
 //! halted.
 //!
-//! [`Placement::Spread`] picks, for worker `i` on CPU `i` of `workers`, the
-//! CPUs that run no worker (those idle but for the threads sent there) in
-//! turn, starting at a different one per worker; when every CPU runs a
-//! worker, the other CPUs in turn. [`Placement::Same`] keeps each thread on
-//! its creator's CPU. The choice reads no shared state: it costs the spawn
-//! loop an add and a compare.
+//! [`Placement::Spread`] chooses, for worker `i` on CPU `i` of `workers`,
+//! among the CPUs that run no worker (or, when every CPU runs one, among
+//! the other CPUs), as `select_idle_sibling()` would: the CPU it used last
+//! if that one is idle now, else the next idle one after it, else simply
+//! the next one in turn. Workers start at different candidates. "Idle"
+//! is the scheduler's may-be-halted flag, one cache line per CPU read per
+//! candidate looked at. [`Placement::Same`] keeps each thread on its
+//! creator's CPU.
 
 /// How threadspawn places each new thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +52,8 @@ pub(crate) struct Placer {
     /// First CPU of the candidates and how many there are.
     first: usize,
     count: usize,
-    /// Index of the next candidate.
-    next: usize,
+    /// Index of the candidate used last.
+    last: usize,
 }
 
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
@@ -60,7 +62,7 @@ impl Placer {
     /// `online`.
     pub(crate) fn new(placement: Placement, own: usize, workers: usize, online: usize) -> Self {
         debug_assert!(own < workers && workers <= online);
-        let (first, count, next) = match placement {
+        let (first, count, last) = match placement {
             Placement::Same => (own, 1, 0),
             // The CPUs without a worker, worker i starting at the i-th.
             Placement::Spread if online > workers => {
@@ -71,16 +73,28 @@ impl Placer {
             Placement::Spread if online > 1 => (own + 1, online - 1, 0),
             Placement::Spread => (own, 1, 0),
         };
-        Placer { first, count, next }
+        Placer { first, count, last }
     }
 
-    /// The CPU for the next thread.
+    /// The CPU for the next thread; `idle(cpu)` says whether a CPU is idle
+    /// now.
     #[inline]
-    pub(crate) fn next_cpu(&mut self, online: usize) -> usize {
-        let i = self.next;
-        self.next = if i + 1 == self.count { 0 } else { i + 1 };
+    pub(crate) fn next_cpu(&mut self, online: usize, idle: impl Fn(usize) -> bool) -> usize {
+        if self.count > 1 {
+            let count = self.count;
+            let wrap = |i: usize| if i >= count { i - count } else { i };
+            self.last = (0..count)
+                .map(|k| wrap(self.last + k))
+                .find(|&i| idle(self.cpu(i, online)))
+                .unwrap_or_else(|| wrap(self.last + 1));
+        }
+        self.cpu(self.last, online)
+    }
+
+    /// The CPU of candidate `i`; candidates past the last CPU wrap to the
+    /// ones before the worker's own.
+    fn cpu(&self, i: usize, online: usize) -> usize {
         let cpu = self.first + i;
-        // Candidates past the last CPU wrap to the ones before `own`.
         if cpu >= online { cpu - online } else { cpu }
     }
 }
@@ -89,9 +103,10 @@ impl Placer {
 mod tests {
     use super::*;
 
+    /// The first `n` choices when no CPU is ever idle (round-robin).
     fn first_n(p: Placement, own: usize, workers: usize, online: usize, n: usize) -> Vec<usize> {
         let mut pl = Placer::new(p, own, workers, online);
-        (0..n).map(|_| pl.next_cpu(online)).collect()
+        (0..n).map(|_| pl.next_cpu(online, |_| false)).collect()
     }
 
     #[test]
@@ -112,27 +127,45 @@ mod tests {
     fn spread_uses_the_cpus_without_workers_in_turn() {
         // One worker on 2 CPUs: always CPU 1.
         assert_eq!(first_n(Placement::Spread, 0, 1, 2, 3), [1, 1, 1]);
-        // One worker on 8: CPUs 1..=7 in turn.
+        // One worker on 8, none idle: CPUs 2..=7, then 1, in turn.
         assert_eq!(
             first_n(Placement::Spread, 0, 1, 8, 8),
-            [1, 2, 3, 4, 5, 6, 7, 1]
+            [2, 3, 4, 5, 6, 7, 1, 2]
         );
-        // Two workers on 8: each starts at a different idle CPU.
-        assert_eq!(first_n(Placement::Spread, 0, 2, 8, 3), [2, 3, 4]);
-        assert_eq!(first_n(Placement::Spread, 1, 2, 8, 3), [3, 4, 5]);
-        // Four of eight: idle CPUs 4..=7, worker 3 starts at 7.
-        assert_eq!(first_n(Placement::Spread, 3, 4, 8, 2), [7, 4]);
+        // Two workers on 8: each starts at a different candidate.
+        assert_eq!(first_n(Placement::Spread, 0, 2, 8, 3), [3, 4, 5]);
+        assert_eq!(first_n(Placement::Spread, 1, 2, 8, 3), [4, 5, 6]);
+        // Four of eight: candidates 4..=7, worker 3 starts at 7.
+        assert_eq!(first_n(Placement::Spread, 3, 4, 8, 2), [4, 5]);
     }
 
     #[test]
     fn spread_with_a_worker_everywhere_uses_the_other_cpus() {
         assert_eq!(first_n(Placement::Spread, 0, 2, 2, 3), [1, 1, 1]);
         assert_eq!(first_n(Placement::Spread, 1, 2, 2, 3), [0, 0, 0]);
-        assert_eq!(first_n(Placement::Spread, 2, 4, 4, 4), [3, 0, 1, 3]);
+        assert_eq!(first_n(Placement::Spread, 2, 4, 4, 4), [0, 1, 3, 0]);
         for own in 0..8 {
             let cpus = first_n(Placement::Spread, own, 8, 8, 14);
             assert!(cpus.iter().all(|&c| c != own && c < 8), "{own}: {cpus:?}");
         }
+    }
+
+    #[test]
+    fn spread_prefers_the_last_cpu_while_idle_then_the_next_idle_one() {
+        let mut pl = Placer::new(Placement::Spread, 0, 1, 8);
+        // Everything idle: CPU 1, again and again.
+        assert_eq!(pl.next_cpu(8, |_| true), 1);
+        assert_eq!(pl.next_cpu(8, |_| true), 1);
+        // CPU 1 still busy releasing: the next idle one, skipping busy 2.
+        assert_eq!(pl.next_cpu(8, |c| c != 1 && c != 2), 3);
+        assert_eq!(pl.next_cpu(8, |c| c == 3 || c == 1), 3);
+        // None idle: the next in turn.
+        assert_eq!(pl.next_cpu(8, |_| false), 4);
+        // Worker CPUs are never candidates, idle or not.
+        let mut pl = Placer::new(Placement::Spread, 1, 4, 8);
+        assert_eq!(pl.next_cpu(8, |c| c < 4 || c == 7), 7);
+        let mut pl = Placer::new(Placement::Same, 1, 4, 8);
+        assert_eq!(pl.next_cpu(8, |c| c != 1), 1);
     }
 
     #[test]

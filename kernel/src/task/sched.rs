@@ -219,6 +219,13 @@ fn enqueue(t: *const Task) {
     }
 }
 
+/// Whether `cpu` is idle now: halted in its idle loop, or about to be
+/// (what `available_idle_cpu()` answers on Linux).
+#[inline]
+pub(crate) fn cpu_idle(cpu: usize) -> bool {
+    IDLE_KICK[cpu].0.needs_kick()
+}
+
 /// `wake_up_process`: makes a Blocked task runnable. False if it was not
 /// blocked (already running, or woken by someone else).
 pub fn wake_up_process(t: &Task) -> bool {

@@ -77,7 +77,7 @@ fn worker(arg: usize) {
     let mut now = platform::cycles();
     steal.stamp(now);
     while now < deadline {
-        args.cpu = Some(placer.next_cpu(s.online));
+        args.cpu = Some(placer.next_cpu(s.online, sched::cpu_idle));
         match copy_process(&args) {
             Ok(t) => {
                 sched::join(&t);
