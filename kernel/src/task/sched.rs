@@ -340,8 +340,9 @@ pub fn exit_current(code: i32) -> ! {
 }
 
 /// `Task::joiner` once the task has passed its join point: nobody may
-/// register any more, and [`join`] returns.
-const JOINED: *mut Task = 1 as *mut Task;
+/// register any more, and [`join`] returns. Never a task's address (no
+/// task lives at its alignment).
+const JOINED: *mut Task = core::ptr::dangling_mut();
 
 /// The join point of `t`, the exiting current task (for a process, the
 /// `mm_release()` step of `do_exit`: Linux clears the thread's tid there
