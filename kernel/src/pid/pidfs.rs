@@ -46,7 +46,7 @@ static PIDFS: PidfsCell = PidfsCell(UnsafeCell::new(Pidfs {
 /// Port of `pidmap_lock_seq`: bumped by writers around tree changes.
 static PIDMAP_LOCK_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn pidfs<'g>(_pidmap_lock: &'g mut PidmapGuard) -> &'g mut Pidfs {
+fn pidfs(_pidmap_lock: &mut PidmapGuard) -> &mut Pidfs {
     // SAFETY: the guard proves this CPU holds pidmap_lock, and its `&mut`
     // borrow keeps this the only reference while it lives.
     unsafe { &mut *PIDFS.0.get() }
