@@ -31,6 +31,13 @@ pub struct IrqFlags {
     were_enabled: bool,
 }
 
+impl IrqFlags {
+    /// Whether interrupts were on when the flags were saved.
+    pub fn were_enabled(&self) -> bool {
+        self.were_enabled
+    }
+}
+
 #[cfg(target_os = "none")]
 mod imp {
     use super::IrqFlags;

@@ -58,3 +58,21 @@ fn spawn_reap_threads_namespaces_and_bad_arguments_on_4_cpus() {
         assert!(line.contains("0 failures"), "{line}");
     }
 }
+
+/// Each strategy runs free_pid, add_device_randomness, the pidfs calls and
+/// IDR node allocation in the lock context of the kernel it stands for
+/// (the in-kernel case asserts every call's context and count).
+#[test]
+fn side_work_runs_where_each_kernel_version_runs_it() {
+    let run = Boot::new().smp(2).params("test=lockctx").run();
+    run.expect_success()
+        .expect_serial("selftest lockctx: ok")
+        .expect_serial("invariants: ok");
+    for pair in PAIRS {
+        assert!(
+            run.line(&format!("selftest lockctx: {pair}: "))
+                .contains("600 spawns"),
+            "{pair}"
+        );
+    }
+}

@@ -52,6 +52,7 @@ use intrusive_collections::RBTreeLink;
 
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
+use crate::klib::lockctx::{self, Site, Tracked};
 use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform::{self, IrqFlags};
@@ -379,24 +380,29 @@ pub struct PidmapGuard {
 pub fn pidmap_lock_irq() -> PidmapGuard {
     debug_assert!(platform::irqs_enabled(), "spin_lock_irq with IRQs off");
     platform::local_irq_disable();
-    PidmapGuard {
+    let g = PidmapGuard {
         guard: ManuallyDrop::new(PIDMAP_LOCK.lock()),
         irq: IrqRelease::Enable,
-    }
+    };
+    lockctx::acquired(Tracked::Pidmap);
+    g
 }
 
 /// `spin_lock_irqsave(&pidmap_lock, flags)`: unlocking restores the
 /// interrupt state found here.
 pub fn pidmap_lock_irqsave() -> PidmapGuard {
     let flags = platform::local_irq_save();
-    PidmapGuard {
+    let g = PidmapGuard {
         guard: ManuallyDrop::new(PIDMAP_LOCK.lock()),
         irq: IrqRelease::Restore(flags),
-    }
+    };
+    lockctx::acquired(Tracked::Pidmap);
+    g
 }
 
 impl Drop for PidmapGuard {
     fn drop(&mut self) {
+        lockctx::releasing(Tracked::Pidmap);
         // SAFETY: dropped exactly once, here; unlock before touching IRQs.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
         match self.irq {
@@ -412,6 +418,7 @@ impl Drop for PidmapGuard {
 /// and drops the IDRs' reference along with `pid`. Calling it again for a
 /// pid already freed (through a clone) only drops that handle.
 pub fn free_pid(pid: PidRef) {
+    lockctx::record(Site::FreePid);
     let mut g = pidmap_lock_irqsave();
     let hashed = pid.header().hashed.load(Ordering::Relaxed);
     if hashed {
@@ -478,6 +485,14 @@ pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
 }
 
 mod alloc;
+#[cfg_attr(
+    any(not(test), loom),
+    allow(
+        dead_code,
+        reason = "its user is the lockless strategy's alloc_pid and free_pid"
+    )
+)]
+mod allocated;
 pub mod namespace;
 pub mod pidfs;
 mod stats;

@@ -13,6 +13,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use intrusive_collections::{KeyAdapter, RBTree, RBTreeLink, UnsafeRef, intrusive_adapter};
 
 use super::{Pid, PidmapGuard};
+use crate::klib::lockctx::{self, Site};
 
 intrusive_adapter!(pub(super) PidfsAdapter = UnsafeRef<Pid>: Pid { pidfs_node: RBTreeLink });
 
@@ -65,6 +66,7 @@ fn write_seqcount<R>(f: impl FnOnce() -> R) -> R {
 /// `pid` is alive and stays so until [`pidfs_remove_pid`], and is not in
 /// the tree.
 pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
+    lockctx::record(Site::PidfsAdd);
     let fs = pidfs(g);
     let ino = fs.next_ino;
     fs.next_ino += 1;
@@ -83,6 +85,7 @@ pub(super) unsafe fn pidfs_add_pid(g: &mut PidmapGuard, pid: *const Pid) {
 /// # Safety
 /// `pid` was added with [`pidfs_add_pid`] and not removed since.
 pub(super) unsafe fn pidfs_remove_pid(g: &mut PidmapGuard, pid: *const Pid) {
+    lockctx::record(Site::PidfsRemove);
     let tree = pidfs(g)
         .tree
         .as_mut()

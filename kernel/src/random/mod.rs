@@ -17,6 +17,7 @@ mod blake2s;
 
 use blake2s::Blake2s;
 
+use crate::klib::lockctx::{self, Site};
 use crate::platform;
 use crate::sync::SpinLockIrqSave;
 use crate::sync::ticket::named_spin_lock_irqsave;
@@ -45,6 +46,7 @@ impl Pool {
 /// `add_device_randomness`: mixes `buf` (and the cycle counter) into the
 /// pool, crediting no entropy.
 pub fn add_device_randomness(buf: &[u8]) {
+    lockctx::record(Site::AddDeviceRandomness);
     let stamp = platform::cycles().to_le_bytes();
     let mut pool = INPUT_POOL.lock();
     let h = pool.hash();

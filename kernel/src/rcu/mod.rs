@@ -301,7 +301,6 @@ fn invoke_ready(cpu: usize) -> u64 {
         if p.is_null() {
             l.tail = ptr::null_mut();
         }
-        l.invoked += n;
         // SAFETY: `last` is the end of the detached prefix.
         unsafe { *(*last).next.get() = ptr::null_mut() };
         first
@@ -318,6 +317,9 @@ fn invoke_ready(cpu: usize) -> u64 {
         }
         n += 1;
     }
+    // Counted once they have run, so rcu_barrier does not return while
+    // another CPU is still running callbacks queued before it.
+    CPUS[cpu].cbs.lock().invoked += n;
     n
 }
 

@@ -40,6 +40,7 @@ const CASES: &[(&str, Case)] = &[
     ("badargs", procs::bad_args),
     ("pidsoak", procs::pid_soak),
     ("tasklist", tasklist_irq_readers_and_writers),
+    ("lockctx", procs::lock_contexts),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
 ];

@@ -440,3 +440,97 @@ pub fn pid_soak() {
     }
     expect_invariants(&base);
 }
+
+/// `lockctx`: for every strategy pair, spawn and reap processes and threads
+/// in the root and two namespaces deep, recording the locks held and the
+/// IRQ state at every free_pid, add_device_randomness, pidfs call and IDR
+/// node allocation; each strategy must match the kernel it stands for.
+pub fn lock_contexts() {
+    use crate::klib::lockctx::{self, Context, Site};
+    const EACH: u64 = 200;
+    let base = Baseline::take();
+    // A namespace chain two deep below the root, each level with a parked
+    // init, for pids with three numbers.
+    let mut inits = Vec::new();
+    let mut deep = current_ns();
+    for _ in 0..2 {
+        let ns = crate::pid::namespace::create_pid_namespace(&deep).expect("namespace");
+        let mut args = CloneArgs::new("nsinit", park, 0);
+        args.pid_ns = Some(&ns);
+        inits.push(copy_process(&args).expect("ns init"));
+        deep = ns;
+    }
+    for strategy in &PAIRS {
+        lockctx::reset();
+        let was = lockctx::set_enabled(true);
+        let mut spawns = 0;
+        for ns in [None, Some(&deep)] {
+            for i in 0..EACH {
+                let mut args = CloneArgs::new("child", exit_with, 0);
+                args.strategy = strategy;
+                args.pid_ns = ns;
+                let child = copy_process(&args).expect("spawn");
+                wait_child(Some(&child), true).expect("reap");
+                if ns.is_none() {
+                    let mut t = CloneArgs::new("thread", thread_body, 0);
+                    t.thread = true;
+                    t.strategy = strategy;
+                    sched::join(&copy_process(&t).expect("thread"));
+                    spawns += 1;
+                }
+                spawns += 1;
+                let _ = i;
+            }
+        }
+        lockctx::set_enabled(was);
+        let deferred = strategy.release == crate::strategy::ReleaseStrategy::Deferred;
+        let check = |site: Site, want: &dyn Fn(&Context) -> bool, total: Option<u64>| {
+            let seen = lockctx::counts(site);
+            for (c, n) in &seen {
+                assert!(
+                    want(c),
+                    "{}: {n} call(s) of {site:?} in context {c:?}",
+                    strategy.name
+                );
+            }
+            if let Some(total) = total {
+                let n: u64 = seen.iter().map(|(_, n)| n).sum();
+                assert_eq!(n, total, "{}: calls of {site:?}", strategy.name);
+            }
+        };
+        // The exit change: free_pid and the entropy pool leave tasklist_lock.
+        check(
+            Site::FreePid,
+            &|c| c.tasklist_write != deferred,
+            Some(spawns),
+        );
+        check(
+            Site::AddDeviceRandomness,
+            &|c| c.tasklist_write != deferred && (deferred || c.irqs_off),
+            Some(spawns),
+        );
+        check(
+            Site::PidfsRemove,
+            &|c| c.pidmap && c.tasklist_write != deferred,
+            Some(spawns),
+        );
+        // alloc_pid runs before copy_process takes tasklist_lock.
+        check(
+            Site::PidfsAdd,
+            &|c| c.pidmap && !c.tasklist_write,
+            Some(spawns),
+        );
+        check(Site::IdrNodeAlloc, &|c| c.pidmap && !c.tasklist_write, None);
+        println!(
+            "selftest lockctx: {}: {spawns} spawns, free_pid {:?}",
+            strategy.name,
+            lockctx::counts(Site::FreePid)
+        );
+    }
+    while let Some(init) = inits.pop() {
+        request_exit(&init, 0);
+        wait_child(Some(&init), true).expect("reap ns init");
+    }
+    drop(deep);
+    expect_invariants(&base);
+}

@@ -77,29 +77,42 @@ impl RunQueue {
     }
 }
 
-static RQ: [SpinLockIrqSave<RunQueue>; MAX_CPUS] =
-    [const { named_spin_lock_irqsave("rq_lock", RunQueue::new()) }; MAX_CPUS];
-static CURRENT: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-static IDLE: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-/// The task a CPU just switched away from, for `finish_task_switch`.
-static PREV: [AtomicPtr<Task>; MAX_CPUS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
-static SWITCHES: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Whether each CPU may be halted, on its own cache line: wakers on every
-/// CPU read it, and its CPU writes it on every trip through the idle loop.
+/// One CPU's scheduler state, on cache lines of its own: another CPU only
+/// touches it to queue a task (under `rq`) or to read a counter.
 #[repr(align(128))]
-struct IdleKickSlot(IdleKick<AtomicU32>);
-static IDLE_KICK: [IdleKickSlot; MAX_CPUS] = [const { IdleKickSlot(IdleKick::new()) }; MAX_CPUS];
+struct SchedCpu {
+    rq: SpinLockIrqSave<RunQueue>,
+    /// Whether this CPU may be halted: written by this CPU on its trips
+    /// through the idle loop, read by wakers right after they push onto
+    /// `rq`, whose line they already hold.
+    kick: IdleKick<AtomicU32>,
+    /// The task running here (written only by this CPU).
+    current: AtomicPtr<Task>,
+    idle: AtomicPtr<Task>,
+    /// The task just switched away from, for `finish_task_switch`.
+    prev: AtomicPtr<Task>,
+    /// Context switches (written only by this CPU, plain load and store).
+    switches: AtomicU64,
+}
+
+static CPUS: [SchedCpu; MAX_CPUS] = [const {
+    SchedCpu {
+        rq: named_spin_lock_irqsave("rq_lock", RunQueue::new()),
+        kick: IdleKick::new(),
+        current: AtomicPtr::new(core::ptr::null_mut()),
+        idle: AtomicPtr::new(core::ptr::null_mut()),
+        prev: AtomicPtr::new(core::ptr::null_mut()),
+        switches: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// The task running on this CPU.
 #[inline]
 pub fn current() -> &'static Task {
-    let p = CURRENT[cpu_id()].load(Ordering::Relaxed);
+    let p = CPUS[cpu_id()].current.load(Ordering::Relaxed);
     assert!(!p.is_null(), "no current task on cpu {}", cpu_id());
     // SAFETY: the current task is kept alive by the scheduler's reference
-    // while it runs, and only this CPU changes CURRENT[this cpu].
+    // while it runs, and only this CPU changes its own `current`.
     unsafe { &*p }
 }
 
@@ -111,11 +124,13 @@ pub fn current_ref() -> TaskRef {
 
 /// Context switches this CPU has made.
 pub fn switches(cpu: usize) -> u64 {
-    SWITCHES[cpu].load(Ordering::Relaxed)
+    CPUS[cpu].switches.load(Ordering::Relaxed)
 }
 
 fn set_current(cpu: usize, t: TaskRef) {
-    CURRENT[cpu].store(t.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[cpu]
+        .current
+        .store(t.into_raw() as *mut Task, Ordering::Relaxed);
 }
 
 /// Makes the running boot context CPU 0's first task (`name`) and gives
@@ -125,7 +140,9 @@ pub fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
     let idle = Task::create("idle/0", 0, idle_entry, 0)?;
     prepare_new_stack(&idle);
     // Boot and idle keep their scheduler reference forever.
-    IDLE[0].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[0]
+        .idle
+        .store(idle.into_raw() as *mut Task, Ordering::Relaxed);
     set_current(0, boot.clone());
     Ok(boot)
 }
@@ -136,7 +153,9 @@ pub fn run_ap_idle(cpu: usize) -> ! {
         panic!("cpu {cpu}: no memory for the idle task");
     };
     set_current(cpu, idle.clone());
-    IDLE[cpu].store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+    CPUS[cpu]
+        .idle
+        .store(idle.into_raw() as *mut Task, Ordering::Relaxed);
     idle_loop(cpu)
 }
 
@@ -145,10 +164,10 @@ fn idle_entry(_: usize) {
 }
 
 fn idle_loop(cpu: usize) -> ! {
-    let kick = &IDLE_KICK[cpu].0;
+    let kick = &CPUS[cpu].kick;
     loop {
         platform::local_irq_disable();
-        if RQ[cpu].lock().len > 0 {
+        if CPUS[cpu].rq.lock().len > 0 {
             schedule();
             platform::local_irq_enable();
         } else {
@@ -157,7 +176,7 @@ fn idle_loop(cpu: usize) -> ! {
             platform::local_irq_disable();
             // From here wakers send the IPI (see `kick`).
             kick.prepare_halt();
-            if RQ[cpu].lock().len > 0 {
+            if CPUS[cpu].rq.lock().len > 0 {
                 kick.end_halt();
                 continue;
             }
@@ -211,10 +230,10 @@ pub fn wake_up_new_task(t: TaskRef) {
 fn enqueue(t: *const Task) {
     // SAFETY: the scheduler's reference keeps `t` alive.
     let cpu = unsafe { (*t).cpu() };
-    RQ[cpu].lock().push(t);
+    CPUS[cpu].rq.lock().push(t);
     // A busy CPU finds the task at its next schedule(); only a halted one
     // needs the IPI.
-    if cpu != cpu_id() && IDLE_KICK[cpu].0.needs_kick() {
+    if cpu != cpu_id() && CPUS[cpu].kick.needs_kick() {
         let _ = apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR));
     }
 }
@@ -223,7 +242,7 @@ fn enqueue(t: *const Task) {
 /// (what `available_idle_cpu()` answers on Linux).
 #[inline]
 pub(crate) fn cpu_idle(cpu: usize) -> bool {
-    IDLE_KICK[cpu].0.needs_kick()
+    CPUS[cpu].kick.needs_kick()
 }
 
 /// `wake_up_process`: makes a Blocked task runnable. False if it was not
@@ -258,7 +277,7 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
 pub fn yield_now() {
     let flags = local_irq_save();
     let me = current() as *const Task;
-    RQ[cpu_id()].lock().push(me);
+    CPUS[cpu_id()].rq.lock().push(me);
     schedule();
     local_irq_restore(flags);
 }
@@ -269,11 +288,12 @@ pub fn schedule() {
     crate::rcu::rcu_note_context_switch();
     let flags = local_irq_save();
     let cpu = cpu_id();
-    let prev = CURRENT[cpu].load(Ordering::Relaxed);
-    let next = RQ[cpu]
+    let prev = CPUS[cpu].current.load(Ordering::Relaxed);
+    let next = CPUS[cpu]
+        .rq
         .lock()
         .pop()
-        .unwrap_or_else(|| IDLE[cpu].load(Ordering::Relaxed));
+        .unwrap_or_else(|| CPUS[cpu].idle.load(Ordering::Relaxed));
     if core::ptr::eq(next, prev) {
         local_irq_restore(flags);
         return;
@@ -296,9 +316,12 @@ pub fn schedule() {
             "task {} overflowed its kernel stack",
             prev_t.name()
         );
-        CURRENT[cpu].store(next as *mut Task, Ordering::Relaxed);
-        PREV[cpu].store(prev, Ordering::Relaxed);
-        SWITCHES[cpu].fetch_add(1, Ordering::Relaxed);
+        CPUS[cpu]
+            .current
+            .store(next as *mut Task, Ordering::Relaxed);
+        CPUS[cpu].prev.store(prev, Ordering::Relaxed);
+        let sw = &CPUS[cpu].switches;
+        sw.store(sw.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         switch::switch_context(prev_t.sp.get(), *next_t.sp.get());
     }
     finish_task_switch();
@@ -309,7 +332,9 @@ pub fn schedule() {
 /// the previous task if it is dead (`finish_task_switch`).
 fn finish_task_switch() {
     let cpu = cpu_id();
-    let prev = PREV[cpu].swap(core::ptr::null_mut(), Ordering::Relaxed);
+    let prev = CPUS[cpu]
+        .prev
+        .swap(core::ptr::null_mut(), Ordering::Relaxed);
     if prev.is_null() {
         return;
     }

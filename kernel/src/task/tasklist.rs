@@ -10,7 +10,9 @@
 use alloc::sync::Arc;
 
 use super::Task;
+use crate::klib::aligned::CacheAligned;
 use crate::klib::hlist::HlistNode;
+use crate::klib::lockctx::{self, Tracked};
 use crate::pid::namespace::{PidNamespace, init_pid_ns};
 use crate::pid::{PerPidType, PidRef, PidType};
 use crate::strategy::ReleaseStrategy;
@@ -20,7 +22,8 @@ use crate::sync::{RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlo
 /// for writing with IRQs off by `copy_process()`, `exit_notify()` and
 /// `release_task()`; for reading, in any context, to walk the links. Like
 /// Linux's, it guards data that lives elsewhere, so it holds `()`.
-static TASKLIST_LOCK: RwLockIrq<()> = named_rwlock_irq("tasklist_lock", ());
+static TASKLIST_LOCK: CacheAligned<RwLockIrq<()>> =
+    CacheAligned(named_rwlock_irq("tasklist_lock", ()));
 
 /// A held `read_lock(&tasklist_lock)`.
 pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
@@ -28,6 +31,13 @@ pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
 /// A held `write_lock_irq(&tasklist_lock)`; dropping it is
 /// `write_unlock_irq`.
 pub struct TasklistWrite(#[allow(dead_code)] RwLockIrqWriteGuard<'static, ()>);
+
+impl Drop for TasklistWrite {
+    fn drop(&mut self) {
+        // Before the field's drop unlocks.
+        lockctx::releasing(Tracked::TasklistWrite);
+    }
+}
 
 /// Either guard: enough to read the links.
 pub trait TasklistHeld {}
@@ -45,6 +55,7 @@ pub fn read_lock_tasklist() -> TasklistRead {
 #[inline]
 pub fn write_lock_irq_tasklist() -> TasklistWrite {
     let g = TasklistWrite(TASKLIST_LOCK.write());
+    lockctx::acquired(Tracked::TasklistWrite);
     assert!(
         !crate::platform::irqs_enabled(),
         "IF=1 inside a tasklist_lock write section"

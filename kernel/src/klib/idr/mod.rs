@@ -20,6 +20,15 @@ use core::ptr;
 
 use crate::klib::errno::Errno;
 
+#[cfg_attr(
+    any(not(test), loom),
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "its user is the pid code's lockless strategy"
+    )
+)]
+pub(crate) mod lockfree;
 pub(crate) mod preload;
 
 use preload::{NodeBatch, node_release};

@@ -21,6 +21,7 @@ use core::ptr::{self, NonNull};
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
+use crate::klib::lockctx::{self, Site};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{MAX_CPUS, PerCpu};
 
@@ -149,6 +150,9 @@ impl NodeBatch {
     /// [`FaultSite::NodeAlloc`] makes a cache allocation fail,
     /// [`FaultSite::PreloadTake`] makes the pool look dry.
     pub(super) fn take(n: usize) -> Result<NodeBatch, Errno> {
+        if n > 0 {
+            lockctx::record(Site::IdrNodeAlloc);
+        }
         debug_assert!(n <= IDR_PRELOAD_SIZE);
         let mut batch = NodeBatch {
             nr: 0,
