@@ -3,9 +3,12 @@
 # any extra KEY=VALUE given in BENCH_ARGS, e.g. "ns_depth=3 samples=3"),
 # and saves under bench/results/<timestamp>/:
 #   smp8.log, smp2.log      raw serial logs
-#   threadspawn.csv         the machine-readable rows of both runs
-#   settings.txt            QEMU settings, parameters, host, commit
-#   threadspawn.png         ops/s against workers per strategy (pidlab-plot)
+#   threadspawn.csv         the summary rows of both runs (one header)
+#   threadspawn_linux.csv   Linux's comparisons (exit change, pidmap change)
+#   threadspawn_samples.csv every sample attempt (ops/s, host steal, kept)
+#   settings.txt            QEMU settings, parameters, host, commit, load
+#   threadspawn.png         per --smp: ops/s against workers, and each
+#                           strategy's paired ratio to stock (pidlab-plot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +25,7 @@ timeout_s=${BENCH_TIMEOUT:-1800}
   echo "qemu: $(qemu-system-x86_64 --version | head -n 1)"
   echo "runs: --smp 8 and --smp 2, default --accel tcg (multi-threaded), --mem 1G"
   echo "parameters: bench=threadspawn ${args[*]:-}"
+  echo "host load before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 } > "$out/settings.txt"
 
 cargo build -q -p pidlab-plot
@@ -39,15 +43,21 @@ for smp in 8 2; do
   echo "bench: --smp $smp (log: $out/smp$smp.log)"
   cargo run -q -- --smp "$smp" --timeout "$timeout_s" bench=threadspawn "${args[@]}" \
     | tee "$out/smp$smp.log" | grep --line-buffered -E '^threadspawn: (workers|[0-9]+ cpus)|^invariants' || true
+  echo "host load after --smp $smp: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >> "$out/settings.txt"
   if ! grep -q '^invariants: ok' "$out/smp$smp.log"; then
     echo "bench: the --smp $smp run failed; see $out/smp$smp.log" >&2
     exit 1
   fi
 done
 
-# One header, then every data row.
-grep -h '^threadspawn,strategy,' "$out/smp8.log" | head -n 1 > "$out/threadspawn.csv"
-grep -h '^threadspawn,' "$out"/smp*.log | grep -v '^threadspawn,strategy,' >> "$out/threadspawn.csv"
+# Per family, one header, then every data row of both runs.
+csv() { # family header-second-column file
+  grep -h "^$1,$2," "$out/smp8.log" | head -n 1 > "$out/$3"
+  grep -h "^$1," "$out"/smp*.log | grep -v "^$1,$2," >> "$out/$3" || true
+}
+csv threadspawn strategy threadspawn.csv
+csv threadspawn_linux change threadspawn_linux.csv
+csv threadspawn_sample strategy threadspawn_samples.csv
 target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv" \
   || echo "bench: no plot drawn (see the message above); the logs and CSV are saved" >&2
 
@@ -55,4 +65,5 @@ echo
 for smp in 8 2; do
   sed -n '/^threadspawn summary/,/^$/p' "$out/smp$smp.log"
 done
+grep -h '^host load' "$out/settings.txt"
 echo "bench: results in $out"

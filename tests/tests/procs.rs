@@ -44,6 +44,7 @@ fn spawn_reap_threads_namespaces_and_bad_arguments_on_4_cpus() {
     run.expect_success()
         .expect_serial("selftest badargs: EINVAL, EEXIST, EPERM, ECHILD as Linux")
         .expect_serial("selftest threads: 4 x 1000 threads spawned, joined, released")
+        .expect_serial("selftest threads: 4 x 300 threads on another CPU, joined at mm_release; their leader reaped after their release")
         .expect_serial("selftest pidns: task 3 namespaces deep has pids [")
         .expect_serial("selftest pidns: spawn after the namespace's init died: ENOMEM")
         .expect_serial("selftest pidns: ok");

@@ -1,61 +1,131 @@
-//! The threadspawn benchmark's smoke test: a short run (one sample per
-//! configuration) prints a header, progress, a summary and well-formed
-//! machine-readable rows, then passes the invariant check; bad parameters
-//! are rejected with a message naming the key.
+//! The threadspawn benchmark's smoke tests: short runs print a header,
+//! progress, a summary and well-formed machine-readable rows (summary rows
+//! with paired ratios and steal, Linux's comparisons, every sample
+//! attempt), place threads where `placement=` says, and pass the
+//! invariant check; bad parameters are rejected with a message naming the
+//! key.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pidlab_tests::Boot;
 
 const STRATEGIES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
 
-fn check_rows(serial: &str, workers: &[u32], ns_depth: u32, cpus: u32) {
+/// The rows of one CSV family (`threadspawn`, `threadspawn_linux`, ...),
+/// each as a column-name -> value map, checked against its header.
+fn table<'a>(
+    serial: &'a str,
+    family: &str,
+    first_cols: &[&str],
+) -> Vec<BTreeMap<&'a str, &'a str>> {
+    let prefix = format!("{family},");
     let header = serial
         .lines()
-        .find(|l| l.starts_with("threadspawn,strategy,"))
-        .expect("a header row");
+        .find(|l| l.starts_with(&prefix) && l.split(',').nth(1) == Some(first_cols[1]))
+        .unwrap_or_else(|| panic!("a {family} header row"));
     let cols: Vec<&str> = header.split(',').collect();
-    assert_eq!(
-        &cols[..6],
+    assert_eq!(&cols[..first_cols.len()], first_cols, "{header}");
+    serial
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && *l != header)
+        .map(|l| {
+            let fields: Vec<&str> = l.split(',').collect();
+            assert_eq!(fields.len(), cols.len(), "{l}");
+            cols.iter().copied().zip(fields).collect()
+        })
+        .collect()
+}
+
+fn num<T: std::str::FromStr>(r: &BTreeMap<&str, &str>, col: &str) -> T {
+    r[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("`{col}` is not a number: {r:?}"))
+}
+
+/// A paired ratio lies within its bounds (all in parts per 10,000).
+fn check_paired(r: &BTreeMap<&str, &str>, ratio: &str, lo: &str, hi: &str) {
+    let (v, l, h): (u64, u64, u64) = (num(r, ratio), num(r, lo), num(r, hi));
+    assert!(l <= v && v <= h, "paired bounds out of order: {r:?}");
+    assert!(l > 0, "a paired ratio of 0: {r:?}");
+}
+
+/// `noise` agrees with the interval and its coverage.
+fn check_noise(r: &BTreeMap<&str, &str>, lo: &str, hi: &str) {
+    let coverage: u64 = num(r, "paired_coverage_x10000");
+    let (l, h): (u64, u64) = (num(r, lo), num(r, hi));
+    let expected = if coverage < 9500 {
+        "few"
+    } else if l <= 10_000 && 10_000 <= h {
+        "inside"
+    } else {
+        "outside"
+    };
+    assert_eq!(r["noise"], expected, "{r:?}");
+}
+
+fn check_rows(
+    serial: &str,
+    workers: &[u32],
+    strategies: &[&str],
+    ns_depth: u32,
+    cpus: u32,
+    placement: &str,
+) {
+    let rows = table(
+        serial,
+        "threadspawn",
         &[
             "threadspawn",
             "strategy",
             "workers",
             "ns_depth",
             "ops_per_sec",
-            "stdev"
-        ]
+            "stdev",
+        ],
     );
-    let col = |name: &str| cols.iter().position(|c| *c == name).expect(name);
-    let rows: Vec<Vec<&str>> = serial
-        .lines()
-        .filter(|l| l.starts_with("threadspawn,") && !l.starts_with("threadspawn,strategy,"))
-        .map(|l| l.split(',').collect())
-        .collect();
-    assert_eq!(rows.len(), workers.len() * STRATEGIES.len(), "{rows:?}");
+    assert_eq!(rows.len(), workers.len() * strategies.len(), "{rows:?}");
+    let samples_kept: u64 = num(&rows[0], "samples");
     for r in &rows {
-        assert_eq!(r.len(), cols.len(), "{r:?}");
-        assert!(STRATEGIES.contains(&r[1]), "{r:?}");
-        let w: u32 = r[col("workers")].parse().expect("workers");
+        assert!(strategies.contains(&r["strategy"]), "{r:?}");
+        let w: u32 = num(r, "workers");
         assert!(workers.contains(&w), "{r:?}");
-        assert_eq!(r[col("ns_depth")], ns_depth.to_string());
-        let ops: u64 = r[col("ops_per_sec")].parse().expect("ops_per_sec");
+        assert_eq!(r["ns_depth"], ns_depth.to_string());
+        let ops: u64 = num(r, "ops_per_sec");
         assert!(ops > 0, "no ops measured: {r:?}");
-        let _: u64 = r[col("stdev")].parse().expect("stdev");
-        assert_eq!(r[col("samples")], "1");
-        assert_eq!(r[col("cpus")], cpus.to_string());
-        assert_eq!(r[col("accel")], "tcg");
+        let _: u64 = num(r, "stdev");
+        assert_eq!(num::<u64>(r, "samples"), samples_kept);
+        assert_eq!(r["cpus"], cpus.to_string());
+        assert_eq!(r["accel"], "tcg");
+        assert_eq!(r["placement"], placement);
         assert!(
-            ["ticket", "pv-ticket", "qspinlock", "tas"].contains(&r[col("lock")]),
+            ["ticket", "pv-ticket", "qspinlock", "tas"].contains(&r["lock"]),
             "{r:?}"
         );
-        let pidmap: f64 = r[col("pidmap_acq_per_op")].parse().expect("pidmap/op");
+        check_paired(
+            r,
+            "paired_ratio_x10000",
+            "paired_lo_x10000",
+            "paired_hi_x10000",
+        );
+        if r["strategy"] == "stock" {
+            assert_eq!(r["paired_ratio_x10000"], "10000", "{r:?}");
+            assert_eq!(r["noise"], "-", "{r:?}");
+        } else {
+            check_noise(r, "paired_lo_x10000", "paired_hi_x10000");
+        }
+        for col in ["steal_pct", "steal_max_pct"] {
+            let steal: f64 = num(r, col);
+            assert!((0.0..=100.0).contains(&steal), "{col} {steal}: {r:?}");
+        }
+        assert!(num::<f64>(r, "steal_pct") <= num::<f64>(r, "steal_max_pct"));
+        let pidmap: f64 = num(r, "pidmap_acq_per_op");
         // Stock alloc_pid takes pidmap_lock level + 2 times, the change once
         // (IDR nodes come from the node cache, so the preload pool does not
         // run dry and nothing re-preloads); free_pid once more. The
         // workers' own spawns add a little.
         let stock = (ns_depth + 3) as f64;
-        let (lo, hi) = match r[1] {
+        let (lo, hi) = match r["strategy"] {
             "stock" | "exit-deferred" => (stock, stock + 0.5),
             _ => (2.0, 2.1),
         };
@@ -64,6 +134,119 @@ fn check_rows(serial: &str, workers: &[u32], ns_depth: u32, cpus: u32) {
             "pidmap_lock per op {pidmap}, expected {lo} to {hi}: {r:?}"
         );
     }
+    check_samples(serial, &rows);
+}
+
+/// Every attempt has a row; each (workers, strategy, round) keeps exactly
+/// one, within its summary row's min and max; the re-runs add up.
+fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
+    let rows = table(
+        serial,
+        "threadspawn_sample",
+        &[
+            "threadspawn_sample",
+            "strategy",
+            "workers",
+            "ns_depth",
+            "round",
+            "attempt",
+            "ops_per_sec",
+            "steal_pct",
+            "kept",
+        ],
+    );
+    let mut kept: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
+    let mut reruns: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for r in &rows {
+        let steal: f64 = num(r, "steal_pct");
+        assert!((0.0..=100.0).contains(&steal), "steal_pct {steal}: {r:?}");
+        let cell = (r["workers"], r["strategy"]);
+        match r["kept"] {
+            "yes" => {
+                *kept.entry((cell.0, cell.1, r["round"])).or_default() += 1;
+                let s = summary
+                    .iter()
+                    .find(|s| (s["workers"], s["strategy"]) == cell)
+                    .unwrap_or_else(|| panic!("no summary row for {r:?}"));
+                let ops: u64 = num(r, "ops_per_sec");
+                assert!(
+                    num::<u64>(s, "min") <= ops && ops <= num::<u64>(s, "max"),
+                    "{r:?} {s:?}"
+                );
+            }
+            "no" => *reruns.entry(cell).or_default() += 1,
+            other => panic!("kept is {other}: {r:?}"),
+        }
+        assert!((1..=3).contains(&num::<u32>(r, "attempt")), "{r:?}");
+    }
+    assert!(kept.values().all(|&n| n == 1), "{kept:?}");
+    for s in summary {
+        let cell = (s["workers"], s["strategy"]);
+        let rounds = kept.keys().filter(|k| (k.0, k.1) == cell).count();
+        assert_eq!(rounds as u64, num::<u64>(s, "samples"), "{s:?}");
+        assert_eq!(
+            reruns.get(&cell).copied().unwrap_or(0),
+            num::<u64>(s, "reruns"),
+            "{s:?}"
+        );
+    }
+    let total: u64 = reruns.values().sum();
+    assert!(
+        serial.contains(&format!("re-run: {total} samples over max_steal")),
+        "the summary's re-run count"
+    );
+}
+
+/// Linux's comparisons: one row per change and worker count.
+fn check_linux_rows(serial: &str, workers: &[u32]) {
+    let rows = table(
+        serial,
+        "threadspawn_linux",
+        &[
+            "threadspawn_linux",
+            "change",
+            "workers",
+            "ns_depth",
+            "ratio_x10000",
+            "spread_x10000",
+            "noise",
+        ],
+    );
+    assert_eq!(rows.len(), 2 * workers.len(), "{rows:?}");
+    for w in workers {
+        for change in ["exit", "pidmap"] {
+            let r = rows
+                .iter()
+                .find(|r| r["change"] == change && r["workers"] == w.to_string())
+                .unwrap_or_else(|| panic!("no {change} row for {w} workers"));
+            check_paired(r, "ratio_x10000", "paired_lo_x10000", "paired_hi_x10000");
+            check_noise(r, "paired_lo_x10000", "paired_hi_x10000");
+            let (v, lo, hi, spread): (u64, u64, u64, u64) = (
+                num(r, "ratio_x10000"),
+                num(r, "paired_lo_x10000"),
+                num(r, "paired_hi_x10000"),
+                num(r, "spread_x10000"),
+            );
+            assert_eq!(spread, (v - lo).max(hi - v), "{r:?}");
+        }
+    }
+    assert!(serial.contains("exit   = exit-deferred / stock: "));
+    assert!(serial.contains("pidmap = both / exit-deferred: "));
+}
+
+/// `ran here` of `spawn/reap cpu N`.
+fn ran_here(serial: &str, cpu: u32) -> u64 {
+    let prefix = format!("spawn/reap cpu {cpu}: ");
+    let line = serial
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line"));
+    let before = line
+        .split(" ran here")
+        .next()
+        .and_then(|s| s.rsplit(", ").next())
+        .unwrap_or_else(|| panic!("no `ran here` in {line}"));
+    before.parse().unwrap_or_else(|_| panic!("{line}"))
 }
 
 #[test]
@@ -75,10 +258,12 @@ fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
         .run();
     run.expect_success()
         .expect_serial("threadspawn: 2 cpus online, workers 1,2, strategies stock,pidmap-once,exit-deferred,both, 1 samples x 100 ms")
+        .expect_serial("placement spread, max_steal 20%")
         .expect_serial("threadspawn: workers 2 sample 1/1 both: ")
         .expect_serial("threadspawn summary")
         .expect_serial("invariants: ok");
-    check_rows(run.serial(), &[1, 2], 0, 2);
+    check_rows(run.serial(), &[1, 2], &STRATEGIES, 0, 2, "spread");
+    check_linux_rows(run.serial(), &[1, 2]);
 }
 
 #[test]
@@ -89,7 +274,59 @@ fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() 
         .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3")
         .run();
     run.expect_success().expect_serial("invariants: ok");
-    check_rows(run.serial(), &[2], 3, 2);
+    check_rows(run.serial(), &[2], &STRATEGIES, 3, 2, "spread");
+}
+
+/// One worker on CPU 0: spread sends every thread to CPU 1.
+#[test]
+fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
+    let run = Boot::new()
+        .smp(2)
+        .timeout(Duration::from_secs(120))
+        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both")
+        .run();
+    run.expect_success().expect_serial("invariants: ok");
+    check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "spread");
+    assert!(
+        ran_here(run.serial(), 1) > 1000,
+        "threads did not run on cpu 1"
+    );
+}
+
+/// `placement=same` keeps every thread on its worker's CPU; six rounds
+/// give a 95% paired interval (coverage 96.9%), so noise? is decided;
+/// Linux's comparisons say what strategies= lacks instead of a row;
+/// `max_steal=100` re-runs nothing.
+#[test]
+fn same_placement_six_rounds_and_missing_comparisons() {
+    let run = Boot::new()
+        .smp(2)
+        .timeout(Duration::from_secs(120))
+        .params("bench=threadspawn workers=1 samples=6 sample_ms=30 strategies=stock,both placement=same max_steal=100")
+        .run();
+    run.expect_success()
+        .expect_serial("placement same, max_steal 100%")
+        .expect_serial("interval covering 96.9%")
+        .expect_serial("exit   = exit-deferred / stock: not run (strategies= lacks exit-deferred)")
+        .expect_serial("pidmap = both / exit-deferred: not run (strategies= lacks exit-deferred)")
+        .expect_serial("re-run: 0 samples over max_steal 100%")
+        .expect_serial("invariants: ok");
+    check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "same");
+    let both = table(run.serial(), "threadspawn", &["threadspawn", "strategy"])
+        .into_iter()
+        .find(|r| r["strategy"] == "both")
+        .expect("a both row");
+    assert_eq!(both["paired_coverage_x10000"], "9687");
+    assert_ne!(both["noise"], "few");
+    assert!(
+        table(
+            run.serial(),
+            "threadspawn_linux",
+            &["threadspawn_linux", "change"]
+        )
+        .is_empty()
+    );
+    assert_eq!(ran_here(run.serial(), 1), 0, "a thread ran on cpu 1");
 }
 
 #[test]
@@ -107,4 +344,12 @@ fn bad_values_name_the_key() {
         .params("strategies=stock,fast")
         .run()
         .expect_failure_with("bad value `stock,fast` for `strategies`");
+    Boot::new()
+        .params("placement=numa")
+        .run()
+        .expect_failure_with("bad value `numa` for `placement`");
+    Boot::new()
+        .params("max_steal=101")
+        .run()
+        .expect_failure_with("bad value `101` for `max_steal`");
 }

@@ -19,8 +19,8 @@ use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
 use super::percpu::cpu_index;
-use x86_64::instructions::interrupts::without_interrupts;
 use crate::sync::debug::{Holder, Watchdog};
+use x86_64::instructions::interrupts::without_interrupts;
 
 const COM1: u16 = 0x3f8;
 const NO_OWNER: u32 = u32::MAX;

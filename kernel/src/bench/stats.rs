@@ -9,6 +9,12 @@
 //! errors of both (first-order: relative errors add in quadrature). A
 //! difference is called *inside the noise* when the ratio is within two
 //! spreads of 1.0: on these shared 2-core machines that is the honest bar.
+//!
+//! When two strategies ran interleaved in rounds, [`Paired`] is the better
+//! judge: each round's ratio cancels whatever the host did to both during
+//! that round, and the median of the rounds' ratios with its
+//! distribution-free (order-statistic) interval does not let one disturbed
+//! round move the verdict.
 
 /// Fixed-point unit for ratios: 1.0000x.
 pub const RATIO_ONE: u64 = 10_000;
@@ -114,6 +120,153 @@ impl core::fmt::Display for Ratio {
     }
 }
 
+/// Confidence a paired interval must reach before `noise?` is decided.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+pub(crate) const CONFIDENCE_X10000: u64 = 9_500;
+
+/// The median of per-round ratios with an order-statistic interval, in
+/// units of [`RATIO_ONE`].
+///
+/// For `n` sorted ratios, `[x(k), x(n+1-k)]` covers the true median with
+/// probability `1 - 2 P(Binomial(n, 1/2) < k)`, whatever the distribution;
+/// `k` is the largest rank that keeps that at 95% or more. Below 6 rounds
+/// no `k` does, and the interval is the range of the ratios, with the
+/// coverage it has (93.8% for 5 rounds).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Paired {
+    pub n: u64,
+    pub median: u64,
+    pub lo: u64,
+    pub hi: u64,
+    /// Probability that `[lo, hi]` covers the median, in parts per 10,000.
+    pub coverage: u64,
+}
+
+/// How a paired interval sits against 1.0.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Noise {
+    /// 1.0 lies inside the interval: no difference shown.
+    Inside,
+    /// The interval excludes 1.0.
+    Outside,
+    /// Too few rounds for a 95% interval.
+    Few,
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+impl Noise {
+    /// The word the reports print.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Noise::Inside => "inside",
+            Noise::Outside => "outside",
+            Noise::Few => "few",
+        }
+    }
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+impl Paired {
+    /// Per round `i`, `a[i] / b[i]` (rounds where `b` measured nothing are
+    /// left out), then their median and interval. `None` without a round.
+    pub(crate) fn of(a: &[u64], b: &[u64]) -> Option<Paired> {
+        let mut r: alloc::vec::Vec<u64> = a
+            .iter()
+            .zip(b)
+            .filter(|&(_, &b)| b > 0)
+            .map(|(&a, &b)| (a as u128 * RATIO_ONE as u128 / b as u128) as u64)
+            .collect();
+        Self::of_ratios(&mut r)
+    }
+
+    /// The median and interval of `ratios` (sorted in place).
+    pub(crate) fn of_ratios(ratios: &mut [u64]) -> Option<Paired> {
+        let n = ratios.len();
+        if n == 0 {
+            return None;
+        }
+        ratios.sort_unstable();
+        let median = if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2
+        };
+        let (k, coverage) = median_interval_rank(n as u64);
+        Some(Paired {
+            n: n as u64,
+            median,
+            lo: ratios[k as usize - 1],
+            hi: ratios[n - k as usize],
+            coverage,
+        })
+    }
+
+    /// Whether the interval includes 1.0, and whether it may say so.
+    pub(crate) fn noise(&self) -> Noise {
+        if self.coverage < CONFIDENCE_X10000 {
+            Noise::Few
+        } else if self.lo <= RATIO_ONE && RATIO_ONE <= self.hi {
+            Noise::Inside
+        } else {
+            Noise::Outside
+        }
+    }
+
+    /// The farther bound's distance from the median.
+    pub(crate) fn spread(&self) -> u64 {
+        (self.median - self.lo).max(self.hi - self.median)
+    }
+}
+
+/// The largest rank `k` (1-based, at least 1) whose interval
+/// `[x(k), x(n+1-k)]` covers a median with probability at least
+/// [`CONFIDENCE_X10000`], and that probability in parts per 10,000.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+pub(crate) fn median_interval_rank(n: u64) -> (u64, u64) {
+    // P(Binomial(n, 1/2) <= j), accumulated term by term; 0.5^n stays a
+    // normal f64 for every n the command line allows (<= 1000).
+    let mut pmf = (0..n).fold(1.0f64, |p, _| p * 0.5);
+    let mut cdf = 0.0;
+    // Rank 1 (the range) and its tail P(X <= 0) when nothing better fits.
+    let (mut k, mut tail) = (1, pmf);
+    for j in 0..n {
+        cdf += pmf; // P(X <= j): the tail of rank j + 1
+        if 2.0 * cdf > 1.0 - CONFIDENCE_X10000 as f64 / RATIO_ONE as f64 {
+            break;
+        }
+        (k, tail) = (j + 1, cdf);
+        pmf = pmf * (n - j) as f64 / (j + 1) as f64;
+    }
+    let coverage = ((1.0 - 2.0 * tail) * RATIO_ONE as f64) as u64;
+    (k, coverage)
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+impl core::fmt::Display for Paired {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{}x [{}, {}]",
+            Fixed3(self.median),
+            Fixed3(self.lo),
+            Fixed3(self.hi)
+        )
+    }
+}
+
+/// A ratio in units of [`RATIO_ONE`], printed with three decimals.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+pub(crate) struct Fixed3(pub(crate) u64);
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
+impl core::fmt::Display for Fixed3 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / RATIO_ONE, self.0 % RATIO_ONE / 10)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +328,44 @@ mod tests {
         let r = Ratio::of(&noisy, &base).unwrap();
         assert!(r.inside_noise(), "{r}");
         assert!(Ratio::of(&base, &Summary::default()).is_none());
+    }
+
+    #[test]
+    fn median_interval_ranks_match_the_binomial_tables() {
+        // Below 6 rounds only the range is available, below 95%.
+        assert_eq!(median_interval_rank(1), (1, 0));
+        assert_eq!(median_interval_rank(5), (1, 9375));
+        // n = 6..=8: the range, 96.9% / 98.4% / 99.2%.
+        assert_eq!(median_interval_rank(6), (1, 9687));
+        assert_eq!(median_interval_rank(8), (1, 9921));
+        // n = 9: ranks 2 and 8 (P(X <= 1) = 10/512), 96.1%.
+        assert_eq!(median_interval_rank(9), (2, 9609));
+        // n = 20: ranks 6 and 15 (P(X <= 5) = 0.0207), 95.9%.
+        assert_eq!(median_interval_rank(20), (6, 9586));
+        // The largest sample count the command line takes.
+        let (k, c) = median_interval_rank(1000);
+        assert!((469..=470).contains(&k) && c >= 9500, "{k} {c}");
+    }
+
+    #[test]
+    fn paired_median_interval_and_noise() {
+        let stock = [100, 200, 100, 400, 100, 100];
+        let both = [110, 230, 108, 450, 112, 104];
+        let p = Paired::of(&both, &stock).unwrap();
+        // Ratios 1.10 1.15 1.08 1.125 1.12 1.04, sorted
+        // 1.04 1.08 1.10 1.12 1.125 1.15.
+        assert_eq!((p.n, p.lo, p.hi, p.median), (6, 10_400, 11_500, 11_100));
+        assert_eq!(p.noise(), Noise::Outside);
+        assert_eq!(p.spread(), 700);
+        assert_eq!(p.to_string(), "1.110x [1.040, 1.150]");
+        // The rounds' host phases (100 vs 400) cancel in the pairs; the
+        // ratio of means would be carried by the big round.
+        let mixed = Paired::of(&[105, 95, 103, 98, 101, 99], &[100; 6]).unwrap();
+        assert_eq!(mixed.noise(), Noise::Inside);
+        let few = Paired::of(&[120, 130], &[100, 100]).unwrap();
+        assert_eq!(few.noise(), Noise::Few);
+        assert!(few.lo <= few.median && few.median <= few.hi);
+        // A round where the baseline measured nothing is left out.
+        assert_eq!(Paired::of(&[5], &[0]), None);
     }
 }

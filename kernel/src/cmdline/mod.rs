@@ -13,6 +13,7 @@ use core::fmt;
 use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
+use crate::bench::placement::Placement;
 use crate::strategy::{PAIRS, StrategyPair};
 use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
@@ -89,17 +90,23 @@ pub struct ThreadspawnParams {
     /// The strategy pairs to run, in the order given.
     pub strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
     pub lockstat: bool,
+    /// Where new threads run.
+    pub placement: Placement,
+    /// Steal percentage above which a sample is run again.
+    pub max_steal: u32,
 }
 
 impl Default for ThreadspawnParams {
     fn default() -> Self {
         ThreadspawnParams {
             workers: None,
-            samples: 5,
+            samples: 6,
             sample_ms: 1000,
             ns_depth: 0,
             strategies: PAIRS.iter().collect(),
             lockstat: false,
+            placement: Placement::Spread,
+            max_steal: 20,
         }
     }
 }
@@ -245,6 +252,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "faults",
         "off, or 1/N: each allocation fails with probability 1/N, N from 1 to 1000000",
+    ),
+    (
+        "placement",
+        "spread (each new thread on another CPU, one without a worker if any: the default) or same (on its creator's CPU)",
+    ),
+    (
+        "max_steal",
+        "a host steal percentage from 0 to 100 above which a sample is run again, at most twice (default 20; 100 never re-runs)",
     ),
 ];
 
@@ -448,6 +463,15 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     "off" => false,
                     _ => return Err(bad()),
                 };
+            }
+            "max_steal" => {
+                cmd.threadspawn.max_steal = match value.parse::<u32>() {
+                    Ok(n) if n <= 100 => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "placement" => {
+                cmd.threadspawn.placement = Placement::by_name(value).ok_or_else(bad)?;
             }
             _ => unreachable!("every key in KEYS has a case"),
         }

@@ -96,7 +96,7 @@ fn rejects_bad_values_naming_what_is_accepted() {
 #[test]
 fn parses_threadspawn_keys() {
     let c = parse(
-        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on",
+        "bench=threadspawn workers=1,3 samples=2 sample_ms=50 ns_depth=3 strategies=both,stock lockstat=on placement=same max_steal=35",
     )
     .unwrap();
     let t = c.threadspawn;
@@ -105,6 +105,9 @@ fn parses_threadspawn_keys() {
     let names: Vec<&str> = t.strategies.iter().map(|p| p.name).collect();
     assert_eq!(names, ["both", "stock"]);
     assert!(t.lockstat);
+    assert_eq!(t.placement, Placement::Same);
+    assert_eq!(t.max_steal, 35);
+    assert_eq!(ThreadspawnParams::default().placement, Placement::Spread);
 }
 
 #[test]
@@ -199,6 +202,12 @@ const RANGES: &[Range] = &[
         hi: 600_000,
         value: |c| c.lock_wait_ms,
     },
+    Range {
+        key: "max_steal",
+        lo: 0,
+        hi: 100,
+        value: |c| c.threadspawn.max_steal.into(),
+    },
     // Each worker count in the list.
     Range {
         key: "workers",
@@ -256,6 +265,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["off", "1/1", "1/1000", "1/1000000"],
         &["", "on", "1/0", "1/1000001", "2/3", "1000", "1/"],
     ),
+    ("placement", &["spread", "same"], &["", "Spread", "other"]),
 ];
 
 /// `heap` is a size: at least 1 MiB, at most what a `u64` holds.

@@ -285,8 +285,7 @@ fn ap_late() {
     smp_ticks_and_indices();
 }
 
-static LOCKUP_LOCK: crate::sync::SpinLock<()> =
-    crate::sync::named_spin_lock("lockup_irqoff", ());
+static LOCKUP_LOCK: crate::sync::SpinLock<()> = crate::sync::named_spin_lock("lockup_irqoff", ());
 
 /// CPU 1 spins forever with interrupts off, waiting for a lock CPU 0 holds
 /// for good; the lock watchdog is off, so only the hard-lockup detector can

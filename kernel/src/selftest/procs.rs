@@ -3,7 +3,8 @@
 //! ends with the invariant check.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use crate::arch::smp;
 use crate::klib::errno::Errno;
@@ -15,8 +16,8 @@ use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
-use crate::task::task_pid;
 use crate::task::wait::{Reaped, wait_child};
+use crate::task::{Task, TaskRef, TaskState, read_lock_tasklist, task_pid};
 
 fn exit_with(code: usize) {
     sched::exit_current(code as i32)
@@ -187,7 +188,136 @@ pub fn threads() {
     );
     assert_eq!(live, 1, "only init is left in its group");
     println!("selftest threads: 4 x 1000 threads spawned, joined, released");
+    if smp::online() > 1 {
+        join_returns_before_exit_notify();
+        for strategy in &PAIRS {
+            threads_elsewhere(strategy);
+            leader_waits_for_its_thread(strategy);
+        }
+        println!(
+            "selftest threads: 4 x {THREADS_ELSEWHERE} threads on another CPU, joined at mm_release; their leader reaped after their release"
+        );
+    }
     expect_invariants(&base);
+}
+
+const THREADS_ELSEWHERE: usize = 300;
+
+/// The last thread a leader made, handed to its parent (a raw counted
+/// reference).
+static LAST_THREAD: AtomicPtr<Task> = AtomicPtr::new(ptr::null_mut());
+
+/// A join returns at the thread's `mm_release`, before its `exit_notify`:
+/// holding `tasklist_lock` for reading keeps the thread (on another CPU)
+/// from getting past `exit_notify`'s write lock, yet the join returns, and
+/// the thread still has its pid. A join that waited for the release would
+/// leave the thread spinning on the lock until the lock watchdog fires.
+fn join_returns_before_exit_notify() {
+    static GO: AtomicBool = AtomicBool::new(false);
+    fn wait_for_go(_: usize) {
+        while !GO.load(Ordering::Acquire) {
+            platform::cpu_relax();
+        }
+    }
+    let mut args = CloneArgs::new("thread", wait_for_go, 0);
+    args.thread = true;
+    args.cpu = Some((platform::cpu_id() + 1) % smp::online());
+    let t = copy_process(&args).expect("thread");
+    let g = read_lock_tasklist();
+    GO.store(true, Ordering::Release);
+    sched::join(&t);
+    assert!(
+        t.links(&g).pid(PidType::Pid).is_some(),
+        "joined thread released while tasklist_lock was read-held"
+    );
+    drop(g);
+}
+
+/// Leaves a parked thread on another CPU behind and exits.
+fn spawn_parked_thread_then_exit(strategy: usize) {
+    let mut args = CloneArgs::new("parked", park, 0);
+    args.thread = true;
+    args.cpu = Some((platform::cpu_id() + 1) % smp::online());
+    args.strategy = &PAIRS[strategy];
+    let t = copy_process(&args).expect("thread");
+    LAST_THREAD.store(t.into_raw() as *mut Task, Ordering::Release);
+}
+
+/// A leader that exits before its thread is a zombie its parent cannot
+/// reap (`delay_group_leader`) until the thread is released, whose
+/// release then reports it.
+fn leader_waits_for_its_thread(strategy: &'static StrategyPair) {
+    let index = PAIRS
+        .iter()
+        .position(|p| ptr::eq(p, strategy))
+        .expect("pair");
+    let leader = copy_process(&CloneArgs::new(
+        "leader",
+        spawn_parked_thread_then_exit,
+        index,
+    ))
+    .expect("leader");
+    // The leader runs on this CPU: let it.
+    while leader.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    assert_eq!(
+        wait_child(Some(&leader), false),
+        Err(Errno::EAGAIN),
+        "{}: a leader with a live thread was reaped",
+        strategy.name
+    );
+    let thread = LAST_THREAD.swap(ptr::null_mut(), Ordering::Acquire);
+    assert!(!thread.is_null(), "the leader handed over no thread");
+    // SAFETY: the counted reference the leader gave up with into_raw.
+    let thread = unsafe { TaskRef::from_raw(thread) };
+    request_exit(&thread, 0);
+    wait_child(Some(&leader), true).expect("reap the leader once its thread is released");
+    assert!(task_pid(&thread, PidType::Pid).is_none());
+}
+
+fn spawn_threads_elsewhere_then_exit(strategy: usize) {
+    let target = (platform::cpu_id() + 1) % smp::online();
+    let mut last = None;
+    for _ in 0..THREADS_ELSEWHERE {
+        let mut args = CloneArgs::new("thread", thread_body, 0);
+        args.thread = true;
+        args.cpu = Some(target);
+        args.strategy = &PAIRS[strategy];
+        let t = copy_process(&args).expect("thread");
+        sched::join(&t);
+        last = Some(t);
+    }
+    let last = last.expect("a thread").into_raw() as *mut Task;
+    LAST_THREAD.store(last, Ordering::Release);
+    // Exits while the last thread may still be releasing itself.
+}
+
+/// A process makes threads on another CPU, joins each (at its
+/// `mm_release`, before its release) and exits right after the last
+/// join: its parent must not reap it before that thread is released
+/// (`delay_group_leader`), which the thread's detached pid shows.
+fn threads_elsewhere(strategy: &'static StrategyPair) {
+    let index = PAIRS
+        .iter()
+        .position(|p| ptr::eq(p, strategy))
+        .expect("pair");
+    let leader = copy_process(&CloneArgs::new(
+        "leader",
+        spawn_threads_elsewhere_then_exit,
+        index,
+    ))
+    .expect("leader");
+    wait_child(Some(&leader), true).expect("reap the leader");
+    let last = LAST_THREAD.swap(ptr::null_mut(), Ordering::Acquire);
+    assert!(!last.is_null(), "the leader handed over no thread");
+    // SAFETY: the counted reference the leader gave up with into_raw.
+    let last = unsafe { TaskRef::from_raw(last) };
+    assert!(
+        task_pid(&last, PidType::Pid).is_none(),
+        "{}: leader reaped while its last thread still had its pid",
+        strategy.name
+    );
 }
 
 /// `pidns`: a task three namespaces deep has the right pid at every level;

@@ -29,7 +29,7 @@ pub mod rwlock;
 pub mod seqlock;
 pub(crate) mod tas;
 pub(crate) mod ticket;
-mod word;
+pub(crate) mod word;
 
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -38,7 +38,7 @@ mod tests;
 /// `LOOM_MAX_PREEMPTIONS`), which keeps the models exhaustive over the
 /// interleavings that matter while finishing in seconds.
 #[cfg(all(test, loom))]
-fn loom_model(f: impl Fn() + Sync + Send + 'static) {
+pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);

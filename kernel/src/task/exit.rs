@@ -41,13 +41,25 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
     }
 }
 
-/// Port of `do_exit()` for processes: exit_notify, then switch away for
-/// good. Called through `sched::exit_current`.
+/// Port of `do_exit()` for processes: the join point (`mm_release`),
+/// exit_notify, then switch away for good. Called through
+/// `sched::exit_current`.
 pub fn do_exit(code: i32) -> ! {
     let me = current();
     me.set_exit_code(code);
+    mm_release(me);
     exit_notify(me);
     sched::exit_final()
+}
+
+/// Port of the part of `mm_release()` a joiner sees: the thread's tid is
+/// cleared and the futex woken, so `pthread_join` returns while this task
+/// has yet to run `exit_notify` and `release_task`. The joiner holds a
+/// reference to this task and the scheduler another, so the task outlives
+/// whatever the joiner does next; its group leader waits for it to be
+/// released before it can be reaped (`delay_group_leader`).
+fn mm_release(me: &Task) {
+    sched::wake_joiner(me);
 }
 
 /// Port of `exit_notify()` (with `forget_original_parent`).
@@ -98,10 +110,14 @@ fn exit_notify(me: &Task) {
         autoreap = links.thread || links.parent.is_null();
         if !autoreap {
             me.set_state(TaskState::Zombie);
-            // do_notify_parent -> __wake_up_parent
-            // SAFETY: a linked parent outlives the link (it reaps us, or
-            // hands us to a reaper when it exits, under this lock).
-            sched::wake_up_process(unsafe { &*links.parent });
+            // A leader whose threads are not all released yet is reported
+            // by the last one's release_task (delay_group_leader).
+            if links.live_threads == 0 {
+                // do_notify_parent -> __wake_up_parent
+                // SAFETY: a linked parent outlives the link (it reaps us,
+                // or hands us to a reaper when it exits, under this lock).
+                sched::wake_up_process(unsafe { &*links.parent });
+            }
         }
         // EXIT_DEAD for an autoreaped task is set by release_task below.
     }
@@ -143,7 +159,8 @@ fn detach_pid(
 
 /// Port of `release_task()`: detaches the pids under `tasklist_lock`,
 /// unlinks the task from its parent, feeds its run time to the entropy
-/// pool, marks it Dead (waking a joiner) and drops the link reference.
+/// pool, marks it Dead and drops the link reference. The last thread of a
+/// zombie group leader reports the leader to its parent.
 pub(super) fn release_task(p: TaskRef) {
     let mut post = ReleasePost {
         pids: PerPidType([None, None, None, None]),
@@ -187,8 +204,17 @@ pub(super) fn release_task(p: TaskRef) {
             // write lock.
             unsafe { HlistNode::del_init(&raw const p.sibling as *mut _) };
         } else {
-            // SAFETY: the group leader outlives its threads.
-            unsafe { &*leader }.links_mut(&mut g).live_threads -= 1;
+            // SAFETY: the group leader outlives its threads: it cannot be
+            // reaped while `live_threads` counts us (delay_group_leader).
+            let leader = unsafe { &*leader };
+            let l = leader.links_mut(&mut g);
+            l.live_threads -= 1;
+            // The last thread of an exited leader reports it to its parent.
+            if l.live_threads == 0 && leader.state() == TaskState::Zombie {
+                // SAFETY: a zombie's parent outlives the link (see
+                // exit_notify).
+                sched::wake_up_process(unsafe { &*l.parent });
+            }
         }
         drop(stats);
         drop(siglock);
@@ -201,7 +227,8 @@ pub(super) fn release_task(p: TaskRef) {
         }
     }
     stats::count_release();
-    sched::mark_dead_and_wake_joiner(&p);
+    // Its joiner, if any, was woken in do_exit (mm_release).
+    p.set_state(TaskState::Dead);
     // put_task_struct_rcu_user(): the link reference.
     drop(p);
 }

@@ -15,6 +15,9 @@
 pub mod exit;
 #[cfg(target_os = "none")]
 pub mod fork;
+// The scheduler (bare metal) uses it; the loom model runs on the host.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub(crate) mod kick;
 #[cfg(target_os = "none")]
 pub mod sched;
 pub mod signal;

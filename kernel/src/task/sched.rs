@@ -16,9 +16,10 @@
 //! on that CPU, in [`finish_task_switch`], drops the scheduler's reference,
 //! so the dead task's stack is freed only once nothing runs on it.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process};
+use super::kick::IdleKick;
+use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process, stats};
 use crate::arch::{apic, smp, switch, watchdog};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
 use crate::sync::SpinLockIrqSave;
@@ -81,6 +82,10 @@ impl RunQueue {
 #[repr(align(128))]
 struct SchedCpu {
     rq: SpinLockIrqSave<RunQueue>,
+    /// Whether this CPU may be halted: written by this CPU on its trips
+    /// through the idle loop, read by wakers right after they push onto
+    /// `rq`, whose line they already hold.
+    kick: IdleKick<AtomicU32>,
     /// The task running here (written only by this CPU).
     current: AtomicPtr<Task>,
     idle: AtomicPtr<Task>,
@@ -93,6 +98,7 @@ struct SchedCpu {
 static CPUS: [SchedCpu; MAX_CPUS] = [const {
     SchedCpu {
         rq: named_spin_lock_irqsave("rq_lock", RunQueue::new()),
+        kick: IdleKick::new(),
         current: AtomicPtr::new(core::ptr::null_mut()),
         idle: AtomicPtr::new(core::ptr::null_mut()),
         prev: AtomicPtr::new(core::ptr::null_mut()),
@@ -167,6 +173,7 @@ fn idle_entry(_: usize) {
 }
 
 fn idle_loop(cpu: usize) -> ! {
+    let kick = &CPUS[cpu].kick;
     loop {
         watchdog::touch();
         platform::local_irq_disable();
@@ -177,11 +184,15 @@ fn idle_loop(cpu: usize) -> ! {
             platform::local_irq_enable();
             crate::rcu::rcu_idle();
             platform::local_irq_disable();
+            // From here wakers send the IPI (see `kick`).
+            kick.prepare_halt();
             if CPUS[cpu].rq.lock().len > 0 {
+                kick.end_halt();
                 continue;
             }
             // `sti; hlt`: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
+            kick.end_halt();
         }
     }
 }
@@ -200,6 +211,7 @@ pub(crate) fn prepare_new_stack(t: &Task) {
 /// First code of every new task, reached from `pidlab_task_start`.
 extern "C" fn task_entry(task: u64) -> ! {
     finish_task_switch();
+    stats::count_ran();
     platform::local_irq_enable();
     // SAFETY: `task` is the running task (the scheduler keeps it alive).
     let t = unsafe { &*(task as *const Task) };
@@ -229,9 +241,18 @@ fn enqueue(t: *const Task) {
     // SAFETY: the scheduler's reference keeps `t` alive.
     let cpu = unsafe { (*t).cpu() };
     CPUS[cpu].rq.lock().push(t);
-    if cpu != cpu_id() {
+    // A busy CPU finds the task at its next schedule(); only a halted one
+    // needs the IPI.
+    if cpu != cpu_id() && CPUS[cpu].kick.needs_kick() {
         let _ = apic::send_ipi(smp::apic_id_of(cpu), apic::Ipi::Fixed(apic::WAKE_VECTOR));
     }
+}
+
+/// Whether `cpu` is idle now: halted in its idle loop, or about to be
+/// (what `available_idle_cpu()` answers on Linux).
+#[inline]
+pub(crate) fn cpu_idle(cpu: usize) -> bool {
+    CPUS[cpu].kick.needs_kick()
 }
 
 /// `wake_up_process`: makes a Blocked task runnable. False if it was not
@@ -352,8 +373,8 @@ fn finish_task_switch() {
 }
 
 /// Ends the current task. A process (a task with pids, made by
-/// `process::copy_process`) goes through `do_exit`; a plain kernel task is
-/// marked dead, its joiner woken, and switched away from for good.
+/// `process::copy_process`) goes through `do_exit`; a plain kernel task
+/// wakes its joiner, is marked dead, and switched away from for good.
 pub fn exit_current(code: i32) -> ! {
     let me = current();
     if is_process(me) {
@@ -361,18 +382,27 @@ pub fn exit_current(code: i32) -> ! {
     }
     me.set_exit_code(code);
     platform::local_irq_disable();
-    mark_dead_and_wake_joiner(me);
+    wake_joiner(me);
+    me.set_state(TaskState::Dead);
     exit_final()
 }
 
-/// Marks `t` Dead and wakes whoever joins it. Dead first, then look for a
-/// joiner: a joiner registers before it checks for Dead, so one of us sees
-/// the other (all SeqCst).
-pub(crate) fn mark_dead_and_wake_joiner(t: &Task) {
-    t.set_state(TaskState::Dead);
-    let joiner = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
-    if !joiner.is_null() {
-        // SAFETY: the joiner stored a counted reference to itself.
+/// `Task::joiner` once the task has passed its join point: nobody may
+/// register any more, and [`join`] returns. Never a task's address (no
+/// task lives at its alignment).
+const JOINED: *mut Task = core::ptr::dangling_mut();
+
+/// The join point of `t`, the exiting current task (for a process, the
+/// `mm_release()` step of `do_exit`: Linux clears the thread's tid there
+/// and wakes the futex `pthread_join` sleeps on, before `exit_notify` and
+/// `release_task`). Its exit code must be set. One swap decides the race
+/// with a joiner registering: the joiner either finds [`JOINED`] and
+/// returns at once, or has stored itself and is woken here.
+pub(crate) fn wake_joiner(t: &Task) {
+    let joiner = t.joiner.swap(JOINED, Ordering::SeqCst);
+    if !joiner.is_null() && joiner != JOINED {
+        // SAFETY: the joiner stored a counted reference to itself, which
+        // nobody else takes back now that the slot holds JOINED.
         let joiner = unsafe { TaskRef::from_raw(joiner) };
         wake_up_process(&joiner);
     }
@@ -390,17 +420,25 @@ pub(crate) fn exit_final() -> ! {
     unreachable!("an exited task was scheduled again");
 }
 
-/// Waits for `t` to exit (a join). Returns its exit code.
+/// Waits for `t` to reach its join point (a join; for a process, early in
+/// `do_exit`, so its `exit_notify` and `release_task` may still be running
+/// on its CPU when this returns). Returns its exit code. At most one
+/// joiner per task.
 pub fn join(t: &TaskRef) -> i32 {
     let me = current_ref().into_raw() as *mut Task;
-    t.joiner.store(me, Ordering::SeqCst);
-    block_until(|| t.state() == TaskState::Dead);
-    // If `t` had died before we registered, nobody took our reference.
-    let unclaimed = t.joiner.swap(core::ptr::null_mut(), Ordering::SeqCst);
-    if !unclaimed.is_null() {
-        // SAFETY: the reference we stored above, not taken by the exiting
-        // task.
-        drop(unsafe { TaskRef::from_raw(unclaimed) });
+    match t.joiner.compare_exchange(
+        core::ptr::null_mut(),
+        me,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    ) {
+        Ok(_) => block_until(|| t.joiner.load(Ordering::SeqCst) == JOINED),
+        Err(JOINED) => {
+            // Already past its join point: nobody will take our reference.
+            // SAFETY: the reference made above, never shared.
+            drop(unsafe { TaskRef::from_raw(me) });
+        }
+        Err(_) => panic!("task {} joined twice", t.name()),
     }
     t.exit_code()
 }

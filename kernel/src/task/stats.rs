@@ -1,4 +1,5 @@
-//! Per-CPU counters of the process paths: forks, failed forks, releases.
+//! Per-CPU counters of the process paths (forks, failed forks, releases)
+//! and of the tasks each CPU started running.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,6 +14,8 @@ pub struct ProcStats {
     pub fork_failures: u64,
     /// `release_task` calls.
     pub releases: u64,
+    /// Tasks (of any kind) that ran on the CPU.
+    pub ran: u64,
 }
 
 #[repr(align(128))]
@@ -20,6 +23,7 @@ struct CpuCounters {
     forks: AtomicU64,
     fork_failures: AtomicU64,
     releases: AtomicU64,
+    ran: AtomicU64,
 }
 
 static COUNTERS: [CpuCounters; MAX_CPUS] = [const {
@@ -27,6 +31,7 @@ static COUNTERS: [CpuCounters; MAX_CPUS] = [const {
         forks: AtomicU64::new(0),
         fork_failures: AtomicU64::new(0),
         releases: AtomicU64::new(0),
+        ran: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -47,6 +52,13 @@ pub(super) fn count_release() {
     bump(&COUNTERS[cpu_id()].releases);
 }
 
+/// A new task's first instructions on this CPU (IRQs off, so the plain
+/// add is not interrupted by another task start on this CPU).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the scheduler
+pub(super) fn count_ran() {
+    bump(&COUNTERS[cpu_id()].ran);
+}
+
 /// CPU `cpu`'s counters.
 pub fn proc_stats_cpu(cpu: usize) -> ProcStats {
     let c = &COUNTERS[cpu];
@@ -54,6 +66,7 @@ pub fn proc_stats_cpu(cpu: usize) -> ProcStats {
         forks: c.forks.load(Ordering::Relaxed),
         fork_failures: c.fork_failures.load(Ordering::Relaxed),
         releases: c.releases.load(Ordering::Relaxed),
+        ran: c.ran.load(Ordering::Relaxed),
     }
 }
 
@@ -65,5 +78,6 @@ pub fn proc_stats() -> ProcStats {
             forks: a.forks + s.forks,
             fork_failures: a.fork_failures + s.fork_failures,
             releases: a.releases + s.releases,
+            ran: a.ran + s.ran,
         })
 }

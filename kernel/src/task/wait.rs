@@ -5,7 +5,7 @@ use core::ptr;
 
 use super::exit::release_task;
 use super::sched::{self, current};
-use super::tasklist::{for_each_child, read_lock_tasklist};
+use super::tasklist::{TasklistHeld, for_each_child, read_lock_tasklist};
 use super::{Task, TaskRef, TaskState};
 use crate::klib::errno::Errno;
 use crate::pid::{PidType, pid_nr_ns};
@@ -15,6 +15,12 @@ use crate::pid::{PidType, pid_nr_ns};
 pub struct Reaped {
     pub nr: i32,
     pub code: i32,
+}
+
+/// Port of `delay_group_leader()`: a group leader is not reaped while any
+/// of its threads is not released yet.
+fn delay_group_leader(c: &Task, g: &impl TasklistHeld) -> bool {
+    c.links(g).live_threads != 0
 }
 
 /// Port of `do_wait()`/`wait_task_zombie()`: reaps a zombie child of the
@@ -34,8 +40,9 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<Reaped, Errno> {
                     return true;
                 }
                 any = true;
-                // EXIT_ZOMBIE -> EXIT_DEAD claims it (one waiter wins).
-                if c.transition(TaskState::Zombie, TaskState::Dead) {
+                // EXIT_ZOMBIE -> EXIT_DEAD claims it (one waiter wins); a
+                // leader waits for its threads' release (delay_group_leader).
+                if !delay_group_leader(c, &g) && c.transition(TaskState::Zombie, TaskState::Dead) {
                     reaped = c;
                     // The pid as the waiter's namespace sees it.
                     nr = match (
@@ -72,7 +79,7 @@ pub fn wait_child(target: Option<&Task>, block: bool) -> Result<Reaped, Errno> {
             for_each_child(me, &g, |c| {
                 if target.is_none_or(|t| ptr::eq(t, c)) {
                     gone = false;
-                    ready |= c.state() == TaskState::Zombie;
+                    ready |= c.state() == TaskState::Zombie && !delay_group_leader(c, &g);
                 }
                 !ready
             });

@@ -1,0 +1,302 @@
+//! The figure: one column of panels per `--smp` (CPU count), ops/s
+//! against workers on top and each strategy's paired ratio to stock with
+//! its interval below (when the rows carry paired ratios). A strategy has
+//! one colour in every panel; a second namespace depth or placement in the
+//! same inputs is drawn dashed. Axes read in k/M and `x`.
+
+use std::collections::BTreeSet;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::rows::Row;
+
+/// The strategies in the benchmark's order, each with its colour.
+const KNOWN: [(&str, RGBColor); 4] = [
+    ("stock", RGBColor(60, 60, 60)),
+    ("pidmap-once", RGBColor(31, 119, 180)),
+    ("exit-deferred", RGBColor(255, 127, 14)),
+    ("both", RGBColor(44, 160, 44)),
+];
+
+/// The colour of `strategy`: fixed for the known ones, a palette colour
+/// (by order of first appearance) for others.
+pub fn colour(strategy: &str, others: &[String]) -> RGBColor {
+    if let Some((_, c)) = KNOWN.iter().find(|(n, _)| *n == strategy) {
+        return *c;
+    }
+    let i = others.iter().position(|o| o == strategy).unwrap_or(0);
+    let c = Palette99::pick(i + 5).to_rgba();
+    RGBColor(c.0, c.1, c.2)
+}
+
+/// `1234567` as `1.23M`, `250000` as `250k`.
+pub fn human(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e3 {
+        let k = v / 1e3;
+        if (k - k.round()).abs() < 0.05 {
+            format!("{:.0}k", k)
+        } else {
+            format!("{:.1}k", k)
+        }
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// Strategies in plotting order: known ones first, in the benchmark's
+/// order, then the rest by first appearance.
+fn strategies(rows: &[Row]) -> Vec<String> {
+    let mut out: Vec<String> = KNOWN
+        .iter()
+        .filter(|(n, _)| rows.iter().any(|r| r.strategy == *n))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    for r in rows {
+        if !out.contains(&r.strategy) {
+            out.push(r.strategy.clone());
+        }
+    }
+    out
+}
+
+/// Draws the figure into `out`.
+pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let cpus: Vec<Option<u32>> = rows
+        .iter()
+        .map(|r| r.cpus)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let many_depths = rows
+        .iter()
+        .map(|r| r.ns_depth)
+        .collect::<BTreeSet<_>>()
+        .len()
+        > 1;
+    let many_placements = rows
+        .iter()
+        .map(|r| r.placement.clone())
+        .collect::<BTreeSet<_>>()
+        .len()
+        > 1;
+    let variants: Vec<String> = rows
+        .iter()
+        .map(|r| r.variant(many_depths, many_placements))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let with_ratios = rows.iter().any(|r| r.paired.is_some());
+    let names = strategies(rows);
+    let panel_rows = if with_ratios { 2 } else { 1 };
+    let (w, h) = (620 * cpus.len() as u32, 460 * panel_rows as u32 + 50);
+    let root = BitMapBackend::new(out, (w, h)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 24))?;
+    let panels = root.split_evenly((panel_rows, cpus.len()));
+    for (col, &c) in cpus.iter().enumerate() {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.cpus == c).collect();
+        let smp = c.map_or(String::from("smp ?"), |c| format!("--smp {c}"));
+        let ctx = Panel {
+            rows: &mine,
+            names: &names,
+            variants: &variants,
+            many_depths,
+            many_placements,
+        };
+        ctx.ops(&panels[col], &format!("{smp}: spawn+reap ops/s"))?;
+        if with_ratios {
+            ctx.ratios(
+                &panels[cpus.len() + col],
+                &format!("{smp}: paired ratio to stock (median, interval)"),
+            )?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// What one column of panels draws.
+struct Panel<'a> {
+    rows: &'a [&'a Row],
+    names: &'a [String],
+    variants: &'a [String],
+    many_depths: bool,
+    many_placements: bool,
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+impl Panel<'_> {
+    /// Each (strategy, variant) series, sorted by workers, with its
+    /// colour, whether it is dashed, and its legend label.
+    fn series(&self) -> Vec<(Vec<&Row>, RGBColor, bool, String)> {
+        let mut out = Vec::new();
+        for name in self.names {
+            for (vi, v) in self.variants.iter().enumerate() {
+                let mut pts: Vec<&Row> = self
+                    .rows
+                    .iter()
+                    .copied()
+                    .filter(|r| {
+                        &r.strategy == name
+                            && &r.variant(self.many_depths, self.many_placements) == v
+                    })
+                    .collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                pts.sort_by_key(|r| r.workers);
+                let label = if v.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{name} ({v})")
+                };
+                out.push((pts, colour(name, self.names), vi > 0, label));
+            }
+        }
+        out
+    }
+
+    fn max_workers(&self) -> u32 {
+        self.rows.iter().map(|r| r.workers).max().unwrap_or(1)
+    }
+
+    fn ops(&self, area: &Area<'_>, caption: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let max_ops = self
+            .rows
+            .iter()
+            .map(|r| r.ops_per_sec + r.stdev)
+            .fold(0.0, f64::max)
+            * 1.1;
+        let mw = self.max_workers();
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0u32..mw + 1, 0f64..max_ops.max(1.0))?;
+        chart
+            .configure_mesh()
+            .x_labels(mw as usize + 2)
+            .x_desc("workers")
+            .y_desc("ops/s")
+            .y_label_formatter(&|v| human(*v))
+            .draw()?;
+        for (pts, colour, dashed, label) in self.series() {
+            let line = pts.iter().map(|r| (r.workers, r.ops_per_sec));
+            let style = colour.stroke_width(2);
+            if dashed {
+                chart.draw_series(DashedLineSeries::new(line, 8, 5, style))?
+            } else {
+                chart.draw_series(LineSeries::new(line, style))?
+            }
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(pts.iter().map(|r| {
+                ErrorBar::new_vertical(
+                    r.workers,
+                    r.ops_per_sec - r.stdev,
+                    r.ops_per_sec,
+                    r.ops_per_sec + r.stdev,
+                    colour.filled(),
+                    8,
+                )
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    }
+
+    fn ratios(&self, area: &Area<'_>, caption: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let paired: Vec<_> = self.rows.iter().filter_map(|r| r.paired).collect();
+        let lo = paired.iter().map(|p| p.lo).fold(1.0, f64::min);
+        let hi = paired.iter().map(|p| p.hi).fold(1.0, f64::max);
+        let pad = ((hi - lo) * 0.1).max(0.02);
+        let mw = self.max_workers();
+        // Side by side around each worker count, one slot per strategy.
+        let slots = self.names.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..mw as f64 + 1.0, (lo - pad).max(0.0)..(hi + pad))?;
+        chart
+            .configure_mesh()
+            .x_labels(mw as usize + 2)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("workers")
+            .y_desc("vs stock")
+            .y_label_formatter(&|v| format!("{v:.2}x"))
+            .draw()?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(0.0, 1.0), (mw as f64 + 1.0, 1.0)],
+            BLACK.stroke_width(1),
+        )))?;
+        for (pts, colour, dashed, label) in self.series() {
+            let slot = self
+                .names
+                .iter()
+                .position(|n| *n == pts[0].strategy)
+                .unwrap_or(0);
+            let dx = (slot as f64 - (slots - 1.0) / 2.0) * 0.08 + if dashed { 0.03 } else { 0.0 };
+            let with: Vec<(f64, crate::rows::Paired)> = pts
+                .iter()
+                .filter_map(|r| r.paired.map(|p| (r.workers as f64 + dx, p)))
+                .collect();
+            if with.is_empty() || pts[0].strategy == "stock" {
+                continue;
+            }
+            let style = colour.stroke_width(2);
+            let line = with.iter().map(|(x, p)| (*x, p.ratio));
+            if dashed {
+                chart.draw_series(DashedLineSeries::new(line, 8, 5, style))?
+            } else {
+                chart.draw_series(LineSeries::new(line, style))?
+            }
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            chart.draw_series(with.iter().map(|(x, p)| {
+                ErrorBar::new_vertical(*x, p.lo, p.ratio, p.hi, colour.filled(), 8)
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_read_in_k_and_m() {
+        assert_eq!(human(500_000.0), "500k");
+        assert_eq!(human(1_250_000.0), "1.25M");
+        assert_eq!(human(12_500.0), "12.5k");
+        assert_eq!(human(999.0), "999");
+        assert_eq!(human(0.0), "0");
+    }
+
+    #[test]
+    fn a_strategy_keeps_its_colour_whatever_else_is_plotted() {
+        let others = vec!["stock".to_string(), "mine".to_string(), "both".to_string()];
+        assert_eq!(colour("both", &others), colour("both", &[]));
+        assert_ne!(colour("both", &others), colour("stock", &others));
+        assert_ne!(colour("mine", &others), colour("both", &others));
+    }
+}

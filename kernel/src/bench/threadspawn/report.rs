@@ -1,0 +1,343 @@
+//! threadspawn's report: the summary table, Linux's own comparisons, and
+//! the machine-readable rows.
+//!
+//! Strategies run interleaved in rounds, so every ratio is reported two
+//! ways: the ratio of means with its propagated spread (`vs stock`), and
+//! the paired view that decides `noise?`: per round, the strategy's ops/s
+//! over the baseline's in that same round, then the median of those ratios
+//! with its order-statistic interval ([`Paired`]). A host phase that slows
+//! one round slows both sides of that round's ratio, so the paired view is
+//! the one that survives a shared host.
+//!
+//! Linux measured each change against the kernel it was merged into: the
+//! exit change as 6.15 against 6.14 (`exit-deferred / stock`), the pidmap
+//! change on a tree that already had the exit change (`both /
+//! exit-deferred`). Those two comparisons get their own lines and rows.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::worker::Measured;
+use crate::bench::placement::Placement;
+use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_rank};
+use crate::cmdline::{Accel, accel_name};
+use crate::strategy::StrategyPair;
+use crate::sync::choice::lock_algo;
+
+/// One run of one sample, kept or re-run.
+#[derive(Clone, Copy)]
+pub(super) struct Attempt {
+    pub(super) round: u32,
+    pub(super) attempt: u32,
+    pub(super) ops_per_sec: u64,
+    pub(super) steal_x100: u64,
+    pub(super) kept: bool,
+}
+
+/// Per (workers, strategy): the kept sample of each round, in round
+/// order, and every attempt.
+pub(super) struct Cell {
+    pub(super) workers: usize,
+    pub(super) strategy: &'static StrategyPair,
+    pub(super) samples: Vec<Measured>,
+    pub(super) attempts: Vec<Attempt>,
+}
+
+impl Cell {
+    fn ops(&self) -> Vec<u64> {
+        self.samples.iter().map(|m| m.ops_per_sec).collect()
+    }
+
+    fn summary(&self) -> Summary {
+        Summary::of(&self.ops())
+    }
+
+    fn total(&self, f: impl Fn(&Measured) -> u64) -> u64 {
+        self.samples.iter().map(f).sum()
+    }
+
+    /// `num / ops` in hundredths.
+    fn per_op_x100(&self, f: impl Fn(&Measured) -> u64) -> Option<u64> {
+        let ops = self.total(|m| m.ops);
+        (ops > 0).then(|| self.total(f) * 100 / ops)
+    }
+
+    /// Mean and largest steal of the kept samples, in hundredths of a
+    /// percent.
+    fn steal_x100(&self) -> (u64, u64) {
+        let n = self.samples.len().max(1) as u64;
+        (
+            self.total(|m| m.steal_x100) / n,
+            self.samples.iter().map(|m| m.steal_x100).max().unwrap_or(0),
+        )
+    }
+
+    fn reruns(&self) -> usize {
+        self.attempts.iter().filter(|a| !a.kept).count()
+    }
+}
+
+/// How the run was configured, for the report's headers and rows.
+pub(super) struct RunInfo {
+    pub(super) ns_depth: u32,
+    pub(super) rounds: u32,
+    pub(super) sample_ms: u32,
+    pub(super) placement: Placement,
+    pub(super) max_steal: u32,
+    pub(super) lockstat: bool,
+    pub(super) online: usize,
+    pub(super) accel: Option<Accel>,
+}
+
+fn find<'a>(cells: &'a [Cell], workers: usize, name: &str) -> Option<&'a Cell> {
+    cells
+        .iter()
+        .find(|c| c.workers == workers && c.strategy.name == name)
+}
+
+/// `a` against `b`: the ratio of means and the paired view.
+fn compare(a: &Cell, b: &Cell) -> (Option<Ratio>, Option<Paired>) {
+    (
+        Ratio::of(&a.summary(), &b.summary()),
+        Paired::of(&a.ops(), &b.ops()),
+    )
+}
+
+/// Hundredths as `x.xx`.
+pub(super) fn fixed2(v: u64) -> String {
+    format!("{}.{:02}", v / 100, v % 100)
+}
+
+fn opt_fixed2(v: Option<u64>) -> String {
+    v.map_or(String::from("-"), fixed2)
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or(String::new(), |v| format!("{v}"))
+}
+
+/// Linux's two comparisons: (row name, label, numerator, denominator).
+const LINUX_CHANGES: [(&str, &str, &str, &str); 2] = [
+    (
+        "exit",
+        "exit   = exit-deferred / stock",
+        "exit-deferred",
+        "stock",
+    ),
+    (
+        "pidmap",
+        "pidmap = both / exit-deferred",
+        "both",
+        "exit-deferred",
+    ),
+];
+
+pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
+    let (_, coverage) = median_interval_rank(info.rounds as u64);
+    let tenths = (coverage + 5) / 10;
+    let cover = format!("{}.{}%", tenths / 10, tenths % 10);
+    println!();
+    println!(
+        "threadspawn summary (lock {}, ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; steal: mean host steal of the kept samples; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        lock_algo().name(),
+        info.ns_depth,
+        info.placement.name(),
+        info.rounds,
+        info.sample_ms
+    );
+    println!(
+        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8}",
+        "workers",
+        "strategy",
+        "ops/s",
+        "stdev",
+        "vs stock",
+        "paired",
+        "noise?",
+        "steal",
+        "pidmap/op",
+        "tlist/op",
+        "contended",
+        "wait cyc",
+        "hold cyc"
+    );
+    let mut rows = Vec::new();
+    for c in cells {
+        let sum = c.summary();
+        let is_stock = core::ptr::eq(c.strategy, StrategyPair::stock());
+        let (ratio, paired) = match find(cells, c.workers, StrategyPair::stock().name) {
+            Some(stock) if !is_stock => compare(c, stock),
+            _ => (None, None),
+        };
+        let (ratio_s, paired_s, noise) = if is_stock {
+            (String::from("1.000x"), String::from("1.000x"), "-")
+        } else {
+            (
+                ratio.map_or(String::from("-"), |r| format!("{r}")),
+                paired.map_or(String::from("-"), |p| format!("{p}")),
+                paired.map_or("-", |p| p.noise().name()),
+            )
+        };
+        let pidmap = c.per_op_x100(|m| m.pidmap_acq);
+        let ls = info.lockstat;
+        let tasklist = if ls {
+            c.per_op_x100(|m| m.tasklist_acq)
+        } else {
+            None
+        };
+        let acq = c.total(|m| m.acquisitions);
+        let contended = (ls && acq > 0).then(|| c.total(|m| m.contended) * 10_000 / acq);
+        let wait = (ls && acq > 0).then(|| c.total(|m| m.wait_cycles) / acq);
+        let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq);
+        let (steal, steal_max) = c.steal_x100();
+        println!(
+            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>5}% {:>9} {:>8} {:>9} {:>8} {:>8}",
+            c.workers,
+            c.strategy.name,
+            sum.mean,
+            sum.stdev,
+            ratio_s,
+            paired_s,
+            noise,
+            fixed2(steal),
+            opt_fixed2(pidmap),
+            opt_fixed2(tasklist),
+            contended.map_or(String::from("-"), |v| format!("{}%", fixed2(v))),
+            wait.map_or(String::from("-"), |v| format!("{v}")),
+            hold.map_or(String::from("-"), |v| format!("{v}"))
+        );
+        let (rv, rs) = match (ratio, is_stock) {
+            (_, true) => (format!("{RATIO_ONE}"), String::from("0")),
+            (Some(r), _) => (format!("{}", r.value), format!("{}", r.spread)),
+            (None, _) => (String::new(), String::new()),
+        };
+        let (pm, plo, phi) = match (paired, is_stock) {
+            (_, true) => (Some(RATIO_ONE), Some(RATIO_ONE), Some(RATIO_ONE)),
+            (Some(p), _) => (Some(p.median), Some(p.lo), Some(p.hi)),
+            (None, _) => (None, None, None),
+        };
+        rows.push(format!(
+            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{},{},{},{},{}",
+            c.strategy.name,
+            c.workers,
+            info.ns_depth,
+            sum.mean,
+            sum.stdev,
+            sum.n,
+            sum.min,
+            sum.max,
+            opt(pm),
+            opt(plo),
+            opt(phi),
+            opt_fixed2(pidmap),
+            opt_fixed2(tasklist),
+            opt(contended),
+            opt(wait),
+            opt(hold),
+            fixed2(steal),
+            fixed2(steal_max),
+            c.reruns(),
+            info.placement.name(),
+            info.online,
+            accel_name(info.accel),
+            lock_algo().name()
+        ));
+    }
+    let linux = print_linux_changes(cells, info, coverage);
+    let reruns: usize = cells.iter().map(Cell::reruns).sum();
+    let over = cells
+        .iter()
+        .flat_map(|c| c.samples.iter())
+        .filter(|m| m.steal_x100 > info.max_steal as u64 * 100)
+        .count();
+    println!(
+        "re-run: {reruns} samples over max_steal {}% (each at most twice); {over} kept samples still over it",
+        info.max_steal
+    );
+    println!();
+    println!(
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel,lock"
+    );
+    for r in rows {
+        println!("{r}");
+    }
+    println!(
+        "threadspawn_linux,change,workers,ns_depth,ratio_x10000,spread_x10000,noise,paired_lo_x10000,paired_hi_x10000,rounds,paired_coverage_x10000,ratio_of_means_x10000,placement,cpus,accel"
+    );
+    for r in linux {
+        println!("{r}");
+    }
+    println!(
+        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel"
+    );
+    for c in cells {
+        for a in &c.attempts {
+            println!(
+                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{}",
+                c.strategy.name,
+                c.workers,
+                info.ns_depth,
+                a.round,
+                a.attempt,
+                a.ops_per_sec,
+                fixed2(a.steal_x100),
+                if a.kept { "yes" } else { "no" },
+                info.placement.name(),
+                info.online,
+                accel_name(info.accel)
+            );
+        }
+    }
+}
+
+/// Prints Linux's comparisons per worker count and returns their rows.
+fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64) -> Vec<String> {
+    let mut workers: Vec<usize> = cells.iter().map(|c| c.workers).collect();
+    workers.dedup();
+    println!(
+        "Linux's comparisons (each change against the kernel it was merged into; paired per round, median [interval]):"
+    );
+    let mut rows = Vec::new();
+    for &w in &workers {
+        for (row, label, num, den) in LINUX_CHANGES {
+            let (Some(a), Some(b)) = (find(cells, w, num), find(cells, w, den)) else {
+                let missing: Vec<&str> = [num, den]
+                    .into_iter()
+                    .filter(|n| find(cells, w, n).is_none())
+                    .collect();
+                println!(
+                    "{w:>7} {label}: not run (strategies= lacks {})",
+                    missing.join(" and ")
+                );
+                continue;
+            };
+            let (ratio, paired) = compare(a, b);
+            let Some(p) = paired else {
+                println!("{w:>7} {label}: no round measured {den}");
+                continue;
+            };
+            let means = ratio.map_or(String::from("-"), |r| format!("{r}"));
+            println!(
+                "{w:>7} {label}: {:<23} {:<7} (ratio of means {means})",
+                format!("{p}"),
+                p.noise().name()
+            );
+            rows.push(format!(
+                "threadspawn_linux,{row},{w},{},{},{},{},{},{},{},{coverage},{},{},{},{}",
+                info.ns_depth,
+                p.median,
+                p.spread(),
+                p.noise().name(),
+                p.lo,
+                p.hi,
+                p.n,
+                opt(ratio.map(|r| r.value)),
+                info.placement.name(),
+                info.online,
+                accel_name(info.accel)
+            ));
+        }
+    }
+    rows
+}

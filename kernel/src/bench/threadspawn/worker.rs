@@ -1,0 +1,221 @@
+//! One threadspawn sample: the workers' loop, what they measure, and the
+//! drain of releases still in flight when it ends.
+//!
+//! Each worker is a process on its own CPU (worker `i` on CPU `i`). It
+//! loops: create a thread that does nothing on the CPU its [`Placer`]
+//! picks (`copy_process` with `CLONE_THREAD`: alloc_pid, tasklist_lock),
+//! join it (the join returns at the thread's `mm_release`, so its
+//! `exit_notify` and `release_task` overlap the next fork), count one op.
+//! The loop stamps the TSC once per op, for the deadline and for the steal
+//! meter; it prints nothing and allocates from the per-CPU caches only.
+//!
+//! When the deadline passes, a worker exits; its parent reaps it once its
+//! last thread is released (`delay_group_leader`), and [`run_sample`] then
+//! waits until every task forked in the sample is released and freed, so
+//! nothing of one sample runs into the next.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crate::arch::{smp, time};
+use crate::bench::placement::{Placement, Placer};
+use crate::bench::steal::{STEAL_GAP_US, StealMeter, steal_x100};
+use crate::pid::namespace::PidNamespace;
+use crate::pid::pid_stats_total;
+use crate::platform;
+use crate::strategy::StrategyPair;
+use crate::sync::lockstat;
+use crate::task::fork::{CloneArgs, copy_process};
+use crate::task::nr_tasks;
+use crate::task::sched;
+use crate::task::stats::{ProcStats, proc_stats};
+use crate::task::wait::wait_child;
+
+/// What one sample's workers share.
+struct Sample {
+    workers: usize,
+    online: usize,
+    placement: Placement,
+    strategy: &'static StrategyPair,
+    sample_cycles: u64,
+    arrived: AtomicUsize,
+    start: AtomicU64,
+    ops: AtomicU64,
+    /// Sum over workers of ops per second (each over its own elapsed time).
+    ops_per_sec: AtomicU64,
+    failures: AtomicU64,
+    /// Sums over workers of their elapsed and stolen cycles.
+    elapsed: AtomicU64,
+    stolen: AtomicU64,
+}
+
+fn nothing(_: usize) {}
+
+fn worker(arg: usize) {
+    // SAFETY: `arg` is the `Sample` on the driver's stack; the driver reaps
+    // every worker before it returns.
+    let s = unsafe { &*(arg as *const Sample) };
+    // Start together: the last to arrive stamps the start time.
+    if s.arrived.fetch_add(1, Ordering::AcqRel) + 1 == s.workers {
+        s.start.store(platform::cycles(), Ordering::Release);
+    }
+    let mut start = s.start.load(Ordering::Acquire);
+    while start == 0 {
+        platform::cpu_relax();
+        start = s.start.load(Ordering::Acquire);
+    }
+    let deadline = start + s.sample_cycles;
+    let mut args = CloneArgs::new("thread", nothing, 0);
+    args.thread = true;
+    args.strategy = s.strategy;
+    let mut placer = Placer::new(s.placement, platform::cpu_id(), s.workers, s.online);
+    let mut steal = StealMeter::new(start, time::ns_to_cycles(STEAL_GAP_US * 1000));
+    let mut ops = 0u64;
+    let mut failures = 0u64;
+    let mut now = platform::cycles();
+    steal.stamp(now);
+    while now < deadline {
+        args.cpu = Some(placer.next_cpu(s.online, sched::cpu_idle));
+        match copy_process(&args) {
+            Ok(t) => {
+                sched::join(&t);
+                ops += 1;
+            }
+            Err(_) => failures += 1,
+        }
+        now = platform::cycles();
+        steal.stamp(now);
+    }
+    let elapsed = (now - start).max(1);
+    let elapsed_ns = time::cycles_to_ns(elapsed).max(1);
+    s.ops.fetch_add(ops, Ordering::Relaxed);
+    s.failures.fetch_add(failures, Ordering::Relaxed);
+    s.ops_per_sec.fetch_add(
+        (ops as u128 * 1_000_000_000 / elapsed_ns as u128) as u64,
+        Ordering::Relaxed,
+    );
+    s.elapsed.fetch_add(elapsed, Ordering::Relaxed);
+    s.stolen.fetch_add(steal.stolen(), Ordering::Relaxed);
+}
+
+/// One sample's numbers.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Measured {
+    pub(super) ops_per_sec: u64,
+    pub(super) ops: u64,
+    /// Host steal over the workers' time, in hundredths of a percent.
+    pub(super) steal_x100: u64,
+    pub(super) pidmap_acq: u64,
+    pub(super) tasklist_acq: u64,
+    pub(super) contended: u64,
+    pub(super) acquisitions: u64,
+    pub(super) wait_cycles: u64,
+    pub(super) hold_cycles: u64,
+    pub(super) failures: u64,
+}
+
+/// What a sample runs.
+#[derive(Clone, Copy)]
+pub(super) struct SampleSpec<'a> {
+    pub(super) ns: &'a Arc<PidNamespace>,
+    pub(super) workers: usize,
+    pub(super) strategy: &'static StrategyPair,
+    pub(super) sample_ms: u32,
+    pub(super) placement: Placement,
+}
+
+/// Runs one sample and drains it; an error if its releases do not finish.
+pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
+    let workers = spec.workers;
+    let s = Sample {
+        workers,
+        online: smp::online(),
+        placement: spec.placement,
+        strategy: spec.strategy,
+        sample_cycles: time::ns_to_cycles(spec.sample_ms as u64 * 1_000_000),
+        arrived: AtomicUsize::new(0),
+        start: AtomicU64::new(0),
+        ops: AtomicU64::new(0),
+        ops_per_sec: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        elapsed: AtomicU64::new(0),
+        stolen: AtomicU64::new(0),
+    };
+    let pid_before = pid_stats_total();
+    let procs_before = proc_stats();
+    let tasks_before = nr_tasks();
+    if lockstat::enabled() {
+        lockstat::reset();
+    }
+    for cpu in 0..workers {
+        let mut args = CloneArgs::new("worker", worker, &s as *const Sample as usize);
+        args.cpu = Some(cpu);
+        args.pid_ns = Some(spec.ns);
+        if let Err(e) = copy_process(&args) {
+            panic!("threadspawn: cannot start worker {cpu}: {e:?}");
+        }
+    }
+    for _ in 0..workers {
+        wait_child(None, true).expect("threadspawn: a worker to reap");
+    }
+    drain(&procs_before, tasks_before)?;
+    let pid_after = pid_stats_total().since(&pid_before);
+    let mut m = Measured {
+        ops_per_sec: s.ops_per_sec.load(Ordering::Relaxed),
+        ops: s.ops.load(Ordering::Relaxed),
+        failures: s.failures.load(Ordering::Relaxed),
+        steal_x100: steal_x100(
+            s.stolen.load(Ordering::Relaxed),
+            s.elapsed.load(Ordering::Relaxed),
+        ),
+        ..Measured::default()
+    };
+    // Includes each worker's own spawn and reap (one per worker per
+    // sample, next to thousands of ops).
+    m.pidmap_acq = pid_after.alloc_locks + pid_after.free_locks;
+    if lockstat::enabled() {
+        for name in ["pidmap_lock", "tasklist_lock"] {
+            if let Some(st) = lockstat::read(name) {
+                if name == "tasklist_lock" {
+                    m.tasklist_acq = st.acquisitions();
+                }
+                for c in [st.exclusive, st.shared] {
+                    m.acquisitions += c.acquisitions;
+                    m.contended += c.contended;
+                    m.wait_cycles += c.wait_cycles_total;
+                    m.hold_cycles += c.hold_cycles_total;
+                }
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// How long the releases still in flight after a sample may take.
+const DRAIN_MS: u64 = 10_000;
+
+/// Waits until every process forked since `before` has been released and
+/// every task since freed. The workers' leaders are reaped only after
+/// each thread's pids were detached; the rest of `release_task` (the
+/// deferred frees among it) and the freeing of the task by its CPU's next
+/// switch may still be running.
+fn drain(before: &ProcStats, tasks_before: usize) -> Result<(), String> {
+    let limit = platform::cycles() + time::ns_to_cycles(DRAIN_MS * 1_000_000);
+    loop {
+        let now = proc_stats();
+        let in_flight = (now.forks - before.forks).saturating_sub(now.releases - before.releases);
+        let tasks = nr_tasks();
+        if in_flight == 0 && tasks <= tasks_before {
+            return Ok(());
+        }
+        if platform::cycles() > limit {
+            return Err(format!(
+                "{in_flight} releases still in flight and {} tasks not freed {DRAIN_MS} ms after the sample",
+                tasks.saturating_sub(tasks_before)
+            ));
+        }
+        platform::cpu_relax();
+    }
+}
