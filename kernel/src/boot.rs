@@ -161,7 +161,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             let Ok(text) = core::str::from_utf8(&buf[..len]) else {
                 fail(format_args!("pidctl script: not UTF-8"));
             };
-            if !crate::pidctl::exec::run_script(text) {
+            if !crate::pidctl::exec::run_script(text, cmd.pidctl_version) {
                 fail(format_args!("pidctl: the invariant check failed"));
             }
         }
@@ -171,7 +171,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             }
         }
         Bench::Shell => {
-            if !crate::pidctl::exec::run_shell() {
+            if !crate::pidctl::exec::run_shell(cmd.pidctl_version) {
                 fail(format_args!("pidctl: the invariant check failed"));
             }
         }

@@ -1,7 +1,15 @@
-//! The strategy pairs the lab compares: which `alloc_pid` and which
-//! `release_task` a spawned task goes through. [`PAIRS`] is the only home of
-//! their names; the command line, the tests and the benchmarks all look
-//! them up here.
+//! The kernel versions the lab compares, as strategy pairs: which
+//! `alloc_pid` and which `release_task` a spawned task goes through, and
+//! how `pidmap_lock` treats interrupts. [`PAIRS`] is the only home of their
+//! names; the command line, the tests and the benchmarks all look them up
+//! here.
+//!
+//! | pair | kernel | `alloc_pid` | `release_task` | `pidmap_lock` |
+//! |---|---|---|---|---|
+//! | `stock` | 6.14 | a lock trip per level + 1 | pids freed under `tasklist_lock` | `spin_lock_irq` / `irqsave` |
+//! | `pidmap-once` | 6.14 + the alloc change (never shipped) | one lock hold | as 6.14 | as 6.14 |
+//! | `exit-deferred` | 6.15 | as 6.14 | pids freed after `tasklist_lock` | `spin_lock` |
+//! | `both` | 7.0 | one lock hold | as 6.15 | `spin_lock` |
 
 /// Which `alloc_pid` to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,36 +37,59 @@ pub enum ReleaseStrategy {
     Deferred,
 }
 
-/// One strategy pair: its name (as `strategies=` spells it) and the two
-/// strategies.
+/// How a kernel version takes `pidmap_lock`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PidmapIrq {
+    /// Up to 6.14: with interrupts off (`spin_lock_irq` in `alloc_pid` and
+    /// `disable_pid_allocation`, `spin_lock_irqsave` in `free_pid`).
+    Off,
+    /// 6.15 on ("pid: drop irq disablement around pidmap_lock"): plain
+    /// `spin_lock`, since no interrupt handler takes it and `free_pid` no
+    /// longer runs under `write_lock_irq(&tasklist_lock)`.
+    Untouched,
+}
+
+/// One strategy pair: its name (as `strategies=` spells it), the kernel
+/// version it stands for, and what that version does.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct StrategyPair {
     pub name: &'static str,
+    /// The Linux version whose pid and exit paths these are.
+    pub kernel: &'static str,
     pub alloc: AllocPidStrategy,
     pub release: ReleaseStrategy,
+    pub pidmap_irq: PidmapIrq,
 }
 
 /// Every pair, in the benchmark's order; `PAIRS[0]` is the baseline.
 pub static PAIRS: [StrategyPair; 4] = [
     StrategyPair {
         name: "stock",
+        kernel: "6.14",
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Stock,
+        pidmap_irq: PidmapIrq::Off,
     },
     StrategyPair {
         name: "pidmap-once",
+        kernel: "6.14 + alloc change",
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Stock,
+        pidmap_irq: PidmapIrq::Off,
     },
     StrategyPair {
         name: "exit-deferred",
+        kernel: "6.15",
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Deferred,
+        pidmap_irq: PidmapIrq::Untouched,
     },
     StrategyPair {
         name: "both",
+        kernel: "7.0",
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Deferred,
+        pidmap_irq: PidmapIrq::Untouched,
     },
 ];
 
@@ -73,8 +104,8 @@ impl StrategyPair {
         PAIRS.iter().find(|p| p.name == name)
     }
 
-    /// The pair whose alloc side is `alloc` and release side stock (for
-    /// benchmarks of `alloc_pid` alone).
+    /// The 6.14-based pair whose alloc side is `alloc` (for benchmarks of
+    /// `alloc_pid` alone).
     pub fn for_alloc(alloc: AllocPidStrategy) -> &'static StrategyPair {
         PAIRS
             .iter()
@@ -97,5 +128,19 @@ mod tests {
             StrategyPair::for_alloc(AllocPidStrategy::SingleLock).name,
             "pidmap-once"
         );
+    }
+
+    #[test]
+    fn irqs_stay_on_from_the_kernel_that_moved_free_pid_out() {
+        // 6.15 dropped the IRQ disablement together with the exit change:
+        // free_pid no longer ran under write_lock_irq(&tasklist_lock).
+        for p in &PAIRS {
+            assert_eq!(
+                p.pidmap_irq == PidmapIrq::Untouched,
+                p.release == ReleaseStrategy::Deferred,
+                "{}",
+                p.name
+            );
+        }
     }
 }

@@ -6,7 +6,25 @@
 /// A script and the start of each answer line, in order.
 pub struct Case {
     pub script: &'static str,
+    /// What stock (6.14) and `exit-deferred` (6.15) answer.
     pub answers: &'static [&'static str],
+    /// (line, answer) where the alloc change (`pidmap-once`, 7.0's `both`)
+    /// answers otherwise: it checks every level's `set_tid` before taking
+    /// any number.
+    pub checks_first: &'static [(usize, &'static str)],
+}
+
+impl Case {
+    /// The answers under pidctl's `strategy=NAME`.
+    pub fn answers_for(&self, strategy: &str) -> Vec<&'static str> {
+        let mut a = self.answers.to_vec();
+        if crate::pidctl_model::CHECKS_FIRST.contains(&strategy) {
+            for &(i, answer) in self.checks_first {
+                a[i] = answer;
+            }
+        }
+        a
+    }
 }
 
 /// Spawning through three levels, a child namespace, waiting before and
@@ -41,6 +59,7 @@ pub const NAMESPACES: Case = Case {
         "ok a code=1 pid=2 reaped_by=init",
         "ok invariants: ok",
     ],
+    checks_first: &[],
 };
 
 /// A namespace whose init exits takes no more pids, and its orphans go
@@ -68,6 +87,7 @@ pub const REAPER_DEATH: Case = Case {
         "ok m code=0 pid=3 reaped_by=init",
         "ok invariants: ok",
     ],
+    checks_first: &[],
 };
 
 /// A task inside a child namespace exits with a live child: the orphan
@@ -96,6 +116,7 @@ pub const REAPER_IN_OWN_NAMESPACE: Case = Case {
         "ok a code=0 pid=2 reaped_by=init",
         "ok invariants: ok",
     ],
+    checks_first: &[],
 };
 
 /// `set_tid`: taken, without the capability, out of range, too many
@@ -133,4 +154,40 @@ pub const SET_TID_RULES: Case = Case {
         "ok x code=0 pid=4000",
         "ok invariants: ok",
     ],
+    checks_first: &[],
+};
+
+/// `pid_max` is per level (6.14+): a root limited to 1000 does not limit a
+/// child namespace's own numbers (its `pid_max` starts at 4194304), only
+/// the root-level number each of its pids also gets. A `set_tid` that is
+/// taken at the inner level and too big at the outer one is where the
+/// versions differ: stock finds the inner clash first (EEXIST), the alloc
+/// change the outer range first (EINVAL).
+pub const PID_MAX_PER_LEVEL: Case = Case {
+    script: "pid_max init 1000\n\
+             spawn n newns\n\
+             spawn k parent=n set_tid=5000\n\
+             spawn j parent=n set_tid=6000,1500\n\
+             spawn j parent=n set_tid=5000,1500\n\
+             spawn j parent=n set_tid=6000,999\n\
+             exit j\nwait j\nexit k\nwait k\nexit n\nwait n\n\
+             check\n",
+    answers: &[
+        "ok pid_max=1000 in `init`'s namespace (level 0)",
+        "ok n pids=1,2",
+        "ok k pids=5000,3",
+        // The outer level's own pid_max.
+        "err EINVAL",
+        // Taken inside: stock checks and allocates level by level.
+        "err EEXIST",
+        "ok j pids=6000,999",
+        "ok j exited",
+        "ok j code=0 pid=6000 reaped_by=n",
+        "ok k exited",
+        "ok k code=0 pid=5000 reaped_by=n",
+        "ok n exited",
+        "ok n code=0 pid=2",
+        "ok invariants: ok",
+    ],
+    checks_first: &[(4, "err EINVAL")],
 };

@@ -2,13 +2,25 @@
 //! way a user would, one answer line per command.
 
 use pidlab_tests::pidctl_cases::{
-    NAMESPACES, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES,
+    Case, NAMESPACES, PID_MAX_PER_LEVEL, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES,
 };
 use pidlab_tests::{Boot, Run};
 
+/// pidctl's `strategy=` values: the kernel versions.
+const STRATEGIES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+
 fn run(script: &str) -> Run {
-    let run = Boot::new().smp(2).script(script).run();
+    run_as(script, "stock")
+}
+
+fn run_as(script: &str, strategy: &str) -> Run {
+    let run = Boot::new()
+        .smp(2)
+        .script(script)
+        .params(&format!("strategy={strategy}"))
+        .run();
     run.expect_success();
+    run.expect_serial(&format!("pidctl: tasks run {strategy} (Linux "));
     run
 }
 
@@ -22,40 +34,63 @@ fn answers(run: &Run) -> Vec<String> {
 }
 
 fn expect(script: &str, want: &[&str]) -> Run {
-    let r = run(script);
+    expect_as(script, "stock", want)
+}
+
+fn expect_as(script: &str, strategy: &str, want: &[&str]) -> Run {
+    let r = run_as(script, strategy);
     let got = answers(&r);
-    assert_eq!(got.len(), want.len(), "answers: {got:#?}");
+    assert_eq!(got.len(), want.len(), "{strategy}: answers: {got:#?}");
     for (g, w) in got.iter().zip(want) {
         assert!(
             g.starts_with(w),
-            "expected `{w}...`, got `{g}`\nall: {got:#?}"
+            "{strategy}: expected `{w}...`, got `{g}`\nall: {got:#?}"
         );
     }
     r
 }
 
+/// Runs `case` under every kernel version; each must give that version's
+/// answers and pass the invariant check.
+fn expect_every_version(case: &Case) {
+    for strategy in STRATEGIES {
+        expect_as(case.script, strategy, &case.answers_for(strategy));
+    }
+}
+
 #[test]
 fn spawn_wait_exit_and_namespaces() {
-    let r = expect(NAMESPACES.script, NAMESPACES.answers);
-    r.expect_serial("invariants: ok");
+    expect_every_version(&NAMESPACES);
 }
 
 #[test]
 fn reaper_death_disables_the_namespace_and_reparents() {
-    expect(REAPER_DEATH.script, REAPER_DEATH.answers);
+    expect_every_version(&REAPER_DEATH);
 }
 
 #[test]
 fn orphans_go_to_their_own_namespace_init() {
-    expect(
-        REAPER_IN_OWN_NAMESPACE.script,
-        REAPER_IN_OWN_NAMESPACE.answers,
-    );
+    expect_every_version(&REAPER_IN_OWN_NAMESPACE);
 }
 
 #[test]
 fn set_tid_rules() {
-    expect(SET_TID_RULES.script, SET_TID_RULES.answers);
+    expect_every_version(&SET_TID_RULES);
+}
+
+#[test]
+fn pid_max_is_per_level() {
+    expect_every_version(&PID_MAX_PER_LEVEL);
+}
+
+#[test]
+fn unknown_strategy_is_refused() {
+    let run = Boot::new()
+        .smp(1)
+        .script("ps\n")
+        .params("strategy=single-lock")
+        .run();
+    run.expect_failure_with("bad value `single-lock` for `strategy`");
 }
 
 #[test]

@@ -85,10 +85,10 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(seed: u64, mix: Mix) -> Generator {
+    fn new(seed: u64, mix: Mix, strategy: &str) -> Generator {
         Generator {
             rng: Rng(seed),
-            model: Model::new(),
+            model: Model::for_strategy(strategy),
             mix,
             program: Program {
                 commands: Vec::new(),
@@ -361,11 +361,14 @@ struct Script {
     seed: u64,
     mix: Mix,
     steps: usize,
+    /// The kernel versions (pidctl's `strategy=`) it runs under, a boot
+    /// each; between them the scripts cover all four.
+    strategies: &'static [&'static str],
 }
 
 impl Script {
-    fn generate(&self) -> Program {
-        let mut g = Generator::new(self.seed, self.mix);
+    fn generate(&self, strategy: &str) -> Program {
+        let mut g = Generator::new(self.seed, self.mix, strategy);
         g.body(self.steps, |_| {});
         g.finish();
         g.program
@@ -387,6 +390,7 @@ const SPAWNS_EXITS_WAITS: Script = Script {
         fill: false,
     },
     steps: 400,
+    strategies: &["stock", "exit-deferred"],
 };
 
 const DEEP_NAMESPACES: Script = Script {
@@ -404,6 +408,7 @@ const DEEP_NAMESPACES: Script = Script {
         fill: false,
     },
     steps: 300,
+    strategies: &["stock", "both"],
 };
 
 const SMALL_PID_MAX: Script = Script {
@@ -421,6 +426,7 @@ const SMALL_PID_MAX: Script = Script {
         fill: true,
     },
     steps: 120,
+    strategies: &["pidmap-once", "both"],
 };
 
 /// The answers the kernel printed, in order.
@@ -432,15 +438,25 @@ fn answers(run: &Run) -> Vec<&str> {
 }
 
 fn run_and_compare(script: &Script) {
+    for strategy in script.strategies {
+        run_and_compare_as(script, strategy);
+    }
+}
+
+fn run_and_compare_as(script: &Script, strategy: &str) {
     let seed = script.seed;
-    let program = script.generate();
-    let run = Boot::new().smp(2).script(&program.script()).run();
+    let program = script.generate(strategy);
+    let run = Boot::new()
+        .smp(2)
+        .script(&program.script())
+        .params(&format!("strategy={strategy}"))
+        .run();
     run.expect_success().expect_serial("invariants: ok");
     let got = answers(&run);
     for (i, (cmd, want)) in program.commands.iter().zip(&program.answers).enumerate() {
         let Some(line) = got.get(i) else {
             panic!(
-                "seed {seed:#x}: the kernel answered {} of {} commands; the first unanswered is `{cmd}`",
+                "seed {seed:#x}, {strategy}: the kernel answered {} of {} commands; the first unanswered is `{cmd}`",
                 got.len(),
                 program.commands.len()
             );
@@ -451,7 +467,7 @@ fn run_and_compare(script: &Script) {
                 .map(|j| format!("  {}  ->  {}", program.commands[j], got[j]))
                 .collect();
             panic!(
-                "seed {seed:#x}, command {i}: `{cmd}`\n  model:  {want}\n  kernel: {line}\n\
+                "seed {seed:#x}, {strategy}, command {i}: `{cmd}`\n  model:  {want}\n  kernel: {line}\n\
                  the commands before it:\n{}",
                 context.join("\n")
             );
@@ -460,7 +476,7 @@ fn run_and_compare(script: &Script) {
     assert_eq!(
         got.len(),
         program.commands.len(),
-        "seed {seed:#x}: more answers than commands"
+        "seed {seed:#x}, {strategy}: more answers than commands"
     );
 }
 
@@ -490,7 +506,7 @@ fn the_scripts_reach_every_rule() {
     let mut deepest = 0;
     let mut wrapped = false;
     for script in [&SPAWNS_EXITS_WAITS, &DEEP_NAMESPACES, &SMALL_PID_MAX] {
-        let mut g = Generator::new(script.seed, script.mix);
+        let mut g = Generator::new(script.seed, script.mix, "stock");
         g.body(script.steps, |g| {
             let levels = g.model.ns.iter().map(|n| n.level);
             deepest = deepest.max(levels.max().unwrap_or(0));

@@ -1,9 +1,9 @@
 //! The `pidalloc` benchmark core: single-CPU `alloc_pid` + `free_pid` cost
-//! against the number of live pids, for both `alloc_pid` strategies.
+//! against the number of live pids, for every kernel version.
 //!
 //! A private root namespace (pid_max 4,194,304, with an init as pid 1 and a
 //! reaper, like a booted system) is filled with `live` pinned pids, then
-//! each strategy runs `ops` alloc+free pairs, in `rounds` interleaved
+//! each version runs `ops` alloc+free pairs, in `rounds` interleaved
 //! slices so that drift (caches, frequency, the host's other load) hits
 //! both alike. The pinned pids were allocated cyclically, so the measured
 //! pairs walk the cursor through free space above them and, after a wrap,
@@ -22,7 +22,7 @@ use crate::klib::errno::Errno;
 use crate::pid::namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
 use crate::platform;
-use crate::strategy::{AllocPidStrategy, StrategyPair};
+use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::Task;
 use core::ptr::NonNull;
 
@@ -57,8 +57,8 @@ impl Default for PidallocConfig<'_> {
 /// One measured point.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PidallocRow {
-    /// The strategy measured.
-    pub strategy: AllocPidStrategy,
+    /// The kernel version measured.
+    pub strategy: &'static StrategyPair,
     /// Live pids besides init.
     pub live_pids: usize,
     /// alloc+free pairs timed.
@@ -109,10 +109,12 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     let root = PidNamespace::new_root();
     root.set_pid_max(PID_MAX_LIMIT)?;
     let mut nss = alloc::vec![root];
+    // The pids that are not measured (inits, pinned) come from 7.0's path.
+    let setup = StrategyPair::by_name("both").expect("7.0 is a version");
     let mut inits = Vec::new();
     for level in 0..=cfg.level {
         let ns = nss.last().expect("root").clone();
-        inits.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
+        inits.push(alloc_pid(&ns, &[], setup, false)?);
         ns.set_child_reaper(Some(NonNull::from(&*reaper)));
         if level < cfg.level {
             nss.push(create_pid_namespace(&ns)?);
@@ -139,24 +141,24 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     let result = (|| {
         for &live in &sizes {
             while pinned.len() < live {
-                pinned.push(alloc_pid(&ns, &[], AllocPidStrategy::SingleLock, false)?);
+                pinned.push(alloc_pid(&ns, &[], setup, false)?);
                 if pinned.len() % 64 == 0 {
                     platform::cond_resched();
                 }
             }
-            let mut acc = [(0u64, 0u64, 0u64, 0u64); 2];
-            // Warm up both paths (caches, the preload pool).
-            for strategy in AllocPidStrategy::ALL {
+            let mut acc = [(0u64, 0u64, 0u64, 0u64); PAIRS.len()];
+            // Warm up every path (caches, the preload pool).
+            for strategy in &PAIRS {
                 for _ in 0..per_round.min(1000) {
-                    free_pid(alloc_pid(&ns, &[], strategy, false)?);
+                    free_pid(alloc_pid(&ns, &[], strategy, false)?, strategy);
                 }
             }
             for _ in 0..rounds {
-                for (i, strategy) in AllocPidStrategy::ALL.into_iter().enumerate() {
+                for (i, strategy) in PAIRS.iter().enumerate() {
                     let s0 = pid_stats_this_cpu();
                     let t0 = platform::cycles();
                     for _ in 0..per_round {
-                        free_pid(alloc_pid(&ns, &[], strategy, false)?);
+                        free_pid(alloc_pid(&ns, &[], strategy, false)?, strategy);
                     }
                     let t1 = platform::cycles();
                     let d = pid_stats_this_cpu().since(&s0);
@@ -167,7 +169,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                     platform::cond_resched();
                 }
             }
-            for (i, strategy) in AllocPidStrategy::ALL.into_iter().enumerate() {
+            for (i, strategy) in PAIRS.iter().enumerate() {
                 let (cycles, alloc_locks, free_locks, ops) = acc[i];
                 let row = PidallocRow {
                     strategy,
@@ -183,7 +185,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                 let _ = writeln!(
                     out,
                     "  {:<12} {:>10} {:>10} {:>10} {:>12} {:>11}",
-                    StrategyPair::for_alloc(strategy).name,
+                    strategy.name,
                     live,
                     Dec(row.ns_per_op_x10, 10),
                     row.cycles_per_op(),
@@ -199,7 +201,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
     // blocks in address order, and the pids still parked in the per-CPU
     // caches sit between the ones going back.
     while let Some(pid) = pinned.pop() {
-        free_pid(pid);
+        free_pid(pid, setup);
         // Frees can be slow here (the heap's free list is long), so a
         // scheduling point every few.
         if pinned.len() % 64 == 0 {
@@ -207,7 +209,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         }
     }
     for pid in inits.into_iter().rev() {
-        free_pid(pid);
+        free_pid(pid, setup);
     }
     result?;
 
@@ -216,7 +218,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         let _ = writeln!(
             out,
             "pidalloc,{},{},{},{},{},{},{},{},{}",
-            StrategyPair::for_alloc(r.strategy).name,
+            r.strategy.name,
             r.live_pids,
             Dec(r.ns_per_op_x10, 10),
             r.cycles_per_op(),
@@ -228,10 +230,10 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
         );
     }
     if let (Some(&lo), Some(&hi)) = (sizes.iter().find(|&&s| s > 0), sizes.last()) {
-        for strategy in AllocPidStrategy::ALL {
+        for strategy in &PAIRS {
             let at = |live| {
                 rows.iter()
-                    .find(|r| r.strategy == strategy && r.live_pids == live)
+                    .find(|r| core::ptr::eq(r.strategy, strategy) && r.live_pids == live)
                     .map(|r| r.cycles)
             };
             if let (Some(a), Some(b)) = (at(lo), at(hi))
@@ -240,7 +242,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
                 let _ = writeln!(
                     out,
                     "pidalloc: {} cost at {} live pids is {}x that at {} (goal: at most 2x)",
-                    StrategyPair::for_alloc(strategy).name,
+                    strategy.name,
                     hi,
                     Dec(b * 100 / a.max(1), 100),
                     lo
@@ -254,6 +256,7 @@ pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<Pid
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::strategy::AllocPidStrategy;
     use alloc::string::String;
 
     #[test]
@@ -266,19 +269,19 @@ mod tests {
         };
         let mut out = String::new();
         let rows = pidalloc(&cfg, &mut out).unwrap();
-        assert_eq!(rows.len(), 6);
+        assert_eq!(rows.len(), 3 * PAIRS.len());
         let csv: Vec<&str> = out.lines().filter(|l| l.starts_with("pidalloc,")).collect();
         assert_eq!(csv[0], PIDALLOC_CSV_HEADER);
-        assert_eq!(csv.len(), 7);
+        assert_eq!(csv.len(), 1 + 3 * PAIRS.len());
         for (line, row) in csv[1..].iter().zip(&rows) {
             let f: Vec<&str> = line.split(',').collect();
             assert_eq!(f.len(), PIDALLOC_CSV_HEADER.split(',').count());
-            assert_eq!(f[1], StrategyPair::for_alloc(row.strategy).name);
+            assert_eq!(f[1], row.strategy.name);
             assert_eq!(f[2].parse::<usize>().unwrap(), row.live_pids);
             assert!(f[3].parse::<f64>().unwrap() > 0.0);
             assert_eq!(f[5], "2000");
         }
-        let by = |s: AllocPidStrategy| rows.iter().filter(move |r| r.strategy == s);
+        let by = |s: AllocPidStrategy| rows.iter().filter(move |r| r.strategy.alloc == s);
         assert!(by(AllocPidStrategy::Stock).all(|r| r.locks_per_alloc_x100 == 200));
         // One insertion never needs more than a full pool: no re-preloads.
         assert!(
@@ -288,7 +291,7 @@ mod tests {
         assert!(rows.iter().all(|r| r.locks_per_free_x100 == 100));
         assert_eq!(
             rows.iter().map(|r| r.live_pids).collect::<Vec<_>>(),
-            [0, 0, 100, 100, 1000, 1000]
+            [[0; PAIRS.len()], [100; PAIRS.len()], [1000; PAIRS.len()]].concat()
         );
         assert!(out.contains("at most 2x"), "{out}");
     }
@@ -303,7 +306,7 @@ mod tests {
         };
         let rows = pidalloc(&cfg, &mut String::new()).unwrap();
         for r in rows {
-            match r.strategy {
+            match r.strategy.alloc {
                 AllocPidStrategy::Stock => assert_eq!(r.locks_per_alloc_x100, 300),
                 // With few live pids the cursor runs into ids that need a
                 // taller tree at both levels (4 nodes each): more than one

@@ -165,6 +165,8 @@ pub struct Cmdline<'a> {
     /// Hard-lockup bound: a CPU that takes no timer tick this long fails
     /// the run (0: off).
     pub hardlockup_ms: u32,
+    /// The kernel version pidctl's tasks run (`strategy=`).
+    pub pidctl_version: &'static StrategyPair,
     pub threadspawn: ThreadspawnParams,
     pub soak: SoakParams,
 }
@@ -184,6 +186,7 @@ impl Default for Cmdline<'_> {
             host_cpus: None,
             softlockup_ms: DEFAULT_SOFTLOCKUP_MS,
             hardlockup_ms: DEFAULT_HARDLOCKUP_MS,
+            pidctl_version: StrategyPair::stock(),
             threadspawn: ThreadspawnParams::default(),
             soak: SoakParams::default(),
         }
@@ -242,6 +245,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("samples", "a sample count from 1 to 1000"),
     ("sample_ms", "a sample length from 1 to 60000 milliseconds"),
     ("ns_depth", "a pid namespace depth from 0 to 31"),
+    (
+        "strategy",
+        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15) or both (7.0)",
+    ),
     (
         "strategies",
         "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
@@ -427,6 +434,9 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     Ok(n) if n <= 31 => n,
                     _ => return Err(bad()),
                 };
+            }
+            "strategy" => {
+                cmd.pidctl_version = StrategyPair::by_name(value).ok_or_else(bad)?;
             }
             "strategies" => {
                 let mut list = ArrayVec::new();

@@ -266,6 +266,11 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "on", "1/0", "1/1000001", "2/3", "1000", "1/"],
     ),
     ("placement", &["spread", "same"], &["", "Spread", "other"]),
+    (
+        "strategy",
+        &["stock", "pidmap-once", "exit-deferred", "both"],
+        &["", "Stock", "stock,both", "single-lock"],
+    ),
 ];
 
 /// `heap` is a size: at least 1 MiB, at most what a `u64` holds.

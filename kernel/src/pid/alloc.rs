@@ -15,16 +15,14 @@ use super::namespace::{
 };
 use super::pidfs::pidfs_add_pid;
 use super::stats::{PID_STATS, bump};
-use super::{
-    PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc, pidmap_lock_irq,
-};
+use super::{PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc};
 use crate::klib::errno::Errno;
 use crate::klib::hlist::HlistHead;
 use crate::klib::idr::{idr_preload, idr_preload_end};
 use crate::platform;
 use crate::rcu::RcuHead;
-use crate::strategy::AllocPidStrategy;
-use crate::sync::irq::{Irq, IrqDiscipline};
+use crate::strategy::{AllocPidStrategy, PidmapIrq, StrategyPair};
+use crate::sync::irq::{Irq, IrqDiscipline, Plain};
 
 /// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
 /// the innermost level outwards (Linux's `set_tid[ns->level - i]`).
@@ -41,9 +39,12 @@ struct AllocCounts {
 }
 
 impl AllocCounts {
-    fn lock(&mut self) -> PidmapGuard<Irq> {
+    /// Takes `pidmap_lock` with discipline `D`: `spin_lock_irq` up to 6.14,
+    /// `spin_lock` from 6.15.
+    #[inline(always)]
+    fn lock<D: IrqDiscipline>(&mut self) -> PidmapGuard<D> {
         self.locks += 1;
-        pidmap_lock_irq()
+        PidmapGuard::lock()
     }
 }
 
@@ -232,7 +233,7 @@ fn publish<D: IrqDiscipline>(
 /// publish. Checking level by level means an outer level's bad tid is
 /// only seen once the inner levels got their numbers (so `[taken, beyond
 /// the outer pid_max]` is EEXIST here and EINVAL in the change).
-fn alloc_pid_stock(
+fn alloc_pid_stock<D: IrqDiscipline>(
     ns: &PidNamespace,
     mut pid: NewPid,
     set_tid: &[i32],
@@ -256,7 +257,7 @@ fn alloc_pid_stock(
         // reports ENOMEM if the pool really runs dry.
         let _ = idr_preload();
         let nr = {
-            let mut g = counts.lock();
+            let mut g = counts.lock::<D>();
             alloc_nr(level_ns.map(&mut g), tid, pid_max)
         };
         idr_preload_end();
@@ -274,7 +275,7 @@ fn alloc_pid_stock(
     }
     if err.is_none() {
         let _ = idr_preload();
-        let mut g = counts.lock();
+        let mut g = counts.lock::<D>();
         let published = publish(&mut g, pid, ns);
         drop(g);
         idr_preload_end();
@@ -286,7 +287,7 @@ fn alloc_pid_stock(
             }
         }
     }
-    let mut g = counts.lock();
+    let mut g = counts.lock::<D>();
     rollback(&mut g, &pid, ns, i);
     drop(g);
     Err(err.unwrap_or(Errno::ENOMEM))
@@ -294,7 +295,7 @@ fn alloc_pid_stock(
 
 /// The changed alloc_pid: one pidmap_lock acquisition for every level and
 /// the publication.
-fn alloc_pid_single_lock(
+fn alloc_pid_single_lock<D: IrqDiscipline>(
     ns: &PidNamespace,
     mut pid: NewPid,
     prep: &Prep,
@@ -305,7 +306,7 @@ fn alloc_pid_single_lock(
     let mut i = top;
     let mut retried_preload = false;
     let _ = idr_preload();
-    let mut g = counts.lock();
+    let mut g = counts.lock::<D>();
     let err = loop {
         if i < 0 {
             match publish(&mut g, pid, ns) {
@@ -342,7 +343,7 @@ fn alloc_pid_single_lock(
                 retried_preload = true;
                 counts.repreloads += 1;
                 let _ = idr_preload();
-                g = counts.lock();
+                g = counts.lock::<D>();
             }
             Err(e) => break e,
         }
@@ -353,7 +354,8 @@ fn alloc_pid_single_lock(
     Err(err)
 }
 
-/// Port of `alloc_pid()`: a new pid in `ns` and all its ancestors.
+/// Port of `alloc_pid()` as kernel `version` has it: a new pid in `ns` and
+/// all its ancestors.
 ///
 /// `set_tid` asks for specific numbers, innermost namespace first, for at
 /// most `ns.level() + 1` levels (the rest are allocated cyclically);
@@ -365,22 +367,22 @@ fn alloc_pid_single_lock(
 /// free number), ENOMEM (no IDR node even after refilling the pool), ENOMEM
 /// (the namespace no longer accepts pids).
 ///
-/// Must be called with interrupts on (it may allocate, and takes
-/// pidmap_lock `spin_lock_irq` style).
+/// Must be called with interrupts on (it may allocate, and up to 6.14
+/// takes pidmap_lock `spin_lock_irq` style).
 pub fn alloc_pid(
     ns: &PidNamespace,
     set_tid: &[i32],
-    strategy: AllocPidStrategy,
+    version: &StrategyPair,
     has_checkpoint_restore_cap: bool,
 ) -> Result<PidRef, Errno> {
     let mut counts = AllocCounts::default();
-    let result = alloc_pid_counted(
-        ns,
-        set_tid,
-        strategy,
-        has_checkpoint_restore_cap,
-        &mut counts,
-    );
+    let cap = has_checkpoint_restore_cap;
+    let result = match version.pidmap_irq {
+        PidmapIrq::Off => alloc_pid_counted::<Irq>(ns, set_tid, version.alloc, cap, &mut counts),
+        PidmapIrq::Untouched => {
+            alloc_pid_counted::<Plain>(ns, set_tid, version.alloc, cap, &mut counts)
+        }
+    };
     let stats = &PID_STATS[platform::cpu_id()];
     bump(&stats.alloc_calls, 1);
     bump(&stats.alloc_failed, u64::from(result.is_err()));
@@ -389,7 +391,7 @@ pub fn alloc_pid(
     result
 }
 
-fn alloc_pid_counted(
+fn alloc_pid_counted<D: IrqDiscipline>(
     ns: &PidNamespace,
     set_tid: &[i32],
     strategy: AllocPidStrategy,
@@ -402,10 +404,10 @@ fn alloc_pid_counted(
     }
     let pid = new_pid(ns)?;
     match strategy {
-        AllocPidStrategy::Stock => alloc_pid_stock(ns, pid, set_tid, has_cap, counts),
+        AllocPidStrategy::Stock => alloc_pid_stock::<D>(ns, pid, set_tid, has_cap, counts),
         AllocPidStrategy::SingleLock => {
             let prep = prepare(ns, set_tid, has_cap)?;
-            alloc_pid_single_lock(ns, pid, &prep, counts)
+            alloc_pid_single_lock::<D>(ns, pid, &prep, counts)
         }
     }
 }

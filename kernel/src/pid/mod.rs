@@ -57,8 +57,9 @@ use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform;
 use crate::rcu::{RcuHead, call_rcu};
+use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::RawSpin;
-use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, RawGuard};
+use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, Plain, RawGuard};
 
 /// Port of `enum pid_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,7 +379,7 @@ pub(crate) struct PidmapGuard<D: IrqDiscipline>(#[allow(dead_code)] RawGuard<'st
 impl<D: IrqDiscipline> PidmapGuard<D> {
     /// Takes `pidmap_lock` with discipline `D`.
     #[inline]
-    fn lock() -> Self {
+    pub(super) fn lock() -> Self {
         let g = PidmapGuard(IrqLock::<_, D>::of(&PIDMAP_LOCK).lock_guard());
         lockctx::acquired(Tracked::Pidmap);
         g
@@ -406,14 +407,43 @@ pub(crate) fn pidmap_lock_irqsave() -> PidmapGuard<IrqSave> {
     PidmapGuard::lock()
 }
 
-/// Port of `free_pid()`: takes the pid out of every namespace's IDR, keeps
-/// `pid_allocated` (waking the child reaper when only it is left, marking
-/// the namespace dead when its last pid goes before it ever had an init),
-/// and drops the IDRs' reference along with `pid`. Calling it again for a
-/// pid already freed (through a clone) only drops that handle.
-pub fn free_pid(pid: PidRef) {
+/// `spin_lock(&pidmap_lock)`: interrupts as they are (6.15 on).
+#[inline]
+pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
+    PidmapGuard::lock()
+}
+
+/// Port of `free_pid()` as `version` has it: takes the pid out of every
+/// namespace's IDR, keeps `pid_allocated` (waking the child reaper when
+/// only it is left, marking the namespace dead when its last pid goes
+/// before it ever had an init), and drops the IDRs' reference along with
+/// `pid`. Calling it again for a pid already freed (through a clone) only
+/// drops that handle. 6.14 takes `pidmap_lock` with `spin_lock_irqsave`,
+/// 6.15 on with `spin_lock`.
+pub fn free_pid(pid: PidRef, version: &StrategyPair) {
     lockctx::record(Site::FreePid);
-    let mut g = pidmap_lock_irqsave();
+    let hashed = match version.pidmap_irq {
+        PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave()),
+        PidmapIrq::Untouched => unhash_pid(&pid, pidmap_lock()),
+    };
+    let stats = &PID_STATS[platform::cpu_id()];
+    bump(&stats.free_calls, 1);
+    bump(&stats.free_locks, 1);
+    if hashed {
+        // call_rcu(&pid->rcu, delayed_put_pid): lockless readers
+        // (find_pid_ns) may still hold the pointer the IDRs held.
+        // SAFETY: the head is the pid's own and unqueued (a pid is unhashed
+        // once); the IDRs' reference keeps the pid alive until the callback
+        // drops it.
+        unsafe { call_rcu(&raw const pid.header().rcu as *mut RcuHead, delayed_put_pid) };
+    }
+    drop(pid);
+}
+
+/// `free_pid`'s critical section; releases `g`. Returns whether the pid
+/// was still hashed (and so is unhashed now).
+#[inline(always)]
+fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>) -> bool {
     let hashed = pid.header().hashed.load(Ordering::Relaxed);
     if hashed {
         for upid in pid.numbers() {
@@ -435,18 +465,7 @@ pub fn free_pid(pid: PidRef) {
         pid.header().hashed.store(false, Ordering::Relaxed);
     }
     drop(g);
-    let stats = &PID_STATS[platform::cpu_id()];
-    bump(&stats.free_calls, 1);
-    bump(&stats.free_locks, 1);
-    if hashed {
-        // call_rcu(&pid->rcu, delayed_put_pid): lockless readers
-        // (find_pid_ns) may still hold the pointer the IDRs held.
-        // SAFETY: the head is the pid's own and unqueued (a pid is unhashed
-        // once); the IDRs' reference keeps the pid alive until the callback
-        // drops it.
-        unsafe { call_rcu(&raw const pid.header().rcu as *mut RcuHead, delayed_put_pid) };
-    }
-    drop(pid);
+    hashed
 }
 
 /// Port of `delayed_put_pid()`: drops the IDRs' reference of a freed pid.

@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsiz
 use crate::klib::errno::Errno;
 use crate::klib::idr::Idr;
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
+use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::irq::IrqDiscipline;
 use crate::task::Task;
 use spin::LazyLock;
@@ -300,11 +301,14 @@ pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespa
     Ok(Arc::new(PidNamespace::new(Some(parent.clone()))))
 }
 
-/// Port of `disable_pid_allocation()`: the namespace accepts no new pids
-/// (its init is dying); `alloc_pid` then fails with ENOMEM.
-pub fn disable_pid_allocation(ns: &PidNamespace) {
-    let mut g = crate::pid::pidmap_lock_irq();
-    ns.stop_adding(ns.map(&mut g));
+/// Port of `disable_pid_allocation()` as `version` has it (6.14:
+/// `spin_lock_irq`, 6.15 on: `spin_lock`): the namespace accepts no new
+/// pids (its init is dying); `alloc_pid` then fails with ENOMEM.
+pub fn disable_pid_allocation(ns: &PidNamespace, version: &StrategyPair) {
+    match version.pidmap_irq {
+        PidmapIrq::Off => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock_irq())),
+        PidmapIrq::Untouched => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock())),
+    }
 }
 
 #[cfg(test)]
@@ -359,7 +363,7 @@ mod tests {
         ns.set_child_reaper(Some(NonNull::from(&*init)));
         assert_eq!(ns.child_reaper(), Some(NonNull::from(&*init)));
         ns.set_child_reaper(None);
-        disable_pid_allocation(&ns);
+        disable_pid_allocation(&ns, StrategyPair::stock());
         assert_eq!(ns.pid_allocated(), 0);
     }
 }

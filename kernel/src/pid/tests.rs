@@ -13,7 +13,7 @@ use crate::pid::namespace::{
     create_pid_namespace, disable_pid_allocation, set_reaper_wake_hook,
 };
 use crate::platform::{HostThreads, Parallel};
-use crate::strategy::AllocPidStrategy;
+use crate::strategy::{AllocPidStrategy, PAIRS, StrategyPair};
 use ::alloc::sync::Arc;
 use core::ptr::NonNull;
 
@@ -24,7 +24,9 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 use std::vec::Vec;
 
-use AllocPidStrategy::{SingleLock, Stock};
+/// 6.14's `alloc_pid` and 7.0's, each with its own `pidmap_lock` discipline.
+const STOCK: &StrategyPair = &PAIRS[0];
+const ONCE: &StrategyPair = &PAIRS[3];
 
 fn here() -> Option<usize> {
     Some(platform::cpu_id())
@@ -38,7 +40,7 @@ fn reaper() -> Option<NonNull<Task>> {
 }
 
 /// A root with an init (pid 1) and a reaper, like a booted kernel's.
-fn root_with_init(strategy: AllocPidStrategy) -> (Arc<PidNamespace>, PidRef) {
+fn root_with_init(strategy: &'static StrategyPair) -> (Arc<PidNamespace>, PidRef) {
     let ns = PidNamespace::new_root();
     let init = alloc_pid(&ns, &[], strategy, false).unwrap();
     assert_eq!(init.nr(), 1);
@@ -52,7 +54,7 @@ fn chain(root: &Arc<PidNamespace>, depth: usize) -> (Vec<Arc<PidNamespace>>, Vec
     let mut inits = Vec::new();
     for _ in 0..depth {
         let ns = create_pid_namespace(nss.last().unwrap()).unwrap();
-        let init = alloc_pid(&ns, &[], Stock, false).unwrap();
+        let init = alloc_pid(&ns, &[], STOCK, false).unwrap();
         assert_eq!(init.numbers().last().unwrap().nr, 1);
         ns.set_child_reaper(reaper());
         nss.push(ns);
@@ -74,7 +76,7 @@ fn nrs(pid: &PidRef) -> Vec<i32> {
 
 #[test]
 fn too_many_tids_is_einval() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         assert_eq!(
             alloc_pid(&root, &[5, 6], s, true).err(),
@@ -91,7 +93,7 @@ fn too_many_tids_is_einval() {
 
 #[test]
 fn pid_struct_allocation_failure_is_enomem() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         let before = root.stats();
         fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(1), here());
@@ -104,7 +106,7 @@ fn pid_struct_allocation_failure_is_enomem() {
 
 #[test]
 fn tid_out_of_range_is_einval() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         root.set_pid_max(1000).unwrap();
         for tid in [0, -1, 1000, i32::MAX] {
@@ -118,7 +120,7 @@ fn tid_out_of_range_is_einval() {
 
 #[test]
 fn tid_other_than_1_without_reaper_is_einval() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let root = PidNamespace::new_root();
         assert_eq!(alloc_pid(&root, &[2], s, true).err(), Some(Errno::EINVAL));
         // An outer level without a reaper fails too.
@@ -138,7 +140,7 @@ fn tid_other_than_1_without_reaper_is_einval() {
 
 #[test]
 fn tid_without_capability_is_eperm() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         assert_eq!(alloc_pid(&root, &[50], s, false).err(), Some(Errno::EPERM));
         assert!(alloc_pid(&root, &[], s, false).is_ok(), "no tid, no check");
@@ -147,7 +149,7 @@ fn tid_without_capability_is_eperm() {
 
 #[test]
 fn tid_in_use_is_eexist_and_rolls_back() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         let (nss, _inits) = chain(&root, 2);
         let taken = alloc_pid(&root, &[40], s, true).unwrap();
@@ -165,7 +167,7 @@ fn tid_in_use_is_eexist_and_rolls_back() {
 
 #[test]
 fn exhausted_range_is_eagain() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         root.set_pid_max(PID_MAX_MIN).unwrap();
         let mut live = Vec::new();
@@ -178,14 +180,14 @@ fn exhausted_range_is_eagain() {
         // After the cursor passed RESERVED_PIDS, only ids >= 300 come back.
         let low = live.remove(10);
         assert_eq!(low.nr(), 12);
-        free_pid(low);
+        free_pid(low, s);
         assert_eq!(alloc_pid(&root, &[], s, false).err(), Some(Errno::EAGAIN));
         let high = live.pop().unwrap();
         assert_eq!(high.nr(), 300);
-        free_pid(high);
+        free_pid(high, s);
         assert_eq!(alloc_pid(&root, &[], s, false).unwrap().nr(), 300);
         for pid in live {
-            free_pid(pid);
+            free_pid(pid, s);
         }
     }
 }
@@ -204,7 +206,7 @@ fn fail_nodes(pool: FaultMode) {
 
 #[test]
 fn node_allocation_failure_is_enomem_after_one_repreload() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         // Pid 64 starts a new leaf, so it needs a node.
         root.map(&mut pidmap_lock_irq()).idr.set_cursor(64);
@@ -214,9 +216,9 @@ fn node_allocation_failure_is_enomem_after_one_repreload() {
         fail_nodes(FaultMode::Off);
         assert_eq!(r.err(), Some(Errno::ENOMEM));
         let d = pid_stats_this_cpu().since(&before);
-        match s {
-            Stock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 0)),
-            SingleLock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 1)),
+        match s.alloc {
+            AllocPidStrategy::Stock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 0)),
+            AllocPidStrategy::SingleLock => assert_eq!((d.alloc_locks, d.alloc_repreloads), (2, 1)),
         }
         assert_eq!(ids_of(&root), [1]);
         assert_eq!(
@@ -229,16 +231,16 @@ fn node_allocation_failure_is_enomem_after_one_repreload() {
         fail_nodes(FaultMode::FailNext(1));
         let r = alloc_pid(&root, &[], s, false);
         fail_nodes(FaultMode::Off);
-        match s {
-            Stock => assert_eq!(r.err(), Some(Errno::ENOMEM)),
-            SingleLock => assert_eq!(r.unwrap().nr(), 64),
+        match s.alloc {
+            AllocPidStrategy::Stock => assert_eq!(r.err(), Some(Errno::ENOMEM)),
+            AllocPidStrategy::SingleLock => assert_eq!(r.unwrap().nr(), 64),
         }
     }
 }
 
 #[test]
 fn a_failing_node_cache_is_covered_by_the_preload_pool() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         root.map(&mut pidmap_lock_irq()).idr.set_cursor(64);
         let before = pid_stats_this_cpu();
@@ -247,9 +249,9 @@ fn a_failing_node_cache_is_covered_by_the_preload_pool() {
         fault_inject(FaultSite::NodeAlloc, FaultMode::Off, here());
         assert_eq!(r.unwrap().nr(), 64);
         let d = pid_stats_this_cpu().since(&before);
-        let want = match s {
-            Stock => 2,
-            SingleLock => 1,
+        let want = match s.alloc {
+            AllocPidStrategy::Stock => 2,
+            AllocPidStrategy::SingleLock => 1,
         };
         assert_eq!((d.alloc_locks, d.alloc_repreloads), (want, 0));
     }
@@ -257,10 +259,10 @@ fn a_failing_node_cache_is_covered_by_the_preload_pool() {
 
 #[test]
 fn single_lock_repreloads_once_per_level() {
-    let (root, _init) = root_with_init(Stock);
+    let (root, _init) = root_with_init(STOCK);
     let (nss, _inits) = chain(&root, 3);
     // Two-level trees everywhere, so that pid 128 needs exactly one node.
-    let _tall = alloc_pid(&nss[3], &[100, 100, 100, 100], Stock, true).unwrap();
+    let _tall = alloc_pid(&nss[3], &[100, 100, 100, 100], STOCK, true).unwrap();
     for ns in &nss {
         ns.map(&mut pidmap_lock_irq()).idr.set_cursor(128);
     }
@@ -269,7 +271,7 @@ fn single_lock_repreloads_once_per_level() {
     // succeed after one re-preload.
     let before = pid_stats_this_cpu();
     fail_nodes(FaultMode::FailEvery(2));
-    let r = alloc_pid(&nss[3], &[], SingleLock, false);
+    let r = alloc_pid(&nss[3], &[], ONCE, false);
     fail_nodes(FaultMode::Off);
     let d = pid_stats_this_cpu().since(&before);
     let pid = r.unwrap_or_else(|e| panic!("{e} {d:?}"));
@@ -280,10 +282,10 @@ fn single_lock_repreloads_once_per_level() {
 
 #[test]
 fn dead_namespace_is_enomem() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         let (nss, _inits) = chain(&root, 1);
-        disable_pid_allocation(&nss[1]);
+        disable_pid_allocation(&nss[1], s);
         let root_ids = ids_of(&root);
         assert_eq!(alloc_pid(&nss[1], &[], s, false).err(), Some(Errno::ENOMEM));
         assert_eq!(
@@ -299,7 +301,7 @@ fn dead_namespace_is_enomem() {
 
 #[test]
 fn failed_first_pid_resets_the_cursor() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         let child = create_pid_namespace(&root).unwrap();
         // The child's number (1) is taken, then the root's requested
@@ -325,7 +327,7 @@ fn failed_first_pid_resets_the_cursor() {
         assert_eq!(child.stats().cursor, 0);
         assert!(ids_of(&child).is_empty());
         let p = fill.pop().unwrap();
-        free_pid(p);
+        free_pid(p, s);
         assert_eq!(alloc_pid(&child, &[], s, false).unwrap().numbers()[1].nr, 1);
     }
 }
@@ -337,27 +339,27 @@ fn free_pid_accounting_and_reaper_wakeups() {
         WOKEN.fetch_add(1, Ordering::Relaxed);
     }
     set_reaper_wake_hook(Some(hook));
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, init) = root_with_init(s);
         let a = alloc_pid(&root, &[], s, false).unwrap();
         let b = alloc_pid(&root, &[], s, false).unwrap();
         assert_eq!(root.pid_allocated(), PIDNS_ADDING + 3);
-        free_pid(b);
+        free_pid(b, s);
         assert_eq!(root.pid_allocated(), PIDNS_ADDING + 2);
         assert_eq!(root.reaper_wakeups(), 0, "no wake-ups while adding");
         // The init is dying: no more pids, and the last ones wake it.
-        disable_pid_allocation(&root);
+        disable_pid_allocation(&root, s);
         assert_eq!(root.pid_allocated(), 2);
-        free_pid(a);
+        free_pid(a, s);
         assert_eq!(root.reaper_wakeups(), 1);
-        free_pid(init);
+        free_pid(init, s);
         assert_eq!(root.reaper_wakeups(), 1, "0 left wakes nobody");
         assert_eq!(root.pid_allocated(), 0);
         assert_eq!(root.stats().nodes, 0);
         // A namespace whose only pid goes before it had a reaper is dead.
         let dead = PidNamespace::new_root();
         let first = alloc_pid(&dead, &[], s, false).unwrap();
-        free_pid(first);
+        free_pid(first, s);
         assert_eq!(dead.pid_allocated(), 0);
         assert_eq!(alloc_pid(&dead, &[], s, false).err(), Some(Errno::ENOMEM));
     }
@@ -368,19 +370,19 @@ fn free_pid_accounting_and_reaper_wakeups() {
 #[test]
 fn lock_acquisitions_per_operation() {
     for depth in [0usize, 1, 3] {
-        let (root, _init) = root_with_init(Stock);
+        let (root, _init) = root_with_init(STOCK);
         let (nss, _inits) = chain(&root, depth);
         let ns = nss.last().unwrap();
-        for s in AllocPidStrategy::ALL {
+        for s in &PAIRS {
             let before = pid_stats_this_cpu();
             let pid = alloc_pid(ns, &[], s, false).unwrap();
             let mid = pid_stats_this_cpu();
-            free_pid(pid);
+            free_pid(pid, s);
             let a = mid.since(&before);
             let f = pid_stats_this_cpu().since(&mid);
-            let want = match s {
-                Stock => depth as u64 + 2,
-                SingleLock => 1,
+            let want = match s.alloc {
+                AllocPidStrategy::Stock => depth as u64 + 2,
+                AllocPidStrategy::SingleLock => 1,
             };
             assert_eq!((a.alloc_calls, a.alloc_locks, a.alloc_failed), (1, want, 0));
             assert_eq!((f.free_calls, f.free_locks), (1, 1));
@@ -390,17 +392,17 @@ fn lock_acquisitions_per_operation() {
 
 #[test]
 fn single_lock_takes_pidmap_lock_once_even_when_every_level_needs_nodes() {
-    let (root, _init) = root_with_init(Stock);
+    let (root, _init) = root_with_init(STOCK);
     let (nss, _inits) = chain(&root, 3);
     // Three-level trees everywhere; at a cursor of 8192 every level needs
     // a new internal node and a new leaf: eight nodes, more than one
     // preload holds, so only the node cache lets one hold suffice.
-    let _tall = alloc_pid(&nss[3], &[5000, 5000, 5000, 5000], Stock, true).unwrap();
+    let _tall = alloc_pid(&nss[3], &[5000, 5000, 5000, 5000], STOCK, true).unwrap();
     for ns in &nss {
         ns.map(&mut pidmap_lock_irq()).idr.set_cursor(8192);
     }
     let before = pid_stats_this_cpu();
-    let pid = alloc_pid(&nss[3], &[], SingleLock, false).unwrap();
+    let pid = alloc_pid(&nss[3], &[], ONCE, false).unwrap();
     let d = pid_stats_this_cpu().since(&before);
     assert_eq!(nrs(&pid), [8192, 8192, 8192, 8192]);
     assert_eq!((d.alloc_locks, d.alloc_repreloads), (1, 0));
@@ -415,16 +417,16 @@ fn single_lock_takes_pidmap_lock_once_in_steady_state() {
     // tree shrinks and the next pid regrows it: two nodes per level,
     // eight in all, more than one preload holds.
     for keep_alive in [0, 3] {
-        let (root, _init) = root_with_init(Stock);
+        let (root, _init) = root_with_init(STOCK);
         let (nss, _inits) = chain(&root, 3);
         let ns = nss.last().unwrap();
         let before = pid_stats_this_cpu();
         let mut live = std::collections::VecDeque::new();
         const OPS: u64 = 3 * 4096 + 100;
         for _ in 0..OPS {
-            live.push_back(alloc_pid(ns, &[], SingleLock, false).unwrap());
+            live.push_back(alloc_pid(ns, &[], ONCE, false).unwrap());
             if live.len() > keep_alive {
-                free_pid(live.pop_front().unwrap());
+                free_pid(live.pop_front().unwrap(), STOCK);
             }
         }
         let d = pid_stats_this_cpu().since(&before);
@@ -435,7 +437,7 @@ fn single_lock_takes_pidmap_lock_once_in_steady_state() {
             "keeping {keep_alive} alive"
         );
         for pid in live {
-            free_pid(pid);
+            free_pid(pid, STOCK);
         }
         assert!(ns.stats().cursor > 3 * 4096, "crossed 4096s");
     }
@@ -443,9 +445,9 @@ fn single_lock_takes_pidmap_lock_once_in_steady_state() {
 
 #[test]
 fn references_find_and_numbers() {
-    let (root, _init) = root_with_init(SingleLock);
+    let (root, _init) = root_with_init(ONCE);
     let (nss, _inits) = chain(&root, 2);
-    let pid = alloc_pid(&nss[2], &[], SingleLock, false).unwrap();
+    let pid = alloc_pid(&nss[2], &[], ONCE, false).unwrap();
     assert_eq!(pid.level(), 2);
     assert_eq!(pid.count(), 2, "the caller's handle and the IDRs'");
     assert!(ptr::eq(pid.ns(), &*nss[2]));
@@ -462,7 +464,7 @@ fn references_find_and_numbers() {
     let keep = get_pid(&pid);
     assert_eq!(keep.count(), 3);
     assert!(!keep.pid_has_task(PidType::Pid));
-    free_pid(pid);
+    free_pid(pid, STOCK);
     assert_eq!(
         keep.count(),
         2,
@@ -472,14 +474,14 @@ fn references_find_and_numbers() {
     assert_eq!(keep.count(), 1);
     assert!(find_pid_ns(keep.nr(), &root).is_none());
     assert_eq!(pid_nr_ns(&keep, &root), 4, "numbers outlive the hash");
-    free_pid(keep.clone()); // Freeing twice only drops the handle.
+    free_pid(keep.clone(), STOCK); // Freeing twice only drops the handle.
     assert_eq!(keep.count(), 1);
     put_pid(keep);
 }
 
 #[test]
 fn reserved_numbers_are_invisible() {
-    let (root, _init) = root_with_init(Stock);
+    let (root, _init) = root_with_init(STOCK);
     let mut g = pidmap_lock_irq();
     let map = root.map(&mut g);
     let nr = alloc_nr(map, 0, 1000).unwrap();
@@ -490,7 +492,7 @@ fn reserved_numbers_are_invisible() {
 
 #[test]
 fn everything_goes_back() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, init) = root_with_init(s);
         root.set_pid_max(PID_MAX_LIMIT).unwrap();
         let (nss, inits) = chain(&root, 3);
@@ -500,12 +502,12 @@ fn everything_goes_back() {
             let ns = &nss[i % 4];
             live.push(alloc_pid(ns, &[], s, false).unwrap());
             if i % 3 == 0 {
-                free_pid(live.swap_remove(i % live.len()));
+                free_pid(live.swap_remove(i % live.len()), s);
             }
         }
         assert!(root.stats().nodes > 1);
         for p in live {
-            free_pid(p);
+            free_pid(p, s);
         }
         let end: Vec<_> = nss.iter().map(|ns| ns.stats()).collect();
         for (a, b) in start.iter().zip(&end) {
@@ -515,9 +517,9 @@ fn everything_goes_back() {
             );
         }
         for p in inits.into_iter().rev() {
-            free_pid(p);
+            free_pid(p, s);
         }
-        free_pid(init);
+        free_pid(init, s);
         for ns in &nss {
             let st = ns.stats();
             assert_eq!((st.ids, st.nodes, st.pid_allocated), (0, 0, 0));
@@ -528,13 +530,13 @@ fn everything_goes_back() {
 
 #[test]
 fn concurrent_allocations_are_unique() {
-    let (root, init) = root_with_init(Stock);
+    let (root, init) = root_with_init(STOCK);
     let (nss, inits) = chain(&root, 3);
     let live: Mutex<HashSet<(usize, i32)>> = Mutex::new(HashSet::new());
     HostThreads(4).run(4, &|cpu| {
         let mut mine: Vec<PidRef> = Vec::new();
         for i in 0..3000usize {
-            let strategy = AllocPidStrategy::ALL[(i + cpu) % 2];
+            let strategy = &PAIRS[(i + cpu) % PAIRS.len()];
             let depth = if (i / 2 + cpu) % 2 == 0 { 0 } else { 3 };
             let pid = alloc_pid(&nss[depth], &[], strategy, false).unwrap();
             {
@@ -552,7 +554,7 @@ fn concurrent_allocations_are_unique() {
                         set.remove(&(level, u.nr));
                     }
                 }
-                free_pid(old);
+                free_pid(old, STOCK);
             }
         }
         for p in mine {
@@ -561,7 +563,7 @@ fn concurrent_allocations_are_unique() {
                 set.remove(&(level, u.nr));
             }
             drop(set);
-            free_pid(p);
+            free_pid(p, STOCK);
         }
         assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
     });
@@ -658,9 +660,9 @@ struct Model {
 type AllocOutcome = Result<Vec<i32>, Errno>;
 
 impl Model {
-    fn new(strategy: AllocPidStrategy) -> Self {
+    fn new(strategy: &StrategyPair) -> Self {
         Model {
-            per_level_checks: strategy == Stock,
+            per_level_checks: strategy.alloc == AllocPidStrategy::Stock,
             ns: vec![ModelNs {
                 level: 0,
                 parent: None,
@@ -803,13 +805,13 @@ impl Model {
 
 /// The real thing, one strategy.
 struct World {
-    strategy: AllocPidStrategy,
+    strategy: &'static StrategyPair,
     ns: Vec<Arc<PidNamespace>>,
     live: Vec<PidRef>,
 }
 
 impl World {
-    fn new(strategy: AllocPidStrategy) -> Self {
+    fn new(strategy: &'static StrategyPair) -> Self {
         World {
             strategy,
             ns: vec![PidNamespace::new_root()],
@@ -842,10 +844,7 @@ impl World {
 }
 
 fn run_ops(ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut pairs = [
-        (Model::new(Stock), World::new(Stock)),
-        (Model::new(SingleLock), World::new(SingleLock)),
-    ];
+    let mut pairs = PAIRS.each_ref().map(|v| (Model::new(v), World::new(v)));
     for (model, w) in &mut pairs {
         run_ops_on(ops, model, w)?;
     }
@@ -875,7 +874,7 @@ fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCa
                 }
                 let pick = pick % model.live.len();
                 model.free(pick);
-                free_pid(w.live.remove(pick));
+                free_pid(w.live.remove(pick), STOCK);
             }
             Op::CreateNs(parent) => {
                 let parent = parent % nns;
@@ -917,7 +916,7 @@ fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCa
             Op::Disable(ns) => {
                 let ns = ns % nns;
                 model.ns[ns].pid_allocated &= !PIDNS_ADDING;
-                disable_pid_allocation(&w.ns[ns]);
+                disable_pid_allocation(&w.ns[ns], w.strategy);
             }
             Op::SetCursor(ns, c) => {
                 let ns = ns % nns;
@@ -942,7 +941,7 @@ fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCa
         }
     }
     for pid in w.live.drain(..) {
-        free_pid(pid);
+        free_pid(pid, STOCK);
     }
     for ns in &w.ns {
         let st = ns.stats();
@@ -962,7 +961,7 @@ proptest! {
 
 #[test]
 fn stock_checks_set_tid_level_by_level_and_the_change_checks_first() {
-    for (strategy, want) in [(Stock, Errno::EEXIST), (SingleLock, Errno::EINVAL)] {
+    for (strategy, want) in [(STOCK, Errno::EEXIST), (ONCE, Errno::EINVAL)] {
         let (root, _init) = root_with_init(strategy);
         let (nss, _inits) = chain(&root, 1);
         // The child's pid 1 is taken; the root's tid is beyond its pid_max.
@@ -978,7 +977,7 @@ fn stock_checks_set_tid_level_by_level_and_the_change_checks_first() {
 
 #[test]
 fn pidfs_numbers_published_pids_and_forgets_freed_ones() {
-    for s in AllocPidStrategy::ALL {
+    for s in &PAIRS {
         let (root, _init) = root_with_init(s);
         let (nss, _inits) = chain(&root, 2);
         let a = alloc_pid(&nss[2], &[], s, false).unwrap();
@@ -990,10 +989,10 @@ fn pidfs_numbers_published_pids_and_forgets_freed_ones() {
         let in_tree = |ino| pidfs::pidfs_contains(&mut pidmap_lock_irqsave(), ino);
         assert!(in_tree(a.ino()) && in_tree(b.ino()));
         let (ia, ib) = (a.ino(), b.ino());
-        free_pid(a);
+        free_pid(a, s);
         assert!(!in_tree(ia), "{s:?}: free_pid removes it under the lock");
         assert!(in_tree(ib));
-        free_pid(b);
+        free_pid(b, s);
         assert!(!in_tree(ib));
     }
 }

@@ -20,6 +20,7 @@ use core::fmt::Write;
 use crate::klib::errno::Errno;
 use crate::pid::{PidType, find_pid_ns, pid_nr_ns};
 use crate::selftest::invariants::Baseline;
+use crate::strategy::StrategyPair;
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::sched;
@@ -42,6 +43,7 @@ struct SpawnReq {
     newns: bool,
     set_tid: Vec<i32>,
     nocap: bool,
+    version: &'static StrategyPair,
 }
 
 type Reply = Result<ReplyOk, Errno>;
@@ -73,6 +75,7 @@ fn spawn_here(r: &SpawnReq) -> Reply {
     args.newns = r.newns;
     args.set_tid = &r.set_tid;
     args.cap = !r.nocap;
+    args.strategy = r.version;
     // The puppet's own reference to its mailbox, taken back when it exits.
     let raw = Arc::into_raw(mb.clone());
     match copy_process(&args) {
@@ -121,18 +124,20 @@ struct Entry {
 pub struct Pidctl {
     entries: Vec<Entry>,
     baseline: Baseline,
-}
-
-impl Default for Pidctl {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The kernel version the tasks it spawns run.
+    version: &'static StrategyPair,
 }
 
 impl Pidctl {
-    /// A console whose `init` is the current task.
-    pub fn new() -> Self {
+    /// A console whose `init` is the current task and whose tasks run
+    /// kernel `version`'s fork, exit and release.
+    pub fn new(version: &'static StrategyPair) -> Self {
+        println!(
+            "pidctl: tasks run {} (Linux {}) (strategy=)",
+            version.name, version.kernel
+        );
         Pidctl {
+            version,
             entries: alloc::vec![Entry {
                 name: String::from("init"),
                 task: sched::current_ref(),
@@ -215,6 +220,7 @@ impl Pidctl {
                     newns,
                     set_tid: set_tid.as_slice().to_vec(),
                     nocap,
+                    version: self.version,
                 };
                 match self.ask(parent, Req::Spawn(req)) {
                     Ok(ReplyOk::Spawned(task, mb)) => {
@@ -375,8 +381,8 @@ fn pids_innermost_first(t: &Task) -> String {
 
 /// Runs a whole script, printing each answer; then the invariant check
 /// if every spawned task was reaped.
-pub fn run_script(text: &str) -> bool {
-    let mut ctl = Pidctl::new();
+pub fn run_script(text: &str, version: &'static StrategyPair) -> bool {
+    let mut ctl = Pidctl::new(version);
     for line in text.lines() {
         if let Some(answer) = ctl.run_line(line) {
             println!("{answer}");
@@ -398,8 +404,8 @@ fn finish(ctl: &Pidctl) -> bool {
 
 /// The interactive shell on the serial console: one command per line until
 /// `quit` (or end of input, a Ctrl-D).
-pub fn run_shell() -> bool {
-    let mut ctl = Pidctl::new();
+pub fn run_shell(version: &'static StrategyPair) -> bool {
+    let mut ctl = Pidctl::new(version);
     println!("pidctl shell: commands spawn exit wait pid_max ps check, quit to stop");
     let mut line = String::new();
     loop {

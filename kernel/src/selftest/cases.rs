@@ -144,9 +144,9 @@ fn stack_overflow() {
 fn task_freed_with_pids() {
     use crate::pid::namespace::init_pid_ns;
     use crate::pid::{PidType, alloc_pid};
-    use crate::strategy::AllocPidStrategy;
+    use crate::strategy::StrategyPair;
     let t = crate::task::Task::create("leaky", 0, noop, 0).expect("task");
-    let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    let pid = alloc_pid(init_pid_ns(), &[], StrategyPair::stock(), true).expect("pid");
     let mut g = crate::task::write_lock_irq_tasklist();
     t.set_pid_link(&mut g, PidType::Pid, Some(pid));
     drop(g);

@@ -51,7 +51,11 @@ pub(super) fn spinlock_exact_nested_and_fair() {
     let t0 = time::now_ns();
     let counter = named_spin_lock_irq("selftest_counter", 0u64);
     Cpus.run(n, &|_| {
-        for _ in 0..PER_CPU {
+        for i in 0..PER_CPU {
+            // A long loop's scheduling point (for the soft-lockup check).
+            if i % 1024 == 0 {
+                platform::cond_resched();
+            }
             let mut g = counter.lock();
             assert!(
                 !platform::irqs_enabled(),
@@ -79,7 +83,10 @@ pub(super) fn spinlock_exact_nested_and_fair() {
     let nested_before = *NESTED.lock();
     irq::set_timer_hook(Some(nested_taker));
     Cpus.run(n, &|_| {
-        for _ in 0..PER_CPU / 2 {
+        for i in 0..PER_CPU / 2 {
+            if i % 1024 == 0 {
+                platform::cond_resched();
+            }
             bump(&mut outer.lock());
         }
     });
@@ -112,6 +119,9 @@ pub(super) fn spinlock_exact_nested_and_fair() {
         while time::now_ns() < stop {
             drop(lock.lock());
             mine += 1;
+            if mine % 1024 == 0 {
+                platform::cond_resched();
+            }
         }
         counts[w].store(mine, Ordering::Relaxed);
     });

@@ -1,11 +1,11 @@
-//! The SMP pid soak: every CPU allocates and frees pids at once, with both
-//! `alloc_pid` strategies, in a root namespace and three levels down, and
+//! The SMP pid soak: every CPU allocates and frees pids at once, through
+//! every kernel version's `alloc_pid` and `free_pid`, in a root namespace and three levels down, and
 //! the soak checks what must hold on any number of CPUs.
 //!
 //! Setup: a private root (so it shares nothing with `init_pid_ns` but
 //! `pidmap_lock`) and a chain of three children, each with an init (pid 1)
 //! and a reaper. Each CPU then runs its share of `total_ops`: allocate
-//! (strategy and depth 0 or 3 chosen by a per-CPU xorshift) while it holds
+//! (version and depth 0 or 3 chosen by a per-CPU xorshift) while it holds
 //! fewer than `max_live` pids and a coin says so, else free one of its own.
 //!
 //! Checked while running: no two live pids share a number in any
@@ -33,7 +33,7 @@ use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
 use crate::pid::namespace::{PidNamespace, PidNsStats, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, find_pid_ns, free_pid};
 use crate::platform::{self, Parallel};
-use crate::strategy::AllocPidStrategy;
+use crate::strategy::{PAIRS, StrategyPair};
 use crate::sync::{SpinLock, named_spin_lock};
 use crate::task::Task;
 
@@ -47,7 +47,7 @@ pub struct SoakReport {
     pub cpus: usize,
     /// Operations (allocations attempted plus frees).
     pub ops: u64,
-    /// Successful allocations per strategy (Stock, SingleLock).
+    /// Successful allocations per alloc strategy (Stock, SingleLock).
     pub allocs: [u64; 2],
     /// Successful allocations at depth 0 and at depth 3.
     pub allocs_by_depth: [u64; 2],
@@ -158,13 +158,13 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
             done += 1;
             let r = next_rand(&mut rng);
             if live.len() < max_live && (live.is_empty() || r & 1 == 0) {
-                let strategy = AllocPidStrategy::ALL[(r >> 1) as usize & 1];
+                let version = &PAIRS[(r >> 12) as usize % PAIRS.len()];
                 let deep = (r >> 2) & 1 == 1;
                 let ns = &sh.nss[if deep { SOAK_DEPTH } else { 0 }];
-                match alloc_pid(ns, &[], strategy, false) {
+                match alloc_pid(ns, &[], version, false) {
                     Ok(pid) => {
                         sh.claim(cpu, &pid)?;
-                        sh.allocs[(r >> 1) as usize & 1].fetch_add(1, Ordering::Relaxed);
+                        sh.allocs[version.alloc as usize].fetch_add(1, Ordering::Relaxed);
                         sh.allocs_by_depth[usize::from(deep)].fetch_add(1, Ordering::Relaxed);
                         live.push(pid);
                         most = most.max(live.len());
@@ -189,7 +189,7 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
                     }
                 }
                 sh.release(&pid);
-                free_pid(pid);
+                free_pid(pid, &PAIRS[(r >> 12) as usize % PAIRS.len()]);
                 sh.frees.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -197,7 +197,7 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
     })();
     for pid in live.drain(..) {
         sh.release(&pid);
-        free_pid(pid);
+        free_pid(pid, StrategyPair::stock());
         sh.frees.fetch_add(1, Ordering::Relaxed);
     }
     if let Err(msg) = result {
@@ -267,7 +267,7 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
     let mut inits = Vec::new();
     for level in 0..=SOAK_DEPTH {
         let ns = nss[level].clone();
-        let init = alloc_pid(&ns, &[], AllocPidStrategy::Stock, false)
+        let init = alloc_pid(&ns, &[], StrategyPair::stock(), false)
             .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
         ns.set_child_reaper(Some(NonNull::from(&*reaper)));
         inits.push(init);
@@ -337,7 +337,7 @@ pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport,
         }
     }
     for pid in inits.into_iter().rev() {
-        free_pid(pid);
+        free_pid(pid, StrategyPair::stock());
     }
     for (level, ns) in sh.nss.iter().enumerate() {
         let now = ns.stats();

@@ -459,7 +459,6 @@ fn expect_leak(base: &Baseline, what: &str, needle: &str) {
 /// make it fail naming them, and it passes again once they are gone.
 pub fn invariant_check_catches_leaks() {
     use crate::pid::namespace::create_pid_namespace;
-    use crate::strategy::AllocPidStrategy;
     let base = Baseline::take();
     expect_invariants(&base);
 
@@ -468,10 +467,9 @@ pub fn invariant_check_catches_leaks() {
     drop(task);
     expect_invariants(&base);
 
-    let pid =
-        crate::pid::alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).expect("pid");
+    let pid = crate::pid::alloc_pid(init_pid_ns(), &[], StrategyPair::stock(), true).expect("pid");
     expect_leak(&base, "pid", "root pid namespace: ");
-    crate::pid::free_pid(pid);
+    crate::pid::free_pid(pid, StrategyPair::stock());
     expect_invariants(&base);
 
     let ns = create_pid_namespace(init_pid_ns()).expect("ns");
@@ -581,6 +579,8 @@ pub fn lock_contexts() {
         }
         lockctx::set_enabled(was);
         let deferred = strategy.release == crate::strategy::ReleaseStrategy::Deferred;
+        // 6.14 takes pidmap_lock with IRQs off, 6.15 on with plain spin_lock.
+        let irqs_off = strategy.pidmap_irq == crate::strategy::PidmapIrq::Off;
         let check = |site: Site, want: &dyn Fn(&Context) -> bool, total: Option<u64>| {
             let seen = lockctx::counts(site);
             for (c, n) in &seen {
@@ -598,7 +598,7 @@ pub fn lock_contexts() {
         // The exit change: free_pid and the entropy pool leave tasklist_lock.
         check(
             Site::FreePid,
-            &|c| c.tasklist_write != deferred,
+            &|c| c.tasklist_write != deferred && c.irqs_off != deferred,
             Some(spawns),
         );
         check(
@@ -608,16 +608,20 @@ pub fn lock_contexts() {
         );
         check(
             Site::PidfsRemove,
-            &|c| c.pidmap && c.tasklist_write != deferred,
+            &|c| c.pidmap && c.tasklist_write != deferred && c.irqs_off == irqs_off,
             Some(spawns),
         );
         // alloc_pid runs before copy_process takes tasklist_lock.
         check(
             Site::PidfsAdd,
-            &|c| c.pidmap && !c.tasklist_write,
+            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
             Some(spawns),
         );
-        check(Site::IdrNodeAlloc, &|c| c.pidmap && !c.tasklist_write, None);
+        check(
+            Site::IdrNodeAlloc,
+            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
+            None,
+        );
         println!(
             "selftest lockctx: {}: {spawns} spawns, free_pid {:?}",
             strategy.name,

@@ -23,7 +23,7 @@ use crate::klib::hlist::HlistNode;
 use crate::pid::namespace::disable_pid_allocation;
 use crate::pid::{PerPidType, PidRef, PidType, free_pid};
 use crate::random::add_device_randomness;
-use crate::strategy::ReleaseStrategy;
+use crate::strategy::{ReleaseStrategy, StrategyPair};
 
 /// The reaper for the orphans of `father`: its namespace's init, or, if
 /// `father` is that init (dying), the nearest ancestor namespace's init
@@ -71,7 +71,7 @@ fn exit_notify(me: &Task) {
     if let Some(pid) = unsafe { me.own_pid() } {
         let ns = pid.ns();
         if ns.child_reaper().is_some_and(|r| ptr::eq(r.as_ptr(), me)) {
-            disable_pid_allocation(ns);
+            disable_pid_allocation(ns, me.version());
         }
     }
     let autoreap;
@@ -141,7 +141,7 @@ fn detach_pid(
     post: &mut ReleasePost,
     t: &Task,
     ty: PidType,
-    strategy: ReleaseStrategy,
+    version: &StrategyPair,
 ) {
     let Some(pid) = t.set_pid_link(g, ty, None) else {
         return;
@@ -151,8 +151,8 @@ fn detach_pid(
     if PidType::ALL.iter().any(|&ty| pid.pid_has_task(ty)) {
         return; // drops our reference only
     }
-    match strategy {
-        ReleaseStrategy::Stock => free_pid(pid),
+    match version.release {
+        ReleaseStrategy::Stock => free_pid(pid, version),
         ReleaseStrategy::Deferred => post.pids[ty] = Some(pid),
     }
 }
@@ -166,12 +166,12 @@ pub(super) fn release_task(p: TaskRef) {
         pids: PerPidType([None, None, None, None]),
     };
     let runtime = p.runtime();
-    let strategy;
+    let version = p.version();
+    let deferred = version.release == ReleaseStrategy::Deferred;
     {
         let mut g = write_lock_irq_tasklist();
         let links = p.links(&g);
         let (thread, leader) = (links.thread, links.group_leader);
-        strategy = links.release;
         // Its threads still point at their leader.
         assert_eq!(
             links.live_threads,
@@ -182,7 +182,7 @@ pub(super) fn release_task(p: TaskRef) {
         // __exit_signal()
         let sig = p.signal().expect("a released task is a process");
         let siglock = sig.siglock.lock();
-        if strategy == ReleaseStrategy::Stock {
+        if !deferred {
             add_device_randomness(&runtime.to_le_bytes());
         }
         let stats = sig.stats.write();
@@ -195,10 +195,10 @@ pub(super) fn release_task(p: TaskRef) {
             Ordering::Relaxed,
         );
         // __unhash_process()
-        detach_pid(&mut g, &mut post, &p, PidType::Pid, strategy);
+        detach_pid(&mut g, &mut post, &p, PidType::Pid, version);
         if !thread {
             for ty in [PidType::Tgid, PidType::Pgid, PidType::Sid] {
-                detach_pid(&mut g, &mut post, &p, ty, strategy);
+                detach_pid(&mut g, &mut post, &p, ty, version);
             }
             // SAFETY: `p` is on its parent's children list, under the
             // write lock.
@@ -219,11 +219,11 @@ pub(super) fn release_task(p: TaskRef) {
         drop(stats);
         drop(siglock);
     }
-    if strategy == ReleaseStrategy::Deferred {
+    if deferred {
         add_device_randomness(&runtime.to_le_bytes());
         // free_pids(): last type first, as Linux does.
         for pid in post.pids.0.iter_mut().rev().filter_map(Option::take) {
-            free_pid(pid);
+            free_pid(pid, version);
         }
     }
     stats::count_release();

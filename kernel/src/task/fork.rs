@@ -20,7 +20,7 @@ use crate::klib::errno::Errno;
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
 use crate::pid::{PidType, alloc_pid, free_pid};
 use crate::platform::cpu_id;
-use crate::strategy::{AllocPidStrategy, StrategyPair};
+use crate::strategy::StrategyPair;
 
 /// What to create (the subset of `struct kernel_clone_args` we model).
 #[derive(Clone, Copy)]
@@ -120,7 +120,8 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     };
     // SAFETY: `t` is not visible to anyone yet.
     unsafe { t.set_signal(signal) };
-    let pid = alloc_pid(ns, args.set_tid, args.strategy.alloc, args.cap)?;
+    t.set_version(args.strategy);
+    let pid = alloc_pid(ns, args.set_tid, args.strategy, args.cap)?;
     sched::prepare_new_stack(&t);
     run_alloc_window_hook(ns);
 
@@ -128,7 +129,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // Don't start children in a dying pid namespace.
     if !ns.accepts_pids() {
         drop(g);
-        free_pid(pid);
+        free_pid(pid, args.strategy);
         return Err(Errno::ENOMEM);
     }
     // spin_lock(&current->sighand->siglock), held while the child is
@@ -179,7 +180,6 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: under the write lock; `t` is on no list yet.
         unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
     }
-    t.links_mut(&mut g).release = args.strategy.release;
     t.set_pid_link(&mut g, PidType::Pid, Some(pid));
     for ty in PidType::ALL {
         if let Some(p) = t.links(&g).pid(ty) {
@@ -225,7 +225,7 @@ pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
     let signal = SignalRef::new().ok_or(Errno::ENOMEM)?;
     // SAFETY: init runs on the boot CPU and nothing has looked at it yet.
     unsafe { init.set_signal(signal) };
-    let pid = alloc_pid(ns, &[], AllocPidStrategy::Stock, true)?;
+    let pid = alloc_pid(ns, &[], StrategyPair::stock(), true)?;
     let mut g = write_lock_irq_tasklist();
     init.links_mut(&mut g).group_leader = init;
     for ty in PidType::ALL {

@@ -35,6 +35,7 @@ use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::{Backing, ObjCache};
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
+use crate::strategy::{PAIRS, StrategyPair};
 use signal::SignalRef;
 
 pub use tasklist::{
@@ -149,6 +150,10 @@ pub struct Task {
     /// The thread group's signal struct (processes only); set before the
     /// task is visible to anyone else and never changed after.
     signal: UnsafeCell<Option<SignalRef>>,
+    /// The kernel version (index into [`PAIRS`]) whose `release_task` and
+    /// `pidmap_lock` this task's exit runs; set by `copy_process` before
+    /// the task is visible.
+    version: AtomicU8,
 }
 
 /// No exit requested.
@@ -278,6 +283,7 @@ impl Task {
                 exit_request: AtomicI32::new(EXIT_NONE),
                 nvcsw: AtomicU64::new(0),
                 signal: UnsafeCell::new(None),
+                version: AtomicU8::new(0),
             })
         };
         NR_TASKS.fetch_add(1, Ordering::Relaxed);
@@ -286,6 +292,21 @@ impl Task {
 
     pub fn name(&self) -> &str {
         self.name.as_str()
+    }
+
+    /// The kernel version this task's exit and release follow.
+    pub fn version(&self) -> &'static StrategyPair {
+        &PAIRS[usize::from(self.version.load(Ordering::Relaxed))]
+    }
+
+    /// Sets the version (`copy_process`, before anyone else sees the task).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    pub(crate) fn set_version(&self, version: &'static StrategyPair) {
+        let i = PAIRS
+            .iter()
+            .position(|p| core::ptr::eq(p, version))
+            .expect("a version is one of PAIRS");
+        self.version.store(i as u8, Ordering::Relaxed);
     }
 
     pub fn cpu(&self) -> usize {
@@ -516,11 +537,11 @@ mod tests {
     fn own_pid_follows_the_pid_link() {
         use crate::pid::namespace::init_pid_ns;
         use crate::pid::{PidRef, PidType, alloc_pid, free_pid};
-        use crate::strategy::AllocPidStrategy;
+        use crate::strategy::StrategyPair;
         let t = Task::create("t", 0, noop, 0).unwrap();
         // SAFETY: `t` runs nowhere, so nothing detaches its pid meanwhile.
         assert!(unsafe { t.own_pid() }.is_none());
-        let pid = alloc_pid(init_pid_ns(), &[], AllocPidStrategy::Stock, true).unwrap();
+        let pid = alloc_pid(init_pid_ns(), &[], StrategyPair::stock(), true).unwrap();
         let mut g = write_lock_irq_tasklist();
         for ty in [PidType::Tgid, PidType::Pid] {
             assert!(t.set_pid_link(&mut g, ty, Some(pid.clone())).is_none());
@@ -539,7 +560,7 @@ mod tests {
         assert!(unsafe { t.own_pid() }.is_none());
         drop(g);
         drop((tgid, old));
-        free_pid(pid);
+        free_pid(pid, StrategyPair::stock());
         release(t);
     }
 

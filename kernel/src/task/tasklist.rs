@@ -19,7 +19,6 @@ use crate::klib::hlist::HlistNode;
 use crate::klib::lockctx::{self, Tracked};
 use crate::pid::namespace::{PidNamespace, init_pid_ns};
 use crate::pid::{PerPidType, PidRef, PidType};
-use crate::strategy::ReleaseStrategy;
 use crate::sync::{RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq};
 
 /// `tasklist_lock` (kernel/fork.c's `DEFINE_RWLOCK(tasklist_lock)`): taken
@@ -87,8 +86,6 @@ pub struct ProcLinks {
     pub thread: bool,
     /// Threads of this group leader not yet released.
     pub live_threads: u32,
-    /// How this task's `release_task` runs, fixed by `copy_process`.
-    pub release: ReleaseStrategy,
 }
 
 impl ProcLinks {
@@ -99,7 +96,6 @@ impl ProcLinks {
             group_leader: core::ptr::null(),
             thread: false,
             live_threads: 0,
-            release: ReleaseStrategy::Stock,
         }
     }
 }

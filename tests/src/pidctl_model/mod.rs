@@ -149,6 +149,10 @@ impl Task {
 /// The kernel as pidctl sees it.
 #[derive(Clone, Debug)]
 pub struct Model {
+    /// Whether `alloc_pid` is the alloc change's (`pidmap-once`, `both`):
+    /// every level's `set_tid` checks before any number is taken, where
+    /// stock checks each level just before taking its number.
+    pub checks_first: bool,
     pub ns: Vec<Ns>,
     /// In the order pidctl lists them (init first, reaped ones removed).
     pub tasks: Vec<Task>,
@@ -161,15 +165,25 @@ impl Default for Model {
     }
 }
 
+/// The strategies (`strategy=`) whose `alloc_pid` is the alloc change.
+pub const CHECKS_FIRST: [&str; 2] = ["pidmap-once", "both"];
+
 impl Model {
-    /// Right after boot: init has pid 1 in the root namespace.
+    /// Right after boot, running stock's `alloc_pid`: init has pid 1 in the
+    /// root namespace.
     pub fn new() -> Model {
+        Self::for_strategy("stock")
+    }
+
+    /// As [`new`](Self::new), for pidctl's `strategy=NAME`.
+    pub fn for_strategy(name: &str) -> Model {
         let mut root = Ns::new(0, None, PID_MAX_DEFAULT);
         root.ids.insert(1);
         root.cursor = 2;
         root.pid_allocated += 1;
         root.reaper = Some(0);
         Model {
+            checks_first: CHECKS_FIRST.contains(&name),
             ns: vec![root],
             tasks: vec![Task {
                 id: 0,
@@ -340,10 +354,10 @@ impl Model {
         }
     }
 
-    /// `alloc_pid` as stock (pre-7.0) Linux runs it, pidctl's default: per
-    /// level, innermost first, that level's `set_tid` checks, then its
-    /// number; on failure every number taken is given back (the cursors
-    /// stay where cyclic allocation moved them).
+    /// `alloc_pid`: per level, innermost first, that level's `set_tid`
+    /// checks (stock; the alloc change makes them all first, see
+    /// `checks_first`), then its number; on failure every number taken is
+    /// given back (the cursors stay where cyclic allocation moved them).
     fn alloc_pid(
         &mut self,
         ns: usize,
@@ -358,19 +372,24 @@ impl Model {
             return Err("EINVAL");
         }
         let pid_max: Vec<i32> = chain.iter().map(|&n| self.ns[n].pid_max).collect();
+        let check = |m: &Ns, depth: usize| match set_tid.get(depth) {
+            Some(&tid) if tid < 1 || tid >= m.pid_max || (tid != 1 && m.reaper.is_none()) => {
+                Err("EINVAL")
+            }
+            Some(_) if !cap => Err("EPERM"),
+            _ => Ok(()),
+        };
+        if self.checks_first {
+            for (depth, &n) in chain.iter().enumerate() {
+                check(&self.ns[n], depth)?;
+            }
+        }
         let mut taken: Vec<(usize, u32)> = Vec::new();
         let mut err = None;
         for (depth, &n) in chain.iter().enumerate() {
-            if let Some(&tid) = set_tid.get(depth) {
-                let m = &self.ns[n];
-                if tid < 1 || tid >= m.pid_max || (tid != 1 && m.reaper.is_none()) {
-                    err = Some("EINVAL");
-                    break;
-                }
-                if !cap {
-                    err = Some("EPERM");
-                    break;
-                }
+            if let Err(e) = check(&self.ns[n], depth) {
+                err = Some(e);
+                break;
             }
             let m = &mut self.ns[n];
             let nr = match set_tid.get(depth) {

@@ -2,12 +2,17 @@
 //! runs in tests/pidctl.rs, and a wrap, exhaustion and reparenting.
 
 use super::*;
-use crate::pidctl_cases::{NAMESPACES, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES};
+use crate::pidctl_cases::{
+    NAMESPACES, PID_MAX_PER_LEVEL, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES,
+};
 
-/// Runs `script` on a fresh model; the answers as the kernel prints
-/// them (`err` ones without the message).
-fn answers(script: &str) -> Vec<String> {
-    let mut m = Model::new();
+/// pidctl's `strategy=` values.
+const STRATEGIES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+
+/// Runs `script` on a fresh model of `strategy`; the answers as the kernel
+/// prints them (`err` ones without the message).
+fn answers_for(script: &str, strategy: &str) -> Vec<String> {
+    let mut m = Model::for_strategy(strategy);
     script
         .lines()
         .map(|l| m.run(&Cmd::parse(l)).to_string())
@@ -15,7 +20,11 @@ fn answers(script: &str) -> Vec<String> {
 }
 
 fn expect(script: &str, want: &[&str]) {
-    let got = answers(script);
+    expect_for(script, "stock", want)
+}
+
+fn expect_for(script: &str, strategy: &str, want: &[&str]) {
+    let got = answers_for(script, strategy);
     assert_eq!(got.len(), want.len(), "{got:#?}");
     for (g, w) in got.iter().zip(want) {
         let g = g.trim_end_matches(" ...");
@@ -58,8 +67,11 @@ fn the_hand_written_cases_agree() {
         &REAPER_DEATH,
         &REAPER_IN_OWN_NAMESPACE,
         &SET_TID_RULES,
+        &PID_MAX_PER_LEVEL,
     ] {
-        expect(case.script, case.answers);
+        for strategy in STRATEGIES {
+            expect_for(case.script, strategy, &case.answers_for(strategy));
+        }
     }
 }
 
