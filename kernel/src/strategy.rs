@@ -72,7 +72,7 @@ pub static PAIRS: [StrategyPair; 4] = [
     },
     StrategyPair {
         name: "pidmap-once",
-        kernel: "6.14 + alloc change",
+        kernel: "6.14 + the alloc change (never shipped)",
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Stock,
         pidmap_irq: PidmapIrq::Off,

@@ -1,45 +1,29 @@
-//! `struct pid` and its allocation (Linux's kernel/pid.c): `alloc_pid` in
-//! two run-time strategies, `free_pid`, `put_pid`, `find_pid_ns`,
-//! `pid_nr_ns`, and the global `pidmap_lock`.
+//! `struct pid` and its allocation (Linux's kernel/pid.c): `alloc_pid`,
+//! `free_pid`, `put_pid`, `find_pid_ns`, `pid_nr_ns`, and the global
+//! `pidmap_lock`.
 //!
 //! A pid is one number per namespace level, from the namespace it was
 //! allocated in (`numbers[level]`) up to the root (`numbers[0]`), each kept
-//! in that namespace's IDR. `alloc_pid` first *reserves* every number (the
-//! IDR slot holds null, so `find_pid_ns` cannot see a half-built pid), then
-//! *publishes* the pid in all of them at once with `idr_replace`, after
+//! in that namespace's IDR. `alloc_pid` (see `alloc`) first *reserves*
+//! every number (the slot holds null, so `find_pid_ns` cannot see a
+//! half-built pid), then *publishes* the pid in all of them at once, after
 //! checking that the namespace still accepts pids (`PIDNS_ADDING`).
 //!
-//! **Strategies.** [`AllocPidStrategy::Stock`] is alloc_pid before Mateusz
-//! Guzik's "pid: only take pidmap_lock once on alloc": for every level,
-//! preload, lock, allocate one number, unlock; then lock once more to check
-//! `PIDNS_ADDING` and publish (level + 2 acquisitions).
-//! [`AllocPidStrategy::SingleLock`] is the change: everything that needs no
-//! lock is done first, then one acquisition covers every level and the
-//! publication. One preload covers only one insertion, so if a level runs
-//! the pool dry the lock is dropped, the pool refilled and the lock retaken,
-//! at most once per level; that is safe because allocation across levels
-//! was never atomic to begin with. Both strategies give the same results
-//! for the same inputs (the tests run them side by side against a model).
+//! **Versions.** `alloc_pid`, `free_pid` and `disable_pid_allocation`
+//! take the kernel version ([`StrategyPair`]) they act as: its
+//! `AllocPidStrategy` and the IRQ discipline of its `pidmap_lock` (6.14:
+//! `spin_lock_irq` / `irqsave`; 6.15 on: `spin_lock`), each a
+//! [`PidmapGuard`] whose type names the discipline; [`PidNamespace::map`]
+//! demands one.
 //!
-//! **References.** `count` is the refcount (`get_pid`/`put_pid`); the pid
-//! is freed when it reaches zero. Published pids hold one reference for the
-//! IDRs (Linux's `alloc_pid` reference, which `free_pid` drops), and
-//! `alloc_pid` returns a second one as the caller's [`PidRef`]; `free_pid`
-//! consumes that handle and drops both. (Linux hands out its one reference
-//! uncounted; a counted handle is what makes the Rust API safe.)
+//! **References.** `count` is the refcount (`get_pid`/`put_pid`). A
+//! published pid holds one reference for the IDRs, which `free_pid` hands
+//! to `call_rcu(delayed_put_pid)`, so a lockless reader that found the pid
+//! before it was unhashed can still take a reference; `alloc_pid` returns a
+//! second one as the caller's [`PidRef`]. (Linux hands out its one
+//! reference uncounted; a counted handle is what makes the Rust API safe.)
 //!
-//! **No RCU.** Linux's `find_pid_ns` runs under `rcu_read_lock` and the
-//! final `put_pid` of a freed pid is delayed by `call_rcu`. We have no RCU:
-//! `find_pid_ns` takes pidmap_lock and returns a counted reference, and
-//! `free_pid` drops its references at once.
-//!
-//! **Locking.** `pidmap_lock` is one global spinlock. `alloc_pid` takes it
-//! `spin_lock_irq` style (it runs with interrupts on); `free_pid` and the
-//! readers take it `spin_lock_irqsave` style, since the task release path
-//! may call `free_pid` with interrupts off. Either is a [`PidmapGuard`]
-//! whose type names its discipline, and [`PidNamespace::map`] demands one.
-//!
-//! **Memory.** The pid struct comes from one seam, [`pid_struct_alloc`] /
+//! **Memory.** The pid struct comes from [`pid_struct_alloc`] /
 //! [`pid_struct_free`], sized for its level like Linux's per-level
 //! `pid_cachep`, fallible, and covered by [`FaultSite::PidAlloc`].
 
@@ -51,12 +35,13 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use intrusive_collections::RBTreeLink;
 
 use crate::klib::fault_inject::{FaultSite, should_fail};
+use crate::klib::aligned::CacheAligned;
 use crate::klib::hlist::HlistHead;
 use crate::klib::lockctx::{self, Site, Tracked};
 use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform;
-use crate::rcu::{RcuHead, call_rcu};
+use crate::rcu::{RcuHead, call_rcu, rcu_read_lock};
 use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::RawSpin;
 use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, Plain, RawGuard};
@@ -369,8 +354,9 @@ pub fn pid_nr_ns(pid: &PidRef, ns: &PidNamespace) -> i32 {
 }
 
 /// `pidmap_lock`. It guards the namespaces' [`namespace::PidMap`]s, which live in
-/// the namespaces, so it holds no data: its guard is the proof.
-static PIDMAP_LOCK: RawSpin = RawSpin::named("pidmap_lock");
+/// the namespaces, so it holds no data: its guard is the proof. On a cache
+/// line of its own, as Linux's `__cacheline_aligned_in_smp`.
+static PIDMAP_LOCK: CacheAligned<RawSpin> = CacheAligned(RawSpin::named("pidmap_lock"));
 
 /// Holding `pidmap_lock`, taken with IRQ discipline `D` (which also says
 /// how the drop releases it). Proof of the lock for [`PidNamespace::map`].
@@ -380,7 +366,7 @@ impl<D: IrqDiscipline> PidmapGuard<D> {
     /// Takes `pidmap_lock` with discipline `D`.
     #[inline]
     pub(super) fn lock() -> Self {
-        let g = PidmapGuard(IrqLock::<_, D>::of(&PIDMAP_LOCK).lock_guard());
+        let g = PidmapGuard(IrqLock::<_, D>::of(&PIDMAP_LOCK.0).lock_guard());
         lockctx::acquired(Tracked::Pidmap);
         g
     }
@@ -482,18 +468,18 @@ unsafe fn delayed_put_pid(head: *mut RcuHead) {
     }
 }
 
-/// Port of `find_pid_ns()` (as `find_get_pid` in `ns`): the published pid
-/// numbered `nr` in `ns`, with a reference. Linux looks it up under RCU
-/// without a reference; we have no RCU, so we look under pidmap_lock and
-/// take the reference before unlocking.
+/// Port of `find_get_pid()` in `ns`: `find_pid_ns()` under
+/// `rcu_read_lock`, without `pidmap_lock`, then `get_pid()`. The pid may
+/// be unhashed meanwhile (as in Linux, the caller then finds no task).
 pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
     let nr = u32::try_from(nr).ok()?;
-    let mut g = pidmap_lock_irqsave();
-    let p = NonNull::new(ns.map(&mut g).idr.find(nr))?;
-    // SAFETY: a published pid holds the IDRs' reference until free_pid
-    // removes it under this lock, so it is alive while we hold the lock.
+    let rcu = rcu_read_lock();
+    let p = NonNull::new(ns.idr_rcu().find(nr, &rcu))?;
+    // SAFETY: a pid found in the IDR holds the IDRs' reference until a
+    // grace period after free_pid unhashed it (delayed_put_pid), and this
+    // read-side section began before that grace period could end.
     unsafe { p.as_ref() }.count.fetch_add(1, Ordering::Relaxed);
-    drop(g);
+    drop(rcu);
     Some(PidRef { ptr: p })
 }
 

@@ -26,7 +26,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::klib::errno::Errno;
-use crate::klib::idr::Idr;
+use crate::klib::idr::{Idr, IdrRcu};
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
 use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::irq::IrqDiscipline;
@@ -58,6 +58,8 @@ pub struct PidMap {
 /// Port of `struct pid_namespace`.
 pub struct PidNamespace {
     level: u32,
+    /// `ns->idr` as lockless readers see it (`find_pid_ns`).
+    idr_rcu: IdrRcu<Pid>,
     /// This is `init_pid_ns` (static in Linux: never counted or freed).
     init: bool,
     parent: Option<Arc<PidNamespace>>,
@@ -115,16 +117,21 @@ impl PidNamespace {
             Some(p) => (p.level + 1, PID_MAX_LIMIT),
             None => (0, PID_MAX_DEFAULT),
         };
+        let idr = Idr::new();
+        // SAFETY: the view lives in the namespace beside the map that owns
+        // the IDR, so no longer than the IDR.
+        let idr_rcu = unsafe { idr.rcu_view() };
         PidNamespace {
             level,
             init: false,
+            idr_rcu,
             parent,
             pid_max: AtomicI32::new(pid_max),
             child_reaper: AtomicPtr::new(core::ptr::null_mut()),
             reaper_wakeups: AtomicU64::new(0),
             adding: AtomicBool::new(true),
             map: UnsafeCell::new(PidMap {
-                idr: Idr::new(),
+                idr,
                 pid_allocated: PIDNS_ADDING,
             }),
         }
@@ -135,6 +142,11 @@ impl PidNamespace {
     /// they share nothing but `pidmap_lock`.
     pub fn new_root() -> Arc<PidNamespace> {
         Arc::new(PidNamespace::new(None))
+    }
+
+    /// This namespace's IDR for lookups under `rcu_read_lock`.
+    pub fn idr_rcu(&self) -> &IdrRcu<Pid> {
+        &self.idr_rcu
     }
 
     /// The level: 0 for a root.

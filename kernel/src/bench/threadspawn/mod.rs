@@ -67,8 +67,13 @@ pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
         if p.lockstat { "on" } else { "off" }
     );
     println!(
-        "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op); pairs are alloc_pid x release_task: stock = Stock x Stock, pidmap-once = SingleLock x Stock, exit-deferred = Stock x Deferred, both = SingleLock x Deferred"
+        "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
     );
+    let versions: Vec<String> = crate::strategy::PAIRS
+        .iter()
+        .map(|v| format!("{} = Linux {}", v.name, v.kernel))
+        .collect();
+    println!("threadspawn: versions: {}", versions.join(", "));
 
     let base = Baseline::take();
     let heap_before = heap_fallthroughs();

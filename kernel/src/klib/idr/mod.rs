@@ -9,16 +9,29 @@
 //! live pids. An allocated id may hold a null pointer: that is how
 //! `alloc_pid` reserves a number before the pid is published.
 //!
-//! An [`Idr`] is plain data (`&mut self` for changes); the caller provides
-//! the lock (`pidmap_lock` for the pid IDRs). Insertions under that lock
-//! cannot wait for memory: [`preload`] says where their nodes come from
-//! (the node cache first, the per-CPU pool [`idr_preload`] fills second),
-//! and an insertion is all-or-nothing.
+//! An [`Idr`] changes under `&mut self`; the caller provides the lock
+//! (`pidmap_lock` for the pid IDRs). Insertions under that lock cannot
+//! wait for memory: [`preload`] says where their nodes come from (the node
+//! cache first, the per-CPU pool [`idr_preload`] fills second), and an
+//! insertion is all-or-nothing.
+//!
+//! **Lockless lookups** (Linux's `idr_find` under `rcu_read_lock`) go
+//! through an [`IdrRcu`] view: the root lives in a heap cell outside the
+//! `Idr` (so a reader never touches memory a writer's `&mut Idr` covers),
+//! slots are atomic pointers stored with release order once what they
+//! point to is ready, a node's `shift` never changes while it is in the
+//! tree, and a node leaves the tree for the node cache only after an RCU
+//! grace period (`radix_tree_node_rcu_free`). A root dropped by a shrink
+//! keeps its slot 0 until then, so a reader that started on it still
+//! reaches the ids below.
 
+use alloc::boxed::Box;
 use core::marker::PhantomData;
-use core::ptr;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::klib::errno::Errno;
+use crate::rcu::{RcuHead, RcuReadGuard};
 
 #[cfg_attr(
     any(not(test), loom),
@@ -55,22 +68,52 @@ pub const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
 /// One radix tree node: 64 slots (children, or entries in a leaf) and the
 /// bitmaps that make free-id search a bit scan per level: `present` (the
 /// slot holds an entry or a child) and `full` (nothing below the slot is
-/// free), the radix tree's `IDR_FREE` tag inverted.
+/// free), the radix tree's `IDR_FREE` tag inverted. Lockless readers use
+/// only `shift` and `slots`; the bitmaps are the writers' (under the lock).
 #[repr(C, align(64))]
 pub struct IdrNode {
     /// Bit i: slot i holds a child (internal) or an allocated id (leaf).
     present: u64,
     /// Bit i: nothing below slot i is free.
     full: u64,
-    /// Id bits below this node's slot index: 0 for a leaf.
+    /// Id bits below this node's slot index: 0 for a leaf. Set before the
+    /// node is linked in, reset only after its grace period.
     shift: u32,
-    slots: [*mut (); IDR_SLOTS],
+    slots: [AtomicPtr<()>; IDR_SLOTS],
+    /// For the grace period between leaving the tree and the node cache.
+    rcu: RcuHead,
 }
 
 impl IdrNode {
     fn is_clean(&self) -> bool {
-        self.present == 0 && self.full == 0 && self.slots.iter().all(|s| s.is_null())
+        self.present == 0
+            && self.full == 0
+            && self
+                .slots
+                .iter()
+                .all(|s| s.load(Ordering::Relaxed).is_null())
     }
+}
+
+/// Slot `i` of `node`, as the writer reads it (under the lock).
+///
+/// # Safety
+/// `node` is a live node.
+#[inline(always)]
+unsafe fn slot_load(node: *mut IdrNode, i: usize) -> *mut () {
+    // SAFETY: per the contract.
+    unsafe { (*node).slots[i].load(Ordering::Relaxed) }
+}
+
+/// Stores slot `i` of `node`, with release order so a lockless reader that
+/// sees the pointer sees what it points to.
+///
+/// # Safety
+/// `node` is a live node; the caller holds the writer lock.
+#[inline(always)]
+unsafe fn set_slot(node: *mut IdrNode, i: usize, v: *mut ()) {
+    // SAFETY: per the contract.
+    unsafe { (*node).slots[i].store(v, Ordering::Release) }
 }
 
 /// Ids a tree of `height` levels covers.
@@ -99,7 +142,11 @@ fn slot_of(id: u32, shift: u32) -> usize {
 /// fits) live in a tree of at most [`IDR_MAX_HEIGHT`] levels of
 /// [`IdrNode`]s.
 pub struct Idr<T> {
+    /// The writers' root.
     root: *mut IdrNode,
+    /// The root as lockless readers load it: a heap cell of its own, freed
+    /// with the `Idr`.
+    published: NonNull<AtomicPtr<IdrNode>>,
     height: u32,
     next: u32,
     nr_ids: u32,
@@ -113,11 +160,64 @@ impl<T> Default for Idr<T> {
     }
 }
 
+// SAFETY: the raw pointers are the tree's nodes and the root cell, owned by
+// the `Idr`; entries are only stored and handed back, never dereferenced.
+unsafe impl<T> Send for Idr<T> {}
+
+/// A lockless reader's view of an [`Idr`] (Linux: `idr_find` under
+/// `rcu_read_lock`).
+pub struct IdrRcu<T> {
+    root: NonNull<AtomicPtr<IdrNode>>,
+    _entries: PhantomData<*mut T>,
+}
+
+impl<T> Clone for IdrRcu<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for IdrRcu<T> {}
+
+// SAFETY: the view only loads atomics and reads node fields that do not
+// change while a reader can reach the node (see the module doc).
+unsafe impl<T> Send for IdrRcu<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for IdrRcu<T> {}
+
+impl<T> IdrRcu<T> {
+    /// Port of `idr_find()` for readers without the lock: the pointer
+    /// published at `id` when the tree was looked at, or null. An id added
+    /// or removed meanwhile may or may not be seen; what is returned was
+    /// published, and a node reached stays valid until `_rcu` ends.
+    pub fn find(&self, id: u32, _rcu: &RcuReadGuard) -> *mut T {
+        // SAFETY: the cell lives as long as the `Idr` (the view's contract);
+        // nodes reachable from it leave for the cache only after a grace
+        // period, which waits for the read-side section `_rcu` proves.
+        unsafe {
+            let mut node = self.root.as_ref().load(Ordering::Acquire);
+            if node.is_null() || u64::from(id) >= 1u64 << ((*node).shift + IDR_BITS) {
+                return ptr::null_mut();
+            }
+            loop {
+                let shift = (*node).shift;
+                let next = (*node).slots[slot_of(id, shift)].load(Ordering::Acquire);
+                if shift == 0 || next.is_null() {
+                    return next.cast();
+                }
+                node = next.cast();
+            }
+        }
+    }
+}
+
 impl<T> Idr<T> {
     /// Port of `idr_init()`: an empty IDR with its cursor at 0.
-    pub const fn new() -> Self {
+    pub fn new() -> Self {
+        let published = NonNull::from(Box::leak(Box::new(AtomicPtr::new(ptr::null_mut()))));
         Idr {
             root: ptr::null_mut(),
+            published,
             height: 0,
             next: 0,
             nr_ids: 0,
@@ -139,6 +239,24 @@ impl<T> Idr<T> {
     /// Levels in the tree (0 when empty).
     pub fn height(&self) -> u32 {
         self.height
+    }
+
+    /// The lockless readers' view.
+    ///
+    /// # Safety
+    /// The view is used only while this `Idr` lives.
+    pub unsafe fn rcu_view(&self) -> IdrRcu<T> {
+        IdrRcu {
+            root: self.published,
+            _entries: PhantomData,
+        }
+    }
+
+    /// Makes the writers' root the readers' (before any node it no longer
+    /// reaches is released).
+    fn publish_root(&mut self) {
+        // SAFETY: the cell is ours until drop.
+        unsafe { self.published.as_ref() }.store(self.root, Ordering::Release);
     }
 
     /// Port of `idr_is_empty()`.
@@ -188,7 +306,7 @@ impl<T> Idr<T> {
     pub fn find(&self, id: u32) -> *mut T {
         match self.leaf_of(id) {
             // SAFETY: `leaf_of` returns a node of this tree.
-            Some((leaf, off)) => unsafe { (*leaf).slots[off].cast() },
+            Some((leaf, off)) => unsafe { slot_load(leaf, off).cast() },
             None => ptr::null_mut(),
         }
     }
@@ -204,12 +322,14 @@ impl<T> Idr<T> {
     /// returning the old pointer; ENOENT if `id` is not allocated.
     pub fn replace(&mut self, ptr: *mut T, id: u32) -> Result<*mut T, Errno> {
         let (leaf, off) = self.leaf_of(id).ok_or(Errno::ENOENT)?;
-        // SAFETY: a node of this tree, which `&mut self` lets us change.
-        let leaf = unsafe { &mut *leaf };
-        if leaf.present & (1 << off) == 0 {
-            return Err(Errno::ENOENT);
+        // SAFETY: a node of this tree, which `&mut self` lets us change;
+        // the release store publishes what `ptr` points to.
+        unsafe {
+            if (*leaf).present & (1 << off) == 0 {
+                return Err(Errno::ENOENT);
+            }
+            Ok((*leaf).slots[off].swap(ptr.cast(), Ordering::Release).cast())
         }
-        Ok(core::mem::replace(&mut leaf.slots[off], ptr.cast()).cast())
     }
 
     /// Port of `idr_remove()`: frees `id`, returning its pointer, or `None`
@@ -225,7 +345,7 @@ impl<T> Idr<T> {
         // `&mut self` lets us change; freed nodes are unlinked first.
         unsafe {
             while (*node).shift > 0 {
-                let child = (*node).slots[slot_of(id, (*node).shift)].cast::<IdrNode>();
+                let child = slot_load(node, slot_of(id, (*node).shift)).cast::<IdrNode>();
                 if child.is_null() {
                     return None;
                 }
@@ -238,7 +358,7 @@ impl<T> Idr<T> {
             if (*node).present & bit == 0 {
                 return None;
             }
-            let value = core::mem::replace(&mut (*node).slots[off], ptr::null_mut());
+            let value = (*node).slots[off].swap(ptr::null_mut(), Ordering::Relaxed);
             (*node).present &= !bit;
             (*node).full &= !bit;
             let mut child = node;
@@ -250,7 +370,7 @@ impl<T> Idr<T> {
                 let was_full = (*parent).full & pbit != 0;
                 (*parent).full &= !pbit;
                 if emptied {
-                    (*parent).slots[slot_of(id, (*parent).shift)] = ptr::null_mut();
+                    set_slot(parent, slot_of(id, (*parent).shift), ptr::null_mut());
                     (*parent).present &= !pbit;
                     self.release(child);
                 } else if !was_full {
@@ -260,9 +380,11 @@ impl<T> Idr<T> {
                 child = parent;
             }
             if (*self.root).present == 0 {
-                self.release(self.root);
+                let old = self.root;
                 self.root = ptr::null_mut();
                 self.height = 0;
+                self.publish_root();
+                self.release(old);
             } else {
                 self.shrink();
             }
@@ -290,7 +412,7 @@ impl<T> Idr<T> {
                 let slot = bits.trailing_zeros();
                 bits &= bits - 1;
                 let id = base + (slot << (*node).shift);
-                let entry = (*node).slots[slot as usize];
+                let entry = slot_load(node, slot as usize);
                 if (*node).shift == 0 {
                     f(id, entry.cast());
                 } else {
@@ -317,7 +439,7 @@ impl<T> Idr<T> {
         // SAFETY: nodes of this tree, read only.
         unsafe {
             while (*node).shift > 0 {
-                node = (*node).slots[slot_of(id, (*node).shift)].cast();
+                node = slot_load(node, slot_of(id, (*node).shift)).cast();
                 if node.is_null() {
                     return None;
                 }
@@ -367,7 +489,7 @@ impl<T> Idr<T> {
                 if slot != off {
                     index = base + (slot << shift);
                 }
-                let child = (*node).slots[slot as usize].cast::<IdrNode>();
+                let child = slot_load(node, slot as usize).cast::<IdrNode>();
                 if shift == 0 || child.is_null() {
                     break index;
                 }
@@ -394,7 +516,7 @@ impl<T> Idr<T> {
         // SAFETY: nodes of this tree, read only.
         unsafe {
             while (*node).shift > 0 {
-                let child = (*node).slots[slot_of(id, (*node).shift)].cast::<IdrNode>();
+                let child = slot_load(node, slot_of(id, (*node).shift)).cast::<IdrNode>();
                 if child.is_null() {
                     return ((*node).shift / IDR_BITS) as usize;
                 }
@@ -415,17 +537,22 @@ impl<T> Idr<T> {
         // SAFETY: nodes of this tree or fresh from the batch, changed under
         // `&mut self`.
         unsafe {
+            let root = self.root;
             if self.root.is_null() {
                 self.root = batch.pop(IDR_BITS * (want - 1));
                 self.height = want;
             }
             while self.height < want {
                 let top = batch.pop(IDR_BITS * self.height);
-                (*top).slots[0] = self.root.cast();
+                set_slot(top, 0, self.root.cast());
                 (*top).present = 1;
                 (*top).full = u64::from((*self.root).full == u64::MAX);
                 self.root = top;
                 self.height += 1;
+            }
+            if self.root != root {
+                // The new top is complete: readers may start there.
+                self.publish_root();
             }
             let mut path = [ptr::null_mut::<IdrNode>(); IDR_MAX_HEIGHT as usize];
             let mut depth = 0;
@@ -436,15 +563,15 @@ impl<T> Idr<T> {
                 if shift == 0 {
                     // Overwriting would lose the entry there for good.
                     assert!((*node).present & (1 << off) == 0, "IDR id {id} is taken");
-                    (*node).slots[off] = value.cast();
+                    set_slot(node, off, value.cast());
                     (*node).present |= 1 << off;
                     (*node).full |= 1 << off;
                     break;
                 }
-                let mut child = (*node).slots[off].cast::<IdrNode>();
+                let mut child = slot_load(node, off).cast::<IdrNode>();
                 if child.is_null() {
                     child = batch.pop(shift - IDR_BITS);
-                    (*node).slots[off] = child.cast();
+                    set_slot(node, off, child.cast());
                     (*node).present |= 1 << off;
                 }
                 path[depth] = node;
@@ -465,7 +592,8 @@ impl<T> Idr<T> {
     }
 
     /// Port of `radix_tree_shrink()`: drops roots whose only child is in
-    /// slot 0.
+    /// slot 0. The old root keeps its slot 0 until its grace period ends,
+    /// for readers still on it (Linux leaves `RADIX_TREE_RETRY` there).
     ///
     /// # Safety
     /// The tree is not empty.
@@ -474,19 +602,24 @@ impl<T> Idr<T> {
         unsafe {
             while self.height > 1 && (*self.root).present == 1 {
                 let old = self.root;
-                self.root = (*old).slots[0].cast();
-                (*old).slots[0] = ptr::null_mut();
+                self.root = slot_load(old, 0).cast();
                 (*old).present = 0;
                 (*old).full = 0;
                 self.height -= 1;
+                self.publish_root();
                 self.release(old);
             }
         }
     }
 
+    /// A node leaves the tree (already unlinked and, if it was the root,
+    /// no longer published): it goes back to the cache after a grace
+    /// period.
     fn release(&mut self, node: *mut IdrNode) {
         self.nr_nodes -= 1;
-        node_release(node);
+        // SAFETY: unlinked from this tree; only readers that started before
+        // can reach it, and the grace period waits for them.
+        unsafe { node_release(node) };
     }
 }
 
@@ -502,9 +635,9 @@ impl<T> Drop for Idr<T> {
                     let slot = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     if (*node).shift > 0 {
-                        free_subtree((*node).slots[slot].cast());
+                        free_subtree(self::slot_load(node, slot).cast());
                     }
-                    (*node).slots[slot] = ptr::null_mut();
+                    (*node).slots[slot].store(ptr::null_mut(), Ordering::Relaxed);
                 }
                 (*node).present = 0;
                 (*node).full = 0;
@@ -512,9 +645,12 @@ impl<T> Drop for Idr<T> {
             }
         }
         if !self.root.is_null() {
-            // SAFETY: the tree is ours alone and dies here.
+            // SAFETY: the tree is ours alone and dies here: no reader can
+            // hold a view of it any more (`rcu_view`'s contract).
             unsafe { free_subtree(self.root) };
         }
+        // SAFETY: leaked in `new`, freed once, here.
+        drop(unsafe { Box::from_raw(self.published.as_ptr()) });
     }
 }
 

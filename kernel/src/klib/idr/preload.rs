@@ -4,8 +4,9 @@
 //!
 //! Node memory comes from one seam, [`idr_node_alloc`] / [`idr_node_free`],
 //! over a zeroed per-CPU object cache ([`idr_node_cache`], whose counters
-//! make leaks observable); emptied nodes go back to it at once (Linux frees
-//! them after an RCU grace period).
+//! make leaks observable); a node that leaves a tree goes back to it after
+//! an RCU grace period, as Linux's `radix_tree_node_rcu_free`, because
+//! lockless readers may still be on it.
 //!
 //! Under a spinlock nothing may wait for memory. As in Linux, an insertion
 //! takes each node from the node cache without waiting, and only when that
@@ -17,11 +18,13 @@
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::Ordering;
 
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::lockctx::{self, Site};
+use crate::rcu::{RcuHead, call_rcu};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{MAX_CPUS, PerCpu};
 
@@ -47,8 +50,8 @@ pub fn idr_node_alloc() -> Option<*mut IdrNode> {
     IDR_NODE_CACHE.alloc().map(|p| p.as_ptr().cast())
 }
 
-/// Returns a clean node to the seam (Linux: `radix_tree_node_rcu_free`,
-/// minus the RCU grace period: we have no lockless readers).
+/// Returns a clean node to the seam at once (nodes that were in a tree go
+/// through [`node_release`] instead).
 ///
 /// # Safety
 /// `node` came from [`idr_node_alloc`], is clean (no entries, no bits), is
@@ -236,9 +239,38 @@ fn pool_take() -> Option<*mut IdrNode> {
     })
 }
 
-/// Returns an emptied node to the seam (Linux frees it to the slab too;
-/// the preload pool is refilled by the next `idr_preload`).
-pub(super) fn node_release(node: *mut IdrNode) {
-    // SAFETY: callers hand over a clean node they unlinked from their tree.
-    unsafe { idr_node_free(node) };
+/// Returns a node that left its tree to the seam after a grace period
+/// (`call_rcu(&node->rcu_head, radix_tree_node_rcu_free)`; the preload pool
+/// is refilled by the next `idr_preload`).
+///
+/// # Safety
+/// `node` was unlinked from its tree (and is no longer its published
+/// root); nothing but readers that started before uses it again.
+pub(super) unsafe fn node_release(node: *mut IdrNode) {
+    // SAFETY: the head is the node's own and unqueued (a node leaves a tree
+    // once per stay in it).
+    unsafe { call_rcu(&raw mut (*node).rcu, node_rcu_free) };
+}
+
+/// Port of `radix_tree_node_rcu_free()`: no reader can reach the node any
+/// more; clean it (a shrunk root still points at its old child) and give
+/// it back.
+///
+/// # Safety
+/// `head` is the `rcu` field of a node handed to [`node_release`].
+unsafe fn node_rcu_free(head: *mut RcuHead) {
+    // SAFETY: container_of: `rcu` is a field of the node; the node is ours
+    // alone now.
+    unsafe {
+        let node = head
+            .byte_sub(core::mem::offset_of!(IdrNode, rcu))
+            .cast::<IdrNode>();
+        for slot in &(*node).slots {
+            slot.store(ptr::null_mut(), Ordering::Relaxed);
+        }
+        (*node).present = 0;
+        (*node).full = 0;
+        ptr::write(&raw mut (*node).rcu, RcuHead::new());
+        idr_node_free(node);
+    }
 }
