@@ -27,9 +27,9 @@ fn soak_on_8_cpus_one_million_ops() {
     assert!(line.contains("depth 3"), "{line}");
 }
 
-/// The benchmark's default run: 0, 1k, 100k and 1M live pids, both
-/// strategies, rows well formed, stock taking 2 locks per alloc at level 0
-/// and the change 1.
+/// The benchmark's default run: 0, 1k, 100k and 1M live pids, every
+/// kernel version, rows well formed, stock alloc_pid taking 2 locks per
+/// alloc at level 0 and the change 1.
 #[test]
 fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
     let run = Boot::new()
@@ -49,9 +49,14 @@ fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
         .filter(|l| l.starts_with("pidalloc,") && !l.starts_with("pidalloc,strategy,"))
         .map(|l| l.split(',').collect())
         .collect();
-    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert_eq!(rows.len(), 16, "{rows:?}");
     for live in ["0", "1000", "100000", "1000000"] {
-        for (strategy, locks) in [("stock", "2.00"), ("pidmap-once", "1.00")] {
+        for (strategy, locks) in [
+            ("stock", "2.00"),
+            ("pidmap-once", "1.00"),
+            ("exit-deferred", "2.00"),
+            ("both", "1.00"),
+        ] {
             let r = rows
                 .iter()
                 .find(|r| r[1] == strategy && r[2] == live)
