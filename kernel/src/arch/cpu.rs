@@ -4,12 +4,6 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use x86_64::instructions::interrupts;
 
-/// Whether interrupts are enabled on this CPU (RFLAGS.IF).
-#[inline]
-pub fn interrupts_enabled() -> bool {
-    interrupts::are_enabled()
-}
-
 /// Whether CPUID says we run under a hypervisor (leaf 1, ECX bit 31).
 pub fn hypervisor_present() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 31) != 0

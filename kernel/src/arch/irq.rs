@@ -106,13 +106,6 @@ pub fn set_lock_tick(tick: Option<fn()>) {
     LOCK_TICK.store(tick.map_or(0, |f| f as usize), Ordering::Release);
 }
 
-/// Spurious interrupts seen so far, all CPUs.
-pub fn spurious_count() -> u64 {
-    (0..MAX_CPUS)
-        .map(|cpu| irq_count(cpu, IrqKind::Spurious))
-        .sum()
-}
-
 interrupt_handler!(timer(IrqKind::Timer, frame, cpu) {
     cpu.tick();
     let work = TICK_WORK.load(Ordering::Acquire);

@@ -178,21 +178,6 @@ pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
     }
 }
 
-/// Disarms every site on every CPU.
-pub fn fault_clear_all() {
-    for site in FaultSite::ALL {
-        for cpu in 0..MAX_CPUS {
-            fault_inject(site, FaultMode::Off, Some(cpu));
-        }
-        fault_inject(site, FaultMode::Off, None);
-    }
-}
-
-/// How many times `site` has made an attempt fail since boot.
-pub fn fault_fired(site: FaultSite) -> u64 {
-    site.state().fired.load(Ordering::Relaxed)
-}
-
 /// How many times `site` has made an attempt on CPU `cpu` fail since boot.
 pub fn fault_fired_on(site: FaultSite, cpu: usize) -> u64 {
     site.state().fired_on[cpu].load(Ordering::Relaxed)
