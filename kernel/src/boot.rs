@@ -56,7 +56,7 @@ impl core::fmt::Write for ConsoleOut {
 /// Prints a failure message and exits QEMU with failure (for errors the
 /// user caused, which deserve a message rather than a panic's backtrace
 /// location).
-pub fn fail(args: core::fmt::Arguments<'_>) -> ! {
+pub(crate) fn fail(args: core::fmt::Arguments<'_>) -> ! {
     println!("{ERROR_PREFIX} {args}");
     qemu::exit(ExitCode::Failure)
 }

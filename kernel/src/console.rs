@@ -28,7 +28,7 @@ macro_rules! println {
 }
 
 #[doc(hidden)]
-pub fn _print(args: fmt::Arguments<'_>) {
+pub(crate) fn _print(args: fmt::Arguments<'_>) {
     #[cfg(target_os = "none")]
     crate::arch::serial::write_fmt(args);
     #[cfg(not(target_os = "none"))]
@@ -68,7 +68,7 @@ static LOGGER: ConsoleLogger = ConsoleLogger;
 
 /// Routes the `log` macros to the console at `level`. Safe to call again to
 /// change the level.
-pub fn init_log(level: log::LevelFilter) {
+pub(crate) fn init_log(level: log::LevelFilter) {
     // Only the first call installs the logger; later ones just set the level.
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);

@@ -11,27 +11,32 @@
 //! simulation uses threads); on the machine it is `no_std`.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", feature(abi_x86_interrupt))]
+// Items are `pub(crate)`, so the compiler finds dead ones: in the kernel
+// build, which has everything (what only unit tests use is `#[cfg(test)]`).
+// The host builds lack the kernel's half, so what only the kernel uses is
+// dead there.
+#![cfg_attr(not(target_os = "none"), allow(dead_code, unused_imports))]
 
 extern crate alloc;
 
 #[macro_use]
-pub mod console;
-pub mod bench;
-pub mod cmdline;
-pub mod klib;
-pub mod mm;
-pub mod pid;
-pub mod pidctl;
-pub mod platform;
-pub mod random;
-pub mod rcu;
-pub mod selftest;
-pub mod strategy;
-pub mod sync;
-pub mod task;
+pub(crate) mod console;
+pub(crate) mod bench;
+pub(crate) mod cmdline;
+pub(crate) mod klib;
+pub(crate) mod mm;
+pub(crate) mod pid;
+pub(crate) mod pidctl;
+pub(crate) mod platform;
+pub(crate) mod random;
+pub(crate) mod rcu;
+pub(crate) mod selftest;
+pub(crate) mod strategy;
+pub(crate) mod sync;
+pub(crate) mod task;
 
 #[cfg(target_os = "none")]
-pub mod arch;
+pub(crate) mod arch;
 #[cfg(target_os = "none")]
 mod boot;
 
@@ -39,7 +44,7 @@ mod boot;
 pub use boot::{BOOTLOADER_CONFIG, kernel_main};
 
 /// Most CPUs the kernel supports (also the host simulation's limit).
-pub const MAX_CPUS: usize = 64;
+pub(crate) const MAX_CPUS: usize = 64;
 
 /// Version string printed in the boot banner.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -22,18 +22,18 @@ use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use crate::MAX_CPUS;
+pub(crate) use crate::MAX_CPUS;
 
 /// Saved interrupt state, from [`local_irq_save`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use = "restore the interrupt state with local_irq_restore"]
-pub struct IrqFlags {
+pub(crate) struct IrqFlags {
     were_enabled: bool,
 }
 
 impl IrqFlags {
     /// Whether interrupts were on when the flags were saved.
-    pub fn were_enabled(&self) -> bool {
+    pub(crate) fn were_enabled(&self) -> bool {
         self.were_enabled
     }
 }
@@ -45,41 +45,41 @@ mod imp {
     use x86_64::instructions::interrupts;
 
     #[inline]
-    pub fn cpu_id() -> usize {
+    pub(crate) fn cpu_id() -> usize {
         percpu::cpu_index() as usize
     }
 
     #[inline]
-    pub fn cpu_relax() {
+    pub(crate) fn cpu_relax() {
         core::hint::spin_loop();
     }
 
     #[inline]
-    pub fn cycles() -> u64 {
+    pub(crate) fn cycles() -> u64 {
         cpu::rdtsc()
     }
 
-    pub fn cycles_per_sec() -> u64 {
+    pub(crate) fn cycles_per_sec() -> u64 {
         cpu::tsc_hz()
     }
 
     #[inline]
-    pub fn irqs_enabled() -> bool {
+    pub(crate) fn irqs_enabled() -> bool {
         interrupts::are_enabled()
     }
 
     #[inline]
-    pub fn local_irq_disable() {
+    pub(crate) fn local_irq_disable() {
         interrupts::disable();
     }
 
     #[inline]
-    pub fn local_irq_enable() {
+    pub(crate) fn local_irq_enable() {
         interrupts::enable();
     }
 
     #[inline]
-    pub fn local_irq_save() -> IrqFlags {
+    pub(crate) fn local_irq_save() -> IrqFlags {
         let were_enabled = interrupts::are_enabled();
         if were_enabled {
             interrupts::disable();
@@ -88,23 +88,23 @@ mod imp {
     }
 
     #[inline]
-    pub fn in_interrupt() -> bool {
+    pub(crate) fn in_interrupt() -> bool {
         percpu::this_cpu().in_interrupt()
     }
 
-    pub fn cpus_online() -> usize {
+    pub(crate) fn cpus_online() -> usize {
         crate::arch::smp::online()
     }
 
-    pub fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
+    pub(crate) fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
         cpu::halt_unless(word, value);
     }
 
-    pub fn kick_cpu(cpu: usize) {
+    pub(crate) fn kick_cpu(cpu: usize) {
         crate::arch::smp::kick(cpu);
     }
 
-    pub fn cond_resched() {
+    pub(crate) fn cond_resched() {
         crate::task::sched::cond_resched()
     }
 }
@@ -152,7 +152,7 @@ mod imp {
         claimed
     }
 
-    pub fn bind_cpu(id: usize) {
+    pub(crate) fn bind_cpu(id: usize) {
         assert!(id < MAX_CPUS, "cpu id {id} out of range");
         CPU.with(|c| {
             assert!(c.0.get().is_none(), "this thread already has a CPU id");
@@ -161,7 +161,7 @@ mod imp {
         });
     }
 
-    pub fn cpu_id() -> usize {
+    pub(crate) fn cpu_id() -> usize {
         CPU.with(|c| {
             if let Some(id) = c.0.get() {
                 return id;
@@ -174,57 +174,57 @@ mod imp {
         })
     }
 
-    pub fn cpu_relax() {
+    pub(crate) fn cpu_relax() {
         core::hint::spin_loop();
         // Under heavy oversubscription, let the holder run.
         std::thread::yield_now();
     }
 
-    pub fn cycles() -> u64 {
+    pub(crate) fn cycles() -> u64 {
         let epoch = *EPOCH.lock().unwrap().get_or_insert_with(Instant::now);
         epoch.elapsed().as_nanos() as u64
     }
 
-    pub fn cycles_per_sec() -> u64 {
+    pub(crate) fn cycles_per_sec() -> u64 {
         1_000_000_000
     }
 
-    pub fn irqs_enabled() -> bool {
+    pub(crate) fn irqs_enabled() -> bool {
         IRQS_ON.with(Cell::get)
     }
 
-    pub fn local_irq_disable() {
+    pub(crate) fn local_irq_disable() {
         IRQS_ON.with(|f| f.set(false));
     }
 
-    pub fn local_irq_enable() {
+    pub(crate) fn local_irq_enable() {
         IRQS_ON.with(|f| f.set(true));
     }
 
-    pub fn local_irq_save() -> IrqFlags {
+    pub(crate) fn local_irq_save() -> IrqFlags {
         IrqFlags {
             were_enabled: IRQS_ON.with(|f| f.replace(false)),
         }
     }
 
-    pub fn in_interrupt() -> bool {
+    pub(crate) fn in_interrupt() -> bool {
         IN_IRQ.with(Cell::get) > 0
     }
 
-    pub fn cpus_online() -> usize {
+    pub(crate) fn cpus_online() -> usize {
         MAX_CPUS
     }
 
     /// A parked thread stands in for a halted CPU; `park` keeps an unpark
     /// that came first, so no kick is lost, and the timeout bounds a halt
     /// whose kick never comes (the caller checks again).
-    pub fn halt_unless(word: &std::sync::atomic::AtomicU32, value: u32) {
+    pub(crate) fn halt_unless(word: &std::sync::atomic::AtomicU32, value: u32) {
         if word.load(Ordering::SeqCst) != value {
             std::thread::park_timeout(std::time::Duration::from_millis(1));
         }
     }
 
-    pub fn kick_cpu(cpu: usize) {
+    pub(crate) fn kick_cpu(cpu: usize) {
         let thread = THREADS[cpu]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -234,9 +234,9 @@ mod imp {
         }
     }
 
-    pub fn cond_resched() {}
+    pub(crate) fn cond_resched() {}
 
-    pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
+    pub(crate) fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
         let was_on = IRQS_ON.with(|i| i.replace(false));
         IN_IRQ.with(|d| d.set(d.get() + 1));
         let r = f();
@@ -248,68 +248,68 @@ mod imp {
 
 /// Host-only controls of the simulation.
 #[cfg(not(target_os = "none"))]
-pub mod host {
+pub(crate) mod host {
     /// Makes this thread CPU `id` (panics if another live thread has it).
-    pub fn bind_cpu(id: usize) {
+    pub(crate) fn bind_cpu(id: usize) {
         super::imp::bind_cpu(id)
     }
 
     /// Runs `f` as an interrupt handler would: IRQs off, `in_interrupt()`.
-    pub fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
+    pub(crate) fn run_as_interrupt<R>(f: impl FnOnce() -> R) -> R {
         super::imp::run_as_interrupt(f)
     }
 }
 
 /// This CPU's dense index, below [`MAX_CPUS`].
 #[inline]
-pub fn cpu_id() -> usize {
+pub(crate) fn cpu_id() -> usize {
     imp::cpu_id()
 }
 
 /// Spin-wait hint (`pause`).
 #[inline]
-pub fn cpu_relax() {
+pub(crate) fn cpu_relax() {
     imp::cpu_relax()
 }
 
 /// A monotonic cycle counter (TSC on the machine, nanoseconds on the host).
 #[inline]
-pub fn cycles() -> u64 {
+pub(crate) fn cycles() -> u64 {
     imp::cycles()
 }
 
 /// [`cycles`] per second (the calibrated TSC frequency on the machine).
-pub fn cycles_per_sec() -> u64 {
+pub(crate) fn cycles_per_sec() -> u64 {
     imp::cycles_per_sec()
 }
 
 /// Whether interrupts are enabled on this CPU.
 #[inline]
-pub fn irqs_enabled() -> bool {
+pub(crate) fn irqs_enabled() -> bool {
     imp::irqs_enabled()
 }
 
 /// `local_irq_disable()`.
 #[inline]
-pub fn local_irq_disable() {
+pub(crate) fn local_irq_disable() {
     imp::local_irq_disable()
 }
 
 /// `local_irq_enable()`.
 #[inline]
-pub fn local_irq_enable() {
+pub(crate) fn local_irq_enable() {
     imp::local_irq_enable()
 }
 
 /// `local_irq_save()`: disables interrupts, returning the previous state.
 #[inline]
-pub fn local_irq_save() -> IrqFlags {
+pub(crate) fn local_irq_save() -> IrqFlags {
     imp::local_irq_save()
 }
 
 /// `local_irq_restore()`: re-enables interrupts if they were on at save.
 #[inline]
-pub fn local_irq_restore(flags: IrqFlags) {
+pub(crate) fn local_irq_restore(flags: IrqFlags) {
     if flags.were_enabled {
         imp::local_irq_enable();
     }
@@ -317,12 +317,12 @@ pub fn local_irq_restore(flags: IrqFlags) {
 
 /// Whether this CPU is running an interrupt handler.
 #[inline]
-pub fn in_interrupt() -> bool {
+pub(crate) fn in_interrupt() -> bool {
     imp::in_interrupt()
 }
 
 /// CPUs running (the host simulation: as many as there may be).
-pub fn cpus_online() -> usize {
+pub(crate) fn cpus_online() -> usize {
     imp::cpus_online()
 }
 
@@ -331,12 +331,12 @@ pub fn cpus_online() -> usize {
 /// kick sent after this call began ends the halt or prevents it, whatever
 /// instruction it arrives at. Called with IRQs off (then only a kick ends
 /// the halt).
-pub fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
+pub(crate) fn halt_unless(word: &core::sync::atomic::AtomicU32, value: u32) {
     imp::halt_unless(word, value)
 }
 
 /// Ends CPU `cpu`'s [`halt_unless`] (an NMI on the machine).
-pub fn kick_cpu(cpu: usize) {
+pub(crate) fn kick_cpu(cpu: usize) {
     imp::kick_cpu(cpu)
 }
 
@@ -344,13 +344,13 @@ pub fn kick_cpu(cpu: usize) {
 /// detector counts it as one; other tasks of this CPU get to run). Nothing
 /// on the host.
 #[inline]
-pub fn cond_resched() {
+pub(crate) fn cond_resched() {
     imp::cond_resched()
 }
 
 /// Runs work on several CPUs at once: the seam benchmarks and SMP tests use
 /// so the same code runs on the machine's CPUs and on host threads.
-pub trait Parallel: Sync {
+pub(crate) trait Parallel: Sync {
     /// CPUs available to [`run`](Self::run).
     fn cpus(&self) -> usize;
 
@@ -362,7 +362,7 @@ pub trait Parallel: Sync {
 
 /// [`Parallel`] over host threads, each bound to its own simulated CPU.
 #[cfg(not(target_os = "none"))]
-pub struct HostThreads(pub usize);
+pub(crate) struct HostThreads(pub usize);
 
 #[cfg(not(target_os = "none"))]
 impl Parallel for HostThreads {
@@ -387,7 +387,7 @@ impl Parallel for HostThreads {
 /// from calling `with` on the same table again, which would make a second
 /// `&mut` to the slot; so each slot carries a busy flag, set for the
 /// duration of `f`, and a nested `with` panics naming the table instead.
-pub struct PerCpu<T> {
+pub(crate) struct PerCpu<T> {
     slots: [CacheAligned<Slot<T>>; MAX_CPUS],
 }
 
@@ -419,7 +419,7 @@ unsafe impl<T: Send> Sync for PerCpu<T> {}
 impl<T: Copy> PerCpu<T> {
     /// Builds the table with a copy of `init` in every slot, at compile time
     /// (so a large table can be a plain `static`, never built on a stack).
-    pub const fn new_copied(init: T) -> Self {
+    pub(crate) const fn new_copied(init: T) -> Self {
         let mut slots: [MaybeUninit<CacheAligned<Slot<T>>>; MAX_CPUS] =
             [const { MaybeUninit::uninit() }; MAX_CPUS];
         let mut i = 0;
@@ -456,7 +456,8 @@ impl Drop for SlotHold<'_> {
 
 impl<T> PerCpu<T> {
     /// Builds the table, calling `init` for each CPU slot.
-    pub fn new(mut init: impl FnMut() -> T) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(mut init: impl FnMut() -> T) -> Self {
         PerCpu {
             slots: core::array::from_fn(|_| CacheAligned(Slot::new(init()))),
         }
@@ -467,7 +468,7 @@ impl<T> PerCpu<T> {
     /// Panics if `f` calls `with` on the same table again: that would
     /// alias the slot.
     #[inline]
-    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
         let flags = local_irq_save();
         let cpu = cpu_id();
         let slot = &self.slots[cpu].0;
@@ -491,7 +492,7 @@ impl<T> PerCpu<T> {
     ///
     /// # Safety
     /// No other CPU may be inside [`with`](Self::with) on this table.
-    pub unsafe fn for_each(&self, mut f: impl FnMut(usize, &mut T)) {
+    pub(crate) unsafe fn for_each(&self, mut f: impl FnMut(usize, &mut T)) {
         for (cpu, slot) in self.slots.iter().enumerate() {
             if slot.0.busy.load(Ordering::Relaxed) {
                 reentered::<T>(cpu);

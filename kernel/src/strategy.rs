@@ -13,7 +13,7 @@
 
 /// Which `alloc_pid` to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AllocPidStrategy {
+pub(crate) enum AllocPidStrategy {
     /// Before "pid: only take pidmap_lock once on alloc": a `pidmap_lock`
     /// round trip per namespace level, one more to publish.
     Stock,
@@ -22,14 +22,9 @@ pub enum AllocPidStrategy {
     SingleLock,
 }
 
-impl AllocPidStrategy {
-    /// Both, Stock first.
-    pub const ALL: [AllocPidStrategy; 2] = [AllocPidStrategy::Stock, AllocPidStrategy::SingleLock];
-}
-
 /// How `release_task` frees pids and feeds the entropy pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ReleaseStrategy {
+pub(crate) enum ReleaseStrategy {
     /// `free_pid` and `add_device_randomness` under `tasklist_lock`.
     Stock,
     /// Both after `write_unlock_irq(&tasklist_lock)` ("exit: perform
@@ -39,7 +34,7 @@ pub enum ReleaseStrategy {
 
 /// How a kernel version takes `pidmap_lock`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PidmapIrq {
+pub(crate) enum PidmapIrq {
     /// Up to 6.14: with interrupts off (`spin_lock_irq` in `alloc_pid` and
     /// `disable_pid_allocation`, `spin_lock_irqsave` in `free_pid`).
     Off,
@@ -52,17 +47,17 @@ pub enum PidmapIrq {
 /// One strategy pair: its name (as `strategies=` spells it), the kernel
 /// version it stands for, and what that version does.
 #[derive(Debug, PartialEq, Eq, Hash)]
-pub struct StrategyPair {
-    pub name: &'static str,
+pub(crate) struct StrategyPair {
+    pub(crate) name: &'static str,
     /// The Linux version whose pid and exit paths these are.
-    pub kernel: &'static str,
-    pub alloc: AllocPidStrategy,
-    pub release: ReleaseStrategy,
-    pub pidmap_irq: PidmapIrq,
+    pub(crate) kernel: &'static str,
+    pub(crate) alloc: AllocPidStrategy,
+    pub(crate) release: ReleaseStrategy,
+    pub(crate) pidmap_irq: PidmapIrq,
 }
 
 /// Every pair, in the benchmark's order; `PAIRS[0]` is the baseline.
-pub static PAIRS: [StrategyPair; 4] = [
+pub(crate) static PAIRS: [StrategyPair; 4] = [
     StrategyPair {
         name: "stock",
         kernel: "6.14",
@@ -95,22 +90,13 @@ pub static PAIRS: [StrategyPair; 4] = [
 
 impl StrategyPair {
     /// The baseline every ratio is taken against.
-    pub fn stock() -> &'static StrategyPair {
+    pub(crate) fn stock() -> &'static StrategyPair {
         &PAIRS[0]
     }
 
     /// The pair called `name`.
-    pub fn by_name(name: &str) -> Option<&'static StrategyPair> {
+    pub(crate) fn by_name(name: &str) -> Option<&'static StrategyPair> {
         PAIRS.iter().find(|p| p.name == name)
-    }
-
-    /// The 6.14-based pair whose alloc side is `alloc` (for benchmarks of
-    /// `alloc_pid` alone).
-    pub fn for_alloc(alloc: AllocPidStrategy) -> &'static StrategyPair {
-        PAIRS
-            .iter()
-            .find(|p| p.alloc == alloc && p.release == ReleaseStrategy::Stock)
-            .expect("every alloc strategy has a pair with the stock release")
     }
 }
 
@@ -124,10 +110,6 @@ mod tests {
             assert!(core::ptr::eq(StrategyPair::by_name(p.name).unwrap(), p));
         }
         assert!(StrategyPair::by_name("single-lock").is_none());
-        assert_eq!(
-            StrategyPair::for_alloc(AllocPidStrategy::SingleLock).name,
-            "pidmap-once"
-        );
     }
 
     #[test]

@@ -19,23 +19,23 @@ use crate::mm::phys_to_virt;
 
 /// What the MADT says about the CPUs.
 #[derive(Clone, Debug)]
-pub struct MadtInfo {
+pub(crate) struct MadtInfo {
     /// Physical address of the local APIC registers (xAPIC MMIO).
-    pub lapic_address: u64,
+    pub(crate) lapic_address: u64,
     /// APIC ids of usable CPUs (enabled, or online-capable), boot CPU
     /// included, in table order.
-    pub apic_ids: ApicIds,
+    pub(crate) apic_ids: ApicIds,
     /// Entries marked neither enabled nor online-capable.
-    pub disabled: usize,
+    pub(crate) disabled: usize,
 }
 
 /// A fixed-capacity list of APIC ids (no allocation needed).
 #[derive(Clone, Debug)]
-pub struct ApicIds {
+pub(crate) struct ApicIds {
     ids: [u32; MAX_CPUS],
     len: usize,
     /// Usable entries beyond `MAX_CPUS`.
-    pub dropped: usize,
+    pub(crate) dropped: usize,
 }
 
 impl Default for ApicIds {
@@ -58,7 +58,7 @@ impl ApicIds {
         }
     }
 
-    pub fn as_slice(&self) -> &[u32] {
+    pub(crate) fn as_slice(&self) -> &[u32] {
         &self.ids[..self.len]
     }
 }
@@ -152,7 +152,7 @@ fn checksum_ok(phys: u64, len: usize) -> bool {
 }
 
 /// Reads the MADT starting from the RSDP at physical `rsdp`.
-pub fn read_madt(rsdp: u64) -> Result<MadtInfo, &'static str> {
+pub(crate) fn read_madt(rsdp: u64) -> Result<MadtInfo, &'static str> {
     // The RSDP: "RSD PTR " and a checksum over its first 20 bytes (ACPI 1.0
     // part); revision 2+ adds an extended checksum over `length` bytes.
     // SAFETY: the bootloader reports the RSDP's address; it is mapped.

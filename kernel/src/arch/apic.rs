@@ -16,10 +16,10 @@ use x86_64::registers::model_specific::Msr;
 
 use crate::mm::phys_to_virt;
 
-pub const TIMER_VECTOR: u8 = 0x20;
-pub const WAKE_VECTOR: u8 = 0xf0;
-pub const ERROR_VECTOR: u8 = 0xfe;
-pub const SPURIOUS_VECTOR: u8 = 0xff;
+pub(crate) const TIMER_VECTOR: u8 = 0x20;
+pub(crate) const WAKE_VECTOR: u8 = 0xf0;
+pub(crate) const ERROR_VECTOR: u8 = 0xfe;
+pub(crate) const SPURIOUS_VECTOR: u8 = 0xff;
 
 const REG_ID: u32 = 0x20;
 const REG_VERSION: u32 = 0x30;
@@ -66,7 +66,7 @@ static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// An inter-processor interrupt.
 #[derive(Clone, Copy, Debug)]
-pub enum Ipi {
+pub(crate) enum Ipi {
     Fixed(u8),
     Nmi,
     InitAssert,
@@ -81,7 +81,7 @@ fn cpu_has_x2apic() -> bool {
 }
 
 /// "x2apic" or "xapic".
-pub fn mode_name() -> &'static str {
+pub(crate) fn mode_name() -> &'static str {
     match MODE.load(Ordering::Relaxed) {
         MODE_X2APIC => "x2apic",
         MODE_XAPIC => "xapic",
@@ -115,7 +115,7 @@ fn write(reg: u32, value: u32) {
 
 /// Picks the mode and the register address. Called once by the boot CPU,
 /// before `init_this_cpu` on any CPU.
-pub fn init_global(lapic_phys: u64) {
+pub(crate) fn init_global(lapic_phys: u64) {
     let mode = if cpu_has_x2apic() {
         MODE_X2APIC
     } else {
@@ -127,7 +127,7 @@ pub fn init_global(lapic_phys: u64) {
 
 /// Enables this CPU's local APIC: mode, spurious vector, error vector,
 /// LINT pins masked, timer masked.
-pub fn init_this_cpu() {
+pub(crate) fn init_this_cpu() {
     let mut base = Msr::new(IA32_APIC_BASE);
     // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC; we only set
     // the enable bits (and x2APIC's when the CPU has it), keeping the base.
@@ -152,7 +152,7 @@ pub fn init_this_cpu() {
 }
 
 /// This CPU's APIC id.
-pub fn id() -> u32 {
+pub(crate) fn id() -> u32 {
     if MODE.load(Ordering::Relaxed) == MODE_X2APIC {
         read(REG_ID)
     } else {
@@ -161,18 +161,18 @@ pub fn id() -> u32 {
 }
 
 /// The APIC version register (for the boot report).
-pub fn version() -> u32 {
+pub(crate) fn version() -> u32 {
     read(REG_VERSION) & 0xff
 }
 
 /// Signals the end of an interrupt.
 #[inline]
-pub fn eoi() {
+pub(crate) fn eoi() {
     write(REG_EOI, 0);
 }
 
 /// Reads and clears the error status.
-pub fn error_status() -> u32 {
+pub(crate) fn error_status() -> u32 {
     write(REG_ESR, 0);
     read(REG_ESR)
 }
@@ -189,7 +189,7 @@ fn icr_low(ipi: Ipi) -> u32 {
 
 /// Error from sending an IPI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IpiTimeout;
+pub(crate) struct IpiTimeout;
 
 /// Sends `ipi` to `dest` (shorthand `all_but_self` ignores `dest`), then
 /// waits until the APIC has accepted it (xAPIC).
@@ -219,17 +219,17 @@ fn wait_icr_idle() -> Result<(), IpiTimeout> {
 }
 
 /// Sends an IPI to the CPU with APIC id `dest`.
-pub fn send_ipi(dest: u32, ipi: Ipi) -> Result<(), IpiTimeout> {
+pub(crate) fn send_ipi(dest: u32, ipi: Ipi) -> Result<(), IpiTimeout> {
     send_raw(dest, icr_low(ipi))
 }
 
 /// Sends an NMI to every CPU but this one.
-pub fn send_nmi_all_but_self() -> Result<(), IpiTimeout> {
+pub(crate) fn send_nmi_all_but_self() -> Result<(), IpiTimeout> {
     send_raw(0, icr_low(Ipi::Nmi) | ICR_ALL_BUT_SELF)
 }
 
 /// Measures the timer's rate against the (calibrated) TSC. Boot CPU, once.
-pub fn calibrate_timer() -> u64 {
+pub(crate) fn calibrate_timer() -> u64 {
     const WINDOW_US: u64 = 10_000;
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
@@ -243,7 +243,7 @@ pub fn calibrate_timer() -> u64 {
 }
 
 /// Starts this CPU's timer in periodic mode at `hz` interrupts per second.
-pub fn start_periodic_timer(hz: u32) {
+pub(crate) fn start_periodic_timer(hz: u32) {
     let count = (TIMER_HZ.load(Ordering::Relaxed) / hz as u64).clamp(1, u32::MAX as u64);
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
     write(REG_LVT_TIMER, LVT_TIMER_PERIODIC | TIMER_VECTOR as u32);

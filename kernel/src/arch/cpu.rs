@@ -5,13 +5,13 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::instructions::interrupts;
 
 /// Whether CPUID says we run under a hypervisor (leaf 1, ECX bit 31).
-pub fn hypervisor_present() -> bool {
+pub(crate) fn hypervisor_present() -> bool {
     core::arch::x86_64::__cpuid(1).ecx & (1 << 31) != 0
 }
 
 /// Reads the time-stamp counter.
 #[inline]
-pub fn rdtsc() -> u64 {
+pub(crate) fn rdtsc() -> u64 {
     // SAFETY: RDTSC has no side effects and is available on every x86_64 CPU.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
@@ -20,12 +20,12 @@ pub fn rdtsc() -> u64 {
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 
 /// The calibrated TSC frequency in Hz (0 before calibration).
-pub fn tsc_hz() -> u64 {
+pub(crate) fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
 /// Records the calibrated TSC frequency.
-pub fn set_tsc_hz(hz: u64) {
+pub(crate) fn set_tsc_hz(hz: u64) {
     TSC_HZ.store(hz, Ordering::Relaxed);
 }
 
@@ -59,7 +59,7 @@ unsafe extern "C" {
 
 /// Halts until an NMI (or, with IF=1, any interrupt), unless `*word ==
 /// value`; a kick NMI can never be lost between the check and the `hlt`.
-pub fn halt_unless(word: &AtomicU32, value: u32) {
+pub(crate) fn halt_unless(word: &AtomicU32, value: u32) {
     // SAFETY: `word` is a live, aligned u32 (an atomic: the asm only reads
     // it with a plain load, which is atomic on x86); the routine touches
     // nothing else and follows the C ABI.
@@ -68,7 +68,7 @@ pub fn halt_unless(word: &AtomicU32, value: u32) {
 
 /// The return address an NMI that interrupted `rip` should resume at:
 /// past the halt if `rip` is inside the check-and-halt window.
-pub fn skip_halt_window(rip: u64) -> Option<u64> {
+pub(crate) fn skip_halt_window(rip: u64) -> Option<u64> {
     let check = (&raw const pidlab_halt_check) as u64;
     let end = (&raw const pidlab_halt_end) as u64;
     (check..end).contains(&rip).then_some(end)
@@ -76,7 +76,7 @@ pub fn skip_halt_window(rip: u64) -> Option<u64> {
 
 /// Stops this CPU for good: interrupts off, then `hlt` forever (an NMI may
 /// still wake it; it halts again).
-pub fn halt_forever() -> ! {
+pub(crate) fn halt_forever() -> ! {
     interrupts::disable();
     loop {
         x86_64::instructions::hlt();

@@ -17,7 +17,7 @@ const NAME_LEN: usize = 56;
 
 /// Why a fw_cfg file could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FwCfgError {
+pub(crate) enum FwCfgError {
     /// No fw_cfg device (not running under QEMU?).
     NoDevice,
     /// The file does not exist.
@@ -57,7 +57,7 @@ fn read_be_u16() -> u16 {
 }
 
 /// Whether QEMU's fw_cfg device answers.
-pub fn present() -> bool {
+pub(crate) fn present() -> bool {
     select(SIGNATURE);
     let mut sig = [0; 4];
     read_bytes(&mut sig);
@@ -89,7 +89,7 @@ fn find(name: &str) -> Result<(u16, u32), FwCfgError> {
 }
 
 /// Reads file `name` into `buf`, returning its length.
-pub fn read_file(name: &str, buf: &mut [u8]) -> Result<usize, FwCfgError> {
+pub(crate) fn read_file(name: &str, buf: &mut [u8]) -> Result<usize, FwCfgError> {
     let (item, size) = find(name)?;
     let len = size as usize;
     if len > buf.len() {

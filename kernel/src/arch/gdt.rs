@@ -17,7 +17,7 @@ use x86_64::structures::tss::TaskStateSegment;
 use super::percpu::MAX_CPUS;
 
 /// IST slot (0-based, as the TSS table is indexed) of the double-fault stack.
-pub const DOUBLE_FAULT_IST_INDEX: u16 = 0;
+pub(crate) const DOUBLE_FAULT_IST_INDEX: u16 = 0;
 const IST_STACK_SIZE: usize = 16 * 1024;
 
 struct CpuTables {
@@ -44,7 +44,7 @@ static IST_STACKS: PerCpuStorage<IstStack> =
 ///
 /// # Safety
 /// Called once per CPU, on that CPU, with its own index.
-pub unsafe fn init_this_cpu(index: usize) {
+pub(crate) unsafe fn init_this_cpu(index: usize) {
     let stack = IST_STACKS.0[index].get();
     let stack_top = VirtAddr::from_ptr(stack) + IST_STACK_SIZE as u64;
 

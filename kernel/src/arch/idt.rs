@@ -67,7 +67,7 @@ const EXCEPTION_NAMES: [&str; 32] = [
 ];
 
 /// Builds the table and loads it on the boot CPU. Called once.
-pub fn init() {
+pub(crate) fn init() {
     assert!(!BUILT.load(Ordering::Relaxed), "IDT built twice");
     // SAFETY: only the boot CPU runs this, once, before any CPU loads the
     // table, so nobody reads it while we write.
@@ -87,7 +87,7 @@ pub fn init() {
 }
 
 /// Loads the shared table on this CPU.
-pub fn load() {
+pub(crate) fn load() {
     assert!(
         BUILT.load(Ordering::Acquire),
         "IDT loaded before it was built"

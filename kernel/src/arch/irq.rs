@@ -30,7 +30,7 @@ static LOCK_TICK: AtomicUsize = AtomicUsize::new(0);
 
 /// What an interrupt was, for the per-CPU counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IrqKind {
+pub(crate) enum IrqKind {
     Timer = 0,
     Wake = 1,
     ApicError = 2,
@@ -51,14 +51,14 @@ static COUNTS: [IrqCounts; MAX_CPUS] =
     [const { IrqCounts([const { AtomicU64::new(0) }; NR_KINDS]) }; MAX_CPUS];
 
 /// Interrupts of `kind` that CPU `cpu` has taken.
-pub fn irq_count(cpu: usize, kind: IrqKind) -> u64 {
+pub(crate) fn irq_count(cpu: usize, kind: IrqKind) -> u64 {
     COUNTS[cpu].0[kind as usize].load(Ordering::Relaxed)
 }
 
 /// The entry path of every interrupt and exception handler: `irq_enter`,
 /// count, `body`, `irq_exit`.
 #[inline(always)]
-pub fn irq_entry<R>(kind: IrqKind, body: impl FnOnce(&'static PerCpu) -> R) -> R {
+pub(crate) fn irq_entry<R>(kind: IrqKind, body: impl FnOnce(&'static PerCpu) -> R) -> R {
     let cpu = this_cpu();
     cpu.irq_enter();
     let c = &COUNTS[cpu.index() as usize].0[kind as usize];
@@ -83,7 +83,7 @@ macro_rules! interrupt_handler {
 }
 
 /// Installs the APIC vectors' handlers in `idt`.
-pub fn install(idt: &mut InterruptDescriptorTable) {
+pub(crate) fn install(idt: &mut InterruptDescriptorTable) {
     idt[apic::TIMER_VECTOR].set_handler_fn(timer);
     idt[apic::WAKE_VECTOR].set_handler_fn(wake);
     idt[apic::ERROR_VECTOR].set_handler_fn(error);
@@ -91,18 +91,18 @@ pub fn install(idt: &mut InterruptDescriptorTable) {
 }
 
 /// Sets the work every CPU's timer interrupt does (RCU's tick).
-pub fn set_tick_work(work: fn()) {
+pub(crate) fn set_tick_work(work: fn()) {
     TICK_WORK.store(work as usize, Ordering::Release);
 }
 
 /// Makes every CPU's timer interrupt call `hook` (None: nothing).
-pub fn set_timer_hook(hook: Option<fn()>) {
+pub(crate) fn set_timer_hook(hook: Option<fn()>) {
     TIMER_HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
 }
 
 /// Makes every CPU's timer interrupt call `tick` for the lock algorithm
 /// (None: nothing); set once at boot.
-pub fn set_lock_tick(tick: Option<fn()>) {
+pub(crate) fn set_lock_tick(tick: Option<fn()>) {
     LOCK_TICK.store(tick.map_or(0, |f| f as usize), Ordering::Release);
 }
 

@@ -2,20 +2,20 @@
 //! console, descriptor tables and exceptions, QEMU's fw_cfg and exit devices.
 //! Nothing here builds for the host; the portable code above it does.
 
-pub mod acpi;
-pub mod apic;
-pub mod cpu;
-pub mod fw_cfg;
-pub mod gdt;
-pub mod idt;
-pub mod irq;
-pub mod panic;
-pub mod percpu;
-pub mod pit;
-pub mod qemu;
-pub mod serial;
-pub mod smp;
-pub mod switch;
-pub mod time;
-pub mod trampoline;
-pub mod watchdog;
+pub(crate) mod acpi;
+pub(crate) mod apic;
+pub(crate) mod cpu;
+pub(crate) mod fw_cfg;
+pub(crate) mod gdt;
+pub(crate) mod idt;
+pub(crate) mod irq;
+pub(crate) mod panic;
+pub(crate) mod percpu;
+pub(crate) mod pit;
+pub(crate) mod qemu;
+pub(crate) mod serial;
+pub(crate) mod smp;
+pub(crate) mod switch;
+pub(crate) mod time;
+pub(crate) mod trampoline;
+pub(crate) mod watchdog;

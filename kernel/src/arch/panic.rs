@@ -18,7 +18,7 @@ const NOBODY: u32 = u32::MAX;
 static PANIC_CPU: AtomicU32 = AtomicU32::new(NOBODY);
 
 /// Whether some CPU is reporting a panic.
-pub fn in_progress() -> bool {
+pub(crate) fn in_progress() -> bool {
     PANIC_CPU.load(Ordering::Relaxed) != NOBODY
 }
 

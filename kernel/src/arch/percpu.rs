@@ -13,11 +13,11 @@ use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
 
 /// Most CPUs the kernel supports.
-pub use crate::MAX_CPUS;
+pub(crate) use crate::MAX_CPUS;
 
 /// One CPU's private data.
 #[repr(C, align(128))]
-pub struct PerCpu {
+pub(crate) struct PerCpu {
     /// Address of this slot; must stay at offset 0 (read as `gs:[0]`).
     self_addr: AtomicUsize,
     index: AtomicU32,
@@ -40,44 +40,39 @@ impl PerCpu {
     }
 
     /// Dense CPU index: 0 is the boot CPU, APs count up in start order.
-    pub fn index(&self) -> u32 {
+    pub(crate) fn index(&self) -> u32 {
         self.index.load(Ordering::Relaxed)
     }
 
     /// Whether this CPU is running an interrupt handler.
-    pub fn in_interrupt(&self) -> bool {
+    pub(crate) fn in_interrupt(&self) -> bool {
         self.irq_depth.load(Ordering::Relaxed) > 0
     }
 
     /// Marks entry into an interrupt handler (paired with `irq_exit`).
-    pub fn irq_enter(&self) {
+    pub(crate) fn irq_enter(&self) {
         self.irq_depth.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Marks the end of an interrupt handler.
-    pub fn irq_exit(&self) {
+    pub(crate) fn irq_exit(&self) {
         self.irq_depth.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Timer interrupts this CPU has taken.
-    pub fn ticks(&self) -> u64 {
+    pub(crate) fn ticks(&self) -> u64 {
         self.ticks.load(Ordering::Relaxed)
     }
 
     /// Counts one timer interrupt.
-    pub fn tick(&self) {
+    pub(crate) fn tick(&self) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records the local APIC id (the boot CPU learns it after its per-CPU
     /// area is already in use).
-    pub fn set_apic_id(&self, id: u32) {
+    pub(crate) fn set_apic_id(&self, id: u32) {
         self.apic_id.store(id, Ordering::Relaxed);
-    }
-
-    /// Local APIC id.
-    pub fn apic_id(&self) -> u32 {
-        self.apic_id.load(Ordering::Relaxed)
     }
 }
 
@@ -88,7 +83,7 @@ static CPUS: [PerCpu; MAX_CPUS] = [const { PerCpu::new() }; MAX_CPUS];
 /// # Safety
 /// Called once per CPU, on that CPU, before anything uses [`this_cpu`]; no
 /// two CPUs may use the same index.
-pub unsafe fn init_this_cpu(index: usize, apic_id: u32) {
+pub(crate) unsafe fn init_this_cpu(index: usize, apic_id: u32) {
     let slot = &CPUS[index];
     slot.self_addr
         .store(slot as *const PerCpu as usize, Ordering::Relaxed);
@@ -99,7 +94,7 @@ pub unsafe fn init_this_cpu(index: usize, apic_id: u32) {
 
 /// This CPU's per-CPU area.
 #[inline]
-pub fn this_cpu() -> &'static PerCpu {
+pub(crate) fn this_cpu() -> &'static PerCpu {
     let addr: usize;
     // SAFETY: GS base points at this CPU's slot (set by `init_this_cpu`
     // before any caller runs), whose first word is the slot's address.
@@ -111,12 +106,12 @@ pub fn this_cpu() -> &'static PerCpu {
 }
 
 /// CPU `index`'s area (for reading another CPU's counters).
-pub fn cpu(index: usize) -> &'static PerCpu {
+pub(crate) fn cpu(index: usize) -> &'static PerCpu {
     &CPUS[index]
 }
 
 /// This CPU's dense index.
 #[inline]
-pub fn cpu_index() -> u32 {
+pub(crate) fn cpu_index() -> u32 {
     this_cpu().index()
 }

@@ -15,7 +15,7 @@
 use x86_64::instructions::port::Port;
 
 /// PIT input clock in Hz.
-pub const PIT_HZ: u64 = 1_193_182;
+pub(crate) const PIT_HZ: u64 = 1_193_182;
 /// Longest one-shot wait channel 2 can do (16-bit count), in PIT ticks.
 const MAX_COUNT: u64 = 0xffff;
 
@@ -27,7 +27,7 @@ const SPEAKER_CONTROL: u16 = 0x61;
 /// Calls `before` right after the count starts and returns what `after`
 /// returns right after it ends, so a caller can bracket the interval with
 /// TSC reads as tightly as possible.
-pub fn wait_ticks<T>(ticks: u16, before: impl FnOnce(), after: impl FnOnce() -> T) -> T {
+pub(crate) fn wait_ticks<T>(ticks: u16, before: impl FnOnce(), after: impl FnOnce() -> T) -> T {
     let mut speaker = Port::<u8>::new(SPEAKER_CONTROL);
     let mut command = Port::<u8>::new(PIT_COMMAND);
     let mut data = Port::<u8>::new(PIT_CH2_DATA);
@@ -57,7 +57,7 @@ pub fn wait_ticks<T>(ticks: u16, before: impl FnOnce(), after: impl FnOnce() -> 
 /// Busy-waits `ms` milliseconds by the PIT, returning the TSC cycles that
 /// elapsed meanwhile (measured from the start of the first chunk to the end
 /// of the last).
-pub fn measure_tsc_over_ms(ms: u64) -> u64 {
+pub(crate) fn measure_tsc_over_ms(ms: u64) -> u64 {
     let mut remaining = PIT_HZ * ms / 1000;
     let mut start = 0;
     let mut first = true;
@@ -82,7 +82,7 @@ pub fn measure_tsc_over_ms(ms: u64) -> u64 {
 
 /// Remaps both 8259 PICs away from the exception vectors and masks every
 /// line.
-pub fn disable_legacy_pic() {
+pub(crate) fn disable_legacy_pic() {
     let mut master_cmd = Port::<u8>::new(0x20);
     let mut master_data = Port::<u8>::new(0x21);
     let mut slave_cmd = Port::<u8>::new(0xa0);

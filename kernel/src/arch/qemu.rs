@@ -2,7 +2,7 @@
 //! what QEMU turns them into are in [`pidlab_abi::debug_exit`], which the
 //! runner reads too).
 
-pub use pidlab_abi::debug_exit::ExitCode;
+pub(crate) use pidlab_abi::debug_exit::ExitCode;
 use pidlab_abi::debug_exit::{IOSIZE, PORT};
 use x86_64::instructions::port::Port;
 
@@ -10,7 +10,7 @@ use x86_64::instructions::port::Port;
 const _: () = assert!(IOSIZE as usize == core::mem::size_of::<u32>());
 
 /// Exits QEMU. If the device is missing (not under our runner), halts.
-pub fn exit(code: ExitCode) -> ! {
+pub(crate) fn exit(code: ExitCode) -> ! {
     // SAFETY: writing the isa-debug-exit port only makes QEMU exit; on a
     // machine without the device the write is ignored.
     unsafe { Port::<u32>::new(PORT).write(code as u32) };

@@ -66,7 +66,7 @@ impl Write for Locked<'_> {
 
 /// Initialises COM1 (115200 8N1, FIFO on). Called once by the boot CPU
 /// before the first print; prints before it go out unconfigured.
-pub fn init() {
+pub(crate) fn init() {
     without_interrupts(init_irqs_off);
 }
 
@@ -122,7 +122,7 @@ fn unlock() {
 }
 
 /// Writes formatted text to the console as one unit.
-pub fn write_fmt(args: fmt::Arguments<'_>) {
+pub(crate) fn write_fmt(args: fmt::Arguments<'_>) {
     without_interrupts(|| write_fmt_irqs_off(args));
 }
 
@@ -148,7 +148,7 @@ fn write_fmt_irqs_off(args: fmt::Arguments<'_>) {
 
 /// A byte received on COM1, if one is waiting (polls the line status
 /// register's data-ready bit; the console's transmit side is unaffected).
-pub fn try_read_byte() -> Option<u8> {
+pub(crate) fn try_read_byte() -> Option<u8> {
     use x86_64::instructions::port::Port;
     let mut lsr: Port<u8> = Port::new(COM1 + 5);
     let mut data: Port<u8> = Port::new(COM1);

@@ -45,12 +45,12 @@ use crate::mm::frame::FRAME_SIZE;
 use crate::mm::{phys_to_virt, stack, with_frames};
 
 /// How long the boot CPU waits for one AP to report.
-pub const AP_TIMEOUT_MS: u64 = 1000;
+pub(crate) const AP_TIMEOUT_MS: u64 = 1000;
 /// How long it waits, past that, for an AP that claimed its index but has
 /// not finished setting up: the index is the AP's, so it cannot be reused.
 const AP_CLAIMED_TIMEOUT_MS: u64 = 10_000;
 /// Stack size of each AP's boot (and idle) context.
-pub const AP_STACK_SIZE: usize = 64 * 1024;
+pub(crate) const AP_STACK_SIZE: usize = 64 * 1024;
 
 /// One start of one AP: what the AP is to be, and how far it got. A fresh
 /// record per start (leaked: a late AP may still read it).
@@ -90,29 +90,29 @@ static AP_IDLE: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static TIMER_HZ: AtomicU32 = AtomicU32::new(1000);
 
 /// Number of CPUs online.
-pub fn online() -> usize {
+pub(crate) fn online() -> usize {
     ONLINE.load(Ordering::Acquire)
 }
 
 /// APIC id of online CPU `index`.
-pub fn apic_id_of(index: usize) -> u32 {
+pub(crate) fn apic_id_of(index: usize) -> u32 {
     APIC_IDS[index].load(Ordering::Relaxed)
 }
 
 /// What [`start_aps`] did.
-pub struct StartReport {
+pub(crate) struct StartReport {
     /// CPUs in the MADT (usable entries).
-    pub in_madt: usize,
+    pub(crate) in_madt: usize,
     /// APIC ids of APs that did not come up in time.
-    pub failed: vec::Vec<u32>,
+    pub(crate) failed: vec::Vec<u32>,
     /// MADT CPUs beyond `MAX_CPUS`, not started.
-    pub over_limit: usize,
+    pub(crate) over_limit: usize,
     /// Milliseconds from the first INIT to the last AP online.
-    pub elapsed_ms: u64,
+    pub(crate) elapsed_ms: u64,
 }
 
 /// Brings the boot CPU's own APIC and timer up (index 0).
-pub fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
+pub(crate) fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
     apic::init_global(madt.lapic_address);
     apic::init_this_cpu();
     TIMER_HZ.store(timer_hz, Ordering::Relaxed);
@@ -129,7 +129,7 @@ pub fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
 /// `late_first_ap` (the `ap-late` test) abandons the first AP right after
 /// its start-up IPIs and leaves it running: it wakes while the next AP is
 /// being offered, and the handshake must turn it away.
-pub fn start_aps(
+pub(crate) fn start_aps(
     madt: &MadtInfo,
     idle: fn(usize) -> !,
     late_first_ap: bool,
@@ -196,7 +196,7 @@ fn atomic_field(page: u64, field: Field) -> &'static AtomicU32 {
 
 /// APs turned away by the claim handshake so far: in the trampoline (no
 /// offer for their APIC id) and in Rust (their offer was abandoned).
-pub fn refused_aps() -> (u32, u32) {
+pub(crate) fn refused_aps() -> (u32, u32) {
     let page = TRAMPOLINE.load(Ordering::Relaxed);
     let in_trampoline = if page == 0 {
         0
@@ -207,13 +207,13 @@ pub fn refused_aps() -> (u32, u32) {
 }
 
 /// The APIC id the `ap-late` test abandoned at start-up, if any.
-pub fn abandoned_on_purpose() -> Option<u32> {
+pub(crate) fn abandoned_on_purpose() -> Option<u32> {
     ABANDONED_ON_PURPOSE.load(Ordering::Relaxed).checked_sub(1)
 }
 
 /// Parks the CPU with `apic_id` with an INIT (it waits for a start-up IPI
 /// that never comes; NMIs wait with it).
-pub fn park_cpu(apic_id: u32) {
+pub(crate) fn park_cpu(apic_id: u32) {
     let sent = apic::send_ipi(apic_id, Ipi::InitAssert).and_then(|_| {
         time::delay_us(10_000);
         apic::send_ipi(apic_id, Ipi::InitDeassert)
@@ -425,14 +425,14 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
 
 /// Kicks online CPU `index` out of a lock wait's halt: an NMI, the only
 /// thing that ends a `hlt` with IRQs off (see `cpu::halt_unless`).
-pub fn kick(index: usize) {
+pub(crate) fn kick(index: usize) {
     if index < online() {
         let _ = apic::send_ipi(apic_id_of(index), apic::Ipi::Nmi);
     }
 }
 
 /// Stops every other CPU (the panic path): NMI to all but this one.
-pub fn stop_other_cpus() {
+pub(crate) fn stop_other_cpus() {
     if online() > 1 {
         let _ = apic::send_nmi_all_but_self();
     }

@@ -53,7 +53,7 @@ unsafe extern "C" {
 /// or built by [`init_stack`], of a stack that stays valid while in use;
 /// `prev_sp` is where the running task's saved pointer lives.
 #[inline]
-pub unsafe fn switch_context(prev_sp: *mut u64, next_sp: u64) {
+pub(crate) unsafe fn switch_context(prev_sp: *mut u64, next_sp: u64) {
     // SAFETY: per the contract.
     unsafe { pidlab_switch_context(prev_sp, next_sp) }
 }
@@ -64,7 +64,7 @@ pub unsafe fn switch_context(prev_sp: *mut u64, next_sp: u64) {
 /// # Safety
 /// `stack_top` is the 16-aligned top of a writable stack of at least 128
 /// bytes that nothing else uses.
-pub unsafe fn init_stack(stack_top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
+pub(crate) unsafe fn init_stack(stack_top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> u64 {
     // After `ret` pops the return address, rsp must be 16-aligned so that
     // `call r12` leaves the callee with rsp = 8 mod 16, as the ABI wants.
     let ret_slot = stack_top - 24;

@@ -14,11 +14,11 @@ use super::pit;
 static TSC_ZERO: AtomicU64 = AtomicU64::new(0);
 
 /// PIT interval used for calibration.
-pub const CALIBRATION_MS: u64 = 50;
+pub(crate) const CALIBRATION_MS: u64 = 50;
 
 /// Measures the TSC frequency against the PIT and makes it the clock.
 /// Returns it in Hz.
-pub fn calibrate_tsc() -> u64 {
+pub(crate) fn calibrate_tsc() -> u64 {
     TSC_ZERO.store(rdtsc(), Ordering::Relaxed);
     let cycles = pit::measure_tsc_over_ms(CALIBRATION_MS);
     let hz = cycles * 1000 / CALIBRATION_MS;
@@ -27,7 +27,7 @@ pub fn calibrate_tsc() -> u64 {
 }
 
 /// Nanoseconds since calibration.
-pub fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let hz = cpu::tsc_hz();
     if hz == 0 {
         return 0;
@@ -37,12 +37,12 @@ pub fn now_ns() -> u64 {
 }
 
 /// TSC cycles in `ns` nanoseconds.
-pub fn ns_to_cycles(ns: u64) -> u64 {
+pub(crate) fn ns_to_cycles(ns: u64) -> u64 {
     (ns as u128 * cpu::tsc_hz() as u128 / 1_000_000_000) as u64
 }
 
 /// TSC cycles as nanoseconds.
-pub fn cycles_to_ns(cycles: u64) -> u64 {
+pub(crate) fn cycles_to_ns(cycles: u64) -> u64 {
     match cpu::tsc_hz() {
         0 => 0,
         hz => (cycles as u128 * 1_000_000_000 / hz as u128) as u64,
@@ -51,7 +51,7 @@ pub fn cycles_to_ns(cycles: u64) -> u64 {
 
 /// Busy-waits at least `us` microseconds (by the PIT before the TSC is
 /// calibrated).
-pub fn delay_us(us: u64) {
+pub(crate) fn delay_us(us: u64) {
     if cpu::tsc_hz() == 0 {
         let mut ticks = pit::PIT_HZ * us / 1_000_000 + 1;
         while ticks > 0 {

@@ -158,7 +158,7 @@ unsafe extern "C" {
 
 /// A field of the trampoline to patch after copying.
 #[derive(Clone, Copy, Debug)]
-pub enum Field {
+pub(crate) enum Field {
     GdtrBase,
     FarOffset,
     Cr0,
@@ -178,7 +178,7 @@ fn start() -> usize {
 }
 
 /// The trampoline's bytes, as assembled into the kernel.
-pub fn code() -> &'static [u8] {
+pub(crate) fn code() -> &'static [u8] {
     let len = &raw const pidlab_tr_end as usize - start();
     // SAFETY: the two symbols delimit the trampoline in the kernel's text,
     // which is mapped and never written.
@@ -186,17 +186,17 @@ pub fn code() -> &'static [u8] {
 }
 
 /// Offset of the GDT within the trampoline.
-pub fn gdt_offset() -> usize {
+pub(crate) fn gdt_offset() -> usize {
     &raw const pidlab_tr_gdt as usize - start()
 }
 
 /// Offset of the 64-bit entry within the trampoline.
-pub fn long_mode_offset() -> usize {
+pub(crate) fn long_mode_offset() -> usize {
     &raw const pidlab_tr_long as usize - start()
 }
 
 /// Offset and width in bytes of `field` within the trampoline.
-pub fn field(field: Field) -> (usize, usize) {
+pub(crate) fn field(field: Field) -> (usize, usize) {
     let (sym, width) = match field {
         Field::GdtrBase => (&raw const pidlab_tr_gdtr_base, 4),
         Field::FarOffset => (&raw const pidlab_tr_far_offset, 4),

@@ -63,7 +63,7 @@ static WATCH: [CpuWatch; MAX_CPUS] = [const {
 
 /// Turns the detectors on with these bounds (0: that detector off; the
 /// defaults and their reasons are in `cmdline`).
-pub fn start(soft_ms: u32, hard_ms: u32) {
+pub(crate) fn start(soft_ms: u32, hard_ms: u32) {
     let now = cpu::rdtsc();
     for w in &WATCH {
         w.touched.store(now, Ordering::Relaxed);
@@ -75,21 +75,13 @@ pub fn start(soft_ms: u32, hard_ms: u32) {
 }
 
 /// Turns both detectors off (the `hang` test, which must stay a hang).
-pub fn stop() {
+pub(crate) fn stop() {
     ENABLED.store(false, Ordering::Release);
-}
-
-/// The bounds in force, (soft, hard) in ms (0: off).
-pub fn bounds_ms() -> (u64, u64) {
-    (
-        SOFT_MS.load(Ordering::Relaxed),
-        HARD_MS.load(Ordering::Relaxed),
-    )
 }
 
 /// This CPU passed a scheduling point.
 #[inline]
-pub fn touch() {
+pub(crate) fn touch() {
     WATCH[percpu::cpu_index() as usize]
         .touched
         .store(cpu::rdtsc(), Ordering::Relaxed);

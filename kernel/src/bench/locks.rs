@@ -45,17 +45,17 @@ use crate::sync::ticket::Tickets;
 use crate::sync::{lockstat, named_rwlock_irq, named_spin_lock};
 
 /// The CSV header row printed above the `locks,...` rows.
-pub const LOCKS_CSV_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
+pub(crate) const LOCKS_CSV_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,millis,min_share_pct,max_share_pct,lockdebug";
 
 /// How long and how wide to run.
 #[derive(Clone, Copy, Debug)]
-pub struct LocksBenchParams {
+pub(crate) struct LocksBenchParams {
     /// Duration of each contended point, in milliseconds.
-    pub millis: u64,
+    pub(crate) millis: u64,
     /// Lock+unlock pairs per uncontended measurement.
-    pub uncontended_ops: u64,
+    pub(crate) uncontended_ops: u64,
     /// Most CPUs to use (also capped at `Parallel::cpus()`).
-    pub max_cpus: usize,
+    pub(crate) max_cpus: usize,
 }
 
 impl Default for LocksBenchParams {
@@ -70,42 +70,42 @@ impl Default for LocksBenchParams {
 
 /// One measured point.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LocksRow {
+pub(crate) struct LocksRow {
     /// An algorithm's name, `dispatch:<algo>`, `ticket+lockstat`,
     /// `ticket_irq`, `ticket_irqsave`, `rwlock_read` or `rwlock_write_irq`.
-    pub lock: &'static str,
-    pub cpus: usize,
+    pub(crate) lock: &'static str,
+    pub(crate) cpus: usize,
     /// `uncontended` or `contended`.
-    pub bench: &'static str,
+    pub(crate) bench: &'static str,
     /// Lock+unlock pairs completed, over all CPUs.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Wall cycles the ops took.
-    pub cycles: u64,
+    pub(crate) cycles: u64,
     /// The clock rate used to turn cycles into time.
-    pub cycles_per_sec: u64,
+    pub(crate) cycles_per_sec: u64,
     /// Least and most ops of one CPU, in percent of the per-CPU mean.
-    pub min_share_pct: u64,
-    pub max_share_pct: u64,
+    pub(crate) min_share_pct: u64,
+    pub(crate) max_share_pct: u64,
 }
 
 impl LocksRow {
     /// Completed ops per second, over all CPUs.
-    pub fn ops_per_sec(&self) -> u64 {
+    pub(crate) fn ops_per_sec(&self) -> u64 {
         (self.ops as u128 * self.cycles_per_sec as u128 / self.cycles.max(1) as u128) as u64
     }
 
     /// Wall cycles per op, in tenths.
-    pub fn cycles_per_op_x10(&self) -> u64 {
+    pub(crate) fn cycles_per_op_x10(&self) -> u64 {
         self.cycles.saturating_mul(10) / self.ops.max(1)
     }
 
     /// Milliseconds the point ran.
-    pub fn millis(&self) -> u64 {
+    pub(crate) fn millis(&self) -> u64 {
         (self.cycles as u128 * 1000 / self.cycles_per_sec.max(1) as u128) as u64
     }
 
     /// The row under [`LOCKS_CSV_HEADER`].
-    pub fn csv(&self) -> String {
+    pub(crate) fn csv(&self) -> String {
         let cpo = self.cycles_per_op_x10();
         format!(
             "locks,{},{},{},{}.{},{},{},{},{},{},{}",
@@ -311,7 +311,7 @@ fn with_lockstat<R>(on: bool, f: impl FnOnce() -> R) -> R {
 
 /// Runs the lock microbenchmark on up to `params.max_cpus` CPUs of `par`,
 /// prints the table and the CSV rows, and returns the rows.
-pub fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<LocksRow> {
+pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<LocksRow> {
     let calibrated = platform::cycles_per_sec();
     let cps = if calibrated == 0 {
         1_000_000_000

@@ -1,12 +1,12 @@
 //! Benchmarks the kernel runs after boot (`bench=...`), and the statistics
 //! they report with.
 
-pub mod locks;
-pub mod pidalloc;
-pub mod placement;
+pub(crate) mod locks;
+pub(crate) mod pidalloc;
+pub(crate) mod placement;
 #[cfg(target_os = "none")]
-pub mod soak;
-pub mod stats;
+pub(crate) mod soak;
+pub(crate) mod stats;
 pub(crate) mod steal;
 #[cfg(target_os = "none")]
-pub mod threadspawn;
+pub(crate) mod threadspawn;

@@ -27,20 +27,20 @@ use crate::task::Task;
 use core::ptr::NonNull;
 
 /// Live-pid counts the issue asks for.
-pub const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
+pub(crate) const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
 
 /// What to measure.
 #[derive(Clone, Debug)]
-pub struct PidallocConfig<'a> {
+pub(crate) struct PidallocConfig<'a> {
     /// Live pids (besides init) to measure at, in any order.
-    pub live: &'a [usize],
+    pub(crate) live: &'a [usize],
     /// alloc+free pairs per strategy at each point.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Slices the pairs are split into, strategies alternating.
-    pub rounds: u32,
+    pub(crate) rounds: u32,
     /// Level of the namespace allocated in (0: the root only; n: n
     /// nested namespaces, each pid getting n + 1 numbers).
-    pub level: u32,
+    pub(crate) level: u32,
 }
 
 impl Default for PidallocConfig<'_> {
@@ -56,26 +56,26 @@ impl Default for PidallocConfig<'_> {
 
 /// One measured point.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PidallocRow {
+pub(crate) struct PidallocRow {
     /// The kernel version measured.
-    pub strategy: &'static StrategyPair,
+    pub(crate) strategy: &'static StrategyPair,
     /// Live pids besides init.
-    pub live_pids: usize,
+    pub(crate) live_pids: usize,
     /// alloc+free pairs timed.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Cycles for all of them.
-    pub cycles: u64,
+    pub(crate) cycles: u64,
     /// Nanoseconds per pair, times 10 (one decimal).
-    pub ns_per_op_x10: u64,
+    pub(crate) ns_per_op_x10: u64,
     /// pidmap_lock acquisitions per alloc_pid, times 100.
-    pub locks_per_alloc_x100: u64,
+    pub(crate) locks_per_alloc_x100: u64,
     /// pidmap_lock acquisitions per free_pid, times 100.
-    pub locks_per_free_x100: u64,
+    pub(crate) locks_per_free_x100: u64,
 }
 
 impl PidallocRow {
     /// Cycles per alloc+free pair.
-    pub fn cycles_per_op(&self) -> u64 {
+    pub(crate) fn cycles_per_op(&self) -> u64 {
         self.cycles / self.ops.max(1)
     }
 }
@@ -92,11 +92,14 @@ impl fmt::Display for Dec {
 }
 
 /// Header of the CSV rows.
-pub const PIDALLOC_CSV_HEADER: &str = "pidalloc,strategy,live_pids,ns_per_op,cycles_per_op,ops,locks_per_alloc,locks_per_free,level,cycles_per_sec";
+pub(crate) const PIDALLOC_CSV_HEADER: &str = "pidalloc,strategy,live_pids,ns_per_op,cycles_per_op,ops,locks_per_alloc,locks_per_free,level,cycles_per_sec";
 
 /// Runs the benchmark and prints it to `out`. Errors are `alloc_pid`'s
 /// (e.g. ENOMEM when the heap cannot hold the live pids).
-pub fn pidalloc(cfg: &PidallocConfig<'_>, out: &mut dyn Write) -> Result<Vec<PidallocRow>, Errno> {
+pub(crate) fn pidalloc(
+    cfg: &PidallocConfig<'_>,
+    out: &mut dyn Write,
+) -> Result<Vec<PidallocRow>, Errno> {
     let mut sizes: Vec<usize> = cfg.live.to_vec();
     sizes.sort_unstable();
     sizes.dedup();

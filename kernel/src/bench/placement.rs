@@ -19,7 +19,7 @@
 
 /// How threadspawn places each new thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// On another CPU than its creator's: an idle one if any (the default).
     Spread,
     /// On its creator's CPU.
@@ -28,11 +28,11 @@ pub enum Placement {
 
 impl Placement {
     /// Both, with their `placement=` names; the default first.
-    pub const ALL: [(&'static str, Placement); 2] =
+    pub(crate) const ALL: [(&'static str, Placement); 2] =
         [("spread", Placement::Spread), ("same", Placement::Same)];
 
     /// The name `placement=` uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Placement::Spread => "spread",
             Placement::Same => "same",
@@ -40,7 +40,7 @@ impl Placement {
     }
 
     /// The placement called `name`.
-    pub fn by_name(name: &str) -> Option<Placement> {
+    pub(crate) fn by_name(name: &str) -> Option<Placement> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
     }
 }

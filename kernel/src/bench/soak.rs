@@ -453,7 +453,7 @@ fn soak_worker(arg: usize) {
 
 /// Runs the soak on every online CPU and prints its report. An error says
 /// what went wrong (problems found, or leaks).
-pub fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), String> {
+pub(crate) fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), String> {
     let cpus = smp::online();
     let faults = match params.faults {
         Some(n) => format!("1/{n}"),

@@ -17,21 +17,21 @@
 //! round move the verdict.
 
 /// Fixed-point unit for ratios: 1.0000x.
-pub const RATIO_ONE: u64 = 10_000;
+pub(crate) const RATIO_ONE: u64 = 10_000;
 
 /// Mean and spread of a set of samples.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub n: u64,
-    pub mean: u64,
+pub(crate) struct Summary {
+    pub(crate) n: u64,
+    pub(crate) mean: u64,
     /// Sample standard deviation (n - 1 in the denominator; 0 for n < 2).
-    pub stdev: u64,
-    pub min: u64,
-    pub max: u64,
+    pub(crate) stdev: u64,
+    pub(crate) min: u64,
+    pub(crate) max: u64,
 }
 
 impl Summary {
-    pub fn of(samples: &[u64]) -> Summary {
+    pub(crate) fn of(samples: &[u64]) -> Summary {
         let n = samples.len() as u64;
         if n == 0 {
             return Summary::default();
@@ -61,7 +61,7 @@ impl Summary {
     }
 
     /// Standard error of the mean (stdev / sqrt(n)).
-    pub fn stderr(&self) -> u64 {
+    pub(crate) fn stderr(&self) -> u64 {
         if self.n == 0 {
             return 0;
         }
@@ -75,15 +75,15 @@ fn isqrt(x: u128) -> u64 {
 
 /// `a / b` with its spread, in units of [`RATIO_ONE`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ratio {
-    pub value: u64,
-    pub spread: u64,
+pub(crate) struct Ratio {
+    pub(crate) value: u64,
+    pub(crate) spread: u64,
 }
 
 impl Ratio {
     /// The ratio of the means of `a` and `b`, and its spread from both
     /// standard errors. `None` when `b`'s mean is 0.
-    pub fn of(a: &Summary, b: &Summary) -> Option<Ratio> {
+    pub(crate) fn of(a: &Summary, b: &Summary) -> Option<Ratio> {
         if b.mean == 0 {
             return None;
         }
@@ -102,7 +102,8 @@ impl Ratio {
     }
 
     /// Whether 1.0 lies within two spreads of the ratio.
-    pub fn inside_noise(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn inside_noise(&self) -> bool {
         self.value.abs_diff(RATIO_ONE) <= 2 * self.spread
     }
 }
@@ -135,12 +136,12 @@ pub(crate) const CONFIDENCE_X10000: u64 = 9_500;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal benchmark
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Paired {
-    pub n: u64,
-    pub median: u64,
-    pub lo: u64,
-    pub hi: u64,
+    pub(crate) n: u64,
+    pub(crate) median: u64,
+    pub(crate) lo: u64,
+    pub(crate) hi: u64,
     /// Probability that `[lo, hi]` covers the median, in parts per 10,000.
-    pub coverage: u64,
+    pub(crate) coverage: u64,
 }
 
 /// How a paired interval sits against 1.0.

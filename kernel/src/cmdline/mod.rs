@@ -20,7 +20,7 @@ use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
 /// What the kernel runs once it has booted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bench {
+pub(crate) enum Bench {
     /// Boot, report, exit with success.
     None,
     /// will-it-scale's threadspawn1 for every strategy pair (the default).
@@ -51,7 +51,8 @@ impl Bench {
     ];
 
     /// The name used on the command line.
-    pub fn name(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
         Self::ALL
             .iter()
             .find(|(_, b)| *b == self)
@@ -62,7 +63,7 @@ impl Bench {
 
 /// Size of the kernel heap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeapSize {
+pub(crate) enum HeapSize {
     /// Three quarters of the largest usable memory region.
     Auto,
     /// Exactly this many bytes (rounded up to a page by the kernel).
@@ -77,23 +78,23 @@ pub(crate) fn accel_name(accel: Option<Accel>) -> &'static str {
 }
 
 /// Most entries in a `workers=` list.
-pub const MAX_WORKER_COUNTS: usize = 8;
+pub(crate) const MAX_WORKER_COUNTS: usize = 8;
 
 /// The threadspawn benchmark's parameters.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ThreadspawnParams {
+pub(crate) struct ThreadspawnParams {
     /// Worker counts; `None`: 1, 2, 4, 8 up to the CPUs online.
-    pub workers: Option<ArrayVec<u8, MAX_WORKER_COUNTS>>,
-    pub samples: u32,
-    pub sample_ms: u32,
-    pub ns_depth: u32,
+    pub(crate) workers: Option<ArrayVec<u8, MAX_WORKER_COUNTS>>,
+    pub(crate) samples: u32,
+    pub(crate) sample_ms: u32,
+    pub(crate) ns_depth: u32,
     /// The strategy pairs to run, in the order given.
-    pub strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
-    pub lockstat: bool,
+    pub(crate) strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
+    pub(crate) lockstat: bool,
     /// Where new threads run.
-    pub placement: Placement,
+    pub(crate) placement: Placement,
     /// Steal percentage above which a sample is run again.
-    pub max_steal: u32,
+    pub(crate) max_steal: u32,
 }
 
 impl Default for ThreadspawnParams {
@@ -113,20 +114,20 @@ impl Default for ThreadspawnParams {
 
 /// `bench=soak`'s parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SoakParams {
+pub(crate) struct SoakParams {
     /// Operations in all, over every CPU.
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Seeds every CPU's choices and fault draws.
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Fault injection odds: each allocation at every site fails with
     /// probability 1/n; `None`: off.
-    pub faults: Option<u32>,
+    pub(crate) faults: Option<u32>,
 }
 
 /// Most operations `ops=` takes.
-pub const SOAK_MAX_OPS: u64 = 1_000_000_000_000;
+pub(crate) const SOAK_MAX_OPS: u64 = 1_000_000_000_000;
 /// Largest n in `faults=1/n`.
-pub const SOAK_MAX_FAULT_ODDS: u32 = 1_000_000;
+pub(crate) const SOAK_MAX_FAULT_ODDS: u32 = 1_000_000;
 
 impl Default for SoakParams {
     fn default() -> Self {
@@ -140,35 +141,35 @@ impl Default for SoakParams {
 
 /// Parsed command line. String fields borrow from the raw text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cmdline<'a> {
+pub(crate) struct Cmdline<'a> {
     /// The text as received, for the boot log.
-    pub raw: &'a str,
-    pub bench: Bench,
-    pub heap: HeapSize,
-    pub loglevel: log::LevelFilter,
+    pub(crate) raw: &'a str,
+    pub(crate) bench: Bench,
+    pub(crate) heap: HeapSize,
+    pub(crate) loglevel: log::LevelFilter,
     /// Comma-separated in-kernel test cases to run before the benchmark
     /// (validated against the kernel's list of cases by the caller).
-    pub tests: &'a str,
+    pub(crate) tests: &'a str,
     /// The QEMU accelerator, as reported by the runner (informational).
-    pub accel: Option<Accel>,
+    pub(crate) accel: Option<Accel>,
     /// Local APIC timer interrupts per second on every CPU.
-    pub timer_hz: u32,
+    pub(crate) timer_hz: u32,
     /// The bound on any lock wait, in milliseconds (the lock watchdog).
-    pub lock_wait_ms: u64,
+    pub(crate) lock_wait_ms: u64,
     /// The spinlock algorithm asked for (`lock=`).
     pub(crate) lock: LockChoice,
     /// The host's cores, as the runner saw them.
-    pub host_cpus: Option<u32>,
+    pub(crate) host_cpus: Option<u32>,
     /// Soft-lockup bound: a CPU that passes no scheduling point this long
     /// fails the run (0: off).
-    pub softlockup_ms: u32,
+    pub(crate) softlockup_ms: u32,
     /// Hard-lockup bound: a CPU that takes no timer tick this long fails
     /// the run (0: off).
-    pub hardlockup_ms: u32,
+    pub(crate) hardlockup_ms: u32,
     /// The kernel version pidctl's tasks run (`strategy=`).
-    pub pidctl_version: &'static StrategyPair,
-    pub threadspawn: ThreadspawnParams,
-    pub soak: SoakParams,
+    pub(crate) pidctl_version: &'static StrategyPair,
+    pub(crate) threadspawn: ThreadspawnParams,
+    pub(crate) soak: SoakParams,
 }
 
 impl Default for Cmdline<'_> {
@@ -194,15 +195,15 @@ impl Default for Cmdline<'_> {
 }
 
 /// Default soft-lockup bound (Linux's: twice `watchdog_thresh`).
-pub const DEFAULT_SOFTLOCKUP_MS: u32 = 20_000;
+pub(crate) const DEFAULT_SOFTLOCKUP_MS: u32 = 20_000;
 /// Default hard-lockup bound: past the lock wait bound, so a CPU spinning
 /// for a lock with interrupts off is named by the lock watchdog first.
-pub const DEFAULT_HARDLOCKUP_MS: u32 = 5_000;
+pub(crate) const DEFAULT_HARDLOCKUP_MS: u32 = 5_000;
 /// The lockup bounds' range (besides 0, off).
 const LOCKUP_MS: core::ops::RangeInclusive<u32> = 1000..=600_000;
 
 /// Every key the kernel accepts and what its value may be.
-pub const KEYS: &[(&str, &str)] = &[
+pub(crate) const KEYS: &[(&str, &str)] = &[
     (
         "bench",
         "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script), shell (pidctl on the console) or soak (fault-injected spawn/exit/reap and the invariant check)",
@@ -272,7 +273,7 @@ pub const KEYS: &[(&str, &str)] = &[
 
 /// Why a command line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CmdlineError<'a> {
+pub(crate) enum CmdlineError<'a> {
     /// A word that is not `KEY=VALUE`.
     NotKeyValue(&'a str),
     /// A key the kernel does not know.
@@ -311,7 +312,7 @@ impl fmt::Display for CmdlineError<'_> {
 }
 
 /// Parses the command line. An empty line gives the defaults.
-pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
+pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
     let mut cmd = Cmdline {
         raw,
         ..Cmdline::default()
@@ -490,7 +491,7 @@ pub fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
 }
 
 /// Parses `1234`, `64K`, `256M`, `1G` (binary multiples) into bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_size(text: &str) -> Option<u64> {
     let (digits, shift) = match text.as_bytes().last()? {
         b'K' | b'k' => (&text[..text.len() - 1], 10),
         b'M' | b'm' => (&text[..text.len() - 1], 20),

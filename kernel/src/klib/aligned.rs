@@ -3,7 +3,7 @@
 
 /// `T`, aligned (and so padded) to a 64-byte cache line.
 #[repr(align(64))]
-pub struct CacheAligned<T>(pub T);
+pub(crate) struct CacheAligned<T>(pub T);
 
 impl<T> core::ops::Deref for CacheAligned<T> {
     type Target = T;

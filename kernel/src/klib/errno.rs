@@ -13,7 +13,8 @@ use core::fmt;
 /// A Linux error number (the positive value; Linux returns its negation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(i32)]
-pub enum Errno {
+#[allow(clippy::upper_case_acronyms, reason = "Linux's names")]
+pub(crate) enum Errno {
     /// Operation not permitted.
     EPERM = 1,
     /// No such file or directory (also: no such entry, e.g. `idr_replace`).
@@ -48,7 +49,7 @@ pub enum Errno {
 
 impl Errno {
     /// Every variant, for tests and tables.
-    pub const ALL: [Errno; 15] = [
+    pub(crate) const ALL: [Errno; 15] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -67,23 +68,26 @@ impl Errno {
     ];
 
     /// The positive Linux error number.
-    pub const fn number(self) -> i32 {
+    #[cfg(test)]
+    pub(crate) const fn number(self) -> i32 {
         self as i32
     }
 
     /// The value a Linux function returns for this error (`-errno`).
-    pub const fn to_negative(self) -> i32 {
+    #[cfg(test)]
+    pub(crate) const fn to_negative(self) -> i32 {
         -(self as i32)
     }
 
     /// The variant for a positive or negative Linux error number.
-    pub fn from_number(n: i32) -> Option<Errno> {
+    #[cfg(test)]
+    pub(crate) fn from_number(n: i32) -> Option<Errno> {
         let n = n.checked_abs()?;
         Errno::ALL.into_iter().find(|e| e.number() == n)
     }
 
     /// Linux's name for the error, e.g. `"ENOMEM"`.
-    pub const fn name(self) -> &'static str {
+    pub(crate) const fn name(self) -> &'static str {
         match self {
             Errno::EPERM => "EPERM",
             Errno::ENOENT => "ENOENT",

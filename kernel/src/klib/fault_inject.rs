@@ -35,7 +35,7 @@ use crate::platform::{self, MAX_CPUS};
 
 /// The allocation sites that can be made to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultSite {
+pub(crate) enum FaultSite {
     /// `struct pid` allocation in `alloc_pid`.
     PidAlloc,
     /// `idr_preload()` filling the per-CPU node pool.
@@ -52,7 +52,7 @@ pub enum FaultSite {
 
 impl FaultSite {
     /// Every site.
-    pub const ALL: [FaultSite; 6] = [
+    pub(crate) const ALL: [FaultSite; 6] = [
         FaultSite::PidAlloc,
         FaultSite::PreloadFill,
         FaultSite::NodeAlloc,
@@ -62,7 +62,7 @@ impl FaultSite {
     ];
 
     /// A short name for reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             FaultSite::PidAlloc => "pid",
             FaultSite::PreloadFill => "preload-fill",
@@ -80,10 +80,11 @@ impl FaultSite {
 
 /// How an armed site fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultMode {
+pub(crate) enum FaultMode {
     /// Never fail (disarm).
     Off,
     /// Fail the next `n` attempts, then disarm.
+    #[cfg(test)]
     FailNext(u32),
     /// Fail every `k`-th attempt (`1` fails all of them) until disarmed.
     FailEvery(u32),
@@ -149,7 +150,7 @@ static SITES: [SiteState; FaultSite::ALL.len()] =
 /// `c` only (`cpu = Some(c)`) or on every CPU (`None`). The per-CPU and the
 /// every-CPU settings are independent; an attempt fails if either says so.
 /// An out-of-range CPU is ignored.
-pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
+pub(crate) fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
     let idx = cpu.unwrap_or(ANY_CPU);
     if idx > ANY_CPU {
         return;
@@ -158,6 +159,7 @@ pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
     let slot = &s.slots[idx];
     let (n, k, one_in, seed) = match mode {
         FaultMode::Off => (0, 0, 0, 0),
+        #[cfg(test)]
         FaultMode::FailNext(n) => (n, 0, 0, 0),
         FaultMode::FailEvery(k) => (0, k, 0, 0),
         FaultMode::Random { one_in, seed } => (0, 0, one_in, seed),
@@ -179,14 +181,14 @@ pub fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
 }
 
 /// How many times `site` has made an attempt on CPU `cpu` fail since boot.
-pub fn fault_fired_on(site: FaultSite, cpu: usize) -> u64 {
+pub(crate) fn fault_fired_on(site: FaultSite, cpu: usize) -> u64 {
     site.state().fired_on[cpu].load(Ordering::Relaxed)
 }
 
 /// Whether this attempt at `site` must fail. Called by the allocation
 /// sites; one relaxed load when nothing is armed.
 #[inline]
-pub fn should_fail(site: FaultSite) -> bool {
+pub(crate) fn should_fail(site: FaultSite) -> bool {
     let s = site.state();
     if s.configured_slots.load(Ordering::Relaxed) == 0 {
         return false;

@@ -15,13 +15,13 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// Port of `struct hlist_head`.
 #[derive(Debug, Default)]
-pub struct HlistHead {
+pub(crate) struct HlistHead {
     first: AtomicPtr<HlistNode>,
 }
 
 /// Port of `struct hlist_node`, embedded in the object on the list.
 #[derive(Debug, Default)]
-pub struct HlistNode {
+pub(crate) struct HlistNode {
     next: AtomicPtr<HlistNode>,
     /// The `next` field (or head's `first`) that points at this node; null
     /// when unhashed.
@@ -30,19 +30,19 @@ pub struct HlistNode {
 
 impl HlistHead {
     /// Port of `HLIST_HEAD_INIT`: an empty list.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         HlistHead {
             first: AtomicPtr::new(ptr::null_mut()),
         }
     }
 
     /// Port of `hlist_empty()`.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.first.load(Ordering::Relaxed).is_null()
     }
 
     /// The first node (Linux: `hlist_first_rcu`), null if empty.
-    pub fn first(&self) -> *mut HlistNode {
+    pub(crate) fn first(&self) -> *mut HlistNode {
         self.first.load(Ordering::Relaxed)
     }
 
@@ -51,7 +51,7 @@ impl HlistHead {
     /// # Safety
     /// The lock protecting this list is held; `node` is valid, not on any
     /// list, and stays valid (and pinned in memory) until unlinked.
-    pub unsafe fn add_head(&self, node: *mut HlistNode) {
+    pub(crate) unsafe fn add_head(&self, node: *mut HlistNode) {
         let first = self.first.load(Ordering::Relaxed);
         // SAFETY: `node` is valid per the contract; `first`, if any, is a
         // linked (hence valid) node of this list.
@@ -72,7 +72,7 @@ impl HlistHead {
 
 impl HlistNode {
     /// Port of `INIT_HLIST_NODE`: an unhashed node.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         HlistNode {
             next: AtomicPtr::new(ptr::null_mut()),
             pprev: AtomicPtr::new(ptr::null_mut()),
@@ -80,12 +80,12 @@ impl HlistNode {
     }
 
     /// Port of `hlist_unhashed()`.
-    pub fn is_unhashed(&self) -> bool {
+    pub(crate) fn is_unhashed(&self) -> bool {
         self.pprev.load(Ordering::Relaxed).is_null()
     }
 
     /// The next node on the list, null at the end.
-    pub fn next(&self) -> *mut HlistNode {
+    pub(crate) fn next(&self) -> *mut HlistNode {
         self.next.load(Ordering::Relaxed)
     }
 
@@ -93,7 +93,7 @@ impl HlistNode {
     ///
     /// # Safety
     /// The lock protecting `node`'s list is held and `node` is valid.
-    pub unsafe fn del_init(node: *mut HlistNode) {
+    pub(crate) unsafe fn del_init(node: *mut HlistNode) {
         // SAFETY: `node` is valid; if linked, `pprev` points into a valid
         // head or node of the same list, and `next` is a valid node or null.
         unsafe {

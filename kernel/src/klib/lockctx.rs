@@ -15,7 +15,7 @@ use crate::platform::{self, MAX_CPUS};
 /// A lock whose holding is tracked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Tracked {
+pub(crate) enum Tracked {
     /// `write_lock_irq(&tasklist_lock)`.
     TasklistWrite = 1,
     /// `pidmap_lock`, any discipline.
@@ -25,7 +25,7 @@ pub enum Tracked {
 /// A call site whose context is recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum Site {
+pub(crate) enum Site {
     FreePid = 0,
     AddDeviceRandomness = 1,
     PidfsAdd = 2,
@@ -40,10 +40,10 @@ const CONTEXTS: usize = 4 * 2;
 /// The context of one call: which tracked locks this CPU held, and whether
 /// interrupts were off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Context {
-    pub tasklist_write: bool,
-    pub pidmap: bool,
-    pub irqs_off: bool,
+pub(crate) struct Context {
+    pub(crate) tasklist_write: bool,
+    pub(crate) pidmap: bool,
+    pub(crate) irqs_off: bool,
 }
 
 impl Context {
@@ -77,7 +77,7 @@ static CPUS: [CpuState; MAX_CPUS] = [const {
 }; MAX_CPUS];
 
 /// Turns recording on or off; returns the previous setting.
-pub fn set_enabled(on: bool) -> bool {
+pub(crate) fn set_enabled(on: bool) -> bool {
     ENABLED.swap(on, Ordering::SeqCst)
 }
 
@@ -88,7 +88,7 @@ fn enabled() -> bool {
 
 /// This CPU now holds `lock` (call just after taking it).
 #[inline]
-pub fn acquired(lock: Tracked) {
+pub(crate) fn acquired(lock: Tracked) {
     if enabled() {
         let h = &CPUS[platform::cpu_id()].held;
         h.store(h.load(Ordering::Relaxed) | lock as u8, Ordering::Relaxed);
@@ -99,7 +99,7 @@ pub fn acquired(lock: Tracked) {
 /// the bit is set, one store), so switching recording off while a lock is
 /// held cannot leave its bit behind.
 #[inline]
-pub fn releasing(lock: Tracked) {
+pub(crate) fn releasing(lock: Tracked) {
     let h = &CPUS[platform::cpu_id()].held;
     let v = h.load(Ordering::Relaxed);
     if v & lock as u8 != 0 {
@@ -109,7 +109,7 @@ pub fn releasing(lock: Tracked) {
 
 /// Records the context of a call of `site` on this CPU.
 #[inline]
-pub fn record(site: Site) {
+pub(crate) fn record(site: Site) {
     if enabled() {
         record_slow(site);
     }
@@ -132,7 +132,7 @@ fn record_slow(site: Site) {
 }
 
 /// Calls of `site` per context since the last [`reset`], summed over CPUs.
-pub fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
+pub(crate) fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
     (0..CONTEXTS)
         .filter_map(|i| {
             let n: u64 = CPUS
@@ -145,7 +145,7 @@ pub fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
 }
 
 /// Zeroes the counters (no CPU may be recording meanwhile).
-pub fn reset() {
+pub(crate) fn reset() {
     for c in &CPUS {
         for site in &c.counts {
             for n in site {

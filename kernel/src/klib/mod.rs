@@ -1,11 +1,11 @@
 //! Generic structures the subsystems share (Linux's `lib/`): the IDR, the
 //! intrusive hash list, errno values and fault injection.
 
-pub mod aligned;
-pub mod errno;
-pub mod fault_inject;
+pub(crate) mod aligned;
+pub(crate) mod errno;
+pub(crate) mod fault_inject;
 #[cfg(test)]
 pub(crate) mod fuzz;
-pub mod hlist;
-pub mod idr;
-pub mod lockctx;
+pub(crate) mod hlist;
+pub(crate) mod idr;
+pub(crate) mod lockctx;

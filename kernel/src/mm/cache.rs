@@ -26,7 +26,7 @@ use crate::platform::{self, MAX_CPUS, PerCpu};
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 
 /// Free objects a CPU keeps per cache, by default.
-pub const MAGAZINE: usize = 64;
+pub(crate) const MAGAZINE: usize = 64;
 /// Most objects a cache's depot holds by default; beyond it, frees go to
 /// the heap.
 ///
@@ -40,10 +40,10 @@ pub(crate) const DEPOT_MAX: usize = 2 * MAGAZINE;
 /// Magazine size of the caches whose objects RCU frees (pids, IDR nodes):
 /// they come back a grace period's worth at a time, so a CPU's magazine
 /// holds a tick's worth of spawns and the depot twice that.
-pub const RCU_MAGAZINE: usize = 512;
+pub(crate) const RCU_MAGAZINE: usize = 512;
 
 /// A cache whose frees arrive in grace-period batches.
-pub type RcuObjCache = ObjCache<RCU_MAGAZINE, { 2 * RCU_MAGAZINE }>;
+pub(crate) type RcuObjCache = ObjCache<RCU_MAGAZINE, { 2 * RCU_MAGAZINE }>;
 
 #[derive(Clone, Copy)]
 struct Magazine<const MAG: usize> {
@@ -96,17 +96,17 @@ fn bump(counter: &AtomicU64) {
 
 /// Counters of one cache, for one CPU or summed over all.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CacheStats {
+pub(crate) struct CacheStats {
     /// Allocations served without the heap (magazine or depot).
-    pub hits: u64,
+    pub(crate) hits: u64,
     /// Allocations that went to the global heap.
-    pub heap_allocs: u64,
+    pub(crate) heap_allocs: u64,
     /// Objects given back to the cache.
-    pub frees: u64,
+    pub(crate) frees: u64,
     /// Frees that went on to the global heap (magazine and depot full).
-    pub heap_frees: u64,
+    pub(crate) heap_frees: u64,
     /// Allocations the global heap refused.
-    pub failures: u64,
+    pub(crate) failures: u64,
 }
 
 #[cfg(test)]
@@ -156,7 +156,11 @@ pub(crate) const HEAP_BACKING: Backing = Backing {
 
 /// A per-CPU cache of objects of one layout, with `MAG` objects per CPU
 /// magazine and a depot of `DEPOT`.
-pub struct ObjCache<const MAG: usize = MAGAZINE, const DEPOT: usize = DEPOT_MAX> {
+pub(crate) struct ObjCache<const MAG: usize = MAGAZINE, const DEPOT: usize = DEPOT_MAX> {
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "named in the test build's checks")
+    )]
     name: &'static str,
     layout: Layout,
     zeroed: bool,
@@ -173,7 +177,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// A cache named `name` for objects of `layout`, handed out
     /// uninitialised (const, so caches are plain statics: a cache is tens
     /// of KiB, too big to build on a task stack).
-    pub const fn new(name: &'static str, layout: Layout) -> Self {
+    pub(crate) const fn new(name: &'static str, layout: Layout) -> Self {
         Self::build(name, layout, false, HEAP_BACKING)
     }
 
@@ -212,11 +216,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         self.layout
     }
 
@@ -235,7 +235,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// An object (zeroed if the cache is), or `None` when the heap is
     /// exhausted.
     #[inline]
-    pub fn alloc(&self) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc(&self) -> Option<NonNull<u8>> {
         let cached = self.mags.with(|m| {
             if m.len == 0 {
                 self.refill_from_depot(m);
@@ -272,7 +272,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     /// afterwards, and is freed once; if the cache is zeroed, every byte of
     /// `obj` is zero again.
     #[inline]
-    pub unsafe fn free(&self, obj: NonNull<u8>) {
+    pub(crate) unsafe fn free(&self, obj: NonNull<u8>) {
         #[cfg(test)]
         if self.zeroed {
             // SAFETY: `obj` is a live block of `layout` (the caller's
@@ -343,7 +343,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
     }
 
     /// The counters summed over CPUs.
-    pub fn stats(&self) -> CacheStats {
+    pub(crate) fn stats(&self) -> CacheStats {
         (0..MAX_CPUS).fold(CacheStats::default(), |mut t, cpu| {
             let s = self.stats_cpu(cpu);
             t.hits += s.hits;
@@ -357,7 +357,7 @@ impl<const MAG: usize, const DEPOT: usize> ObjCache<MAG, DEPOT> {
 
     /// Bytes the magazines (of the CPUs online) and the depot may hold at
     /// most: the heap use the cache may keep after everything is freed.
-    pub fn max_cached_bytes(&self) -> usize {
+    pub(crate) fn max_cached_bytes(&self) -> usize {
         (platform::cpus_online().min(MAX_CPUS) * MAG + DEPOT) * self.layout.size()
     }
 

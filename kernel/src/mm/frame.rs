@@ -7,31 +7,31 @@
 //! all the kernel needs, and it cannot fragment. Memory below 1 MiB is kept
 //! apart for the real-mode AP trampoline ([`FrameAllocator::alloc_low_frame`]).
 
-pub const FRAME_SIZE: u64 = 4096;
+pub(crate) const FRAME_SIZE: u64 = 4096;
 /// Frames below this address are only handed out by `alloc_low_frame`.
-pub const LOW_MEMORY_END: u64 = 0x10_0000;
+pub(crate) const LOW_MEMORY_END: u64 = 0x10_0000;
 /// The most regions we track; the BIOS map of a QEMU guest has a handful.
-pub const MAX_REGIONS: usize = 64;
+pub(crate) const MAX_REGIONS: usize = 64;
 
 /// A half-open physical address range `[start, end)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PhysRange {
-    pub start: u64,
-    pub end: u64,
+pub(crate) struct PhysRange {
+    pub(crate) start: u64,
+    pub(crate) end: u64,
 }
 
 impl PhysRange {
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.end - self.start
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.end <= self.start
     }
 }
 
 /// Bump allocator over the usable physical memory.
-pub struct FrameAllocator {
+pub(crate) struct FrameAllocator {
     /// Usable ranges, page-aligned, sorted, not overlapping. `start` moves up
     /// as frames are handed out.
     free: [PhysRange; MAX_REGIONS],
@@ -46,7 +46,7 @@ impl FrameAllocator {
     /// Builds the allocator from usable ranges in any order. Ranges are
     /// trimmed to whole frames; frame 0 is never handed out (a null physical
     /// address is a bug magnet). Overlapping input is merged.
-    pub fn new(usable: impl IntoIterator<Item = PhysRange>) -> Self {
+    pub(crate) fn new(usable: impl IntoIterator<Item = PhysRange>) -> Self {
         let mut a = FrameAllocator {
             free: [PhysRange::default(); MAX_REGIONS],
             count: 0,
@@ -103,27 +103,27 @@ impl FrameAllocator {
     }
 
     /// The usable ranges that are still free.
-    pub fn free_ranges(&self) -> &[PhysRange] {
+    pub(crate) fn free_ranges(&self) -> &[PhysRange] {
         &self.free[..self.count]
     }
 
     /// Bytes of usable memory at creation.
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.total
     }
 
     /// Bytes not yet handed out.
-    pub fn free_bytes(&self) -> u64 {
+    pub(crate) fn free_bytes(&self) -> u64 {
         self.free_ranges().iter().map(PhysRange::len).sum()
     }
 
     /// Bytes of usable memory ignored because the region table was full.
-    pub fn dropped_bytes(&self) -> u64 {
+    pub(crate) fn dropped_bytes(&self) -> u64 {
         self.dropped
     }
 
     /// The largest free range at or above 1 MiB.
-    pub fn largest_high_range(&self) -> Option<PhysRange> {
+    pub(crate) fn largest_high_range(&self) -> Option<PhysRange> {
         self.free_ranges()
             .iter()
             .filter(|r| r.start >= LOW_MEMORY_END)
@@ -132,12 +132,12 @@ impl FrameAllocator {
     }
 
     /// One frame at or above 1 MiB.
-    pub fn alloc_frame(&mut self) -> Option<u64> {
+    pub(crate) fn alloc_frame(&mut self) -> Option<u64> {
         self.alloc_contiguous(FRAME_SIZE, FRAME_SIZE)
     }
 
     /// One frame below 1 MiB (for code that must run in real mode).
-    pub fn alloc_low_frame(&mut self) -> Option<u64> {
+    pub(crate) fn alloc_low_frame(&mut self) -> Option<u64> {
         let i = self.free[..self.count]
             .iter()
             .position(|r| r.start < LOW_MEMORY_END && !r.is_empty())?;
@@ -149,7 +149,7 @@ impl FrameAllocator {
     /// `size` bytes (rounded up to frames) of contiguous memory at or above
     /// 1 MiB, aligned to `align` (a power of two, at least a frame). Takes
     /// from the first range that fits.
-    pub fn alloc_contiguous(&mut self, size: u64, align: u64) -> Option<u64> {
+    pub(crate) fn alloc_contiguous(&mut self, size: u64, align: u64) -> Option<u64> {
         if size == 0 || !align.is_power_of_two() {
             return None;
         }

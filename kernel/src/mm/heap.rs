@@ -25,7 +25,7 @@ use crate::sync::debug::{Holder, Watchdog};
 /// `KernelHeap::owner` when nobody holds the lock.
 const NO_OWNER: u32 = u32::MAX;
 
-pub struct KernelHeap {
+pub(crate) struct KernelHeap {
     /// The CPU holding the heap lock, or `NO_OWNER`.
     owner: AtomicU32,
     heap: UnsafeCell<Heap>,
@@ -38,7 +38,7 @@ pub struct KernelHeap {
 unsafe impl Sync for KernelHeap {}
 
 #[global_allocator]
-pub static HEAP: KernelHeap = KernelHeap {
+pub(crate) static HEAP: KernelHeap = KernelHeap {
     owner: AtomicU32::new(NO_OWNER),
     heap: UnsafeCell::new(Heap::empty()),
     failed_size: AtomicUsize::new(0),
@@ -47,9 +47,9 @@ pub static HEAP: KernelHeap = KernelHeap {
 
 /// Heap occupancy at one moment.
 #[derive(Clone, Copy, Debug)]
-pub struct HeapStats {
-    pub size: usize,
-    pub used: usize,
+pub(crate) struct HeapStats {
+    pub(crate) size: usize,
+    pub(crate) used: usize,
 }
 
 impl KernelHeap {
@@ -93,7 +93,7 @@ impl KernelHeap {
     /// # Safety
     /// `[start, start + size)` must be mapped, writable, and used by nothing
     /// else for the rest of the kernel's life.
-    pub unsafe fn init(&self, start: *mut u8, size: usize) {
+    pub(crate) unsafe fn init(&self, start: *mut u8, size: usize) {
         self.with_heap(|h| {
             assert!(h.size() == 0, "heap initialised twice");
             // SAFETY: the caller guarantees the range is ours alone.
@@ -101,7 +101,7 @@ impl KernelHeap {
         });
     }
 
-    pub fn stats(&self) -> HeapStats {
+    pub(crate) fn stats(&self) -> HeapStats {
         self.with_heap(|h| HeapStats {
             size: h.size(),
             used: h.used(),
@@ -110,7 +110,7 @@ impl KernelHeap {
 
     /// Like [`stats`](Self::stats), but gives up instead of waiting: for the
     /// panic path, which may run while this CPU holds the heap lock.
-    pub fn try_stats(&self) -> Option<HeapStats> {
+    pub(crate) fn try_stats(&self) -> Option<HeapStats> {
         let flags = platform::local_irq_save();
         if !self.try_lock(cpu_index()) {
             platform::local_irq_restore(flags);
@@ -128,7 +128,7 @@ impl KernelHeap {
     }
 
     /// The most recent request the heap could not satisfy, as (size, align).
-    pub fn last_failure(&self) -> Option<(usize, usize)> {
+    pub(crate) fn last_failure(&self) -> Option<(usize, usize)> {
         match self.failed_size.load(Ordering::Relaxed) {
             0 => None,
             size => Some((size, self.failed_align.load(Ordering::Relaxed))),

@@ -1,9 +1,9 @@
 //! Memory: the physical frame allocator (portable) and the kernel heap.
 
-pub mod cache;
-pub mod frame;
+pub(crate) mod cache;
+pub(crate) mod frame;
 #[cfg(target_os = "none")]
-pub mod heap;
+pub(crate) mod heap;
 #[cfg(target_os = "none")]
 pub(crate) mod stack;
 
@@ -17,12 +17,12 @@ use frame::FrameAllocator;
 static FRAMES: SpinLockIrqSave<Option<FrameAllocator>> = named_spin_lock_irqsave("frames", None);
 
 /// Hands the boot frame allocator over for the rest of the kernel's life.
-pub fn install_frames(frames: FrameAllocator) {
+pub(crate) fn install_frames(frames: FrameAllocator) {
     *FRAMES.lock() = Some(frames);
 }
 
 /// Runs `f` on the frame allocator; `None` before [`install_frames`].
-pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> Option<R>) -> Option<R> {
+pub(crate) fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> Option<R>) -> Option<R> {
     FRAMES.lock().as_mut().and_then(f)
 }
 
@@ -30,12 +30,12 @@ pub fn with_frames<R>(f: impl FnOnce(&mut FrameAllocator) -> Option<R>) -> Optio
 static PHYS_OFFSET: AtomicU64 = AtomicU64::new(0);
 
 /// Records the physical-memory mapping's offset. Called once at boot.
-pub fn set_phys_offset(offset: u64) {
+pub(crate) fn set_phys_offset(offset: u64) {
     PHYS_OFFSET.store(offset, Ordering::Relaxed);
 }
 
 /// The virtual address of physical address `phys` in the physical-memory
 /// mapping.
-pub fn phys_to_virt(phys: u64) -> *mut u8 {
+pub(crate) fn phys_to_virt(phys: u64) -> *mut u8 {
     (PHYS_OFFSET.load(Ordering::Relaxed) + phys) as *mut u8
 }

@@ -226,9 +226,9 @@ pub(crate) fn mapped_bytes() -> u64 {
 /// just above it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct GuardHit {
-    pub addr: u64,
-    pub stack_bottom: u64,
-    pub stack_top: u64,
+    pub(crate) addr: u64,
+    pub(crate) stack_bottom: u64,
+    pub(crate) stack_top: u64,
 }
 
 /// Whether `addr` lies in the region but on no mapped page, i.e. on the

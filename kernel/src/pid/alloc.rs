@@ -369,7 +369,7 @@ fn alloc_pid_single_lock<D: IrqDiscipline>(
 ///
 /// Must be called with interrupts on (it may allocate, and up to 6.14
 /// takes pidmap_lock `spin_lock_irq` style).
-pub fn alloc_pid(
+pub(crate) fn alloc_pid(
     ns: &PidNamespace,
     set_tid: &[i32],
     version: &StrategyPair,

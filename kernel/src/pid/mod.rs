@@ -28,14 +28,13 @@
 //! `pid_cachep`, fallible, and covered by [`FaultSite::PidAlloc`].
 
 use ::alloc::alloc::{Layout, alloc, dealloc};
-use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 
 use intrusive_collections::RBTreeLink;
 
-use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::aligned::CacheAligned;
+use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
 use crate::klib::lockctx::{self, Site, Tracked};
 use crate::mm::cache::RcuObjCache;
@@ -49,7 +48,7 @@ use crate::sync::irq::{Irq, IrqDiscipline, IrqLock, IrqSave, Plain, RawGuard};
 /// Port of `enum pid_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub enum PidType {
+pub(crate) enum PidType {
     /// `PIDTYPE_PID`: the thread's own id.
     Pid = 0,
     /// `PIDTYPE_TGID`: the thread group.
@@ -61,18 +60,18 @@ pub enum PidType {
 }
 
 /// Number of pid types (`PIDTYPE_MAX`).
-pub const PIDTYPE_MAX: usize = 4;
+pub(crate) const PIDTYPE_MAX: usize = 4;
 
 impl PidType {
     /// Every type, in Linux's order.
-    pub const ALL: [PidType; PIDTYPE_MAX] =
+    pub(crate) const ALL: [PidType; PIDTYPE_MAX] =
         [PidType::Pid, PidType::Tgid, PidType::Pgid, PidType::Sid];
 }
 
 /// One `T` per pid type, indexed by [`PidType`] (Linux's
 /// `[PIDTYPE_MAX]` arrays in `struct pid` and `task_struct`).
 #[derive(Clone, Debug, Default)]
-pub struct PerPidType<T>(pub [T; PIDTYPE_MAX]);
+pub(crate) struct PerPidType<T>(pub [T; PIDTYPE_MAX]);
 
 impl<T> core::ops::Index<PidType> for PerPidType<T> {
     type Output = T;
@@ -92,15 +91,15 @@ impl<T> core::ops::IndexMut<PidType> for PerPidType<T> {
 
 /// Port of `struct upid`: a pid's number in one namespace.
 #[repr(C)]
-pub struct Upid {
+pub(crate) struct Upid {
     /// The number.
-    pub nr: i32,
+    pub(crate) nr: i32,
     ns: *const PidNamespace,
 }
 
 impl Upid {
     /// The namespace the number belongs to.
-    pub fn ns(&self) -> &PidNamespace {
+    pub(crate) fn ns(&self) -> &PidNamespace {
         // SAFETY: a pid holds a reference to its own namespace, which holds
         // its ancestors, so every upid's namespace outlives the pid, and a
         // `&Upid` cannot outlive the pid it was borrowed from.
@@ -112,7 +111,7 @@ impl Upid {
 /// header (Linux's flexible `numbers[]`), so it is only handled through
 /// raw pointers and [`PidRef`].
 #[repr(C)]
-pub struct Pid {
+pub(crate) struct Pid {
     count: AtomicU32,
     level: u32,
     /// Published in the IDRs and not yet freed by `free_pid`. Changed under
@@ -140,7 +139,7 @@ fn pid_layout(level: u32) -> Layout {
 
 /// Levels whose pids come from per-CPU object caches (deeper pids, rare,
 /// go straight to the heap).
-pub const PID_CACHED_LEVELS: usize = 4;
+pub(crate) const PID_CACHED_LEVELS: usize = 4;
 
 const fn pid_cache_layout(level: usize) -> Layout {
     let size = core::mem::offset_of!(Pid, numbers) + (level + 1) * core::mem::size_of::<Upid>();
@@ -159,7 +158,7 @@ static PID_CACHES: [RcuObjCache; PID_CACHED_LEVELS] = [
 ];
 
 /// The per-CPU caches pids of levels `0..PID_CACHED_LEVELS` come from.
-pub fn pid_caches() -> &'static [RcuObjCache] {
+pub(crate) fn pid_caches() -> &'static [RcuObjCache] {
     &PID_CACHES
 }
 
@@ -167,7 +166,7 @@ pub fn pid_caches() -> &'static [RcuObjCache] {
 /// `kmem_cache_alloc(ns->pid_cachep)`, one cache per level): uninitialised
 /// memory for a pid of `level`, or `None` when memory is short (or
 /// [`FaultSite::PidAlloc`] fires).
-pub fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
+pub(crate) fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
     if should_fail(FaultSite::PidAlloc) {
         return None;
     }
@@ -183,7 +182,7 @@ pub fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
 /// # Safety
 /// `pid` came from [`pid_struct_alloc`] with the same `level`, and is not
 /// used again.
-pub unsafe fn pid_struct_free(pid: NonNull<Pid>, level: u32) {
+pub(crate) unsafe fn pid_struct_free(pid: NonNull<Pid>, level: u32) {
     if let Some(cache) = PID_CACHES.get(level as usize) {
         // SAFETY: the caller guarantees it came from this level's cache.
         return unsafe { cache.free(pid.cast()) };
@@ -194,7 +193,7 @@ pub unsafe fn pid_struct_free(pid: NonNull<Pid>, level: u32) {
 
 /// A counted reference to a pid (`get_pid` clones it, dropping it is
 /// `put_pid`).
-pub struct PidRef {
+pub(crate) struct PidRef {
     ptr: NonNull<Pid>,
 }
 
@@ -219,12 +218,12 @@ impl PidRef {
     }
 
     /// The pid's level (its innermost namespace's level).
-    pub fn level(&self) -> u32 {
+    pub(crate) fn level(&self) -> u32 {
         self.header().level
     }
 
     /// Port of `pid->numbers[]`: one upid per level, root first.
-    pub fn numbers(&self) -> &[Upid] {
+    pub(crate) fn numbers(&self) -> &[Upid] {
         // SAFETY: `level + 1` upids follow the header; all are initialised
         // before a `PidRef` to a published pid exists, and are immutable.
         unsafe {
@@ -233,56 +232,59 @@ impl PidRef {
     }
 
     /// Port of `pid_nr()`: the number in the root namespace.
-    pub fn nr(&self) -> i32 {
+    pub(crate) fn nr(&self) -> i32 {
         self.numbers()[0].nr
     }
 
     /// Port of `ns_of_pid()`: the namespace the pid was allocated in.
-    pub fn ns(&self) -> &PidNamespace {
+    pub(crate) fn ns(&self) -> &PidNamespace {
         self.numbers()[self.level() as usize].ns()
     }
 
     /// Port of `pidfs_ino()`: the pidfs inode number (0 before publication).
-    pub fn ino(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn ino(&self) -> u64 {
         self.header().ino.load(Ordering::Relaxed)
     }
 
     /// The reference count (for tests and assertions).
-    pub fn count(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> u32 {
         self.header().count.load(Ordering::Relaxed)
     }
 
     /// Port of `pid->tasks[type]`: the tasks attached with this type.
     /// Changing the list needs tasklist_lock.
-    pub fn tasks(&self, ty: PidType) -> &HlistHead {
+    pub(crate) fn tasks(&self, ty: PidType) -> &HlistHead {
         &self.header().tasks[ty]
     }
 
     /// Port of `pid_has_task()`.
-    pub fn pid_has_task(&self, ty: PidType) -> bool {
+    pub(crate) fn pid_has_task(&self, ty: PidType) -> bool {
         !self.tasks(ty).is_empty()
     }
 
     /// The raw pid, for intrusive structures of the task code.
-    pub fn as_ptr(&self) -> NonNull<Pid> {
+    pub(crate) fn as_ptr(&self) -> NonNull<Pid> {
         self.ptr
     }
 
     /// Gives up the handle without dropping its reference.
-    pub fn into_raw(self) -> NonNull<Pid> {
-        ManuallyDrop::new(self).ptr
+    #[cfg(test)]
+    pub(crate) fn into_raw(self) -> NonNull<Pid> {
+        core::mem::ManuallyDrop::new(self).ptr
     }
 
     /// Takes back a handle given up with [`into_raw`](Self::into_raw).
     ///
     /// # Safety
     /// `ptr` came from `into_raw` and its reference is not used otherwise.
-    pub unsafe fn from_raw(ptr: NonNull<Pid>) -> PidRef {
+    pub(crate) unsafe fn from_raw(ptr: NonNull<Pid>) -> PidRef {
         PidRef { ptr }
     }
 
     /// Whether two handles name the same pid.
-    pub fn ptr_eq(a: &PidRef, b: &PidRef) -> bool {
+    pub(crate) fn ptr_eq(a: &PidRef, b: &PidRef) -> bool {
         a.ptr == b.ptr
     }
 
@@ -336,17 +338,19 @@ impl core::fmt::Debug for PidRef {
 }
 
 /// Port of `get_pid()`.
-pub fn get_pid(pid: &PidRef) -> PidRef {
+#[cfg(test)]
+pub(crate) fn get_pid(pid: &PidRef) -> PidRef {
     pid.clone()
 }
 
 /// Port of `put_pid()`.
-pub fn put_pid(pid: PidRef) {
+#[cfg(test)]
+pub(crate) fn put_pid(pid: PidRef) {
     drop(pid)
 }
 
 /// Port of `pid_nr_ns()`: `pid`'s number in `ns`, 0 if it has none there.
-pub fn pid_nr_ns(pid: &PidRef, ns: &PidNamespace) -> i32 {
+pub(crate) fn pid_nr_ns(pid: &PidRef, ns: &PidNamespace) -> i32 {
     match pid.numbers().get(ns.level() as usize) {
         Some(upid) if ptr::eq(upid.ns, ns) => upid.nr,
         _ => 0,
@@ -406,7 +410,7 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// `pid`. Calling it again for a pid already freed (through a clone) only
 /// drops that handle. 6.14 takes `pidmap_lock` with `spin_lock_irqsave`,
 /// 6.15 on with `spin_lock`.
-pub fn free_pid(pid: PidRef, version: &StrategyPair) {
+pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
     lockctx::record(Site::FreePid);
     let hashed = match version.pidmap_irq {
         PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave()),
@@ -471,7 +475,7 @@ unsafe fn delayed_put_pid(head: *mut RcuHead) {
 /// Port of `find_get_pid()` in `ns`: `find_pid_ns()` under
 /// `rcu_read_lock`, without `pidmap_lock`, then `get_pid()`. The pid may
 /// be unhashed meanwhile (as in Linux, the caller then finds no task).
-pub fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
+pub(crate) fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
     let nr = u32::try_from(nr).ok()?;
     let rcu = rcu_read_lock();
     let p = NonNull::new(ns.idr_rcu().find(nr, &rcu))?;
@@ -492,13 +496,13 @@ mod alloc;
     )
 )]
 mod allocated;
-pub mod namespace;
-pub mod pidfs;
+pub(crate) mod namespace;
+pub(crate) mod pidfs;
 mod stats;
 
-pub use alloc::alloc_pid;
+pub(crate) use alloc::alloc_pid;
 use stats::{PID_STATS, bump};
-pub use stats::{PidStats, pid_stats_cpu, pid_stats_this_cpu, pid_stats_total};
+pub(crate) use stats::{pid_stats_this_cpu, pid_stats_total};
 
 #[cfg(test)]
 mod tests;

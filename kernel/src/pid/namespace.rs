@@ -34,29 +34,29 @@ use crate::task::Task;
 use spin::LazyLock;
 
 /// Deepest namespace level (Linux: `MAX_PID_NS_LEVEL`).
-pub const MAX_PID_NS_LEVEL: u32 = 32;
+pub(crate) const MAX_PID_NS_LEVEL: u32 = 32;
 /// `pid_allocated` flag: the namespace accepts new pids.
-pub const PIDNS_ADDING: u32 = 1 << 31;
+pub(crate) const PIDNS_ADDING: u32 = 1 << 31;
 /// Ids below this are skipped once the cursor has passed them (daemons
 /// started at boot keep low numbers).
-pub const RESERVED_PIDS: i32 = 300;
+pub(crate) const RESERVED_PIDS: i32 = 300;
 /// Default `pid_max` (Linux: `PID_MAX_DEFAULT`, 32768).
-pub const PID_MAX_DEFAULT: i32 = 0x8000;
+pub(crate) const PID_MAX_DEFAULT: i32 = 0x8000;
 /// Largest `pid_max` (Linux: `PID_MAX_LIMIT` on 64-bit, 4M).
-pub const PID_MAX_LIMIT: i32 = 4 * 1024 * 1024;
+pub(crate) const PID_MAX_LIMIT: i32 = 4 * 1024 * 1024;
 /// Smallest `pid_max` (Linux: `pid_max_min = RESERVED_PIDS + 1`).
-pub const PID_MAX_MIN: i32 = RESERVED_PIDS + 1;
+pub(crate) const PID_MAX_MIN: i32 = RESERVED_PIDS + 1;
 
 /// The state `pidmap_lock` protects in each namespace.
-pub struct PidMap {
+pub(crate) struct PidMap {
     /// Port of `ns->idr`: pid numbers of this namespace.
-    pub idr: Idr<Pid>,
+    pub(crate) idr: Idr<Pid>,
     /// Port of `ns->pid_allocated`: [`PIDNS_ADDING`] plus live pids.
-    pub pid_allocated: u32,
+    pub(crate) pid_allocated: u32,
 }
 
 /// Port of `struct pid_namespace`.
-pub struct PidNamespace {
+pub(crate) struct PidNamespace {
     level: u32,
     /// `ns->idr` as lockless readers see it (`find_pid_ns`).
     idr_rcu: IdrRcu<Pid>,
@@ -76,7 +76,7 @@ pub struct PidNamespace {
 static NR_PID_NS: AtomicUsize = AtomicUsize::new(0);
 
 /// Pid namespaces alive (the root included once built).
-pub fn nr_pid_namespaces() -> usize {
+pub(crate) fn nr_pid_namespaces() -> usize {
     NR_PID_NS.load(Ordering::Relaxed)
 }
 
@@ -97,15 +97,15 @@ unsafe impl Send for PidNamespace {}
 
 /// Snapshot of a namespace's id space, taken under pidmap_lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PidNsStats {
+pub(crate) struct PidNsStats {
     /// Allocated ids (published pids plus reservations in flight).
-    pub ids: u32,
+    pub(crate) ids: u32,
     /// IDR nodes in use.
-    pub nodes: u32,
+    pub(crate) nodes: u32,
     /// The cyclic cursor (`idr_next`).
-    pub cursor: u32,
+    pub(crate) cursor: u32,
     /// `pid_allocated`.
-    pub pid_allocated: u32,
+    pub(crate) pid_allocated: u32,
 }
 
 impl PidNamespace {
@@ -140,27 +140,27 @@ impl PidNamespace {
     /// A new root (level 0) namespace with its own id space. The kernel's
     /// root is [`init_pid_ns`]; tests and benchmarks build private roots so
     /// they share nothing but `pidmap_lock`.
-    pub fn new_root() -> Arc<PidNamespace> {
+    pub(crate) fn new_root() -> Arc<PidNamespace> {
         Arc::new(PidNamespace::new(None))
     }
 
     /// This namespace's IDR for lookups under `rcu_read_lock`.
-    pub fn idr_rcu(&self) -> &IdrRcu<Pid> {
+    pub(crate) fn idr_rcu(&self) -> &IdrRcu<Pid> {
         &self.idr_rcu
     }
 
     /// The level: 0 for a root.
-    pub fn level(&self) -> u32 {
+    pub(crate) fn level(&self) -> u32 {
         self.level
     }
 
     /// The parent namespace (`None` for a root).
-    pub fn parent(&self) -> Option<&Arc<PidNamespace>> {
+    pub(crate) fn parent(&self) -> Option<&Arc<PidNamespace>> {
         self.parent.as_ref()
     }
 
     /// `READ_ONCE(ns->pid_max)`: ids allocated here are below it.
-    pub fn pid_max(&self) -> i32 {
+    pub(crate) fn pid_max(&self) -> i32 {
         self.pid_max.load(Ordering::Relaxed)
     }
 
@@ -168,7 +168,7 @@ impl PidNamespace {
     /// over `pid_max_min..=pid_max_max`): EINVAL outside
     /// [`PID_MAX_MIN`]..=[`PID_MAX_LIMIT`]. Live pids above a lowered
     /// `pid_max` stay; new ones are allocated below it.
-    pub fn set_pid_max(&self, pid_max: i32) -> Result<(), Errno> {
+    pub(crate) fn set_pid_max(&self, pid_max: i32) -> Result<(), Errno> {
         if !(PID_MAX_MIN..=PID_MAX_LIMIT).contains(&pid_max) {
             return Err(Errno::EINVAL);
         }
@@ -178,19 +178,19 @@ impl PidNamespace {
 
     /// `ns->child_reaper`: the namespace's init task, `None` before it has
     /// one. Only compared and woken here; the task code keeps it alive.
-    pub fn child_reaper(&self) -> Option<NonNull<Task>> {
+    pub(crate) fn child_reaper(&self) -> Option<NonNull<Task>> {
         NonNull::new(self.child_reaper.load(Ordering::Acquire))
     }
 
     /// Sets (or clears) the child reaper.
-    pub fn set_child_reaper(&self, reaper: Option<NonNull<Task>>) {
+    pub(crate) fn set_child_reaper(&self, reaper: Option<NonNull<Task>>) {
         let p = reaper.map_or(core::ptr::null_mut(), NonNull::as_ptr);
         self.child_reaper.store(p, Ordering::Release);
     }
 
     /// Whether the namespace still accepts pids (`PIDNS_ADDING`), read
     /// without pidmap_lock.
-    pub fn accepts_pids(&self) -> bool {
+    pub(crate) fn accepts_pids(&self) -> bool {
         self.adding.load(Ordering::Acquire)
     }
 
@@ -202,7 +202,8 @@ impl PidNamespace {
     }
 
     /// How many times `free_pid` woke this namespace's reaper.
-    pub fn reaper_wakeups(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn reaper_wakeups(&self) -> u64 {
         self.reaper_wakeups.load(Ordering::Relaxed)
     }
 
@@ -218,13 +219,14 @@ impl PidNamespace {
     }
 
     /// `pid_allocated`, read under pidmap_lock.
-    pub fn pid_allocated(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn pid_allocated(&self) -> u32 {
         let mut g = pidmap_lock_irqsave();
         self.map(&mut g).pid_allocated
     }
 
     /// Id-space statistics, read under pidmap_lock.
-    pub fn stats(&self) -> PidNsStats {
+    pub(crate) fn stats(&self) -> PidNsStats {
         let mut g = pidmap_lock_irqsave();
         let map = self.map(&mut g);
         PidNsStats {
@@ -251,14 +253,15 @@ impl PidNamespace {
 }
 
 /// What `free_pid` calls to wake a namespace's child reaper.
-pub type ReaperWakeHook = fn(&PidNamespace, NonNull<Task>);
+pub(crate) type ReaperWakeHook = fn(&PidNamespace, NonNull<Task>);
 
 static REAPER_WAKE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 /// Installs (or with `None` removes) the reaper wake-up hook. It runs under
 /// pidmap_lock with interrupts off, so it must not take pidmap_lock or
 /// sleep.
-pub fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
+#[cfg(test)]
+pub(crate) fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
     let p = hook.map_or(core::ptr::null_mut(), |f| f as *mut ());
     REAPER_WAKE_HOOK.store(p, Ordering::Release);
 }
@@ -273,7 +276,7 @@ static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(|| {
 /// (Linux: statically, with `pid_idr_init()` at boot). The boot CPU uses
 /// it before any other CPU runs, so the lazy initialisation never has a
 /// second CPU spinning on it.
-pub fn init_pid_ns() -> &'static Arc<PidNamespace> {
+pub(crate) fn init_pid_ns() -> &'static Arc<PidNamespace> {
     &INIT_PID_NS
 }
 
@@ -306,7 +309,7 @@ pub(crate) unsafe fn put_pid_ns(ns: *const PidNamespace) {
 /// `pid_max` at `PID_MAX_LIMIT`, no reaper yet, accepting pids). ENOSPC beyond
 /// [`MAX_PID_NS_LEVEL`]. The namespace itself is allocated infallibly
 /// (`Arc::new`): it is rare and small, unlike pids and nodes.
-pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespace>, Errno> {
+pub(crate) fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespace>, Errno> {
     if parent.level() >= MAX_PID_NS_LEVEL {
         return Err(Errno::ENOSPC);
     }
@@ -316,7 +319,7 @@ pub fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<PidNamespa
 /// Port of `disable_pid_allocation()` as `version` has it (6.14:
 /// `spin_lock_irq`, 6.15 on: `spin_lock`): the namespace accepts no new
 /// pids (its init is dying); `alloc_pid` then fails with ENOMEM.
-pub fn disable_pid_allocation(ns: &PidNamespace, version: &StrategyPair) {
+pub(crate) fn disable_pid_allocation(ns: &PidNamespace, version: &StrategyPair) {
     match version.pidmap_irq {
         PidmapIrq::Off => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock_irq())),
         PidmapIrq::Untouched => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock())),

@@ -43,24 +43,24 @@ pub(super) fn bump(counter: &AtomicU64, n: u64) {
 /// Counters of `alloc_pid` and `free_pid` calls and their pidmap_lock
 /// acquisitions, for one CPU or summed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PidStats {
+pub(crate) struct PidStats {
     /// `alloc_pid` calls.
-    pub alloc_calls: u64,
+    pub(crate) alloc_calls: u64,
     /// ... of which failed.
-    pub alloc_failed: u64,
+    pub(crate) alloc_failed: u64,
     /// pidmap_lock acquisitions by `alloc_pid`.
-    pub alloc_locks: u64,
+    pub(crate) alloc_locks: u64,
     /// Times `SingleLock` dropped the lock to preload again.
-    pub alloc_repreloads: u64,
+    pub(crate) alloc_repreloads: u64,
     /// `free_pid` calls.
-    pub free_calls: u64,
+    pub(crate) free_calls: u64,
     /// pidmap_lock acquisitions by `free_pid`.
-    pub free_locks: u64,
+    pub(crate) free_locks: u64,
 }
 
 impl PidStats {
     /// Counters accumulated between `earlier` and `self`.
-    pub fn since(&self, earlier: &PidStats) -> PidStats {
+    pub(crate) fn since(&self, earlier: &PidStats) -> PidStats {
         PidStats {
             alloc_calls: self.alloc_calls - earlier.alloc_calls,
             alloc_failed: self.alloc_failed - earlier.alloc_failed,
@@ -83,7 +83,7 @@ impl PidStats {
 
 /// CPU `cpu`'s counters (a consistent-enough snapshot; exact once that CPU
 /// is idle). Out-of-range CPUs read as zero.
-pub fn pid_stats_cpu(cpu: usize) -> PidStats {
+pub(crate) fn pid_stats_cpu(cpu: usize) -> PidStats {
     let Some(s) = PID_STATS.get(cpu) else {
         return PidStats::default();
     };
@@ -99,12 +99,12 @@ pub fn pid_stats_cpu(cpu: usize) -> PidStats {
 }
 
 /// This CPU's counters.
-pub fn pid_stats_this_cpu() -> PidStats {
+pub(crate) fn pid_stats_this_cpu() -> PidStats {
     pid_stats_cpu(platform::cpu_id())
 }
 
 /// All CPUs' counters summed.
-pub fn pid_stats_total() -> PidStats {
+pub(crate) fn pid_stats_total() -> PidStats {
     let mut t = PidStats::default();
     for cpu in 0..MAX_CPUS {
         t.add(&pid_stats_cpu(cpu));

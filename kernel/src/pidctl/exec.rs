@@ -54,7 +54,7 @@ enum ReplyOk {
 }
 
 /// A puppet's request slot and reply slot.
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     req: SpinLockIrqSave<Option<Req>>,
     reply: SpinLockIrqSave<Option<Reply>>,
 }
@@ -121,7 +121,7 @@ struct Entry {
 }
 
 /// The console: known tasks by name.
-pub struct Pidctl {
+pub(crate) struct Pidctl {
     entries: Vec<Entry>,
     baseline: Baseline,
     /// The kernel version the tasks it spawns run.
@@ -131,7 +131,7 @@ pub struct Pidctl {
 impl Pidctl {
     /// A console whose `init` is the current task and whose tasks run
     /// kernel `version`'s fork, exit and release.
-    pub fn new(version: &'static StrategyPair) -> Self {
+    pub(crate) fn new(version: &'static StrategyPair) -> Self {
         println!(
             "pidctl: tasks run {} (Linux {}) (strategy=)",
             version.name, version.kernel
@@ -184,7 +184,7 @@ impl Pidctl {
     }
 
     /// Runs one line and returns the one-line answer.
-    pub fn run_line(&mut self, line: &str) -> Option<String> {
+    pub(crate) fn run_line(&mut self, line: &str) -> Option<String> {
         let cmd = match parse(line) {
             Ok(None) => return None,
             Ok(Some(c)) => c,
@@ -325,7 +325,7 @@ impl Pidctl {
 
     /// Every known task's pid is found at every level with its own number,
     /// and when only init is left, the full invariant check.
-    pub fn check(&self) -> Result<String, String> {
+    pub(crate) fn check(&self) -> Result<String, String> {
         for e in &self.entries {
             let Some(pid) = task_pid(&e.task, PidType::Pid) else {
                 return Err(format!("`{}` has no pid", e.name));
@@ -359,7 +359,7 @@ impl Pidctl {
     }
 
     /// Tasks besides init still known.
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.entries.len() - 1
     }
 }
@@ -381,7 +381,7 @@ fn pids_innermost_first(t: &Task) -> String {
 
 /// Runs a whole script, printing each answer; then the invariant check
 /// if every spawned task was reaped.
-pub fn run_script(text: &str, version: &'static StrategyPair) -> bool {
+pub(crate) fn run_script(text: &str, version: &'static StrategyPair) -> bool {
     let mut ctl = Pidctl::new(version);
     for line in text.lines() {
         if let Some(answer) = ctl.run_line(line) {
@@ -404,7 +404,7 @@ fn finish(ctl: &Pidctl) -> bool {
 
 /// The interactive shell on the serial console: one command per line until
 /// `quit` (or end of input, a Ctrl-D).
-pub fn run_shell(version: &'static StrategyPair) -> bool {
+pub(crate) fn run_shell(version: &'static StrategyPair) -> bool {
     let mut ctl = Pidctl::new(version);
     println!("pidctl shell: commands spawn exit wait pid_max ps check, quit to stop");
     let mut line = String::new();

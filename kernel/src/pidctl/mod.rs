@@ -1,5 +1,5 @@
 //! pidctl: a scriptable console to drive the task and pid code by hand.
 
 #[cfg(target_os = "none")]
-pub mod exec;
-pub mod parse;
+pub(crate) mod exec;
+pub(crate) mod parse;

@@ -17,31 +17,31 @@
 use core::fmt;
 
 /// Longest `set_tid` list: one tid per namespace level (MAX_PID_NS_LEVEL + 1).
-pub const MAX_SET_TID: usize = 33;
+pub(crate) const MAX_SET_TID: usize = 33;
 /// Longest task name.
-pub const MAX_NAME: usize = 16;
+pub(crate) const MAX_NAME: usize = 16;
 
 /// A `set_tid` list, innermost namespace level first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SetTid {
+pub(crate) struct SetTid {
     tids: [i32; MAX_SET_TID],
     len: usize,
 }
 
 impl SetTid {
-    pub const EMPTY: SetTid = SetTid {
+    pub(crate) const EMPTY: SetTid = SetTid {
         tids: [0; MAX_SET_TID],
         len: 0,
     };
 
-    pub fn as_slice(&self) -> &[i32] {
+    pub(crate) fn as_slice(&self) -> &[i32] {
         &self.tids[..self.len]
     }
 }
 
 /// One parsed command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command<'a> {
+pub(crate) enum Command<'a> {
     Spawn {
         name: &'a str,
         parent: Option<&'a str>,
@@ -66,7 +66,7 @@ pub enum Command<'a> {
 
 /// Why a line is not a command (answered `err EINVAL <this>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ParseError<'a> {
+pub(crate) enum ParseError<'a> {
     UnknownCommand(&'a str),
     Missing(&'static str),
     BadName(&'a str),
@@ -113,7 +113,7 @@ fn no_more<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<(), ParseErro
 }
 
 /// Parses one line. `Ok(None)` for blank lines and comments.
-pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
+pub(crate) fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);

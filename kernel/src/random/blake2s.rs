@@ -33,7 +33,7 @@ const SIGMA: [[u8; 16]; 10] = [
 
 /// A running BLAKE2s-256 hash.
 #[derive(Clone)]
-pub struct Blake2s {
+pub(crate) struct Blake2s {
     h: [u32; 8],
     /// Bytes compressed so far.
     t: u64,
@@ -61,7 +61,7 @@ fn g(v: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize, x: u32, y: u32) 
 
 impl Blake2s {
     /// A fresh unkeyed hash with a 32-byte output.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         let mut h = IV;
         h[0] ^= 0x0101_0000 ^ 32;
         Blake2s {
@@ -107,7 +107,7 @@ impl Blake2s {
     }
 
     /// Mixes `data` in.
-    pub fn update(&mut self, mut data: &[u8]) {
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             // A full buffer is compressed only once more input arrives: the
             // last block must be compressed with the final flag.
@@ -124,7 +124,8 @@ impl Blake2s {
     }
 
     /// The 32-byte digest.
-    pub fn finalize(mut self) -> [u8; 32] {
+    #[cfg(test)]
+    pub(crate) fn finalize(mut self) -> [u8; 32] {
         self.t += self.buf_len as u64;
         self.buf[self.buf_len..].fill(0);
         self.compress(true);

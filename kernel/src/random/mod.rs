@@ -25,6 +25,7 @@ use crate::sync::named_spin_lock_irqsave;
 struct Pool {
     hash: Blake2s,
     mixes: u64,
+    #[cfg(test)]
     draws: u64,
 }
 
@@ -33,6 +34,7 @@ static INPUT_POOL: SpinLockIrqSave<Pool> = named_spin_lock_irqsave(
     Pool {
         hash: Blake2s::new(),
         mixes: 0,
+        #[cfg(test)]
         draws: 0,
     },
 );
@@ -45,7 +47,7 @@ impl Pool {
 
 /// `add_device_randomness`: mixes `buf` (and the cycle counter) into the
 /// pool, crediting no entropy.
-pub fn add_device_randomness(buf: &[u8]) {
+pub(crate) fn add_device_randomness(buf: &[u8]) {
     lockctx::record(Site::AddDeviceRandomness);
     let stamp = platform::cycles().to_le_bytes();
     let mut pool = INPUT_POOL.lock();
@@ -56,7 +58,8 @@ pub fn add_device_randomness(buf: &[u8]) {
 }
 
 /// `get_random_u64`: 64 bits derived from the pool.
-pub fn get_random_u64() -> u64 {
+#[cfg(test)]
+pub(crate) fn get_random_u64() -> u64 {
     let mut pool = INPUT_POOL.lock();
     pool.draws += 1;
     let counter = pool.draws.to_le_bytes();
@@ -68,7 +71,8 @@ pub fn get_random_u64() -> u64 {
 }
 
 /// Times `add_device_randomness` has been called.
-pub fn mixes() -> u64 {
+#[cfg(test)]
+pub(crate) fn mixes() -> u64 {
     INPUT_POOL.lock().mixes
 }
 

@@ -32,7 +32,7 @@ mod tests;
 
 /// A callback's link in its CPU's list (Linux's `struct rcu_head`), embedded
 /// in the object it frees.
-pub struct RcuHead {
+pub(crate) struct RcuHead {
     next: UnsafeCell<*mut RcuHead>,
     func: UnsafeCell<Option<unsafe fn(*mut RcuHead)>>,
     /// The GP this callback waits for.
@@ -47,7 +47,7 @@ unsafe impl Send for RcuHead {}
 
 impl RcuHead {
     /// An unqueued head.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         RcuHead {
             next: UnsafeCell::new(ptr::null_mut()),
             func: UnsafeCell::new(None),
@@ -130,29 +130,29 @@ static STALL_MS: AtomicU64 = AtomicU64::new(DEFAULT_STALL_MS);
 
 /// Default RCU stall bound in milliseconds (Linux's is 21 s; vCPUs here may
 /// be descheduled by the host for long stretches, so keep a margin).
-pub const DEFAULT_STALL_MS: u64 = 10_000;
+pub(crate) const DEFAULT_STALL_MS: u64 = 10_000;
 
 /// The stall bound in ms (0: no check).
-pub fn stall_ms() -> u64 {
+pub(crate) fn stall_ms() -> u64 {
     STALL_MS.load(Ordering::Relaxed)
 }
 
 /// Sets the stall bound (0 disables the check); returns the previous one.
-pub fn set_stall_ms(ms: u64) -> u64 {
+pub(crate) fn set_stall_ms(ms: u64) -> u64 {
     STALL_MS.swap(ms, Ordering::Relaxed)
 }
 
 /// A held `rcu_read_lock()`; dropping it is `rcu_read_unlock()`. Readers
 /// must not block or switch tasks while holding it.
 #[must_use = "the read-side section ends when the guard drops"]
-pub struct RcuReadGuard {
+pub(crate) struct RcuReadGuard {
     _not_send: core::marker::PhantomData<*const ()>,
 }
 
 /// Port of `rcu_read_lock()`: objects reached from RCU-protected pointers
 /// stay valid until the guard drops.
 #[inline]
-pub fn rcu_read_lock() -> RcuReadGuard {
+pub(crate) fn rcu_read_lock() -> RcuReadGuard {
     let n = &CPUS[cpu_id()].nesting;
     if cfg!(target_os = "none") {
         // Only this CPU writes it; a tick that lands here sees either value
@@ -182,7 +182,8 @@ impl Drop for RcuReadGuard {
 }
 
 /// Whether this CPU is inside a read-side section.
-pub fn rcu_read_lock_held() -> bool {
+#[cfg(test)]
+pub(crate) fn rcu_read_lock_held() -> bool {
     CPUS[cpu_id()].nesting.load(Ordering::Relaxed) != 0
 }
 
@@ -257,7 +258,7 @@ fn gp_needed_now() -> u64 {
 /// # Safety
 /// `head` is valid and unqueued, and stays valid (with whatever `func`
 /// needs) until `func` runs; `func` may free it.
-pub unsafe fn call_rcu(head: *mut RcuHead, func: unsafe fn(*mut RcuHead)) {
+pub(crate) unsafe fn call_rcu(head: *mut RcuHead, func: unsafe fn(*mut RcuHead)) {
     let gp = gp_needed_now();
     // SAFETY: the caller hands over an unqueued head.
     unsafe {
@@ -364,19 +365,19 @@ fn quiescent_here() {
 /// Port of `rcu_all_qs()` (what `cond_resched()` reports): a long kernel
 /// loop that neither switches tasks nor idles calls this between read-side
 /// sections, since a tick may never land in the instants between them.
-pub fn rcu_all_qs() {
+pub(crate) fn rcu_all_qs() {
     quiescent_here();
 }
 
 /// Port of `rcu_note_context_switch()`: called by `schedule()`.
 #[inline]
-pub fn rcu_note_context_switch() {
+pub(crate) fn rcu_note_context_switch() {
     quiescent_here();
 }
 
 /// The idle loop's part: a quiescent state, then this CPU's ready
 /// callbacks.
-pub fn rcu_idle() {
+pub(crate) fn rcu_idle() {
     quiescent_here();
     invoke_ready(cpu_id(), u64::MAX);
 }
@@ -384,7 +385,7 @@ pub fn rcu_idle() {
 /// Port of `rcu_sched_clock_irq()`, from the timer interrupt: a quiescent
 /// state if the interrupted code was outside any read-side section, this
 /// CPU's ready callbacks, and the stall check.
-pub fn rcu_sched_clock_irq() {
+pub(crate) fn rcu_sched_clock_irq() {
     let cpu = cpu_id();
     if CPUS[cpu].nesting.load(Ordering::Relaxed) == 0 {
         report_qs(cpu);
@@ -450,13 +451,13 @@ fn wait_for_gp(gp: u64) {
 /// Port of `synchronize_rcu()`: returns once every read-side section that
 /// began before the call has ended. Must be called with interrupts on
 /// (other CPUs' ticks end the GP) and outside any read-side section.
-pub fn synchronize_rcu() {
+pub(crate) fn synchronize_rcu() {
     wait_for_gp(gp_needed_now());
 }
 
 /// Port of `rcu_barrier()`: returns once every callback queued before the
 /// call, on any CPU, has run.
-pub fn rcu_barrier() {
+pub(crate) fn rcu_barrier() {
     let mut targets = [0u64; MAX_CPUS];
     for (cpu, t) in targets.iter_mut().enumerate() {
         *t = CPUS[cpu].cbs.lock().queued;
@@ -474,7 +475,7 @@ pub fn rcu_barrier() {
 }
 
 /// Callbacks queued and not yet run, over all CPUs.
-pub fn pending_callbacks() -> u64 {
+pub(crate) fn pending_callbacks() -> u64 {
     CPUS.iter()
         .map(|c| {
             let l = c.cbs.lock();
@@ -484,6 +485,6 @@ pub fn pending_callbacks() -> u64 {
 }
 
 /// Grace periods completed since boot.
-pub fn completed_gps() -> u64 {
+pub(crate) fn completed_gps() -> u64 {
     GP.completed.load(Ordering::SeqCst)
 }

@@ -57,7 +57,7 @@ const CASES: &[(&str, Case)] = &[
 use super::{locks, procs, rcu};
 
 /// A `test=` list naming a case the kernel does not have.
-pub struct UnknownCase<'a>(&'a str);
+pub(crate) struct UnknownCase<'a>(&'a str);
 
 impl fmt::Display for UnknownCase<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -70,7 +70,7 @@ impl fmt::Display for UnknownCase<'_> {
 }
 
 /// Checks every name in `list` before anything runs.
-pub fn validate(list: &str) -> Result<(), UnknownCase<'_>> {
+pub(crate) fn validate(list: &str) -> Result<(), UnknownCase<'_>> {
     for name in list.split(',').filter(|n| !n.is_empty()) {
         if !CASES.iter().any(|(n, _)| *n == name) {
             return Err(UnknownCase(name));
@@ -80,7 +80,7 @@ pub fn validate(list: &str) -> Result<(), UnknownCase<'_>> {
 }
 
 /// Runs the cases in `list`, in order.
-pub fn run(list: &str) {
+pub(crate) fn run(list: &str) {
     for name in list.split(',').filter(|n| !n.is_empty()) {
         let (_, case) = CASES.iter().find(|(n, _)| *n == name).expect("validated");
         println!("selftest {name}: start");

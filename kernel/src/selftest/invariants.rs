@@ -16,7 +16,7 @@ use crate::task::{nr_tasks, stack_cache, task_cache};
 
 /// What "back to the start" means, taken before a run.
 #[derive(Clone, Copy, Debug)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     root: PidNsStats,
     namespaces: usize,
     tasks: usize,
@@ -24,7 +24,7 @@ pub struct Baseline {
 }
 
 impl Baseline {
-    pub fn take() -> Self {
+    pub(crate) fn take() -> Self {
         Baseline {
             root: init_pid_ns().stats(),
             namespaces: nr_pid_namespaces(),
@@ -35,7 +35,7 @@ impl Baseline {
 
     /// Heap bytes the per-CPU caches may legitimately still hold (kernel
     /// stacks come from the stack region, not the heap).
-    pub fn cache_bound() -> usize {
+    pub(crate) fn cache_bound() -> usize {
         task_cache().max_cached_bytes()
             + pid_caches()
                 .iter()
@@ -48,7 +48,7 @@ impl Baseline {
     /// Checks the state against the baseline; the error names what leaked.
     /// Waits for every queued RCU callback first (pids and nodes are freed
     /// a grace period after they go).
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         rcu_barrier();
         let pending = pending_callbacks();
         if pending != 0 {
@@ -86,7 +86,7 @@ impl Baseline {
     }
 
     /// Runs the check and prints `invariants: ok` or what leaked.
-    pub fn report(&self) -> bool {
+    pub(crate) fn report(&self) -> bool {
         match self.check() {
             Ok(()) => {
                 println!("invariants: ok");
@@ -102,7 +102,7 @@ impl Baseline {
 
 /// Global-heap fall-throughs since boot of the caches on the spawn/reap
 /// path: tasks, stacks, pids, IDR nodes.
-pub fn heap_fallthroughs() -> [u64; 4] {
+pub(crate) fn heap_fallthroughs() -> [u64; 4] {
     [
         task_cache().stats().heap_allocs,
         stack_cache().stats().heap_allocs,

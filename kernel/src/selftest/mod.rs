@@ -4,14 +4,14 @@
 #[cfg(target_os = "none")]
 mod cases;
 #[cfg(target_os = "none")]
-pub mod invariants;
+pub(crate) mod invariants;
 #[cfg(target_os = "none")]
 mod locks;
-pub mod pid_soak;
+pub(crate) mod pid_soak;
 #[cfg(target_os = "none")]
 mod procs;
 #[cfg(target_os = "none")]
 mod rcu;
 
 #[cfg(target_os = "none")]
-pub use cases::{run, validate};
+pub(crate) use cases::{run, validate};

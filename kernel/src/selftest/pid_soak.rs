@@ -38,29 +38,29 @@ use crate::sync::{SpinLock, named_spin_lock};
 use crate::task::Task;
 
 /// Deepest namespace the soak allocates in.
-pub const SOAK_DEPTH: usize = 3;
+pub(crate) const SOAK_DEPTH: usize = 3;
 
 /// What a soak did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SoakReport {
+pub(crate) struct SoakReport {
     /// CPUs that ran.
-    pub cpus: usize,
+    pub(crate) cpus: usize,
     /// Operations (allocations attempted plus frees).
-    pub ops: u64,
+    pub(crate) ops: u64,
     /// Successful allocations per alloc strategy (Stock, SingleLock).
-    pub allocs: [u64; 2],
+    pub(crate) allocs: [u64; 2],
     /// Successful allocations at depth 0 and at depth 3.
-    pub allocs_by_depth: [u64; 2],
+    pub(crate) allocs_by_depth: [u64; 2],
     /// Frees.
-    pub frees: u64,
+    pub(crate) frees: u64,
     /// Allocations that failed with ENOMEM.
-    pub enomem: u64,
+    pub(crate) enomem: u64,
     /// Most pids live at once on one CPU.
-    pub max_live_per_cpu: usize,
+    pub(crate) max_live_per_cpu: usize,
     /// Largest preload pool seen at the end of a CPU's run.
-    pub max_pool: usize,
+    pub(crate) max_pool: usize,
     /// Cycles the parallel phase took.
-    pub cycles: u64,
+    pub(crate) cycles: u64,
 }
 
 impl core::fmt::Display for SoakReport {
@@ -216,23 +216,23 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
 
 /// How to soak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SoakConfig {
+pub(crate) struct SoakConfig {
     /// Operations in all, split evenly over the CPUs.
-    pub total_ops: u64,
+    pub(crate) total_ops: u64,
     /// CPUs to run on (at most the `Parallel`'s).
-    pub cpus: usize,
+    pub(crate) cpus: usize,
     /// Most pids one CPU holds at once.
-    pub max_live_per_cpu: usize,
+    pub(crate) max_live_per_cpu: usize,
     /// If not 0, each CPU makes every `fail_every`-th pid struct
     /// allocation, IDR node cache allocation and preload pool take of its
     /// own fail (fault injection, armed for the parallel phase only); the
     /// soak must ride the ENOMEMs out.
-    pub fail_every: u32,
+    pub(crate) fail_every: u32,
 }
 
 impl SoakConfig {
     /// `total_ops` on `cpus` CPUs, 64 live pids per CPU, no injection.
-    pub fn new(total_ops: u64, cpus: usize) -> Self {
+    pub(crate) fn new(total_ops: u64, cpus: usize) -> Self {
         SoakConfig {
             total_ops,
             cpus,
@@ -244,12 +244,16 @@ impl SoakConfig {
 
 /// Runs the soak on `cpus` CPUs of `par` (at most `par.cpus()`), about
 /// `total_ops` operations in all, each CPU holding at most 64 pids.
-pub fn pid_soak(par: &dyn Parallel, total_ops: u64, cpus: usize) -> Result<SoakReport, String> {
+pub(crate) fn pid_soak(
+    par: &dyn Parallel,
+    total_ops: u64,
+    cpus: usize,
+) -> Result<SoakReport, String> {
     pid_soak_with(par, &SoakConfig::new(total_ops, cpus))
 }
 
 /// [`pid_soak`] with every knob.
-pub fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport, String> {
+pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport, String> {
     let SoakConfig {
         total_ops,
         cpus,

@@ -99,12 +99,12 @@ fn expect_invariants(base: &Baseline) {
 
 /// `fork`: single-CPU cost per strategy pair, then every CPU for every pair,
 /// ECHILD, and the invariant check.
-pub fn fork_smoke() {
+pub(crate) fn fork_smoke() {
     run_fork(2_000, 20_000);
 }
 
 /// `forkstress`: every CPU x 100,000 spawn+reap for every strategy pair.
-pub fn fork_stress() {
+pub(crate) fn fork_stress() {
     run_fork(100_000, 0);
 }
 
@@ -151,7 +151,7 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
 fn thread_body(_: usize) {}
 
 /// `threads`: CLONE_THREAD children are autoreaped and joined.
-pub fn threads() {
+pub(crate) fn threads() {
     let base = Baseline::take();
     let me = sched::current();
     let group = me.signal().expect("init is a process");
@@ -323,7 +323,7 @@ fn threads_elsewhere(strategy: &'static StrategyPair) {
 /// `pidns`: a task three namespaces deep has the right pid at every level;
 /// the death of a namespace's init makes later spawns there fail with
 /// ENOMEM, and nothing leaks.
-pub fn pid_namespaces() {
+pub(crate) fn pid_namespaces() {
     let base = Baseline::take();
     // Three levels: init of each new namespace spawns the next.
     let mut chain = Vec::new();
@@ -411,7 +411,7 @@ fn kill_init_in_alloc_window(_: &crate::pid::namespace::PidNamespace) {
 /// found the namespace accepting pids) and `copy_process`'s
 /// `tasklist_lock` section: the recheck there must refuse the child
 /// (ENOMEM), and nothing may leak.
-pub fn init_dies_mid_fork() {
+pub(crate) fn init_dies_mid_fork() {
     let base = Baseline::take();
     let ns = crate::pid::namespace::create_pid_namespace(&current_ns()).expect("ns");
     let mut args = CloneArgs::new("nsinit", park, 0);
@@ -457,7 +457,7 @@ fn expect_leak(base: &Baseline, what: &str, needle: &str) {
 /// `invariants-negative`: the leak check itself, on purpose: an extra
 /// task, a pid, a namespace and heap bytes beyond the caches' bound each
 /// make it fail naming them, and it passes again once they are gone.
-pub fn invariant_check_catches_leaks() {
+pub(crate) fn invariant_check_catches_leaks() {
     use crate::pid::namespace::create_pid_namespace;
     let base = Baseline::take();
     expect_invariants(&base);
@@ -484,7 +484,7 @@ pub fn invariant_check_catches_leaks() {
 }
 
 /// `badargs`: invalid spawns return errors and leak nothing.
-pub fn bad_args() {
+pub(crate) fn bad_args() {
     let base = Baseline::take();
     let mut a = CloneArgs::new("x", park, 0);
     a.thread = true;
@@ -527,7 +527,7 @@ pub fn bad_args() {
 /// namespace depth 0 and 3), 1,000,000 operations in all; live pids stay
 /// unique in every namespace; afterwards every IDR is empty, pid_allocated
 /// back, every preload pool within its bound.
-pub fn pid_soak() {
+pub(crate) fn pid_soak() {
     let base = Baseline::take();
     match crate::selftest::pid_soak::pid_soak(&crate::task::sched::Cpus, 1_000_000, smp::online()) {
         Ok(r) => println!("selftest pidsoak: {r}"),
@@ -540,7 +540,7 @@ pub fn pid_soak() {
 /// in the root and two namespaces deep, recording the locks held and the
 /// IRQ state at every free_pid, add_device_randomness, pidfs call and IDR
 /// node allocation; each strategy must match the kernel it stands for.
-pub fn lock_contexts() {
+pub(crate) fn lock_contexts() {
     use crate::klib::lockctx::{self, Context, Site};
     const EACH: u64 = 200;
     let base = Baseline::take();

@@ -56,7 +56,7 @@ unsafe fn free_cb(head: *mut RcuHead) {
 /// sections of varying length (checking it is alive throughout) while CPU 0
 /// replaces it and frees the old one after `synchronize_rcu` or through
 /// `call_rcu`. Then `rcu_barrier` runs every callback.
-pub fn readers_and_updater() {
+pub(crate) fn readers_and_updater() {
     const RUN_NS: u64 = 2_000_000_000;
     let n = smp::online();
     assert!(n >= 2, "rcu needs at least two CPUs");
@@ -136,7 +136,7 @@ pub fn readers_and_updater() {
 /// `rcu-stall`: CPU 1 enters a read-side section and never leaves it while
 /// CPU 0 waits for a grace period; the stall check must fail the run,
 /// naming CPU 1, within the (shortened) bound.
-pub fn reader_that_never_ends() {
+pub(crate) fn reader_that_never_ends() {
     assert!(smp::online() >= 2, "rcu-stall needs at least two CPUs");
     set_stall_ms(1000);
     let entered = AtomicBool::new(false);

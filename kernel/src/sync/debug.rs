@@ -21,10 +21,10 @@ use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering, compiler_f
 use crate::platform;
 
 /// Whether the fast-path debug checks are compiled in.
-pub const LOCKDEBUG: bool = cfg!(any(test, feature = "lockdebug"));
+pub(crate) const LOCKDEBUG: bool = cfg!(any(test, feature = "lockdebug"));
 
 /// Default wait bound in milliseconds.
-pub const DEFAULT_WAIT_BOUND_MS: u64 = 2000;
+pub(crate) const DEFAULT_WAIT_BOUND_MS: u64 = 2000;
 
 /// The wait bound when no cycle frequency is known: spins per millisecond
 /// (about 20 ns per `pause` round; generous on real CPUs, where `pause` is
@@ -37,13 +37,13 @@ const CHECK_EVERY: u32 = 1024;
 static WAIT_BOUND_MS: AtomicU64 = AtomicU64::new(DEFAULT_WAIT_BOUND_MS);
 
 /// The current wait bound in milliseconds.
-pub fn wait_bound_ms() -> u64 {
+pub(crate) fn wait_bound_ms() -> u64 {
     WAIT_BOUND_MS.load(Ordering::Relaxed)
 }
 
 /// Sets the bound on any lock wait, in milliseconds (0 disables the
 /// watchdog); returns the previous bound.
-pub fn set_wait_bound_ms(ms: u64) -> u64 {
+pub(crate) fn set_wait_bound_ms(ms: u64) -> u64 {
     WAIT_BOUND_MS.swap(ms, Ordering::Relaxed)
 }
 

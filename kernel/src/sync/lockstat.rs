@@ -30,12 +30,12 @@ use crate::platform::{self, IrqFlags};
 /// Whether statistics are being collected (the switch is a bit of
 /// [`super::mode`], which every acquisition reads anyway).
 #[inline(always)]
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     mode::stats(mode::load())
 }
 
 /// Turns statistics on or off; returns the previous setting.
-pub fn set_enabled(on: bool) -> bool {
+pub(crate) fn set_enabled(on: bool) -> bool {
     mode::set_stats(on)
 }
 
@@ -50,29 +50,29 @@ pub(crate) enum Mode {
 
 /// One mode's numbers, as read by [`read`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LockCounters {
-    pub acquisitions: u64,
+pub(crate) struct LockCounters {
+    pub(crate) acquisitions: u64,
     /// Acquisitions that found the lock taken and had to wait.
-    pub contended: u64,
-    pub wait_cycles_total: u64,
-    pub wait_cycles_max: u64,
-    pub hold_cycles_total: u64,
-    pub hold_cycles_max: u64,
+    pub(crate) contended: u64,
+    pub(crate) wait_cycles_total: u64,
+    pub(crate) wait_cycles_max: u64,
+    pub(crate) hold_cycles_total: u64,
+    pub(crate) hold_cycles_max: u64,
 }
 
 /// One lock class's numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockStats {
-    pub name: &'static str,
+pub(crate) struct LockStats {
+    pub(crate) name: &'static str,
     /// Mutex acquisitions, or rwlock write acquisitions.
-    pub exclusive: LockCounters,
+    pub(crate) exclusive: LockCounters,
     /// Rwlock read acquisitions.
-    pub shared: LockCounters,
+    pub(crate) shared: LockCounters,
 }
 
 impl LockStats {
     /// Acquisitions in either mode.
-    pub fn acquisitions(&self) -> u64 {
+    pub(crate) fn acquisitions(&self) -> u64 {
         self.exclusive.acquisitions + self.shared.acquisitions
     }
 }
@@ -161,7 +161,7 @@ impl Class {
 }
 
 /// Registry capacity; the last slot is the `(other)` overflow class.
-pub const MAX_CLASSES: usize = 128;
+pub(crate) const MAX_CLASSES: usize = 128;
 const OVERFLOW_NAME: &str = "(other)";
 
 static CLASSES: [Class; MAX_CLASSES] = [const { Class::new() }; MAX_CLASSES];
@@ -322,12 +322,12 @@ fn released_slow(key: &LockKey, mode: Mode, start: u64) {
 
 /// The numbers of the class called `name`, if a lock of that name was
 /// taken with statistics on.
-pub fn read(name: &str) -> Option<LockStats> {
+pub(crate) fn read(name: &str) -> Option<LockStats> {
     find(name).map(|i| CLASSES[i].stats())
 }
 
 /// Calls `f` with every registered class's numbers, in registration order.
-pub fn for_each(mut f: impl FnMut(&LockStats)) {
+pub(crate) fn for_each(mut f: impl FnMut(&LockStats)) {
     for class in published() {
         f(&class.stats());
     }
@@ -335,7 +335,7 @@ pub fn for_each(mut f: impl FnMut(&LockStats)) {
 
 /// Zeroes every class's counters (the classes stay registered). Meant for
 /// quiescent moments: an acquisition racing with it may be half counted.
-pub fn reset() {
+pub(crate) fn reset() {
     for class in published() {
         for mode in &class.modes {
             mode.reset();
@@ -345,7 +345,7 @@ pub fn reset() {
 
 /// Prints a table of every class that was used since the last [`reset`]:
 /// one row per class and mode, cycles of `platform::cycles()`.
-pub fn print_table() {
+pub(crate) fn print_table() {
     println!(
         "lockstat: cycles at {} Hz, statistics {}",
         platform::cycles_per_sec(),

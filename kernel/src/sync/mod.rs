@@ -18,15 +18,15 @@
 //!   [`lockstat`]: per-name statistics behind a run-time switch.
 
 pub(crate) mod choice;
-pub mod debug;
+pub(crate) mod debug;
 pub(crate) mod irq;
-pub mod lockstat;
+pub(crate) mod lockstat;
 mod mode;
 pub(crate) mod pvticket;
 pub(crate) mod qspinlock;
 pub(crate) mod raw;
-pub mod rwlock;
-pub mod seqlock;
+pub(crate) mod rwlock;
+pub(crate) mod seqlock;
 pub(crate) mod tas;
 pub(crate) mod ticket;
 pub(crate) mod word;
@@ -50,9 +50,7 @@ pub(crate) fn loom_model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-pub use rwlock::{
-    RawRwLockIrq, RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq,
-};
+pub(crate) use rwlock::{RwLockIrq, RwLockIrqReadGuard, RwLockIrqWriteGuard, named_rwlock_irq};
 
 use choice::DynSpin;
 use irq::{Irq, IrqLock, IrqSave, Plain};

@@ -13,21 +13,21 @@ use core::sync::atomic::{AtomicU32, Ordering, fence};
 use super::{SpinLock, named_spin_lock};
 
 /// A sequence-locked `T` (whose fields are atomics).
-pub struct SeqLock<T> {
+pub(crate) struct SeqLock<T> {
     seq: AtomicU32,
     lock: SpinLock<()>,
     data: T,
 }
 
 /// A held `write_seqlock()`; dropping it is `write_sequnlock()`.
-pub struct SeqLockWriteGuard<'a, T> {
+pub(crate) struct SeqLockWriteGuard<'a, T> {
     owner: &'a SeqLock<T>,
     _lock: lock_api::MutexGuard<'a, super::irq::IrqLock<super::RawSpin, super::irq::Plain>, ()>,
 }
 
 impl<T> SeqLock<T> {
     /// A named seqlock (`DEFINE_SEQLOCK`).
-    pub const fn named(name: &'static str, data: T) -> Self {
+    pub(crate) const fn named(name: &'static str, data: T) -> Self {
         SeqLock {
             seq: AtomicU32::new(0),
             lock: named_spin_lock(name, ()),
@@ -36,7 +36,7 @@ impl<T> SeqLock<T> {
     }
 
     /// `write_seqlock()`: excludes other writers and makes the count odd.
-    pub fn write(&self) -> SeqLockWriteGuard<'_, T> {
+    pub(crate) fn write(&self) -> SeqLockWriteGuard<'_, T> {
         let lock = self.lock.lock();
         let s = self.seq.load(Ordering::Relaxed);
         self.seq.store(s.wrapping_add(1), Ordering::Relaxed);
@@ -50,7 +50,7 @@ impl<T> SeqLock<T> {
 
     /// `read_seqbegin()`..`read_seqretry()` around `f`: a consistent read,
     /// retried while a writer is active.
-    pub fn read<R>(&self, f: impl Fn(&T) -> R) -> R {
+    pub(crate) fn read<R>(&self, f: impl Fn(&T) -> R) -> R {
         loop {
             let start = self.seq.load(Ordering::Acquire);
             if start & 1 != 0 {
@@ -67,7 +67,8 @@ impl<T> SeqLock<T> {
     }
 
     /// Writes done so far (the count halved).
-    pub fn writes(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn writes(&self) -> u32 {
         self.seq.load(Ordering::Relaxed) / 2
     }
 }

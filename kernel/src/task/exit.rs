@@ -44,7 +44,7 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
 /// Port of `do_exit()` for processes: the join point (`mm_release`),
 /// exit_notify, then switch away for good. Called through
 /// `sched::exit_current`.
-pub fn do_exit(code: i32) -> ! {
+pub(crate) fn do_exit(code: i32) -> ! {
     let me = current();
     me.set_exit_code(code);
     mm_release(me);
@@ -240,14 +240,14 @@ fn fold(counter: &AtomicU64, v: u64) {
 
 /// Entry of a task that waits until asked to exit ([`Task::request_exit`]
 /// plus a wake-up), then exits with the requested code.
-pub fn park(_: usize) {
+pub(crate) fn park(_: usize) {
     let me = current();
     sched::block_until(|| me.exit_request().is_some());
     do_exit(me.exit_request().unwrap_or(0))
 }
 
 /// Asks a parked task to exit with `code`.
-pub fn request_exit(t: &Task, code: i32) {
+pub(crate) fn request_exit(t: &Task, code: i32) {
     t.request_exit(code);
     sched::wake_up_process(t);
 }

@@ -24,33 +24,33 @@ use crate::strategy::StrategyPair;
 
 /// What to create (the subset of `struct kernel_clone_args` we model).
 #[derive(Clone, Copy)]
-pub struct CloneArgs<'a> {
-    pub name: &'a str,
+pub(crate) struct CloneArgs<'a> {
+    pub(crate) name: &'a str,
     /// The CPU to run on; `None` is the current CPU.
-    pub cpu: Option<usize>,
-    pub entry: TaskFn,
-    pub arg: usize,
+    pub(crate) cpu: Option<usize>,
+    pub(crate) entry: TaskFn,
+    pub(crate) arg: usize,
     /// `CLONE_THREAD`: a thread of the caller's group, autoreaped, only
     /// its PID attached.
-    pub thread: bool,
+    pub(crate) thread: bool,
     /// `CLONE_NEWPID`: the child is init of a new child namespace of the
     /// caller's.
-    pub newns: bool,
+    pub(crate) newns: bool,
     /// Kernel-internal: allocate in this namespace instead of the caller's
     /// (`pid_ns_for_children` set up beforehand, as `unshare` does).
-    pub pid_ns: Option<&'a Arc<PidNamespace>>,
+    pub(crate) pid_ns: Option<&'a Arc<PidNamespace>>,
     /// `set_tid`, innermost level first.
-    pub set_tid: &'a [i32],
+    pub(crate) set_tid: &'a [i32],
     /// The caller has CAP_CHECKPOINT_RESTORE over the namespaces.
-    pub cap: bool,
+    pub(crate) cap: bool,
     /// Which `alloc_pid` this call runs and which `release_task` the child
     /// will.
-    pub strategy: &'static StrategyPair,
+    pub(crate) strategy: &'static StrategyPair,
 }
 
 impl<'a> CloneArgs<'a> {
     /// A process running `entry(arg)` on the current CPU, stock strategies.
-    pub fn new(name: &'a str, entry: TaskFn, arg: usize) -> Self {
+    pub(crate) fn new(name: &'a str, entry: TaskFn, arg: usize) -> Self {
         CloneArgs {
             name,
             cpu: None,
@@ -67,7 +67,7 @@ impl<'a> CloneArgs<'a> {
 }
 
 /// The current task's namespace (for pidctl and the benchmark).
-pub fn current_ns() -> Arc<PidNamespace> {
+pub(crate) fn current_ns() -> Arc<PidNamespace> {
     // SAFETY: `current()` is the running task.
     active_ns(unsafe { current().own_pid() }.as_deref())
 }
@@ -81,7 +81,7 @@ pub fn current_ns() -> Arc<PidNamespace> {
 /// memory, or the namespace no longer accepts pids), ENOSPC (namespace
 /// depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A failure unwinds
 /// everything (pid, stack, task, new namespace).
-pub fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let r = copy_process_inner(args);
     stats::count_fork(r.is_ok());
     r
@@ -220,7 +220,7 @@ fn run_alloc_window_hook(ns: &PidNamespace) {
 
 /// Makes the boot task init: pid 1 of the root namespace, its own TGID,
 /// process group and session, and the root's child reaper.
-pub fn init_task_pids(init: &Task) -> Result<(), Errno> {
+pub(crate) fn init_task_pids(init: &Task) -> Result<(), Errno> {
     let ns = init_pid_ns();
     let signal = SignalRef::new().ok_or(Errno::ENOMEM)?;
     // SAFETY: init runs on the boot CPU and nothing has looked at it yet.

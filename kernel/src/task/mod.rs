@@ -12,19 +12,19 @@
 //! business (`sched`, bare metal only).
 
 #[cfg(target_os = "none")]
-pub mod exit;
+pub(crate) mod exit;
 #[cfg(target_os = "none")]
-pub mod fork;
+pub(crate) mod fork;
 // The scheduler (bare metal) uses it; the loom model runs on the host.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 pub(crate) mod kick;
 #[cfg(target_os = "none")]
-pub mod sched;
-pub mod signal;
-pub mod stats;
+pub(crate) mod sched;
+pub(crate) mod signal;
+pub(crate) mod stats;
 mod tasklist;
 #[cfg(target_os = "none")]
-pub mod wait;
+pub(crate) mod wait;
 
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
@@ -38,22 +38,22 @@ use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
 use crate::strategy::{PAIRS, StrategyPair};
 use signal::SignalRef;
 
-pub use tasklist::{
-    ProcLinks, TasklistHeld, TasklistRead, TasklistWrite, is_process, read_lock_tasklist, task_pid,
-    tasklist_writer_waiting, write_lock_irq_tasklist,
+pub(crate) use tasklist::{
+    ProcLinks, is_process, read_lock_tasklist, task_pid, tasklist_writer_waiting,
+    write_lock_irq_tasklist,
 };
 
 /// Size of every task's kernel stack (Linux's 16 KiB).
-pub const STACK_SIZE: usize = 16 * 1024;
+pub(crate) const STACK_SIZE: usize = 16 * 1024;
 /// Written at the lowest word of every owned stack; a task whose canary is
 /// gone overflowed its stack.
-pub const STACK_CANARY: u64 = 0x5354_4143_4b21_2121;
+pub(crate) const STACK_CANARY: u64 = 0x5354_4143_4b21_2121;
 
 /// A task's scheduling and exit state (Linux's `__state` and `exit_state`
 /// folded into one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-pub enum TaskState {
+pub(crate) enum TaskState {
     /// Runnable or running (TASK_RUNNING).
     Running = 0,
     /// Waiting for a wake-up (TASK_INTERRUPTIBLE).
@@ -77,11 +77,11 @@ impl TaskState {
 
 /// A task's short name (like `comm`), NUL-padded.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct TaskName([u8; 16]);
+pub(crate) struct TaskName([u8; 16]);
 
 impl TaskName {
     /// `name`, truncated to 16 bytes (at a character boundary).
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let mut end = name.len().min(16);
         while !name.is_char_boundary(end) {
             end -= 1;
@@ -91,7 +91,7 @@ impl TaskName {
         TaskName(b)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         let len = self.0.iter().position(|&c| c == 0).unwrap_or(16);
         core::str::from_utf8(&self.0[..len]).unwrap_or("?")
     }
@@ -104,11 +104,11 @@ impl core::fmt::Debug for TaskName {
 }
 
 /// What a new task runs: `entry(arg)`, then it exits.
-pub type TaskFn = fn(usize);
+pub(crate) type TaskFn = fn(usize);
 
 /// The task structure.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // scheduler fields
-pub struct Task {
+pub(crate) struct Task {
     /// Saved stack pointer while switched out (scheduler only).
     pub(crate) sp: UnsafeCell<u64>,
     /// Next task in a run queue (under that run queue's lock).
@@ -157,12 +157,12 @@ pub struct Task {
 }
 
 /// No exit requested.
-pub const EXIT_NONE: i32 = i32::MIN;
+pub(crate) const EXIT_NONE: i32 = i32::MIN;
 
 static NR_TASKS: AtomicUsize = AtomicUsize::new(0);
 
 /// Tasks allocated and not yet freed (every kind: idle, kernel, process).
-pub fn nr_tasks() -> usize {
+pub(crate) fn nr_tasks() -> usize {
     NR_TASKS.load(Ordering::Relaxed)
 }
 
@@ -207,18 +207,18 @@ unsafe fn region_free(stack: *mut u8, layout: Layout) {
 }
 
 /// The cache tasks come from.
-pub fn task_cache() -> &'static ObjCache {
+pub(crate) fn task_cache() -> &'static ObjCache {
     &TASK_CACHE
 }
 
 /// The cache kernel stacks come from.
-pub fn stack_cache() -> &'static ObjCache {
+pub(crate) fn stack_cache() -> &'static ObjCache {
     &STACK_CACHE
 }
 
 /// Why a task could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NoMemory;
+pub(crate) struct NoMemory;
 
 impl Task {
     /// Allocates a task with its own stack, runnable, with one reference
@@ -226,7 +226,12 @@ impl Task {
     /// scheduler).
     /// [`FaultSite::StackAlloc`] and [`FaultSite::TaskAlloc`] make the
     /// two allocations fail.
-    pub fn create(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+    pub(crate) fn create(
+        name: &str,
+        cpu: usize,
+        entry: TaskFn,
+        arg: usize,
+    ) -> Result<TaskRef, NoMemory> {
         if should_fail(FaultSite::StackAlloc) {
             return Err(NoMemory);
         }
@@ -244,7 +249,7 @@ impl Task {
     }
 
     /// Wraps the context already running (a boot or AP stack) as a task.
-    pub fn adopt(name: &str, cpu: usize) -> Result<TaskRef, NoMemory> {
+    pub(crate) fn adopt(name: &str, cpu: usize) -> Result<TaskRef, NoMemory> {
         Self::alloc(name, cpu, None, None, 0)
     }
 
@@ -290,12 +295,12 @@ impl Task {
         Ok(TaskRef(mem))
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.name.as_str()
     }
 
     /// The kernel version this task's exit and release follow.
-    pub fn version(&self) -> &'static StrategyPair {
+    pub(crate) fn version(&self) -> &'static StrategyPair {
         &PAIRS[usize::from(self.version.load(Ordering::Relaxed))]
     }
 
@@ -309,47 +314,47 @@ impl Task {
         self.version.store(i as u8, Ordering::Relaxed);
     }
 
-    pub fn cpu(&self) -> usize {
+    pub(crate) fn cpu(&self) -> usize {
         self.cpu as usize
     }
 
-    pub fn state(&self) -> TaskState {
+    pub(crate) fn state(&self) -> TaskState {
         TaskState::from_u8(self.state.load(Ordering::SeqCst))
     }
 
-    pub fn set_state(&self, s: TaskState) {
+    pub(crate) fn set_state(&self, s: TaskState) {
         self.state.store(s as u8, Ordering::SeqCst);
     }
 
     /// Moves `from` -> `to` if the state is `from`.
-    pub fn transition(&self, from: TaskState, to: TaskState) -> bool {
+    pub(crate) fn transition(&self, from: TaskState, to: TaskState) -> bool {
         self.state
             .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         self.exit_code.load(Ordering::Relaxed)
     }
 
-    pub fn set_exit_code(&self, code: i32) {
+    pub(crate) fn set_exit_code(&self, code: i32) {
         self.exit_code.store(code, Ordering::Relaxed);
     }
 
     /// The exit code someone asked this task to exit with, if any.
-    pub fn exit_request(&self) -> Option<i32> {
+    pub(crate) fn exit_request(&self) -> Option<i32> {
         let v = self.exit_request.load(Ordering::SeqCst);
         (v != EXIT_NONE).then_some(v)
     }
 
     /// Asks the task to exit with `code` (it must wake up to see it).
-    pub fn request_exit(&self, code: i32) {
+    pub(crate) fn request_exit(&self, code: i32) {
         self.exit_request
             .store(if code == EXIT_NONE { 0 } else { code }, Ordering::SeqCst);
     }
 
     /// The thread group's signal struct, if this is a process.
-    pub fn signal(&self) -> Option<&SignalRef> {
+    pub(crate) fn signal(&self) -> Option<&SignalRef> {
         // SAFETY: written only by `set_signal`, before the task is shared.
         unsafe { (*self.signal.get()).as_ref() }
     }
@@ -366,7 +371,7 @@ impl Task {
     }
 
     /// Voluntary context switches so far.
-    pub fn nvcsw(&self) -> u64 {
+    pub(crate) fn nvcsw(&self) -> u64 {
         self.nvcsw.load(Ordering::Relaxed)
     }
 
@@ -378,7 +383,7 @@ impl Task {
     }
 
     /// TSC cycles this task has run.
-    pub fn runtime(&self) -> u64 {
+    pub(crate) fn runtime(&self) -> u64 {
         self.runtime.load(Ordering::Relaxed)
     }
 
@@ -388,13 +393,13 @@ impl Task {
     }
 
     /// Top of the owned stack (16-aligned), if the task has one.
-    pub fn stack_top(&self) -> Option<u64> {
+    pub(crate) fn stack_top(&self) -> Option<u64> {
         self.stack.map(|s| s.as_ptr() as u64 + STACK_SIZE as u64)
     }
 
     /// Whether the stack's bottom canary is intact (true for adopted
     /// stacks, which have none).
-    pub fn stack_intact(&self) -> bool {
+    pub(crate) fn stack_intact(&self) -> bool {
         match self.stack {
             // SAFETY: the stack is owned by this task and at least 8 bytes.
             Some(s) => unsafe { (s.as_ptr() as *const u64).read_volatile() == STACK_CANARY },
@@ -405,7 +410,7 @@ impl Task {
 
 /// A counted reference to a task (`get_task_struct` on clone,
 /// `put_task_struct` on drop).
-pub struct TaskRef(NonNull<Task>);
+pub(crate) struct TaskRef(NonNull<Task>);
 
 // SAFETY: Task is Sync + Send and the count is atomic.
 unsafe impl Send for TaskRef {}
@@ -415,7 +420,7 @@ unsafe impl Sync for TaskRef {}
 impl TaskRef {
     /// Gives up this reference without dropping it (the scheduler keeps
     /// it as a raw pointer).
-    pub fn into_raw(self) -> *const Task {
+    pub(crate) fn into_raw(self) -> *const Task {
         let p = self.0.as_ptr();
         core::mem::forget(self);
         p
@@ -425,7 +430,7 @@ impl TaskRef {
     ///
     /// # Safety
     /// `p` came from `into_raw` and that reference was not taken back yet.
-    pub unsafe fn from_raw(p: *const Task) -> Self {
+    pub(crate) unsafe fn from_raw(p: *const Task) -> Self {
         TaskRef(NonNull::new(p as *mut Task).expect("null task"))
     }
 
@@ -433,14 +438,14 @@ impl TaskRef {
     ///
     /// # Safety
     /// `p` points to a live task (someone holds a reference).
-    pub unsafe fn get(p: *const Task) -> Self {
+    pub(crate) unsafe fn get(p: *const Task) -> Self {
         // SAFETY: the caller guarantees the task is live.
         let t = unsafe { &*p };
         t.usage.fetch_add(1, Ordering::Relaxed);
         TaskRef(NonNull::new(p as *mut Task).expect("null task"))
     }
 
-    pub fn as_ptr(&self) -> *const Task {
+    pub(crate) fn as_ptr(&self) -> *const Task {
         self.0.as_ptr()
     }
 }

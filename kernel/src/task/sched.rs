@@ -108,7 +108,7 @@ static CPUS: [SchedCpu; MAX_CPUS] = [const {
 
 /// The task running on this CPU.
 #[inline]
-pub fn current() -> &'static Task {
+pub(crate) fn current() -> &'static Task {
     let p = CPUS[cpu_id()].current.load(Ordering::Relaxed);
     assert!(!p.is_null(), "no current task on cpu {}", cpu_id());
     // SAFETY: the current task is kept alive by the scheduler's reference
@@ -126,14 +126,9 @@ pub(crate) fn current_name(cpu: usize) -> Option<&'static str> {
 }
 
 /// A counted reference to the running task.
-pub fn current_ref() -> TaskRef {
+pub(crate) fn current_ref() -> TaskRef {
     // SAFETY: the current task is live (see `current`).
     unsafe { TaskRef::get(current()) }
-}
-
-/// Context switches this CPU has made.
-pub fn switches(cpu: usize) -> u64 {
-    CPUS[cpu].switches.load(Ordering::Relaxed)
 }
 
 fn set_current(cpu: usize, t: TaskRef) {
@@ -144,7 +139,7 @@ fn set_current(cpu: usize, t: TaskRef) {
 
 /// Makes the running boot context CPU 0's first task (`name`) and gives
 /// CPU 0 an idle task. Returns a reference to the boot task.
-pub fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
+pub(crate) fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
     let boot = Task::adopt(name, 0)?;
     let idle = Task::create("idle/0", 0, idle_entry, 0)?;
     prepare_new_stack(&idle);
@@ -157,7 +152,7 @@ pub fn init_boot_cpu(name: &str) -> Result<TaskRef, NoMemory> {
 }
 
 /// Makes the running AP context this CPU's idle task and idles.
-pub fn run_ap_idle(cpu: usize) -> ! {
+pub(crate) fn run_ap_idle(cpu: usize) -> ! {
     let Ok(idle) = Task::adopt("idle", cpu) else {
         panic!("cpu {cpu}: no memory for the idle task");
     };
@@ -223,7 +218,12 @@ extern "C" fn task_entry(task: u64) -> ! {
 
 /// Creates a kernel task on `cpu` that runs `entry(arg)` and makes it
 /// runnable. The returned reference can be used to wait for it.
-pub fn spawn_on(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<TaskRef, NoMemory> {
+pub(crate) fn spawn_on(
+    name: &str,
+    cpu: usize,
+    entry: TaskFn,
+    arg: usize,
+) -> Result<TaskRef, NoMemory> {
     assert!(cpu < smp::online(), "cpu {cpu} is not online");
     let t = Task::create(name, cpu, entry, arg)?;
     prepare_new_stack(&t);
@@ -233,7 +233,7 @@ pub fn spawn_on(name: &str, cpu: usize, entry: TaskFn, arg: usize) -> Result<Tas
 
 /// `wake_up_new_task`: queues a task that has never run. Takes the
 /// scheduler's reference.
-pub fn wake_up_new_task(t: TaskRef) {
+pub(crate) fn wake_up_new_task(t: TaskRef) {
     enqueue(t.into_raw());
 }
 
@@ -257,7 +257,7 @@ pub(crate) fn cpu_idle(cpu: usize) -> bool {
 
 /// `wake_up_process`: makes a Blocked task runnable. False if it was not
 /// blocked (already running, or woken by someone else).
-pub fn wake_up_process(t: &Task) -> bool {
+pub(crate) fn wake_up_process(t: &Task) -> bool {
     if !t.transition(TaskState::Blocked, TaskState::Running) {
         return false;
     }
@@ -267,7 +267,7 @@ pub fn wake_up_process(t: &Task) -> bool {
 
 /// Blocks the current task until `done()` is true. Wakers must make the
 /// condition true before calling [`wake_up_process`].
-pub fn block_until(mut done: impl FnMut() -> bool) {
+pub(crate) fn block_until(mut done: impl FnMut() -> bool) {
     let me = current();
     loop {
         me.set_state(TaskState::Blocked);
@@ -287,7 +287,7 @@ pub fn block_until(mut done: impl FnMut() -> bool) {
 /// neither blocks nor yields otherwise. Lets this CPU's other runnable
 /// tasks run, if any, and tells the soft-lockup detector the CPU is not
 /// stuck.
-pub fn cond_resched() {
+pub(crate) fn cond_resched() {
     watchdog::touch();
     if CPUS[cpu_id()].rq.lock().len > 0 {
         yield_now();
@@ -295,7 +295,7 @@ pub fn cond_resched() {
 }
 
 /// Lets the other runnable tasks of this CPU run, then continues.
-pub fn yield_now() {
+pub(crate) fn yield_now() {
     let flags = local_irq_save();
     let me = current() as *const Task;
     CPUS[cpu_id()].rq.lock().push(me);
@@ -305,7 +305,7 @@ pub fn yield_now() {
 
 /// Switches to the next runnable task on this CPU (or its idle task). The
 /// caller must be Blocked, dead, idle, or already re-queued.
-pub fn schedule() {
+pub(crate) fn schedule() {
     crate::sync::debug::assert_no_spinlocks_held("schedule()");
     watchdog::touch();
     crate::rcu::rcu_note_context_switch();
@@ -375,7 +375,7 @@ fn finish_task_switch() {
 /// Ends the current task. A process (a task with pids, made by
 /// `process::copy_process`) goes through `do_exit`; a plain kernel task
 /// wakes its joiner, is marked dead, and switched away from for good.
-pub fn exit_current(code: i32) -> ! {
+pub(crate) fn exit_current(code: i32) -> ! {
     let me = current();
     if is_process(me) {
         super::exit::do_exit(code);
@@ -424,7 +424,7 @@ pub(crate) fn exit_final() -> ! {
 /// `do_exit`, so its `exit_notify` and `release_task` may still be running
 /// on its CPU when this returns). Returns its exit code. At most one
 /// joiner per task.
-pub fn join(t: &TaskRef) -> i32 {
+pub(crate) fn join(t: &TaskRef) -> i32 {
     let me = current_ref().into_raw() as *mut Task;
     match t.joiner.compare_exchange(
         core::ptr::null_mut(),
@@ -467,7 +467,7 @@ fn worker_entry(arg: usize) {
 
 /// The machine's CPUs as a [`Parallel`]: worker `i` runs as a kernel task
 /// on CPU `i`, and the caller (which must be CPU 0) is worker 0.
-pub struct Cpus;
+pub(crate) struct Cpus;
 
 impl Parallel for Cpus {
     fn cpus(&self) -> usize {

@@ -17,22 +17,22 @@ use crate::sync::seqlock::SeqLock;
 use crate::sync::{SpinLock, named_spin_lock};
 
 /// What `__exit_signal` accumulates from every thread that dies.
-pub struct GroupStats {
+pub(crate) struct GroupStats {
     /// Port of `sig->sum_sched_runtime`: cycles run by dead threads.
-    pub sum_sched_runtime: AtomicU64,
+    pub(crate) sum_sched_runtime: AtomicU64,
     /// Port of `sig->stime` (every task here runs in the kernel).
-    pub stime: AtomicU64,
+    pub(crate) stime: AtomicU64,
     /// Port of `sig->nvcsw`: voluntary context switches of dead threads.
-    pub nvcsw: AtomicU64,
+    pub(crate) nvcsw: AtomicU64,
     /// Port of `sig->nr_threads`: live threads of the group.
-    pub nr_threads: AtomicU64,
+    pub(crate) nr_threads: AtomicU64,
     /// Threads folded in so far.
-    pub dead_threads: AtomicU64,
+    pub(crate) dead_threads: AtomicU64,
 }
 
 /// Port of `struct signal_struct` + `struct sighand_struct`.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
-pub struct Signal {
+pub(crate) struct Signal {
     /// Port of `sig->sigcnt`: tasks using this struct.
     refs: AtomicUsize,
     /// Port of `sighand->siglock`.
@@ -44,12 +44,12 @@ pub struct Signal {
 static SIGNAL_CACHE: ObjCache = ObjCache::new("signal_cache", Layout::new::<Signal>());
 
 /// The cache signal structs come from (Linux's `signal_cachep`).
-pub fn signal_cache() -> &'static ObjCache {
+pub(crate) fn signal_cache() -> &'static ObjCache {
     &SIGNAL_CACHE
 }
 
 /// A counted reference to a thread group's [`Signal`].
-pub struct SignalRef(NonNull<Signal>);
+pub(crate) struct SignalRef(NonNull<Signal>);
 
 // SAFETY: the struct is locks and atomics; the count is atomic.
 unsafe impl Send for SignalRef {}
@@ -58,7 +58,7 @@ unsafe impl Sync for SignalRef {}
 
 impl SignalRef {
     /// Port of `copy_signal()`: a new group with one thread.
-    pub fn new() -> Option<SignalRef> {
+    pub(crate) fn new() -> Option<SignalRef> {
         let mem = SIGNAL_CACHE.alloc()?.cast::<Signal>();
         // SAFETY: a fresh block with Signal's layout.
         unsafe {

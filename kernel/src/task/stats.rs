@@ -7,15 +7,15 @@ use crate::platform::{MAX_CPUS, cpu_id};
 
 /// Process-path counters (of one CPU, or summed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcStats {
+pub(crate) struct ProcStats {
     /// `copy_process` calls that succeeded.
-    pub forks: u64,
+    pub(crate) forks: u64,
     /// `copy_process` calls that failed.
-    pub fork_failures: u64,
+    pub(crate) fork_failures: u64,
     /// `release_task` calls.
-    pub releases: u64,
+    pub(crate) releases: u64,
     /// Tasks (of any kind) that ran on the CPU.
-    pub ran: u64,
+    pub(crate) ran: u64,
 }
 
 #[repr(align(128))]
@@ -60,7 +60,7 @@ pub(super) fn count_ran() {
 }
 
 /// CPU `cpu`'s counters.
-pub fn proc_stats_cpu(cpu: usize) -> ProcStats {
+pub(crate) fn proc_stats_cpu(cpu: usize) -> ProcStats {
     let c = &COUNTERS[cpu];
     ProcStats {
         forks: c.forks.load(Ordering::Relaxed),
@@ -71,7 +71,7 @@ pub fn proc_stats_cpu(cpu: usize) -> ProcStats {
 }
 
 /// The counters summed over CPUs.
-pub fn proc_stats() -> ProcStats {
+pub(crate) fn proc_stats() -> ProcStats {
     (0..MAX_CPUS)
         .map(proc_stats_cpu)
         .fold(ProcStats::default(), |a, s| ProcStats {

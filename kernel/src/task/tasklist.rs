@@ -29,11 +29,11 @@ static TASKLIST_LOCK: CacheAligned<RwLockIrq<()>> =
     CacheAligned(named_rwlock_irq("tasklist_lock", ()));
 
 /// A held `read_lock(&tasklist_lock)`.
-pub struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
+pub(crate) struct TasklistRead(#[allow(dead_code)] RwLockIrqReadGuard<'static, ()>);
 
 /// A held `write_lock_irq(&tasklist_lock)`; dropping it is
 /// `write_unlock_irq`.
-pub struct TasklistWrite(#[allow(dead_code)] RwLockIrqWriteGuard<'static, ()>);
+pub(crate) struct TasklistWrite(#[allow(dead_code)] RwLockIrqWriteGuard<'static, ()>);
 
 impl Drop for TasklistWrite {
     fn drop(&mut self) {
@@ -43,20 +43,20 @@ impl Drop for TasklistWrite {
 }
 
 /// Either guard: enough to read the links.
-pub trait TasklistHeld {}
+pub(crate) trait TasklistHeld {}
 impl TasklistHeld for TasklistRead {}
 impl TasklistHeld for TasklistWrite {}
 
 /// `read_lock(&tasklist_lock)`: IRQs untouched, allowed in interrupt
 /// context.
 #[inline]
-pub fn read_lock_tasklist() -> TasklistRead {
+pub(crate) fn read_lock_tasklist() -> TasklistRead {
     TasklistRead(TASKLIST_LOCK.read())
 }
 
 /// `write_lock_irq(&tasklist_lock)`: IRQs off until the guard drops.
 #[inline]
-pub fn write_lock_irq_tasklist() -> TasklistWrite {
+pub(crate) fn write_lock_irq_tasklist() -> TasklistWrite {
     let g = TasklistWrite(TASKLIST_LOCK.write());
     lockctx::acquired(Tracked::TasklistWrite);
     assert!(
@@ -67,25 +67,25 @@ pub fn write_lock_irq_tasklist() -> TasklistWrite {
 }
 
 /// Whether a writer waits for `tasklist_lock`'s readers (tests).
-pub fn tasklist_writer_waiting() -> bool {
+pub(crate) fn tasklist_writer_waiting() -> bool {
     // SAFETY: reading the raw lock's state only.
     unsafe { TASKLIST_LOCK.raw() }.writer_waiting()
 }
 
 /// A task's process relationships (Linux: `thread_pid`/`signal->pids`,
 /// `real_parent`, `group_leader`).
-pub struct ProcLinks {
+pub(crate) struct ProcLinks {
     /// The pid attached per type; a counted reference each. Written only
     /// through [`Task::set_pid_link`], which keeps `Task::own_pid` in step.
     pids: PerPidType<Option<PidRef>>,
     /// Port of `real_parent` (null: none; kernel tasks outside the tree).
-    pub parent: *const Task,
+    pub(crate) parent: *const Task,
     /// Port of `group_leader` (the task itself unless a thread).
-    pub group_leader: *const Task,
+    pub(crate) group_leader: *const Task,
     /// A `CLONE_THREAD` child: autoreaped, only its PID attached.
-    pub thread: bool,
+    pub(crate) thread: bool,
     /// Threads of this group leader not yet released.
-    pub live_threads: u32,
+    pub(crate) live_threads: u32,
 }
 
 impl ProcLinks {
@@ -102,19 +102,19 @@ impl ProcLinks {
 
 impl ProcLinks {
     /// The pid attached for type `ty`, if any.
-    pub fn pid(&self, ty: PidType) -> Option<&PidRef> {
+    pub(crate) fn pid(&self, ty: PidType) -> Option<&PidRef> {
         self.pids[ty].as_ref()
     }
 
     /// Whether no pid of any type is attached.
-    pub fn has_no_pids(&self) -> bool {
+    pub(crate) fn has_no_pids(&self) -> bool {
         self.pids.0.iter().all(Option::is_none)
     }
 }
 
 impl Task {
     /// The process links, read under `tasklist_lock`.
-    pub fn links<'g>(&'g self, _tasklist: &'g impl TasklistHeld) -> &'g ProcLinks {
+    pub(crate) fn links<'g>(&'g self, _tasklist: &'g impl TasklistHeld) -> &'g ProcLinks {
         // SAFETY: writers need `links_mut`, which needs the write guard
         // borrowed mutably; while `_tasklist` is borrowed here, no write
         // guard can be (the lock excludes it, or it is this very guard).
@@ -123,7 +123,7 @@ impl Task {
 
     /// The process links, changed under `write_lock_irq(&tasklist_lock)`.
     #[allow(clippy::mut_from_ref)]
-    pub fn links_mut<'g>(&'g self, _tasklist: &'g mut TasklistWrite) -> &'g mut ProcLinks {
+    pub(crate) fn links_mut<'g>(&'g self, _tasklist: &'g mut TasklistWrite) -> &'g mut ProcLinks {
         // SAFETY: the write lock excludes every reader and other writer, and
         // the `&mut` borrow of its guard makes this the only links reference
         // on this CPU for as long as it lives.
@@ -133,7 +133,7 @@ impl Task {
     /// Attaches `pid` as the task's pid of type `ty` (None detaches),
     /// returning what was attached. The PID type's pointer is mirrored in
     /// `own_pid`, so the task can find its own pid without the lock.
-    pub fn set_pid_link(
+    pub(crate) fn set_pid_link(
         &self,
         g: &mut TasklistWrite,
         ty: PidType,
@@ -186,7 +186,7 @@ impl core::ops::Deref for OwnPid<'_> {
 /// Whether `t` is a process (has its PID attached). Its PID is only
 /// detached by `release_task`, which never runs while the task runs
 /// unless the task runs it itself.
-pub fn is_process(t: &Task) -> bool {
+pub(crate) fn is_process(t: &Task) -> bool {
     !t.pid_links[PidType::Pid].is_unhashed()
 }
 
@@ -244,7 +244,7 @@ fn ns_arc(pid: &PidRef) -> Arc<PidNamespace> {
 }
 
 /// A task's pid of type `ty`, if attached.
-pub fn task_pid(t: &Task, ty: PidType) -> Option<PidRef> {
+pub(crate) fn task_pid(t: &Task, ty: PidType) -> Option<PidRef> {
     let g = read_lock_tasklist();
     t.links(&g).pid(ty).cloned()
 }

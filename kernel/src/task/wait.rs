@@ -12,9 +12,9 @@ use crate::pid::{PidType, pid_nr_ns};
 
 /// A reaped child: its pid in the reaper's namespace and its exit code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reaped {
-    pub nr: i32,
-    pub code: i32,
+pub(crate) struct Reaped {
+    pub(crate) nr: i32,
+    pub(crate) code: i32,
 }
 
 /// Port of `delay_group_leader()`: a group leader is not reaped while any
@@ -27,7 +27,7 @@ fn delay_group_leader(c: &Task, g: &impl TasklistHeld) -> bool {
 /// current task (`target`, or any). ECHILD when there is no such child;
 /// EAGAIN when `block` is false and it has not exited yet (Linux's WNOHANG
 /// returns 0 instead).
-pub fn wait_child(target: Option<&Task>, block: bool) -> Result<Reaped, Errno> {
+pub(crate) fn wait_child(target: Option<&Task>, block: bool) -> Result<Reaped, Errno> {
     let me = current();
     loop {
         let mut any = false;

@@ -39,7 +39,7 @@ const MAX_RERUNS: u32 = 2;
 
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
-pub fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
+pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
     let online = smp::online();
     let workers: Vec<usize> = match &p.workers {
         Some(list) => list.iter().map(|&w| w as usize).collect(),

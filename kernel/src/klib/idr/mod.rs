@@ -45,25 +45,27 @@ pub(crate) mod lockfree;
 pub(crate) mod preload;
 
 use preload::{NodeBatch, node_release};
-pub use preload::{
-    idr_node_alloc, idr_node_cache, idr_node_free, idr_node_max_cached_bytes, idr_preload,
-    idr_preload_count, idr_preload_drain, idr_preload_end,
+#[cfg(test)]
+pub(crate) use preload::{idr_node_alloc, idr_preload_drain};
+pub(crate) use preload::{
+    idr_node_cache, idr_node_free, idr_node_max_cached_bytes, idr_preload, idr_preload_count,
+    idr_preload_end,
 };
 
 /// Bits of the id consumed per tree level.
-pub const IDR_BITS: u32 = 6;
+pub(crate) const IDR_BITS: u32 = 6;
 /// Slots per node.
-pub const IDR_SLOTS: usize = 1 << IDR_BITS;
+pub(crate) const IDR_SLOTS: usize = 1 << IDR_BITS;
 /// Most levels a tree can have.
-pub const IDR_MAX_HEIGHT: u32 = 4;
+pub(crate) const IDR_MAX_HEIGHT: u32 = 4;
 /// Ids are below this (2^24 >= Linux's `PID_MAX_LIMIT` of 2^22).
-pub const IDR_ID_LIMIT: u32 = 1 << (IDR_BITS * IDR_MAX_HEIGHT);
+pub(crate) const IDR_ID_LIMIT: u32 = 1 << (IDR_BITS * IDR_MAX_HEIGHT);
 /// Nodes one insertion may need at worst, hence the preload pool's size:
 /// growing a one-level tree to four levels takes three new roots, and the
 /// new id's path below the top takes three more. (Linux's
 /// `RADIX_TREE_PRELOAD_SIZE` is `2 * RADIX_TREE_MAX_PATH - 1` for the same
 /// reason.)
-pub const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
+pub(crate) const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
 
 /// One radix tree node: 64 slots (children, or entries in a leaf) and the
 /// bitmaps that make free-id search a bit scan per level: `present` (the
@@ -71,7 +73,7 @@ pub const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
 /// free), the radix tree's `IDR_FREE` tag inverted. Lockless readers use
 /// only `shift` and `slots`; the bitmaps are the writers' (under the lock).
 #[repr(C, align(64))]
-pub struct IdrNode {
+pub(crate) struct IdrNode {
     /// Bit i: slot i holds a child (internal) or an allocated id (leaf).
     present: u64,
     /// Bit i: nothing below slot i is free.
@@ -141,7 +143,7 @@ fn slot_of(id: u32, shift: u32) -> usize {
 /// Ids below [`IDR_ID_LIMIT`] (2^24, so every `pid_max` up to 4,194,304
 /// fits) live in a tree of at most [`IDR_MAX_HEIGHT`] levels of
 /// [`IdrNode`]s.
-pub struct Idr<T> {
+pub(crate) struct Idr<T> {
     /// The writers' root.
     root: *mut IdrNode,
     /// The root as lockless readers load it: a heap cell of its own, freed
@@ -166,7 +168,7 @@ unsafe impl<T> Send for Idr<T> {}
 
 /// A lockless reader's view of an [`Idr`] (Linux: `idr_find` under
 /// `rcu_read_lock`).
-pub struct IdrRcu<T> {
+pub(crate) struct IdrRcu<T> {
     root: NonNull<AtomicPtr<IdrNode>>,
     _entries: PhantomData<*mut T>,
 }
@@ -190,7 +192,7 @@ impl<T> IdrRcu<T> {
     /// published at `id` when the tree was looked at, or null. An id added
     /// or removed meanwhile may or may not be seen; what is returned was
     /// published, and a node reached stays valid until `_rcu` ends.
-    pub fn find(&self, id: u32, _rcu: &RcuReadGuard) -> *mut T {
+    pub(crate) fn find(&self, id: u32, _rcu: &RcuReadGuard) -> *mut T {
         // SAFETY: the cell lives as long as the `Idr` (the view's contract);
         // nodes reachable from it leave for the cache only after a grace
         // period, which waits for the read-side section `_rcu` proves.
@@ -213,7 +215,7 @@ impl<T> IdrRcu<T> {
 
 impl<T> Idr<T> {
     /// Port of `idr_init()`: an empty IDR with its cursor at 0.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let published = NonNull::from(Box::leak(Box::new(AtomicPtr::new(ptr::null_mut()))));
         Idr {
             root: ptr::null_mut(),
@@ -227,17 +229,18 @@ impl<T> Idr<T> {
     }
 
     /// Allocated ids (published or not).
-    pub fn nr_ids(&self) -> u32 {
+    pub(crate) fn nr_ids(&self) -> u32 {
         self.nr_ids
     }
 
     /// Nodes in the tree (0 when empty: nothing leaks).
-    pub fn nr_nodes(&self) -> u32 {
+    pub(crate) fn nr_nodes(&self) -> u32 {
         self.nr_nodes
     }
 
     /// Levels in the tree (0 when empty).
-    pub fn height(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn height(&self) -> u32 {
         self.height
     }
 
@@ -245,7 +248,7 @@ impl<T> Idr<T> {
     ///
     /// # Safety
     /// The view is used only while this `Idr` lives.
-    pub unsafe fn rcu_view(&self) -> IdrRcu<T> {
+    pub(crate) unsafe fn rcu_view(&self) -> IdrRcu<T> {
         IdrRcu {
             root: self.published,
             _entries: PhantomData,
@@ -260,17 +263,18 @@ impl<T> Idr<T> {
     }
 
     /// Port of `idr_is_empty()`.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.root.is_null()
     }
 
     /// Port of `idr_get_cursor()`.
-    pub fn get_cursor(&self) -> u32 {
+    pub(crate) fn get_cursor(&self) -> u32 {
         self.next
     }
 
     /// Port of `idr_set_cursor()`.
-    pub fn set_cursor(&mut self, next: u32) {
+    pub(crate) fn set_cursor(&mut self, next: u32) {
         self.next = next;
     }
 
@@ -278,7 +282,7 @@ impl<T> Idr<T> {
     /// (`end == 0`: no upper bound but [`IDR_ID_LIMIT`]) and stores `ptr`.
     /// ENOSPC if none is free, ENOMEM if neither the node cache nor the
     /// preload pool can supply the nodes. Does not move the cursor.
-    pub fn alloc(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
+    pub(crate) fn alloc(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
         let max = Self::max_of(end);
         let id = self.find_free(start, max).ok_or(Errno::ENOSPC)?;
         self.insert(id, ptr)?;
@@ -288,7 +292,7 @@ impl<T> Idr<T> {
     /// Port of `idr_alloc_cyclic()`: like [`alloc`](Self::alloc), but
     /// searches from the cursor (or `start`, if higher), wraps to `start`
     /// once, and on success moves the cursor past the new id.
-    pub fn alloc_cyclic(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
+    pub(crate) fn alloc_cyclic(&mut self, ptr: *mut T, start: u32, end: u32) -> Result<u32, Errno> {
         let max = Self::max_of(end);
         let from = self.next.max(start);
         let id = match self.find_free(from, max) {
@@ -303,7 +307,8 @@ impl<T> Idr<T> {
 
     /// Port of `idr_find()`: the pointer stored at `id`; null if `id` is
     /// free or allocated without a pointer yet.
-    pub fn find(&self, id: u32) -> *mut T {
+    #[cfg(test)]
+    pub(crate) fn find(&self, id: u32) -> *mut T {
         match self.leaf_of(id) {
             // SAFETY: `leaf_of` returns a node of this tree.
             Some((leaf, off)) => unsafe { slot_load(leaf, off).cast() },
@@ -312,7 +317,8 @@ impl<T> Idr<T> {
     }
 
     /// Whether `id` is allocated (published or reserved).
-    pub fn is_allocated(&self, id: u32) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_allocated(&self, id: u32) -> bool {
         // SAFETY: `leaf_of` returns a node of this tree.
         self.leaf_of(id)
             .is_some_and(|(leaf, off)| unsafe { (*leaf).present } & (1 << off) != 0)
@@ -320,7 +326,7 @@ impl<T> Idr<T> {
 
     /// Port of `idr_replace()`: stores `ptr` at the allocated `id`,
     /// returning the old pointer; ENOENT if `id` is not allocated.
-    pub fn replace(&mut self, ptr: *mut T, id: u32) -> Result<*mut T, Errno> {
+    pub(crate) fn replace(&mut self, ptr: *mut T, id: u32) -> Result<*mut T, Errno> {
         let (leaf, off) = self.leaf_of(id).ok_or(Errno::ENOENT)?;
         // SAFETY: a node of this tree, which `&mut self` lets us change;
         // the release store publishes what `ptr` points to.
@@ -328,13 +334,15 @@ impl<T> Idr<T> {
             if (*leaf).present & (1 << off) == 0 {
                 return Err(Errno::ENOENT);
             }
-            Ok((*leaf).slots[off].swap(ptr.cast(), Ordering::Release).cast())
+            Ok((*leaf).slots[off]
+                .swap(ptr.cast(), Ordering::Release)
+                .cast())
         }
     }
 
     /// Port of `idr_remove()`: frees `id`, returning its pointer, or `None`
     /// if it was not allocated. Emptied nodes go back to the node cache.
-    pub fn remove(&mut self, id: u32) -> Option<*mut T> {
+    pub(crate) fn remove(&mut self, id: u32) -> Option<*mut T> {
         if u64::from(id) >= capacity(self.height) {
             return None;
         }
@@ -395,7 +403,8 @@ impl<T> Idr<T> {
 
     /// Port of `idr_for_each()`: visits every allocated id in order with
     /// its pointer (null for reserved ids).
-    pub fn for_each(&self, mut f: impl FnMut(u32, *mut T)) {
+    #[cfg(test)]
+    pub(crate) fn for_each(&self, mut f: impl FnMut(u32, *mut T)) {
         if !self.root.is_null() {
             // SAFETY: the root of this tree.
             unsafe { Self::visit(self.root, 0, &mut f) };
@@ -404,6 +413,7 @@ impl<T> Idr<T> {
 
     /// # Safety
     /// `node` is a node of this tree.
+    #[cfg(test)]
     unsafe fn visit(node: *mut IdrNode, base: u32, f: &mut impl FnMut(u32, *mut T)) {
         // SAFETY: per the contract, and children of tree nodes are nodes.
         unsafe {

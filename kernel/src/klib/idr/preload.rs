@@ -24,9 +24,9 @@ use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::lockctx::{self, Site};
-use crate::rcu::{RcuHead, call_rcu};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{MAX_CPUS, PerCpu};
+use crate::rcu::{RcuHead, call_rcu};
 
 /// Where node memory comes from (Linux: `radix_tree_node_cachep`): nodes
 /// come out of it zeroed and go back clean.
@@ -34,19 +34,19 @@ static IDR_NODE_CACHE: RcuObjCache = RcuObjCache::new_zeroed("idr_node", Layout:
 
 /// The object cache IDR nodes come from (its counters say how many nodes
 /// are live and how often the heap was needed).
-pub fn idr_node_cache() -> &'static RcuObjCache {
+pub(crate) fn idr_node_cache() -> &'static RcuObjCache {
     &IDR_NODE_CACHE
 }
 
 /// Bytes the node cache and the preload pools may hold at most.
-pub fn idr_node_max_cached_bytes() -> usize {
+pub(crate) fn idr_node_max_cached_bytes() -> usize {
     IDR_NODE_CACHE.max_cached_bytes() + MAX_CPUS * IDR_PRELOAD_SIZE * size_of::<IdrNode>()
 }
 
 /// The seam all IDR node memory comes from (Linux:
 /// `kmem_cache_alloc(radix_tree_node_cachep)`): a clean (zeroed) node, or
 /// `None` when memory is short.
-pub fn idr_node_alloc() -> Option<*mut IdrNode> {
+pub(crate) fn idr_node_alloc() -> Option<*mut IdrNode> {
     IDR_NODE_CACHE.alloc().map(|p| p.as_ptr().cast())
 }
 
@@ -56,7 +56,7 @@ pub fn idr_node_alloc() -> Option<*mut IdrNode> {
 /// # Safety
 /// `node` came from [`idr_node_alloc`], is clean (no entries, no bits), is
 /// in no tree or pool, and is not used again.
-pub unsafe fn idr_node_free(node: *mut IdrNode) {
+pub(crate) unsafe fn idr_node_free(node: *mut IdrNode) {
     // SAFETY: the caller hands over a valid, clean node; its shift is the
     // only field a clean node may still have set, and the cache takes
     // back only zeroed nodes.
@@ -98,7 +98,7 @@ fn preloads() -> &'static PerCpu<PreloadPool> {
 /// completely (callers may ignore it the same way: the pool keeps the nodes
 /// it got). The [`FaultSite::PreloadFill`] fault makes the fill fail and
 /// leaves the pool untouched.
-pub fn idr_preload() -> Result<(), Errno> {
+pub(crate) fn idr_preload() -> Result<(), Errno> {
     if should_fail(FaultSite::PreloadFill) {
         return Err(Errno::ENOMEM);
     }
@@ -115,15 +115,16 @@ pub fn idr_preload() -> Result<(), Errno> {
 /// kernel never preempts a task, so there is nothing to undo. Kept so
 /// callers have Linux's shape and a place for checks.
 #[inline]
-pub fn idr_preload_end() {}
+pub(crate) fn idr_preload_end() {}
 
 /// Nodes in this CPU's preload pool (never more than [`IDR_PRELOAD_SIZE`]).
-pub fn idr_preload_count() -> usize {
+pub(crate) fn idr_preload_count() -> usize {
     preloads().with(|pool| pool.nr)
 }
 
 /// Gives this CPU's preloaded nodes back to the seam (for leak checks).
-pub fn idr_preload_drain() {
+#[cfg(test)]
+pub(crate) fn idr_preload_drain() {
     preloads().with(|pool| {
         while pool.nr > 0 {
             pool.nr -= 1;

@@ -346,7 +346,13 @@ fn lockless_readers_see_published_entries_or_nothing() {
     // their leaf, so a reader that reads a freed node reused as another
     // leaf finds another id's value there.
     const STAYS: u32 = 7;
-    const IDS: [u32; 5] = [64 + 7, 4096 + 7, 8192 + 64 + 7, (1 << 18) + 7, (1 << 23) + 7];
+    const IDS: [u32; 5] = [
+        64 + 7,
+        4096 + 7,
+        8192 + 64 + 7,
+        (1 << 18) + 7,
+        (1 << 23) + 7,
+    ];
     let idr = Arc::new(Mutex::new(Idr::<u8>::new()));
     assert_eq!(alloc_val(&mut idr.lock().unwrap(), STAYS), Ok(STAYS));
     // SAFETY: the IDR outlives every reader (joined below).
@@ -359,7 +365,11 @@ fn lockless_readers_see_published_entries_or_nothing() {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let rcu = rcu_read_lock();
-                    assert_eq!(view.find(STAYS, &rcu), val(STAYS), "a present id was missed");
+                    assert_eq!(
+                        view.find(STAYS, &rcu),
+                        val(STAYS),
+                        "a present id was missed"
+                    );
                     for id in IDS {
                         let v = view.find(id, &rcu);
                         assert!(v.is_null() || v == val(id), "id {id}: found {v:?}");
@@ -391,7 +401,10 @@ fn lockless_readers_see_published_entries_or_nothing() {
     for r in readers {
         r.join().unwrap();
     }
-    assert!(found.load(Ordering::Relaxed) > 0, "the readers never found an entry");
+    assert!(
+        found.load(Ordering::Relaxed) > 0,
+        "the readers never found an entry"
+    );
     let mut g = idr.lock().unwrap();
     g.remove(STAYS);
     for id in IDS {

@@ -207,27 +207,27 @@ impl<A: AtomicWord, W: SpinProtocol> Qrw<A, W> {
 
 /// `rwlock_t` with Linux's discipline for `tasklist_lock`: readers with
 /// `read_lock` (any context), writers with `write_lock_irq`.
-pub struct RawRwLockIrq {
+pub(crate) struct RawRwLockIrq {
     qrw: Qrw,
     writer: HolderCpu,
     key: LockKey,
 }
 
 /// Guard state of a read hold: lockstat's hold start, `!Send`.
-pub struct ReadHeld {
+pub(crate) struct ReadHeld {
     hold_start: HoldStart,
     _not_send: PhantomData<*const ()>,
 }
 
 /// Guard state of a `write_lock_irq` hold; releasing it re-enables IRQs.
-pub struct WriteHeldIrq {
+pub(crate) struct WriteHeldIrq {
     hold_start: HoldStart,
     _not_send: PhantomData<*const ()>,
 }
 
 impl RawRwLockIrq {
     /// An unlocked lock called `name`.
-    pub const fn named(name: &'static str) -> Self {
+    pub(crate) const fn named(name: &'static str) -> Self {
         RawRwLockIrq {
             qrw: Qrw::new(),
             writer: HolderCpu::new(),
@@ -235,13 +235,8 @@ impl RawRwLockIrq {
         }
     }
 
-    /// The lock's name.
-    pub fn name(&self) -> &'static str {
-        self.key.name()
-    }
-
     /// Whether a writer is waiting for readers to leave (tests, diagnostics).
-    pub fn writer_waiting(&self) -> bool {
+    pub(crate) fn writer_waiting(&self) -> bool {
         self.qrw.writer_waiting()
     }
 
@@ -368,14 +363,14 @@ unsafe impl lock_api::RawRwLock for RawRwLockIrq {
 
 /// A reader-writer spinlock: `read()` is `read_lock`, `write()` is
 /// `write_lock_irq`.
-pub type RwLockIrq<T> = lock_api::RwLock<RawRwLockIrq, T>;
+pub(crate) type RwLockIrq<T> = lock_api::RwLock<RawRwLockIrq, T>;
 /// A held `read_lock`.
-pub type RwLockIrqReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwLockIrq, T>;
+pub(crate) type RwLockIrqReadGuard<'a, T> = lock_api::RwLockReadGuard<'a, RawRwLockIrq, T>;
 /// A held `write_lock_irq`; dropping it is `write_unlock_irq`.
-pub type RwLockIrqWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwLockIrq, T>;
+pub(crate) type RwLockIrqWriteGuard<'a, T> = lock_api::RwLockWriteGuard<'a, RawRwLockIrq, T>;
 
 /// A named [`RwLockIrq`] (`DEFINE_RWLOCK`).
-pub const fn named_rwlock_irq<T>(name: &'static str, value: T) -> RwLockIrq<T> {
+pub(crate) const fn named_rwlock_irq<T>(name: &'static str, value: T) -> RwLockIrq<T> {
     lock_api::RwLock::from_raw(RawRwLockIrq::named(name), value)
 }
 
