@@ -34,7 +34,8 @@ fn soak_on_8_cpus_one_million_ops() {
 fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
     let run = Boot::new()
         .smp(1)
-        .timeout(Duration::from_secs(180))
+        // About 45 s on an idle host; generous for a loaded one.
+        .timeout(Duration::from_secs(420))
         .params("bench=pidalloc")
         .run();
     run.expect_success();
