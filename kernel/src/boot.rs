@@ -179,8 +179,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     qemu::exit(ExitCode::Success)
 }
 
-/// Milliseconds each contended point of `bench=locks` runs: with 8 CPUs,
-/// 4 CPU counts x 3 locks make 12 points, about 6 s in all.
+/// Milliseconds each contended point of `bench=locks` runs.
 const LOCKS_BENCH_MS: u64 = 500;
 
 /// `bench=locks`: the lock microbenchmark on this machine's CPUs.

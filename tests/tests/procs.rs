@@ -8,11 +8,11 @@ use pidlab_tests::Boot;
 
 const PAIRS: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
 
-/// The stress: 8 CPUs x 100,000 spawn+reap for each of the four
-/// strategy pairs. Single-threaded TCG: 8 vCPU threads on 2 host cores
-/// would make every lock hand-off wait for the host scheduler (see
+/// The stress: 8 CPUs x 100,000 spawn+reap for each of the four kernel
+/// versions. Single-threaded TCG: 8 vCPU threads on fewer host cores would
+/// make every lock hand-off wait for the host scheduler (see
 /// tests/locks.rs); round-robin vCPUs still interleave the 8 CPUs' critical
-/// sections (measured: about 35 s for all 3.2 million).
+/// sections.
 #[test]
 fn eight_cpus_times_100k_spawn_and_reap_for_every_strategy_pair() {
     let run = Boot::new()

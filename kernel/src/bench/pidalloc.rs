@@ -26,7 +26,7 @@ use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::Task;
 use core::ptr::NonNull;
 
-/// Live-pid counts the issue asks for.
+/// The live-pid counts measured by default: none, then 1k to 1M.
 pub(crate) const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
 
 /// What to measure.

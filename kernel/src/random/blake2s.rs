@@ -1,9 +1,8 @@
 //! BLAKE2s-256 (RFC 7693), unkeyed, written for a small stack.
 //!
 //! Why not the `blake2` crate: built for `x86_64-unknown-none` (no SSE), its
-//! compression function takes about 25 KiB of stack (measured by painting a
-//! task's stack), and `release_task` runs it on the exiting task's 32 KiB
-//! kernel stack, which then overflowed into the next stack block. This
+//! compression function keeps tens of KiB on the stack, and
+//! `release_task` runs it on the exiting task's small kernel stack. This
 //! version keeps its state in two `[u32; 16]` and uses well under 1 KiB.
 //! The host tests check it against the crate and RFC 7693's test vector.
 
