@@ -160,8 +160,14 @@ pub(crate) fn pidalloc(
                 for (i, strategy) in PAIRS.iter().enumerate() {
                     let s0 = pid_stats_this_cpu();
                     let t0 = platform::cycles();
-                    for _ in 0..per_round {
+                    for i in 0..per_round {
                         free_pid(alloc_pid(&ns, &[], strategy, false)?, strategy);
+                        // A scheduling point, where RCU callbacks (the
+                        // freed pids and IDR nodes) run, as in a kernel
+                        // loop that calls cond_resched().
+                        if i % 64 == 63 {
+                            platform::cond_resched();
+                        }
                     }
                     let t1 = platform::cycles();
                     let d = pid_stats_this_cpu().since(&s0);

@@ -289,8 +289,12 @@ pub(crate) unsafe fn call_rcu(head: *mut RcuHead, func: unsafe fn(*mut RcuHead))
 /// Most callbacks one timer tick runs (Linux's `blimit`): the tick runs
 /// with interrupts off, and a long batch would look like a CPU stuck with
 /// interrupts off to the hard-lockup detector. The rest wait for the next
-/// tick or the idle loop.
+/// tick, a `cond_resched()` or the idle loop.
 const TICK_BATCH: u64 = 1000;
+/// A backlog above which the tick runs every ready callback (Linux's
+/// `qhimark`): callbacks queued faster than the batch drains would hold
+/// their memory back without bound.
+const BACKLOG_HIGH: u64 = 10_000;
 
 /// Runs up to `limit` of `cpu`'s callbacks whose GP has completed (any CPU
 /// may do this for any other: the list has its own lock, and callbacks run
@@ -367,6 +371,9 @@ fn quiescent_here() {
 /// sections, since a tick may never land in the instants between them.
 pub(crate) fn rcu_all_qs() {
     quiescent_here();
+    // Task context with no lock held: run what is ready here, as Linux's
+    // RCU softirq would on this CPU, rather than only in batches per tick.
+    invoke_ready(cpu_id(), u64::MAX);
 }
 
 /// Port of `rcu_note_context_switch()`: called by `schedule()`.
@@ -391,7 +398,18 @@ pub(crate) fn rcu_sched_clock_irq() {
         report_qs(cpu);
     }
     start_gp_if_needed();
-    invoke_ready(cpu, TICK_BATCH);
+    let backlog = {
+        let l = CPUS[cpu].cbs.lock();
+        l.queued - l.invoked
+    };
+    invoke_ready(
+        cpu,
+        if backlog > BACKLOG_HIGH {
+            u64::MAX
+        } else {
+            TICK_BATCH
+        },
+    );
     check_stall();
 }
 

@@ -289,6 +289,7 @@ pub(crate) fn block_until(mut done: impl FnMut() -> bool) {
 /// stuck.
 pub(crate) fn cond_resched() {
     watchdog::touch();
+    crate::rcu::rcu_all_qs();
     if CPUS[cpu_id()].rq.lock().len > 0 {
         yield_now();
     }
