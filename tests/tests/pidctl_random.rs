@@ -12,7 +12,7 @@
 //! and reaping every task, and the kernel's invariant check must pass.
 
 use pidlab_tests::pidctl_model::{
-    Answer, Cmd, MAX_PID_NS_LEVEL, Model, PID_MAX_MIN, RESERVED_PIDS, Task,
+    Answer, Cmd, MAX_PID_NS_LEVEL, Model, PID_MAX_MIN, RESERVED_PIDS, Spawn, Task,
 };
 use pidlab_tests::{Boot, Run};
 
@@ -202,13 +202,13 @@ impl Generator {
         let nocap = self.rng.chance(self.mix.nocap);
         // init is the default parent: name it only half the time.
         let parent = (parent != "init" || self.rng.chance(50)).then_some(parent);
-        self.emit(Cmd::Spawn {
+        self.emit(Cmd::Spawn(Spawn {
             name,
             parent,
             newns,
             set_tid,
             nocap,
-        });
+        }));
     }
 
     /// A `set_tid` list for a child of `parent`: per level, a number that
@@ -284,13 +284,10 @@ impl Generator {
         let mut children = Vec::new();
         for _ in 0..max + 5 {
             let name = self.fresh_name();
-            let answer = self.emit(Cmd::Spawn {
-                name: name.clone(),
+            let answer = self.emit(Cmd::Spawn(Spawn {
                 parent: Some(parent.clone()),
-                newns: false,
-                set_tid: Vec::new(),
-                nocap: false,
-            });
+                ..Spawn::new(name.clone())
+            }));
             if let Answer::Err(_) = answer {
                 break;
             }
@@ -315,13 +312,10 @@ impl Generator {
         }
         for _ in 0..2 {
             let name = self.fresh_name();
-            self.emit(Cmd::Spawn {
-                name,
+            self.emit(Cmd::Spawn(Spawn {
                 parent: Some(parent.clone()),
-                newns: false,
-                set_tid: Vec::new(),
-                nocap: false,
-            });
+                ..Spawn::new(name)
+            }));
         }
     }
 

@@ -1,34 +1,14 @@
 //! SMP bring-up and running work on the other CPUs.
 //!
-//! **Start-up.** The boot CPU copies the trampoline (see `trampoline`) to a
-//! free page below 1 MiB, builds a temporary PML4 below 4 GiB that copies the
-//! kernel's PML4 and identity-maps that page, and starts the application
-//! processors one at a time with the INIT, 10 ms, SIPI, 200 µs, SIPI sequence
-//! (a second SIPI only if the first did not wake it).
-//!
-//! **The claim handshake.** Each start is an offer: a fresh guarded stack
-//! and a fresh [`ApBoot`] record (the dense CPU index and the APIC id
-//! expected), patched into the trampoline, and a claim word set to that
-//! APIC id plus one. The AP claims the offer in the trampoline with a
-//! compare-and-swap keyed by its own APIC id (from CPUID), then claims the
-//! index in Rust by moving the record from Offered to Running; only then
-//! does it touch its per-CPU slot. An AP that does not report within
-//! [`AP_TIMEOUT_MS`] loses both races: the boot CPU withdraws the claim
-//! word and moves the record to Abandoned, sends the AP an INIT (which
-//! parks it until a start-up IPI that never comes), and moves on; the
-//! abandoned stack is never handed out again, and the index goes to the
-//! next AP. A late AP therefore finds either no offer for its APIC id (it
-//! halts in the trampoline, touching no stack) or its own abandoned record
-//! (it halts on its own stack), so it never takes the stack, arguments or
-//! index of the next one. If the AP won the record first, it owns the
-//! index, and the boot CPU waits for it (bounded) rather than reuse it.
-//!
-//! The AP sets its GS base (per-CPU slot), GDT/TSS and IDT before it
-//! touches its local APIC, so an NMI or exception from then on (the panic
-//! path's stop NMI, say) finds a handler and a per-CPU area.
+//! [`start_aps`] starts the application processors the MADT lists, one at
+//! a time, through the real-mode `trampoline`. Each start is an offer that
+//! only the AP it was made for can claim, so an AP that wakes late never
+//! takes the stack, arguments or CPU index meant for the next one
+//! ([`ApBoot`] describes the claim handshake).
 //!
 //! Once up, each AP runs the idle function the caller of [`start_aps`]
 //! passed down (the scheduler's), so arch code never calls up into it.
+//! [`kick`] and [`stop_other_cpus`] then reach the other CPUs with NMIs.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -54,6 +34,23 @@ pub(crate) const AP_STACK_SIZE: usize = 64 * 1024;
 
 /// One start of one AP: what the AP is to be, and how far it got. A fresh
 /// record per start (leaked: a late AP may still read it).
+///
+/// **The claim handshake.** Each start is an offer: a fresh guarded stack
+/// and a fresh `ApBoot` record (the dense CPU index and the APIC id
+/// expected), patched into the trampoline, and a claim word set to that
+/// APIC id plus one. The AP claims the offer in the trampoline with a
+/// compare-and-swap keyed by its own APIC id (from CPUID), then claims the
+/// index in Rust by moving the record from Offered to Running; only then
+/// does it touch its per-CPU slot. An AP that does not report within
+/// [`AP_TIMEOUT_MS`] loses both races: the boot CPU withdraws the claim
+/// word and moves the record to Abandoned, sends the AP an INIT (which
+/// parks it until a start-up IPI that never comes), and moves on; the
+/// abandoned stack is never handed out again, and the index goes to the
+/// next AP. A late AP therefore finds either no offer for its APIC id (it
+/// halts in the trampoline, touching no stack) or its own abandoned record
+/// (it halts on its own stack), so it never takes the stack, arguments or
+/// index of the next one. If the AP won the record first, it owns the
+/// index, and the boot CPU waits for it (bounded) rather than reuse it.
 pub(crate) struct ApBoot {
     index: u32,
     apic_id: u32,
@@ -123,6 +120,10 @@ pub(crate) fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
 
 /// Starts every AP the MADT lists. Needs the stack region and the global
 /// frame allocator (low memory for the trampoline and its page tables).
+/// The boot CPU copies the trampoline (see `trampoline`) to a free page
+/// below 1 MiB, builds a temporary PML4 below 4 GiB that copies the
+/// kernel's PML4 and identity-maps that page, and starts the APs one at a
+/// time ([`start_one`]).
 /// Each AP, once set up, calls `idle(index)` and never returns: the
 /// scheduler passes its idle loop down, so arch code never calls up.
 ///
@@ -287,8 +288,9 @@ fn prepare_trampoline() -> Result<u64, &'static str> {
     Ok(page)
 }
 
-/// Starts one AP as CPU `index` (see the module doc's handshake). True if
-/// it came up. `abandon` (the `ap-late` test) abandons the record before
+/// Starts one AP as CPU `index` with the INIT, 10 ms, SIPI, 200 µs, SIPI
+/// sequence (a second SIPI only if the first did not wake it), under the
+/// claim handshake [`ApBoot`] describes. True if it came up. `abandon` (the `ap-late` test) abandons the record before
 /// the start-up IPIs and leaves the AP running unparked: it either claims
 /// its own offer and is refused the index, or finds the claim word already
 /// keyed for the next AP and is refused in the trampoline.
@@ -380,6 +382,10 @@ fn wait_for_state(boot: &ApBoot, ms: u64, done: impl Fn(u32) -> bool) -> bool {
 
 /// The Rust entry of an AP, called by the trampoline on its fresh stack
 /// once it has claimed the offer for its APIC id.
+///
+/// The AP sets its GS base (per-CPU slot), GDT/TSS and IDT before it
+/// touches its local APIC, so an NMI or exception from then on (the panic
+/// path's stop NMI, say) finds a handler and a per-CPU area.
 extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     if boot
         .state

@@ -1,37 +1,41 @@
 //! The AP start-up trampoline: real mode to long mode in one page.
 //!
 //! An AP leaves reset in real mode and, on the start-up IPI, executes at
-//! physical `page * 4096` with `CS = page << 8, IP = 0`. The code below is
+//! physical `page * 4096` with `CS = page << 8, IP = 0`. The code here is
 //! assembled into the kernel image, copied to a free page below 1 MiB at
-//! run time, and patched there (the `pidlab_tr_*` data fields). It:
-//!
-//! 1. loads its own three-entry GDT (null, 64-bit code, data);
-//! 2. sets CR4 (PAE and the boot CPU's other bits) and CR3 to a temporary
-//!    PML4 below 4 GiB, which copies every kernel PML4 entry and identity-maps
-//!    this page, so the code keeps running once paging is on;
-//! 3. sets EFER.LME and EFER.NXE (the kernel's page tables use NX; without
-//!    NXE those entries would be reserved-bit faults);
-//! 4. writes CR0 with PE and PG at once, which enters long mode directly
-//!    (compatibility submode), then far-jumps into the 64-bit code segment;
-//! 5. in 64-bit mode loads the data segments, reads the offered stack,
-//!    argument and entry into registers, and claims the offer: a `lock
-//!    cmpxchg` of the claim word from its own initial APIC id plus one (from
-//!    CPUID, so no APIC access yet) to 0. Only the AP the offer was made for
-//!    can win, and only while the boot CPU has not withdrawn it; the loser
-//!    counts itself in the refused word and halts without touching any
-//!    stack. The winner loads the stack and calls the Rust entry with its
-//!    argument, both high-half kernel addresses that the temporary PML4 maps
-//!    like the kernel's. The Rust side then switches to the kernel's CR3.
-//!
-//! The offer's fields are read before the claim: the boot CPU rewrites them
-//! only after the claim word says the offer was taken or withdrawn, so what
-//! a winner read is its own offer, and a loser's reads are never used.
+//! run time, and patched there (the `pidlab_tr_*` data fields, located by
+//! [`field`]). It takes the AP to long mode, claims the start-up offer the
+//! boot CPU made for it, and calls the offered Rust entry on the offered
+//! stack (`smp` makes the offers and copies the page).
 //!
 //! All addressing is relative to the page (DS = CS in real mode,
 //! RIP-relative in long mode), so the code runs wherever it is copied.
 
 use core::arch::global_asm;
 
+// The trampoline, in order:
+//
+// 1. loads its own three-entry GDT (null, 64-bit code, data);
+// 2. sets CR4 (PAE and the boot CPU's other bits) and CR3 to a temporary
+//    PML4 below 4 GiB, which copies every kernel PML4 entry and identity-maps
+//    this page, so the code keeps running once paging is on;
+// 3. sets EFER.LME and EFER.NXE (the kernel's page tables use NX; without
+//    NXE those entries would be reserved-bit faults);
+// 4. writes CR0 with PE and PG at once, which enters long mode directly
+//    (compatibility submode), then far-jumps into the 64-bit code segment;
+// 5. in 64-bit mode loads the data segments, reads the offered stack,
+//    argument and entry into registers, and claims the offer: a `lock
+//    cmpxchg` of the claim word from its own initial APIC id plus one (from
+//    CPUID, so no APIC access yet) to 0. Only the AP the offer was made for
+//    can win, and only while the boot CPU has not withdrawn it; the loser
+//    counts itself in the refused word and halts without touching any
+//    stack. The winner loads the stack and calls the Rust entry with its
+//    argument, both high-half kernel addresses that the temporary PML4 maps
+//    like the kernel's. The Rust side then switches to the kernel's CR3.
+//
+// The offer's fields are read before the claim: the boot CPU rewrites them
+// only after the claim word says the offer was taken or withdrawn, so what
+// a winner read is its own offer, and a loser's reads are never used.
 global_asm!(
     r#"
     .section .text.pidlab_trampoline, "ax"

@@ -1,21 +1,12 @@
 //! Lockup detectors: the catch-all behind the spin-wait watchdog
 //! (`sync::debug::Watchdog`, which bounds every spin loop that waits for a
 //! lock, the heap, the console or RCU), for code that is stuck some other
-//! way. Both run from the timer interrupt, in the manner of Linux's
-//! kernel/watchdog.c.
+//! way. Both run from the timer interrupt ([`on_tick`]), in the manner of
+//! Linux's kernel/watchdog.c.
 //!
-//! - **Soft lockup.** Every CPU stamps the time whenever it passes a
-//!   scheduling point (`schedule()`, an idle-loop round, `cond_resched()`:
-//!   [`touch`]). A CPU whose own tick finds the stamp older than the bound
-//!   panics, naming the task and where it was.
-//! - **Hard lockup.** A CPU with interrupts off takes no ticks, so it cannot
-//!   check itself: each CPU watches the next one's tick count (Linux's buddy
-//!   detector). A count that has not moved for the bound means the buddy
-//!   is stuck with interrupts off; the watcher sends it an NMI, and the NMI
-//!   handler there panics with its RIP and the lock (or other wait) its
-//!   spin-wait watchdog last recorded. A buddy that does not answer the NMI
-//!   within a second is reported by the watcher instead.
-//!
+//! The soft-lockup detector catches a CPU that passes no scheduling point
+//! ([`touch`]) for too long; the hard-lockup detector a CPU that takes no
+//! timer tick, stuck with interrupts off (see [`on_tick`] and [`on_nmi`]).
 //! The detectors are off until [`start`] (boot, once the scheduler runs)
 //! and stay quiet while a panic is in progress (its stop NMIs freeze
 //! every other CPU's ticks on purpose).
@@ -79,7 +70,8 @@ pub(crate) fn stop() {
     ENABLED.store(false, Ordering::Release);
 }
 
-/// This CPU passed a scheduling point.
+/// This CPU passed a scheduling point (`schedule()`, an idle-loop round,
+/// `cond_resched()`): it stamps the time the soft-lockup check looks at.
 #[inline]
 pub(crate) fn touch() {
     WATCH[percpu::cpu_index() as usize]
@@ -93,6 +85,18 @@ fn ms_of(cycles: u64, cps: u64) -> u64 {
 
 /// The timer's part: this CPU's soft-lockup check and its buddy's
 /// hard-lockup check. `rip` is where the tick interrupted.
+///
+/// - **Soft lockup.** Every CPU stamps the time whenever it passes a
+///   scheduling point ([`touch`]). A CPU whose own tick finds the stamp
+///   older than the bound panics, naming the task and where it was.
+/// - **Hard lockup.** A CPU with interrupts off takes no ticks, so it cannot
+///   check itself: each CPU watches the next one's tick count (Linux's buddy
+///   detector). A count that has not moved for the bound means the buddy
+///   is stuck with interrupts off; the watcher sends it an NMI, and the NMI
+///   handler there ([`on_nmi`]) panics with its RIP and the lock (or other
+///   wait) its spin-wait watchdog last recorded. A buddy that does not
+///   answer the NMI within [`NMI_ANSWER_MS`] is reported by the watcher
+///   instead.
 pub(crate) fn on_tick(me: &PerCpu, rip: u64) {
     if !ENABLED.load(Ordering::Acquire) || panic::in_progress() {
         return;

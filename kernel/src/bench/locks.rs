@@ -1,31 +1,15 @@
 //! The lock microbenchmark core behind `bench=locks`.
 //!
-//! Two measurements, each printed as a human table and as CSV rows under
-//! [`LOCKS_CSV_HEADER`] (`locks,<lock>,<cpus>,<ops_per_sec>,...`):
+//! It compares the spinlock algorithms `lock=` can choose, the kernel's
+//! dispatched spinlock, the lock disciplines and lockstat, and the rwlock
+//! behind `tasklist_lock`, so a choice between them rests on numbers from
+//! the machine at hand. Two measurements, [`uncontended`] (the cost of one
+//! lock+unlock pair on one CPU) and [`contended`] (throughput and fairness
+//! of one lock hammered by several CPUs), each printed by
+//! [`run_locks_bench`] as a human table and as CSV rows under
+//! [`LOCKS_CSV_HEADER`] (`locks,<lock>,<cpus>,<ops_per_sec>,...`).
 //!
-//! - **uncontended**: one CPU takes and releases a lock it alone uses,
-//!   `uncontended_ops` times over five interleaved passes, timed with
-//!   `platform::cycles()`; the row's `cycles_per_op` is the cost of one
-//!   lock+unlock pair in the fastest pass. Rows: each
-//!   algorithm in its own type (`ticket`, `pv-ticket`, `qspinlock`, `tas`),
-//!   the kernel's spinlock (`dispatch:<algo>`, the algorithm `lock=` chose,
-//!   reached through the run-time dispatch: the difference from the
-//!   `<algo>` row is what the dispatch costs), the ticket lock with lockstat
-//!   on and in its `_irq`/`_irqsave` disciplines, and the rwlock's
-//!   `read_lock` and `write_lock_irq`.
-//! - **contended**: 1, 2, 4, 8 CPUs (capped at `Parallel::cpus()` and
-//!   `max_cpus`) hammer one lock, each incrementing a plain counter inside
-//!   it, for `millis` ms timed by CPU 0 (a time bound, never an op count, so
-//!   a point whose hand-offs collapse still ends); `ops_per_sec` is the
-//!   total over all CPUs, `cycles_per_op` the wall cycles per critical
-//!   section (the hand-off cost), and the min/max share columns say how
-//!   fairly the lock served the CPUs (each CPU's ops as a percentage of the
-//!   mean). At each CPU count every algorithm (and the ticket lock with
-//!   lockstat) runs back to back, so drift hits all alike.
-//!
-//! All spin with `platform::cpu_relax` (`pause`). `cycles` are TSC cycles on
-//! the machine and nanoseconds on the host; before TSC calibration a 1 GHz
-//! clock is assumed for timing and said so.
+//! All spin with `platform::cpu_relax` (`pause`).
 
 use alloc::format;
 use alloc::string::String;
@@ -79,9 +63,11 @@ pub(crate) struct LocksRow {
     pub(crate) bench: &'static str,
     /// Lock+unlock pairs completed, over all CPUs.
     pub(crate) ops: u64,
-    /// Wall cycles the ops took.
+    /// Wall cycles the ops took: TSC cycles on the machine, nanoseconds on
+    /// the host.
     pub(crate) cycles: u64,
-    /// The clock rate used to turn cycles into time.
+    /// The clock rate used to turn cycles into time (before TSC calibration
+    /// a 1 GHz clock is assumed, and the run says so).
     pub(crate) cycles_per_sec: u64,
     /// Least and most ops of one CPU, in percent of the per-CPU mean.
     pub(crate) min_share_pct: u64,
@@ -172,11 +158,22 @@ struct Flavour<'a> {
 /// Passes over all uncontended flavours; each row keeps its fastest.
 const UNCONTENDED_PASSES: u64 = 5;
 
+/// The **uncontended** measurement: one CPU takes and releases a lock it
+/// alone uses, timed with `platform::cycles()`.
+///
 /// Measures every flavour on one CPU, `ops` pairs each, in
 /// [`UNCONTENDED_PASSES`] interleaved passes of `ops / passes` pairs; a
 /// row's cycles are its fastest pass's, scaled to `ops`, so a pass the host
-/// preempted does not count and drift hits all flavours alike. A flavour
-/// that needs IRQs on is skipped where they are off.
+/// preempted does not count and drift hits all flavours alike; the row's
+/// `cycles_per_op` is the cost of one lock+unlock pair. A flavour that
+/// needs IRQs on is skipped where they are off.
+///
+/// Rows: each algorithm in its own type (`ticket`, `pv-ticket`,
+/// `qspinlock`, `tas`), the kernel's spinlock (`dispatch:<algo>`, the
+/// algorithm `lock=` chose, reached through the run-time dispatch: the
+/// difference from the `<algo>` row is what the dispatch costs), the ticket
+/// lock with lockstat on and in its `_irq`/`_irqsave` disciplines, and the
+/// rwlock's `read_lock` and `write_lock_irq`.
 fn uncontended(par: &dyn Parallel, flavours: &[Flavour<'_>], ops: u64, cps: u64) -> Vec<LocksRow> {
     let per_pass = (ops / UNCONTENDED_PASSES).max(1);
     let best: Vec<AtomicU64> = flavours.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
@@ -220,7 +217,12 @@ fn uncontended(par: &dyn Parallel, flavours: &[Flavour<'_>], ops: u64, cps: u64)
     rows
 }
 
-/// Runs `op` on `n` CPUs at once for `budget` cycles (timed by CPU 0).
+/// The **contended** measurement: runs `op` on `n` CPUs at once for
+/// `budget` cycles (timed by CPU 0), each CPU incrementing a plain counter
+/// inside one lock. The row's `ops_per_sec` is the total over all CPUs,
+/// `cycles_per_op` the wall cycles per critical section (the hand-off
+/// cost), and the min/max share columns say how fairly the lock served the
+/// CPUs (each CPU's ops as a percentage of the mean).
 ///
 /// Bounded by time, not by a count of ops: CPU 0 reads the clock after
 /// every batch of ops, and the batch shrinks to 1 as soon as one batch takes
@@ -311,6 +313,11 @@ fn with_lockstat<R>(on: bool, f: impl FnOnce() -> R) -> R {
 
 /// Runs the lock microbenchmark on up to `params.max_cpus` CPUs of `par`,
 /// prints the table and the CSV rows, and returns the rows.
+///
+/// The contended points run on 1, 2, 4, 8 CPUs (capped at
+/// `Parallel::cpus()` and `max_cpus`) for `millis` ms each; at each CPU
+/// count every algorithm (and the ticket lock with lockstat) runs back to
+/// back, so drift hits all alike.
 pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> Vec<LocksRow> {
     let calibrated = platform::cycles_per_sec();
     let cps = if calibrated == 0 {

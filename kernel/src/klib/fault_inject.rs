@@ -2,32 +2,14 @@
 //!
 //! Linux has `lib/fault-inject.c` with the `failslab` and
 //! `fail_page_alloc` attributes; this is a much smaller cousin with one
-//! switch per allocation site the pid code has:
+//! switch per allocation site the pid code has ([`FaultSite`]), so the
+//! error paths behind those allocations can be made to run.
 //!
-//! - [`FaultSite::PidAlloc`]: allocating a `struct pid` (alloc_pid's
-//!   `kmem_cache_alloc`, -> ENOMEM);
-//! - [`FaultSite::PreloadFill`]: `idr_preload()` filling this CPU's node
-//!   pool (the `GFP_KERNEL` allocation that may fail; a failed fill leaves
-//!   the pool as it was);
-//! - [`FaultSite::NodeAlloc`]: the IDR allocating a node from the node
-//!   cache under the lock (the `GFP_ATOMIC` slab allocation; the insertion
-//!   then falls back to the preload pool);
-//! - [`FaultSite::PreloadTake`]: the insertion finding the preload pool
-//!   dry (with `NodeAlloc` also failing, the insertion fails: ENOMEM);
-//! - [`FaultSite::TaskAlloc`]: allocating a `task_struct` (`copy_process`'s
-//!   `dup_task_struct`, -> ENOMEM);
-//! - [`FaultSite::StackAlloc`]: allocating its kernel stack (-> ENOMEM).
-//!
-//! Each site is armed with a [`FaultMode`] (fail the next N attempts,
-//! every k-th attempt, or each attempt with probability 1/n from a seeded
-//! generator), either for every CPU or for one CPU, and counts how often
-//! it fired, in all and per CPU. The switches are global and change at run time, so a
-//! test, the benchmark or a reliability soak can arm them around any code.
-//! A site with nothing armed costs one relaxed load of a read-mostly word.
-//!
-//! Per-CPU settings exist for the host, where tests run in parallel threads
-//! (each its own simulated CPU): a test arms a site for its own CPU only and
-//! cannot disturb the others.
+//! Each site is armed ([`fault_inject`]) with a [`FaultMode`], either for
+//! every CPU or for one CPU, and counts how often it fired, in all and per
+//! CPU. The switches are global and change at run time, so a test, the
+//! benchmark or a reliability soak can arm them around any code; the
+//! allocation sites ask [`should_fail`].
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -36,17 +18,24 @@ use crate::platform::{self, MAX_CPUS};
 /// The allocation sites that can be made to fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FaultSite {
-    /// `struct pid` allocation in `alloc_pid`.
+    /// `struct pid` allocation in `alloc_pid` (its `kmem_cache_alloc`;
+    /// failing gives ENOMEM).
     PidAlloc,
-    /// `idr_preload()` filling the per-CPU node pool.
+    /// `idr_preload()` filling this CPU's node pool (the `GFP_KERNEL`
+    /// allocation that may fail; a failed fill leaves the pool as it was).
     PreloadFill,
-    /// The IDR allocating a node from the node cache under the lock.
+    /// The IDR allocating a node from the node cache under the lock (the
+    /// `GFP_ATOMIC` slab allocation; the insertion then falls back to the
+    /// preload pool).
     NodeAlloc,
-    /// The IDR taking a node from the preload pool under the lock.
+    /// The IDR taking a node from the preload pool under the lock: the
+    /// insertion finds the pool dry (with `NodeAlloc` also failing, the
+    /// insertion fails: ENOMEM).
     PreloadTake,
-    /// The task structure in `copy_process` (`Task::create`).
+    /// The task structure in `copy_process` (`dup_task_struct`, here
+    /// `Task::create`; failing gives ENOMEM).
     TaskAlloc,
-    /// The task's kernel stack (`Task::create`).
+    /// The task's kernel stack (`Task::create`; failing gives ENOMEM).
     StackAlloc,
 }
 
@@ -150,6 +139,10 @@ static SITES: [SiteState; FaultSite::ALL.len()] =
 /// `c` only (`cpu = Some(c)`) or on every CPU (`None`). The per-CPU and the
 /// every-CPU settings are independent; an attempt fails if either says so.
 /// An out-of-range CPU is ignored.
+///
+/// Per-CPU settings exist for the host, where tests run in parallel threads
+/// (each its own simulated CPU): a test arms a site for its own CPU only and
+/// cannot disturb the others.
 pub(crate) fn fault_inject(site: FaultSite, mode: FaultMode, cpu: Option<usize>) {
     let idx = cpu.unwrap_or(ANY_CPU);
     if idx > ANY_CPU {
@@ -186,7 +179,8 @@ pub(crate) fn fault_fired_on(site: FaultSite, cpu: usize) -> u64 {
 }
 
 /// Whether this attempt at `site` must fail. Called by the allocation
-/// sites; one relaxed load when nothing is armed.
+/// sites; when nothing is armed it costs one relaxed load of a read-mostly
+/// word.
 #[inline]
 pub(crate) fn should_fail(site: FaultSite) -> bool {
     let s = site.state();

@@ -2,30 +2,14 @@
 //! `free_pid`, `put_pid`, `find_pid_ns`, `pid_nr_ns`, and the global
 //! `pidmap_lock`.
 //!
-//! A pid is one number per namespace level, from the namespace it was
-//! allocated in (`numbers[level]`) up to the root (`numbers[0]`), each kept
-//! in that namespace's IDR. `alloc_pid` (see `alloc`) first *reserves*
-//! every number (the slot holds null, so `find_pid_ns` cannot see a
-//! half-built pid), then *publishes* the pid in all of them at once, after
-//! checking that the namespace still accepts pids (`PIDNS_ADDING`).
-//!
-//! **Versions.** `alloc_pid`, `free_pid` and `disable_pid_allocation`
-//! take the kernel version ([`StrategyPair`]) they act as: its
-//! `AllocPidStrategy` and the IRQ discipline of its `pidmap_lock` (6.14:
-//! `spin_lock_irq` / `irqsave`; 6.15 on: `spin_lock`), each a
-//! [`PidmapGuard`] whose type names the discipline; [`PidNamespace::map`]
-//! demands one.
-//!
-//! **References.** `count` is the refcount (`get_pid`/`put_pid`). A
-//! published pid holds one reference for the IDRs, which `free_pid` hands
-//! to `call_rcu(delayed_put_pid)`, so a lockless reader that found the pid
-//! before it was unhashed can still take a reference; `alloc_pid` returns a
-//! second one as the caller's [`PidRef`]. (Linux hands out its one
-//! reference uncounted; a counted handle is what makes the Rust API safe.)
-//!
-//! **Memory.** The pid struct comes from [`pid_struct_alloc`] /
-//! [`pid_struct_free`], sized for its level like Linux's per-level
-//! `pid_cachep`, fallible, and covered by [`FaultSite::PidAlloc`].
+//! This is the subsystem the kernel exists to exercise: a [`Pid`] is one
+//! number per namespace level, handed out by the namespaces' IDRs, found
+//! without locks under RCU, and kept alive for a grace period after
+//! `free_pid` unhashes it. Callers hold pids through counted [`PidRef`]s;
+//! `pidmap_lock` is held through a [`PidmapGuard`] whose type names the
+//! IRQ discipline of the kernel version it acts as. `alloc` holds
+//! `alloc_pid`, `allocated` the lock-free pid count, `namespace` the pid
+//! namespaces, `pidfs` pidfs's inode numbers, `stats` the counters.
 
 use ::alloc::alloc::{Layout, alloc, dealloc};
 use core::ptr::{self, NonNull};
@@ -110,6 +94,13 @@ impl Upid {
 /// Port of `struct pid`. Allocated with `level + 1` [`Upid`]s after the
 /// header (Linux's flexible `numbers[]`), so it is only handled through
 /// raw pointers and [`PidRef`].
+///
+/// A pid is one number per namespace level, from the namespace it was
+/// allocated in (`numbers[level]`) up to the root (`numbers[0]`), each kept
+/// in that namespace's IDR. `alloc_pid` (see `alloc`) first *reserves*
+/// every number (the slot holds null, so `find_pid_ns` cannot see a
+/// half-built pid), then *publishes* the pid in all of them at once, after
+/// checking that the namespace still accepts pids (`PIDNS_ADDING`).
 #[repr(C)]
 pub(crate) struct Pid {
     count: AtomicU32,
@@ -164,8 +155,9 @@ pub(crate) fn pid_caches() -> &'static [RcuObjCache] {
 
 /// The seam all `struct pid` memory comes from (Linux:
 /// `kmem_cache_alloc(ns->pid_cachep)`, one cache per level): uninitialised
-/// memory for a pid of `level`, or `None` when memory is short (or
-/// [`FaultSite::PidAlloc`] fires).
+/// memory for a pid of `level`, sized for its level, or `None` when memory
+/// is short (or [`FaultSite::PidAlloc`] fires). [`pid_struct_free`] gives
+/// it back.
 pub(crate) fn pid_struct_alloc(level: u32) -> Option<NonNull<Pid>> {
     if should_fail(FaultSite::PidAlloc) {
         return None;
@@ -193,6 +185,13 @@ pub(crate) unsafe fn pid_struct_free(pid: NonNull<Pid>, level: u32) {
 
 /// A counted reference to a pid (`get_pid` clones it, dropping it is
 /// `put_pid`).
+///
+/// The pid's `count` is the refcount. A published pid holds one reference
+/// for the IDRs, which `free_pid` hands to `call_rcu(delayed_put_pid)`, so
+/// a lockless reader that found the pid before it was unhashed can still
+/// take a reference; `alloc_pid` returns a second one as the caller's
+/// `PidRef`. (Linux hands out its one reference uncounted; a counted handle
+/// is what makes the Rust API safe.)
 pub(crate) struct PidRef {
     ptr: NonNull<Pid>,
 }
@@ -364,6 +363,12 @@ static PIDMAP_LOCK: CacheAligned<RawSpin> = CacheAligned(RawSpin::named("pidmap_
 
 /// Holding `pidmap_lock`, taken with IRQ discipline `D` (which also says
 /// how the drop releases it). Proof of the lock for [`PidNamespace::map`].
+///
+/// `alloc_pid`, `free_pid` and `disable_pid_allocation` take the kernel
+/// version ([`StrategyPair`]) they act as: its `AllocPidStrategy` and the
+/// IRQ discipline of its `pidmap_lock` (6.14: `spin_lock_irq` /
+/// `irqsave`; 6.15 on: `spin_lock`), each a `PidmapGuard` whose type names
+/// the discipline; [`PidNamespace::map`] demands one.
 pub(crate) struct PidmapGuard<D: IrqDiscipline>(#[allow(dead_code)] RawGuard<'static, RawSpin, D>);
 
 impl<D: IrqDiscipline> PidmapGuard<D> {

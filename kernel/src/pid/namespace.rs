@@ -1,24 +1,13 @@
 //! Pid namespaces (Linux's kernel/pid_namespace.c and the namespace half of
 //! kernel/pid.c).
 //!
-//! A namespace has a `level` (0 for the root, at most
-//! [`MAX_PID_NS_LEVEL`]), a parent, and its own id space: an [`Idr`] of
-//! pids with its cyclic cursor, a `pid_max` (`PID_MAX_LIMIT` for a child
-//! at creation, as in Linux 6.14+; settable within 301..=4,194,304), a `child_reaper` and the
-//! `pid_allocated` count. `pid_allocated` starts at [`PIDNS_ADDING`]: the
-//! flag says the namespace still accepts new pids, the low bits count live
-//! ones. When its init dies, [`disable_pid_allocation`] clears the flag and
-//! `alloc_pid` fails with ENOMEM from then on.
-//!
-//! Every namespace's IDR and `pid_allocated` are protected by the one
-//! global `pidmap_lock` (see [`crate::pid`]): they sit in an `UnsafeCell`
-//! reached only through [`PidNamespace::map`], which demands the lock's
-//! guard. `pid_max` and `child_reaper` are read without the lock
-//! (`READ_ONCE` in Linux), so they are atomics.
-//!
-//! Lifetime is reference counted with `Arc` (Linux: `get_pid_ns` /
-//! `put_pid_ns`): a child holds its parent, and every `struct pid` holds the
-//! namespace it was allocated in, hence all its ancestors.
+//! Each namespace is its own id space for pids: a [`PidNamespace`] has a
+//! level, a parent, an IDR of pids, a `pid_max`, a child reaper and a count
+//! of live pids whose flag says whether it still accepts new ones
+//! ([`disable_pid_allocation`] clears it when its init dies). Its IDR and
+//! count are the [`PidMap`] that `pidmap_lock` protects. Namespaces are
+//! created with [`create_pid_namespace`] under the root,
+//! [`init_pid_ns`].
 
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
@@ -48,6 +37,11 @@ pub(crate) const PID_MAX_LIMIT: i32 = 4 * 1024 * 1024;
 pub(crate) const PID_MAX_MIN: i32 = RESERVED_PIDS + 1;
 
 /// The state `pidmap_lock` protects in each namespace.
+///
+/// Every namespace's IDR and `pid_allocated` are protected by the one
+/// global `pidmap_lock` (see [`PidmapGuard`]): they sit in an `UnsafeCell`
+/// reached only through [`PidNamespace::map`], which demands the lock's
+/// guard.
 pub(crate) struct PidMap {
     /// Port of `ns->idr`: pid numbers of this namespace.
     pub(crate) idr: Idr<Pid>,
@@ -56,6 +50,24 @@ pub(crate) struct PidMap {
 }
 
 /// Port of `struct pid_namespace`.
+///
+/// A namespace has a `level` (0 for the root, at most
+/// [`MAX_PID_NS_LEVEL`]), a parent, and its own id space: an [`Idr`] of
+/// pids with its cyclic cursor, a `pid_max` (`PID_MAX_LIMIT` for a child
+/// at creation, as in Linux 6.14+; settable within 301..=4,194,304), a
+/// `child_reaper` and the `pid_allocated` count. `pid_allocated` starts at
+/// [`PIDNS_ADDING`]: the flag says the namespace still accepts new pids,
+/// the low bits count live ones. When its init dies,
+/// [`disable_pid_allocation`] clears the flag and `alloc_pid` fails with
+/// ENOMEM from then on.
+///
+/// The IDR and `pid_allocated` are the [`PidMap`], under `pidmap_lock`.
+/// `pid_max` and `child_reaper` are read without the lock (`READ_ONCE` in
+/// Linux), so they are atomics.
+///
+/// Lifetime is reference counted with `Arc` (Linux: `get_pid_ns` /
+/// `put_pid_ns`): a child holds its parent, and every `struct pid` holds the
+/// namespace it was allocated in, hence all its ancestors.
 pub(crate) struct PidNamespace {
     level: u32,
     /// `ns->idr` as lockless readers see it (`find_pid_ns`).

@@ -257,27 +257,39 @@ fn a_failing_node_cache_is_covered_by_the_preload_pool() {
     }
 }
 
-#[test]
-fn single_lock_repreloads_once_per_level() {
+/// A root and a chain of three namespaces below it, each with pid `tall`
+/// taken (so every level's tree is as tall as that needs) and its cursor
+/// at `cursor`; then one `SingleLock` allocation at the deepest level with
+/// `faults` armed on the node supply ([`fail_nodes`]). Checks that the pid
+/// got `cursor` at every level and returns the allocation's
+/// `(alloc_locks, alloc_repreloads)`.
+fn single_lock_alloc_at(tall: i32, cursor: u32, faults: FaultMode) -> (u64, u64) {
     let (root, _init) = root_with_init(STOCK);
     let (nss, _inits) = chain(&root, 3);
-    // Two-level trees everywhere, so that pid 128 needs exactly one node.
-    let _tall = alloc_pid(&nss[3], &[100, 100, 100, 100], STOCK, true).unwrap();
+    let _tall = alloc_pid(&nss[3], &[tall; 4], STOCK, true).unwrap();
     for ns in &nss {
-        ns.map(&mut pidmap_lock_irq()).idr.set_cursor(128);
+        ns.map(&mut pidmap_lock_irq()).idr.set_cursor(cursor);
     }
-    // Every level needs a fresh leaf, the node cache fails, and every
-    // second pool take finds it dry: levels 2, 1 and 0 each fail once and
-    // succeed after one re-preload.
     let before = pid_stats_this_cpu();
-    fail_nodes(FaultMode::FailEvery(2));
+    fail_nodes(faults);
     let r = alloc_pid(&nss[3], &[], ONCE, false);
     fail_nodes(FaultMode::Off);
     let d = pid_stats_this_cpu().since(&before);
     let pid = r.unwrap_or_else(|e| panic!("{e} {d:?}"));
-    assert_eq!(nrs(&pid), [128, 128, 128, 128]);
-    let d = pid_stats_this_cpu().since(&before);
-    assert_eq!((d.alloc_locks, d.alloc_repreloads), (4, 3));
+    assert_eq!(nrs(&pid), [cursor as i32; 4]);
+    (d.alloc_locks, d.alloc_repreloads)
+}
+
+#[test]
+fn single_lock_repreloads_once_per_level() {
+    // Two-level trees everywhere, so that pid 128 needs exactly one node.
+    // Every level needs a fresh leaf, the node cache fails, and every
+    // second pool take finds it dry: levels 2, 1 and 0 each fail once and
+    // succeed after one re-preload.
+    assert_eq!(
+        single_lock_alloc_at(100, 128, FaultMode::FailEvery(2)),
+        (4, 3)
+    );
 }
 
 #[test]
@@ -392,20 +404,10 @@ fn lock_acquisitions_per_operation() {
 
 #[test]
 fn single_lock_takes_pidmap_lock_once_even_when_every_level_needs_nodes() {
-    let (root, _init) = root_with_init(STOCK);
-    let (nss, _inits) = chain(&root, 3);
     // Three-level trees everywhere; at a cursor of 8192 every level needs
     // a new internal node and a new leaf: eight nodes, more than one
     // preload holds, so only the node cache lets one hold suffice.
-    let _tall = alloc_pid(&nss[3], &[5000, 5000, 5000, 5000], STOCK, true).unwrap();
-    for ns in &nss {
-        ns.map(&mut pidmap_lock_irq()).idr.set_cursor(8192);
-    }
-    let before = pid_stats_this_cpu();
-    let pid = alloc_pid(&nss[3], &[], ONCE, false).unwrap();
-    let d = pid_stats_this_cpu().since(&before);
-    assert_eq!(nrs(&pid), [8192, 8192, 8192, 8192]);
-    assert_eq!((d.alloc_locks, d.alloc_repreloads), (1, 0));
+    assert_eq!(single_lock_alloc_at(5000, 8192, FaultMode::Off), (1, 0));
 }
 
 #[test]
@@ -643,6 +645,20 @@ struct ModelNs {
 }
 
 impl ModelNs {
+    /// A new namespace: no pids, no reaper, accepting pids.
+    fn new(level: u32, parent: Option<usize>, pid_max: i32) -> Self {
+        ModelNs {
+            level,
+            parent,
+            pid_max,
+            reaper: false,
+            ids: BTreeSet::new(),
+            cursor: 0,
+            pid_allocated: PIDNS_ADDING,
+            wakeups: 0,
+        }
+    }
+
     fn first_free(&self, from: u32, max: u32) -> Option<u32> {
         (from..=max).find(|id| !self.ids.contains(id))
     }
@@ -657,34 +673,37 @@ struct Model {
     live: Vec<Vec<(usize, u32)>>,
 }
 
+/// One `alloc_pid` call, as the model and the real thing both get it:
+/// the namespace, `set_tid`, whether the caller has the capability, and
+/// whether the pid struct or the IDR nodes are to fail.
+#[derive(Clone, Copy)]
+struct AllocReq<'a> {
+    ns: usize,
+    set_tid: &'a [i32],
+    cap: bool,
+    fail_pid: bool,
+    fail_nodes: bool,
+}
+
 type AllocOutcome = Result<Vec<i32>, Errno>;
 
 impl Model {
     fn new(strategy: &StrategyPair) -> Self {
         Model {
             per_level_checks: strategy.alloc == AllocPidStrategy::Stock,
-            ns: vec![ModelNs {
-                level: 0,
-                parent: None,
-                pid_max: PID_MAX_DEFAULT,
-                reaper: false,
-                ids: BTreeSet::new(),
-                cursor: 0,
-                pid_allocated: PIDNS_ADDING,
-                wakeups: 0,
-            }],
+            ns: vec![ModelNs::new(0, None, PID_MAX_DEFAULT)],
             live: Vec::new(),
         }
     }
 
-    fn alloc(
-        &mut self,
-        ns: usize,
-        set_tid: &[i32],
-        cap: bool,
-        fail_pid: bool,
-        fail_nodes: bool,
-    ) -> AllocOutcome {
+    fn alloc(&mut self, req: &AllocReq<'_>) -> AllocOutcome {
+        let AllocReq {
+            ns,
+            set_tid,
+            cap,
+            fail_pid,
+            fail_nodes,
+        } = *req;
         let mut chain = vec![ns];
         while let Some(p) = self.ns[*chain.last().unwrap()].parent {
             chain.push(p);
@@ -819,21 +838,14 @@ impl World {
         }
     }
 
-    fn alloc(
-        &mut self,
-        ns: usize,
-        set_tid: &[i32],
-        cap: bool,
-        fail_pid: bool,
-        fail_nodes: bool,
-    ) -> AllocOutcome {
-        if fail_pid {
+    fn alloc(&mut self, req: &AllocReq<'_>) -> AllocOutcome {
+        if req.fail_pid {
             fault_inject(FaultSite::PidAlloc, FaultMode::FailNext(1), here());
         }
-        if fail_nodes {
+        if req.fail_nodes {
             self::fail_nodes(FaultMode::FailEvery(1));
         }
-        let r = alloc_pid(&self.ns[ns], set_tid, self.strategy, cap);
+        let r = alloc_pid(&self.ns[req.ns], req.set_tid, self.strategy, req.cap);
         fault_inject(FaultSite::PidAlloc, FaultMode::Off, here());
         self::fail_nodes(FaultMode::Off);
         let pid = r?;
@@ -862,9 +874,15 @@ fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCa
                 ref set_tid,
                 cap,
             } => {
-                let ns = ns % nns;
-                let want = model.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
-                let got = w.alloc(ns, set_tid, cap, fail_pid, fail_nodes);
+                let req = AllocReq {
+                    ns: ns % nns,
+                    set_tid,
+                    cap,
+                    fail_pid,
+                    fail_nodes,
+                };
+                let want = model.alloc(&req);
+                let got = w.alloc(&req);
                 prop_assert_eq!(&got, &want, "{:?} on {:?}", op, w.strategy);
                 (fail_nodes, fail_pid) = (false, false);
             }
@@ -882,17 +900,10 @@ fn run_ops_on(ops: &[Op], model: &mut Model, w: &mut World) -> Result<(), TestCa
                 let want = if p.level >= MAX_PID_NS_LEVEL {
                     Err(Errno::ENOSPC)
                 } else {
-                    model.ns.push(ModelNs {
-                        level: p.level + 1,
-                        parent: Some(parent),
-                        // Linux 6.14+: a child starts at PID_MAX_LIMIT.
-                        pid_max: PID_MAX_LIMIT,
-                        reaper: false,
-                        ids: BTreeSet::new(),
-                        cursor: 0,
-                        pid_allocated: PIDNS_ADDING,
-                        wakeups: 0,
-                    });
+                    // Linux 6.14+: a child starts at PID_MAX_LIMIT.
+                    model
+                        .ns
+                        .push(ModelNs::new(p.level + 1, Some(parent), PID_MAX_LIMIT));
                     Ok(())
                 };
                 let got = create_pid_namespace(&w.ns[parent]).map(|ns| w.ns.push(ns));

@@ -28,7 +28,7 @@ use crate::task::wait::wait_child;
 use crate::task::{Task, TaskRef, TaskState};
 use crate::task::{read_lock_tasklist, task_pid};
 
-use super::parse::{Command, parse};
+use super::parse::{Command, SpawnCmd, parse};
 
 /// What a puppet is asked to do.
 enum Req {
@@ -196,46 +196,43 @@ impl Pidctl {
         })
     }
 
+    /// `spawn`: a new puppet, child of `s.parent` (init by default).
+    fn spawn(&mut self, s: SpawnCmd<'_>) -> Result<String, (Errno, String)> {
+        if self.find(s.name).is_ok() {
+            return Err((Errno::EEXIST, format!("a task named `{}` exists", s.name)));
+        }
+        let parent = self.find(s.parent.unwrap_or("init"))?;
+        if self.entries[parent].task.state() == TaskState::Zombie {
+            return Err((
+                Errno::ESRCH,
+                format!("`{}` has exited", self.entries[parent].name),
+            ));
+        }
+        let req = SpawnReq {
+            name: String::from(s.name),
+            newns: s.newns,
+            set_tid: s.set_tid.as_slice().to_vec(),
+            nocap: s.nocap,
+            version: self.version,
+        };
+        match self.ask(parent, Req::Spawn(req)) {
+            Ok(ReplyOk::Spawned(task, mb)) => {
+                let pids = pids_innermost_first(&task);
+                self.entries.push(Entry {
+                    name: String::from(s.name),
+                    task,
+                    mailbox: Some(mb),
+                });
+                Ok(format!("{} pids={pids}", s.name))
+            }
+            Ok(_) => unreachable!("spawn replies Spawned"),
+            Err(e) => Err((e, String::from("spawn failed"))),
+        }
+    }
+
     fn run(&mut self, cmd: Command<'_>) -> Result<String, (Errno, String)> {
         match cmd {
-            Command::Spawn {
-                name,
-                parent,
-                newns,
-                set_tid,
-                nocap,
-            } => {
-                if self.find(name).is_ok() {
-                    return Err((Errno::EEXIST, format!("a task named `{name}` exists")));
-                }
-                let parent = self.find(parent.unwrap_or("init"))?;
-                if self.entries[parent].task.state() == TaskState::Zombie {
-                    return Err((
-                        Errno::ESRCH,
-                        format!("`{}` has exited", self.entries[parent].name),
-                    ));
-                }
-                let req = SpawnReq {
-                    name: String::from(name),
-                    newns,
-                    set_tid: set_tid.as_slice().to_vec(),
-                    nocap,
-                    version: self.version,
-                };
-                match self.ask(parent, Req::Spawn(req)) {
-                    Ok(ReplyOk::Spawned(task, mb)) => {
-                        let pids = pids_innermost_first(&task);
-                        self.entries.push(Entry {
-                            name: String::from(name),
-                            task,
-                            mailbox: Some(mb),
-                        });
-                        Ok(format!("{name} pids={pids}"))
-                    }
-                    Ok(_) => unreachable!("spawn replies Spawned"),
-                    Err(e) => Err((e, String::from("spawn failed"))),
-                }
-            }
+            Command::Spawn(s) => self.spawn(s),
             Command::Exit { name, code } => {
                 let i = self.find(name)?;
                 if self.entries[i].mailbox.is_none() {

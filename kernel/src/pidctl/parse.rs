@@ -39,27 +39,23 @@ impl SetTid {
     }
 }
 
+/// A parsed `spawn` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SpawnCmd<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) parent: Option<&'a str>,
+    pub(crate) newns: bool,
+    pub(crate) set_tid: SetTid,
+    pub(crate) nocap: bool,
+}
+
 /// One parsed command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Command<'a> {
-    Spawn {
-        name: &'a str,
-        parent: Option<&'a str>,
-        newns: bool,
-        set_tid: SetTid,
-        nocap: bool,
-    },
-    Exit {
-        name: &'a str,
-        code: i32,
-    },
-    Wait {
-        name: &'a str,
-    },
-    PidMax {
-        name: &'a str,
-        max: i64,
-    },
+    Spawn(SpawnCmd<'a>),
+    Exit { name: &'a str, code: i32 },
+    Wait { name: &'a str },
+    PidMax { name: &'a str, max: i64 },
     Ps,
     Check,
 }
@@ -112,6 +108,41 @@ fn no_more<'a>(mut words: impl Iterator<Item = &'a str>) -> Result<(), ParseErro
     }
 }
 
+/// The rest of a `spawn` line after the task's `name`.
+fn spawn<'a>(
+    name: &'a str,
+    words: impl Iterator<Item = &'a str>,
+) -> Result<SpawnCmd<'a>, ParseError<'a>> {
+    let mut s = SpawnCmd {
+        name,
+        parent: None,
+        newns: false,
+        set_tid: SetTid::EMPTY,
+        nocap: false,
+    };
+    for w in words {
+        if let Some(p) = w.strip_prefix("parent=") {
+            s.parent = Some(self::name(Some(p))?);
+        } else if let Some(list) = w.strip_prefix("set_tid=") {
+            for t in list.split(',') {
+                if s.set_tid.len == MAX_SET_TID {
+                    return Err(ParseError::BadArgument(w));
+                }
+                s.set_tid.tids[s.set_tid.len] =
+                    t.parse().map_err(|_| ParseError::BadArgument(w))?;
+                s.set_tid.len += 1;
+            }
+        } else if w == "newns" {
+            s.newns = true;
+        } else if w == "nocap" {
+            s.nocap = true;
+        } else {
+            return Err(ParseError::BadArgument(w));
+        }
+    }
+    Ok(s)
+}
+
 /// Parses one line. `Ok(None)` for blank lines and comments.
 pub(crate) fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
     let line = line.trim();
@@ -121,40 +152,7 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
     let mut words = line.split_ascii_whitespace();
     let verb = words.next().expect("non-empty line");
     let cmd = match verb {
-        "spawn" => {
-            let name = name(words.next())?;
-            let mut parent = None;
-            let mut newns = false;
-            let mut set_tid = SetTid::EMPTY;
-            let mut nocap = false;
-            for w in words {
-                if let Some(p) = w.strip_prefix("parent=") {
-                    parent = Some(self::name(Some(p))?);
-                } else if let Some(list) = w.strip_prefix("set_tid=") {
-                    for t in list.split(',') {
-                        if set_tid.len == MAX_SET_TID {
-                            return Err(ParseError::BadArgument(w));
-                        }
-                        set_tid.tids[set_tid.len] =
-                            t.parse().map_err(|_| ParseError::BadArgument(w))?;
-                        set_tid.len += 1;
-                    }
-                } else if w == "newns" {
-                    newns = true;
-                } else if w == "nocap" {
-                    nocap = true;
-                } else {
-                    return Err(ParseError::BadArgument(w));
-                }
-            }
-            Command::Spawn {
-                name,
-                parent,
-                newns,
-                set_tid,
-                nocap,
-            }
-        }
+        "spawn" => Command::Spawn(spawn(name(words.next())?, words)?),
         "exit" => {
             let name = name(words.next())?;
             let code = match words.next() {
@@ -202,21 +200,14 @@ mod tests {
     #[test]
     fn spawn_with_everything() {
         let c = parse("spawn a parent=init newns set_tid=1,300,7 nocap").unwrap();
-        let Some(Command::Spawn {
-            name,
-            parent,
-            newns,
-            set_tid,
-            nocap,
-        }) = c
-        else {
+        let Some(Command::Spawn(s)) = c else {
             panic!("{c:?}")
         };
         assert_eq!(
-            (name, parent, newns, nocap),
+            (s.name, s.parent, s.newns, s.nocap),
             ("a", Some("init"), true, true)
         );
-        assert_eq!(set_tid.as_slice(), &[1, 300, 7]);
+        assert_eq!(s.set_tid.as_slice(), &[1, 300, 7]);
     }
 
     #[test]
@@ -279,14 +270,9 @@ mod tests {
                 let t = line.trim();
                 prop_assert!(t.is_empty() || t.starts_with('#'), "{:?}", line);
             }
-            Ok(Some(Command::Spawn {
-                name,
-                parent,
-                set_tid,
-                ..
-            })) => {
-                prop_assert!(valid(name) && parent.is_none_or(valid));
-                prop_assert!(set_tid.as_slice().len() <= MAX_SET_TID);
+            Ok(Some(Command::Spawn(s))) => {
+                prop_assert!(valid(s.name) && s.parent.is_none_or(valid));
+                prop_assert!(s.set_tid.as_slice().len() <= MAX_SET_TID);
             }
             Ok(Some(
                 Command::Exit { name, .. } | Command::Wait { name } | Command::PidMax { name, .. },
@@ -386,8 +372,8 @@ mod tests {
             let line = lines.new_tree(&mut runner).unwrap().current();
             seen.insert(match parse(&line) {
                 Ok(None) => "skipped",
-                Ok(Some(Command::Spawn { set_tid, .. })) if set_tid.len > 0 => "spawn set_tid",
-                Ok(Some(Command::Spawn { .. })) => "spawn",
+                Ok(Some(Command::Spawn(s))) if s.set_tid.len > 0 => "spawn set_tid",
+                Ok(Some(Command::Spawn(_))) => "spawn",
                 Ok(Some(Command::Exit { .. })) => "exit",
                 Ok(Some(Command::Wait { .. })) => "wait",
                 Ok(Some(Command::PidMax { .. })) => "pid_max",

@@ -1,24 +1,12 @@
 //! The SMP pid soak: every CPU allocates and frees pids at once, through
-//! every kernel version's `alloc_pid` and `free_pid`, in a root namespace and three levels down, and
-//! the soak checks what must hold on any number of CPUs.
+//! every kernel version's `alloc_pid` and `free_pid`, in a root namespace
+//! and three levels down, and the soak checks what must hold on any number
+//! of CPUs.
 //!
-//! Setup: a private root (so it shares nothing with `init_pid_ns` but
-//! `pidmap_lock`) and a chain of three children, each with an init (pid 1)
-//! and a reaper. Each CPU then runs its share of `total_ops`: allocate
-//! (version and depth 0 or 3 chosen by a per-CPU xorshift) while it holds
-//! fewer than `max_live` pids and a coin says so, else free one of its own.
-//!
-//! Checked while running: no two live pids share a number in any
-//! namespace (an owner table per namespace, claimed with a swap after each
-//! allocation and released before each free); `find_pid_ns` finds what was
-//! allocated. Checked after: every IDR holds just the inits again with the
-//! nodes it started with, every `pid_allocated` is back to its start, every
-//! participating CPU's preload pool is within its bound; and once the inits
-//! are freed, every IDR is empty with no nodes and every namespace is dead
-//! (`pid_allocated` 0). ENOMEM (a real or injected allocation failure) is
-//! counted, not an error; any other error fails the soak with a message.
-//! With [`SoakConfig::fail_every`] the CPUs inject such failures
-//! themselves, which exercises every rollback path under contention.
+//! It is the stress check of the pid paths' concurrency: unique numbers,
+//! lookups that find what was allocated, and IDRs, counts and preload
+//! pools back to where they started, with or without injected allocation
+//! failures. [`pid_soak_with`] describes the setup and the checks.
 
 use alloc::format;
 use alloc::string::String;
@@ -86,6 +74,13 @@ impl core::fmt::Display for SoakReport {
     }
 }
 
+/// What the soak's CPUs share: the namespaces, the owner tables, the
+/// first error and the counters.
+///
+/// Checked while running: no two live pids share a number in any
+/// namespace (an owner table per namespace, claimed with a swap after each
+/// allocation and released before each free); `find_pid_ns` finds what was
+/// allocated.
 struct Shared {
     nss: Vec<Arc<PidNamespace>>,
     /// Per namespace level, per number: 0 or the owning CPU + 1.
@@ -142,6 +137,9 @@ fn next_rand(state: &mut u64) -> u64 {
     state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
+/// One CPU's share of the soak, `ops` operations: allocate (version and
+/// depth 0 or 3 chosen by a per-CPU xorshift) while it holds fewer than
+/// `max_live` pids and a coin says so, else free one of its own.
 fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
     let mut rng = 0x9e37_79b9_7f4a_7c15u64 ^ ((cpu as u64 + 1) << 32);
     let mut live: Vec<PidRef> = Vec::with_capacity(max_live);
@@ -253,6 +251,20 @@ pub(crate) fn pid_soak(
 }
 
 /// [`pid_soak`] with every knob.
+///
+/// Setup: a private root (so it shares nothing with `init_pid_ns` but
+/// `pidmap_lock`) and a chain of three children, each with an init (pid 1)
+/// and a reaper. Each CPU then runs its share of `total_ops` ([`worker`]).
+///
+/// Checked while running: see [`Shared`]. Checked after: every IDR holds
+/// just the inits again with the nodes it started with, every
+/// `pid_allocated` is back to its start, every participating CPU's preload
+/// pool is within its bound; and once the inits are freed, every IDR is
+/// empty with no nodes and every namespace is dead (`pid_allocated` 0).
+/// ENOMEM (a real or injected allocation failure) is counted, not an
+/// error; any other error fails the soak with a message. With
+/// [`SoakConfig::fail_every`] the CPUs inject such failures themselves,
+/// which exercises every rollback path under contention.
 pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<SoakReport, String> {
     let SoakConfig {
         total_ops,

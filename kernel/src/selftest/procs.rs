@@ -17,7 +17,7 @@ use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
 use crate::task::wait::{Reaped, wait_child};
-use crate::task::{Task, TaskRef, TaskState, read_lock_tasklist, task_pid};
+use crate::task::{Task, TaskFn, TaskRef, TaskState, read_lock_tasklist, task_pid};
 
 fn exit_with(code: usize) {
     sched::exit_current(code as i32)
@@ -233,6 +233,24 @@ fn join_returns_before_exit_notify() {
     drop(g);
 }
 
+/// Starts a leader process running `body` with `strategy`'s index in
+/// [`PAIRS`] as its argument (the leader's threads use that pair).
+fn spawn_leader(body: TaskFn, strategy: &'static StrategyPair) -> TaskRef {
+    let index = PAIRS
+        .iter()
+        .position(|p| ptr::eq(p, strategy))
+        .expect("pair");
+    copy_process(&CloneArgs::new("leader", body, index)).expect("leader")
+}
+
+/// The thread a leader handed over in [`LAST_THREAD`] before exiting.
+fn take_last_thread() -> TaskRef {
+    let thread = LAST_THREAD.swap(ptr::null_mut(), Ordering::Acquire);
+    assert!(!thread.is_null(), "the leader handed over no thread");
+    // SAFETY: the counted reference the leader gave up with into_raw.
+    unsafe { TaskRef::from_raw(thread) }
+}
+
 /// Leaves a parked thread on another CPU behind and exits.
 fn spawn_parked_thread_then_exit(strategy: usize) {
     let mut args = CloneArgs::new("parked", park, 0);
@@ -247,16 +265,7 @@ fn spawn_parked_thread_then_exit(strategy: usize) {
 /// reap (`delay_group_leader`) until the thread is released, whose
 /// release then reports it.
 fn leader_waits_for_its_thread(strategy: &'static StrategyPair) {
-    let index = PAIRS
-        .iter()
-        .position(|p| ptr::eq(p, strategy))
-        .expect("pair");
-    let leader = copy_process(&CloneArgs::new(
-        "leader",
-        spawn_parked_thread_then_exit,
-        index,
-    ))
-    .expect("leader");
+    let leader = spawn_leader(spawn_parked_thread_then_exit, strategy);
     // The leader runs on this CPU: let it.
     while leader.state() != TaskState::Zombie {
         sched::yield_now();
@@ -267,10 +276,7 @@ fn leader_waits_for_its_thread(strategy: &'static StrategyPair) {
         "{}: a leader with a live thread was reaped",
         strategy.name
     );
-    let thread = LAST_THREAD.swap(ptr::null_mut(), Ordering::Acquire);
-    assert!(!thread.is_null(), "the leader handed over no thread");
-    // SAFETY: the counted reference the leader gave up with into_raw.
-    let thread = unsafe { TaskRef::from_raw(thread) };
+    let thread = take_last_thread();
     request_exit(&thread, 0);
     wait_child(Some(&leader), true).expect("reap the leader once its thread is released");
     assert!(task_pid(&thread, PidType::Pid).is_none());
@@ -298,21 +304,9 @@ fn spawn_threads_elsewhere_then_exit(strategy: usize) {
 /// join: its parent must not reap it before that thread is released
 /// (`delay_group_leader`), which the thread's detached pid shows.
 fn threads_elsewhere(strategy: &'static StrategyPair) {
-    let index = PAIRS
-        .iter()
-        .position(|p| ptr::eq(p, strategy))
-        .expect("pair");
-    let leader = copy_process(&CloneArgs::new(
-        "leader",
-        spawn_threads_elsewhere_then_exit,
-        index,
-    ))
-    .expect("leader");
+    let leader = spawn_leader(spawn_threads_elsewhere_then_exit, strategy);
     wait_child(Some(&leader), true).expect("reap the leader");
-    let last = LAST_THREAD.swap(ptr::null_mut(), Ordering::Acquire);
-    assert!(!last.is_null(), "the leader handed over no thread");
-    // SAFETY: the counted reference the leader gave up with into_raw.
-    let last = unsafe { TaskRef::from_raw(last) };
+    let last = take_last_thread();
     assert!(
         task_pid(&last, PidType::Pid).is_none(),
         "{}: leader reaped while its last thread still had its pid",

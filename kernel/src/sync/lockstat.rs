@@ -9,16 +9,9 @@
 //! release).
 //!
 //! Statistics are switched at run time ([`set_enabled`], for the
-//! benchmark's `lockstat=on|off`). Off, an acquisition pays one relaxed load
-//! of the mode byte ([`super::mode`]) and a predictable branch, and a release a test of a value
-//! already in a register (the guard's hold start, 0 when stats were off at
-//! acquisition). On, it reads the clock twice and updates shared atomic
-//! counters; the lock benchmark shows what that costs.
-//!
-//! Classes live in a fixed registry, found by name on a lock's first
-//! acquisition with statistics on and cached in the lock's [`LockKey`];
-//! registering is serialized by a test-and-set flag. When the registry is
-//! full, further names share a last `(other)` class.
+//! benchmark's `lockstat=on|off`) and cost almost nothing when off (see
+//! [`acquired`] and [`released`]). Classes live in a fixed registry (see
+//! [`LockKey`]).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
@@ -160,7 +153,8 @@ impl Class {
     }
 }
 
-/// Registry capacity; the last slot is the `(other)` overflow class.
+/// Registry capacity; the last slot is the `(other)` overflow class: when
+/// the registry is full, further names share it.
 pub(crate) const MAX_CLASSES: usize = 128;
 const OVERFLOW_NAME: &str = "(other)";
 
@@ -232,6 +226,11 @@ fn register(name: &'static str) -> usize {
 /// A lock's identity for statistics: its name, and the registry index of
 /// that name's class plus one, cached at first use (0: not looked up yet).
 /// Passed by reference, so the fast path does not even load the name.
+///
+/// Classes live in a fixed registry, found by name on a lock's first
+/// acquisition with statistics on and cached in the lock's `LockKey`;
+/// registering is serialized by a test-and-set flag ([`REGISTERING`]).
+/// When the registry is full, further names share a last `(other)` class.
 pub(crate) struct LockKey {
     class: AtomicU32,
     name: &'static str,
@@ -269,7 +268,10 @@ impl LockKey {
 pub(crate) struct HoldStart(u64);
 
 /// Records an acquisition (fast and slow path alike) and starts the hold
-/// clock; one relaxed load and a branch when statistics are off.
+/// clock. Off, an acquisition pays one relaxed load of the mode byte
+/// ([`super::mode`]) and a predictable branch. On, it reads the clock and
+/// updates shared atomic counters; the lock benchmark shows what that
+/// costs.
 #[inline(always)]
 pub(crate) fn acquired(key: &LockKey, mode: Mode) -> HoldStart {
     acquired_if(enabled(), key, mode)
@@ -303,7 +305,10 @@ pub(crate) fn contended(key: &LockKey, mode: Mode, wait: u64) {
     }
 }
 
-/// Records a release of a hold that began at `start`.
+/// Records a release of a hold that began at `start`. With statistics off
+/// at acquisition this is a test of a value already in a register (the
+/// guard's hold start, 0 then); otherwise it reads the clock again and
+/// updates the class's hold counters.
 #[inline(always)]
 pub(crate) fn released(key: &LockKey, mode: Mode, start: HoldStart) {
     if start.0 != 0 {

@@ -117,14 +117,21 @@ fn waits_in_interrupt_and_task_context<P: SpinProtocol + ConstInit>() {
     assert_eq!((*a.lock(), *b.lock()), (1, 1));
 }
 
-/// The watchdog covers the algorithm's wait (including a halt).
-fn stuck_wait_names_the_holder<P: SpinProtocol + ConstInit>(name: &'static str) {
-    let _bound = WaitBoundOverride::new(name, 200);
-    let lock = new_lock::<P, Plain>(name);
+/// Holds `lock` (called `name`) on another thread and takes it here with
+/// the watchdog's bound for `name` at `bound_ms`: the wait must panic
+/// naming the lock, the bound and the holder's CPU.
+pub(super) fn assert_stuck_wait_names_the_holder<R, T>(
+    lock: &lock_api::Mutex<R, T>,
+    name: &'static str,
+    bound_ms: u64,
+) where
+    R: lock_api::RawMutex + Sync,
+    T: Send,
+{
+    let _bound = WaitBoundOverride::new(name, bound_ms);
     let (tx, rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     std::thread::scope(|s| {
-        let lock = &lock;
         s.spawn(move || {
             let _g = lock.lock();
             tx.send(platform::cpu_id()).unwrap();
@@ -134,10 +141,18 @@ fn stuck_wait_names_the_holder<P: SpinProtocol + ConstInit>(name: &'static str) 
         let err = catch_unwind(AssertUnwindSafe(|| drop(lock.lock()))).unwrap_err();
         let msg = err.downcast_ref::<String>().unwrap();
         assert!(msg.starts_with(&format!("lock {name}: cpu ")), "{msg}");
-        assert!(msg.contains("waited more than 200 ms"), "{msg}");
+        assert!(
+            msg.contains(&format!("waited more than {bound_ms} ms")),
+            "{msg}"
+        );
         assert!(msg.ends_with(&format!("held by cpu {owner}")), "{msg}");
         release_tx.send(()).unwrap();
     });
+}
+
+/// The watchdog covers the algorithm's wait (including a halt).
+fn stuck_wait_names_the_holder<P: SpinProtocol + ConstInit>(name: &'static str) {
+    assert_stuck_wait_names_the_holder(&new_lock::<P, Plain>(name), name, 200);
 }
 
 macro_rules! algorithm_tests {

@@ -44,47 +44,69 @@ pub(crate) trait AtomicWord: Send + Sync {
     fn mb_after_atomic();
 }
 
+/// Methods of an atomic-cell trait impl that forward to the atomic type's
+/// own method of the same name, each listed as `kind name` with its value
+/// type `$v`: `new` (a constructor taking the initial value), `load`,
+/// `store`, `rmw` (read-modify-write: `fetch_*`, `swap`) or `cas`
+/// (`compare_exchange`). Used inside an `impl` block.
+macro_rules! forward_atomic {
+    ($ty:ty, $v:ty { $($kind:ident $name:ident),* $(,)? }) => {
+        $($crate::sync::word::forward_atomic!(@$kind $ty, $v, $name);)*
+    };
+    (@new $ty:ty, $v:ty, $name:ident) => {
+        #[inline(always)]
+        fn $name(v: $v) -> Self {
+            <$ty>::new(v)
+        }
+    };
+    (@load $ty:ty, $v:ty, $name:ident) => {
+        #[inline(always)]
+        fn $name(&self, order: ::core::sync::atomic::Ordering) -> $v {
+            <$ty>::$name(self, order)
+        }
+    };
+    (@store $ty:ty, $v:ty, $name:ident) => {
+        #[inline(always)]
+        fn $name(&self, v: $v, order: ::core::sync::atomic::Ordering) {
+            <$ty>::$name(self, v, order)
+        }
+    };
+    (@rmw $ty:ty, $v:ty, $name:ident) => {
+        #[inline(always)]
+        fn $name(&self, v: $v, order: ::core::sync::atomic::Ordering) -> $v {
+            <$ty>::$name(self, v, order)
+        }
+    };
+    (@cas $ty:ty, $v:ty, $name:ident) => {
+        #[inline(always)]
+        fn $name(
+            &self,
+            cur: $v,
+            new: $v,
+            ok: ::core::sync::atomic::Ordering,
+            err: ::core::sync::atomic::Ordering,
+        ) -> Result<$v, $v> {
+            <$ty>::$name(self, cur, new, ok, err)
+        }
+    };
+}
+pub(crate) use forward_atomic;
+
+/// Implements [`AtomicWord`] for the atomic type `$ty`, with `$relax` as
+/// its spin-wait hint and `$mb` as its `smp_mb__after_atomic()`.
 macro_rules! delegate_atomic_word {
     ($ty:ty, $relax:expr, $mb:expr) => {
         impl AtomicWord for $ty {
-            #[inline(always)]
-            fn with_value(v: u32) -> Self {
-                <$ty>::new(v)
-            }
-            #[inline(always)]
-            fn load(&self, order: Ordering) -> u32 {
-                <$ty>::load(self, order)
-            }
-            #[inline(always)]
-            fn store(&self, v: u32, order: Ordering) {
-                <$ty>::store(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_add(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_sub(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_or(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_or(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_and(self, v, order)
-            }
-            #[inline(always)]
-            fn compare_exchange(
-                &self,
-                current: u32,
-                new: u32,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<u32, u32> {
-                <$ty>::compare_exchange(self, current, new, success, failure)
-            }
+            forward_atomic!($ty, u32 {
+                new with_value,
+                load load,
+                store store,
+                rmw fetch_add,
+                rmw fetch_sub,
+                rmw fetch_or,
+                rmw fetch_and,
+                cas compare_exchange,
+            });
             #[inline(always)]
             fn relax() {
                 $relax

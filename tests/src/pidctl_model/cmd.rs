@@ -4,27 +4,59 @@
 
 use std::fmt;
 
+/// A `spawn` command: a new task `name`, child of `parent` (init when
+/// `None`), in a new namespace if `newns`, with the pid numbers `set_tid`
+/// asks for, without the capability `set_tid` needs if `nocap`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spawn {
+    pub name: String,
+    pub parent: Option<String>,
+    pub newns: bool,
+    pub set_tid: Vec<i32>,
+    pub nocap: bool,
+}
+
+impl Spawn {
+    /// A plain `spawn name`: init's child, no options.
+    pub fn new(name: impl Into<String>) -> Spawn {
+        Spawn {
+            name: name.into(),
+            parent: None,
+            newns: false,
+            set_tid: Vec::new(),
+            nocap: false,
+        }
+    }
+}
+
+impl fmt::Display for Spawn {
+    /// The script line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "spawn {}", self.name)?;
+        if let Some(p) = &self.parent {
+            write!(f, " parent={p}")?;
+        }
+        if self.newns {
+            write!(f, " newns")?;
+        }
+        if !self.set_tid.is_empty() {
+            let tids: Vec<String> = self.set_tid.iter().map(i32::to_string).collect();
+            write!(f, " set_tid={}", tids.join(","))?;
+        }
+        if self.nocap {
+            write!(f, " nocap")?;
+        }
+        Ok(())
+    }
+}
+
 /// One pidctl command, in the form the kernel accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cmd {
-    Spawn {
-        name: String,
-        parent: Option<String>,
-        newns: bool,
-        set_tid: Vec<i32>,
-        nocap: bool,
-    },
-    Exit {
-        name: String,
-        code: Option<i32>,
-    },
-    Wait {
-        name: String,
-    },
-    PidMax {
-        name: String,
-        max: i64,
-    },
+    Spawn(Spawn),
+    Exit { name: String, code: Option<i32> },
+    Wait { name: String },
+    PidMax { name: String, max: i64 },
     Ps,
     Check,
 }
@@ -33,29 +65,7 @@ impl fmt::Display for Cmd {
     /// The script line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Cmd::Spawn {
-                name,
-                parent,
-                newns,
-                set_tid,
-                nocap,
-            } => {
-                write!(f, "spawn {name}")?;
-                if let Some(p) = parent {
-                    write!(f, " parent={p}")?;
-                }
-                if *newns {
-                    write!(f, " newns")?;
-                }
-                if !set_tid.is_empty() {
-                    let tids: Vec<String> = set_tid.iter().map(i32::to_string).collect();
-                    write!(f, " set_tid={}", tids.join(","))?;
-                }
-                if *nocap {
-                    write!(f, " nocap")?;
-                }
-                Ok(())
-            }
+            Cmd::Spawn(s) => s.fmt(f),
             Cmd::Exit { name, code: None } => write!(f, "exit {name}"),
             Cmd::Exit {
                 name,
@@ -80,27 +90,21 @@ impl Cmd {
         let name = || name.clone().expect("a task name");
         match verb {
             "spawn" => {
-                let (mut parent, mut newns, mut set_tid, mut nocap) = (None, false, vec![], false);
+                let mut s = Spawn::new(name());
                 for w in rest {
                     if let Some(p) = w.strip_prefix("parent=") {
-                        parent = Some(p.into());
+                        s.parent = Some(p.into());
                     } else if let Some(list) = w.strip_prefix("set_tid=") {
-                        set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
+                        s.set_tid = list.split(',').map(|t| t.parse().unwrap()).collect();
                     } else {
                         match w {
-                            "newns" => newns = true,
-                            "nocap" => nocap = true,
+                            "newns" => s.newns = true,
+                            "nocap" => s.nocap = true,
                             _ => panic!("spawn argument {w}"),
                         }
                     }
                 }
-                Cmd::Spawn {
-                    name: name(),
-                    parent,
-                    newns,
-                    set_tid,
-                    nocap,
-                }
+                Cmd::Spawn(s)
             }
             "exit" => Cmd::Exit {
                 name: name(),

@@ -16,7 +16,7 @@ mod cmd;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub use cmd::Cmd;
+pub use cmd::{Cmd, Spawn};
 
 /// Deepest namespace level (`MAX_PID_NS_LEVEL`).
 pub const MAX_PID_NS_LEVEL: u32 = 32;
@@ -217,21 +217,13 @@ impl Model {
         match cmd {
             // One tid per level at most: pidctl's parser refuses a longer
             // list before anything else is looked at.
-            Cmd::Spawn { set_tid, .. } if set_tid.len() > MAX_PID_NS_LEVEL as usize + 1 => {
-                Err("EINVAL")
-            }
-            Cmd::Spawn {
-                name,
-                parent,
-                newns,
-                set_tid,
-                nocap,
-            } => self.spawn(
-                name,
-                parent.as_deref().unwrap_or("init"),
-                *newns,
-                set_tid,
-                !nocap,
+            Cmd::Spawn(s) if s.set_tid.len() > MAX_PID_NS_LEVEL as usize + 1 => Err("EINVAL"),
+            Cmd::Spawn(s) => self.spawn(
+                &s.name,
+                s.parent.as_deref().unwrap_or("init"),
+                s.newns,
+                &s.set_tid,
+                !s.nocap,
             ),
             Cmd::Exit { name, code } => {
                 let i = self.find(name).ok_or("ESRCH")?;

@@ -1,29 +1,16 @@
 //! The IDR: an id -> pointer map over a radix tree of 64-slot nodes
 //! (Linux's lib/idr.c over lib/radix-tree.c).
 //!
-//! The tree's shape is a function of the set of ids alone (it grows at the
-//! top, shrinks when only slot 0 of the root is used, frees a node as soon
-//! as nothing lives below it), and per-node bitmaps of full slots make
-//! finding a free id one bitmap scan per level whatever the number of live
-//! ids: that is what keeps `alloc_pid` flat from a thousand to a million
-//! live pids. An allocated id may hold a null pointer: that is how
-//! `alloc_pid` reserves a number before the pid is published.
+//! The pid code allocates pid numbers from it and looks pids up in it.
+//! Per-node bitmaps of full slots make finding a free id one bitmap scan
+//! per level whatever the number of live ids: that is what keeps
+//! `alloc_pid` flat from a thousand to a million live pids.
 //!
-//! An [`Idr`] changes under `&mut self`; the caller provides the lock
-//! (`pidmap_lock` for the pid IDRs). Insertions under that lock cannot
-//! wait for memory: [`preload`] says where their nodes come from (the node
-//! cache first, the per-CPU pool [`idr_preload`] fills second), and an
-//! insertion is all-or-nothing.
-//!
-//! **Lockless lookups** (Linux's `idr_find` under `rcu_read_lock`) go
-//! through an [`IdrRcu`] view: the root lives in a heap cell outside the
-//! `Idr` (so a reader never touches memory a writer's `&mut Idr` covers),
-//! slots are atomic pointers stored with release order once what they
-//! point to is ready, a node's `shift` never changes while it is in the
-//! tree, and a node leaves the tree for the node cache only after an RCU
-//! grace period (`radix_tree_node_rcu_free`). A root dropped by a shrink
-//! keeps its slot 0 until then, so a reader that started on it still
-//! reaches the ids below.
+//! [`Idr`] is the map, changed under a lock its caller holds; [`IdrRcu`]
+//! is the lockless readers' view (Linux's `idr_find` under
+//! `rcu_read_lock`); [`preload`] is where insertions under the lock get
+//! their nodes; [`lockfree`] is a lock-free map of the same kind, the
+//! pid code's lockless strategy.
 
 use alloc::boxed::Box;
 use core::marker::PhantomData;
@@ -142,7 +129,17 @@ fn slot_of(id: u32, shift: u32) -> usize {
 ///
 /// Ids below [`IDR_ID_LIMIT`] (2^24, so every `pid_max` up to 4,194,304
 /// fits) live in a tree of at most [`IDR_MAX_HEIGHT`] levels of
-/// [`IdrNode`]s.
+/// [`IdrNode`]s. The tree's shape is a function of the set of ids alone (it
+/// grows at the top, shrinks when only slot 0 of the root is used, frees a
+/// node as soon as nothing lives below it). An allocated id may hold a null
+/// pointer: that is how `alloc_pid` reserves a number before the pid is
+/// published.
+///
+/// An `Idr` changes under `&mut self`; the caller provides the lock
+/// (`pidmap_lock` for the pid IDRs). Insertions under that lock cannot
+/// wait for memory: [`preload`] says where their nodes come from (the node
+/// cache first, the per-CPU pool [`idr_preload`] fills second), and an
+/// insertion is all-or-nothing.
 pub(crate) struct Idr<T> {
     /// The writers' root.
     root: *mut IdrNode,
@@ -168,6 +165,15 @@ unsafe impl<T> Send for Idr<T> {}
 
 /// A lockless reader's view of an [`Idr`] (Linux: `idr_find` under
 /// `rcu_read_lock`).
+///
+/// The root lives in a heap cell outside the `Idr` (so a reader never
+/// touches memory a writer's `&mut Idr` covers), slots are atomic pointers
+/// stored with release order once what they point to is ready, a node's
+/// `shift` never changes while it is in the tree, and a node leaves the
+/// tree for the node cache only after an RCU grace period
+/// (`radix_tree_node_rcu_free`). A root dropped by a shrink keeps its slot
+/// 0 until then, so a reader that started on it still reaches the ids
+/// below.
 pub(crate) struct IdrRcu<T> {
     root: NonNull<AtomicPtr<IdrNode>>,
     _entries: PhantomData<*mut T>,
@@ -182,7 +188,7 @@ impl<T> Clone for IdrRcu<T> {
 impl<T> Copy for IdrRcu<T> {}
 
 // SAFETY: the view only loads atomics and reads node fields that do not
-// change while a reader can reach the node (see the module doc).
+// change while a reader can reach the node (see the type's doc).
 unsafe impl<T> Send for IdrRcu<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for IdrRcu<T> {}

@@ -115,18 +115,26 @@ fn count(m: &Machine) -> u32 {
     m.count.with(|v| unsafe { *v })
 }
 
+/// A two-CPU machine whose CPU 0 (this thread, returned as `me`) holds the
+/// lock while CPU 1 (a new thread, `waiter`) sets out to bump the count
+/// under it.
+fn held_with_waiter() -> (Arc<Machine>, Cpu, thread::JoinHandle<()>) {
+    let m = machine(2);
+    let me = Cpu(m.clone(), 0);
+    lock(&me);
+    let waiter = {
+        let m = m.clone();
+        thread::spawn(move || bump(&Cpu(m, 1)))
+    };
+    (m, me, waiter)
+}
+
 /// The lock is held; a second CPU waits, halts, and must be kicked by the
 /// unlock wherever the unlock falls relative to its check and halt.
 #[test]
 fn pvticket_kick_is_never_lost() {
     loom_model(|| {
-        let m = machine(2);
-        let me = Cpu(m.clone(), 0);
-        lock(&me);
-        let waiter = {
-            let m = m.clone();
-            thread::spawn(move || bump(&Cpu(m, 1)))
-        };
+        let (m, me, waiter) = held_with_waiter();
         unlock(&me);
         waiter.join().unwrap();
         assert_eq!(count(&m), 1);
@@ -142,13 +150,7 @@ fn pvticket_kick_is_never_lost() {
 #[test]
 fn pvticket_two_waiters_are_served_once_each_in_order() {
     loom_model(|| {
-        let m = machine(2);
-        let me = Cpu(m.clone(), 0);
-        lock(&me);
-        let waiter = {
-            let m = m.clone();
-            thread::spawn(move || bump(&Cpu(m, 1)))
-        };
+        let (m, me, waiter) = held_with_waiter();
         while m.lock.next.load(SeqCst) & !super::SLOWPATH < 4 {
             thread::yield_now();
         }
@@ -172,13 +174,7 @@ fn pvticket_two_waiters_are_served_once_each_in_order() {
 #[test]
 fn pvticket_flag_is_cleared_when_no_one_waits() {
     loom_model(|| {
-        let m = machine(2);
-        let me = Cpu(m.clone(), 0);
-        lock(&me);
-        let waiter = {
-            let m = m.clone();
-            thread::spawn(move || bump(&Cpu(m, 1)))
-        };
+        let (m, me, waiter) = held_with_waiter();
         unlock(&me);
         waiter.join().unwrap();
         bump(&me);

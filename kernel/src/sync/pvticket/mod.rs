@@ -3,25 +3,10 @@
 //! while and halt, so a host running more vCPUs than cores runs the
 //! holder instead of them; the unlock kicks the halted waiter.
 //!
-//! Tickets advance by 2; bit 0 of `next` is the slow-path flag: some
-//! waiter may be halted. The waiter next in line spins [`SPIN_THRESHOLD`]
-//! rounds, those behind it none; then, with IRQs off, a waiter writes its
-//! CPU's record (this lock, its ticket), sets the flag, looks at `owner`
-//! once more and halts. The unlock adds to `owner`
-//! and reads the flag, both SeqCst: either the waiter sees its ticket
-//! served or the unlock sees the flag (Dekker), reads the records and
-//! kicks the CPU of the new owner's ticket and of the one after it (so that
-//! one is spinning when its turn comes). With no waiter left it clears the
-//! flag, and the uncontended unlock stays one `lock xadd` plus a load.
-//!
-//! The kick is an NMI: these locks are taken with IRQs off, and a `hlt`
-//! with IF=0 wakes only on an NMI. An NMI that arrives before the halt
-//! would be lost, so the last check and the `hlt` are one code range
-//! (`platform::halt_unless`): an NMI inside it moves the return address
-//! past the `hlt`, one before it precedes the check, which then sees the
-//! owner update made before the kick. A timer sweep kicks CPUs halted for
-//! long and the last CPU that would halt spins instead, so every wait stays
-//! under the lock watchdog.
+//! [`PvTickets`] is the protocol, generic over its atomic word and over
+//! [`PvCpu`] (what it needs from the machine) so loom checks the code the
+//! kernel runs; [`KernelPv`] is the machine's side, with NMI kicks and the
+//! timer sweep that bounds every halt.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -83,6 +68,18 @@ pub(crate) trait PvCpu<A> {
     fn kick(&self, cpu: usize);
 }
 
+/// The paravirt ticket lock's two words.
+///
+/// Tickets advance by 2; bit 0 of `next` is the slow-path flag: some
+/// waiter may be halted. The waiter next in line spins [`SPIN_THRESHOLD`]
+/// rounds, those behind it none; then, with IRQs off, a waiter writes its
+/// CPU's record (this lock, its ticket), sets the flag, looks at `owner`
+/// once more and halts. The unlock adds to `owner` and reads the flag,
+/// both SeqCst: either the waiter sees its ticket served or the unlock sees
+/// the flag (Dekker), reads the records and kicks the CPU of the new
+/// owner's ticket and of the one after it (so that one is spinning when
+/// its turn comes). With no waiter left it clears the flag, and the
+/// uncontended unlock stays one `lock xadd` plus a load.
 pub(crate) struct PvTickets<A = AtomicU32> {
     pub(super) next: A,
     pub(super) owner: A,
@@ -184,7 +181,7 @@ impl<A: AtomicWord> PvTickets<A> {
     /// Serves the next ticket; kicks if a waiter may be halted.
     #[inline(always)]
     pub(crate) fn unlock_on(&self, cpu: &impl PvCpu<A>) {
-        // A locked add (full barrier) then the flag: see the module doc.
+        // A locked add (full barrier) then the flag: see the type's doc.
         let owner = self
             .owner
             .fetch_add(INC, Ordering::SeqCst)
@@ -244,6 +241,15 @@ static HALTS: AtomicU64 = AtomicU64::new(0);
 static KICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The machine as [`PvCpu`]: records in a static, NMI kicks.
+///
+/// The kick is an NMI: these locks are taken with IRQs off, and a `hlt`
+/// with IF=0 wakes only on an NMI. An NMI that arrives before the halt
+/// would be lost, so the last check and the `hlt` are one code range
+/// (`platform::halt_unless`): an NMI inside it moves the return address
+/// past the `hlt`, one before it precedes the check, which then sees the
+/// owner update made before the kick. A timer sweep kicks CPUs halted for
+/// long and the last CPU that would halt spins instead, so every wait stays
+/// under the lock watchdog.
 pub(crate) struct KernelPv;
 
 impl PvCpu<AtomicU32> for KernelPv {

@@ -34,14 +34,20 @@ fn read(s: &Shared, in_interrupt: bool) -> u32 {
     v
 }
 
+/// Runs `f` on the shared lock in a new thread.
+fn spawn<T: 'static>(
+    s: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> T + 'static,
+) -> thread::JoinHandle<T> {
+    let s = s.clone();
+    thread::spawn(move || f(&s))
+}
+
 #[test]
 fn rwlock_writers_exclude_each_other() {
     loom_model(|| {
         let s = new_shared();
-        let other = {
-            let s = s.clone();
-            thread::spawn(move || write(&s))
-        };
+        let other = spawn(&s, write);
         write(&s);
         other.join().unwrap();
         assert_eq!(read(&s, false), 2);
@@ -49,14 +55,12 @@ fn rwlock_writers_exclude_each_other() {
     });
 }
 
-#[test]
-fn rwlock_readers_exclude_writers() {
-    loom_model(|| {
+/// A reader (in task or interrupt context) racing a writer sees the count
+/// before or after the write, never during it.
+fn reader_excludes_writer(in_interrupt: bool) {
+    loom_model(move || {
         let s = new_shared();
-        let reader = {
-            let s = s.clone();
-            thread::spawn(move || read(&s, false))
-        };
+        let reader = spawn(&s, move |s| read(s, in_interrupt));
         write(&s);
         assert!(reader.join().unwrap() <= 1);
         assert!(!s.0.is_locked());
@@ -64,17 +68,13 @@ fn rwlock_readers_exclude_writers() {
 }
 
 #[test]
+fn rwlock_readers_exclude_writers() {
+    reader_excludes_writer(false);
+}
+
+#[test]
 fn rwlock_interrupt_readers_exclude_writers() {
-    loom_model(|| {
-        let s = new_shared();
-        let irq_reader = {
-            let s = s.clone();
-            thread::spawn(move || read(&s, true))
-        };
-        write(&s);
-        assert!(irq_reader.join().unwrap() <= 1);
-        assert!(!s.0.is_locked());
-    });
+    reader_excludes_writer(true);
 }
 
 /// The writer arrives while a reader holds the lock, so it must wait and
@@ -84,14 +84,8 @@ fn rwlock_waiting_writer_is_woken() {
     loom_model(|| {
         let s = new_shared();
         s.0.read_lock(false);
-        let writer = {
-            let s = s.clone();
-            thread::spawn(move || write(&s))
-        };
-        let late_reader = {
-            let s = s.clone();
-            thread::spawn(move || read(&s, false))
-        };
+        let writer = spawn(&s, write);
+        let late_reader = spawn(&s, |s| read(s, false));
         s.0.read_unlock();
         writer.join().unwrap();
         late_reader.join().unwrap();
@@ -109,10 +103,7 @@ fn rwlock_interrupt_reader_passes_waiting_writer() {
     loom_model(|| {
         let s = new_shared();
         s.0.read_lock(false);
-        let writer = {
-            let s = s.clone();
-            thread::spawn(move || write(&s))
-        };
+        let writer = spawn(&s, write);
         while !s.0.writer_waiting() {
             thread::yield_now();
         }

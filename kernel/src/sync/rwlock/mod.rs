@@ -1,32 +1,12 @@
 //! The reader-writer spinlock behind `tasklist_lock` (Linux's qrwlock,
 //! `kernel/locking/qrwlock.c`, with a ticket lock as its wait queue).
 //!
-//! One count word: the low byte is the writer (`0xff` when a writer holds
-//! the lock), bit 8 says a writer is waiting, and the bits above count
-//! readers (in units of `QR_BIAS`). A spinlock, `wait_lock`, queues the
-//! slow paths; it runs the algorithm `lock=` chose, like every spinlock.
-//!
-//! - `read_lock` adds a reader bias; if no writer holds or waits, that's
-//!   all. Otherwise a task-context reader takes its bias back, queues on
-//!   `wait_lock` (behind the waiting writer, which holds `wait_lock` while
-//!   it waits: so writers are not starved), re-adds its bias and waits for
-//!   the writer byte to clear. A reader in interrupt context keeps its bias
-//!   and waits only while a writer *holds* the lock, never for a writer that
-//!   is merely waiting: that writer waits for this reader's bias to go, so
-//!   queueing behind it would deadlock an interrupt that hit a reader on its
-//!   CPU (or a reader that a waiting writer elsewhere is waiting out).
-//! - `write_lock` swings the word from 0 to locked; otherwise it queues on
-//!   `wait_lock`, sets the waiting bit (which turns new task readers away)
-//!   and waits until only that bit is left, then swings it to locked.
-//! - `read_unlock` removes a bias (Release); `write_unlock` removes the
-//!   writer byte (Release), leaving reader biases and the waiting bit.
-//!
-//! The IRQ discipline is in the type: [`RawRwLockIrq`]'s exclusive side is
-//! `write_lock_irq` (the [`Irq`] discipline of [`super::irq`], checks
-//! included: IRQs off for the whole write hold, so an interrupt reader on
-//! this CPU cannot spin on our own write lock), its shared side is plain
-//! `read_lock` (IRQs untouched, callable in interrupt context). There is no
-//! way to write-lock it with IRQs on.
+//! Readers take it from any context (interrupts included) and do not
+//! starve writers; writers hold it with IRQs off. [`Qrw`] is the protocol,
+//! generic over its atomic word and wait-queue lock so loom checks the code
+//! the kernel runs; [`RawRwLockIrq`] wraps it with the IRQ discipline, the
+//! lock debugging and lockstat, and [`RwLockIrq`] is the `lock_api` type
+//! the kernel uses.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -51,6 +31,26 @@ const QR_BIAS: u32 = 0x200;
 /// The qrwlock protocol, generic over the atomic word and the wait-queue
 /// lock so `loom` checks the code the kernel runs. The slow paths report
 /// each wait round to a [`SpinWait`] (the kernel's watchdog).
+///
+/// One count word: the low byte is the writer (`0xff` when a writer holds
+/// the lock), bit 8 says a writer is waiting, and the bits above count
+/// readers (in units of `QR_BIAS`). A spinlock, `wait_lock`, queues the
+/// slow paths; it runs the algorithm `lock=` chose, like every spinlock.
+///
+/// - `read_lock` adds a reader bias; if no writer holds or waits, that's
+///   all. Otherwise a task-context reader takes its bias back, queues on
+///   `wait_lock` (behind the waiting writer, which holds `wait_lock` while
+///   it waits: so writers are not starved), re-adds its bias and waits for
+///   the writer byte to clear. A reader in interrupt context keeps its bias
+///   and waits only while a writer *holds* the lock, never for a writer that
+///   is merely waiting: that writer waits for this reader's bias to go, so
+///   queueing behind it would deadlock an interrupt that hit a reader on its
+///   CPU (or a reader that a waiting writer elsewhere is waiting out).
+/// - `write_lock` swings the word from 0 to locked; otherwise it queues on
+///   `wait_lock`, sets the waiting bit (which turns new task readers away)
+///   and waits until only that bit is left, then swings it to locked.
+/// - `read_unlock` removes a bias (Release); `write_unlock` removes the
+///   writer byte (Release), leaving reader biases and the waiting bit.
 pub(crate) struct Qrw<A = AtomicU32, W = DynSpin> {
     cnts: A,
     wait_lock: W,
@@ -207,6 +207,13 @@ impl<A: AtomicWord, W: SpinProtocol> Qrw<A, W> {
 
 /// `rwlock_t` with Linux's discipline for `tasklist_lock`: readers with
 /// `read_lock` (any context), writers with `write_lock_irq`.
+///
+/// The IRQ discipline is in the type: the exclusive side is
+/// `write_lock_irq` (the [`Irq`] discipline of [`super::irq`], checks
+/// included: IRQs off for the whole write hold, so an interrupt reader on
+/// this CPU cannot spin on our own write lock), the shared side is plain
+/// `read_lock` (IRQs untouched, callable in interrupt context). There is no
+/// way to write-lock it with IRQs on.
 pub(crate) struct RawRwLockIrq {
     qrw: Qrw,
     writer: HolderCpu,

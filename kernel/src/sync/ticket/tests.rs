@@ -164,25 +164,8 @@ fn lock_taken_by_interrupt_on_holding_cpu_panics() {
 /// A wait past the bound panics naming the lock and the holder's CPU.
 #[test]
 fn stuck_wait_panics_naming_lock_and_owner() {
-    let _bound = WaitBoundOverride::new("test_stuck", 300);
     let lock = named_spin_lock("test_stuck", ());
-    let (tx, rx) = mpsc::channel();
-    let (release_tx, release_rx) = mpsc::channel::<()>();
-    std::thread::scope(|s| {
-        let lock = &lock;
-        s.spawn(move || {
-            let _g = lock.lock();
-            tx.send(platform::cpu_id()).unwrap();
-            release_rx.recv().unwrap();
-        });
-        let owner = rx.recv().unwrap();
-        let err = catch_unwind(AssertUnwindSafe(|| drop(lock.lock()))).unwrap_err();
-        let msg = err.downcast_ref::<String>().unwrap();
-        assert!(msg.starts_with("lock test_stuck: cpu "), "{msg}");
-        assert!(msg.contains("waited more than 300 ms"), "{msg}");
-        assert!(msg.ends_with(&format!("held by cpu {owner}")), "{msg}");
-        release_tx.send(()).unwrap();
-    });
+    crate::sync::tests::assert_stuck_wait_names_the_holder(&lock, "test_stuck", 300);
 }
 
 #[test]

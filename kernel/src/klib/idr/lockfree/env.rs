@@ -25,6 +25,7 @@ use crate::klib::lockctx::{self, Site};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{self, MAX_CPUS};
 use crate::rcu::{RcuHead, RcuReadGuard, call_rcu, rcu_read_lock};
+use crate::sync::word::forward_atomic;
 
 /// A 64-bit atomic bitmap word (a leaf's claimed ids, an inner node's full
 /// hints).
@@ -64,39 +65,22 @@ pub(crate) trait Word32: Send + Sync {
     -> Result<u32, u32>;
 }
 
+/// Implements [`Bits64`] for the atomic type `$ty`.
 macro_rules! impl_bits64 {
     ($ty:ty) => {
         impl Bits64 for $ty {
-            #[inline(always)]
-            fn with_value(v: u64) -> Self {
-                <$ty>::new(v)
-            }
-            #[inline(always)]
-            fn load(&self, order: Ordering) -> u64 {
-                <$ty>::load(self, order)
-            }
-            #[inline(always)]
-            fn fetch_or(&self, v: u64, order: Ordering) -> u64 {
-                <$ty>::fetch_or(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_and(&self, v: u64, order: Ordering) -> u64 {
-                <$ty>::fetch_and(self, v, order)
-            }
-            #[inline(always)]
-            fn compare_exchange(
-                &self,
-                cur: u64,
-                new: u64,
-                ok: Ordering,
-                err: Ordering,
-            ) -> Result<u64, u64> {
-                <$ty>::compare_exchange(self, cur, new, ok, err)
-            }
+            forward_atomic!($ty, u64 {
+                new with_value,
+                load load,
+                rmw fetch_or,
+                rmw fetch_and,
+                cas compare_exchange,
+            });
         }
     };
 }
 
+/// Implements [`SlotPtr`] for the atomic pointer type `$ty`.
 macro_rules! impl_slot_ptr {
     ($ty:ty) => {
         impl SlotPtr for $ty {
@@ -104,69 +88,29 @@ macro_rules! impl_slot_ptr {
             fn null() -> Self {
                 <$ty>::new(ptr::null_mut())
             }
-            #[inline(always)]
-            fn load(&self, order: Ordering) -> *mut () {
-                <$ty>::load(self, order)
-            }
-            #[inline(always)]
-            fn store(&self, p: *mut (), order: Ordering) {
-                <$ty>::store(self, p, order)
-            }
-            #[inline(always)]
-            fn swap(&self, p: *mut (), order: Ordering) -> *mut () {
-                <$ty>::swap(self, p, order)
-            }
-            #[inline(always)]
-            fn compare_exchange(
-                &self,
-                cur: *mut (),
-                new: *mut (),
-                ok: Ordering,
-                err: Ordering,
-            ) -> Result<*mut (), *mut ()> {
-                <$ty>::compare_exchange(self, cur, new, ok, err)
-            }
+            forward_atomic!($ty, *mut () {
+                load load,
+                store store,
+                rmw swap,
+                cas compare_exchange,
+            });
         }
     };
 }
 
+/// Implements [`Word32`] for the atomic type `$ty`.
 macro_rules! impl_word32 {
     ($ty:ty) => {
         impl Word32 for $ty {
-            #[inline(always)]
-            fn with_value(v: u32) -> Self {
-                <$ty>::new(v)
-            }
-            #[inline(always)]
-            fn load(&self, order: Ordering) -> u32 {
-                <$ty>::load(self, order)
-            }
-            #[inline(always)]
-            fn swap(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::swap(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_add(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_sub(self, v, order)
-            }
-            #[inline(always)]
-            fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
-                <$ty>::fetch_and(self, v, order)
-            }
-            #[inline(always)]
-            fn compare_exchange(
-                &self,
-                cur: u32,
-                new: u32,
-                ok: Ordering,
-                err: Ordering,
-            ) -> Result<u32, u32> {
-                <$ty>::compare_exchange(self, cur, new, ok, err)
-            }
+            forward_atomic!($ty, u32 {
+                new with_value,
+                load load,
+                rmw swap,
+                rmw fetch_add,
+                rmw fetch_sub,
+                rmw fetch_and,
+                cas compare_exchange,
+            });
         }
     };
 }

@@ -2,38 +2,13 @@
 //! Linux's pre-4.15 scheme (atomic test-and-set of a bit near a cmpxchg'd
 //! cursor) over the IDR's radix tree of 64-slot nodes.
 //!
-//! The tree has a fixed height, four levels of 6 bits for ids below 2^22
-//! (`PID_MAX_LIMIT`), and its root lives in the map: nothing grows or
-//! shrinks at the top, so no walk can race with that (a small id costs a
-//! pointer load or two more than in a tree cut to size). A leaf's word has
-//! a bit per claimed id, an inner node's a "subtree full" hint per child.
-//!
-//! - Claim: one atomic OR sets the id's bit (exact id: EEXIST if it was
-//!   set; cyclic: the first clear bit from the cursor, skipping subtrees
-//!   hinted full, once wrapped to the low bound), then a CAS moves the
-//!   cursor forward unless another CPU moved it further. Missing nodes are
-//!   installed by CAS into the parent's slot; the loser frees its node.
-//! - Publish is a Release store into the claimed id's slot; lookup walks
-//!   with Acquire loads under RCU and sees null until then. Remove clears
-//!   the slot, then the bit (Release: the next claimer sees the null slot).
-//! - An emptied leaf other than the cursor's dies by one CAS from no bits
-//!   to all bits (no claim can land in it), is unlinked, and is freed after
-//!   a grace period. Inner nodes stay until the map is dropped: at most
-//!   16 + 1024 of them, only where ids were used, and a walk then never
-//!   finds its path cut above a leaf.
-//!
-//! Guaranteed under concurrency instead of strict cyclic order (as before
-//! Linux 4.15): an id has one claimer at a time, and a removed id can be
-//! claimed again (a full hint over room is taken back by the operations
-//! that raced, see [`tree`]). A cyclic claim that read cursor `c` returns
-//! the first id at or after `max(c, low)` whose bit it found clear, or,
-//! having wrapped, the first from `low`; ids it passed were claimed when it
-//! looked or freed while it looked. Racing claims may interleave (A 10,
-//! B 11, or the reverse) and the cursor never moves back as seen from where
-//! a claim started. EEXIST and ENOSPC are exact when no other CPU changes
-//! the map; under concurrency a leaf being reclaimed counts as claimed for
-//! the instant between its death and its unlink, as an `alloc_pid`
-//! reservation that is rolled back counts in Linux.
+//! It lets concurrent forks claim pids on different CPUs without one
+//! global lock, at the price of strict cyclic order. [`LfIdr`] is the map;
+//! its doc gives the tree's shape, the claim, publish, remove and reclaim
+//! protocol, and what is guaranteed under concurrency. `tree` holds the
+//! walks, the claim search and the full hints; `env` what the map runs on
+//! (atomic words, node memory, grace periods, counters), so the same
+//! protocol runs in the kernel, in the host tests and under loom.
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -56,7 +31,41 @@ pub(crate) use tree::{LF_ID_LIMIT, LF_SLOTS, LfNode};
 struct CursorLine<W>(W);
 
 /// A lock-free id -> `*mut T` map (ids below [`LF_ID_LIMIT`]) with a
-/// cyclic cursor. See the module header for the protocol.
+/// cyclic cursor.
+///
+/// The tree has a fixed height, four levels of 6 bits for ids below 2^22
+/// (`PID_MAX_LIMIT`), and its root lives in the map: nothing grows or
+/// shrinks at the top, so no walk can race with that (a small id costs a
+/// pointer load or two more than in a tree cut to size). A leaf's word has
+/// a bit per claimed id, an inner node's a "subtree full" hint per child.
+///
+/// - Claim: one atomic OR sets the id's bit (exact id: EEXIST if it was
+///   set; cyclic: the first clear bit from the cursor, skipping subtrees
+///   hinted full, once wrapped to the low bound), then a CAS moves the
+///   cursor forward unless another CPU moved it further. Missing nodes are
+///   installed by CAS into the parent's slot; the loser frees its node.
+/// - Publish is a Release store into the claimed id's slot; lookup walks
+///   with Acquire loads under RCU and sees null until then. Remove clears
+///   the slot, then the bit (Release: the next claimer sees the null slot).
+/// - An emptied leaf other than the cursor's dies by one CAS from no bits
+///   to all bits (no claim can land in it), is unlinked, and is freed after
+///   a grace period. Inner nodes stay until the map is dropped: at most
+///   16 + 1024 of them, only where ids were used, and a walk then never
+///   finds its path cut above a leaf.
+///
+/// # Concurrency
+/// Guaranteed instead of strict cyclic order (as in Linux before 4.15): an
+/// id has one claimer at a time, and a removed id can be claimed again (a
+/// full hint over room is taken back by the operations that raced, see
+/// `tree`). A cyclic claim that read cursor `c` returns the first id at or
+/// after `max(c, low)` whose bit it found clear, or, having wrapped, the
+/// first from `low`; ids it passed were claimed when it looked or freed
+/// while it looked. Racing claims may interleave (A 10, B 11, or the
+/// reverse) and the cursor never moves back as seen from where a claim
+/// started. EEXIST and ENOSPC are exact when no other CPU changes the map;
+/// under concurrency a leaf being reclaimed counts as claimed for the
+/// instant between its death and its unlink, as an `alloc_pid` reservation
+/// that is rolled back counts in Linux.
 #[repr(C)]
 pub(crate) struct LfIdr<T, E: LfEnv = KernelEnv> {
     root: LfNode<E>,

@@ -1,6 +1,6 @@
 //! The lock-free map's tree: fixed-height walks, node installation, the
 //! claim search, the full hints and leaf reclamation. The protocol and its
-//! guarantees are described in the parent module's header.
+//! guarantees are described in [`LfIdr`]'s doc.
 //!
 //! Every function here runs inside a read-side section whose guard it is
 //! given; the references it hands out live no longer than that guard,
@@ -28,7 +28,7 @@ use crate::klib::errno::Errno;
 pub(crate) const LF_BITS: u32 = 6;
 /// Slots per node.
 pub(crate) const LF_SLOTS: usize = 1 << LF_BITS;
-/// Levels of the tree, root included (fixed: see the module header).
+/// Levels of the tree, root included (fixed: see [`LfIdr`]).
 pub(crate) const LF_LEVELS: usize = 4;
 /// Ids are below this (Linux's `PID_MAX_LIMIT`, 2^22).
 pub(crate) const LF_ID_LIMIT: u32 = 1 << 22;
