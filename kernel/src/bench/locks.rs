@@ -146,13 +146,23 @@ fn cpu_counts(max: usize) -> Vec<usize> {
 }
 
 /// One uncontended flavour: its row name, whether its lock needs IRQs on
-/// (an `_irq` unlock enables them), whether lockstat is on, and one
-/// lock+unlock pair.
+/// (an `_irq` unlock enables them), whether lockstat is on, and `n`
+/// lock+unlock pairs ([`pairs`]: the pair is inlined in the loop, so the
+/// timed loop pays no call per pair).
 struct Flavour<'a> {
     name: &'static str,
     needs_irqs: bool,
     lockstat: bool,
-    op: &'a (dyn Fn() + Sync),
+    run: &'a (dyn Fn(u64) + Sync),
+}
+
+/// `n` runs of `op`, monomorphised so the loop holds `op` inlined.
+fn pairs<F: Fn() + Sync>(op: &F) -> impl Fn(u64) + Sync + '_ {
+    move |n| {
+        for _ in 0..n {
+            op();
+        }
+    }
 }
 
 /// Passes over all uncontended flavours; each row keeps its fastest.
@@ -184,13 +194,9 @@ fn uncontended(par: &dyn Parallel, flavours: &[Flavour<'_>], ops: u64, cps: u64)
                 if f.needs_irqs && !platform::irqs_enabled() {
                     return;
                 }
-                for _ in 0..per_pass.min(1000) {
-                    (f.op)();
-                }
+                (f.run)(per_pass.min(1000));
                 let t0 = platform::cycles();
-                for _ in 0..per_pass {
-                    (f.op)();
-                }
+                (f.run)(per_pass);
                 best.fetch_min(platform::cycles() - t0, Ordering::Relaxed);
             });
             lockstat::set_enabled(was);
@@ -350,11 +356,14 @@ pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> 
     let dispatch = Padded(named_spin_lock("bench_dispatch", 0u64));
     let rw = Padded(named_rwlock_irq("bench_rwlock", 0u64));
     let ticket_op = || *ticket.0.lock() += 1;
+    let pv_op = || *pv.0.lock() += 1;
+    let q_op = || *q.0.lock() += 1;
+    let tas_op = || *tas.0.lock() += 1;
     let algos: [(&'static str, &(dyn Fn() + Sync)); 4] = [
         (LockAlgo::Ticket.name(), &ticket_op),
-        (LockAlgo::PvTicket.name(), &|| *pv.0.lock() += 1),
-        (LockAlgo::Qspinlock.name(), &|| *q.0.lock() += 1),
-        (LockAlgo::Tas.name(), &|| *tas.0.lock() += 1),
+        (LockAlgo::PvTicket.name(), &pv_op),
+        (LockAlgo::Qspinlock.name(), &q_op),
+        (LockAlgo::Tas.name(), &tas_op),
     ];
 
     let dispatch_op = || *dispatch.0.lock() += 1;
@@ -364,24 +373,33 @@ pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> 
         black_box(*rw.0.read());
     };
     let write_op = || *rw.0.write() += 1;
-    let flavour = |name, op, needs_irqs, lockstat| Flavour {
+    let flavour = |name, run, needs_irqs, lockstat| Flavour {
         name,
         needs_irqs,
         lockstat,
-        op,
+        run,
     };
-    let mut flavours: Vec<Flavour<'_>> = algos
-        .iter()
-        .map(|&(name, op)| flavour(name, op, false, false))
-        .collect();
-    flavours.extend([
-        flavour(dispatch_name(lock_algo()), &dispatch_op, false, false),
-        flavour("ticket+lockstat", &ticket_op, false, true),
-        flavour("ticket_irq", &irq_op, true, false),
-        flavour("ticket_irqsave", &irqsave_op, false, false),
-        flavour("rwlock_read", &read_op, false, false),
-        flavour("rwlock_write_irq", &write_op, true, false),
-    ]);
+    let (ticket_run, pv_run, q_run, tas_run) =
+        (pairs(&ticket_op), pairs(&pv_op), pairs(&q_op), pairs(&tas_op));
+    let (dispatch_run, irq_run, irqsave_run, read_run, write_run) = (
+        pairs(&dispatch_op),
+        pairs(&irq_op),
+        pairs(&irqsave_op),
+        pairs(&read_op),
+        pairs(&write_op),
+    );
+    let flavours = [
+        flavour(LockAlgo::Ticket.name(), &ticket_run, false, false),
+        flavour(LockAlgo::PvTicket.name(), &pv_run, false, false),
+        flavour(LockAlgo::Qspinlock.name(), &q_run, false, false),
+        flavour(LockAlgo::Tas.name(), &tas_run, false, false),
+        flavour(dispatch_name(lock_algo()), &dispatch_run, false, false),
+        flavour("ticket+lockstat", &ticket_run, false, true),
+        flavour("ticket_irq", &irq_run, true, false),
+        flavour("ticket_irqsave", &irqsave_run, false, false),
+        flavour("rwlock_read", &read_run, false, false),
+        flavour("rwlock_write_irq", &write_run, true, false),
+    ];
     let mut rows = uncontended(par, &flavours, n_ops, cps);
 
     for n in cpu_counts(max) {
