@@ -379,8 +379,12 @@ pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> 
         lockstat,
         run,
     };
-    let (ticket_run, pv_run, q_run, tas_run) =
-        (pairs(&ticket_op), pairs(&pv_op), pairs(&q_op), pairs(&tas_op));
+    let (ticket_run, pv_run, q_run, tas_run) = (
+        pairs(&ticket_op),
+        pairs(&pv_op),
+        pairs(&q_op),
+        pairs(&tas_op),
+    );
     let (dispatch_run, irq_run, irqsave_run, read_run, write_run) = (
         pairs(&dispatch_op),
         pairs(&irq_op),
