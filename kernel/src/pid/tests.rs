@@ -1,6 +1,6 @@
 //! Host tests of `alloc_pid` / `free_pid`: one per error rule, the Linux
 //! details (cursor, RESERVED_PIDS, pid_allocated), lock counts, references,
-//! leaks, a model-based property test running both strategies side by side,
+//! leaks, a model-based property test running every kernel version side by side,
 //! and std-thread concurrency.
 
 use super::alloc::alloc_nr;

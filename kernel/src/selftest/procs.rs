@@ -517,7 +517,7 @@ pub(crate) fn bad_args() {
     expect_invariants(&base);
 }
 
-/// `pidsoak`: every CPU allocates and frees pids (both strategies,
+/// `pidsoak`: every CPU allocates and frees pids (every kernel version,
 /// namespace depth 0 and 3), 1,000,000 operations in all; live pids stay
 /// unique in every namespace; afterwards every IDR is empty, pid_allocated
 /// back, every preload pool within its bound.
