@@ -296,13 +296,19 @@ const TICK_BATCH: u64 = 1000;
 /// their memory back without bound.
 const BACKLOG_HIGH: u64 = 10_000;
 
-/// Runs up to `limit` of `cpu`'s callbacks whose GP has completed (any CPU
-/// may do this for any other: the list has its own lock, and callbacks run
-/// after it is dropped).
+/// Runs up to `limit` of `cpu`'s callbacks whose GP has completed, or all
+/// of them past a backlog of [`BACKLOG_HIGH`] (any CPU may do this for any
+/// other: the list has its own lock, and callbacks run after it is
+/// dropped).
 fn invoke_ready(cpu: usize, limit: u64) -> u64 {
     let completed = GP.completed.load(Ordering::SeqCst);
     let mut batch = {
         let mut l = CPUS[cpu].cbs.lock();
+        let limit = if l.queued - l.invoked > BACKLOG_HIGH {
+            u64::MAX
+        } else {
+            limit
+        };
         let first = l.head;
         let mut last: *mut RcuHead = ptr::null_mut();
         let mut n = 0;
@@ -398,18 +404,7 @@ pub(crate) fn rcu_sched_clock_irq() {
         report_qs(cpu);
     }
     start_gp_if_needed();
-    let backlog = {
-        let l = CPUS[cpu].cbs.lock();
-        l.queued - l.invoked
-    };
-    invoke_ready(
-        cpu,
-        if backlog > BACKLOG_HIGH {
-            u64::MAX
-        } else {
-            TICK_BATCH
-        },
-    );
+    invoke_ready(cpu, TICK_BATCH);
     check_stall();
 }
 
