@@ -1020,3 +1020,26 @@ fn pid_layout_is_the_header_then_one_upid_per_level() {
         assert_eq!(cache.layout(), pid_layout(level as u32));
     }
 }
+
+/// `pidmap_lock` starts a cache line of its own and fills it
+/// (`__cacheline_aligned_in_smp`), so no other hot data shares it.
+#[test]
+fn pidmap_lock_has_a_cache_line_of_its_own() {
+    let addr = core::ptr::addr_of!(PIDMAP_LOCK) as usize;
+    assert_eq!(addr % 64, 0, "pidmap_lock at {addr:#x}");
+    assert_eq!(size_of_val(&PIDMAP_LOCK) % 64, 0);
+}
+
+/// Pids of the root namespace take no reference on it (Linux's
+/// get_pid_ns/put_pid_ns skip `init_pid_ns`): no shared count bounces
+/// between CPUs on every fork at `ns_depth=0`.
+#[test]
+fn pids_of_the_root_namespace_take_no_reference_on_it() {
+    let root = crate::pid::namespace::init_pid_ns();
+    let before = Arc::strong_count(root);
+    let pid = alloc_pid(root, &[], STOCK, false).unwrap();
+    assert_eq!(Arc::strong_count(root), before);
+    free_pid(pid, STOCK);
+    crate::rcu::rcu_barrier();
+    assert_eq!(Arc::strong_count(root), before);
+}

@@ -248,3 +248,17 @@ pub(crate) fn task_pid(t: &Task, ty: PidType) -> Option<PidRef> {
     let g = read_lock_tasklist();
     t.links(&g).pid(ty).cloned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TASKLIST_LOCK;
+
+    /// `tasklist_lock` starts a cache line of its own and fills it
+    /// (`__cacheline_aligned_in_smp`).
+    #[test]
+    fn tasklist_lock_has_a_cache_line_of_its_own() {
+        let addr = core::ptr::addr_of!(TASKLIST_LOCK) as usize;
+        assert_eq!(addr % 64, 0, "tasklist_lock at {addr:#x}");
+        assert_eq!(size_of_val(&TASKLIST_LOCK) % 64, 0);
+    }
+}
