@@ -1036,10 +1036,22 @@ fn pidmap_lock_has_a_cache_line_of_its_own() {
 #[test]
 fn pids_of_the_root_namespace_take_no_reference_on_it() {
     let root = crate::pid::namespace::init_pid_ns();
-    let before = Arc::strong_count(root);
-    let pid = alloc_pid(root, &[], STOCK, false).unwrap();
-    assert_eq!(Arc::strong_count(root), before);
-    free_pid(pid, STOCK);
-    crate::rcu::rcu_barrier();
-    assert_eq!(Arc::strong_count(root), before);
+    let child = create_pid_namespace(root).unwrap();
+    let counts = || (Arc::strong_count(root), Arc::strong_count(&child));
+    let before = counts();
+    let (r, c) = (
+        crate::pid::namespace::get_pid_ns(root),
+        crate::pid::namespace::get_pid_ns(&child),
+    );
+    assert_eq!(
+        counts(),
+        (before.0, before.1 + 1),
+        "only the child is counted"
+    );
+    // SAFETY: the references just taken.
+    unsafe {
+        crate::pid::namespace::put_pid_ns(r);
+        crate::pid::namespace::put_pid_ns(c);
+    }
+    assert_eq!(counts(), before);
 }
