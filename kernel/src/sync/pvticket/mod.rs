@@ -17,7 +17,7 @@ use crate::{MAX_CPUS, platform};
 /// Ticket increment: bit 0 is the flag.
 const INC: u32 = 2;
 /// In `next`: a waiter may be halted, unlock must look at the records.
-const SLOWPATH: u32 = 1;
+pub(super) const SLOWPATH: u32 = 1;
 /// Spin rounds before the waiter next in line halts. Short: a halt costs
 /// little under emulation, and a spinning vCPU takes a host core from the
 /// holder (Linux's `SPIN_THRESHOLD`, 32768, was set for KVM, where a halt
