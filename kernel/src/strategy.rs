@@ -10,6 +10,10 @@
 //! | `pidmap-once` | 6.14 + the alloc change (never shipped) | one lock hold | as 6.14 | as 6.14 |
 //! | `exit-deferred` | 6.15 | as 6.14 | pids freed after `tasklist_lock` | `spin_lock` |
 //! | `both` | 7.0 | one lock hold | as 6.15 | `spin_lock` |
+//! | `lockless` | 7.0 + a lock-free `alloc_pid` (a prototype) | no lock | as 6.15 | not taken |
+//!
+//! [`PAIRS`] are the Linux versions; [`LOCKLESS`] runs on namespaces whose
+//! id maps are lock-free (`PidNamespace::new_root_lockless`).
 
 /// Which `alloc_pid` to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +24,10 @@ pub(crate) enum AllocPidStrategy {
     /// After it: one acquisition for every level and the publication (plus
     /// one per re-preload).
     SingleLock,
+    /// No `pidmap_lock` at all: ids claimed with atomic bit operations in
+    /// lock-free maps (`LfIdr`), `pid_allocated` one atomic word. Only in
+    /// namespaces built lock-free.
+    Lockless,
 }
 
 /// How `release_task` frees pids and feeds the entropy pool.
@@ -88,15 +96,50 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
     },
 ];
 
+/// Linux 7.0 plus a lock-free `alloc_pid` and `free_pid`: what the alloc
+/// change's author asked for next. Not a Linux version.
+pub(crate) static LOCKLESS: StrategyPair = StrategyPair {
+    name: "lockless",
+    kernel: "7.0 + a lock-free alloc_pid (prototype, not in Linux)",
+    alloc: AllocPidStrategy::Lockless,
+    release: ReleaseStrategy::Deferred,
+    pidmap_irq: PidmapIrq::Untouched,
+};
+
+/// How many pairs there are: the Linux versions and [`LOCKLESS`].
+pub(crate) const NR_PAIRS: usize = PAIRS.len() + 1;
+
 impl StrategyPair {
     /// The baseline every ratio is taken against.
     pub(crate) fn stock() -> &'static StrategyPair {
         &PAIRS[0]
     }
 
+    /// Every pair: the Linux versions, then [`LOCKLESS`].
+    pub(crate) fn all() -> impl Iterator<Item = &'static StrategyPair> {
+        PAIRS.iter().chain(core::iter::once(&LOCKLESS))
+    }
+
     /// The pair called `name`.
     pub(crate) fn by_name(name: &str) -> Option<&'static StrategyPair> {
-        PAIRS.iter().find(|p| p.name == name)
+        Self::all().find(|p| p.name == name)
+    }
+
+    /// Its position in [`all`](Self::all) (what a task stores).
+    pub(crate) fn index(&'static self) -> usize {
+        Self::all()
+            .position(|p| core::ptr::eq(p, self))
+            .expect("a pair is one of StrategyPair::all()")
+    }
+
+    /// The pair at `index` in [`all`](Self::all).
+    pub(crate) fn at(index: usize) -> &'static StrategyPair {
+        PAIRS.get(index).unwrap_or(&LOCKLESS)
+    }
+
+    /// Whether its `alloc_pid` needs lock-free namespaces.
+    pub(crate) fn lockless(&self) -> bool {
+        self.alloc == AllocPidStrategy::Lockless
     }
 }
 
@@ -106,9 +149,12 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_found() {
-        for p in &PAIRS {
+        for (i, p) in StrategyPair::all().enumerate() {
             assert!(core::ptr::eq(StrategyPair::by_name(p.name).unwrap(), p));
+            assert_eq!(p.index(), i);
+            assert!(core::ptr::eq(StrategyPair::at(i), p));
         }
+        assert_eq!(StrategyPair::all().count(), NR_PAIRS);
         assert!(StrategyPair::by_name("single-lock").is_none());
     }
 
@@ -116,7 +162,7 @@ mod tests {
     fn irqs_stay_on_from_the_kernel_that_moved_free_pid_out() {
         // 6.15 dropped the IRQ disablement together with the exit change:
         // free_pid no longer ran under write_lock_irq(&tasklist_lock).
-        for p in &PAIRS {
+        for p in StrategyPair::all() {
             assert_eq!(
                 p.pidmap_irq == PidmapIrq::Untouched,
                 p.release == ReleaseStrategy::Deferred,

@@ -14,7 +14,7 @@ use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
 use crate::bench::placement::Placement;
-use crate::strategy::{PAIRS, StrategyPair};
+use crate::strategy::{NR_PAIRS, PAIRS, StrategyPair};
 use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
@@ -89,7 +89,7 @@ pub(crate) struct ThreadspawnParams {
     pub(crate) sample_ms: u32,
     pub(crate) ns_depth: u32,
     /// The strategy pairs to run, in the order given.
-    pub(crate) strategies: ArrayVec<&'static StrategyPair, { PAIRS.len() }>,
+    pub(crate) strategies: ArrayVec<&'static StrategyPair, NR_PAIRS>,
     pub(crate) lockstat: bool,
     /// Where new threads run.
     pub(crate) placement: Placement,

@@ -2,8 +2,9 @@
 //! needs no lock is prepared first ([`prepare`], [`new_pid`]), numbers are
 //! reserved level by level under `pidmap_lock`, then [`publish`] makes the
 //! pid visible in every namespace at once; a failure goes through
-//! [`rollback`]. The strategies differ only in how often they take the lock
-//! (see [`AllocPidStrategy`]).
+//! [`rollback`]. The Linux strategies differ only in how often they take
+//! the lock (see [`AllocPidStrategy`]); [`alloc_pid_lockless`] takes none,
+//! in namespaces whose maps are lock-free.
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -13,7 +14,8 @@ use intrusive_collections::RBTreeLink;
 use super::namespace::{
     MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS, get_pid_ns,
 };
-use super::pidfs::pidfs_add_pid;
+use super::namespace::LockFree;
+use super::pidfs::{pidfs_add_pid, pidfs_add_pid_hashed};
 use super::stats::{PID_STATS, bump};
 use super::{PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc};
 use crate::klib::errno::Errno;
@@ -361,7 +363,8 @@ fn alloc_pid_single_lock<D: IrqDiscipline>(
 /// most `ns.level() + 1` levels (the rest are allocated cyclically);
 /// asking needs the checkpoint/restore capability over the namespaces,
 /// which the caller states in `has_checkpoint_restore_cap`. Errors, in
-/// order: EINVAL (too many tids), ENOMEM (no memory for the pid), EINVAL
+/// order: EINVAL (too many tids), EINVAL (`version` is `lockless` and `ns`
+/// is not lock-free, or the reverse), ENOMEM (no memory for the pid), EINVAL
 /// (a tid out of `1..pid_max`, or not 1 where the namespace has no child
 /// reaper), EPERM (no capability), EEXIST (a tid is taken), EAGAIN (no
 /// free number), ENOMEM (no IDR node even after refilling the pool), ENOMEM
@@ -378,6 +381,9 @@ pub(crate) fn alloc_pid(
     let mut counts = AllocCounts::default();
     let cap = has_checkpoint_restore_cap;
     let result = match version.pidmap_irq {
+        _ if version.lockless() => {
+            alloc_pid_counted::<Plain>(ns, set_tid, version.alloc, cap, &mut counts)
+        }
         PidmapIrq::Off => alloc_pid_counted::<Irq>(ns, set_tid, version.alloc, cap, &mut counts),
         PidmapIrq::Untouched => {
             alloc_pid_counted::<Plain>(ns, set_tid, version.alloc, cap, &mut counts)
@@ -402,6 +408,11 @@ fn alloc_pid_counted<D: IrqDiscipline>(
     if set_tid.len() > ns.level() as usize + 1 {
         return Err(Errno::EINVAL);
     }
+    // A namespace's ids live in one kind of map: the Linux strategies'
+    // under pidmap_lock, or the lock-free one's.
+    if ns.lockfree().is_some() != (strategy == AllocPidStrategy::Lockless) {
+        return Err(Errno::EINVAL);
+    }
     let pid = new_pid(ns)?;
     match strategy {
         AllocPidStrategy::Stock => alloc_pid_stock::<D>(ns, pid, set_tid, has_cap, counts),
@@ -409,5 +420,100 @@ fn alloc_pid_counted<D: IrqDiscipline>(
             let prep = prepare(ns, set_tid, has_cap)?;
             alloc_pid_single_lock::<D>(ns, pid, &prep, counts)
         }
+        AllocPidStrategy::Lockless => {
+            let prep = prepare(ns, set_tid, has_cap)?;
+            alloc_pid_lockless(ns, pid, &prep)
+        }
     }
+}
+
+/// The lock-free namespace at `level_ns` (every namespace of a lock-free
+/// tree has one).
+fn lf(level_ns: &PidNamespace) -> &LockFree {
+    level_ns
+        .lockfree()
+        .expect("a lock-free tree's namespaces are all lock-free")
+}
+
+/// One level's number without a lock: the requested tid claimed exactly
+/// (EEXIST when taken), or the next free one from the cursor, wrapping to
+/// `RESERVED_PIDS` once the cursor has passed it (EAGAIN when full).
+fn claim_nr(map: &LockFree, tid: i32, pid_max: i32) -> Result<i32, Errno> {
+    if tid != 0 {
+        return map.idr.claim_exact(tid as u32).map(|()| tid);
+    }
+    match map.idr.claim_cyclic(RESERVED_PIDS as u32, pid_max as u32) {
+        Err(Errno::ENOSPC) => Err(Errno::EAGAIN),
+        r => r.map(|nr| nr as i32),
+    }
+}
+
+/// The lock-free alloc_pid (the `lockless` strategy): every level checked
+/// first (as the alloc change does), then each level's number claimed with
+/// atomic bit operations in its [`LfIdr`](crate::klib::idr::lockfree::LfIdr),
+/// innermost first; then the innermost count is bumped by a CAS that fails
+/// once the namespace stops adding (ENOMEM, as Linux), the outer ones by
+/// an atomic add, the pid gets its pidfs number, and each level's slot is
+/// published with a release store, outermost first as Linux's loop does.
+/// No `pidmap_lock`: a failure gives back the numbers claimed so far the
+/// same way, and resets the cursor if the namespace never got a pid.
+fn alloc_pid_lockless(ns: &PidNamespace, mut pid: NewPid, prep: &Prep) -> Result<PidRef, Errno> {
+    let top = ns.level() as i64;
+    let mut level_ns: &PidNamespace = ns;
+    let mut i = top;
+    let mut err = None;
+    while i >= 0 {
+        let depth = (top - i) as usize;
+        match claim_nr(lf(level_ns), prep.tid[depth], prep.pid_max[depth]) {
+            Ok(nr) => pid.set_number(i as u32, nr, level_ns),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+        i -= 1;
+        if let Some(parent) = level_ns.parent() {
+            level_ns = parent;
+        }
+    }
+    if err.is_none() {
+        match lf(ns).allocated.try_add() {
+            Ok(_) => return Ok(publish_lockless(pid, ns)),
+            Err(e) => err = Some(e),
+        }
+    }
+    for level in (i + 1) as u32..=ns.level() {
+        let (nr, level_ns) = pid.number(level);
+        // SAFETY: this call claimed `nr` there and published nothing.
+        unsafe { lf(level_ns).idr.remove(nr as u32) };
+    }
+    let map = lf(ns);
+    if map.allocated.get() == PIDNS_ADDING {
+        map.idr.set_cursor(0);
+    }
+    Err(err.unwrap_or(Errno::ENOMEM))
+}
+
+/// Counts the outer levels, numbers the pid in pidfs and publishes it in
+/// every level (the innermost was counted by the caller's `try_add`).
+fn publish_lockless(pid: NewPid, ns: &PidNamespace) -> PidRef {
+    let header = pid.0.header();
+    header.count.store(2, Ordering::Relaxed);
+    header.hashed.store(true, Ordering::Relaxed);
+    let raw = pid.0.ptr.as_ptr();
+    // SAFETY: the pid stays alive while published (the maps' reference)
+    // and free_pid removes it from pidfs before dropping that reference.
+    unsafe { pidfs_add_pid_hashed(raw) };
+    for level in (0..=ns.level()).rev() {
+        let (nr, level_ns) = pid.number(level);
+        let map = lf(level_ns);
+        if level != ns.level() {
+            map.allocated.add();
+        }
+        // SAFETY: this call claimed `nr` in this map; only its free_pid
+        // removes it, after publication.
+        let r = unsafe { map.idr.publish(nr as u32, raw) };
+        assert!(r.is_ok(), "alloc_pid: number {nr} at level {level} lost its claim");
+    }
+    pid.0
 }

@@ -417,13 +417,17 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// 6.15 on with `spin_lock`.
 pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
     lockctx::record(Site::FreePid);
+    // A pid of a lock-free tree is freed without pidmap_lock, whatever
+    // version releases it (only `lockless` allocates there).
+    let lockfree = pid.ns().lockfree().is_some();
     let hashed = match version.pidmap_irq {
+        _ if lockfree => unhash_pid_lockless(&pid),
         PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave()),
         PidmapIrq::Untouched => unhash_pid(&pid, pidmap_lock()),
     };
     let stats = &PID_STATS[platform::cpu_id()];
     bump(&stats.free_calls, 1);
-    bump(&stats.free_locks, 1);
+    bump(&stats.free_locks, u64::from(!lockfree));
     if hashed {
         // call_rcu(&pid->rcu, delayed_put_pid): lockless readers
         // (find_pid_ns) may still hold the pointer the IDRs held.
@@ -463,6 +467,32 @@ fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>) -> bool {
     hashed
 }
 
+/// `free_pid`'s work for a pid of a lock-free tree, with no lock: each
+/// level uncounted (waking the reaper at 2 or 1, the namespace dead if its
+/// first pid goes) and its number removed, then pidfs. Returns whether the
+/// pid was still hashed (one caller wins if two race).
+fn unhash_pid_lockless(pid: &PidRef) -> bool {
+    if !pid.header().hashed.swap(false, Ordering::AcqRel) {
+        return false;
+    }
+    for upid in pid.numbers() {
+        let ns = upid.ns();
+        let lf = ns.lockfree().expect("a lock-free tree's namespaces are all lock-free");
+        match lf.allocated.remove() {
+            2 | 1 => ns.wake_child_reaper(),
+            _ => {}
+        }
+        // SAFETY: the pid claimed and published this number at alloc_pid
+        // and only its free_pid (this one: `hashed` was ours to clear)
+        // removes it.
+        unsafe { lf.idr.remove(upid.nr as u32) };
+    }
+    // SAFETY: a hashed lock-free pid was added to pidfs's table at
+    // publication.
+    unsafe { pidfs::pidfs_remove_pid_hashed(pid.ptr.as_ptr()) };
+    true
+}
+
 /// Port of `delayed_put_pid()`: drops the IDRs' reference of a freed pid.
 ///
 /// # Safety
@@ -483,7 +513,12 @@ unsafe fn delayed_put_pid(head: *mut RcuHead) {
 pub(crate) fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
     let nr = u32::try_from(nr).ok()?;
     let rcu = rcu_read_lock();
-    let p = NonNull::new(ns.idr_rcu().find(nr, &rcu))?;
+    let p = match ns.lockfree() {
+        Some(lf) if nr < crate::klib::idr::lockfree::LF_ID_LIMIT => lf.idr.find(nr, &rcu),
+        Some(_) => ptr::null_mut(),
+        None => ns.idr_rcu().find(nr, &rcu),
+    };
+    let p = NonNull::new(p)?;
     // SAFETY: a pid found in the IDR holds the IDRs' reference until a
     // grace period after free_pid unhashed it (delayed_put_pid), and this
     // read-side section began before that grace period could end.
@@ -493,13 +528,6 @@ pub(crate) fn find_pid_ns(nr: i32, ns: &PidNamespace) -> Option<PidRef> {
 }
 
 mod alloc;
-#[cfg_attr(
-    any(not(test), loom),
-    allow(
-        dead_code,
-        reason = "its user is the lockless strategy's alloc_pid and free_pid"
-    )
-)]
 mod allocated;
 pub(crate) mod namespace;
 pub(crate) mod pidfs;

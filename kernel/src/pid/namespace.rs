@@ -5,9 +5,10 @@
 //! level, a parent, an IDR of pids, a `pid_max`, a child reaper and a count
 //! of live pids whose flag says whether it still accepts new ones
 //! ([`disable_pid_allocation`] clears it when its init dies). Its IDR and
-//! count are the [`PidMap`] that `pidmap_lock` protects. Namespaces are
-//! created with [`create_pid_namespace`] under the root,
-//! [`init_pid_ns`].
+//! count are the [`PidMap`] that `pidmap_lock` protects, or, in a tree
+//! built lock-free ([`PidNamespace::new_root_lockless`]), a [`LockFree`]
+//! map and atomic count. Namespaces are created with
+//! [`create_pid_namespace`] under a root such as [`init_pid_ns`].
 
 use alloc::sync::Arc;
 use core::cell::UnsafeCell;
@@ -15,7 +16,9 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::klib::errno::Errno;
+use crate::klib::idr::lockfree::LfIdr;
 use crate::klib::idr::{Idr, IdrRcu};
+use crate::pid::allocated::PidAllocated;
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
 use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::irq::IrqDiscipline;
@@ -49,6 +52,14 @@ pub(crate) struct PidMap {
     pub(crate) pid_allocated: u32,
 }
 
+/// A lock-free namespace's id space (the `lockless` strategy): ids are
+/// claimed in an [`LfIdr`] and counted in a [`PidAllocated`] word, with no
+/// `pidmap_lock`.
+pub(crate) struct LockFree {
+    pub(crate) idr: LfIdr<Pid>,
+    pub(crate) allocated: PidAllocated,
+}
+
 /// Port of `struct pid_namespace`.
 ///
 /// A namespace has a `level` (0 for the root, at most
@@ -61,7 +72,10 @@ pub(crate) struct PidMap {
 /// [`disable_pid_allocation`] clears the flag and `alloc_pid` fails with
 /// ENOMEM from then on.
 ///
-/// The IDR and `pid_allocated` are the [`PidMap`], under `pidmap_lock`.
+/// The IDR and `pid_allocated` are the [`PidMap`], under `pidmap_lock`;
+/// in a lock-free tree (every namespace below a root made with
+/// [`new_root_lockless`](Self::new_root_lockless)) they are [`LockFree`]
+/// instead, and only the `lockless` strategy allocates there.
 /// `pid_max` and `child_reaper` are read without the lock (`READ_ONCE` in
 /// Linux), so they are atomics.
 ///
@@ -83,6 +97,8 @@ pub(crate) struct PidNamespace {
     /// reads `pid_allocated` there without pidmap_lock).
     adding: AtomicBool,
     map: UnsafeCell<PidMap>,
+    /// The id space of a lock-free tree (then `map` stays empty).
+    lockfree: Option<alloc::boxed::Box<LockFree>>,
 }
 
 static NR_PID_NS: AtomicUsize = AtomicUsize::new(0);
@@ -121,7 +137,7 @@ pub(crate) struct PidNsStats {
 }
 
 impl PidNamespace {
-    fn new(parent: Option<Arc<PidNamespace>>) -> Self {
+    fn new(parent: Option<Arc<PidNamespace>>, lockfree: bool) -> Self {
         NR_PID_NS.fetch_add(1, Ordering::Relaxed);
         let (level, pid_max) = match &parent {
             // Linux 6.14+ (create_pid_namespace): a child starts at the
@@ -146,6 +162,12 @@ impl PidNamespace {
                 idr,
                 pid_allocated: PIDNS_ADDING,
             }),
+            lockfree: lockfree.then(|| {
+                alloc::boxed::Box::new(LockFree {
+                    idr: LfIdr::new(),
+                    allocated: PidAllocated::new(),
+                })
+            }),
         }
     }
 
@@ -153,7 +175,19 @@ impl PidNamespace {
     /// root is [`init_pid_ns`]; tests and benchmarks build private roots so
     /// they share nothing but `pidmap_lock`.
     pub(crate) fn new_root() -> Arc<PidNamespace> {
-        Arc::new(PidNamespace::new(None))
+        Arc::new(PidNamespace::new(None, false))
+    }
+
+    /// A new root whose tree is lock-free: it and every namespace created
+    /// below it keep their ids in a [`LockFree`] map, where only the
+    /// `lockless` strategy allocates (the others get EINVAL).
+    pub(crate) fn new_root_lockless() -> Arc<PidNamespace> {
+        Arc::new(PidNamespace::new(None, true))
+    }
+
+    /// The lock-free id space, if this namespace's tree is lock-free.
+    pub(crate) fn lockfree(&self) -> Option<&LockFree> {
+        self.lockfree.as_deref()
     }
 
     /// This namespace's IDR for lookups under `rcu_read_lock`.
@@ -203,7 +237,10 @@ impl PidNamespace {
     /// Whether the namespace still accepts pids (`PIDNS_ADDING`), read
     /// without pidmap_lock.
     pub(crate) fn accepts_pids(&self) -> bool {
-        self.adding.load(Ordering::Acquire)
+        match self.lockfree() {
+            Some(lf) => lf.allocated.is_adding(),
+            None => self.adding.load(Ordering::Acquire),
+        }
     }
 
     /// Clears `PIDNS_ADDING` in `map` (this namespace's, under pidmap_lock)
@@ -233,12 +270,24 @@ impl PidNamespace {
     /// `pid_allocated`, read under pidmap_lock.
     #[cfg(test)]
     pub(crate) fn pid_allocated(&self) -> u32 {
+        if let Some(lf) = self.lockfree() {
+            return lf.allocated.get();
+        }
         let mut g = pidmap_lock_irqsave();
         self.map(&mut g).pid_allocated
     }
 
-    /// Id-space statistics, read under pidmap_lock.
+    /// Id-space statistics, read under pidmap_lock (a lock-free map's
+    /// without it: exact when nothing allocates there meanwhile).
     pub(crate) fn stats(&self) -> PidNsStats {
+        if let Some(lf) = self.lockfree() {
+            return PidNsStats {
+                ids: lf.idr.count_ids(),
+                nodes: lf.idr.nr_nodes(),
+                cursor: lf.idr.get_cursor(),
+                pid_allocated: lf.allocated.get(),
+            };
+        }
         let mut g = pidmap_lock_irqsave();
         let map = self.map(&mut g);
         PidNsStats {
@@ -279,7 +328,7 @@ pub(crate) fn set_reaper_wake_hook(hook: Option<ReaperWakeHook>) {
 }
 
 static INIT_PID_NS: LazyLock<Arc<PidNamespace>> = LazyLock::new(|| {
-    let mut ns = PidNamespace::new(None);
+    let mut ns = PidNamespace::new(None, false);
     ns.init = true;
     Arc::new(ns)
 });
@@ -325,13 +374,19 @@ pub(crate) fn create_pid_namespace(parent: &Arc<PidNamespace>) -> Result<Arc<Pid
     if parent.level() >= MAX_PID_NS_LEVEL {
         return Err(Errno::ENOSPC);
     }
-    Ok(Arc::new(PidNamespace::new(Some(parent.clone()))))
+    let lockfree = parent.lockfree.is_some();
+    Ok(Arc::new(PidNamespace::new(Some(parent.clone()), lockfree)))
 }
 
 /// Port of `disable_pid_allocation()` as `version` has it (6.14:
 /// `spin_lock_irq`, 6.15 on: `spin_lock`): the namespace accepts no new
-/// pids (its init is dying); `alloc_pid` then fails with ENOMEM.
+/// pids (its init is dying); `alloc_pid` then fails with ENOMEM. In a
+/// lock-free tree, one atomic AND on its count word, whatever the version.
 pub(crate) fn disable_pid_allocation(ns: &PidNamespace, version: &StrategyPair) {
+    if let Some(lf) = ns.lockfree() {
+        lf.allocated.disable();
+        return;
+    }
     match version.pidmap_irq {
         PidmapIrq::Off => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock_irq())),
         PidmapIrq::Untouched => ns.stop_adding(ns.map(&mut crate::pid::pidmap_lock())),

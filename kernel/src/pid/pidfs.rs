@@ -6,6 +6,12 @@
 //! lock. Writers bump `pidmap_lock_seq` around tree changes, as Linux does
 //! for its lockless lookups. The tree is intrusive (the node lives in
 //! `struct pid`), so nothing is allocated under the lock.
+//!
+//! The `lockless` strategy takes no `pidmap_lock`, so its pids go where
+//! 7.0's rhashtable conversion put them, after any pid lock and with their
+//! own synchronisation: [`pidfs_add_pid_hashed`] numbers a pid from per-CPU
+//! batches and links it into one of [`PIDFS_BUCKETS`] trees, each under its
+//! own spinlock.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +20,9 @@ use intrusive_collections::{KeyAdapter, RBTree, RBTreeLink, UnsafeRef, intrusive
 
 use super::{Pid, PidmapGuard};
 use crate::klib::lockctx::{self, Site};
+use crate::platform::{self, MAX_CPUS};
 use crate::sync::irq::IrqDiscipline;
+use crate::sync::{SpinLock, named_spin_lock};
 
 intrusive_adapter!(pub(super) PidfsAdapter = UnsafeRef<Pid>: Pid { pidfs_node: RBTreeLink });
 
@@ -103,4 +111,98 @@ pub(crate) fn pidfs_contains<D: IrqDiscipline>(g: &mut PidmapGuard<D>, ino: u64)
         .tree
         .as_ref()
         .is_some_and(|t| !t.find(&ino).is_null())
+}
+
+/// Buckets of the lock-free strategy's pidfs table.
+pub(crate) const PIDFS_BUCKETS: usize = 256;
+
+/// One bucket: the pids whose inode hashes here.
+struct Bucket(Option<RBTree<PidfsAdapter>>);
+
+// SAFETY: the tree holds pointers to pids, which are not tied to a thread;
+// it is only reached under its bucket's lock.
+unsafe impl Send for Bucket {}
+
+static BUCKETS: [SpinLock<Bucket>; PIDFS_BUCKETS] =
+    [const { named_spin_lock("pidfs_bucket", Bucket(None)) }; PIDFS_BUCKETS];
+
+/// Inode numbers handed out per CPU at a time (Linux's `get_next_ino()`
+/// batches the same way: `LAST_INO_BATCH`).
+const INO_BATCH: u64 = 1024;
+/// The lock-free strategy's inode numbers: a range of their own, so they
+/// never meet the numbers `pidfs_add_pid` hands out under `pidmap_lock`.
+const HASHED_INO_BASE: u64 = 1 << 62;
+static NEXT_INO_BATCH: AtomicU64 = AtomicU64::new(HASHED_INO_BASE);
+
+/// Each CPU's current batch: the next number and the end of its batch.
+#[repr(align(128))]
+struct InoBatch {
+    next: AtomicU64,
+    end: AtomicU64,
+}
+
+static INO_BATCHES: [InoBatch; MAX_CPUS] = [const {
+    InoBatch {
+        next: AtomicU64::new(0),
+        end: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
+
+/// A unique inode number: from this CPU's batch, a global atomic add once
+/// per [`INO_BATCH`]. Interrupts are off while the batch is touched (no
+/// preemption between reading and writing it).
+fn next_hashed_ino() -> u64 {
+    let flags = platform::local_irq_save();
+    let b = &INO_BATCHES[platform::cpu_id()];
+    let mut next = b.next.load(Ordering::Relaxed);
+    if next == b.end.load(Ordering::Relaxed) {
+        next = NEXT_INO_BATCH.fetch_add(INO_BATCH, Ordering::Relaxed);
+        b.end.store(next + INO_BATCH, Ordering::Relaxed);
+    }
+    b.next.store(next + 1, Ordering::Relaxed);
+    platform::local_irq_restore(flags);
+    next
+}
+
+fn bucket_of(ino: u64) -> &'static SpinLock<Bucket> {
+    // Fibonacci hashing: consecutive numbers (one CPU's batch) spread out.
+    let h = ino.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+    &BUCKETS[h as usize % PIDFS_BUCKETS]
+}
+
+/// `pidfs_add_pid()` as 7.0 does it, for the lock-free strategy: numbers
+/// `pid` and links it into its bucket, under that bucket's lock only.
+///
+/// # Safety
+/// As [`pidfs_add_pid`]; undone with [`pidfs_remove_pid_hashed`].
+pub(super) unsafe fn pidfs_add_pid_hashed(pid: *const Pid) {
+    lockctx::record(Site::PidfsAdd);
+    let ino = next_hashed_ino();
+    // SAFETY: per the contract, `pid` is alive and not in any tree.
+    unsafe { (*pid).ino.store(ino, Ordering::Relaxed) };
+    let mut b = bucket_of(ino).lock();
+    let tree = b.0.get_or_insert_with(|| RBTree::new(PidfsAdapter::new()));
+    // SAFETY: per the contract, the pointer outlives its membership.
+    tree.insert(unsafe { UnsafeRef::from_raw(pid) });
+}
+
+/// `pidfs_remove_pid()` for a pid added by [`pidfs_add_pid_hashed`].
+///
+/// # Safety
+/// `pid` was added with `pidfs_add_pid_hashed` and not removed since.
+pub(super) unsafe fn pidfs_remove_pid_hashed(pid: *const Pid) {
+    lockctx::record(Site::PidfsRemove);
+    // SAFETY: per the contract, `pid` is alive; its number is fixed.
+    let ino = unsafe { (*pid).ino.load(Ordering::Relaxed) };
+    let mut b = bucket_of(ino).lock();
+    let tree = b.0.as_mut().expect("pidfs_remove_pid_hashed before any add");
+    // SAFETY: per the contract, `pid` is in this bucket's tree.
+    unsafe { tree.cursor_mut_from_ptr(pid) }.remove();
+}
+
+/// Whether a pid numbered `ino` is in the lock-free strategy's table.
+#[cfg(test)]
+pub(crate) fn pidfs_hashed_contains(ino: u64) -> bool {
+    let b = bucket_of(ino).lock();
+    b.0.as_ref().is_some_and(|t| !t.find(&ino).is_null())
 }

@@ -6,6 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 
+use crate::klib::idr::lockfree::lf_node_cache;
 use crate::klib::idr::{idr_node_cache, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
 use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
@@ -42,6 +43,7 @@ impl Baseline {
                 .map(|c| c.max_cached_bytes())
                 .sum::<usize>()
             + idr_node_max_cached_bytes()
+            + lf_node_cache().max_cached_bytes()
             + signal_cache().max_cached_bytes()
     }
 

@@ -35,7 +35,7 @@ use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::{Backing, ObjCache};
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
-use crate::strategy::{PAIRS, StrategyPair};
+use crate::strategy::StrategyPair;
 use signal::SignalRef;
 
 pub(crate) use tasklist::{
@@ -150,7 +150,7 @@ pub(crate) struct Task {
     /// The thread group's signal struct (processes only); set before the
     /// task is visible to anyone else and never changed after.
     signal: UnsafeCell<Option<SignalRef>>,
-    /// The kernel version (index into [`PAIRS`]) whose `release_task` and
+    /// The kernel version (`StrategyPair::index`) whose `release_task` and
     /// `pidmap_lock` this task's exit runs; set by `copy_process` before
     /// the task is visible.
     version: AtomicU8,
@@ -301,17 +301,13 @@ impl Task {
 
     /// The kernel version this task's exit and release follow.
     pub(crate) fn version(&self) -> &'static StrategyPair {
-        &PAIRS[usize::from(self.version.load(Ordering::Relaxed))]
+        StrategyPair::at(usize::from(self.version.load(Ordering::Relaxed)))
     }
 
     /// Sets the version (`copy_process`, before anyone else sees the task).
     #[cfg_attr(not(target_os = "none"), allow(dead_code))]
     pub(crate) fn set_version(&self, version: &'static StrategyPair) {
-        let i = PAIRS
-            .iter()
-            .position(|p| core::ptr::eq(p, version))
-            .expect("a version is one of PAIRS");
-        self.version.store(i as u8, Ordering::Relaxed);
+        self.version.store(version.index() as u8, Ordering::Relaxed);
     }
 
     pub(crate) fn cpu(&self) -> usize {

@@ -19,20 +19,48 @@ mod worker;
 
 use alloc::format;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::arch::smp;
 use crate::cmdline::{Accel, ThreadspawnParams, accel_name};
-use crate::pid::namespace::create_pid_namespace;
+use crate::pid::namespace::{PidNamespace, create_pid_namespace};
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::sync::choice::{LockAlgo, lock_algo};
 use crate::sync::{lockstat, pvticket};
+use crate::strategy::{LOCKLESS, StrategyPair};
+use crate::task::TaskRef;
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::stats::{proc_stats, proc_stats_cpu};
 use crate::task::wait::wait_child;
 use report::{Attempt, Cell, RunInfo, fixed2, print_report};
 use worker::{Measured, SampleSpec, run_sample};
+
+/// `depth` namespaces below `root`, each with a parked init (pid 1 there),
+/// and `root` itself given one if `root_init`; the inits (outermost
+/// first) and the innermost namespace.
+fn ns_chain(
+    root: Arc<PidNamespace>,
+    depth: u32,
+    root_init: bool,
+    strategy: &'static StrategyPair,
+) -> Result<(Vec<TaskRef>, Arc<PidNamespace>), String> {
+    let mut chain = Vec::new();
+    let mut ns = root;
+    for level in 0..=depth {
+        if level > 0 {
+            ns = create_pid_namespace(&ns).map_err(|e| format!("ns_depth: {e:?}"))?;
+        } else if !root_init {
+            continue;
+        }
+        let mut args = CloneArgs::new("nsinit", park, 0);
+        args.pid_ns = Some(&ns);
+        args.strategy = strategy;
+        chain.push(copy_process(&args).map_err(|e| format!("ns init: {e:?}"))?);
+    }
+    Ok((chain, ns))
+}
 
 /// How many times a sample over `max_steal` is run again.
 const MAX_RERUNS: u32 = 2;
@@ -69,7 +97,7 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
     );
-    let versions: Vec<String> = crate::strategy::PAIRS
+    let versions: Vec<String> = strategies
         .iter()
         .map(|v| format!("{} = Linux {}", v.name, v.kernel))
         .collect();
@@ -78,17 +106,16 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
     let base = Baseline::take();
     let heap_before = heap_fallthroughs();
     let forks_before = proc_stats().forks;
-    // The namespace chain, each level with a parked init (pid 1 there).
-    let mut chain = Vec::new();
-    let mut ns = current_ns();
-    for _ in 0..p.ns_depth {
-        let child = create_pid_namespace(&ns).map_err(|e| format!("ns_depth: {e:?}"))?;
-        let mut args = CloneArgs::new("nsinit", park, 0);
-        args.pid_ns = Some(&child);
-        let init = copy_process(&args).map_err(|e| format!("ns init: {e:?}"))?;
-        chain.push(init);
-        ns = child;
-    }
+    // The namespace chain, each level with a parked init (pid 1 there);
+    // the lock-free strategy's in a lock-free tree of its own, whose root
+    // has a parked init too.
+    let (mut chain, ns) = ns_chain(current_ns(), p.ns_depth, false, StrategyPair::stock())?;
+    let lf = if strategies.iter().any(|s| s.lockless()) {
+        let root = PidNamespace::new_root_lockless();
+        Some(ns_chain(root, p.ns_depth, true, &LOCKLESS)?)
+    } else {
+        None
+    };
     let was = lockstat::set_enabled(p.lockstat);
 
     let mut cells: Vec<Cell> = Vec::new();
@@ -102,8 +129,11 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
                 attempts: Vec::new(),
             });
         }
-        let spec = |strategy, sample_ms| SampleSpec {
-            ns: &ns,
+        let spec = |strategy: &'static StrategyPair, sample_ms| SampleSpec {
+            ns: match &lf {
+                Some((_, lf_ns)) if strategy.lockless() => lf_ns,
+                _ => &ns,
+            },
             workers: w,
             strategy,
             sample_ms,
@@ -168,11 +198,16 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
         }
     }
     lockstat::set_enabled(was);
+    let lf_ns = lf.map(|(lf_chain, lf_ns)| {
+        chain.extend(lf_chain);
+        lf_ns
+    });
     while let Some(init) = chain.pop() {
         request_exit(&init, 0);
         wait_child(Some(&init), true).map_err(|e| format!("reaping ns init: {e:?}"))?;
     }
     drop(ns);
+    drop(lf_ns);
 
     print_report(
         &cells,

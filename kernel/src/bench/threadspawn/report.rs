@@ -12,7 +12,9 @@
 //! Linux measured each change against the kernel it was merged into: the
 //! exit change as 6.15 against 6.14 (`exit-deferred / stock`), the pidmap
 //! change on a tree that already had the exit change (`both /
-//! exit-deferred`). Those two comparisons get their own lines and rows.
+//! exit-deferred`). Those two comparisons get their own lines and rows,
+//! and so does the lock-free prototype against 7.0 (`lockless / both`)
+//! when it ran.
 
 use alloc::format;
 use alloc::string::String;
@@ -117,8 +119,9 @@ fn opt(v: Option<u64>) -> String {
     v.map_or(String::new(), |v| format!("{v}"))
 }
 
-/// Linux's two comparisons: (row name, label, numerator, denominator).
-const LINUX_CHANGES: [(&str, &str, &str, &str); 2] = [
+/// Linux's two comparisons and the prototype's: (row name, label,
+/// numerator, denominator).
+const LINUX_CHANGES: [(&str, &str, &str, &str); 3] = [
     (
         "exit",
         "exit   = exit-deferred / stock",
@@ -130,6 +133,14 @@ const LINUX_CHANGES: [(&str, &str, &str, &str); 2] = [
         "pidmap = both / exit-deferred",
         "both",
         "exit-deferred",
+    ),
+    // Not a Linux change: the prototype against the kernel it would go
+    // into (printed only when `lockless` ran).
+    (
+        "lockless",
+        "lockless = lockless / both",
+        "lockless",
+        "both",
     ),
 ];
 
@@ -301,6 +312,9 @@ fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64) -> Vec<Str
     let mut rows = Vec::new();
     for &w in &workers {
         for (row, label, num, den) in LINUX_CHANGES {
+            if row == "lockless" && !cells.iter().any(|c| c.strategy.lockless()) {
+                continue;
+            }
             let (Some(a), Some(b)) = (find(cells, w, num), find(cells, w, den)) else {
                 let missing: Vec<&str> = [num, den]
                     .into_iter()

@@ -153,6 +153,9 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         let mut args = CloneArgs::new("worker", worker, &s as *const Sample as usize);
         args.cpu = Some(cpu);
         args.pid_ns = Some(spec.ns);
+        // The worker's own pid comes from its strategy too (the lock-free
+        // one's namespaces take no other).
+        args.strategy = spec.strategy;
         if let Err(e) = copy_process(&args) {
             panic!("threadspawn: cannot start worker {cpu}: {e:?}");
         }
