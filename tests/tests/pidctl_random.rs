@@ -402,7 +402,7 @@ const DEEP_NAMESPACES: Script = Script {
         fill: false,
     },
     steps: 300,
-    strategies: &["stock", "both"],
+    strategies: &["stock", "both", "lockless"],
 };
 
 const SMALL_PID_MAX: Script = Script {
@@ -420,7 +420,7 @@ const SMALL_PID_MAX: Script = Script {
         fill: true,
     },
     steps: 120,
-    strategies: &["pidmap-once", "both"],
+    strategies: &["pidmap-once", "both", "lockless"],
 };
 
 /// The answers the kernel printed, in order.

@@ -127,6 +127,8 @@ fn check_rows(
         let stock = (ns_depth + 3) as f64;
         let (lo, hi) = match r["strategy"] {
             "stock" | "exit-deferred" => (stock, stock + 0.5),
+            // No pidmap_lock on its fast path, nor anywhere else it runs.
+            "lockless" => (0.0, 0.005),
             _ => (2.0, 2.1),
         };
         assert!(
@@ -199,6 +201,11 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
 
 /// Linux's comparisons: one row per change and worker count.
 fn check_linux_rows(serial: &str, workers: &[u32]) {
+    check_comparison_rows(serial, workers, &["exit", "pidmap"]);
+}
+
+/// The comparison rows: one per worker count for each of `changes`.
+fn check_comparison_rows(serial: &str, workers: &[u32], changes: &[&str]) {
     let rows = table(
         serial,
         "threadspawn_linux",
@@ -212,9 +219,9 @@ fn check_linux_rows(serial: &str, workers: &[u32]) {
             "noise",
         ],
     );
-    assert_eq!(rows.len(), 2 * workers.len(), "{rows:?}");
+    assert_eq!(rows.len(), changes.len() * workers.len(), "{rows:?}");
     for w in workers {
-        for change in ["exit", "pidmap"] {
+        for &change in changes {
             let r = rows
                 .iter()
                 .find(|r| r["change"] == change && r["workers"] == w.to_string())
@@ -230,8 +237,10 @@ fn check_linux_rows(serial: &str, workers: &[u32]) {
             assert_eq!(spread, (v - lo).max(hi - v), "{r:?}");
         }
     }
-    assert!(serial.contains("exit   = exit-deferred / stock: "));
-    assert!(serial.contains("pidmap = both / exit-deferred: "));
+    if changes.contains(&"exit") {
+        assert!(serial.contains("exit   = exit-deferred / stock: "));
+        assert!(serial.contains("pidmap = both / exit-deferred: "));
+    }
 }
 
 /// `ran here` of `spawn/reap cpu N`.
@@ -275,6 +284,30 @@ fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() 
         .run();
     run.expect_success().expect_serial("invariants: ok");
     check_rows(run.serial(), &[2], &STRATEGIES, 3, 2, "spread");
+}
+
+/// The lock-free prototype beside 6.14 and 7.0, three namespaces deep:
+/// no pidmap_lock per op at all, and its ratio to 7.0 reported.
+#[test]
+fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
+    let run = Boot::new()
+        .smp(2)
+        .timeout(Duration::from_secs(120))
+        .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3 strategies=stock,both,lockless")
+        .run();
+    run.expect_success()
+        .expect_serial("lockless = Linux 7.0 + a lock-free alloc_pid")
+        .expect_serial("lockless = lockless / both: ")
+        .expect_serial("invariants: ok");
+    check_rows(
+        run.serial(),
+        &[2],
+        &["stock", "both", "lockless"],
+        3,
+        2,
+        "spread",
+    );
+    check_comparison_rows(run.serial(), &[2], &["lockless"]);
 }
 
 /// One worker on CPU 0: spread sends every thread to CPU 1.

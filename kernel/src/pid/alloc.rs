@@ -11,10 +11,10 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use intrusive_collections::RBTreeLink;
 
+use super::namespace::LockFree;
 use super::namespace::{
     MAX_PID_NS_LEVEL, PIDNS_ADDING, PidMap, PidNamespace, RESERVED_PIDS, get_pid_ns,
 };
-use super::namespace::LockFree;
 use super::pidfs::{pidfs_add_pid, pidfs_add_pid_hashed};
 use super::stats::{PID_STATS, bump};
 use super::{PIDTYPE_MAX, PerPidType, Pid, PidRef, PidmapGuard, Upid, pid_struct_alloc};
@@ -513,7 +513,10 @@ fn publish_lockless(pid: NewPid, ns: &PidNamespace) -> PidRef {
         // SAFETY: this call claimed `nr` in this map; only its free_pid
         // removes it, after publication.
         let r = unsafe { map.idr.publish(nr as u32, raw) };
-        assert!(r.is_ok(), "alloc_pid: number {nr} at level {level} lost its claim");
+        assert!(
+            r.is_ok(),
+            "alloc_pid: number {nr} at level {level} lost its claim"
+        );
     }
     pid.0
 }

@@ -477,7 +477,9 @@ fn unhash_pid_lockless(pid: &PidRef) -> bool {
     }
     for upid in pid.numbers() {
         let ns = upid.ns();
-        let lf = ns.lockfree().expect("a lock-free tree's namespaces are all lock-free");
+        let lf = ns
+            .lockfree()
+            .expect("a lock-free tree's namespaces are all lock-free");
         match lf.allocated.remove() {
             2 | 1 => ns.wake_child_reaper(),
             _ => {}

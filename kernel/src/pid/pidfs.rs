@@ -195,7 +195,9 @@ pub(super) unsafe fn pidfs_remove_pid_hashed(pid: *const Pid) {
     // SAFETY: per the contract, `pid` is alive; its number is fixed.
     let ino = unsafe { (*pid).ino.load(Ordering::Relaxed) };
     let mut b = bucket_of(ino).lock();
-    let tree = b.0.as_mut().expect("pidfs_remove_pid_hashed before any add");
+    let tree =
+        b.0.as_mut()
+            .expect("pidfs_remove_pid_hashed before any add");
     // SAFETY: per the contract, `pid` is in this bucket's tree.
     unsafe { tree.cursor_mut_from_ptr(pid) }.remove();
 }

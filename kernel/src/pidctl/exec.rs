@@ -6,7 +6,10 @@
 //! ... parent=P` makes P call `copy_process` (P becomes the parent, its
 //! namespace the child's), `wait NAME` makes NAME's parent reap it, `exit
 //! NAME` makes NAME call `do_exit`. `init` is the console task itself (pid
-//! 1 of the root namespace). All of them run on the boot CPU.
+//! 1 of the root namespace), except under `strategy=lockless`: its
+//! namespaces must be lock-free, so pidctl builds a lock-free root whose
+//! pid 1 is a puppet named `init`, and tears it down at the end. All of
+//! them run on the boot CPU.
 //!
 //! Each command is answered with exactly one line: `ok ...` or
 //! `err <ERRNO> <message>`.
@@ -18,6 +21,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::klib::errno::Errno;
+use crate::pid::namespace::{PidNamespace, PidNsStats};
 use crate::pid::{PidType, find_pid_ns, pid_nr_ns};
 use crate::selftest::invariants::Baseline;
 use crate::strategy::StrategyPair;
@@ -68,10 +72,11 @@ impl Mailbox {
     }
 }
 
-/// Spawns a puppet as a child of the current task.
-fn spawn_here(r: &SpawnReq) -> Reply {
+/// Spawns a puppet as a child of the current task (in `ns` if given).
+fn spawn_here(r: &SpawnReq, ns: Option<&Arc<PidNamespace>>) -> Reply {
     let mb = Mailbox::new();
     let mut args = CloneArgs::new(&r.name, puppet_main, Arc::as_ptr(&mb) as usize);
+    args.pid_ns = ns;
     args.newns = r.newns;
     args.set_tid = &r.set_tid;
     args.cap = !r.nocap;
@@ -101,7 +106,7 @@ fn puppet_main(arg: usize) {
             continue;
         };
         let reply = match req {
-            Req::Spawn(r) => spawn_here(&r),
+            Req::Spawn(r) => spawn_here(&r, None),
             Req::Wait(child) => wait_here(&child),
             Req::Exit(code) => {
                 drop(mb);
@@ -120,31 +125,72 @@ struct Entry {
     mailbox: Option<Arc<Mailbox>>,
 }
 
+/// The lock-free root pidctl builds for `strategy=lockless`.
+struct LockFreeRoot {
+    ns: Arc<PidNamespace>,
+    /// Its id space with only its init in it.
+    start: PidNsStats,
+    /// Taken before it was built: what tearing it down returns to.
+    outer: Baseline,
+}
+
 /// The console: known tasks by name.
 pub(crate) struct Pidctl {
     entries: Vec<Entry>,
     baseline: Baseline,
     /// The kernel version the tasks it spawns run.
     version: &'static StrategyPair,
+    lockfree: Option<LockFreeRoot>,
 }
 
 impl Pidctl {
     /// A console whose `init` is the current task and whose tasks run
     /// kernel `version`'s fork, exit and release.
-    pub(crate) fn new(version: &'static StrategyPair) -> Self {
+    pub(crate) fn new(version: &'static StrategyPair) -> Result<Self, Errno> {
         println!(
             "pidctl: tasks run {} (Linux {}) (strategy=)",
             version.name, version.kernel
         );
-        Pidctl {
-            version,
-            entries: alloc::vec![Entry {
+        let mut lockfree = None;
+        let init = if version.lockless() {
+            let outer = Baseline::take();
+            let ns = PidNamespace::new_root_lockless();
+            let req = SpawnReq {
+                name: String::from("init"),
+                newns: false,
+                set_tid: Vec::new(),
+                nocap: false,
+                version,
+            };
+            let Ok(ReplyOk::Spawned(task, mb)) = spawn_here(&req, Some(&ns)) else {
+                return Err(Errno::ENOMEM);
+            };
+            println!(
+                "pidctl: init is pid 1 of a lock-free root namespace (the lockless strategy allocates only there)"
+            );
+            lockfree = Some(LockFreeRoot {
+                start: ns.stats(),
+                ns,
+                outer,
+            });
+            Entry {
+                name: String::from("init"),
+                task,
+                mailbox: Some(mb),
+            }
+        } else {
+            Entry {
                 name: String::from("init"),
                 task: sched::current_ref(),
                 mailbox: None,
-            }],
+            }
+        };
+        Ok(Pidctl {
+            version,
+            entries: alloc::vec![init],
             baseline: Baseline::take(),
-        }
+            lockfree,
+        })
     }
 
     fn find(&self, name: &str) -> Result<usize, (Errno, String)> {
@@ -160,7 +206,7 @@ impl Pidctl {
         let e = &self.entries[who];
         let Some(mb) = &e.mailbox else {
             return match req {
-                Req::Spawn(r) => spawn_here(&r),
+                Req::Spawn(r) => spawn_here(&r, None),
                 Req::Wait(c) => wait_here(&c),
                 Req::Exit(_) => Err(Errno::EPERM),
             };
@@ -235,7 +281,7 @@ impl Pidctl {
             Command::Spawn(s) => self.spawn(s),
             Command::Exit { name, code } => {
                 let i = self.find(name)?;
-                if self.entries[i].mailbox.is_none() {
+                if i == 0 {
                     return Err((Errno::EPERM, String::from("init does not exit")));
                 }
                 if self.entries[i].task.state() != TaskState::Blocked
@@ -248,7 +294,7 @@ impl Pidctl {
             }
             Command::Wait { name } => {
                 let i = self.find(name)?;
-                if self.entries[i].mailbox.is_none() {
+                if i == 0 {
                     return Err((Errno::ECHILD, String::from("init has no parent")));
                 }
                 let child = self.entries[i].task.clone();
@@ -346,6 +392,15 @@ impl Pidctl {
         }
         if self.entries.len() == 1 {
             self.baseline.check()?;
+            if let Some(lf) = &self.lockfree {
+                let now = lf.ns.stats();
+                if now.ids != lf.start.ids || now.pid_allocated != lf.start.pid_allocated {
+                    return Err(format!(
+                        "lock-free root: {} ids, pid_allocated {:#x}; expected {} and {:#x}",
+                        now.ids, now.pid_allocated, lf.start.ids, lf.start.pid_allocated
+                    ));
+                }
+            }
             Ok(String::from("invariants: ok"))
         } else {
             Ok(format!(
@@ -379,16 +434,31 @@ fn pids_innermost_first(t: &Task) -> String {
 /// Runs a whole script, printing each answer; then the invariant check
 /// if every spawned task was reaped.
 pub(crate) fn run_script(text: &str, version: &'static StrategyPair) -> bool {
-    let mut ctl = Pidctl::new(version);
+    let Some(mut ctl) = start(version) else {
+        return false;
+    };
     for line in text.lines() {
         if let Some(answer) = ctl.run_line(line) {
             println!("{answer}");
         }
     }
-    finish(&ctl)
+    finish(ctl)
 }
 
-fn finish(ctl: &Pidctl) -> bool {
+fn start(version: &'static StrategyPair) -> Option<Pidctl> {
+    match Pidctl::new(version) {
+        Ok(ctl) => Some(ctl),
+        Err(e) => {
+            println!("pidctl: cannot start: {}", e.name());
+            None
+        }
+    }
+}
+
+/// The invariant check once every task is reaped; a lock-free root is
+/// checked, its init reaped and the whole kernel checked against the
+/// state before it was built.
+fn finish(mut ctl: Pidctl) -> bool {
     if ctl.live() > 0 {
         println!(
             "pidctl: done with {} tasks still alive (reap them for the invariant check)",
@@ -396,13 +466,33 @@ fn finish(ctl: &Pidctl) -> bool {
         );
         return true;
     }
-    ctl.baseline.report()
+    let Some(lf) = ctl.lockfree.take() else {
+        return ctl.baseline.report();
+    };
+    if let Err(e) = ctl.check() {
+        println!("invariants: FAILED: {e}");
+        return false;
+    }
+    let init = ctl.entries.remove(0);
+    if let Some(mb) = &init.mailbox {
+        *mb.req.lock() = Some(Req::Exit(0));
+        sched::wake_up_process(&init.task);
+    }
+    if let Err(e) = wait_child(Some(&init.task), true) {
+        println!("invariants: FAILED: reaping the lock-free root's init: {e:?}");
+        return false;
+    }
+    drop(init);
+    drop(lf.ns);
+    lf.outer.report()
 }
 
 /// The interactive shell on the serial console: one command per line until
 /// `quit` (or end of input, a Ctrl-D).
 pub(crate) fn run_shell(version: &'static StrategyPair) -> bool {
-    let mut ctl = Pidctl::new(version);
+    let Some(mut ctl) = start(version) else {
+        return false;
+    };
     println!("pidctl shell: commands spawn exit wait pid_max ps check, quit to stop");
     let mut line = String::new();
     loop {
@@ -429,5 +519,5 @@ pub(crate) fn run_shell(version: &'static StrategyPair) -> bool {
             _ => {}
         }
     }
-    finish(&ctl)
+    finish(ctl)
 }

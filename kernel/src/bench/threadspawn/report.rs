@@ -136,12 +136,7 @@ const LINUX_CHANGES: [(&str, &str, &str, &str); 3] = [
     ),
     // Not a Linux change: the prototype against the kernel it would go
     // into (printed only when `lockless` ran).
-    (
-        "lockless",
-        "lockless = lockless / both",
-        "lockless",
-        "both",
-    ),
+    ("lockless", "lockless = lockless / both", "lockless", "both"),
 ];
 
 pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
