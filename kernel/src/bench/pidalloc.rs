@@ -323,6 +323,7 @@ mod tests {
                 AllocPidStrategy::SingleLock => {
                     assert!((100..200).contains(&r.locks_per_alloc_x100), "{r:?}")
                 }
+                AllocPidStrategy::Lockless => assert_eq!(r.locks_per_alloc_x100, 0),
             }
         }
     }
