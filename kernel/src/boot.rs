@@ -140,7 +140,11 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
         Bench::Locks => bench_locks(&cmd),
         Bench::Pidalloc => {
-            let cfg = crate::bench::pidalloc::PidallocConfig::default();
+            let cfg = crate::bench::pidalloc::PidallocConfig {
+                level: cmd.threadspawn.ns_depth,
+                strategies: &cmd.threadspawn.strategies,
+                ..Default::default()
+            };
             if let Err(e) = crate::bench::pidalloc::pidalloc(&cfg, &mut ConsoleOut) {
                 fail(format_args!(
                     "pidalloc: {e:?} (give QEMU more memory with --mem)"

@@ -3,7 +3,8 @@
 //!
 //! A private root namespace (pid_max 4,194,304, with an init as pid 1 and a
 //! reaper, like a booted system) is filled with `live` pinned pids, then
-//! each version runs `ops` alloc+free pairs, in `rounds` interleaved
+//! each version runs `ops` alloc+free pairs (the `lockless` strategy in a
+//! lock-free root of its own, filled alike), in `rounds` interleaved
 //! slices so that drift (caches, frequency, the host's other load) hits
 //! both alike. The pinned pids were allocated cyclically, so the measured
 //! pairs walk the cursor through free space above them and, after a wrap,
@@ -15,6 +16,7 @@
 //! people, then `pidalloc,...` CSV rows under a header row, and a growth
 //! line per strategy. Callers pick the sizes, so a host test runs it small.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
@@ -22,7 +24,7 @@ use crate::klib::errno::Errno;
 use crate::pid::namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
 use crate::platform;
-use crate::strategy::{PAIRS, StrategyPair};
+use crate::strategy::{LOCKLESS, PAIRS, StrategyPair};
 use crate::task::Task;
 use core::ptr::NonNull;
 
@@ -41,7 +43,12 @@ pub(crate) struct PidallocConfig<'a> {
     /// Level of the namespace allocated in (0: the root only; n: n
     /// nested namespaces, each pid getting n + 1 numbers).
     pub(crate) level: u32,
+    /// The strategy pairs to measure, in this order.
+    pub(crate) strategies: &'a [&'static StrategyPair],
 }
+
+/// The Linux versions, what `bench=pidalloc` measures unless told.
+static LINUX_VERSIONS: [&StrategyPair; 4] = [&PAIRS[0], &PAIRS[1], &PAIRS[2], &PAIRS[3]];
 
 impl Default for PidallocConfig<'_> {
     fn default() -> Self {
@@ -50,6 +57,89 @@ impl Default for PidallocConfig<'_> {
             ops: 200_000,
             rounds: 10,
             level: 0,
+            strategies: &LINUX_VERSIONS,
+        }
+    }
+}
+
+/// Whether any of `strategies` is a Linux version (so the Linux space
+/// comes first in the list of spaces).
+fn spaces_linux(strategies: &[&StrategyPair]) -> bool {
+    strategies.iter().any(|s| !s.lockless())
+}
+
+/// One id space measured: a root of the kind its strategies need, the
+/// namespaces below it, their inits and the pinned pids.
+struct Space {
+    setup: &'static StrategyPair,
+    nss: Vec<Arc<PidNamespace>>,
+    inits: Vec<PidRef>,
+    pinned: Vec<PidRef>,
+}
+
+impl Space {
+    fn new(lockfree: bool, level: u32, reaper: &Task) -> Result<Space, Errno> {
+        let root = if lockfree {
+            PidNamespace::new_root_lockless()
+        } else {
+            PidNamespace::new_root()
+        };
+        root.set_pid_max(PID_MAX_LIMIT)?;
+        // The pids that are not measured (inits, pinned) come from 7.0's
+        // path, or the lock-free one's where only it allocates.
+        let setup = if lockfree {
+            &LOCKLESS
+        } else {
+            StrategyPair::by_name("both").expect("7.0 is a version")
+        };
+        let mut space = Space {
+            setup,
+            nss: alloc::vec![root],
+            inits: Vec::new(),
+            pinned: Vec::new(),
+        };
+        for l in 0..=level {
+            let ns = space.ns().clone();
+            space.inits.push(alloc_pid(&ns, &[], setup, false)?);
+            ns.set_child_reaper(Some(NonNull::from(reaper)));
+            if l < level {
+                space.nss.push(create_pid_namespace(&ns)?);
+            }
+        }
+        Ok(space)
+    }
+
+    /// The namespace measured in (the innermost).
+    fn ns(&self) -> &Arc<PidNamespace> {
+        self.nss.last().expect("a root")
+    }
+
+    fn pin_up_to(&mut self, live: usize) -> Result<(), Errno> {
+        while self.pinned.len() < live {
+            self.pinned
+                .push(alloc_pid(self.ns(), &[], self.setup, false)?);
+            if self.pinned.len() % 64 == 0 {
+                platform::cond_resched();
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees every pid it allocated.
+    fn teardown(mut self) {
+        // Highest addresses first: the linked-list heap's free walks its
+        // free blocks in address order, and the pids still parked in the
+        // per-CPU caches sit between the ones going back.
+        while let Some(pid) = self.pinned.pop() {
+            free_pid(pid, self.setup);
+            // Frees can be slow here (the heap's free list is long), so a
+            // scheduling point every few.
+            if self.pinned.len() % 64 == 0 {
+                platform::cond_resched();
+            }
+        }
+        for pid in self.inits.drain(..).rev() {
+            free_pid(pid, self.setup);
         }
     }
 }
@@ -109,21 +199,15 @@ pub(crate) fn pidalloc(
 
     // Each level's reaper; declared first so it outlives the namespaces.
     let reaper = Task::adopt("pidalloc-reaper", platform::cpu_id()).map_err(|_| Errno::ENOMEM)?;
-    let root = PidNamespace::new_root();
-    root.set_pid_max(PID_MAX_LIMIT)?;
-    let mut nss = alloc::vec![root];
-    // The pids that are not measured (inits, pinned) come from 7.0's path.
-    let setup = StrategyPair::by_name("both").expect("7.0 is a version");
-    let mut inits = Vec::new();
-    for level in 0..=cfg.level {
-        let ns = nss.last().expect("root").clone();
-        inits.push(alloc_pid(&ns, &[], setup, false)?);
-        ns.set_child_reaper(Some(NonNull::from(&*reaper)));
-        if level < cfg.level {
-            nss.push(create_pid_namespace(&ns)?);
+    let strategies = cfg.strategies;
+    let mut spaces = Vec::new();
+    for lockfree in [false, true] {
+        if strategies.iter().any(|s| s.lockless() == lockfree) {
+            spaces.push(Space::new(lockfree, cfg.level, &reaper)?);
         }
     }
-    let ns = nss.last().expect("root").clone();
+    // The Linux versions' space first, then the lock-free one.
+    let space_of = |s: &StrategyPair| usize::from(s.lockless() && spaces_linux(strategies));
 
     let _ = writeln!(
         out,
@@ -140,28 +224,26 @@ pub(crate) fn pidalloc(
         "strategy", "live_pids", "ns/op", "cycles/op", "locks/alloc", "locks/free"
     );
     let mut rows = Vec::new();
-    let mut pinned: Vec<PidRef> = Vec::new();
     let result = (|| {
         for &live in &sizes {
-            while pinned.len() < live {
-                pinned.push(alloc_pid(&ns, &[], setup, false)?);
-                if pinned.len() % 64 == 0 {
-                    platform::cond_resched();
-                }
+            for space in &mut spaces {
+                space.pin_up_to(live)?;
             }
-            let mut acc = [(0u64, 0u64, 0u64, 0u64); PAIRS.len()];
+            let mut acc = alloc::vec![(0u64, 0u64, 0u64, 0u64); strategies.len()];
             // Warm up every path (caches, the preload pool).
-            for strategy in &PAIRS {
+            for &strategy in strategies {
+                let ns = spaces[space_of(strategy)].ns();
                 for _ in 0..per_round.min(1000) {
-                    free_pid(alloc_pid(&ns, &[], strategy, false)?, strategy);
+                    free_pid(alloc_pid(ns, &[], strategy, false)?, strategy);
                 }
             }
             for _ in 0..rounds {
-                for (i, strategy) in PAIRS.iter().enumerate() {
+                for (i, &strategy) in strategies.iter().enumerate() {
+                    let ns = spaces[space_of(strategy)].ns();
                     let s0 = pid_stats_this_cpu();
                     let t0 = platform::cycles();
                     for i in 0..per_round {
-                        free_pid(alloc_pid(&ns, &[], strategy, false)?, strategy);
+                        free_pid(alloc_pid(ns, &[], strategy, false)?, strategy);
                         // A scheduling point, where RCU callbacks (the
                         // freed pids and IDR nodes) run, as in a kernel
                         // loop that calls cond_resched().
@@ -178,7 +260,7 @@ pub(crate) fn pidalloc(
                     platform::cond_resched();
                 }
             }
-            for (i, strategy) in PAIRS.iter().enumerate() {
+            for (i, &strategy) in strategies.iter().enumerate() {
                 let (cycles, alloc_locks, free_locks, ops) = acc[i];
                 let row = PidallocRow {
                     strategy,
@@ -206,19 +288,8 @@ pub(crate) fn pidalloc(
         }
         Ok(())
     })();
-    // Highest addresses first: the linked-list heap's free walks its free
-    // blocks in address order, and the pids still parked in the per-CPU
-    // caches sit between the ones going back.
-    while let Some(pid) = pinned.pop() {
-        free_pid(pid, setup);
-        // Frees can be slow here (the heap's free list is long), so a
-        // scheduling point every few.
-        if pinned.len() % 64 == 0 {
-            platform::cond_resched();
-        }
-    }
-    for pid in inits.into_iter().rev() {
-        free_pid(pid, setup);
+    for space in spaces {
+        space.teardown();
     }
     result?;
 
@@ -239,7 +310,7 @@ pub(crate) fn pidalloc(
         );
     }
     if let (Some(&lo), Some(&hi)) = (sizes.iter().find(|&&s| s > 0), sizes.last()) {
-        for strategy in &PAIRS {
+        for &strategy in strategies {
             let at = |live| {
                 rows.iter()
                     .find(|r| core::ptr::eq(r.strategy, strategy) && r.live_pids == live)
@@ -268,20 +339,28 @@ mod tests {
     use crate::strategy::AllocPidStrategy;
     use alloc::string::String;
 
+    /// Every pair: the Linux versions and the lock-free one.
+    fn all() -> Vec<&'static StrategyPair> {
+        StrategyPair::all().collect()
+    }
+
     #[test]
     fn small_run_prints_rows_for_every_point() {
+        let all = all();
+        let n = all.len();
         let cfg = PidallocConfig {
             live: &[1000, 0, 100],
             ops: 2000,
             rounds: 2,
             level: 0,
+            strategies: &all,
         };
         let mut out = String::new();
         let rows = pidalloc(&cfg, &mut out).unwrap();
-        assert_eq!(rows.len(), 3 * PAIRS.len());
+        assert_eq!(rows.len(), 3 * n);
         let csv: Vec<&str> = out.lines().filter(|l| l.starts_with("pidalloc,")).collect();
         assert_eq!(csv[0], PIDALLOC_CSV_HEADER);
-        assert_eq!(csv.len(), 1 + 3 * PAIRS.len());
+        assert_eq!(csv.len(), 1 + 3 * n);
         for (line, row) in csv[1..].iter().zip(&rows) {
             let f: Vec<&str> = line.split(',').collect();
             assert_eq!(f.len(), PIDALLOC_CSV_HEADER.split(',').count());
@@ -297,21 +376,27 @@ mod tests {
             by(AllocPidStrategy::SingleLock).all(|r| r.locks_per_alloc_x100 == 100),
             "{out}"
         );
-        assert!(rows.iter().all(|r| r.locks_per_free_x100 == 100));
+        assert!(by(AllocPidStrategy::Lockless).all(|r| r.locks_per_alloc_x100 == 0));
+        assert!(
+            rows.iter()
+                .all(|r| r.locks_per_free_x100 == if r.strategy.lockless() { 0 } else { 100 })
+        );
         assert_eq!(
             rows.iter().map(|r| r.live_pids).collect::<Vec<_>>(),
-            [[0; PAIRS.len()], [100; PAIRS.len()], [1000; PAIRS.len()]].concat()
+            [vec![0; n], vec![100; n], vec![1000; n]].concat()
         );
         assert!(out.contains("at most 2x"), "{out}");
     }
 
     #[test]
     fn nested_namespace_counts_locks_per_level() {
+        let all = all();
         let cfg = PidallocConfig {
             live: &[0, 100],
             ops: 1000,
             rounds: 1,
             level: 1,
+            strategies: &all,
         };
         let rows = pidalloc(&cfg, &mut String::new()).unwrap();
         for r in rows {
