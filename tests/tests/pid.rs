@@ -26,6 +26,43 @@ fn soak_on_8_cpus_one_million_ops() {
     assert!(line.contains("depth 3"), "{line}");
 }
 
+/// The lock-free strategy's soak: 8 CPUs, 1,000,000 operations in a
+/// lock-free tree, random set_tids, every 7th node and pid allocation of
+/// each CPU failing; ends with the maps back and `invariants: ok`.
+#[test]
+fn lockless_soak_on_8_cpus_with_set_tid_and_node_failures() {
+    let run = Boot::new()
+        .smp(8)
+        .tcg_single()
+        .timeout(Duration::from_secs(180))
+        .params("test=lfsoak")
+        .run();
+    run.expect_success()
+        .expect_serial("invariants: ok")
+        .expect_serial("selftest lfsoak: ok");
+    let line = run.line("selftest lfsoak: pid_soak: ");
+    assert!(line.contains("1000000 ops on 8 CPUs"), "{line}");
+    assert!(
+        line.contains("(stock 0, pidmap-once 0, lockless "),
+        "{line}"
+    );
+    let field = |after: &str| -> u64 {
+        let rest = &line[line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after}: {line}"))
+            + after.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(field("lockless ") > 100_000, "{line}");
+    assert!(field("frees, ") > 1000, "ENOMEMs ridden out: {line}");
+    assert!(field("), ") > 10_000, "set_tids asked: {line}");
+    assert!(field("with set_tid (") > 0, "some found taken: {line}");
+}
+
 /// The benchmark's default run: 0, 1k, 100k and 1M live pids, every
 /// kernel version, rows well formed, stock alloc_pid taking 2 locks per
 /// alloc at level 0 and the change 1.

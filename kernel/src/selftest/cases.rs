@@ -41,6 +41,7 @@ const CASES: &[(&str, Case)] = &[
     ("fork-recheck", procs::init_dies_mid_fork),
     ("invariants-negative", procs::invariant_check_catches_leaks),
     ("pidsoak", procs::pid_soak),
+    ("lfsoak", procs::lockless_soak),
     ("tasklist", locks::tasklist_irq_readers_and_writers),
     ("lockctx", procs::lock_contexts),
     ("rcu", rcu::readers_and_updater),

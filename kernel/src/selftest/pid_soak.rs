@@ -6,7 +6,9 @@
 //! It is the stress check of the pid paths' concurrency: unique numbers,
 //! lookups that find what was allocated, and IDRs, counts and preload
 //! pools back to where they started, with or without injected allocation
-//! failures. [`pid_soak_with`] describes the setup and the checks.
+//! failures and random `set_tid`s. With [`SoakConfig::lockfree`] it soaks
+//! the lock-free strategy instead, in a lock-free tree. [`pid_soak_with`]
+//! describes the setup and the checks.
 
 use alloc::format;
 use alloc::string::String;
@@ -21,7 +23,7 @@ use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
 use crate::pid::namespace::{PidNamespace, PidNsStats, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, find_pid_ns, free_pid};
 use crate::platform::{self, Parallel};
-use crate::strategy::{PAIRS, StrategyPair};
+use crate::strategy::{LOCKLESS, PAIRS, StrategyPair};
 use crate::sync::{SpinLock, named_spin_lock};
 use crate::task::Task;
 
@@ -35,14 +37,18 @@ pub(crate) struct SoakReport {
     pub(crate) cpus: usize,
     /// Operations (allocations attempted plus frees).
     pub(crate) ops: u64,
-    /// Successful allocations per alloc strategy (Stock, SingleLock).
-    pub(crate) allocs: [u64; 2],
+    /// Successful allocations per alloc strategy (Stock, SingleLock,
+    /// Lockless).
+    pub(crate) allocs: [u64; 3],
     /// Successful allocations at depth 0 and at depth 3.
     pub(crate) allocs_by_depth: [u64; 2],
     /// Frees.
     pub(crate) frees: u64,
     /// Allocations that failed with ENOMEM.
     pub(crate) enomem: u64,
+    /// Allocations with a `set_tid`, and those that found it taken.
+    pub(crate) set_tid: u64,
+    pub(crate) eexist: u64,
     /// Most pids live at once on one CPU.
     pub(crate) max_live_per_cpu: usize,
     /// Largest preload pool seen at the end of a CPU's run.
@@ -55,15 +61,18 @@ impl core::fmt::Display for SoakReport {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "pid_soak: {} ops on {} CPUs: {} allocs (stock {}, pidmap-once {}; depth 0 {}, depth {} {}), {} frees, {} ENOMEM, max {} live per CPU, pools <= {}/{}, {} cycles",
+            "pid_soak: {} ops on {} CPUs: {} allocs (stock {}, pidmap-once {}, lockless {}; depth 0 {}, depth {} {}), {} with set_tid ({} EEXIST), {} frees, {} ENOMEM, max {} live per CPU, pools <= {}/{}, {} cycles",
             self.ops,
             self.cpus,
-            self.allocs[0] + self.allocs[1],
+            self.allocs.iter().sum::<u64>(),
             self.allocs[0],
             self.allocs[1],
+            self.allocs[2],
             self.allocs_by_depth[0],
             SOAK_DEPTH,
             self.allocs_by_depth[1],
+            self.set_tid,
+            self.eexist,
             self.frees,
             self.enomem,
             self.max_live_per_cpu,
@@ -87,7 +96,13 @@ struct Shared {
     owners: Vec<Vec<AtomicU32>>,
     stop: AtomicBool,
     error: SpinLock<Option<String>>,
-    allocs: [AtomicU64; 2],
+    /// Allocate through the lock-free strategy only (a lock-free tree).
+    lockfree: bool,
+    /// Ask for a random `set_tid` on one allocation in eight.
+    set_tid: bool,
+    allocs: [AtomicU64; 3],
+    set_tids: AtomicU64,
+    eexist: AtomicU64,
     allocs_by_depth: [AtomicU64; 2],
     frees: AtomicU64,
     enomem: AtomicU64,
@@ -97,6 +112,15 @@ struct Shared {
 }
 
 impl Shared {
+    /// The strategy of the pids the soak allocates outside its operations.
+    fn setup(&self) -> &'static StrategyPair {
+        if self.lockfree {
+            &LOCKLESS
+        } else {
+            StrategyPair::stock()
+        }
+    }
+
     fn fail(&self, msg: String) {
         let mut e = self.error.lock();
         if e.is_none() {
@@ -156,10 +180,33 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
             done += 1;
             let r = next_rand(&mut rng);
             if live.len() < max_live && (live.is_empty() || r & 1 == 0) {
-                let version = &PAIRS[(r >> 12) as usize % PAIRS.len()];
+                let version = if sh.lockfree {
+                    &LOCKLESS
+                } else {
+                    &PAIRS[(r >> 12) as usize % PAIRS.len()]
+                };
                 let deep = (r >> 2) & 1 == 1;
                 let ns = &sh.nss[if deep { SOAK_DEPTH } else { 0 }];
-                match alloc_pid(ns, &[], version, false) {
+                // Now and then a set_tid: small numbers, where the cyclic
+                // allocations of the other CPUs are, for one level or all.
+                let mut tids = [0i32; SOAK_DEPTH + 1];
+                let mut n = 0;
+                if sh.set_tid && (r >> 20) & 7 == 0 {
+                    let r2 = next_rand(&mut rng);
+                    n = if (r2 & 1 == 0) || !deep {
+                        1
+                    } else {
+                        SOAK_DEPTH + 1
+                    };
+                    for (i, t) in tids[..n].iter_mut().enumerate() {
+                        *t = 2 + ((r2 >> (8 + 12 * i)) % 1000) as i32;
+                    }
+                    sh.set_tids.fetch_add(1, Ordering::Relaxed);
+                }
+                match alloc_pid(ns, &tids[..n], version, true) {
+                    Err(Errno::EEXIST) if n > 0 => {
+                        sh.eexist.fetch_add(1, Ordering::Relaxed);
+                    }
                     Ok(pid) => {
                         sh.claim(cpu, &pid)?;
                         sh.allocs[version.alloc as usize].fetch_add(1, Ordering::Relaxed);
@@ -187,7 +234,12 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
                     }
                 }
                 sh.release(&pid);
-                free_pid(pid, &PAIRS[(r >> 12) as usize % PAIRS.len()]);
+                let version = if sh.lockfree {
+                    &LOCKLESS
+                } else {
+                    &PAIRS[(r >> 12) as usize % PAIRS.len()]
+                };
+                free_pid(pid, version);
                 sh.frees.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -195,7 +247,7 @@ fn worker(sh: &Shared, cpu: usize, ops: u64, max_live: usize) {
     })();
     for pid in live.drain(..) {
         sh.release(&pid);
-        free_pid(pid, StrategyPair::stock());
+        free_pid(pid, sh.setup());
         sh.frees.fetch_add(1, Ordering::Relaxed);
     }
     if let Err(msg) = result {
@@ -226,6 +278,12 @@ pub(crate) struct SoakConfig {
     /// own fail (fault injection, armed for the parallel phase only); the
     /// soak must ride the ENOMEMs out.
     pub(crate) fail_every: u32,
+    /// Soak the lock-free strategy in a lock-free tree instead of the
+    /// Linux versions.
+    pub(crate) lockfree: bool,
+    /// One allocation in eight asks for a random `set_tid` (EEXIST when
+    /// taken is counted, not an error).
+    pub(crate) set_tid: bool,
 }
 
 impl SoakConfig {
@@ -236,6 +294,8 @@ impl SoakConfig {
             cpus,
             max_live_per_cpu: 64,
             fail_every: 0,
+            lockfree: false,
+            set_tid: false,
         }
     }
 }
@@ -253,14 +313,15 @@ pub(crate) fn pid_soak(
 /// [`pid_soak`] with every knob.
 ///
 /// Setup: a private root (so it shares nothing with `init_pid_ns` but
-/// `pidmap_lock`) and a chain of three children, each with an init (pid 1)
-/// and a reaper. Each CPU then runs its share of `total_ops` ([`worker`]).
+/// `pidmap_lock`; lock-free if [`SoakConfig::lockfree`]) and a chain of
+/// three children, each with an init (pid 1) and a reaper. Each CPU then runs its share of `total_ops` ([`worker`]).
 ///
 /// Checked while running: see [`Shared`]. Checked after: every IDR holds
 /// just the inits again with the nodes it started with, every
 /// `pid_allocated` is back to its start, every participating CPU's preload
 /// pool is within its bound; and once the inits are freed, every IDR is
-/// empty with no nodes and every namespace is dead (`pid_allocated` 0).
+/// empty with no nodes (a lock-free map keeps its inner nodes until it is
+/// dropped) and every namespace is dead (`pid_allocated` 0).
 /// ENOMEM (a real or injected allocation failure) is counted, not an
 /// error; any other error fails the soak with a message. With
 /// [`SoakConfig::fail_every`] the CPUs inject such failures themselves,
@@ -271,6 +332,8 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         cpus,
         max_live_per_cpu,
         fail_every,
+        lockfree,
+        set_tid,
     } = *cfg;
     if cpus == 0 || cpus > par.cpus() {
         return Err(format!("pid_soak: asked for {cpus} CPUs of {}", par.cpus()));
@@ -278,12 +341,16 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
     // Each level's reaper; declared first so it outlives the namespaces.
     let reaper = Task::adopt("soak-reaper", platform::cpu_id())
         .map_err(|_| String::from("pid_soak: no memory for the reaper"))?;
-    let root = PidNamespace::new_root();
+    let (root, setup) = if lockfree {
+        (PidNamespace::new_root_lockless(), &LOCKLESS)
+    } else {
+        (PidNamespace::new_root(), StrategyPair::stock())
+    };
     let mut nss = alloc::vec![root];
     let mut inits = Vec::new();
     for level in 0..=SOAK_DEPTH {
         let ns = nss[level].clone();
-        let init = alloc_pid(&ns, &[], StrategyPair::stock(), false)
+        let init = alloc_pid(&ns, &[], setup, false)
             .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
         ns.set_child_reaper(Some(NonNull::from(&*reaper)));
         inits.push(init);
@@ -301,7 +368,11 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         owners,
         stop: AtomicBool::new(false),
         error: named_spin_lock("pid_soak", None),
-        allocs: [AtomicU64::new(0), AtomicU64::new(0)],
+        lockfree,
+        set_tid,
+        allocs: [const { AtomicU64::new(0) }; 3],
+        set_tids: AtomicU64::new(0),
+        eexist: AtomicU64::new(0),
         allocs_by_depth: [AtomicU64::new(0), AtomicU64::new(0)],
         frees: AtomicU64::new(0),
         enomem: AtomicU64::new(0),
@@ -338,8 +409,9 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
     let mut problems = Vec::new();
     for (level, (ns, before)) in sh.nss.iter().zip(&start).enumerate() {
         let now = ns.stats();
-        if (now.ids, now.nodes, now.pid_allocated)
-            != (before.ids, before.nodes, before.pid_allocated)
+        let nodes = |st: &PidNsStats| if lockfree { 0 } else { st.nodes };
+        if (now.ids, nodes(&now), now.pid_allocated)
+            != (before.ids, nodes(before), before.pid_allocated)
         {
             problems.push(format!(
                 "level {level}: ids/nodes/pid_allocated {}/{}/{:#x}, started {}/{}/{:#x}",
@@ -353,11 +425,12 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         }
     }
     for pid in inits.into_iter().rev() {
-        free_pid(pid, StrategyPair::stock());
+        free_pid(pid, setup);
     }
     for (level, ns) in sh.nss.iter().enumerate() {
         let now = ns.stats();
-        if (now.ids, now.nodes, now.pid_allocated) != (0, 0, 0) {
+        let nodes = if lockfree { 0 } else { now.nodes };
+        if (now.ids, nodes, now.pid_allocated) != (0, 0, 0) {
             problems.push(format!(
                 "level {level} after its init: ids/nodes/pid_allocated {}/{}/{:#x}, want 0/0/0",
                 now.ids, now.nodes, now.pid_allocated
@@ -375,7 +448,9 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
     Ok(SoakReport {
         cpus,
         ops: load(&sh.ops),
-        allocs: [load(&sh.allocs[0]), load(&sh.allocs[1])],
+        allocs: sh.allocs.each_ref().map(load),
+        set_tid: load(&sh.set_tids),
+        eexist: load(&sh.eexist),
         allocs_by_depth: [load(&sh.allocs_by_depth[0]), load(&sh.allocs_by_depth[1])],
         frees: load(&sh.frees),
         enomem: load(&sh.enomem),
@@ -394,7 +469,8 @@ mod tests {
     fn soak_on_host_threads() {
         let report = pid_soak(&HostThreads(4), 40_000, 4).unwrap();
         assert_eq!(report.ops, 40_000);
-        assert!(report.allocs.iter().all(|&n| n > 1000), "{report}");
+        assert!(report.allocs[..2].iter().all(|&n| n > 1000), "{report}");
+        assert_eq!(report.allocs[2], 0, "{report}");
         assert!(report.allocs_by_depth.iter().all(|&n| n > 1000), "{report}");
         assert_eq!(report.enomem, 0);
         assert!(report.max_pool <= IDR_PRELOAD_SIZE);
@@ -429,6 +505,22 @@ mod tests {
             let report = pid_soak_with(&HostThreads(8), &cfg).unwrap();
             std::println!("{report}");
         }
+    }
+
+    #[test]
+    fn lockfree_soak_with_set_tid_and_injected_failures() {
+        let cfg = SoakConfig {
+            max_live_per_cpu: 200,
+            fail_every: 5,
+            lockfree: true,
+            set_tid: true,
+            ..SoakConfig::new(40_000, 4)
+        };
+        let report = pid_soak_with(&HostThreads(4), &cfg).unwrap();
+        assert_eq!(report.allocs[..2], [0, 0], "{report}");
+        assert!(report.allocs[2] > 1000, "{report}");
+        assert!(report.enomem > 100, "{report}");
+        assert!(report.set_tid > 100 && report.eexist > 0, "{report}");
     }
 
     #[test]

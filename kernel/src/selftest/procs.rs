@@ -530,6 +530,27 @@ pub(crate) fn pid_soak() {
     expect_invariants(&base);
 }
 
+/// `lfsoak`: the lock-free strategy on every CPU at once, 1,000,000
+/// operations in a lock-free tree (root and three levels down), one
+/// allocation in eight with a random `set_tid`, every 7th pid struct and
+/// node allocation of each CPU failing: live pids unique everywhere,
+/// every map back to its inits, counts back, then empty and dead.
+pub(crate) fn lockless_soak() {
+    use crate::selftest::pid_soak::{SoakConfig, pid_soak_with};
+    let base = Baseline::take();
+    let cfg = SoakConfig {
+        fail_every: 7,
+        lockfree: true,
+        set_tid: true,
+        ..SoakConfig::new(1_000_000, smp::online())
+    };
+    match pid_soak_with(&crate::task::sched::Cpus, &cfg) {
+        Ok(r) => println!("selftest lfsoak: {r}"),
+        Err(e) => panic!("lock-free pid soak: {e}"),
+    }
+    expect_invariants(&base);
+}
+
 /// `lockctx`: for every strategy pair, spawn and reap processes and threads
 /// in the root and two namespaces deep, recording the locks held and the
 /// IRQ state at every free_pid, add_device_randomness, pidfs call and IDR
