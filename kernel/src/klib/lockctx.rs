@@ -1,9 +1,11 @@
 //! Where the side work of the pid and exit paths runs: for each call of
-//! `free_pid`, `add_device_randomness`, `pidfs_add_pid`/`pidfs_remove_pid`
-//! and IDR node allocation, whether this CPU held `tasklist_lock` for
-//! writing and `pidmap_lock`, and whether interrupts were off. That is what
-//! the two changes move, so tests assert it per strategy: a strategy that
-//! drifts from its kernel version fails them.
+//! `free_pid`, `add_device_randomness`, `pidfs_add_pid`/`pidfs_remove_pid`,
+//! IDR node allocation, `__exit_signal`'s accounting fold and
+//! `copy_process`'s attach, whether this CPU held `tasklist_lock` for
+//! writing, `pidmap_lock`, `siglock` and `stats_lock` for writing, and
+//! whether interrupts were off. That is what the two changes move, so
+//! tests assert it per strategy: a strategy that drifts from its kernel
+//! version fails them.
 //!
 //! Off by default; then each hook costs one relaxed load. Counters are
 //! per-CPU and written by their CPU only.
@@ -20,6 +22,10 @@ pub(crate) enum Tracked {
     TasklistWrite = 1,
     /// `pidmap_lock`, any discipline.
     Pidmap = 2,
+    /// `spin_lock(&sighand->siglock)`.
+    Siglock = 4,
+    /// `write_seqlock(&sig->stats_lock)`.
+    StatsWrite = 8,
 }
 
 /// A call site whose context is recorded.
@@ -31,11 +37,15 @@ pub(crate) enum Site {
     PidfsAdd = 2,
     PidfsRemove = 3,
     IdrNodeAlloc = 4,
+    /// `__exit_signal`'s fold of the dying task's accounting into its group.
+    ExitSignal = 5,
+    /// `copy_process` attaching the child's pids.
+    ForkAttach = 6,
 }
 
-const SITES: usize = 5;
-/// Held-lock masks (two tracked locks) times IRQs on/off.
-const CONTEXTS: usize = 4 * 2;
+const SITES: usize = 7;
+/// Held-lock masks (four tracked locks) times IRQs on/off.
+const CONTEXTS: usize = 16 * 2;
 
 /// The context of one call: which tracked locks this CPU held, and whether
 /// interrupts were off.
@@ -43,6 +53,8 @@ const CONTEXTS: usize = 4 * 2;
 pub(crate) struct Context {
     pub(crate) tasklist_write: bool,
     pub(crate) pidmap: bool,
+    pub(crate) siglock: bool,
+    pub(crate) stats_write: bool,
     pub(crate) irqs_off: bool,
 }
 
@@ -50,14 +62,18 @@ impl Context {
     fn index(self) -> usize {
         usize::from(self.tasklist_write)
             | usize::from(self.pidmap) << 1
-            | usize::from(self.irqs_off) << 2
+            | usize::from(self.siglock) << 2
+            | usize::from(self.stats_write) << 3
+            | usize::from(self.irqs_off) << 4
     }
 
     fn of_index(i: usize) -> Self {
         Context {
             tasklist_write: i & 1 != 0,
             pidmap: i & 2 != 0,
-            irqs_off: i & 4 != 0,
+            siglock: i & 4 != 0,
+            stats_write: i & 8 != 0,
+            irqs_off: i & 16 != 0,
         }
     }
 }
@@ -124,6 +140,8 @@ fn record_slow(site: Site) {
     let ctx = Context {
         tasklist_write: held & Tracked::TasklistWrite as u8 != 0,
         pidmap: held & Tracked::Pidmap as u8 != 0,
+        siglock: held & Tracked::Siglock as u8 != 0,
+        stats_write: held & Tracked::StatsWrite as u8 != 0,
         irqs_off,
     };
     let c = &cpu.counts[site as usize][ctx.index()];
@@ -159,28 +177,59 @@ pub(crate) fn reset() {
 mod tests {
     use super::*;
 
+    /// Serializes the tests that switch recording on and off, so one's
+    /// restore cannot switch it off under the other.
+    static ENABLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn count_in(site: Site, ctx: Context) -> u64 {
+        counts(site)
+            .into_iter()
+            .find(|(c, _)| *c == ctx)
+            .map_or(0, |(_, n)| n)
+    }
+
     #[test]
     fn contexts_are_recorded_per_site() {
+        let _serial = ENABLE.lock().unwrap_or_else(|e| e.into_inner());
         // Other tests may record meanwhile: look only at this thread's CPU
-        // through a site and context no other test produces.
+        // through sites and contexts no other test produces.
         let was = set_enabled(true);
+        let pidfs_ctx = Context {
+            tasklist_write: true,
+            pidmap: true,
+            siglock: false,
+            stats_write: false,
+            irqs_off: true,
+        };
+        let exit_ctx = Context {
+            pidmap: false,
+            siglock: true,
+            stats_write: true,
+            ..pidfs_ctx
+        };
+        let (pidfs_before, exit_before) = (
+            count_in(Site::PidfsAdd, pidfs_ctx),
+            count_in(Site::ExitSignal, exit_ctx),
+        );
         acquired(Tracked::TasklistWrite);
         acquired(Tracked::Pidmap);
         let flags = platform::local_irq_save();
-        let before = counts(Site::PidfsAdd)
-            .into_iter()
-            .find(|(c, _)| c.tasklist_write && c.pidmap && c.irqs_off)
-            .map_or(0, |(_, n)| n);
         record(Site::PidfsAdd);
-        platform::local_irq_restore(flags);
         releasing(Tracked::Pidmap);
+        acquired(Tracked::Siglock);
+        acquired(Tracked::StatsWrite);
+        record(Site::ExitSignal);
+        releasing(Tracked::StatsWrite);
+        releasing(Tracked::Siglock);
+        platform::local_irq_restore(flags);
         releasing(Tracked::TasklistWrite);
-        let after = counts(Site::PidfsAdd)
-            .into_iter()
-            .find(|(c, _)| c.tasklist_write && c.pidmap && c.irqs_off)
-            .map_or(0, |(_, n)| n);
+        let (pidfs_after, exit_after) = (
+            count_in(Site::PidfsAdd, pidfs_ctx),
+            count_in(Site::ExitSignal, exit_ctx),
+        );
         set_enabled(was);
-        assert!(after > before);
+        assert!(pidfs_after > pidfs_before);
+        assert!(exit_after > exit_before);
         assert_eq!(CPUS[platform::cpu_id()].held.load(Ordering::Relaxed), 0);
     }
 }

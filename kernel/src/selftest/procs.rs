@@ -155,7 +155,7 @@ pub(crate) fn threads() {
     let base = Baseline::take();
     let me = sched::current();
     let group = me.signal().expect("init is a process");
-    let dead_before = group.stats.read(|s| s.dead_threads.load(Ordering::Relaxed));
+    let dead_before = group.read_stats(|s| s.dead_threads.load(Ordering::Relaxed));
     for strategy in &PAIRS {
         let name = strategy.name;
         for _ in 0..1000 {
@@ -175,7 +175,7 @@ pub(crate) fn threads() {
         Err(Errno::ECHILD),
         "threads are not children"
     );
-    let (dead, live) = group.stats.read(|s| {
+    let (dead, live) = group.read_stats(|s| {
         (
             s.dead_threads.load(Ordering::Relaxed),
             s.nr_threads.load(Ordering::Relaxed),
@@ -532,8 +532,9 @@ pub(crate) fn pid_soak() {
 
 /// `lockctx`: for every strategy pair, spawn and reap processes and threads
 /// in the root and two namespaces deep, recording the locks held and the
-/// IRQ state at every free_pid, add_device_randomness, pidfs call and IDR
-/// node allocation; each strategy must match the kernel it stands for.
+/// IRQ state at every free_pid, add_device_randomness, pidfs call, IDR
+/// node allocation, `__exit_signal` fold and `copy_process` attach; each
+/// strategy must match the kernel it stands for.
 pub(crate) fn lock_contexts() {
     use crate::klib::lockctx::{self, Context, Site};
     const EACH: u64 = 200;
@@ -589,31 +590,71 @@ pub(crate) fn lock_contexts() {
                 assert_eq!(n, total, "{}: calls of {site:?}", strategy.name);
             }
         };
-        // The exit change: free_pid and the entropy pool leave tasklist_lock.
+        // release_task -> __exit_signal: siglock, then stats_lock, nested
+        // in tasklist_lock; the accounting fold runs under all three.
         check(
-            Site::FreePid,
-            &|c| c.tasklist_write != deferred && c.irqs_off != deferred,
+            Site::ExitSignal,
+            &|c| c.tasklist_write && c.siglock && c.stats_write && c.irqs_off && !c.pidmap,
             Some(spawns),
         );
+        // copy_process attaches the child under tasklist_lock and the
+        // parent's siglock (a thread's nr_threads update took stats_lock
+        // before that and dropped it).
+        check(
+            Site::ForkAttach,
+            &|c| c.tasklist_write && c.siglock && !c.stats_write && c.irqs_off && !c.pidmap,
+            Some(spawns),
+        );
+        // The exit change: free_pid and the entropy pool leave tasklist_lock.
+        // In 6.14 __unhash_process (detach_pid -> free_pid) runs inside
+        // __exit_signal's stats_lock section, so under siglock too; in 6.15
+        // free_pids runs after the unlock, under none of them.
+        check(
+            Site::FreePid,
+            &|c| {
+                c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && c.stats_write != deferred
+                    && c.irqs_off != deferred
+                    && !c.pidmap
+            },
+            Some(spawns),
+        );
+        // 6.14: __exit_signal calls add_device_randomness under siglock,
+        // before write_seqlock(&sig->stats_lock).
         check(
             Site::AddDeviceRandomness,
-            &|c| c.tasklist_write != deferred && (deferred || c.irqs_off),
+            &|c| {
+                c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && !c.stats_write
+                    && (deferred || c.irqs_off)
+                    && !c.pidmap
+            },
             Some(spawns),
         );
         check(
             Site::PidfsRemove,
-            &|c| c.pidmap && c.tasklist_write != deferred && c.irqs_off == irqs_off,
+            &|c| {
+                c.pidmap
+                    && c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && c.stats_write != deferred
+                    && c.irqs_off == irqs_off
+            },
             Some(spawns),
         );
         // alloc_pid runs before copy_process takes tasklist_lock.
+        let before_tasklist =
+            |c: &Context| c.pidmap && !c.tasklist_write && !c.siglock && !c.stats_write;
         check(
             Site::PidfsAdd,
-            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
+            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
             Some(spawns),
         );
         check(
             Site::IdrNodeAlloc,
-            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
+            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
             None,
         );
         println!(

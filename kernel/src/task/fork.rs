@@ -17,6 +17,7 @@ use super::stats;
 use super::tasklist::{active_ns, write_lock_irq_tasklist};
 use super::{Task, TaskFn, TaskRef};
 use crate::klib::errno::Errno;
+use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
 use crate::pid::{PidType, alloc_pid, free_pid};
 use crate::platform::cpu_id;
@@ -135,7 +136,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // spin_lock(&current->sighand->siglock), held while the child is
     // attached.
     let my_signal = me.signal().expect("copy_process from a process");
-    let siglock = my_signal.siglock.lock();
+    let siglock = my_signal.lock_siglock();
     if args.thread {
         let (my_leader, my_parent) = {
             let my = me.links(&g);
@@ -149,7 +150,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: the group leader outlives its threads (it joins them),
         // so it is alive.
         unsafe { &*leader }.links_mut(&mut g).live_threads += 1;
-        let stats = my_signal.stats.write();
+        let stats = my_signal.write_stats();
         stats.nr_threads.store(
             stats.nr_threads.load(Ordering::Relaxed) + 1,
             Ordering::Relaxed,
@@ -181,6 +182,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
     }
     t.set_pid_link(&mut g, PidType::Pid, Some(pid));
+    lockctx::record(Site::ForkAttach);
     for ty in PidType::ALL {
         if let Some(p) = t.links(&g).pid(ty) {
             // SAFETY: under the write lock; the node is on no list yet.
