@@ -489,6 +489,14 @@ pub(crate) fn bad_args() {
         "thread + newns"
     );
     let mut a = CloneArgs::new("x", park, 0);
+    a.thread = true;
+    a.setsid = true;
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EINVAL),
+        "thread + setsid"
+    );
+    let mut a = CloneArgs::new("x", park, 0);
     a.cpu = Some(smp::online());
     assert_eq!(copy_process(&a).err(), Some(Errno::EINVAL), "offline cpu");
     let mut a = CloneArgs::new("x", park, 0);

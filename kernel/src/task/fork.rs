@@ -5,7 +5,8 @@
 //! (in the caller's namespace or a new child one), then under
 //! `write_lock_irq(&tasklist_lock)` rechecks that the namespace still
 //! accepts pids, attaches the pids (PID, TGID, PGID, SID; a thread only
-//! PID) and links the task to its parent. A failure unwinds everything.
+//! PID; PGID and SID are the parent's, or with `setsid` the child's own)
+//! and links the task to its parent. A failure unwinds everything.
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
@@ -37,6 +38,10 @@ pub(crate) struct CloneArgs<'a> {
     /// `CLONE_NEWPID`: the child is init of a new child namespace of the
     /// caller's.
     pub(crate) newns: bool,
+    /// The child starts as leader of a new session and process group, as
+    /// if its first act were `setsid()`: its PGID and SID are its own pid,
+    /// not the caller's. Not for threads.
+    pub(crate) setsid: bool,
     /// Kernel-internal: allocate in this namespace instead of the caller's
     /// (`pid_ns_for_children` set up beforehand, as `unshare` does).
     pub(crate) pid_ns: Option<&'a Arc<PidNamespace>>,
@@ -59,6 +64,7 @@ impl<'a> CloneArgs<'a> {
             arg,
             thread: false,
             newns: false,
+            setsid: false,
             pid_ns: None,
             set_tid: &[],
             cap: true,
@@ -78,10 +84,10 @@ pub(crate) fn current_ns() -> Arc<PidNamespace> {
 /// (for joining threads); its parent reaps a process with
 /// [`wait_child`](super::wait::wait_child).
 ///
-/// Errors: EINVAL (thread with newns, bad CPU, bad set_tid), ENOMEM (no
-/// memory, or the namespace no longer accepts pids), ENOSPC (namespace
-/// depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A failure unwinds
-/// everything (pid, stack, task, new namespace).
+/// Errors: EINVAL (thread with newns, pid_ns or setsid, bad CPU, bad
+/// set_tid), ENOMEM (no memory, or the namespace no longer accepts pids),
+/// ENOSPC (namespace depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A
+/// failure unwinds everything (pid, stack, task, new namespace).
 pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let r = copy_process_inner(args);
     stats::count_fork(r.is_ok());
@@ -90,7 +96,7 @@ pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
 
 fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let me = current();
-    if args.thread && (args.newns || args.pid_ns.is_some()) {
+    if args.thread && (args.newns || args.pid_ns.is_some() || args.setsid) {
         return Err(Errno::EINVAL);
     }
     let cpu = args.cpu.unwrap_or_else(cpu_id);
@@ -161,7 +167,10 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         links.group_leader = leader;
         links.parent = my_parent;
     } else {
-        let (my_pgid, my_sid) = {
+        let (pgid, sid) = if args.setsid {
+            // ksys_setsid(): the new group and session are the child's pid.
+            (Some(pid.clone()), Some(pid.clone()))
+        } else {
             let my = me.links(&g);
             (
                 my.pid(PidType::Pgid).cloned(),
@@ -172,8 +181,8 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         links.group_leader = &*t;
         links.parent = me;
         t.set_pid_link(&mut g, PidType::Tgid, Some(pid.clone()));
-        t.set_pid_link(&mut g, PidType::Pgid, my_pgid);
-        t.set_pid_link(&mut g, PidType::Sid, my_sid);
+        t.set_pid_link(&mut g, PidType::Pgid, pgid);
+        t.set_pid_link(&mut g, PidType::Sid, sid);
         if pid.numbers()[pid.level() as usize].nr == 1 {
             // is_child_reaper()
             ns.set_child_reaper(Some(NonNull::from(&*t)));
