@@ -3,14 +3,15 @@
 //! IDR node allocation, `__exit_signal`'s accounting fold and
 //! `copy_process`'s attach, whether this CPU held `tasklist_lock` for
 //! writing, `pidmap_lock`, `siglock` and `stats_lock` for writing, and
-//! whether interrupts were off. That is what the two changes move, so
-//! tests assert it per strategy: a strategy that drifts from its kernel
-//! version fails them.
+//! whether interrupts were off; and the order of `free_pid` calls (each
+//! pid's root-level number, in a small ring). That is what the two changes
+//! move, so tests assert it per strategy: a strategy that drifts from its
+//! kernel version fails them.
 //!
-//! Off by default; then each hook costs one relaxed load. Counters are
-//! per-CPU and written by their CPU only.
+//! Off by default; then each hook costs one relaxed load. Counters and
+//! rings are per-CPU and written by their CPU only.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 use crate::platform::{self, MAX_CPUS};
 
@@ -46,6 +47,8 @@ pub(crate) enum Site {
 const SITES: usize = 7;
 /// Held-lock masks (four tracked locks) times IRQs on/off.
 const CONTEXTS: usize = 16 * 2;
+/// `free_pid` calls remembered per CPU (the last ones).
+const FREE_RING: usize = 8;
 
 /// The context of one call: which tracked locks this CPU held, and whether
 /// interrupts were off.
@@ -82,6 +85,10 @@ impl Context {
 struct CpuState {
     held: AtomicU8,
     counts: [[AtomicU64; CONTEXTS]; SITES],
+    /// Root-level numbers of the pids `free_pid` was called for, the
+    /// `freed`-th call at `freed % FREE_RING`.
+    free_ring: [AtomicI32; FREE_RING],
+    freed: AtomicU64,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -89,6 +96,8 @@ static CPUS: [CpuState; MAX_CPUS] = [const {
     CpuState {
         held: AtomicU8::new(0),
         counts: [const { [const { AtomicU64::new(0) }; CONTEXTS] }; SITES],
+        free_ring: [const { AtomicI32::new(0) }; FREE_RING],
+        freed: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -149,6 +158,36 @@ fn record_slow(site: Site) {
     platform::local_irq_restore(flags);
 }
 
+/// Records that `free_pid` was called, on this CPU, for the pid whose
+/// root-level number is `nr`.
+#[inline]
+pub(crate) fn record_free(nr: i32) {
+    if enabled() {
+        record_free_slow(nr);
+    }
+}
+
+#[cold]
+fn record_free_slow(nr: i32) {
+    let flags = platform::local_irq_save();
+    let cpu = &CPUS[platform::cpu_id()];
+    let n = cpu.freed.load(Ordering::Relaxed);
+    cpu.free_ring[n as usize % FREE_RING].store(nr, Ordering::Relaxed);
+    cpu.freed.store(n + 1, Ordering::Relaxed);
+    platform::local_irq_restore(flags);
+}
+
+/// The pids `cpu` called `free_pid` for since the last [`reset`], oldest
+/// first: all of them, or the last [`FREE_RING`] if there were more.
+pub(crate) fn frees(cpu: usize) -> alloc::vec::Vec<i32> {
+    let c = &CPUS[cpu];
+    let n = c.freed.load(Ordering::Relaxed);
+    let first = n.saturating_sub(FREE_RING as u64);
+    (first..n)
+        .map(|i| c.free_ring[i as usize % FREE_RING].load(Ordering::Relaxed))
+        .collect()
+}
+
 /// Calls of `site` per context since the last [`reset`], summed over CPUs.
 pub(crate) fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
     (0..CONTEXTS)
@@ -162,7 +201,8 @@ pub(crate) fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
         .collect()
 }
 
-/// Zeroes the counters (no CPU may be recording meanwhile).
+/// Zeroes the counters and empties the `free_pid` rings (no CPU may be
+/// recording meanwhile).
 pub(crate) fn reset() {
     for c in &CPUS {
         for site in &c.counts {
@@ -170,6 +210,7 @@ pub(crate) fn reset() {
                 n.store(0, Ordering::Relaxed);
             }
         }
+        c.freed.store(0, Ordering::Relaxed);
     }
 }
 
@@ -231,5 +272,27 @@ mod tests {
         assert!(pidfs_after > pidfs_before);
         assert!(exit_after > exit_before);
         assert_eq!(CPUS[platform::cpu_id()].held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn frees_are_kept_in_call_order_per_cpu() {
+        let _serial = ENABLE.lock().unwrap_or_else(|e| e.into_inner());
+        // Only this thread records on its CPU: the last entries are ours.
+        let was = set_enabled(true);
+        let nrs: std::vec::Vec<i32> = (0..FREE_RING as i32 + 3).map(|i| 1000 - i).collect();
+        record_free(nrs[0]);
+        record_free(nrs[1]);
+        let two = frees(platform::cpu_id());
+        for &nr in &nrs[2..] {
+            record_free(nr);
+        }
+        let all = frees(platform::cpu_id());
+        set_enabled(false);
+        record_free(1);
+        let off = frees(platform::cpu_id());
+        set_enabled(was);
+        assert_eq!(&two[two.len() - 2..], &nrs[..2]);
+        assert_eq!(all, &nrs[nrs.len() - FREE_RING..], "the last FREE_RING");
+        assert_eq!(off, all, "nothing is recorded while off");
     }
 }

@@ -417,6 +417,7 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// 6.15 on with `spin_lock`.
 pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
     lockctx::record(Site::FreePid);
+    lockctx::record_free(pid.nr());
     let hashed = match version.pidmap_irq {
         PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave()),
         PidmapIrq::Untouched => unhash_pid(&pid, pidmap_lock()),

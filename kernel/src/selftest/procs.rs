@@ -542,7 +542,8 @@ pub(crate) fn pid_soak() {
 /// in the root and two namespaces deep, recording the locks held and the
 /// IRQ state at every free_pid, add_device_randomness, pidfs call, IDR
 /// node allocation, `__exit_signal` fold and `copy_process` attach; each
-/// strategy must match the kernel it stands for.
+/// strategy must match the kernel it stands for, and so must the order in
+/// which a release frees two pids ([`free_order`]).
 pub(crate) fn lock_contexts() {
     use crate::klib::lockctx::{self, Context, Site};
     const EACH: u64 = 200;
@@ -665,10 +666,11 @@ pub(crate) fn lock_contexts() {
             &|c| before_tasklist(c) && c.irqs_off == irqs_off,
             None,
         );
+        let free_pid_contexts = lockctx::counts(Site::FreePid);
+        let order = free_order(strategy);
         println!(
-            "selftest lockctx: {}: {spawns} spawns, free_pid {:?}",
+            "selftest lockctx: {}: {spawns} spawns, free_pid {free_pid_contexts:?}; a release that frees two pids freed {order}",
             strategy.name,
-            lockctx::counts(Site::FreePid)
         );
     }
     while let Some(init) = inits.pop() {
@@ -677,4 +679,112 @@ pub(crate) fn lock_contexts() {
     }
     drop(deep);
     expect_invariants(&base);
+}
+
+/// What the session leader in [`free_order`] is told and hands back: the
+/// strategy pair for its child, and that child (a raw counted reference).
+struct Grandchild {
+    strategy: &'static StrategyPair,
+    task: AtomicPtr<Task>,
+}
+
+/// A session leader's entry: spawns a plain child (so the child's process
+/// group and session are the leader's pid), hands it over, and exits.
+fn spawn_grandchild_then_exit(arg: usize) {
+    // SAFETY: `arg` points to the `Grandchild` on the test's stack, which
+    // reaps us and then the grandchild before it returns.
+    let slot = unsafe { &*(arg as *const Grandchild) };
+    let mut args = CloneArgs::new("grandchild", exit_with, 0);
+    args.strategy = slot.strategy;
+    let g = copy_process(&args).expect("grandchild");
+    slot.task
+        .store(g.into_raw() as *mut Task, Ordering::Release);
+}
+
+/// A process's pid, by root-level number.
+fn nr_of(t: &Task, ty: PidType) -> i32 {
+    task_pid(t, ty).map_or(0, |p| p.nr())
+}
+
+/// The order in which one release frees two pids of different types, as
+/// `lockctx` records `free_pid` calls. C (`setsid`, so PGID = SID = C)
+/// spawns G and exits; reaping C frees nothing, as G still links C's pid
+/// as its PGID and SID; G, reparented to us (root init), is reaped next
+/// and frees G's pid (TGID) and C's (SID). 6.14's `__unhash_process`
+/// frees each as its last link goes, in detach order: [G, C]; 6.15's
+/// `free_pids` goes last type first: [C, G]. Returns the order seen.
+fn free_order(strategy: &'static StrategyPair) -> &'static str {
+    use crate::klib::lockctx;
+    let deferred = strategy.release == crate::strategy::ReleaseStrategy::Deferred;
+    let slot = Grandchild {
+        strategy,
+        task: AtomicPtr::new(ptr::null_mut()),
+    };
+    let mut args = CloneArgs::new(
+        "leader",
+        spawn_grandchild_then_exit,
+        &slot as *const Grandchild as usize,
+    );
+    args.setsid = true;
+    args.strategy = strategy;
+    let c = copy_process(&args).expect("session leader");
+    let c_nr = nr_of(&c, PidType::Pid);
+    assert_eq!(
+        (nr_of(&c, PidType::Pgid), nr_of(&c, PidType::Sid)),
+        (c_nr, c_nr),
+        "setsid: a new process group and session, led by the child"
+    );
+    // Record only the releases: let C (on this CPU) run to its exit.
+    while c.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    let frees_on_each_cpu = || {
+        (0..smp::online())
+            .map(lockctx::frees)
+            .collect::<Vec<Vec<i32>>>()
+    };
+    lockctx::reset();
+    let was = lockctx::set_enabled(true);
+    let reaped = wait_child(Some(&c), true);
+    lockctx::set_enabled(was);
+    assert_eq!(reaped.map(|r| r.nr), Ok(c_nr));
+    assert!(
+        frees_on_each_cpu().iter().all(Vec::is_empty),
+        "{}: reaping C freed {:?}, though its pid is G's PGID and SID",
+        strategy.name,
+        frees_on_each_cpu()
+    );
+
+    let g = slot.task.swap(ptr::null_mut(), Ordering::Acquire);
+    assert!(!g.is_null(), "C handed over no child");
+    // SAFETY: the counted reference C gave up with into_raw.
+    let g = unsafe { TaskRef::from_raw(g) };
+    let g_nr = nr_of(&g, PidType::Pid);
+    assert_eq!(
+        (nr_of(&g, PidType::Pgid), nr_of(&g, PidType::Sid)),
+        (c_nr, c_nr),
+        "a plain child inherits its parent's process group and session"
+    );
+    while g.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    lockctx::reset();
+    let was = lockctx::set_enabled(true);
+    let reaped = wait_child(Some(&g), true);
+    lockctx::set_enabled(was);
+    assert_eq!(reaped.map(|r| r.nr), Ok(g_nr), "G was reparented to us");
+    let (want, order) = if deferred {
+        ([c_nr, g_nr], "[leader, child] (free_pids: last type first)")
+    } else {
+        ([g_nr, c_nr], "[child, leader] (detach order)")
+    };
+    let mut expected = alloc::vec![Vec::new(); smp::online()];
+    expected[platform::cpu_id()] = want.to_vec();
+    let seen = frees_on_each_cpu();
+    assert_eq!(
+        seen, expected,
+        "{}: free_pid calls per CPU reaping G (pid {g_nr}, child of C = pid {c_nr})",
+        strategy.name
+    );
+    order
 }
