@@ -59,20 +59,32 @@ fn spawn_reap_threads_namespaces_and_bad_arguments_on_4_cpus() {
     }
 }
 
-/// Each strategy runs free_pid, add_device_randomness, the pidfs calls and
-/// IDR node allocation in the lock context of the kernel it stands for
-/// (the in-kernel case asserts every call's context and count).
+/// Each strategy runs free_pid, add_device_randomness, the pidfs calls,
+/// IDR node allocation, `__exit_signal`'s fold and `copy_process`'s attach
+/// in the lock context of the kernel it stands for, and a release that
+/// frees two pids frees them in its order: detach order before the exit
+/// change, last type first after (the in-kernel case asserts every call's
+/// context and count, and the free order).
 #[test]
 fn side_work_runs_where_each_kernel_version_runs_it() {
     let run = Boot::new().smp(2).params("test=lockctx").run();
     run.expect_success()
         .expect_serial("selftest lockctx: ok")
         .expect_serial("invariants: ok");
-    for pair in PAIRS {
+    for (pair, order) in [
+        ("stock", "[child, leader] (detach order)"),
+        ("pidmap-once", "[child, leader] (detach order)"),
+        (
+            "exit-deferred",
+            "[leader, child] (free_pids: last type first)",
+        ),
+        ("both", "[leader, child] (free_pids: last type first)"),
+    ] {
+        let line = run.line(&format!("selftest lockctx: {pair}: "));
+        assert!(line.contains("600 spawns"), "{line}");
         assert!(
-            run.line(&format!("selftest lockctx: {pair}: "))
-                .contains("600 spawns"),
-            "{pair}"
+            line.ends_with(&format!("a release that frees two pids freed {order}")),
+            "{line}"
         );
     }
 }

@@ -1,14 +1,17 @@
 //! Where the side work of the pid and exit paths runs: for each call of
-//! `free_pid`, `add_device_randomness`, `pidfs_add_pid`/`pidfs_remove_pid`
-//! and IDR node allocation, whether this CPU held `tasklist_lock` for
-//! writing and `pidmap_lock`, and whether interrupts were off. That is what
-//! the two changes move, so tests assert it per strategy: a strategy that
-//! drifts from its kernel version fails them.
+//! `free_pid`, `add_device_randomness`, `pidfs_add_pid`/`pidfs_remove_pid`,
+//! IDR node allocation, `__exit_signal`'s accounting fold and
+//! `copy_process`'s attach, whether this CPU held `tasklist_lock` for
+//! writing, `pidmap_lock`, `siglock` and `stats_lock` for writing, and
+//! whether interrupts were off; and the order of `free_pid` calls (each
+//! pid's root-level number, in a small ring). That is what the two changes
+//! move, so tests assert it per strategy: a strategy that drifts from its
+//! kernel version fails them.
 //!
-//! Off by default; then each hook costs one relaxed load. Counters are
-//! per-CPU and written by their CPU only.
+//! Off by default; then each hook costs one relaxed load. Counters and
+//! rings are per-CPU and written by their CPU only.
 
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU64, Ordering};
 
 use crate::platform::{self, MAX_CPUS};
 
@@ -20,6 +23,10 @@ pub(crate) enum Tracked {
     TasklistWrite = 1,
     /// `pidmap_lock`, any discipline.
     Pidmap = 2,
+    /// `spin_lock(&sighand->siglock)`.
+    Siglock = 4,
+    /// `write_seqlock(&sig->stats_lock)`.
+    StatsWrite = 8,
 }
 
 /// A call site whose context is recorded.
@@ -31,11 +38,17 @@ pub(crate) enum Site {
     PidfsAdd = 2,
     PidfsRemove = 3,
     IdrNodeAlloc = 4,
+    /// `__exit_signal`'s fold of the dying task's accounting into its group.
+    ExitSignal = 5,
+    /// `copy_process` attaching the child's pids.
+    ForkAttach = 6,
 }
 
-const SITES: usize = 5;
-/// Held-lock masks (two tracked locks) times IRQs on/off.
-const CONTEXTS: usize = 4 * 2;
+const SITES: usize = 7;
+/// Held-lock masks (four tracked locks) times IRQs on/off.
+const CONTEXTS: usize = 16 * 2;
+/// `free_pid` calls remembered per CPU (the last ones).
+const FREE_RING: usize = 8;
 
 /// The context of one call: which tracked locks this CPU held, and whether
 /// interrupts were off.
@@ -43,6 +56,8 @@ const CONTEXTS: usize = 4 * 2;
 pub(crate) struct Context {
     pub(crate) tasklist_write: bool,
     pub(crate) pidmap: bool,
+    pub(crate) siglock: bool,
+    pub(crate) stats_write: bool,
     pub(crate) irqs_off: bool,
 }
 
@@ -50,14 +65,18 @@ impl Context {
     fn index(self) -> usize {
         usize::from(self.tasklist_write)
             | usize::from(self.pidmap) << 1
-            | usize::from(self.irqs_off) << 2
+            | usize::from(self.siglock) << 2
+            | usize::from(self.stats_write) << 3
+            | usize::from(self.irqs_off) << 4
     }
 
     fn of_index(i: usize) -> Self {
         Context {
             tasklist_write: i & 1 != 0,
             pidmap: i & 2 != 0,
-            irqs_off: i & 4 != 0,
+            siglock: i & 4 != 0,
+            stats_write: i & 8 != 0,
+            irqs_off: i & 16 != 0,
         }
     }
 }
@@ -66,6 +85,10 @@ impl Context {
 struct CpuState {
     held: AtomicU8,
     counts: [[AtomicU64; CONTEXTS]; SITES],
+    /// Root-level numbers of the pids `free_pid` was called for, the
+    /// `freed`-th call at `freed % FREE_RING`.
+    free_ring: [AtomicI32; FREE_RING],
+    freed: AtomicU64,
 }
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -73,6 +96,8 @@ static CPUS: [CpuState; MAX_CPUS] = [const {
     CpuState {
         held: AtomicU8::new(0),
         counts: [const { [const { AtomicU64::new(0) }; CONTEXTS] }; SITES],
+        free_ring: [const { AtomicI32::new(0) }; FREE_RING],
+        freed: AtomicU64::new(0),
     }
 }; MAX_CPUS];
 
@@ -124,11 +149,43 @@ fn record_slow(site: Site) {
     let ctx = Context {
         tasklist_write: held & Tracked::TasklistWrite as u8 != 0,
         pidmap: held & Tracked::Pidmap as u8 != 0,
+        siglock: held & Tracked::Siglock as u8 != 0,
+        stats_write: held & Tracked::StatsWrite as u8 != 0,
         irqs_off,
     };
     let c = &cpu.counts[site as usize][ctx.index()];
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     platform::local_irq_restore(flags);
+}
+
+/// Records that `free_pid` was called, on this CPU, for the pid whose
+/// root-level number is `nr`.
+#[inline]
+pub(crate) fn record_free(nr: i32) {
+    if enabled() {
+        record_free_slow(nr);
+    }
+}
+
+#[cold]
+fn record_free_slow(nr: i32) {
+    let flags = platform::local_irq_save();
+    let cpu = &CPUS[platform::cpu_id()];
+    let n = cpu.freed.load(Ordering::Relaxed);
+    cpu.free_ring[n as usize % FREE_RING].store(nr, Ordering::Relaxed);
+    cpu.freed.store(n + 1, Ordering::Relaxed);
+    platform::local_irq_restore(flags);
+}
+
+/// The pids `cpu` called `free_pid` for since the last [`reset`], oldest
+/// first: all of them, or the last [`FREE_RING`] if there were more.
+pub(crate) fn frees(cpu: usize) -> alloc::vec::Vec<i32> {
+    let c = &CPUS[cpu];
+    let n = c.freed.load(Ordering::Relaxed);
+    let first = n.saturating_sub(FREE_RING as u64);
+    (first..n)
+        .map(|i| c.free_ring[i as usize % FREE_RING].load(Ordering::Relaxed))
+        .collect()
 }
 
 /// Calls of `site` per context since the last [`reset`], summed over CPUs.
@@ -144,7 +201,8 @@ pub(crate) fn counts(site: Site) -> alloc::vec::Vec<(Context, u64)> {
         .collect()
 }
 
-/// Zeroes the counters (no CPU may be recording meanwhile).
+/// Zeroes the counters and empties the `free_pid` rings (no CPU may be
+/// recording meanwhile).
 pub(crate) fn reset() {
     for c in &CPUS {
         for site in &c.counts {
@@ -152,6 +210,7 @@ pub(crate) fn reset() {
                 n.store(0, Ordering::Relaxed);
             }
         }
+        c.freed.store(0, Ordering::Relaxed);
     }
 }
 
@@ -159,28 +218,81 @@ pub(crate) fn reset() {
 mod tests {
     use super::*;
 
+    /// Serializes the tests that switch recording on and off, so one's
+    /// restore cannot switch it off under the other.
+    static ENABLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn count_in(site: Site, ctx: Context) -> u64 {
+        counts(site)
+            .into_iter()
+            .find(|(c, _)| *c == ctx)
+            .map_or(0, |(_, n)| n)
+    }
+
     #[test]
     fn contexts_are_recorded_per_site() {
+        let _serial = ENABLE.lock().unwrap_or_else(|e| e.into_inner());
         // Other tests may record meanwhile: look only at this thread's CPU
-        // through a site and context no other test produces.
+        // through sites and contexts no other test produces.
         let was = set_enabled(true);
+        let pidfs_ctx = Context {
+            tasklist_write: true,
+            pidmap: true,
+            siglock: false,
+            stats_write: false,
+            irqs_off: true,
+        };
+        let exit_ctx = Context {
+            pidmap: false,
+            siglock: true,
+            stats_write: true,
+            ..pidfs_ctx
+        };
+        let (pidfs_before, exit_before) = (
+            count_in(Site::PidfsAdd, pidfs_ctx),
+            count_in(Site::ExitSignal, exit_ctx),
+        );
         acquired(Tracked::TasklistWrite);
         acquired(Tracked::Pidmap);
         let flags = platform::local_irq_save();
-        let before = counts(Site::PidfsAdd)
-            .into_iter()
-            .find(|(c, _)| c.tasklist_write && c.pidmap && c.irqs_off)
-            .map_or(0, |(_, n)| n);
         record(Site::PidfsAdd);
-        platform::local_irq_restore(flags);
         releasing(Tracked::Pidmap);
+        acquired(Tracked::Siglock);
+        acquired(Tracked::StatsWrite);
+        record(Site::ExitSignal);
+        releasing(Tracked::StatsWrite);
+        releasing(Tracked::Siglock);
+        platform::local_irq_restore(flags);
         releasing(Tracked::TasklistWrite);
-        let after = counts(Site::PidfsAdd)
-            .into_iter()
-            .find(|(c, _)| c.tasklist_write && c.pidmap && c.irqs_off)
-            .map_or(0, |(_, n)| n);
+        let (pidfs_after, exit_after) = (
+            count_in(Site::PidfsAdd, pidfs_ctx),
+            count_in(Site::ExitSignal, exit_ctx),
+        );
         set_enabled(was);
-        assert!(after > before);
+        assert!(pidfs_after > pidfs_before);
+        assert!(exit_after > exit_before);
         assert_eq!(CPUS[platform::cpu_id()].held.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn frees_are_kept_in_call_order_per_cpu() {
+        let _serial = ENABLE.lock().unwrap_or_else(|e| e.into_inner());
+        // Only this thread records on its CPU: the last entries are ours.
+        let was = set_enabled(true);
+        let nrs: std::vec::Vec<i32> = (0..FREE_RING as i32 + 3).map(|i| 1000 - i).collect();
+        record_free(nrs[0]);
+        record_free(nrs[1]);
+        let two = frees(platform::cpu_id());
+        for &nr in &nrs[2..] {
+            record_free(nr);
+        }
+        let all = frees(platform::cpu_id());
+        set_enabled(false);
+        record_free(1);
+        let off = frees(platform::cpu_id());
+        set_enabled(was);
+        assert_eq!(&two[two.len() - 2..], &nrs[..2]);
+        assert_eq!(all, &nrs[nrs.len() - FREE_RING..], "the last FREE_RING");
+        assert_eq!(off, all, "nothing is recorded while off");
     }
 }

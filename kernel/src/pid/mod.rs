@@ -417,6 +417,7 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// 6.15 on with `spin_lock`.
 pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
     lockctx::record(Site::FreePid);
+    lockctx::record_free(pid.nr());
     // A pid of a lock-free tree is freed without pidmap_lock, whatever
     // version releases it (only `lockless` allocates there).
     let lockfree = pid.ns().lockfree().is_some();

@@ -155,7 +155,7 @@ pub(crate) fn threads() {
     let base = Baseline::take();
     let me = sched::current();
     let group = me.signal().expect("init is a process");
-    let dead_before = group.stats.read(|s| s.dead_threads.load(Ordering::Relaxed));
+    let dead_before = group.read_stats(|s| s.dead_threads.load(Ordering::Relaxed));
     for strategy in &PAIRS {
         let name = strategy.name;
         for _ in 0..1000 {
@@ -175,7 +175,7 @@ pub(crate) fn threads() {
         Err(Errno::ECHILD),
         "threads are not children"
     );
-    let (dead, live) = group.stats.read(|s| {
+    let (dead, live) = group.read_stats(|s| {
         (
             s.dead_threads.load(Ordering::Relaxed),
             s.nr_threads.load(Ordering::Relaxed),
@@ -489,6 +489,14 @@ pub(crate) fn bad_args() {
         "thread + newns"
     );
     let mut a = CloneArgs::new("x", park, 0);
+    a.thread = true;
+    a.setsid = true;
+    assert_eq!(
+        copy_process(&a).err(),
+        Some(Errno::EINVAL),
+        "thread + setsid"
+    );
+    let mut a = CloneArgs::new("x", park, 0);
     a.cpu = Some(smp::online());
     assert_eq!(copy_process(&a).err(), Some(Errno::EINVAL), "offline cpu");
     let mut a = CloneArgs::new("x", park, 0);
@@ -553,8 +561,10 @@ pub(crate) fn lockless_soak() {
 
 /// `lockctx`: for every strategy pair, spawn and reap processes and threads
 /// in the root and two namespaces deep, recording the locks held and the
-/// IRQ state at every free_pid, add_device_randomness, pidfs call and IDR
-/// node allocation; each strategy must match the kernel it stands for.
+/// IRQ state at every free_pid, add_device_randomness, pidfs call, IDR
+/// node allocation, `__exit_signal` fold and `copy_process` attach; each
+/// strategy must match the kernel it stands for, and so must the order in
+/// which a release frees two pids ([`free_order`]).
 pub(crate) fn lock_contexts() {
     use crate::klib::lockctx::{self, Context, Site};
     const EACH: u64 = 200;
@@ -610,37 +620,78 @@ pub(crate) fn lock_contexts() {
                 assert_eq!(n, total, "{}: calls of {site:?}", strategy.name);
             }
         };
-        // The exit change: free_pid and the entropy pool leave tasklist_lock.
+        // release_task -> __exit_signal: siglock, then stats_lock, nested
+        // in tasklist_lock; the accounting fold runs under all three.
         check(
-            Site::FreePid,
-            &|c| c.tasklist_write != deferred && c.irqs_off != deferred,
+            Site::ExitSignal,
+            &|c| c.tasklist_write && c.siglock && c.stats_write && c.irqs_off && !c.pidmap,
             Some(spawns),
         );
+        // copy_process attaches the child under tasklist_lock and the
+        // parent's siglock (a thread's nr_threads update took stats_lock
+        // before that and dropped it).
+        check(
+            Site::ForkAttach,
+            &|c| c.tasklist_write && c.siglock && !c.stats_write && c.irqs_off && !c.pidmap,
+            Some(spawns),
+        );
+        // The exit change: free_pid and the entropy pool leave tasklist_lock.
+        // In 6.14 __unhash_process (detach_pid -> free_pid) runs inside
+        // __exit_signal's stats_lock section, so under siglock too; in 6.15
+        // free_pids runs after the unlock, under none of them.
+        check(
+            Site::FreePid,
+            &|c| {
+                c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && c.stats_write != deferred
+                    && c.irqs_off != deferred
+                    && !c.pidmap
+            },
+            Some(spawns),
+        );
+        // 6.14: __exit_signal calls add_device_randomness under siglock,
+        // before write_seqlock(&sig->stats_lock).
         check(
             Site::AddDeviceRandomness,
-            &|c| c.tasklist_write != deferred && (deferred || c.irqs_off),
+            &|c| {
+                c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && !c.stats_write
+                    && (deferred || c.irqs_off)
+                    && !c.pidmap
+            },
             Some(spawns),
         );
         check(
             Site::PidfsRemove,
-            &|c| c.pidmap && c.tasklist_write != deferred && c.irqs_off == irqs_off,
+            &|c| {
+                c.pidmap
+                    && c.tasklist_write != deferred
+                    && c.siglock != deferred
+                    && c.stats_write != deferred
+                    && c.irqs_off == irqs_off
+            },
             Some(spawns),
         );
         // alloc_pid runs before copy_process takes tasklist_lock.
+        let before_tasklist =
+            |c: &Context| c.pidmap && !c.tasklist_write && !c.siglock && !c.stats_write;
         check(
             Site::PidfsAdd,
-            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
+            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
             Some(spawns),
         );
         check(
             Site::IdrNodeAlloc,
-            &|c| c.pidmap && !c.tasklist_write && c.irqs_off == irqs_off,
+            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
             None,
         );
+        let free_pid_contexts = lockctx::counts(Site::FreePid);
+        let order = free_order(strategy);
         println!(
-            "selftest lockctx: {}: {spawns} spawns, free_pid {:?}",
+            "selftest lockctx: {}: {spawns} spawns, free_pid {free_pid_contexts:?}; a release that frees two pids freed {order}",
             strategy.name,
-            lockctx::counts(Site::FreePid)
         );
     }
     while let Some(init) = inits.pop() {
@@ -649,4 +700,112 @@ pub(crate) fn lock_contexts() {
     }
     drop(deep);
     expect_invariants(&base);
+}
+
+/// What the session leader in [`free_order`] is told and hands back: the
+/// strategy pair for its child, and that child (a raw counted reference).
+struct Grandchild {
+    strategy: &'static StrategyPair,
+    task: AtomicPtr<Task>,
+}
+
+/// A session leader's entry: spawns a plain child (so the child's process
+/// group and session are the leader's pid), hands it over, and exits.
+fn spawn_grandchild_then_exit(arg: usize) {
+    // SAFETY: `arg` points to the `Grandchild` on the test's stack, which
+    // reaps us and then the grandchild before it returns.
+    let slot = unsafe { &*(arg as *const Grandchild) };
+    let mut args = CloneArgs::new("grandchild", exit_with, 0);
+    args.strategy = slot.strategy;
+    let g = copy_process(&args).expect("grandchild");
+    slot.task
+        .store(g.into_raw() as *mut Task, Ordering::Release);
+}
+
+/// A process's pid, by root-level number.
+fn nr_of(t: &Task, ty: PidType) -> i32 {
+    task_pid(t, ty).map_or(0, |p| p.nr())
+}
+
+/// The order in which one release frees two pids of different types, as
+/// `lockctx` records `free_pid` calls. C (`setsid`, so PGID = SID = C)
+/// spawns G and exits; reaping C frees nothing, as G still links C's pid
+/// as its PGID and SID; G, reparented to us (root init), is reaped next
+/// and frees G's pid (TGID) and C's (SID). 6.14's `__unhash_process`
+/// frees each as its last link goes, in detach order: [G, C]; 6.15's
+/// `free_pids` goes last type first: [C, G]. Returns the order seen.
+fn free_order(strategy: &'static StrategyPair) -> &'static str {
+    use crate::klib::lockctx;
+    let deferred = strategy.release == crate::strategy::ReleaseStrategy::Deferred;
+    let slot = Grandchild {
+        strategy,
+        task: AtomicPtr::new(ptr::null_mut()),
+    };
+    let mut args = CloneArgs::new(
+        "leader",
+        spawn_grandchild_then_exit,
+        &slot as *const Grandchild as usize,
+    );
+    args.setsid = true;
+    args.strategy = strategy;
+    let c = copy_process(&args).expect("session leader");
+    let c_nr = nr_of(&c, PidType::Pid);
+    assert_eq!(
+        (nr_of(&c, PidType::Pgid), nr_of(&c, PidType::Sid)),
+        (c_nr, c_nr),
+        "setsid: a new process group and session, led by the child"
+    );
+    // Record only the releases: let C (on this CPU) run to its exit.
+    while c.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    let frees_on_each_cpu = || {
+        (0..smp::online())
+            .map(lockctx::frees)
+            .collect::<Vec<Vec<i32>>>()
+    };
+    lockctx::reset();
+    let was = lockctx::set_enabled(true);
+    let reaped = wait_child(Some(&c), true);
+    lockctx::set_enabled(was);
+    assert_eq!(reaped.map(|r| r.nr), Ok(c_nr));
+    assert!(
+        frees_on_each_cpu().iter().all(Vec::is_empty),
+        "{}: reaping C freed {:?}, though its pid is G's PGID and SID",
+        strategy.name,
+        frees_on_each_cpu()
+    );
+
+    let g = slot.task.swap(ptr::null_mut(), Ordering::Acquire);
+    assert!(!g.is_null(), "C handed over no child");
+    // SAFETY: the counted reference C gave up with into_raw.
+    let g = unsafe { TaskRef::from_raw(g) };
+    let g_nr = nr_of(&g, PidType::Pid);
+    assert_eq!(
+        (nr_of(&g, PidType::Pgid), nr_of(&g, PidType::Sid)),
+        (c_nr, c_nr),
+        "a plain child inherits its parent's process group and session"
+    );
+    while g.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    lockctx::reset();
+    let was = lockctx::set_enabled(true);
+    let reaped = wait_child(Some(&g), true);
+    lockctx::set_enabled(was);
+    assert_eq!(reaped.map(|r| r.nr), Ok(g_nr), "G was reparented to us");
+    let (want, order) = if deferred {
+        ([c_nr, g_nr], "[leader, child] (free_pids: last type first)")
+    } else {
+        ([g_nr, c_nr], "[child, leader] (detach order)")
+    };
+    let mut expected = alloc::vec![Vec::new(); smp::online()];
+    expected[platform::cpu_id()] = want.to_vec();
+    let seen = frees_on_each_cpu();
+    assert_eq!(
+        seen, expected,
+        "{}: free_pid calls per CPU reaping G (pid {g_nr}, child of C = pid {c_nr})",
+        strategy.name
+    );
+    order
 }

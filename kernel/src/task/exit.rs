@@ -20,6 +20,7 @@ use super::stats;
 use super::tasklist::{TasklistWrite, active_ns, task_of_sibling, write_lock_irq_tasklist};
 use super::{Task, TaskRef, TaskState};
 use crate::klib::hlist::HlistNode;
+use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::disable_pid_allocation;
 use crate::pid::{PerPidType, PidRef, PidType, free_pid};
 use crate::random::add_device_randomness;
@@ -181,11 +182,12 @@ pub(super) fn release_task(p: TaskRef) {
         );
         // __exit_signal()
         let sig = p.signal().expect("a released task is a process");
-        let siglock = sig.siglock.lock();
+        let siglock = sig.lock_siglock();
         if !deferred {
             add_device_randomness(&runtime.to_le_bytes());
         }
-        let stats = sig.stats.write();
+        let stats = sig.write_stats();
+        lockctx::record(Site::ExitSignal);
         fold(&stats.sum_sched_runtime, runtime);
         fold(&stats.stime, runtime);
         fold(&stats.nvcsw, p.nvcsw());

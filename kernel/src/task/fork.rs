@@ -5,7 +5,8 @@
 //! (in the caller's namespace or a new child one), then under
 //! `write_lock_irq(&tasklist_lock)` rechecks that the namespace still
 //! accepts pids, attaches the pids (PID, TGID, PGID, SID; a thread only
-//! PID) and links the task to its parent. A failure unwinds everything.
+//! PID; PGID and SID are the parent's, or with `setsid` the child's own)
+//! and links the task to its parent. A failure unwinds everything.
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
@@ -17,6 +18,7 @@ use super::stats;
 use super::tasklist::{active_ns, write_lock_irq_tasklist};
 use super::{Task, TaskFn, TaskRef};
 use crate::klib::errno::Errno;
+use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
 use crate::pid::{PidType, alloc_pid, free_pid};
 use crate::platform::cpu_id;
@@ -36,6 +38,10 @@ pub(crate) struct CloneArgs<'a> {
     /// `CLONE_NEWPID`: the child is init of a new child namespace of the
     /// caller's.
     pub(crate) newns: bool,
+    /// The child starts as leader of a new session and process group, as
+    /// if its first act were `setsid()`: its PGID and SID are its own pid,
+    /// not the caller's. Not for threads.
+    pub(crate) setsid: bool,
     /// Kernel-internal: allocate in this namespace instead of the caller's
     /// (`pid_ns_for_children` set up beforehand, as `unshare` does).
     pub(crate) pid_ns: Option<&'a Arc<PidNamespace>>,
@@ -58,6 +64,7 @@ impl<'a> CloneArgs<'a> {
             arg,
             thread: false,
             newns: false,
+            setsid: false,
             pid_ns: None,
             set_tid: &[],
             cap: true,
@@ -77,10 +84,10 @@ pub(crate) fn current_ns() -> Arc<PidNamespace> {
 /// (for joining threads); its parent reaps a process with
 /// [`wait_child`](super::wait::wait_child).
 ///
-/// Errors: EINVAL (thread with newns, bad CPU, bad set_tid), ENOMEM (no
-/// memory, or the namespace no longer accepts pids), ENOSPC (namespace
-/// depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A failure unwinds
-/// everything (pid, stack, task, new namespace).
+/// Errors: EINVAL (thread with newns, pid_ns or setsid, bad CPU, bad
+/// set_tid), ENOMEM (no memory, or the namespace no longer accepts pids),
+/// ENOSPC (namespace depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A
+/// failure unwinds everything (pid, stack, task, new namespace).
 pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let r = copy_process_inner(args);
     stats::count_fork(r.is_ok());
@@ -89,7 +96,7 @@ pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
 
 fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let me = current();
-    if args.thread && (args.newns || args.pid_ns.is_some()) {
+    if args.thread && (args.newns || args.pid_ns.is_some() || args.setsid) {
         return Err(Errno::EINVAL);
     }
     let cpu = args.cpu.unwrap_or_else(cpu_id);
@@ -135,7 +142,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // spin_lock(&current->sighand->siglock), held while the child is
     // attached.
     let my_signal = me.signal().expect("copy_process from a process");
-    let siglock = my_signal.siglock.lock();
+    let siglock = my_signal.lock_siglock();
     if args.thread {
         let (my_leader, my_parent) = {
             let my = me.links(&g);
@@ -149,7 +156,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: the group leader outlives its threads (it joins them),
         // so it is alive.
         unsafe { &*leader }.links_mut(&mut g).live_threads += 1;
-        let stats = my_signal.stats.write();
+        let stats = my_signal.write_stats();
         stats.nr_threads.store(
             stats.nr_threads.load(Ordering::Relaxed) + 1,
             Ordering::Relaxed,
@@ -160,7 +167,10 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         links.group_leader = leader;
         links.parent = my_parent;
     } else {
-        let (my_pgid, my_sid) = {
+        let (pgid, sid) = if args.setsid {
+            // ksys_setsid(): the new group and session are the child's pid.
+            (Some(pid.clone()), Some(pid.clone()))
+        } else {
             let my = me.links(&g);
             (
                 my.pid(PidType::Pgid).cloned(),
@@ -171,8 +181,8 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         links.group_leader = &*t;
         links.parent = me;
         t.set_pid_link(&mut g, PidType::Tgid, Some(pid.clone()));
-        t.set_pid_link(&mut g, PidType::Pgid, my_pgid);
-        t.set_pid_link(&mut g, PidType::Sid, my_sid);
+        t.set_pid_link(&mut g, PidType::Pgid, pgid);
+        t.set_pid_link(&mut g, PidType::Sid, sid);
         if pid.numbers()[pid.level() as usize].nr == 1 {
             // is_child_reaper()
             ns.set_child_reaper(Some(NonNull::from(&*t)));
@@ -181,6 +191,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
     }
     t.set_pid_link(&mut g, PidType::Pid, Some(pid));
+    lockctx::record(Site::ForkAttach);
     for ty in PidType::ALL {
         if let Some(p) = t.links(&g).pid(ty) {
             // SAFETY: under the write lock; the node is on no list yet.

@@ -6,15 +6,19 @@
 //! it attaches the child; `release_task`'s `__exit_signal` takes the dying
 //! task's siglock, then `stats_lock`, folds the task's accounting into the
 //! group and unhashes it there. Both locks are per thread group, so only
-//! sibling threads (and a parent spawning them) contend on them.
+//! sibling threads (and a parent spawning them) contend on them. They are
+//! taken only through [`Signal::lock_siglock`] and [`Signal::write_stats`],
+//! whose guards tell `lockctx` while the lock is held.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::klib::lockctx::{self, Tracked};
 use crate::mm::cache::ObjCache;
-use crate::sync::seqlock::SeqLock;
-use crate::sync::{SpinLock, named_spin_lock};
+use crate::sync::irq::{IrqLock, Plain};
+use crate::sync::seqlock::{SeqLock, SeqLockWriteGuard};
+use crate::sync::{RawSpin, SpinLock, named_spin_lock};
 
 /// What `__exit_signal` accumulates from every thread that dies.
 pub(crate) struct GroupStats {
@@ -36,9 +40,63 @@ pub(crate) struct Signal {
     /// Port of `sig->sigcnt`: tasks using this struct.
     refs: AtomicUsize,
     /// Port of `sighand->siglock`.
-    pub(crate) siglock: SpinLock<()>,
+    siglock: SpinLock<()>,
     /// Port of `sig->stats_lock` and the counters it protects.
-    pub(crate) stats: SeqLock<GroupStats>,
+    stats: SeqLock<GroupStats>,
+}
+
+/// A held `spin_lock(&sighand->siglock)`; dropping it is `spin_unlock`.
+pub(crate) struct SiglockGuard<'a>(
+    #[allow(dead_code)] lock_api::MutexGuard<'a, IrqLock<RawSpin, Plain>, ()>,
+);
+
+impl Drop for SiglockGuard<'_> {
+    fn drop(&mut self) {
+        // Before the field's drop unlocks.
+        lockctx::releasing(Tracked::Siglock);
+    }
+}
+
+/// A held `write_seqlock(&sig->stats_lock)`; dropping it is
+/// `write_sequnlock`.
+pub(crate) struct StatsWriteGuard<'a>(SeqLockWriteGuard<'a, GroupStats>);
+
+impl core::ops::Deref for StatsWriteGuard<'_> {
+    type Target = GroupStats;
+
+    fn deref(&self) -> &GroupStats {
+        &self.0
+    }
+}
+
+impl Drop for StatsWriteGuard<'_> {
+    fn drop(&mut self) {
+        // Before the field's drop ends the write and unlocks.
+        lockctx::releasing(Tracked::StatsWrite);
+    }
+}
+
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+impl Signal {
+    /// `spin_lock(&sighand->siglock)`.
+    pub(crate) fn lock_siglock(&self) -> SiglockGuard<'_> {
+        let g = SiglockGuard(self.siglock.lock());
+        lockctx::acquired(Tracked::Siglock);
+        g
+    }
+
+    /// `write_seqlock(&sig->stats_lock)`.
+    pub(crate) fn write_stats(&self) -> StatsWriteGuard<'_> {
+        let g = StatsWriteGuard(self.stats.write());
+        lockctx::acquired(Tracked::StatsWrite);
+        g
+    }
+
+    /// A consistent read of the group counters (`read_seqbegin` ..
+    /// `read_seqretry`).
+    pub(crate) fn read_stats<R>(&self, f: impl Fn(&GroupStats) -> R) -> R {
+        self.stats.read(f)
+    }
 }
 
 static SIGNAL_CACHE: ObjCache = ObjCache::new("signal_cache", Layout::new::<Signal>());
