@@ -64,7 +64,8 @@ fn spawn_reap_threads_namespaces_and_bad_arguments_on_4_cpus() {
 /// in the lock context of the kernel it stands for, and a release that
 /// frees two pids frees them in its order: detach order before the exit
 /// change, last type first after (the in-kernel case asserts every call's
-/// context and count, and the free order).
+/// context and count, and the free order). `lockless` runs where 7.0 runs
+/// it, without pidmap_lock anywhere.
 #[test]
 fn side_work_runs_where_each_kernel_version_runs_it() {
     let run = Boot::new().smp(2).params("test=lockctx").run();
@@ -87,4 +88,7 @@ fn side_work_runs_where_each_kernel_version_runs_it() {
             "{line}"
         );
     }
+    // The lock-free prototype: processes only, never under pidmap_lock.
+    let line = run.line("selftest lockctx: lockless: ");
+    assert!(line.contains("400 spawns"), "{line}");
 }

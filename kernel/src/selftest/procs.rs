@@ -12,7 +12,7 @@ use crate::pid::namespace::init_pid_ns;
 use crate::pid::{PidType, pid_nr_ns};
 use crate::platform;
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
-use crate::strategy::{PAIRS, StrategyPair};
+use crate::strategy::{LOCKLESS, PAIRS, StrategyPair};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
@@ -175,12 +175,8 @@ pub(crate) fn threads() {
         Err(Errno::ECHILD),
         "threads are not children"
     );
-    let (dead, live) = group.read_stats(|s| {
-        (
-            s.dead_threads.load(Ordering::Relaxed),
-            s.nr_threads.load(Ordering::Relaxed),
-        )
-    });
+    let dead = group.read_stats(|s| s.dead_threads.load(Ordering::Relaxed));
+    let live = group.nr_threads();
     assert_eq!(
         dead - dead_before,
         4000,
@@ -560,7 +556,8 @@ pub(crate) fn lockless_soak() {
 }
 
 /// `lockctx`: for every strategy pair, spawn and reap processes and threads
-/// in the root and two namespaces deep, recording the locks held and the
+/// in the root and two namespaces deep (`lockless`: processes in a
+/// lock-free root and two deep, where pidmap_lock is never held), recording the locks held and the
 /// IRQ state at every free_pid, add_device_randomness, pidfs call, IDR
 /// node allocation, `__exit_signal` fold and `copy_process` attach; each
 /// strategy must match the kernel it stands for, and so must the order in
@@ -580,11 +577,31 @@ pub(crate) fn lock_contexts() {
         inits.push(copy_process(&args).expect("ns init"));
         deep = ns;
     }
-    for strategy in &PAIRS {
+    // The lock-free strategy's: a lock-free root with a parked init and
+    // two namespaces below it (processes only: our threads would be in
+    // the root namespace).
+    let lf_root = crate::pid::namespace::PidNamespace::new_root_lockless();
+    let mut lf_deep = lf_root.clone();
+    for level in 0..3 {
+        if level > 0 {
+            lf_deep = crate::pid::namespace::create_pid_namespace(&lf_deep).expect("namespace");
+        }
+        let mut args = CloneArgs::new("nsinit", park, 0);
+        args.pid_ns = Some(&lf_deep);
+        args.strategy = &LOCKLESS;
+        inits.push(copy_process(&args).expect("ns init"));
+    }
+    for strategy in StrategyPair::all() {
         lockctx::reset();
         let was = lockctx::set_enabled(true);
         let mut spawns = 0;
-        for ns in [None, Some(&deep)] {
+        let lockless = strategy.lockless();
+        let nss = if lockless {
+            [Some(&lf_root), Some(&lf_deep)]
+        } else {
+            [None, Some(&deep)]
+        };
+        for ns in nss {
             for i in 0..EACH {
                 let mut args = CloneArgs::new("child", exit_with, 0);
                 args.strategy = strategy;
@@ -628,8 +645,8 @@ pub(crate) fn lock_contexts() {
             Some(spawns),
         );
         // copy_process attaches the child under tasklist_lock and the
-        // parent's siglock (a thread's nr_threads update took stats_lock
-        // before that and dropped it).
+        // parent's siglock (a thread's nr_threads++ too: under siglock
+        // only, no stats_lock, as Linux).
         check(
             Site::ForkAttach,
             &|c| c.tasklist_write && c.siglock && !c.stats_write && c.irqs_off && !c.pidmap,
@@ -663,10 +680,11 @@ pub(crate) fn lock_contexts() {
             },
             Some(spawns),
         );
+        // lockless: pidfs under its own bucket locks, no pidmap_lock.
         check(
             Site::PidfsRemove,
             &|c| {
-                c.pidmap
+                c.pidmap != lockless
                     && c.tasklist_write != deferred
                     && c.siglock != deferred
                     && c.stats_write != deferred
@@ -676,7 +694,7 @@ pub(crate) fn lock_contexts() {
         );
         // alloc_pid runs before copy_process takes tasklist_lock.
         let before_tasklist =
-            |c: &Context| c.pidmap && !c.tasklist_write && !c.siglock && !c.stats_write;
+            |c: &Context| c.pidmap != lockless && !c.tasklist_write && !c.siglock && !c.stats_write;
         check(
             Site::PidfsAdd,
             &|c| before_tasklist(c) && c.irqs_off == irqs_off,
@@ -688,7 +706,14 @@ pub(crate) fn lock_contexts() {
             None,
         );
         let free_pid_contexts = lockctx::counts(Site::FreePid);
-        let order = free_order(strategy);
+        // The two-pid release needs its orphan reparented to us, root
+        // init; a lock-free tree's orphans go to its own init. lockless
+        // releases through exit-deferred's release_task.
+        let order = if lockless {
+            "as exit-deferred (the same release_task; not run: orphans in a lock-free tree go to its init)"
+        } else {
+            free_order(strategy)
+        };
         println!(
             "selftest lockctx: {}: {spawns} spawns, free_pid {free_pid_contexts:?}; a release that frees two pids freed {order}",
             strategy.name,
@@ -699,6 +724,8 @@ pub(crate) fn lock_contexts() {
         wait_child(Some(&init), true).expect("reap ns init");
     }
     drop(deep);
+    drop(lf_deep);
+    drop(lf_root);
     expect_invariants(&base);
 }
 

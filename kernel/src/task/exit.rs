@@ -192,10 +192,8 @@ pub(super) fn release_task(p: TaskRef) {
         fold(&stats.stime, runtime);
         fold(&stats.nvcsw, p.nvcsw());
         fold(&stats.dead_threads, 1);
-        stats.nr_threads.store(
-            stats.nr_threads.load(Ordering::Relaxed) - 1,
-            Ordering::Relaxed,
-        );
+        // sig->nr_threads--, inside stats_lock as Linux has it.
+        sig.add_threads(&siglock, -1);
         // __unhash_process()
         detach_pid(&mut g, &mut post, &p, PidType::Pid, version);
         if !thread {

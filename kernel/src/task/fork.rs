@@ -156,12 +156,8 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         // SAFETY: the group leader outlives its threads (it joins them),
         // so it is alive.
         unsafe { &*leader }.links_mut(&mut g).live_threads += 1;
-        let stats = my_signal.write_stats();
-        stats.nr_threads.store(
-            stats.nr_threads.load(Ordering::Relaxed) + 1,
-            Ordering::Relaxed,
-        );
-        drop(stats);
+        // current->signal->nr_threads++, under siglock only.
+        my_signal.add_threads(&siglock, 1);
         let links = t.links_mut(&mut g);
         links.thread = true;
         links.group_leader = leader;

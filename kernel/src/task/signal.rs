@@ -28,8 +28,6 @@ pub(crate) struct GroupStats {
     pub(crate) stime: AtomicU64,
     /// Port of `sig->nvcsw`: voluntary context switches of dead threads.
     pub(crate) nvcsw: AtomicU64,
-    /// Port of `sig->nr_threads`: live threads of the group.
-    pub(crate) nr_threads: AtomicU64,
     /// Threads folded in so far.
     pub(crate) dead_threads: AtomicU64,
 }
@@ -43,6 +41,9 @@ pub(crate) struct Signal {
     siglock: SpinLock<()>,
     /// Port of `sig->stats_lock` and the counters it protects.
     stats: SeqLock<GroupStats>,
+    /// Port of `sig->nr_threads`: live threads of the group, changed under
+    /// siglock (`copy_process` adds, `__exit_signal` subtracts).
+    nr_threads: AtomicU64,
 }
 
 /// A held `spin_lock(&sighand->siglock)`; dropping it is `spin_unlock`.
@@ -92,6 +93,18 @@ impl Signal {
         g
     }
 
+    /// Port of `sig->nr_threads++` / `--`: the siglock guard is the proof.
+    pub(crate) fn add_threads(&self, _siglock: &SiglockGuard<'_>, delta: i64) {
+        let n = self.nr_threads.load(Ordering::Relaxed);
+        self.nr_threads
+            .store(n.wrapping_add_signed(delta), Ordering::Relaxed);
+    }
+
+    /// Live threads of the group.
+    pub(crate) fn nr_threads(&self) -> u64 {
+        self.nr_threads.load(Ordering::Relaxed)
+    }
+
     /// A consistent read of the group counters (`read_seqbegin` ..
     /// `read_seqretry`).
     pub(crate) fn read_stats<R>(&self, f: impl Fn(&GroupStats) -> R) -> R {
@@ -129,10 +142,10 @@ impl SignalRef {
                         sum_sched_runtime: AtomicU64::new(0),
                         stime: AtomicU64::new(0),
                         nvcsw: AtomicU64::new(0),
-                        nr_threads: AtomicU64::new(1),
                         dead_threads: AtomicU64::new(0),
                     },
                 ),
+                nr_threads: AtomicU64::new(1),
             })
         };
         Some(SignalRef(mem))
