@@ -183,7 +183,13 @@ pub(crate) fn alloc_stack(size: u64) -> Option<NonNull<u8>> {
     r.slots += 1;
     let bottom = base + r.slots * SLOT - size;
     for page in (0..size).step_by(FRAME_SIZE as usize) {
-        let frame = with_frames(|f| f.alloc_frame())?;
+        // Zeroed, not only for hygiene: the BIOS bootloader ran its code in
+        // memory it then reports usable (1-16 MiB), and QEMU's TCG keeps
+        // the translations of that code. A stack in such a frame made
+        // every store a slow self-modifying-code check (pushes included:
+        // ~60x slower tasks, wherever the bump allocator put a stack).
+        // Writing the whole frame once drops the stale translations.
+        let frame = zeroed_frame()?;
         map_page(bottom + page, frame)?;
         MAPPED.fetch_add(FRAME_SIZE, Ordering::Relaxed);
     }
