@@ -298,6 +298,7 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
     run.expect_success()
         .expect_serial("lockless = Linux 7.0 + a lock-free alloc_pid")
         .expect_serial("lockless = lockless / both: ")
+        .expect_serial("lockless: the lock-free maps' slow paths in this run: ")
         .expect_serial("invariants: ok");
     check_rows(
         run.serial(),

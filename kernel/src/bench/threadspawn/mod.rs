@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 
 use crate::arch::smp;
 use crate::cmdline::{Accel, ThreadspawnParams, accel_name};
+use crate::klib::idr::lockfree::lf_stats_total;
 use crate::pid::namespace::{PidNamespace, create_pid_namespace};
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::strategy::{LOCKLESS, StrategyPair};
@@ -105,6 +106,7 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
 
     let base = Baseline::take();
     let heap_before = heap_fallthroughs();
+    let lf_before = lf_stats_total();
     let forks_before = proc_stats().forks;
     // The namespace chain, each level with a parked init (pid 1 there);
     // the lock-free strategy's in a lock-free tree of its own, whose root
@@ -237,6 +239,21 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
         "spawn/reap: global-heap fall-throughs in {forks} spawns: tasks {}, stacks {}, pids {}, IDR nodes {}",
         d[0], d[1], d[2], d[3]
     );
+    if strategies.iter().any(|s| s.lockless()) {
+        let (a, b) = (lf_stats_total(), lf_before);
+        println!(
+            "lockless: the lock-free maps' slow paths in this run: {} claims lost a race for their bit, {} cursor updates raced, {} nodes installed ({} lost the install race), {} node allocations failed, {} emptied leaves reclaimed ({} reclaims called off), {} claims met a dying leaf, {} full hints taken back",
+            a.claim_races - b.claim_races,
+            a.cursor_races - b.cursor_races,
+            a.node_installs - b.node_installs,
+            a.install_races - b.install_races,
+            a.node_alloc_failures - b.node_alloc_failures,
+            a.reclaims - b.reclaims,
+            a.reclaims_aborted - b.reclaims_aborted,
+            a.dead_leaves - b.dead_leaves,
+            a.hint_retracts - b.hint_retracts
+        );
+    }
     if lock_algo() == LockAlgo::PvTicket {
         let [halts, kicks, sweeps] = pvticket::stats();
         println!(
