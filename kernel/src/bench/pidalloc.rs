@@ -177,7 +177,8 @@ impl fmt::Display for Dec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Dec(v, scale) = *self;
         let width = scale.ilog10() as usize;
-        write!(f, "{}.{:0width$}", v / scale, v % scale)
+        // Through `pad`, so the table's column widths apply.
+        f.pad(&alloc::format!("{}.{:0width$}", v / scale, v % scale))
     }
 }
 
@@ -338,6 +339,12 @@ mod tests {
     use super::*;
     use crate::strategy::AllocPidStrategy;
     use alloc::string::String;
+
+    #[test]
+    fn decimals_fill_the_table_columns() {
+        assert_eq!(alloc::format!("{:>8}|", Dec(12345, 10)), "  1234.5|");
+        assert_eq!(alloc::format!("{}", Dec(7, 100)), "0.07");
+    }
 
     /// Every pair: the Linux versions and the lock-free one.
     fn all() -> Vec<&'static StrategyPair> {
