@@ -363,11 +363,17 @@ fn ap_panic() {
     });
 }
 
-/// 100 ms by the PIT measured with the TSC clock: within 10%.
+/// 100 ms by the PIT measured with the TSC clock: within 10%. Under TCG
+/// a vCPU descheduled by the host between the PIT's start or end and the
+/// TSC reads beside them makes the TSC count too long, never too short,
+/// so the shortest of three measurements is the one compared.
 fn tsc_agrees_with_pit() {
-    let cycles = pit::measure_tsc_over_ms(100);
+    let tries: Vec<u64> = (0..3).map(|_| pit::measure_tsc_over_ms(100)).collect();
+    let cycles = *tries.iter().min().expect("three tries");
     let us = time::cycles_to_ns(cycles) / 1000;
-    println!("selftest tsc: 100 ms by the PIT = {us} us by the TSC clock ({cycles} cycles)");
+    println!(
+        "selftest tsc: 100 ms by the PIT = {us} us by the TSC clock ({cycles} cycles; the shortest of {tries:?})"
+    );
     assert!(
         (90_000..=110_000).contains(&us),
         "TSC and PIT disagree: 100 ms by the PIT took {us} us by the TSC"
