@@ -42,3 +42,19 @@ fn join_returns_only_when_the_task_is_dead() {
             .expect_serial("selftest join-blocked: join returned after the blocked task");
     }
 }
+
+/// New stack slots are zeroed (277b5b4): without it a stack could sit in a
+/// frame the bootloader ran code in, whose stale QEMU translations made
+/// every store of that task take the self-modifying-code path (10-100x
+/// slower tasks). With the zeroing removed the first fresh stack reads the
+/// bootloader's bytes.
+#[test]
+fn fresh_stack_frames_are_zeroed() {
+    Boot::new()
+        .smp(2)
+        .params("test=stack-zeroed")
+        .run()
+        .expect_success()
+        .expect_serial("selftest stack-zeroed: 64 new stacks of 8192 bytes read zero")
+        .expect_serial("selftest stack-zeroed: ok");
+}

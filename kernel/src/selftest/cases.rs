@@ -53,6 +53,7 @@ const CASES: &[(&str, Case)] = &[
     ("lockup-irqoff", lockup_irqoff),
     ("lockup-soft", lockup_soft),
     ("join-blocked", join_waits_for_death),
+    ("stack-zeroed", fresh_stacks_are_zeroed),
 ];
 
 use super::{locks, procs, rcu};
@@ -378,6 +379,25 @@ fn tsc_agrees_with_pit() {
         (90_000..=110_000).contains(&us),
         "TSC and PIT disagree: 100 ms by the PIT took {us} us by the TSC"
     );
+}
+
+/// `stack-zeroed`: every frame a new stack slot maps reads zero. Beside
+/// hygiene this is what keeps tasks fast under TCG: the frames the
+/// bootloader ran code in keep QEMU's stale translations until written
+/// whole (see `mm::stack::alloc_stack`). Stacks of a size no task uses,
+/// so each one is a new slot; they are kept, as AP stacks are.
+fn fresh_stacks_are_zeroed() {
+    const SIZE: u64 = 2 * crate::mm::frame::FRAME_SIZE;
+    const STACKS: usize = 64;
+    for i in 0..STACKS {
+        let s = crate::mm::stack::alloc_stack(SIZE).expect("a stack slot");
+        // SAFETY: a new, mapped stack of SIZE bytes nobody else uses.
+        let bytes = unsafe { core::slice::from_raw_parts(s.as_ptr(), SIZE as usize) };
+        if let Some(at) = bytes.iter().position(|&b| b != 0) {
+            panic!("stack {i}: byte {at} of a fresh stack is {:#x}", bytes[at]);
+        }
+    }
+    println!("selftest stack-zeroed: {STACKS} new stacks of {SIZE} bytes read zero");
 }
 
 fn noop(_: usize) {}
