@@ -62,6 +62,8 @@ pub(crate) struct StrategyPair {
     pub(crate) alloc: AllocPidStrategy,
     pub(crate) release: ReleaseStrategy,
     pub(crate) pidmap_irq: PidmapIrq,
+    /// Its position in [`StrategyPair::all`] (what a task stores).
+    pub(crate) index: u8,
 }
 
 /// Every pair, in the benchmark's order; `PAIRS[0]` is the baseline.
@@ -72,6 +74,7 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Stock,
         pidmap_irq: PidmapIrq::Off,
+        index: 0,
     },
     StrategyPair {
         name: "pidmap-once",
@@ -79,6 +82,7 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Stock,
         pidmap_irq: PidmapIrq::Off,
+        index: 1,
     },
     StrategyPair {
         name: "exit-deferred",
@@ -86,6 +90,7 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Deferred,
         pidmap_irq: PidmapIrq::Untouched,
+        index: 2,
     },
     StrategyPair {
         name: "both",
@@ -93,6 +98,7 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Deferred,
         pidmap_irq: PidmapIrq::Untouched,
+        index: 3,
     },
 ];
 
@@ -104,6 +110,7 @@ pub(crate) static LOCKLESS: StrategyPair = StrategyPair {
     alloc: AllocPidStrategy::Lockless,
     release: ReleaseStrategy::Deferred,
     pidmap_irq: PidmapIrq::Untouched,
+    index: 4,
 };
 
 /// How many pairs there are: the Linux versions and [`LOCKLESS`].
@@ -125,13 +132,6 @@ impl StrategyPair {
         Self::all().find(|p| p.name == name)
     }
 
-    /// Its position in [`all`](Self::all) (what a task stores).
-    pub(crate) fn index(&'static self) -> usize {
-        Self::all()
-            .position(|p| core::ptr::eq(p, self))
-            .expect("a pair is one of StrategyPair::all()")
-    }
-
     /// The pair at `index` in [`all`](Self::all).
     pub(crate) fn at(index: usize) -> &'static StrategyPair {
         PAIRS.get(index).unwrap_or(&LOCKLESS)
@@ -151,7 +151,7 @@ mod tests {
     fn names_are_unique_and_found() {
         for (i, p) in StrategyPair::all().enumerate() {
             assert!(core::ptr::eq(StrategyPair::by_name(p.name).unwrap(), p));
-            assert_eq!(p.index(), i);
+            assert_eq!(usize::from(p.index), i);
             assert!(core::ptr::eq(StrategyPair::at(i), p));
         }
         assert_eq!(StrategyPair::all().count(), NR_PAIRS);

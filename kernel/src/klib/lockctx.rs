@@ -158,12 +158,14 @@ fn record_slow(site: Site) {
     platform::local_irq_restore(flags);
 }
 
-/// Records that `free_pid` was called, on this CPU, for the pid whose
-/// root-level number is `nr`.
+/// Records a `free_pid` call on this CPU: its context (as [`record`]
+/// with [`Site::FreePid`]) and, in the ring, the pid's root-level number,
+/// which `nr` gives only when recording is on (one relaxed load when off).
 #[inline]
-pub(crate) fn record_free(nr: i32) {
+pub(crate) fn record_free(nr: impl FnOnce() -> i32) {
     if enabled() {
-        record_free_slow(nr);
+        record_slow(Site::FreePid);
+        record_free_slow(nr());
     }
 }
 
@@ -280,15 +282,15 @@ mod tests {
         // Only this thread records on its CPU: the last entries are ours.
         let was = set_enabled(true);
         let nrs: std::vec::Vec<i32> = (0..FREE_RING as i32 + 3).map(|i| 1000 - i).collect();
-        record_free(nrs[0]);
-        record_free(nrs[1]);
+        record_free(|| nrs[0]);
+        record_free(|| nrs[1]);
         let two = frees(platform::cpu_id());
         for &nr in &nrs[2..] {
-            record_free(nr);
+            record_free(|| nr);
         }
         let all = frees(platform::cpu_id());
         set_enabled(false);
-        record_free(1);
+        record_free(|| 1);
         let off = frees(platform::cpu_id());
         set_enabled(was);
         assert_eq!(&two[two.len() - 2..], &nrs[..2]);

@@ -20,7 +20,7 @@ use intrusive_collections::RBTreeLink;
 use crate::klib::aligned::CacheAligned;
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::HlistHead;
-use crate::klib::lockctx::{self, Site, Tracked};
+use crate::klib::lockctx::{self, Tracked};
 use crate::mm::cache::RcuObjCache;
 use crate::pid::namespace::{PIDNS_ADDING, PidNamespace, put_pid_ns};
 use crate::platform;
@@ -416,8 +416,7 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// drops that handle. 6.14 takes `pidmap_lock` with `spin_lock_irqsave`,
 /// 6.15 on with `spin_lock`.
 pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
-    lockctx::record(Site::FreePid);
-    lockctx::record_free(pid.nr());
+    lockctx::record_free(|| pid.nr());
     // A pid of a lock-free tree is freed without pidmap_lock, whatever
     // version releases it (only `lockless` allocates there).
     let lockfree = pid.ns().lockfree().is_some();

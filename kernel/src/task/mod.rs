@@ -307,7 +307,7 @@ impl Task {
     /// Sets the version (`copy_process`, before anyone else sees the task).
     #[cfg_attr(not(target_os = "none"), allow(dead_code))]
     pub(crate) fn set_version(&self, version: &'static StrategyPair) {
-        self.version.store(version.index() as u8, Ordering::Relaxed);
+        self.version.store(version.index, Ordering::Relaxed);
     }
 
     pub(crate) fn cpu(&self) -> usize {
