@@ -62,12 +62,6 @@ impl Default for PidallocConfig<'_> {
     }
 }
 
-/// Whether any of `strategies` is a Linux version (so the Linux space
-/// comes first in the list of spaces).
-fn spaces_linux(strategies: &[&StrategyPair]) -> bool {
-    strategies.iter().any(|s| !s.lockless())
-}
-
 /// One id space measured: a root of the kind its strategies need, the
 /// namespaces below it, their inits and the pinned pids.
 struct Space {
@@ -201,14 +195,23 @@ pub(crate) fn pidalloc(
     // Each level's reaper; declared first so it outlives the namespaces.
     let reaper = Task::adopt("pidalloc-reaper", platform::cpu_id()).map_err(|_| Errno::ENOMEM)?;
     let strategies = cfg.strategies;
-    let mut spaces = Vec::new();
+    // Indexed by `lockless()`: the Linux versions' space, the lock-free one;
+    // each built only if a strategy measured needs it.
+    let mut spaces: [Option<Space>; 2] = [None, None];
     for lockfree in [false, true] {
         if strategies.iter().any(|s| s.lockless() == lockfree) {
-            spaces.push(Space::new(lockfree, cfg.level, &reaper)?);
+            spaces[usize::from(lockfree)] = Some(Space::new(lockfree, cfg.level, &reaper)?);
         }
     }
-    // The Linux versions' space first, then the lock-free one.
-    let space_of = |s: &StrategyPair| usize::from(s.lockless() && spaces_linux(strategies));
+    // The namespace each kind measures in.
+    let nss = spaces
+        .each_ref()
+        .map(|sp| sp.as_ref().map(|sp| sp.ns().clone()));
+    let ns_of = |s: &StrategyPair| -> &PidNamespace {
+        nss[usize::from(s.lockless())]
+            .as_deref()
+            .expect("built above")
+    };
 
     let _ = writeln!(
         out,
@@ -227,20 +230,20 @@ pub(crate) fn pidalloc(
     let mut rows = Vec::new();
     let result = (|| {
         for &live in &sizes {
-            for space in &mut spaces {
+            for space in spaces.iter_mut().flatten() {
                 space.pin_up_to(live)?;
             }
             let mut acc = alloc::vec![(0u64, 0u64, 0u64, 0u64); strategies.len()];
             // Warm up every path (caches, the preload pool).
             for &strategy in strategies {
-                let ns = spaces[space_of(strategy)].ns();
+                let ns = ns_of(strategy);
                 for _ in 0..per_round.min(1000) {
                     free_pid(alloc_pid(ns, &[], strategy, false)?, strategy);
                 }
             }
             for _ in 0..rounds {
                 for (i, &strategy) in strategies.iter().enumerate() {
-                    let ns = spaces[space_of(strategy)].ns();
+                    let ns = ns_of(strategy);
                     let s0 = pid_stats_this_cpu();
                     let t0 = platform::cycles();
                     for i in 0..per_round {
@@ -289,7 +292,7 @@ pub(crate) fn pidalloc(
         }
         Ok(())
     })();
-    for space in spaces {
+    for space in spaces.into_iter().flatten() {
         space.teardown();
     }
     result?;
