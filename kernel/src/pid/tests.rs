@@ -574,17 +574,27 @@ fn everything_goes_back() {
     }
 }
 
-#[test]
-fn concurrent_allocations_are_unique() {
-    let (root, init) = root_with_init(STOCK);
-    let (nss, inits) = chain(&root, 3);
+/// Four threads allocate (through `alloc_with(i, cpu)`, at the root and
+/// three levels down) and free (through `free_with`) 3,000 pids each,
+/// holding at most 9 at a time: no live number may appear twice at any
+/// level, and every thread's preload pool stays within its bound.
+fn allocate_on_four_threads(
+    nss: &[Arc<PidNamespace>],
+    alloc_with: &(dyn Fn(usize, usize) -> &'static StrategyPair + Sync),
+    free_with: &'static StrategyPair,
+) {
     let live: Mutex<HashSet<(usize, i32)>> = Mutex::new(HashSet::new());
+    let forget = |pid: &PidRef| {
+        let mut set = live.lock().unwrap();
+        for (level, u) in pid.numbers().iter().enumerate() {
+            set.remove(&(level, u.nr));
+        }
+    };
     HostThreads(4).run(4, &|cpu| {
         let mut mine: Vec<PidRef> = Vec::new();
         for i in 0..3000usize {
-            let strategy = &PAIRS[(i + cpu) % PAIRS.len()];
             let depth = if (i / 2 + cpu) % 2 == 0 { 0 } else { 3 };
-            let pid = alloc_pid(&nss[depth], &[], strategy, false).unwrap();
+            let pid = alloc_pid(&nss[depth], &[], alloc_with(i, cpu), false).unwrap();
             {
                 let mut set = live.lock().unwrap();
                 for (level, u) in pid.numbers().iter().enumerate() {
@@ -594,25 +604,23 @@ fn concurrent_allocations_are_unique() {
             mine.push(pid);
             if mine.len() > 8 {
                 let old = mine.swap_remove(i % mine.len());
-                {
-                    let mut set = live.lock().unwrap();
-                    for (level, u) in old.numbers().iter().enumerate() {
-                        set.remove(&(level, u.nr));
-                    }
-                }
-                free_pid(old, STOCK);
+                forget(&old);
+                free_pid(old, free_with);
             }
         }
         for p in mine {
-            let mut set = live.lock().unwrap();
-            for (level, u) in p.numbers().iter().enumerate() {
-                set.remove(&(level, u.nr));
-            }
-            drop(set);
-            free_pid(p, STOCK);
+            forget(&p);
+            free_pid(p, free_with);
         }
         assert!(idr_preload_count() <= IDR_PRELOAD_SIZE);
     });
+}
+
+#[test]
+fn concurrent_allocations_are_unique() {
+    let (root, init) = root_with_init(STOCK);
+    let (nss, inits) = chain(&root, 3);
+    allocate_on_four_threads(&nss, &|i, cpu| &PAIRS[(i + cpu) % PAIRS.len()], STOCK);
     for ns in &nss {
         assert_eq!(
             ns.stats().ids,
@@ -655,38 +663,7 @@ fn lockless_node_failure_is_enomem_and_gives_back_what_it_claimed() {
 fn lockless_concurrent_allocations_are_unique() {
     let (root, init) = root_with_init(&LOCKLESS);
     let (nss, inits) = chain(&root, 3);
-    let live: Mutex<HashSet<(usize, i32)>> = Mutex::new(HashSet::new());
-    HostThreads(4).run(4, &|cpu| {
-        let mut mine: Vec<PidRef> = Vec::new();
-        for i in 0..3000usize {
-            let depth = if (i / 2 + cpu) % 2 == 0 { 0 } else { 3 };
-            let pid = alloc_pid(&nss[depth], &[], &LOCKLESS, false).unwrap();
-            {
-                let mut set = live.lock().unwrap();
-                for (level, u) in pid.numbers().iter().enumerate() {
-                    assert!(set.insert((level, u.nr)), "duplicate {level}/{}", u.nr);
-                }
-            }
-            mine.push(pid);
-            if mine.len() > 8 {
-                let old = mine.swap_remove(i % mine.len());
-                let mut set = live.lock().unwrap();
-                for (level, u) in old.numbers().iter().enumerate() {
-                    set.remove(&(level, u.nr));
-                }
-                drop(set);
-                free_pid(old, &LOCKLESS);
-            }
-        }
-        for p in mine {
-            let mut set = live.lock().unwrap();
-            for (level, u) in p.numbers().iter().enumerate() {
-                set.remove(&(level, u.nr));
-            }
-            drop(set);
-            free_pid(p, &LOCKLESS);
-        }
-    });
+    allocate_on_four_threads(&nss, &|_, _| &LOCKLESS, &LOCKLESS);
     for ns in &nss {
         let want = 1 + (3 - ns.level());
         assert_eq!(ns.stats().ids, want, "only the inits are left");
