@@ -568,29 +568,15 @@ pub(crate) fn lock_contexts() {
     let base = Baseline::take();
     // A namespace chain two deep below the root, each level with a parked
     // init, for pids with three numbers.
-    let mut inits = Vec::new();
-    let mut deep = current_ns();
-    for _ in 0..2 {
-        let ns = crate::pid::namespace::create_pid_namespace(&deep).expect("namespace");
-        let mut args = CloneArgs::new("nsinit", park, 0);
-        args.pid_ns = Some(&ns);
-        inits.push(copy_process(&args).expect("ns init"));
-        deep = ns;
-    }
+    let (mut inits, deep) =
+        crate::task::fork::ns_chain(current_ns(), 2, false, StrategyPair::stock()).expect("chain");
     // The lock-free strategy's: a lock-free root with a parked init and
     // two namespaces below it (processes only: our threads would be in
     // the root namespace).
     let lf_root = crate::pid::namespace::PidNamespace::new_root_lockless();
-    let mut lf_deep = lf_root.clone();
-    for level in 0..3 {
-        if level > 0 {
-            lf_deep = crate::pid::namespace::create_pid_namespace(&lf_deep).expect("namespace");
-        }
-        let mut args = CloneArgs::new("nsinit", park, 0);
-        args.pid_ns = Some(&lf_deep);
-        args.strategy = &LOCKLESS;
-        inits.push(copy_process(&args).expect("ns init"));
-    }
+    let (lf_inits, lf_deep) =
+        crate::task::fork::ns_chain(lf_root.clone(), 2, true, &LOCKLESS).expect("lock-free chain");
+    inits.extend(lf_inits);
     for strategy in StrategyPair::all() {
         lockctx::reset();
         let was = lockctx::set_enabled(true);
@@ -754,6 +740,20 @@ fn nr_of(t: &Task, ty: PidType) -> i32 {
     task_pid(t, ty).map_or(0, |p| p.nr())
 }
 
+/// Lets `t` (a child of ours) run to its exit, then reaps it with lockctx
+/// recording only that release.
+fn reap_recording(t: &Task) -> Result<crate::task::wait::Reaped, Errno> {
+    use crate::klib::lockctx;
+    while t.state() != TaskState::Zombie {
+        sched::yield_now();
+    }
+    lockctx::reset();
+    let was = lockctx::set_enabled(true);
+    let reaped = wait_child(Some(t), true);
+    lockctx::set_enabled(was);
+    reaped
+}
+
 /// The order in which one release frees two pids of different types, as
 /// `lockctx` records `free_pid` calls. C (`setsid`, so PGID = SID = C)
 /// spawns G and exits; reaping C frees nothing, as G still links C's pid
@@ -782,20 +782,12 @@ fn free_order(strategy: &'static StrategyPair) -> &'static str {
         (c_nr, c_nr),
         "setsid: a new process group and session, led by the child"
     );
-    // Record only the releases: let C (on this CPU) run to its exit.
-    while c.state() != TaskState::Zombie {
-        sched::yield_now();
-    }
     let frees_on_each_cpu = || {
         (0..smp::online())
             .map(lockctx::frees)
             .collect::<Vec<Vec<i32>>>()
     };
-    lockctx::reset();
-    let was = lockctx::set_enabled(true);
-    let reaped = wait_child(Some(&c), true);
-    lockctx::set_enabled(was);
-    assert_eq!(reaped.map(|r| r.nr), Ok(c_nr));
+    assert_eq!(reap_recording(&c).map(|r| r.nr), Ok(c_nr));
     assert!(
         frees_on_each_cpu().iter().all(Vec::is_empty),
         "{}: reaping C freed {:?}, though its pid is G's PGID and SID",
@@ -813,14 +805,11 @@ fn free_order(strategy: &'static StrategyPair) -> &'static str {
         (c_nr, c_nr),
         "a plain child inherits its parent's process group and session"
     );
-    while g.state() != TaskState::Zombie {
-        sched::yield_now();
-    }
-    lockctx::reset();
-    let was = lockctx::set_enabled(true);
-    let reaped = wait_child(Some(&g), true);
-    lockctx::set_enabled(was);
-    assert_eq!(reaped.map(|r| r.nr), Ok(g_nr), "G was reparented to us");
+    assert_eq!(
+        reap_recording(&g).map(|r| r.nr),
+        Ok(g_nr),
+        "G was reparented to us"
+    );
     let (want, order) = if deferred {
         ([c_nr, g_nr], "[leader, child] (free_pids: last type first)")
     } else {

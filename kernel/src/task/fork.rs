@@ -79,6 +79,33 @@ pub(crate) fn current_ns() -> Arc<PidNamespace> {
     active_ns(unsafe { current().own_pid() }.as_deref())
 }
 
+/// `depth` namespaces below `root`, each with a parked init (pid 1 there,
+/// running `strategy`), and `root` itself given one if `root_init`: the
+/// inits, outermost first (reap them innermost first), and the innermost
+/// namespace. For benchmarks and tests that spawn some levels down.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub(crate) fn ns_chain(
+    root: Arc<PidNamespace>,
+    depth: u32,
+    root_init: bool,
+    strategy: &'static StrategyPair,
+) -> Result<(alloc::vec::Vec<TaskRef>, Arc<PidNamespace>), Errno> {
+    let mut inits = alloc::vec::Vec::new();
+    let mut ns = root;
+    for level in 0..=depth {
+        if level > 0 {
+            ns = create_pid_namespace(&ns)?;
+        } else if !root_init {
+            continue;
+        }
+        let mut args = CloneArgs::new("nsinit", super::exit::park, 0);
+        args.pid_ns = Some(&ns);
+        args.strategy = strategy;
+        inits.push(copy_process(&args)?);
+    }
+    Ok((inits, ns))
+}
+
 /// Port of `copy_process()` + `wake_up_new_task()`: a new process (or
 /// thread) of the current task, made runnable. Returns a reference to it
 /// (for joining threads); its parent reaps a process with

@@ -19,49 +19,22 @@ mod worker;
 
 use alloc::format;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::arch::smp;
 use crate::cmdline::{Accel, ThreadspawnParams, accel_name};
 use crate::klib::idr::lockfree::lf_stats_total;
-use crate::pid::namespace::{PidNamespace, create_pid_namespace};
+use crate::pid::namespace::PidNamespace;
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::strategy::{LOCKLESS, StrategyPair};
 use crate::sync::choice::{LockAlgo, lock_algo};
 use crate::sync::{lockstat, pvticket};
-use crate::task::TaskRef;
-use crate::task::exit::{park, request_exit};
-use crate::task::fork::{CloneArgs, copy_process, current_ns};
+use crate::task::exit::request_exit;
+use crate::task::fork::{current_ns, ns_chain};
 use crate::task::stats::{proc_stats, proc_stats_cpu};
 use crate::task::wait::wait_child;
 use report::{Attempt, Cell, RunInfo, fixed2, print_report};
 use worker::{Measured, SampleSpec, run_sample};
-
-/// `depth` namespaces below `root`, each with a parked init (pid 1 there),
-/// and `root` itself given one if `root_init`; the inits (outermost
-/// first) and the innermost namespace.
-fn ns_chain(
-    root: Arc<PidNamespace>,
-    depth: u32,
-    root_init: bool,
-    strategy: &'static StrategyPair,
-) -> Result<(Vec<TaskRef>, Arc<PidNamespace>), String> {
-    let mut chain = Vec::new();
-    let mut ns = root;
-    for level in 0..=depth {
-        if level > 0 {
-            ns = create_pid_namespace(&ns).map_err(|e| format!("ns_depth: {e:?}"))?;
-        } else if !root_init {
-            continue;
-        }
-        let mut args = CloneArgs::new("nsinit", park, 0);
-        args.pid_ns = Some(&ns);
-        args.strategy = strategy;
-        chain.push(copy_process(&args).map_err(|e| format!("ns init: {e:?}"))?);
-    }
-    Ok((chain, ns))
-}
 
 /// How many times a sample over `max_steal` is run again.
 const MAX_RERUNS: u32 = 2;
@@ -111,10 +84,14 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
     // The namespace chain, each level with a parked init (pid 1 there);
     // the lock-free strategy's in a lock-free tree of its own, whose root
     // has a parked init too.
-    let (mut chain, ns) = ns_chain(current_ns(), p.ns_depth, false, StrategyPair::stock())?;
+    let (mut chain, ns) = ns_chain(current_ns(), p.ns_depth, false, StrategyPair::stock())
+        .map_err(|e| format!("ns_depth: {e:?}"))?;
     let lf = if strategies.iter().any(|s| s.lockless()) {
         let root = PidNamespace::new_root_lockless();
-        Some(ns_chain(root, p.ns_depth, true, &LOCKLESS)?)
+        Some(
+            ns_chain(root, p.ns_depth, true, &LOCKLESS)
+                .map_err(|e| format!("ns_depth (lock-free tree): {e:?}"))?,
+        )
     } else {
         None
     };
