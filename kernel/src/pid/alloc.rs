@@ -134,17 +134,24 @@ fn check_level(
     Ok((tid, pid_max))
 }
 
+/// The namespaces a pid of `ns` gets a number in, innermost first, each
+/// with its level (its index in `numbers`) and depth (its index in
+/// `set_tid`): Linux's `for (i = ns->level; i >= 0; i--, tmp = tmp->parent)`.
+fn levels(ns: &PidNamespace) -> impl Iterator<Item = (u32, usize, &PidNamespace)> {
+    let top = ns.level();
+    core::iter::successors(Some(ns), |n| n.parent().map(|p| &**p))
+        .enumerate()
+        .map(move |(depth, n)| (top - depth as u32, depth, n))
+}
+
 /// The change's prologue: every level checked before the lock is taken.
 fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Errno> {
     let mut prep = Prep {
         tid: [0; MAX_PID_NS_LEVEL as usize + 1],
         pid_max: [0; MAX_PID_NS_LEVEL as usize + 1],
     };
-    let mut tmp = Some(ns);
-    for depth in 0..=ns.level() as usize {
-        let level_ns = tmp.expect("namespace chain shorter than its level");
+    for (_, depth, level_ns) in levels(ns) {
         (prep.tid[depth], prep.pid_max[depth]) = check_level(level_ns, set_tid, depth, has_cap)?;
-        tmp = level_ns.parent().map(|p| &**p);
     }
     Ok(prep)
 }
@@ -242,37 +249,27 @@ fn alloc_pid_stock<D: IrqDiscipline>(
     has_cap: bool,
     counts: &mut AllocCounts,
 ) -> Result<PidRef, Errno> {
-    let top = ns.level() as i64;
-    let mut level_ns: &PidNamespace = ns;
-    let mut i = top;
+    // The level that failed (-1: none); the levels above it have numbers.
+    let mut failed = -1;
     let mut err = None;
-    while i >= 0 {
-        let depth = (top - i) as usize;
-        let (tid, pid_max) = match check_level(level_ns, set_tid, depth, has_cap) {
-            Ok(checked) => checked,
-            Err(e) => {
-                err = Some(e);
-                break;
-            }
-        };
-        // Like Linux's idr_preload(), ignore a failed fill: the insertion
-        // reports ENOMEM if the pool really runs dry.
-        let _ = idr_preload();
-        let nr = {
-            let mut g = counts.lock::<D>();
-            alloc_nr(level_ns.map(&mut g), tid, pid_max)
-        };
-        idr_preload_end();
+    for (level, depth, level_ns) in levels(ns) {
+        let nr = check_level(level_ns, set_tid, depth, has_cap).and_then(|(tid, pid_max)| {
+            // Like Linux's idr_preload(), ignore a failed fill: the
+            // insertion reports ENOMEM if the pool really runs dry.
+            let _ = idr_preload();
+            let nr = {
+                let mut g = counts.lock::<D>();
+                alloc_nr(level_ns.map(&mut g), tid, pid_max)
+            };
+            idr_preload_end();
+            nr
+        });
         match nr {
-            Ok(nr) => pid.set_number(i as u32, nr, level_ns),
+            Ok(nr) => pid.set_number(level, nr, level_ns),
             Err(e) => {
-                err = Some(e);
+                (failed, err) = (i64::from(level), Some(e));
                 break;
             }
-        }
-        i -= 1;
-        if let Some(parent) = level_ns.parent() {
-            level_ns = parent;
         }
     }
     if err.is_none() {
@@ -290,7 +287,7 @@ fn alloc_pid_stock<D: IrqDiscipline>(
         }
     }
     let mut g = counts.lock::<D>();
-    rollback(&mut g, &pid, ns, i);
+    rollback(&mut g, &pid, ns, failed);
     drop(g);
     Err(err.unwrap_or(Errno::ENOMEM))
 }
@@ -458,22 +455,16 @@ fn claim_nr(map: &LockFree, tid: i32, pid_max: i32) -> Result<i32, Errno> {
 /// No `pidmap_lock`: a failure gives back the numbers claimed so far the
 /// same way, and resets the cursor if the namespace never got a pid.
 fn alloc_pid_lockless(ns: &PidNamespace, mut pid: NewPid, prep: &Prep) -> Result<PidRef, Errno> {
-    let top = ns.level() as i64;
-    let mut level_ns: &PidNamespace = ns;
-    let mut i = top;
+    // The level that failed (-1: none); the levels above it have numbers.
+    let mut failed = -1;
     let mut err = None;
-    while i >= 0 {
-        let depth = (top - i) as usize;
+    for (level, depth, level_ns) in levels(ns) {
         match claim_nr(lf(level_ns), prep.tid[depth], prep.pid_max[depth]) {
-            Ok(nr) => pid.set_number(i as u32, nr, level_ns),
+            Ok(nr) => pid.set_number(level, nr, level_ns),
             Err(e) => {
-                err = Some(e);
+                (failed, err) = (i64::from(level), Some(e));
                 break;
             }
-        }
-        i -= 1;
-        if let Some(parent) = level_ns.parent() {
-            level_ns = parent;
         }
     }
     if err.is_none() {
@@ -482,7 +473,7 @@ fn alloc_pid_lockless(ns: &PidNamespace, mut pid: NewPid, prep: &Prep) -> Result
             Err(e) => err = Some(e),
         }
     }
-    for level in (i + 1) as u32..=ns.level() {
+    for level in (failed + 1) as u32..=ns.level() {
         let (nr, level_ns) = pid.number(level);
         // SAFETY: this call claimed `nr` there and published nothing.
         unsafe { lf(level_ns).idr.remove(nr as u32) };
