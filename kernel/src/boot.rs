@@ -140,7 +140,14 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
         Bench::Locks => bench_locks(&cmd),
         Bench::Pidalloc => {
+            let live: Option<alloc::vec::Vec<usize>> = cmd
+                .pidalloc_live
+                .as_ref()
+                .map(|l| l.iter().map(|&n| n as usize).collect());
             let cfg = crate::bench::pidalloc::PidallocConfig {
+                live: live
+                    .as_deref()
+                    .unwrap_or(&crate::bench::pidalloc::PIDALLOC_DEFAULT_LIVE),
                 level: cmd.threadspawn.ns_depth,
                 strategies: &cmd.threadspawn.strategies,
                 ..Default::default()

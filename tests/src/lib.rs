@@ -3,9 +3,11 @@
 //! A test boots the one kernel image with the parameters it needs (usually
 //! `test=...` to pick in-kernel cases, or `bench=...`), and the harness
 //! judges the run by QEMU's exit status and the serial output. Every boot has
-//! a timeout (60 s unless the test says otherwise; `PIDLAB_TEST_TIMEOUT_SCALE`
-//! multiplies it on slow machines): a hung kernel is killed and reported, it
-//! never hangs `cargo test`. When an expectation fails, the panic message
+//! a timeout (300 s unless the test says otherwise; `PIDLAB_TEST_TIMEOUT_SCALE`
+//! multiplies it): a hung kernel is killed and reported, it never hangs
+//! `cargo test`. No test asserts on the host's speed: a boot takes 3 to 25 s
+//! on our 2-core hosts, and every timeout is at least 10x what its boot
+//! takes there, so a host 10x slower still passes (a hang costs minutes). When an expectation fails, the panic message
 //! carries how the run ended and the tail of the serial log.
 
 use std::time::Duration;
@@ -15,8 +17,8 @@ pub use pidlab_boot::{Outcome, RunConfig, Status};
 pub mod pidctl_cases;
 pub mod pidctl_model;
 
-/// Default per-boot timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default per-boot timeout: 10x the longest boot that uses it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Serial lines shown when an expectation fails.
 const TAIL_LINES: usize = 40;
 

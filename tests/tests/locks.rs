@@ -48,7 +48,9 @@ fn spinlock_and_tasklist_on_8_cpus(lock: &str) {
     let run = Boot::new()
         .smp(8)
         .tcg_single()
-        .timeout(Duration::from_secs(120))
+        // 10 to 70 s here (pv-ticket and qspinlock hand off slowly on
+        // round-robin vCPUs); 10x the longest for a slow host.
+        .timeout(Duration::from_secs(900))
         .params(&format!("bench=none lock={lock} test=spinlock,tasklist"))
         .run();
     run.expect_success()
@@ -146,7 +148,6 @@ fn every_algorithm_s_stuck_wait_fails_the_run_naming_the_lock() {
             .params(&format!(
                 "bench=none lock={lock} lockwait_ms=300 test=deadlock"
             ))
-            .timeout(Duration::from_secs(30))
             .run();
         run.expect_serial("a wait longer than 300 ms panics naming the lock")
             .expect_failure_with("lock selftest_deadlock: cpu 0 waited more than 300 ms");
@@ -158,11 +159,7 @@ const LOCKS_HEADER: &str = "locks,lock,cpus,ops_per_sec,cycles_per_op,bench,ops,
 #[test]
 fn bench_locks_prints_well_formed_rows_on_2_cpus() {
     let _alone = alone();
-    let run = Boot::new()
-        .smp(2)
-        .timeout(Duration::from_secs(90))
-        .params("bench=locks host_cpus=2")
-        .run();
+    let run = Boot::new().smp(2).params("bench=locks host_cpus=2").run();
     run.expect_success()
         .expect_serial("bench locks: accel tcg, 2 cpus online")
         .expect_serial("bench locks: done");
@@ -189,9 +186,12 @@ fn bench_locks_prints_well_formed_rows_on_2_cpus() {
         assert!(ops > 0 && cycles_per_op > 0.0 && min <= max, "{r:?}");
         match r[5] {
             "uncontended" => assert!(cpus == 1 && ops_per_sec > 0, "{r:?}"),
-            // Time-bounded: about 500 ms, never far beyond.
+            // Stops on a 500 ms deadline of guest time, checked after each
+            // batch: never short of it; past it by the last batch and the
+            // other CPU's last op, which host preemption of a vCPU stretches.
+            // 60 s holds on a host 10x slower than ours (a few ms over here).
             "contended" => assert!(
-                (1..=2).contains(&cpus) && (500..5000).contains(&millis),
+                (1..=2).contains(&cpus) && (500..60_000).contains(&millis),
                 "{r:?}"
             ),
             other => panic!("bench column {other:?} in {r:?}"),

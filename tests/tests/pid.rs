@@ -11,12 +11,7 @@ use pidlab_tests::Boot;
 /// lock's hand-off waits for the host scheduler.
 #[test]
 fn soak_on_8_cpus_one_million_ops() {
-    let run = Boot::new()
-        .smp(8)
-        .tcg_single()
-        .timeout(Duration::from_secs(120))
-        .params("test=pidsoak")
-        .run();
+    let run = Boot::new().smp(8).tcg_single().params("test=pidsoak").run();
     run.expect_success()
         .expect_serial("invariants: ok")
         .expect_serial("selftest pidsoak: ok");
@@ -31,12 +26,7 @@ fn soak_on_8_cpus_one_million_ops() {
 /// each CPU failing; ends with the maps back and `invariants: ok`.
 #[test]
 fn lockless_soak_on_8_cpus_with_set_tid_and_node_failures() {
-    let run = Boot::new()
-        .smp(8)
-        .tcg_single()
-        .timeout(Duration::from_secs(180))
-        .params("test=lfsoak")
-        .run();
+    let run = Boot::new().smp(8).tcg_single().params("test=lfsoak").run();
     run.expect_success()
         .expect_serial("invariants: ok")
         .expect_serial("selftest lfsoak: ok");
@@ -63,17 +53,17 @@ fn lockless_soak_on_8_cpus_with_set_tid_and_node_failures() {
     assert!(field("with set_tid (") > 0, "some found taken: {line}");
 }
 
-/// The benchmark's default run: 0, 1k, 100k and 1M live pids, every
+/// The benchmark at 0, 1k and 100k live pids (`live=`: the default adds
+/// 1M, minutes of heap work that say nothing more about the rows), every
 /// kernel version, rows well formed, stock alloc_pid taking 2 locks per
 /// alloc at level 0 and the change 1.
 #[test]
 fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
     let run = Boot::new()
         .smp(1)
-        // About 4 minutes on an idle host, most of it giving a million pids
-        // back to the linked-list heap; generous for a loaded one.
-        .timeout(Duration::from_secs(900))
-        .params("bench=pidalloc")
+        // 20 to 40 s here; 10x that for a slow host.
+        .timeout(Duration::from_secs(600))
+        .params("bench=pidalloc live=0,1000,100000")
         .run();
     run.expect_success();
     let s = run.serial();
@@ -87,8 +77,8 @@ fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
         .filter(|l| l.starts_with("pidalloc,") && !l.starts_with("pidalloc,strategy,"))
         .map(|l| l.split(',').collect())
         .collect();
-    assert_eq!(rows.len(), 16, "{rows:?}");
-    for live in ["0", "1000", "100000", "1000000"] {
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    for live in ["0", "1000", "100000"] {
         for (strategy, locks) in [
             ("stock", "2.00"),
             ("pidmap-once", "1.00"),
@@ -104,5 +94,5 @@ fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
             assert_eq!(r[6], locks, "{r:?}");
         }
     }
-    assert!(s.contains("pidalloc: stock cost at 1000000 live pids is "));
+    assert!(s.contains("pidalloc: stock cost at 100000 live pids is "));
 }

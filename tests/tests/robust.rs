@@ -20,16 +20,16 @@ fn every_interrupt_handler_enters_through_irq_entry() {
     assert!(run.line("selftest irqs: cpu 3:").contains("wake "));
 }
 
+/// The guard page's fault names the overflow (a failure, not a timeout:
+/// the run ends at once, whatever the host's speed).
 #[test]
 fn a_task_stack_overflow_hits_the_guard_and_names_cpu_and_task() {
-    let start = std::time::Instant::now();
     Boot::new()
         .smp(2)
         .params("test=task-stack-overflow")
         .run()
         .expect_failure_with("stack overflow on CPU 0 in task overflow")
         .expect_serial("stacks: guarded region at 0x");
-    assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
 
 /// The first AP is abandoned right after its start-up IPIs and left
@@ -50,19 +50,24 @@ fn a_late_ap_is_turned_away_by_the_claim_handshake() {
 /// A CPU spinning forever with interrupts off (for a lock whose own wait
 /// bound is off) is caught by the hard-lockup detector: its buddy sees its
 /// ticks frozen and NMIs it; the report names the RIP and the lock.
+/// The hard-lockup detector, not the soft one (20 s), names it: the frozen
+/// time it reports is the guest's own clock, past the 5 s bound and well
+/// short of the soft bound, whatever the host's speed.
 #[test]
 fn a_cpu_stuck_with_interrupts_off_is_a_named_hard_lockup() {
-    let start = std::time::Instant::now();
     let run = Boot::new().smp(2).params("test=lockup-irqoff").run();
     run.expect_failure_with("hard lockup on CPU 1: no timer tick for")
         .expect_failure_with("at RIP 0x")
         .expect_failure_with("in task worker; waiting for lock lockup_irqoff")
         .expect_serial("watchdog: lock and spin waits 2000 ms, soft lockup 20000 ms");
-    assert!(
-        start.elapsed() < std::time::Duration::from_secs(20),
-        "{:?}",
-        start.elapsed()
-    );
+    let frozen: u64 = run
+        .serial()
+        .split("no timer tick for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .expect("the report's `no timer tick for N ms`");
+    assert!((5000..20_000).contains(&frozen), "frozen {frozen} ms");
 }
 
 /// A CPU spinning with interrupts on that never passes a scheduling point

@@ -2,8 +2,6 @@
 //! site; each must end with every injected failure accounted for as its
 //! site's errno and `invariants: ok`.
 
-use std::time::Duration;
-
 use pidlab_tests::Boot;
 
 /// Numbers after `name ` in `line` (e.g. "pid 15 (ENOMEM 15, ...").
@@ -24,7 +22,6 @@ fn a_short_soak_injects_faults_everywhere_and_leaks_nothing() {
     let run = Boot::new()
         .smp(4)
         .tcg_single()
-        .timeout(Duration::from_secs(120))
         .params("bench=soak ops=40000 faults=1/200")
         .run();
     run.expect_success()
@@ -58,7 +55,6 @@ fn a_short_soak_injects_faults_everywhere_and_leaks_nothing() {
 fn a_soak_without_faults_sees_no_enomem() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=soak ops=10000 faults=off seed=7")
         .run();
     run.expect_success()
@@ -78,7 +74,6 @@ fn the_seed_decides_the_operations() {
         let run = Boot::new()
             .smp(2)
             .tcg_single()
-            .timeout(Duration::from_secs(120))
             .params(&format!("bench=soak ops=6000 seed={seed}"))
             .run();
         run.expect_success();

@@ -6,7 +6,6 @@
 //! key.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use pidlab_tests::Boot;
 
@@ -262,7 +261,6 @@ fn ran_here(serial: &str, cpu: u32) -> u64 {
 fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=threadspawn samples=1 sample_ms=100 lockstat=on")
         .run();
     run.expect_success()
@@ -279,7 +277,6 @@ fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
 fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3")
         .run();
     run.expect_success().expect_serial("invariants: ok");
@@ -292,7 +289,6 @@ fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() 
 fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3 strategies=stock,both,lockless")
         .run();
     run.expect_success()
@@ -316,7 +312,6 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
 fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both")
         .run();
     run.expect_success().expect_serial("invariants: ok");
@@ -335,7 +330,6 @@ fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
 fn same_placement_six_rounds_and_missing_comparisons() {
     let run = Boot::new()
         .smp(2)
-        .timeout(Duration::from_secs(120))
         .params("bench=threadspawn workers=1 samples=6 sample_ms=30 strategies=stock,both placement=same max_steal=100")
         .run();
     run.expect_success()

@@ -1,7 +1,8 @@
 //! Time: the TSC, calibrated against the PIT, as a monotonic nanosecond
 //! clock and a busy-wait delay.
 //!
-//! At boot the boot CPU counts TSC cycles across a 50 ms PIT interval. The
+//! At boot the boot CPU counts TSC cycles across a 50 ms PIT interval
+//! (the shortest of three). The
 //! TSC is then the clock everyone reads: under QEMU/TCG every vCPU's TSC
 //! comes from the same host counter, so readings agree across CPUs.
 
@@ -17,10 +18,15 @@ static TSC_ZERO: AtomicU64 = AtomicU64::new(0);
 pub(crate) const CALIBRATION_MS: u64 = 50;
 
 /// Measures the TSC frequency against the PIT and makes it the clock.
-/// Returns it in Hz.
+/// Returns it in Hz. The shortest of three measurements counts: under
+/// TCG a vCPU the host deschedules beside a PIT edge makes a count too
+/// long (a clock too fast), never too short.
 pub(crate) fn calibrate_tsc() -> u64 {
     TSC_ZERO.store(rdtsc(), Ordering::Relaxed);
-    let cycles = pit::measure_tsc_over_ms(CALIBRATION_MS);
+    let cycles = (0..3)
+        .map(|_| pit::measure_tsc_over_ms(CALIBRATION_MS))
+        .min()
+        .unwrap_or(0);
     let hz = cycles * 1000 / CALIBRATION_MS;
     cpu::set_tsc_hz(hz);
     hz

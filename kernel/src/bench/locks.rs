@@ -332,7 +332,11 @@ pub(crate) fn run_locks_bench(par: &dyn Parallel, params: &LocksBenchParams) -> 
         calibrated
     };
     let max = par.cpus().min(params.max_cpus).max(1);
-    let budget = params.millis.saturating_mul(cps / 1000).max(1);
+    // Rounded up, so a point that ran its budget reports at least
+    // `millis` (cps / 1000 truncated would make a 500 ms budget 499.99 ms).
+    let budget = (u128::from(params.millis) * u128::from(cps))
+        .div_ceil(1000)
+        .clamp(1, u128::from(u64::MAX)) as u64;
     let n_ops = params.uncontended_ops.max(1);
     println!(
         "locks: {} CPUs available, up to {max} used; contended points {} ms each; \

@@ -170,7 +170,14 @@ pub(crate) struct Cmdline<'a> {
     pub(crate) pidctl_version: &'static StrategyPair,
     pub(crate) threadspawn: ThreadspawnParams,
     pub(crate) soak: SoakParams,
+    /// `bench=pidalloc`'s live-pid counts (`live=`); `None`: its default.
+    pub(crate) pidalloc_live: Option<ArrayVec<u32, MAX_LIVE_COUNTS>>,
 }
+
+/// Most entries in a `live=` list.
+pub(crate) const MAX_LIVE_COUNTS: usize = 8;
+/// Most live pids `live=` takes (the root's ids stop at 4,194,304).
+pub(crate) const MAX_LIVE_PIDS: u32 = 4_000_000;
 
 impl Default for Cmdline<'_> {
     fn default() -> Self {
@@ -190,6 +197,7 @@ impl Default for Cmdline<'_> {
             pidctl_version: StrategyPair::stock(),
             threadspawn: ThreadspawnParams::default(),
             soak: SoakParams::default(),
+            pidalloc_live: None,
         }
     }
 }
@@ -264,6 +272,10 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     (
         "placement",
         "spread (each new thread on another CPU, one without a worker if any: the default) or same (on its creator's CPU)",
+    ),
+    (
+        "live",
+        "bench=pidalloc's live-pid counts: a comma-separated list of 1 to 8 counts, each 0 to 4000000 (default 0,1000,100000,1000000)",
     ),
     (
         "max_steal",
@@ -480,6 +492,17 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     Ok(n) if n <= 100 => n,
                     _ => return Err(bad()),
                 };
+            }
+            "live" => {
+                let mut list = ArrayVec::new();
+                for item in value.split(',') {
+                    let n = match item.parse::<u32>() {
+                        Ok(n) if n <= MAX_LIVE_PIDS => n,
+                        _ => return Err(bad()),
+                    };
+                    list.try_push(n).map_err(|_| bad())?;
+                }
+                cmd.pidalloc_live = Some(list);
             }
             "placement" => {
                 cmd.threadspawn.placement = Placement::by_name(value).ok_or_else(bad)?;

@@ -111,6 +111,16 @@ fn parses_threadspawn_keys() {
 }
 
 #[test]
+fn parses_pidalloc_live_counts() {
+    let c = parse("bench=pidalloc live=0,1000,100000").unwrap();
+    assert_eq!(c.pidalloc_live.as_deref(), Some(&[0, 1000, 100_000][..]));
+    assert_eq!(parse("").unwrap().pidalloc_live, None);
+    for bad in ["", "1,", "1k", "1,2,3,4,5,6,7,8,9"] {
+        bad_value_for(&format!("live={bad}"), "live");
+    }
+}
+
+#[test]
 fn rejects_words_without_equals_and_duplicates() {
     assert_eq!(
         parse("bench").unwrap_err(),
@@ -207,6 +217,13 @@ const RANGES: &[Range] = &[
         lo: 0,
         hi: 100,
         value: |c| c.threadspawn.max_steal.into(),
+    },
+    // Each live-pid count in the list.
+    Range {
+        key: "live",
+        lo: 0,
+        hi: 4_000_000,
+        value: |c| c.pidalloc_live.as_ref().map_or(u64::MAX, |l| l[0].into()),
     },
     // Each worker count in the list.
     Range {

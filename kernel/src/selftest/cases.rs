@@ -327,20 +327,50 @@ fn lockup_soft() {
     });
 }
 
+/// Waits until every online CPU has taken a timer tick since `before`
+/// (each CPU's count then), for at most `bound_ms` of guest time; returns
+/// each CPU's ticks since `before` and the milliseconds waited. The bound
+/// is hundreds of ticks: a vCPU the host leaves unscheduled for a while
+/// (TCG, a loaded host) ticks late, a CPU with interrupts stuck off never.
+pub(super) fn wait_for_ticks_everywhere(before: &[u64], bound_ms: u64) -> (Vec<u64>, u64) {
+    let start = time::now_ns();
+    let since = || -> Vec<u64> {
+        before
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| percpu::cpu(i).ticks() - b)
+            .collect()
+    };
+    loop {
+        let ticks = since();
+        let waited_ms = (time::now_ns() - start) / 1_000_000;
+        if ticks.iter().all(|&t| t > 0) || waited_ms >= bound_ms {
+            return (ticks, waited_ms);
+        }
+        platform::cpu_relax();
+    }
+}
+
 /// Every online CPU takes timer ticks, and each runs work under its own
 /// distinct index.
 fn smp_ticks_and_indices() {
     let n = smp::online();
     let before: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
     time::delay_us(200_000);
-    let after: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
-    for i in 0..n {
+    // 200 ms is 200 ticks at the default rate; waiting on for stragglers
+    // keeps a host that deschedules a vCPU from failing the check.
+    let (ticks, waited_ms) = wait_for_ticks_everywhere(&before, 5_000);
+    for (i, &t) in ticks.iter().enumerate() {
         println!(
-            "selftest smp: cpu {i} apic {} ticks +{} in 200 ms",
+            "selftest smp: cpu {i} apic {} ticks +{t} in {} ms",
             smp::apic_id_of(i),
-            after[i] - before[i]
+            200 + waited_ms
         );
-        assert!(after[i] > before[i], "cpu {i} took no timer tick in 200 ms");
+        assert!(
+            t > 0,
+            "cpu {i} took no timer tick in {} ms",
+            200 + waited_ms
+        );
     }
     let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(u32::MAX)).collect();
     Cpus.run(n, &|worker| {
@@ -364,10 +394,12 @@ fn ap_panic() {
     });
 }
 
-/// 100 ms by the PIT measured with the TSC clock: within 10%. Under TCG
-/// a vCPU descheduled by the host between the PIT's start or end and the
-/// TSC reads beside them makes the TSC count too long, never too short,
-/// so the shortest of three measurements is the one compared.
+/// 100 ms by the PIT measured with the TSC clock: within 80..125 ms.
+/// Under TCG a vCPU descheduled by the host between the PIT's start or end
+/// and the TSC reads beside them makes a TSC count too long, never too
+/// short, so the shortest of three is compared here, as at calibration.
+/// What is left of host preemption is tens of ms at worst on a loaded
+/// host; a clock off by a wrong PIT rate or a unit slip reads far outside.
 fn tsc_agrees_with_pit() {
     let tries: Vec<u64> = (0..3).map(|_| pit::measure_tsc_over_ms(100)).collect();
     let cycles = *tries.iter().min().expect("three tries");
@@ -376,7 +408,7 @@ fn tsc_agrees_with_pit() {
         "selftest tsc: 100 ms by the PIT = {us} us by the TSC clock ({cycles} cycles; the shortest of {tries:?})"
     );
     assert!(
-        (90_000..=110_000).contains(&us),
+        (80_000..=125_000).contains(&us),
         "TSC and PIT disagree: 100 ms by the PIT took {us} us by the TSC"
     );
 }

@@ -186,12 +186,16 @@ pub(crate) fn threads() {
     println!("selftest threads: 4 x 1000 threads spawned, joined, released");
     if smp::online() > 1 {
         join_returns_before_exit_notify();
+        join_returns_the_exit_code();
         for strategy in &PAIRS {
             threads_elsewhere(strategy);
             leader_waits_for_its_thread(strategy);
         }
         println!(
             "selftest threads: 4 x {THREADS_ELSEWHERE} threads on another CPU, joined at mm_release; their leader reaped after their release"
+        );
+        println!(
+            "selftest threads: join returns the exit code of a thread and a process on another CPU, held at the join point"
         );
     }
     expect_invariants(&base);
@@ -227,6 +231,51 @@ fn join_returns_before_exit_notify() {
         "joined thread released while tasklist_lock was read-held"
     );
     drop(g);
+}
+
+/// Set by the joiner once `join` has returned and its code is read.
+static JOINER_RETURNED: AtomicBool = AtomicBool::new(false);
+
+/// The join-window hook: holds the exiting task right after its join
+/// point until the joiner has read the code (bounded, so a joiner that
+/// never comes cannot hang the exit). An exit that woke the joiner before
+/// setting its code would be read as 0 for certain.
+fn hold_until_joiner_returns(_: &Task) {
+    let deadline = platform::cycles() + 2 * platform::cycles_per_sec().max(1_000_000);
+    while !JOINER_RETURNED.load(Ordering::Acquire) && platform::cycles() < deadline {
+        platform::cpu_relax();
+    }
+}
+
+/// `join` returns the code a thread (or process) on another CPU exited
+/// with, for every strategy pair: the code is set before the join point
+/// wakes the joiner (`do_exit`: exit code, then `mm_release`).
+fn join_returns_the_exit_code() {
+    crate::task::exit::set_join_window_hook(Some(hold_until_joiner_returns));
+    for (i, strategy) in PAIRS.iter().enumerate() {
+        for thread in [true, false] {
+            let code = 0x5a10 + 2 * i + usize::from(thread);
+            JOINER_RETURNED.store(false, Ordering::Release);
+            let mut args = CloneArgs::new(if thread { "thread" } else { "child" }, exit_with, code);
+            args.thread = thread;
+            args.cpu = Some((platform::cpu_id() + 1) % smp::online());
+            args.strategy = strategy;
+            let t = copy_process(&args).expect("spawn");
+            let got = sched::join(&t);
+            JOINER_RETURNED.store(true, Ordering::Release);
+            if !thread {
+                wait_child(Some(&t), true).expect("reap the child");
+            }
+            assert_eq!(
+                got,
+                code as i32,
+                "{}: join of a {} returned {got:#x}, it exited with {code:#x}",
+                strategy.name,
+                if thread { "thread" } else { "process" }
+            );
+        }
+    }
+    crate::task::exit::set_join_window_hook(None);
 }
 
 /// Starts a leader process running `body` with `strategy`'s index in

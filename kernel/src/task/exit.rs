@@ -13,7 +13,7 @@
 //! for `zap_pid_ns_processes`.
 
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::sched::{self, current};
 use super::stats;
@@ -61,6 +61,31 @@ pub(crate) fn do_exit(code: i32) -> ! {
 /// released before it can be reaped (`delay_group_leader`).
 fn mm_release(me: &Task) {
     sched::wake_joiner(me);
+    run_join_window_hook(me);
+}
+
+/// A test's `fn(&Task)` run by `do_exit` right after the join point, or
+/// null: it can hold the exiting task there until its joiner has returned,
+/// so a join that returned before the exit code was set reads the wrong
+/// one for certain.
+static JOIN_WINDOW_HOOK: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+
+/// Sets (None: clears) the hook `do_exit` runs right after `mm_release`
+/// has woken the joiner.
+pub(crate) fn set_join_window_hook(hook: Option<fn(&Task)>) {
+    let p = hook.map_or(ptr::null_mut(), |f| f as *mut ());
+    JOIN_WINDOW_HOOK.store(p, Ordering::Release);
+}
+
+#[inline]
+fn run_join_window_hook(me: &Task) {
+    let p = JOIN_WINDOW_HOOK.load(Ordering::Acquire);
+    if !p.is_null() {
+        // SAFETY: only `set_join_window_hook` stores here, and it stores a
+        // `fn(&Task)`.
+        let hook: fn(&Task) = unsafe { core::mem::transmute(p) };
+        hook(me);
+    }
 }
 
 /// Port of `exit_notify()` (with `forget_original_parent`).
