@@ -278,10 +278,15 @@ fn lockstat_counts_reads_and_writes_apart() {
     for _ in 0..3 {
         *lock.write() += 1;
     }
-    // One contended read: a reader waits ~20 ms for a writer.
+    // One contended read: a reader waits ~20 ms for a writer (counted from
+    // when it is seen trying, so a slow thread start cannot make it an
+    // uncontended read).
     std::thread::scope(|s| {
         let g = lock.write();
         let reader = s.spawn(|| drop(lock.read()));
+        // SAFETY: only reads the lock word.
+        let raw = unsafe { lock.raw() };
+        wait_until(|| raw.qrw.readers() == 1);
         std::thread::sleep(Duration::from_millis(20));
         drop(g);
         reader.join().unwrap();
