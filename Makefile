@@ -9,7 +9,7 @@ QEMU_PACKAGE := qemu-system-x86
 # Extra arguments for `make run`, e.g. make run ARGS="--smp 2 bench=none"
 ARGS ?=
 
-.PHONY: setup toolchain qemu run bench test test-loom clippy fmt fmt-check
+.PHONY: setup toolchain qemu run bench test test-loom layers clippy fmt fmt-check
 
 setup: toolchain qemu
 
@@ -64,6 +64,11 @@ test: setup
 	cargo test
 	cargo test -p pidlab-plot
 	$(MAKE) test-loom
+
+# The kernel's rooms in layers: fails when a `crate::` path points up a
+# layer or closes a circle between rooms (also part of `cargo test`).
+layers: toolchain
+	cargo test -p pidlab-kernel --test layers
 
 # loom model checks of the lock protocols (kernel/src/sync/*/loom_models.rs):
 # built with --cfg loom in their own target dir so the normal build is not

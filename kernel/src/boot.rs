@@ -69,7 +69,15 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // SAFETY: once, on the boot CPU, with its own index.
     unsafe { gdt::init_this_cpu(0) };
     idt::init();
+    crate::arch::hooks::register(crate::arch::hooks::ArchHooks {
+        task_name: crate::task::sched::current_name,
+        waiting_for: debug::waiting_for,
+        panic_report: mm::heap::panic_report,
+        stack_guard: mm::stack::guard_hit,
+        console_wait: debug::console_wait,
+    });
     crate::arch::irq::set_tick_work(crate::rcu::rcu_sched_clock_irq);
+    crate::platform::set_cond_resched(crate::task::sched::cond_resched);
 
     println!(
         "pidlab {}: Linux pid allocation and task release paths on SMP x86_64",
@@ -201,7 +209,7 @@ fn bench_locks(cmd: &Cmdline<'_>) {
     };
     println!(
         "bench locks: accel {}, {} cpus online, timer {} Hz, lock wait bound {} ms",
-        cmdline::accel_name(cmd.accel),
+        crate::bench::accel_name(cmd.accel),
         smp::online(),
         cmd.timer_hz,
         debug::wait_bound_ms()
@@ -252,7 +260,11 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>) {
     percpu::this_cpu().set_apic_id(apic::id());
     x86_64::instructions::interrupts::enable();
     let late_first_ap = cmd.tests.split(',').any(|t| t == "ap-late");
-    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle, late_first_ap) {
+    let mem = smp::ApMemory {
+        low_page: || mm::with_frames(|f| f.alloc_low_frame()),
+        stack: mm::stack::alloc_stack,
+    };
+    let report = match smp::start_aps(&madt, crate::task::sched::run_ap_idle, &mem, late_first_ap) {
         Ok(r) => r,
         Err(e) => fail(format_args!("SMP: {e}")),
     };

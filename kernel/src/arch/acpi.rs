@@ -14,8 +14,8 @@ use acpi::sdt::Signature;
 use acpi::sdt::madt::{Madt, MadtEntry};
 use acpi::{AcpiTables, Handler, PciAddress, PhysicalMapping};
 
+use super::physmap::phys_to_virt;
 use crate::MAX_CPUS;
-use crate::mm::phys_to_virt;
 
 /// What the MADT says about the CPUs.
 #[derive(Clone, Debug)]

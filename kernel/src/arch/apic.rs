@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
-use crate::mm::phys_to_virt;
+use super::physmap::phys_to_virt;
 
 pub(crate) const TIMER_VECTOR: u8 = 0x20;
 pub(crate) const WAKE_VECTOR: u8 = 0xf0;

@@ -20,6 +20,7 @@ use x86_64::set_general_handler;
 use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame};
 
 use super::gdt::DOUBLE_FAULT_IST_INDEX;
+use super::hooks;
 use super::irq::{IrqKind, irq_entry};
 
 struct Idt(UnsafeCell<InterruptDescriptorTable>);
@@ -101,15 +102,14 @@ pub(crate) fn load() {
 /// Panics naming the CPU and task if the fault address or the stack
 /// pointer lies on a stack guard.
 fn stack_overflow_check(cr2: u64, rsp: u64) {
-    let Some(hit) = crate::mm::stack::guard_hit(cr2).or_else(|| crate::mm::stack::guard_hit(rsp))
-    else {
+    let Some(hit) = hooks::stack_guard(cr2).or_else(|| hooks::stack_guard(rsp)) else {
         return;
     };
     let cpu = super::percpu::cpu_index();
     panic!(
         "stack overflow on CPU {cpu} in task {}: RSP {rsp:#x}, fault at {:#x} on the guard \
          below the stack {:#x}-{:#x}",
-        crate::task::sched::current_name(cpu as usize).unwrap_or("?"),
+        hooks::task_name(cpu as usize).unwrap_or("?"),
         hit.addr,
         hit.stack_bottom,
         hit.stack_top

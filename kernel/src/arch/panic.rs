@@ -52,13 +52,6 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             info.message()
         ),
     }
-    let heap = &crate::mm::heap::HEAP;
-    if let Some((size, align)) = heap.last_failure() {
-        print!("{PANIC_MARK}   last failed allocation: {size} bytes (align {align})");
-        match heap.try_stats() {
-            Some(s) => println!("; heap {} of {} bytes in use", s.used, s.size),
-            None => println!(),
-        }
-    }
+    super::hooks::panic_report();
     qemu::exit(ExitCode::Failure)
 }

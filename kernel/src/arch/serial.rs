@@ -6,8 +6,9 @@
 //! be masked (NMIs, exceptions raised while printing, a panic inside a
 //! `print!`): when the current CPU already owns the lock, the nested writer
 //! prints straight to the UART instead of deadlocking on itself. A wait for
-//! the lock runs under the lock watchdog (`sync::debug::Watchdog`), which
-//! names a holder that never lets go; during a panic a writer that has
+//! the lock is checked against the lock wait bound (the `console_wait`
+//! hook, which sync's lock watchdog fills in), which names a holder that
+//! never lets go; during a panic a writer that has
 //! waited too long takes the lock over instead, since its holder may have
 //! been stopped for good.
 
@@ -19,13 +20,15 @@ use uart_16550::backend::PioBackend;
 use uart_16550::{Config, Uart16550};
 
 use super::percpu::cpu_index;
-use crate::sync::debug::{Holder, Watchdog};
+use super::{cpu, hooks};
 use x86_64::instructions::interrupts::without_interrupts;
 
 const COM1: u16 = 0x3f8;
 const NO_OWNER: u32 = u32::MAX;
 /// Spins before a panicking CPU takes the console from a stuck holder.
 const PANIC_STEAL_SPINS: u64 = 50_000_000;
+/// Spins between two checks of a console wait against the lock wait bound.
+const WAIT_CHECK_SPINS: u64 = 1024;
 
 struct Console {
     uart: UnsafeCell<Option<Uart16550<PioBackend>>>,
@@ -96,23 +99,22 @@ fn lock() {
     if try_lock(me) {
         return;
     }
-    let mut watchdog = Watchdog::start();
-    let mut panic_spins: u64 = 0;
+    let start = cpu::rdtsc();
+    let mut spins: u64 = 0;
     while !try_lock(me) {
         core::hint::spin_loop();
+        spins += 1;
         if super::panic::in_progress() {
-            panic_spins += 1;
-            if panic_spins > PANIC_STEAL_SPINS {
+            if spins > PANIC_STEAL_SPINS {
                 CONSOLE.owner.store(me, Ordering::Relaxed);
                 return;
             }
-        } else {
-            watchdog.tick("console_lock", || {
-                match CONSOLE.owner.load(Ordering::Relaxed) {
-                    NO_OWNER => Holder::Unknown,
-                    cpu => Holder::Cpu(cpu as usize),
-                }
-            });
+        } else if spins.is_multiple_of(WAIT_CHECK_SPINS) {
+            let holder = match CONSOLE.owner.load(Ordering::Relaxed) {
+                NO_OWNER => None,
+                cpu => Some(cpu as usize),
+            };
+            hooks::console_wait(cpu::rdtsc().saturating_sub(start), holder);
         }
     }
 }

@@ -19,10 +19,9 @@ use x86_64::registers::control::{Cr0, Cr3, Cr4};
 use super::acpi::MadtInfo;
 use super::apic::{self, Ipi};
 use super::percpu::{self, MAX_CPUS};
+use super::physmap::{PAGE_SIZE, phys_to_virt};
 use super::trampoline::{self, Field};
 use super::{gdt, idt, time};
-use crate::mm::frame::FRAME_SIZE;
-use crate::mm::{phys_to_virt, stack, with_frames};
 
 /// How long the boot CPU waits for one AP to report.
 pub(crate) const AP_TIMEOUT_MS: u64 = 1000;
@@ -31,6 +30,17 @@ pub(crate) const AP_TIMEOUT_MS: u64 = 1000;
 const AP_CLAIMED_TIMEOUT_MS: u64 = 10_000;
 /// Stack size of each AP's boot (and idle) context.
 pub(crate) const AP_STACK_SIZE: usize = 64 * 1024;
+
+/// The memory AP bring-up needs, from the layers above (arch allocates
+/// none itself).
+pub(crate) struct ApMemory {
+    /// A free physical page below 1 MiB (the real-mode trampoline and its
+    /// page tables), never given back.
+    pub(crate) low_page: fn() -> Option<u64>,
+    /// A mapped, guarded stack of `size` bytes (its lowest address), kept
+    /// for the kernel's life.
+    pub(crate) stack: fn(size: u64) -> Option<core::ptr::NonNull<u8>>,
+}
 
 /// One start of one AP: what the AP is to be, and how far it got. A fresh
 /// record per start (leaked: a late AP may still read it).
@@ -133,6 +143,7 @@ pub(crate) fn init_boot_cpu(madt: &MadtInfo, timer_hz: u32) {
 pub(crate) fn start_aps(
     madt: &MadtInfo,
     idle: fn(usize) -> !,
+    mem: &ApMemory,
     late_first_ap: bool,
 ) -> Result<StartReport, &'static str> {
     AP_IDLE.store(idle as *mut (), Ordering::Release);
@@ -147,7 +158,7 @@ pub(crate) fn start_aps(
     if ids.iter().all(|&id| id == bsp) {
         return Ok(report);
     }
-    let page = prepare_trampoline()?;
+    let page = prepare_trampoline(mem)?;
     TRAMPOLINE.store(page, Ordering::Relaxed);
     let started = time::now_ns();
     for (n, &apic_id) in ids.iter().filter(|&&id| id != bsp).enumerate() {
@@ -156,7 +167,7 @@ pub(crate) fn start_aps(
             report.over_limit += 1;
             continue;
         }
-        if start_one(page, index, apic_id, late_first_ap && n == 0) {
+        if start_one(mem, page, index, apic_id, late_first_ap && n == 0) {
             APIC_IDS[index].store(apic_id, Ordering::Relaxed);
             ONLINE.store(index + 1, Ordering::Release);
         } else {
@@ -226,14 +237,12 @@ pub(crate) fn park_cpu(apic_id: u32) {
 
 /// Copies the trampoline below 1 MiB and builds its temporary page tables.
 /// Returns the trampoline's physical page address.
-fn prepare_trampoline() -> Result<u64, &'static str> {
+fn prepare_trampoline(mem: &ApMemory) -> Result<u64, &'static str> {
     let code = trampoline::code();
-    if code.len() > FRAME_SIZE as usize {
+    if code.len() > PAGE_SIZE as usize {
         return Err("AP trampoline is larger than a page");
     }
-    let low = || {
-        with_frames(|f| f.alloc_low_frame()).ok_or("no free page below 1 MiB for the AP trampoline")
-    };
+    let low = || (mem.low_page)().ok_or("no free page below 1 MiB for the AP trampoline");
     let page = low()?;
     let (pml4, pdpt, pd, pt) = (low()?, low()?, low()?, low()?);
 
@@ -242,7 +251,7 @@ fn prepare_trampoline() -> Result<u64, &'static str> {
     unsafe {
         core::ptr::copy_nonoverlapping(code.as_ptr(), phys_to_virt(page), code.len());
         for t in [pdpt, pd, pt] {
-            core::ptr::write_bytes(phys_to_virt(t), 0, FRAME_SIZE as usize);
+            core::ptr::write_bytes(phys_to_virt(t), 0, PAGE_SIZE as usize);
         }
         let (kernel_pml4, _) = Cr3::read();
         let kernel_pml4 = kernel_pml4.start_address().as_u64();
@@ -294,11 +303,11 @@ fn prepare_trampoline() -> Result<u64, &'static str> {
 /// the start-up IPIs and leaves the AP running unparked: it either claims
 /// its own offer and is refused the index, or finds the claim word already
 /// keyed for the next AP and is refused in the trampoline.
-fn start_one(page: u64, index: usize, apic_id: u32, abandon: bool) -> bool {
+fn start_one(mem: &ApMemory, page: u64, index: usize, apic_id: u32, abandon: bool) -> bool {
     // The stack lives as long as the kernel (the AP idles on it); if the
     // start fails it is never handed out again, since a late AP may run on
     // it.
-    let Some(stack) = stack::alloc_stack(AP_STACK_SIZE as u64) else {
+    let Some(stack) = (mem.stack)(AP_STACK_SIZE as u64) else {
         log::warn!("smp: no stack for APIC id {apic_id}");
         return false;
     };

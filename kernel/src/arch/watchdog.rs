@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::apic::{self, Ipi};
 use super::percpu::{self, MAX_CPUS, PerCpu};
-use super::{cpu, panic, smp};
+use super::{cpu, hooks, panic, smp};
 
 /// How long a watcher waits for its stuck buddy to answer the NMI.
 const NMI_ANSWER_MS: u64 = 1_000;
@@ -114,7 +114,7 @@ pub(crate) fn on_tick(me: &PerCpu, rip: u64) {
         panic!(
             "soft lockup on CPU {index}: no scheduling point for {} ms in task {}, at RIP {rip:#x}",
             ms_of(idle_for, cps),
-            crate::task::sched::current_name(index).unwrap_or("?")
+            hooks::task_name(index).unwrap_or("?")
         );
     }
     let hard = HARD_MS.load(Ordering::Relaxed);
@@ -169,7 +169,7 @@ fn report_unanswered(buddy: usize, frozen_ms: u64) -> ! {
 }
 
 fn waiting_text(cpu: usize) -> alloc::string::String {
-    match crate::sync::debug::waiting_for(cpu) {
+    match hooks::waiting_for(cpu) {
         Some(("lock", name)) => alloc::format!("waiting for lock {name}"),
         Some((kind, name)) => alloc::format!("spinning in {kind} {name}"),
         None => "not waiting for a lock".into(),
@@ -188,7 +188,7 @@ pub(crate) fn on_nmi(rip: u64) {
         "hard lockup on CPU {me}: no timer tick for {} ms (interrupts off), at RIP {rip:#x} in \
          task {}; {}",
         FROZEN_MS.load(Ordering::SeqCst),
-        crate::task::sched::current_name(me as usize).unwrap_or("?"),
+        hooks::task_name(me as usize).unwrap_or("?"),
         waiting_text(me as usize)
     );
 }

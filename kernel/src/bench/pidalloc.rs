@@ -21,12 +21,12 @@ use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
 use crate::klib::errno::Errno;
+use crate::pid::namespace::Reaper;
 use crate::pid::namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
 use crate::platform;
 use crate::strategy::{LOCKLESS, PAIRS, StrategyPair};
 use crate::task::Task;
-use core::ptr::NonNull;
 
 /// The live-pid counts measured by default: none, then 1k to 1M.
 pub(crate) const PIDALLOC_DEFAULT_LIVE: [usize; 4] = [0, 1_000, 100_000, 1_000_000];
@@ -95,7 +95,7 @@ impl Space {
         for l in 0..=level {
             let ns = space.ns().clone();
             space.inits.push(alloc_pid(&ns, &[], setup, false)?);
-            ns.set_child_reaper(Some(NonNull::from(reaper)));
+            ns.set_child_reaper(Some(Reaper::of(reaper)));
             if l < level {
                 space.nss.push(create_pid_namespace(&ns)?);
             }

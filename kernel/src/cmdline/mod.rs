@@ -13,8 +13,10 @@ use core::fmt;
 use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
-use crate::bench::placement::Placement;
-use crate::strategy::{NR_PAIRS, PAIRS, StrategyPair};
+use crate::bench::soak::{SOAK_MAX_FAULT_ODDS, SOAK_MAX_OPS, SoakParams};
+use crate::bench::threadspawn::ThreadspawnParams;
+use crate::bench::threadspawn::placement::Placement;
+use crate::strategy::StrategyPair;
 use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
 
@@ -68,75 +70,6 @@ pub(crate) enum HeapSize {
     Auto,
     /// Exactly this many bytes (rounded up to a page by the kernel).
     Bytes(u64),
-}
-
-/// The accelerator's name for reports: the runner's `accel=`, or
-/// `unknown` when the kernel was booted some other way.
-#[cfg(target_os = "none")]
-pub(crate) fn accel_name(accel: Option<Accel>) -> &'static str {
-    accel.map_or("unknown", Accel::name)
-}
-
-/// Most entries in a `workers=` list.
-pub(crate) const MAX_WORKER_COUNTS: usize = 8;
-
-/// The threadspawn benchmark's parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ThreadspawnParams {
-    /// Worker counts; `None`: 1, 2, 4, 8 up to the CPUs online.
-    pub(crate) workers: Option<ArrayVec<u8, MAX_WORKER_COUNTS>>,
-    pub(crate) samples: u32,
-    pub(crate) sample_ms: u32,
-    pub(crate) ns_depth: u32,
-    /// The strategy pairs to run, in the order given.
-    pub(crate) strategies: ArrayVec<&'static StrategyPair, NR_PAIRS>,
-    pub(crate) lockstat: bool,
-    /// Where new threads run.
-    pub(crate) placement: Placement,
-    /// Steal percentage above which a sample is run again.
-    pub(crate) max_steal: u32,
-}
-
-impl Default for ThreadspawnParams {
-    fn default() -> Self {
-        ThreadspawnParams {
-            workers: None,
-            samples: 6,
-            sample_ms: 1000,
-            ns_depth: 0,
-            strategies: PAIRS.iter().collect(),
-            lockstat: false,
-            placement: Placement::Spread,
-            max_steal: 20,
-        }
-    }
-}
-
-/// `bench=soak`'s parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SoakParams {
-    /// Operations in all, over every CPU.
-    pub(crate) ops: u64,
-    /// Seeds every CPU's choices and fault draws.
-    pub(crate) seed: u64,
-    /// Fault injection odds: each allocation at every site fails with
-    /// probability 1/n; `None`: off.
-    pub(crate) faults: Option<u32>,
-}
-
-/// Most operations `ops=` takes.
-pub(crate) const SOAK_MAX_OPS: u64 = 1_000_000_000_000;
-/// Largest n in `faults=1/n`.
-pub(crate) const SOAK_MAX_FAULT_ODDS: u32 = 1_000_000;
-
-impl Default for SoakParams {
-    fn default() -> Self {
-        SoakParams {
-            ops: 10_000_000,
-            seed: 1,
-            faults: Some(1000),
-        }
-    }
 }
 
 /// Parsed command line. String fields borrow from the raw text.

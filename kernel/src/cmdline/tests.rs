@@ -4,7 +4,9 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::bench::threadspawn::MAX_WORKER_COUNTS;
 use crate::klib::fuzz::arbitrary_text;
+use crate::strategy::PAIRS;
 
 #[test]
 fn empty_line_gives_defaults() {

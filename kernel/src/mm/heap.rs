@@ -21,6 +21,7 @@ use linked_list_allocator::Heap;
 use crate::arch::percpu::cpu_index;
 use crate::platform;
 use crate::sync::debug::{Holder, Watchdog};
+use pidlab_abi::console::PANIC_MARK;
 
 /// `KernelHeap::owner` when nobody holds the lock.
 const NO_OWNER: u32 = u32::MAX;
@@ -157,6 +158,18 @@ unsafe impl GlobalAlloc for KernelHeap {
             // SAFETY: the caller passes a block this allocator returned for
             // `layout`, as GlobalAlloc requires.
             self.with_heap(|h| unsafe { h.deallocate(p, layout) });
+        }
+    }
+}
+
+/// The heap's part of a panic report (an arch hook): the last allocation
+/// that failed, and the heap's use if its lock is free.
+pub(crate) fn panic_report() {
+    if let Some((size, align)) = HEAP.last_failure() {
+        print!("{PANIC_MARK}   last failed allocation: {size} bytes (align {align})");
+        match HEAP.try_stats() {
+            Some(s) => println!("; heap {} of {} bytes in use", s.used, s.size),
+            None => println!(),
         }
     }
 }

@@ -17,6 +17,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::arch::hooks::GuardHit;
 use crate::mm::frame::FRAME_SIZE;
 use crate::mm::{phys_to_virt, with_frames};
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
@@ -226,15 +227,6 @@ pub(crate) fn base() -> u64 {
 /// Bytes of stack the region has mapped so far.
 pub(crate) fn mapped_bytes() -> u64 {
     MAPPED.load(Ordering::Relaxed)
-}
-
-/// A fault on a stack guard: the unmapped address and the mapped stack
-/// just above it.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct GuardHit {
-    pub(crate) addr: u64,
-    pub(crate) stack_bottom: u64,
-    pub(crate) stack_top: u64,
 }
 
 /// Whether `addr` lies in the region but on no mapped page, i.e. on the

@@ -22,7 +22,6 @@ use crate::pid::allocated::PidAllocated;
 use crate::pid::{Pid, PidmapGuard, pidmap_lock_irqsave};
 use crate::strategy::{PidmapIrq, StrategyPair};
 use crate::sync::irq::IrqDiscipline;
-use crate::task::Task;
 use spin::LazyLock;
 
 /// Deepest namespace level (Linux: `MAX_PID_NS_LEVEL`).
@@ -90,7 +89,7 @@ pub(crate) struct PidNamespace {
     init: bool,
     parent: Option<Arc<PidNamespace>>,
     pid_max: AtomicI32,
-    child_reaper: AtomicPtr<Task>,
+    child_reaper: AtomicPtr<()>,
     reaper_wakeups: AtomicU64,
     /// Mirror of `pid_allocated & PIDNS_ADDING`, cleared under pidmap_lock
     /// with it, for `copy_process`'s recheck under tasklist_lock (Linux
@@ -224,13 +223,13 @@ impl PidNamespace {
 
     /// `ns->child_reaper`: the namespace's init task, `None` before it has
     /// one. Only compared and woken here; the task code keeps it alive.
-    pub(crate) fn child_reaper(&self) -> Option<NonNull<Task>> {
-        NonNull::new(self.child_reaper.load(Ordering::Acquire))
+    pub(crate) fn child_reaper(&self) -> Option<Reaper> {
+        NonNull::new(self.child_reaper.load(Ordering::Acquire)).map(Reaper)
     }
 
     /// Sets (or clears) the child reaper.
-    pub(crate) fn set_child_reaper(&self, reaper: Option<NonNull<Task>>) {
-        let p = reaper.map_or(core::ptr::null_mut(), NonNull::as_ptr);
+    pub(crate) fn set_child_reaper(&self, reaper: Option<Reaper>) {
+        let p = reaper.map_or(core::ptr::null_mut(), |r| r.0.as_ptr());
         self.child_reaper.store(p, Ordering::Release);
     }
 
@@ -313,8 +312,27 @@ impl PidNamespace {
     }
 }
 
+/// A namespace's child reaper as pid/ holds it: Linux's `struct
+/// task_struct *child_reaper`, a pointer whose type pid.c never needs.
+/// task/ owns tasks and converts (`Reaper::of`, `Reaper::task`, in
+/// task/); here it is only compared and handed to the wake-up hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Reaper(NonNull<()>);
+
+impl Reaper {
+    /// A reaper from a task's address (task/ calls this).
+    pub(crate) fn from_raw(task: NonNull<()>) -> Self {
+        Reaper(task)
+    }
+
+    /// The task's address.
+    pub(crate) fn as_raw(self) -> NonNull<()> {
+        self.0
+    }
+}
+
 /// What `free_pid` calls to wake a namespace's child reaper.
-pub(crate) type ReaperWakeHook = fn(&PidNamespace, NonNull<Task>);
+pub(crate) type ReaperWakeHook = fn(&PidNamespace, Reaper);
 
 static REAPER_WAKE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
@@ -441,9 +459,10 @@ mod tests {
                 pid_allocated: PIDNS_ADDING
             }
         );
-        let init = Task::adopt("init", 0).unwrap();
-        ns.set_child_reaper(Some(NonNull::from(&*init)));
-        assert_eq!(ns.child_reaper(), Some(NonNull::from(&*init)));
+        let mut task = 0u64;
+        let init = Reaper::from_raw(NonNull::from(&mut task).cast());
+        ns.set_child_reaper(Some(init));
+        assert_eq!(ns.child_reaper(), Some(init));
         ns.set_child_reaper(None);
         disable_pid_allocation(&ns, StrategyPair::stock());
         assert_eq!(ns.pid_allocated(), 0);

@@ -10,7 +10,7 @@ use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_inject};
 use crate::klib::idr::{IDR_PRELOAD_SIZE, idr_preload_count};
 use crate::pid::namespace::{
-    MAX_PID_NS_LEVEL, PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN, RESERVED_PIDS,
+    MAX_PID_NS_LEVEL, PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN, RESERVED_PIDS, Reaper,
     create_pid_namespace, disable_pid_allocation, set_reaper_wake_hook,
 };
 use crate::platform::{HostThreads, Parallel};
@@ -34,10 +34,11 @@ fn here() -> Option<usize> {
 }
 
 /// A task standing in for every namespace's init (never woken here).
-fn reaper() -> Option<NonNull<Task>> {
+fn reaper() -> Option<Reaper> {
     static REAPER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     let t = *REAPER.get_or_init(|| Task::adopt("reaper", 0).unwrap().into_raw() as usize);
-    NonNull::new(t as *mut Task)
+    // SAFETY: leaked above: the task lives as long as the tests.
+    Some(Reaper::of(unsafe { &*(t as *const Task) }))
 }
 
 /// A root `strategy` can allocate in: lock-free for `lockless`.
@@ -391,7 +392,7 @@ fn failed_first_pid_resets_the_cursor() {
 #[test]
 fn free_pid_accounting_and_reaper_wakeups() {
     static WOKEN: AtomicU64 = AtomicU64::new(0);
-    fn hook(_ns: &PidNamespace, _reaper: NonNull<Task>) {
+    fn hook(_ns: &PidNamespace, _reaper: Reaper) {
         WOKEN.fetch_add(1, Ordering::Relaxed);
     }
     set_reaper_wake_hook(Some(hook));

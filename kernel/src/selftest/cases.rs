@@ -35,15 +35,15 @@ const CASES: &[(&str, Case)] = &[
     ("spinlock", locks::spinlock_exact_nested_and_fair),
     ("fork", procs::fork_smoke),
     ("forkstress", procs::fork_stress),
-    ("threads", procs::threads),
-    ("pidns", procs::pid_namespaces),
+    ("threads", threads::threads),
+    ("pidns", pidns::pid_namespaces),
     ("badargs", procs::bad_args),
-    ("fork-recheck", procs::init_dies_mid_fork),
+    ("fork-recheck", pidns::init_dies_mid_fork),
     ("invariants-negative", procs::invariant_check_catches_leaks),
     ("pidsoak", procs::pid_soak),
     ("lfsoak", procs::lockless_soak),
     ("tasklist", locks::tasklist_irq_readers_and_writers),
-    ("lockctx", procs::lock_contexts),
+    ("lockctx", lockctx::lock_contexts),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
     ("task-freed-with-pids", task_freed_with_pids),
@@ -56,7 +56,7 @@ const CASES: &[(&str, Case)] = &[
     ("stack-zeroed", fresh_stacks_are_zeroed),
 ];
 
-use super::{locks, procs, rcu};
+use super::{lockctx, locks, pidns, procs, rcu, threads};
 
 /// A `test=` list naming a case the kernel does not have.
 pub(crate) struct UnknownCase<'a>(&'a str);

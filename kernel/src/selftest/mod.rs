@@ -6,12 +6,18 @@ mod cases;
 #[cfg(target_os = "none")]
 pub(crate) mod invariants;
 #[cfg(target_os = "none")]
+mod lockctx;
+#[cfg(target_os = "none")]
 mod locks;
 pub(crate) mod pid_soak;
+#[cfg(target_os = "none")]
+mod pidns;
 #[cfg(target_os = "none")]
 mod procs;
 #[cfg(target_os = "none")]
 mod rcu;
+#[cfg(target_os = "none")]
+mod threads;
 
 #[cfg(target_os = "none")]
 pub(crate) use cases::{run, validate};

@@ -10,11 +10,11 @@
 //! the lock-free strategy instead, in a lock-free tree. [`pid_soak_with`]
 //! describes the setup and the checks.
 
+use crate::pid::namespace::Reaper;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::klib::errno::Errno;
@@ -352,7 +352,7 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         let ns = nss[level].clone();
         let init = alloc_pid(&ns, &[], setup, false)
             .map_err(|e| format!("pid_soak: init of level {level}: {e}"))?;
-        ns.set_child_reaper(Some(NonNull::from(&*reaper)));
+        ns.set_child_reaper(Some(Reaper::of(&reaper)));
         inits.push(init);
         if level < SOAK_DEPTH {
             nss.push(create_pid_namespace(&ns).map_err(|e| format!("pid_soak: namespace: {e}"))?);

@@ -369,6 +369,23 @@ impl Drop for Watchdog {
     }
 }
 
+/// The console lock's wait check (arch's `console_wait` hook): a wait of
+/// `waited` cycles past the lock wait bound panics as a lock wait does,
+/// naming the console lock and its holder. Unbounded before the clock is
+/// calibrated (only the boot CPU runs then).
+#[cfg(target_os = "none")]
+pub(crate) fn console_wait(waited: u64, holder_cpu: Option<usize>) {
+    let bound_ms = wait_bound_ms();
+    let cps = platform::cycles_per_sec();
+    if cps != 0 && expired(bound_ms, cps, waited, 0) {
+        panic!(
+            "lock console_lock: cpu {} waited more than {bound_ms} ms; {}",
+            platform::cpu_id(),
+            holder_cpu.map_or(Holder::Unknown, Holder::Cpu)
+        );
+    }
+}
+
 /// Whether a wait of `elapsed` cycles and `spins` rounds is past `bound_ms`
 /// (0: never), by the clock if it is calibrated (`cps != 0`), else by the
 /// spin count.

@@ -33,10 +33,10 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
     let mut ns = active_ns(father.links(g).pid(PidType::Pid));
     loop {
         if let Some(r) = ns.child_reaper()
-            && !ptr::eq(r.as_ptr(), father)
+            && !r.is(father)
             && ns.accepts_pids()
         {
-            return Some(r);
+            return Some(r.task());
         }
         ns = ns.parent()?.clone();
     }
@@ -96,7 +96,7 @@ fn exit_notify(me: &Task) {
     // SAFETY: `me` is the running task.
     if let Some(pid) = unsafe { me.own_pid() } {
         let ns = pid.ns();
-        if ns.child_reaper().is_some_and(|r| ptr::eq(r.as_ptr(), me)) {
+        if ns.child_reaper().is_some_and(|r| r.is(me)) {
             disable_pid_allocation(ns, me.version());
         }
     }

@@ -8,8 +8,8 @@
 //! PID; PGID and SID are the parent's, or with `setsid` the child's own)
 //! and links the task to its parent. A failure unwinds everything.
 
+use crate::pid::namespace::Reaper;
 use alloc::sync::Arc;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use super::sched::{self, current};
@@ -208,7 +208,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         t.set_pid_link(&mut g, PidType::Sid, sid);
         if pid.numbers()[pid.level() as usize].nr == 1 {
             // is_child_reaper()
-            ns.set_child_reaper(Some(NonNull::from(&*t)));
+            ns.set_child_reaper(Some(Reaper::of(&t)));
         }
         // SAFETY: under the write lock; `t` is on no list yet.
         unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
@@ -271,6 +271,6 @@ pub(crate) fn init_task_pids(init: &Task) -> Result<(), Errno> {
         };
     }
     drop(g);
-    ns.set_child_reaper(Some(NonNull::from(init)));
+    ns.set_child_reaper(Some(Reaper::of(init)));
     Ok(())
 }

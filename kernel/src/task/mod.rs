@@ -34,6 +34,7 @@ use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize,
 use crate::klib::fault_inject::{FaultSite, should_fail};
 use crate::klib::hlist::{HlistHead, HlistNode};
 use crate::mm::cache::{Backing, ObjCache};
+use crate::pid::namespace::Reaper;
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
 use crate::strategy::StrategyPair;
 use signal::SignalRef;
@@ -412,6 +413,24 @@ pub(crate) struct TaskRef(NonNull<Task>);
 unsafe impl Send for TaskRef {}
 // SAFETY: as above.
 unsafe impl Sync for TaskRef {}
+
+impl Reaper {
+    /// `t` as its namespace's child reaper.
+    pub(crate) fn of(t: &Task) -> Self {
+        Reaper::from_raw(NonNull::from(t).cast())
+    }
+
+    /// The reaper task (alive while it is some namespace's reaper: it
+    /// unsets itself when it exits).
+    pub(crate) fn task(self) -> NonNull<Task> {
+        self.as_raw().cast()
+    }
+
+    /// Whether `t` is this reaper.
+    pub(crate) fn is(self, t: &Task) -> bool {
+        core::ptr::eq(self.task().as_ptr(), t)
+    }
+}
 
 impl TaskRef {
     /// Gives up this reference without dropping it (the scheduler keeps

@@ -20,12 +20,13 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use super::placement::Placement;
 use super::worker::Measured;
-use crate::bench::placement::Placement;
+use crate::bench::accel_name;
 use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_rank};
-use crate::cmdline::{Accel, accel_name};
 use crate::strategy::StrategyPair;
 use crate::sync::choice::lock_algo;
+use pidlab_abi::Accel;
 
 /// One run of one sample, kept or re-run.
 #[derive(Clone, Copy)]

@@ -19,8 +19,8 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::placement::{Placement, Placer};
 use crate::arch::{smp, time};
-use crate::bench::placement::{Placement, Placer};
 use crate::bench::steal::{STEAL_GAP_US, StealMeter, steal_x100};
 use crate::pid::namespace::PidNamespace;
 use crate::pid::pid_stats_total;

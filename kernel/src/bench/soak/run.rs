@@ -1,19 +1,5 @@
-//! `bench=soak`: the run to trust before trusting the numbers. Every CPU
-//! runs a worker process that spawns, exits and reaps as fast as it can,
-//! with fault injection at every allocation site, and checks that each
-//! injected failure comes back as the errno Linux gives for that site; at
-//! the end the invariant check must find nothing leaked.
-//!
-//! Each worker has its own chain of pid namespaces four deep (an init
-//! parked at each level) and draws each operation from an xorshift seeded
-//! with `seed=` and its CPU: a process (random strategy pair and level,
-//! sometimes a `set_tid`) spawned and reaped, a thread spawned and joined,
-//! a `pid_max` change, or rarely its deepest namespace remade. With
-//! `faults=1/N` every attempt at every site on its CPU fails with
-//! probability 1/N. Per operation it compares its CPU's fault counters
-//! before and after: a pid, task or stack fault must surface as ENOMEM, an
-//! IDR fault is absorbed or surfaces as ENOMEM, and an ENOMEM with no fault
-//! behind it, or an errno the operation cannot give, fails the run.
+//! Running the soak: the workers, their operations and fault checks, the
+//! report.
 
 use alloc::format;
 use alloc::string::String;
@@ -22,8 +8,9 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::SoakParams;
 use crate::arch::{smp, time};
-use crate::cmdline::{self, Accel, SoakParams};
+use crate::bench::accel_name;
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_fired_on, fault_inject};
 use crate::pid::PidType;
@@ -37,6 +24,7 @@ use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
 use crate::task::wait::{Reaped, wait_child};
 use crate::task::{TaskRef, task_pid};
+use pidlab_abi::Accel;
 
 /// Namespace levels below the root each worker keeps.
 const DEPTH: usize = 4;
@@ -463,7 +451,7 @@ pub(crate) fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), Strin
         "soak: {} ops on {cpus} cpus (accel {}), seed {}, faults {faults} at every site \
          ({}), namespaces {DEPTH} deep per cpu",
         params.ops,
-        cmdline::accel_name(accel),
+        accel_name(accel),
         params.seed,
         FaultSite::ALL.map(FaultSite::name).join(", ")
     );

@@ -1,0 +1,41 @@
+//! threadspawn's parameters (the command line parses into them).
+
+use arrayvec::ArrayVec;
+
+use super::placement::Placement;
+use crate::strategy::{NR_PAIRS, PAIRS, StrategyPair};
+
+/// Most entries in a `workers=` list.
+pub(crate) const MAX_WORKER_COUNTS: usize = 8;
+
+/// The threadspawn benchmark's parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ThreadspawnParams {
+    /// Worker counts; `None`: 1, 2, 4, 8 up to the CPUs online.
+    pub(crate) workers: Option<ArrayVec<u8, MAX_WORKER_COUNTS>>,
+    pub(crate) samples: u32,
+    pub(crate) sample_ms: u32,
+    pub(crate) ns_depth: u32,
+    /// The strategy pairs to run, in the order given.
+    pub(crate) strategies: ArrayVec<&'static StrategyPair, NR_PAIRS>,
+    pub(crate) lockstat: bool,
+    /// Where new threads run.
+    pub(crate) placement: Placement,
+    /// Steal percentage above which a sample is run again.
+    pub(crate) max_steal: u32,
+}
+
+impl Default for ThreadspawnParams {
+    fn default() -> Self {
+        ThreadspawnParams {
+            workers: None,
+            samples: 6,
+            sample_ms: 1000,
+            ns_depth: 0,
+            strategies: PAIRS.iter().collect(),
+            lockstat: false,
+            placement: Placement::Spread,
+            max_steal: 20,
+        }
+    }
+}
