@@ -189,11 +189,11 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("ns_depth", "a pid namespace depth from 0 to 31"),
     (
         "strategy",
-        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15) or both (7.0)",
+        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15), both (7.0) or lockless",
     ),
     (
         "strategies",
-        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both",
+        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both, lockless",
     ),
     ("lockstat", "on or off"),
     ("ops", "a soak length from 1 to 1000000000000 operations"),
