@@ -139,7 +139,7 @@ pub(crate) enum LfEvent {
     InstallRace,
     /// Node memory could not be had (ENOMEM).
     NodeAllocFailed,
-    /// A claim met a leaf being reclaimed and looked again.
+    /// A claim met a leaf being reclaimed, waited for it and looked again.
     DeadLeaf,
     /// An emptied leaf was marked dead, unlinked and retired.
     Reclaim,
@@ -195,6 +195,13 @@ pub(crate) trait LfEnv: Send + Sync + Sized {
     #[inline(always)]
     fn sc_fence() {
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+
+    /// One round of a wait for another CPU's progress (`pause`; loom:
+    /// yield to the other threads).
+    #[inline(always)]
+    fn relax() {
+        platform::cpu_relax();
     }
 
     /// Counts a slow-path event.

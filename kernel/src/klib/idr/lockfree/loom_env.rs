@@ -191,4 +191,8 @@ impl LfEnv for LoomEnv {
     fn sc_fence() {
         fence(SeqCst);
     }
+
+    fn relax() {
+        loom::thread::yield_now();
+    }
 }

@@ -62,10 +62,15 @@ struct CursorLine<W>(W);
 /// first from `low`; ids it passed were claimed when it looked or freed
 /// while it looked. Racing claims may interleave (A 10, B 11, or the
 /// reverse) and the cursor never moves back as seen from where a claim
-/// started. EEXIST and ENOSPC are exact when no other CPU changes the map;
-/// under concurrency a leaf being reclaimed counts as claimed for the
-/// instant between its death and its unlink, as an `alloc_pid` reservation
-/// that is rolled back counts in Linux.
+/// started. A leaf being reclaimed looks full (all bits set) between its
+/// death and its unlink, but it counts as free, as in Linux, where the
+/// leaf's ids are free all along: its reclaim counts itself in the leaf
+/// first, and a claim that finds all bits set and a reclaim under way
+/// waits for the unlink (a few steps of the reclaimer) and looks again.
+/// So an exact claim of a free id succeeds and a cyclic claim does not
+/// pass free ids in a dying leaf: EEXIST means the id was claimed when the
+/// claim looked, ENOSPC that each id in range was claimed at some point
+/// while it looked.
 #[repr(C)]
 pub(crate) struct LfIdr<T, E: LfEnv = KernelEnv> {
     root: LfNode<E>,
@@ -176,16 +181,9 @@ impl<T, E: LfEnv> LfIdr<T, E> {
                 }
                 return Ok(());
             }
-            // All bits set is also what a dead leaf looks like: once it is
-            // unlinked, look again (and install a fresh leaf).
-            let parent = path[LEAF - 1];
-            if old == ALL
-                && self
-                    .child(parent, slot_of(id, LEAF - 1), s)
-                    .map(core::ptr::from_ref)
-                    != Some(core::ptr::from_ref(path[LEAF]))
-            {
-                self.env.count(LfEvent::DeadLeaf);
+            // All bits set is also what a dying leaf looks like: once it
+            // is gone, look again (and install a fresh leaf).
+            if old == ALL && self.wait_if_dying(&path, id) {
                 continue;
             }
             return Err(Errno::EEXIST);

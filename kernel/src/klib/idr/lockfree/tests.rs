@@ -211,6 +211,57 @@ fn the_cursor_moves_forward_only() {
 }
 
 #[test]
+fn a_claim_meeting_a_dying_leaf_waits_for_it_and_gets_its_id() {
+    let (env, _) = private_env!();
+    let m = Map::with_env(env);
+    assert_eq!(m.claim_exact(70), Ok(()));
+    assert_eq!(remove(&m, 70), Some(ptr::null_mut()));
+    assert_eq!(m.claim_exact(70), Ok(()), "leaf 1 was reclaimed");
+    assert_eq!(remove(&m, 70), Some(ptr::null_mut()));
+    // Leaf 1 emptied while the cursor was in it, and a reclaimer stopped
+    // between killing it and unlinking it.
+    m.set_cursor(81);
+    assert_eq!(m.claim_exact(80), Ok(()));
+    assert_eq!(remove(&m, 80), Some(ptr::null_mut()));
+    let g = m.read_lock();
+    let path = m.path_to(80, Section::of(&g)).unwrap();
+    assert!(m.kill_leaf(path[LEAF]));
+    let claimed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let claimer = sc.spawn(|| {
+            let r = m.claim_exact(71);
+            claimed.store(true, Ordering::SeqCst);
+            r
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !claimed.load(Ordering::SeqCst),
+            "the claim did not wait for the dying leaf"
+        );
+        m.unlink_dead_leaf(&path, 80);
+        assert_eq!(claimer.join().unwrap(), Ok(()), "71 is free");
+    });
+    drop(g);
+    // A full leaf whose reclaim attempt is under way: the claim waits for
+    // the attempt to give up, then reports the id taken.
+    for id in 128..192 {
+        assert_eq!(m.claim_exact(id), Ok(()));
+    }
+    let g = m.read_lock();
+    let path = m.path_to(128, Section::of(&g)).unwrap();
+    path[LEAF].reclaimers.fetch_add(1, Ordering::SeqCst);
+    std::thread::scope(|sc| {
+        let claimer = sc.spawn(|| m.claim_exact(130));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        path[LEAF].reclaimers.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(claimer.join().unwrap(), Err(Errno::EEXIST));
+    });
+    drop(g);
+    assert_eq!(m.claim_exact(191), Err(Errno::EEXIST), "a full leaf");
+    check_invariants(&m, true);
+}
+
+#[test]
 fn full_hints_follow_leaves_and_nodes_filling_and_emptying() {
     let (env, _) = private_env!();
     let m = Map::with_env(env);
