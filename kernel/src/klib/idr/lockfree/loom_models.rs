@@ -4,8 +4,10 @@
 //! racing publish and remove sees null or the published entry, never a
 //! freed node; racing installs leave one node linked and free the others;
 //! a claim racing the reclaim of its leaf gets its free id, exact or
-//! cyclic, in a live leaf; a removal racing the claim that fills a leaf
-//! leaves no stale full hint. Run by `make test-loom`.
+//! cyclic, in a live leaf; a removal emptying the cursor's leaf while a
+//! claim moves the cursor out leaves no empty leaf linked; a removal
+//! racing the claim that fills a leaf leaves no stale full hint. Run by
+//! `make test-loom`.
 
 use super::loom_env::{LoomEnv, lf_loom_model};
 use super::tests_shared::check_invariants;
@@ -157,6 +159,31 @@ fn loom_models_cyclic_claim_racing_a_reclaim_finds_the_free_ids_there() {
         assert_eq!(m.count_ids(), 65);
         assert_eq!(counts.live(), m.nr_nodes() as usize);
         check_invariants(&m, false);
+    });
+}
+
+#[test]
+fn loom_models_no_leaf_stays_linked_empty_when_the_cursor_leaves_it() {
+    lf_loom_model(|| {
+        let (env, counts) = LoomEnv::new();
+        let m = Arc::new(Map::with_env(env));
+        // The cursor is in leaf 1 at 127, the leaf's only id: its remover
+        // keeps the leaf if it sees the cursor there, and the claim (which
+        // gets 127 back or 128, in leaf 2) moves the cursor out.
+        m.claim_exact(127).unwrap();
+        m.set_cursor(127);
+        let claimer = {
+            let m = m.clone();
+            thread::spawn(move || m.claim_cyclic(RESERVED, 200))
+        };
+        assert_eq!(remove(&m, 127), Some(core::ptr::null_mut()));
+        let got = claimer.join().unwrap();
+        assert!(matches!(got, Ok(127) | Ok(128)), "{got:?}");
+        let census = m.census();
+        assert_eq!(census.idle_leaves, 0, "an emptied leaf left linked");
+        assert_eq!(census.nodes(), m.nr_nodes());
+        assert_eq!(counts.live(), m.nr_nodes() as usize);
+        check_invariants(&m, true);
     });
 }
 

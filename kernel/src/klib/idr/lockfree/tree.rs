@@ -369,7 +369,7 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// Reclaims `id`'s leaf if it exists and is empty (the cursor left it).
     pub(super) fn reclaim_if_empty<'g>(&'g self, id: u32, s: Section<'g, E>) {
         if let Some(path) = self.path_to(id, s)
-            && path[LEAF].bits.load(Relaxed) == 0
+            && path[LEAF].bits.load(SeqCst) == 0
         {
             self.reclaim_leaf(&path, id);
         }
@@ -378,6 +378,6 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// Whether `id` lies in the leaf the cyclic cursor points into (kept
     /// when emptied: the next claims land there).
     pub(super) fn in_cursor_leaf(&self, id: u32) -> bool {
-        self.cursor.0.load(Relaxed) >> LF_BITS == id >> LF_BITS
+        self.cursor.0.load(SeqCst) >> LF_BITS == id >> LF_BITS
     }
 }
