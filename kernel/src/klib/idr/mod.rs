@@ -10,9 +10,10 @@
 //! API is here, the tree beneath it in `radix_tree`. [`IdrRcu`]
 //! (`rcu_view`) is the lockless readers' view (Linux's `idr_find` under
 //! `rcu_read_lock`); [`preload`] is where insertions under the lock get
-//! their nodes; `env` is what the map and the view run on, so that loom
-//! models can check the code the kernel runs; [`lockfree`] is a lock-free
-//! map of the same kind, the pid code's lockless strategy.
+//! their nodes; `env` is what the map and the view run on, so that the
+//! loom models (`loom_models`) check the code the kernel runs;
+//! [`lockfree`] is a lock-free map of the same kind, the pid code's
+//! lockless strategy.
 
 use alloc::boxed::Box;
 use core::marker::PhantomData;
@@ -448,5 +449,11 @@ impl<T, E: IdrEnv> Drop for Idr<T, E> {
     }
 }
 
+#[cfg(all(test, loom))]
+mod loom_env;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(all(test, loom))]
+mod loom_rcu;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,9 @@
 //! grace period (`radix_tree_node_rcu_free`). A grown root is published
 //! only once its slot 0 holds the old root; a root dropped by a shrink
 //! keeps its slot 0 until its grace period ends, so a reader that started
-//! on it still reaches the ids below.
+//! on it still reaches the ids below. The loom models
+//! (`loom_models.rs`) check this walk against growth, shrinking and node
+//! frees.
 
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};

@@ -9,11 +9,12 @@
 //! racing the claim that fills a leaf leaves no stale full hint. Run by
 //! `make test-loom`.
 
-use super::loom_env::{LoomEnv, lf_loom_model};
+use super::loom_env::LoomEnv;
 use super::tests_shared::check_invariants;
 use super::tree::LEAF;
 use super::{LfIdr, slot_of};
 use crate::klib::errno::Errno;
+use crate::sync::loom_model;
 use core::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
@@ -29,7 +30,7 @@ fn remove(m: &Map, id: u32) -> Option<*mut u8> {
 
 #[test]
 fn loom_models_two_claimers_get_distinct_ids() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(1).unwrap();
@@ -52,7 +53,7 @@ fn loom_models_two_claimers_get_distinct_ids() {
 
 #[test]
 fn loom_models_one_free_id_goes_to_one_claimer() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, _) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(1).unwrap();
@@ -70,7 +71,7 @@ fn loom_models_one_free_id_goes_to_one_claimer() {
 
 #[test]
 fn loom_models_racing_installs_link_one_node_and_free_the_other() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         let other = {
@@ -90,7 +91,7 @@ fn loom_models_racing_installs_link_one_node_and_free_the_other() {
 
 #[test]
 fn loom_models_lookup_sees_null_or_the_entry_never_a_freed_node() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         // Leaf 1 (ids 64..128); the cursor's leaf is leaf 0, so removing 70
@@ -118,7 +119,7 @@ fn loom_models_lookup_sees_null_or_the_entry_never_a_freed_node() {
 
 #[test]
 fn loom_models_exact_claim_racing_a_reclaim_lands_in_a_live_leaf() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(70).unwrap();
@@ -139,7 +140,7 @@ fn loom_models_exact_claim_racing_a_reclaim_lands_in_a_live_leaf() {
 
 #[test]
 fn loom_models_cyclic_claim_racing_a_reclaim_finds_the_free_ids_there() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         // Below pid_max 128 only leaf 1 (64..128) has room, and it is
@@ -164,7 +165,7 @@ fn loom_models_cyclic_claim_racing_a_reclaim_finds_the_free_ids_there() {
 
 #[test]
 fn loom_models_no_leaf_stays_linked_empty_when_the_cursor_leaves_it() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         // The cursor is in leaf 1 at 127, the leaf's only id: its remover
@@ -189,7 +190,7 @@ fn loom_models_no_leaf_stays_linked_empty_when_the_cursor_leaves_it() {
 
 #[test]
 fn loom_models_a_removal_racing_the_filling_claim_leaves_no_stale_hint() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, _) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         for id in 0..63 {

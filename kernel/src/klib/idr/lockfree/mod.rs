@@ -442,8 +442,6 @@ impl<T, E: LfEnv> Drop for LfIdr<T, E> {
 #[cfg(all(test, loom))]
 mod loom_env;
 #[cfg(all(test, loom))]
-pub(crate) use loom_env::lf_loom_model;
-#[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(all(test, not(loom)))]
 mod tests;
