@@ -468,9 +468,14 @@ fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>) -> bool {
 }
 
 /// `free_pid`'s work for a pid of a lock-free tree, with no lock: each
-/// level uncounted (waking the reaper at 2 or 1, the namespace dead if its
-/// first pid goes) and its number removed, then pidfs. Returns whether the
-/// pid was still hashed (one caller wins if two race).
+/// level's number removed, then the level uncounted (waking the reaper at
+/// 2 or 1, the namespace dead if its first pid goes), then pidfs. Returns
+/// whether the pid was still hashed (one caller wins if two race).
+///
+/// Linux uncounts, then removes, both under `pidmap_lock`, so whoever
+/// takes the lock sees both or neither. Without the lock the number goes
+/// first: whoever sees the count fall (the reaper woken at 2 or 1) and
+/// then looks the number up or asks for it finds it free.
 fn unhash_pid_lockless(pid: &PidRef) -> bool {
     if !pid.header().hashed.swap(false, Ordering::AcqRel) {
         return false;
@@ -480,14 +485,13 @@ fn unhash_pid_lockless(pid: &PidRef) -> bool {
         let lf = ns
             .lockfree()
             .expect("a lock-free tree's namespaces are all lock-free");
-        match lf.allocated.remove() {
-            2 | 1 => ns.wake_child_reaper(),
-            _ => {}
-        }
         // SAFETY: the pid claimed and published this number at alloc_pid
         // and only its free_pid (this one: `hashed` was ours to clear)
         // removes it.
         unsafe { lf.idr.remove(upid.nr as u32) };
+        if let 2 | 1 = lf.allocated.remove() {
+            ns.wake_child_reaper();
+        }
     }
     // SAFETY: a hashed lock-free pid was added to pidfs's table at
     // publication.

@@ -19,7 +19,7 @@ use ::alloc::sync::Arc;
 use core::ptr::NonNull;
 
 use crate::task::Task;
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64};
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
@@ -389,12 +389,17 @@ fn failed_first_pid_resets_the_cursor() {
     }
 }
 
+/// Held by the tests that install a reaper wake-up hook (there is one
+/// hook for the whole kernel).
+static WAKE_HOOK_USERS: Mutex<()> = Mutex::new(());
+
 #[test]
 fn free_pid_accounting_and_reaper_wakeups() {
     static WOKEN: AtomicU64 = AtomicU64::new(0);
     fn hook(_ns: &PidNamespace, _reaper: Reaper) {
         WOKEN.fetch_add(1, Ordering::Relaxed);
     }
+    let _hook = WAKE_HOOK_USERS.lock().unwrap_or_else(|e| e.into_inner());
     set_reaper_wake_hook(Some(hook));
     for s in all() {
         let (root, init) = root_with_init(s);
@@ -422,6 +427,54 @@ fn free_pid_accounting_and_reaper_wakeups() {
     }
     assert!(WOKEN.load(Ordering::Relaxed) >= 2);
     set_reaper_wake_hook(None);
+}
+
+#[test]
+fn lockless_free_pid_frees_the_number_before_it_wakes_the_reaper() {
+    /// The namespace watched, and the number being freed there.
+    static WATCHED: AtomicPtr<PidNamespace> = AtomicPtr::new(core::ptr::null_mut());
+    static FREEING: AtomicU32 = AtomicU32::new(0);
+    /// Wake-ups seen in the watched namespace, and those that still found
+    /// the number claimed.
+    static WAKES: AtomicU64 = AtomicU64::new(0);
+    static STILL_CLAIMED: AtomicU64 = AtomicU64::new(0);
+    fn hook(ns: &PidNamespace, _reaper: NonNull<Task>) {
+        if !core::ptr::eq(ns, WATCHED.load(Ordering::Relaxed)) {
+            return;
+        }
+        WAKES.fetch_add(1, Ordering::Relaxed);
+        let lf = ns.lockfree().unwrap();
+        if lf.idr.is_allocated(FREEING.load(Ordering::Relaxed)) {
+            STILL_CLAIMED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let _hook = WAKE_HOOK_USERS.lock().unwrap_or_else(|e| e.into_inner());
+    set_reaper_wake_hook(Some(hook));
+    let (root, init) = root_with_init(&LOCKLESS);
+    let (nss, inits) = chain(&root, 1);
+    let child = &nss[1];
+    let a = alloc_pid(child, &[], &LOCKLESS, false).unwrap();
+    let b = alloc_pid(child, &[], &LOCKLESS, false).unwrap();
+    // The child's init is dying: the reaper waits for its last pids.
+    disable_pid_allocation(child, &LOCKLESS);
+    WATCHED.store(Arc::as_ptr(child).cast_mut(), Ordering::Relaxed);
+    for (pid, left) in [(b, 2), (a, 1)] {
+        FREEING.store(pid.numbers()[1].nr as u32, Ordering::Relaxed);
+        free_pid(pid, &LOCKLESS);
+        assert_eq!(child.pid_allocated(), left);
+    }
+    WATCHED.store(core::ptr::null_mut(), Ordering::Relaxed);
+    set_reaper_wake_hook(None);
+    assert_eq!(WAKES.load(Ordering::Relaxed), 2, "woken at 2 and at 1");
+    assert_eq!(
+        STILL_CLAIMED.load(Ordering::Relaxed),
+        0,
+        "the woken reaper found the freed number still claimed"
+    );
+    assert_eq!(ids_of(child), [1]);
+    for pid in inits.into_iter().chain([init]) {
+        free_pid(pid, &LOCKLESS);
+    }
 }
 
 #[test]

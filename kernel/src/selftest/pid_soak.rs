@@ -320,8 +320,11 @@ pub(crate) fn pid_soak(
 /// just the inits again with the nodes it started with, every
 /// `pid_allocated` is back to its start, every participating CPU's preload
 /// pool is within its bound; and once the inits are freed, every IDR is
-/// empty with no nodes (a lock-free map keeps its inner nodes until it is
-/// dropped) and every namespace is dead (`pid_allocated` 0).
+/// empty with no nodes and every namespace is dead (`pid_allocated` 0).
+/// A lock-free map keeps its inner nodes until it is dropped, and its
+/// cursor's leaf: there, both times, the node counter must match the
+/// nodes linked and no other leaf may be linked empty
+/// ([`lockfree_nodes_problem`]).
 /// ENOMEM (a real or injected allocation failure) is counted, not an
 /// error; any other error fails the soak with a message. With
 /// [`SoakConfig::fail_every`] the CPUs inject such failures themselves,
@@ -408,6 +411,7 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
     }
     let mut problems = Vec::new();
     for (level, (ns, before)) in sh.nss.iter().zip(&start).enumerate() {
+        problems.extend(lockfree_nodes_problem(ns).map(|p| format!("level {level}: {p}")));
         let now = ns.stats();
         let nodes = |st: &PidNsStats| if lockfree { 0 } else { st.nodes };
         if (now.ids, nodes(&now), now.pid_allocated)
@@ -428,6 +432,9 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         free_pid(pid, setup);
     }
     for (level, ns) in sh.nss.iter().enumerate() {
+        problems.extend(
+            lockfree_nodes_problem(ns).map(|p| format!("level {level} after its init: {p}")),
+        );
         let now = ns.stats();
         let nodes = if lockfree { 0 } else { now.nodes };
         if (now.ids, nodes, now.pid_allocated) != (0, 0, 0) {
@@ -457,6 +464,21 @@ pub(crate) fn pid_soak_with(par: &dyn Parallel, cfg: &SoakConfig) -> Result<Soak
         max_live_per_cpu: sh.max_live.load(Ordering::Relaxed),
         max_pool: sh.max_pool.load(Ordering::Relaxed).max(pool),
         cycles,
+    })
+}
+
+/// What is wrong with a quiet lock-free map's nodes, if `ns` has one: its
+/// node counter must match the nodes linked, and no leaf but the cursor's
+/// may be linked empty (every emptied leaf is reclaimed).
+fn lockfree_nodes_problem(ns: &PidNamespace) -> Option<String> {
+    let lf = ns.lockfree()?;
+    let census = lf.idr.census();
+    let counted = lf.idr.nr_nodes();
+    (census.nodes() != counted || census.idle_leaves != 0).then(|| {
+        format!(
+            "{counted} nodes counted, {} inner and {} leaves linked, {} of them empty outside the cursor's",
+            census.inner, census.leaves, census.idle_leaves
+        )
     })
 }
 

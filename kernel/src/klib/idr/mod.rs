@@ -6,19 +6,21 @@
 //! per level whatever the number of live ids: that is what keeps
 //! `alloc_pid` flat from a thousand to a million live pids.
 //!
-//! [`Idr`] is the map, changed under a lock its caller holds; [`IdrRcu`]
-//! is the lockless readers' view (Linux's `idr_find` under
+//! [`Idr`] is the map, changed under a lock its caller holds: its Linux
+//! API is here, the tree beneath it in `radix_tree`. [`IdrRcu`]
+//! (`rcu_view`) is the lockless readers' view (Linux's `idr_find` under
 //! `rcu_read_lock`); [`preload`] is where insertions under the lock get
-//! their nodes; [`lockfree`] is a lock-free map of the same kind, the
-//! pid code's lockless strategy.
+//! their nodes; `env` is what the map and the view run on, so that the
+//! loom models (`loom_models`) check the code the kernel runs;
+//! [`lockfree`] is a lock-free map of the same kind, the pid code's
+//! lockless strategy.
 
 use alloc::boxed::Box;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::klib::errno::Errno;
-use crate::rcu::{RcuHead, RcuReadGuard};
 
 #[cfg_attr(
     any(not(test), loom),
@@ -31,13 +33,17 @@ use crate::rcu::{RcuHead, RcuReadGuard};
 pub(crate) mod lockfree;
 pub(crate) mod preload;
 
-use preload::{NodeBatch, node_release};
+mod env;
+mod radix_tree;
+mod rcu_view;
+
+pub(crate) use env::{IdrEnv, KernelIdrEnv, SlotPtr};
 #[cfg(test)]
 pub(crate) use preload::{idr_node_alloc, idr_preload_drain};
 pub(crate) use preload::{
-    idr_node_cache, idr_node_free, idr_node_max_cached_bytes, idr_preload, idr_preload_count,
-    idr_preload_end,
+    idr_node_cache, idr_node_max_cached_bytes, idr_preload, idr_preload_count, idr_preload_end,
 };
+pub(crate) use rcu_view::IdrRcu;
 
 /// Bits of the id consumed per tree level.
 pub(crate) const IDR_BITS: u32 = 6;
@@ -60,7 +66,7 @@ pub(crate) const IDR_PRELOAD_SIZE: usize = 2 * IDR_MAX_HEIGHT as usize - 2;
 /// free), the radix tree's `IDR_FREE` tag inverted. Lockless readers use
 /// only `shift` and `slots`; the bitmaps are the writers' (under the lock).
 #[repr(C, align(64))]
-pub(crate) struct IdrNode {
+pub(crate) struct IdrNode<E: IdrEnv = KernelIdrEnv> {
     /// Bit i: slot i holds a child (internal) or an allocated id (leaf).
     present: u64,
     /// Bit i: nothing below slot i is free.
@@ -68,12 +74,26 @@ pub(crate) struct IdrNode {
     /// Id bits below this node's slot index: 0 for a leaf. Set before the
     /// node is linked in, reset only after its grace period.
     shift: u32,
-    slots: [AtomicPtr<()>; IDR_SLOTS],
-    /// For the grace period between leaving the tree and the node cache.
-    rcu: RcuHead,
+    slots: [E::Slot; IDR_SLOTS],
+    /// The environment's (the kernel's: the `rcu_head` for the grace
+    /// period between leaving the tree and the node cache).
+    tag: E::Tag,
 }
 
-impl IdrNode {
+impl<E: IdrEnv> IdrNode<E> {
+    /// A clean node (the loom environment's nodes; the kernel's come
+    /// zeroed from the node cache).
+    #[cfg(all(test, loom))]
+    pub(crate) fn new_clean(tag: E::Tag) -> Self {
+        IdrNode {
+            present: 0,
+            full: 0,
+            shift: 0,
+            slots: core::array::from_fn(|_| E::Slot::null()),
+            tag,
+        }
+    }
+
     fn is_clean(&self) -> bool {
         self.present == 0
             && self.full == 0
@@ -89,7 +109,7 @@ impl IdrNode {
 /// # Safety
 /// `node` is a live node.
 #[inline(always)]
-unsafe fn slot_load(node: *mut IdrNode, i: usize) -> *mut () {
+unsafe fn slot_load<E: IdrEnv>(node: *mut IdrNode<E>, i: usize) -> *mut () {
     // SAFETY: per the contract.
     unsafe { (*node).slots[i].load(Ordering::Relaxed) }
 }
@@ -100,7 +120,7 @@ unsafe fn slot_load(node: *mut IdrNode, i: usize) -> *mut () {
 /// # Safety
 /// `node` is a live node; the caller holds the writer lock.
 #[inline(always)]
-unsafe fn set_slot(node: *mut IdrNode, i: usize, v: *mut ()) {
+unsafe fn set_slot<E: IdrEnv>(node: *mut IdrNode<E>, i: usize, v: *mut ()) {
     // SAFETY: per the contract.
     unsafe { (*node).slots[i].store(v, Ordering::Release) }
 }
@@ -139,17 +159,19 @@ fn slot_of(id: u32, shift: u32) -> usize {
 /// (`pidmap_lock` for the pid IDRs). Insertions under that lock cannot
 /// wait for memory: [`preload`] says where their nodes come from (the node
 /// cache first, the per-CPU pool [`idr_preload`] fills second), and an
-/// insertion is all-or-nothing.
-pub(crate) struct Idr<T> {
+/// insertion is all-or-nothing. Node memory, atomics and grace periods
+/// come from `E` (the kernel's by default; see `env`).
+pub(crate) struct Idr<T, E: IdrEnv = KernelIdrEnv> {
     /// The writers' root.
-    root: *mut IdrNode,
+    root: *mut IdrNode<E>,
     /// The root as lockless readers load it: a heap cell of its own, freed
     /// with the `Idr`.
-    published: NonNull<AtomicPtr<IdrNode>>,
+    published: NonNull<E::Slot>,
     height: u32,
     next: u32,
     nr_ids: u32,
     nr_nodes: u32,
+    env: E,
     _entries: PhantomData<*mut T>,
 }
 
@@ -161,68 +183,19 @@ impl<T> Default for Idr<T> {
 
 // SAFETY: the raw pointers are the tree's nodes and the root cell, owned by
 // the `Idr`; entries are only stored and handed back, never dereferenced.
-unsafe impl<T> Send for Idr<T> {}
-
-/// A lockless reader's view of an [`Idr`] (Linux: `idr_find` under
-/// `rcu_read_lock`).
-///
-/// The root lives in a heap cell outside the `Idr` (so a reader never
-/// touches memory a writer's `&mut Idr` covers), slots are atomic pointers
-/// stored with release order once what they point to is ready, a node's
-/// `shift` never changes while it is in the tree, and a node leaves the
-/// tree for the node cache only after an RCU grace period
-/// (`radix_tree_node_rcu_free`). A root dropped by a shrink keeps its slot
-/// 0 until then, so a reader that started on it still reaches the ids
-/// below.
-pub(crate) struct IdrRcu<T> {
-    root: NonNull<AtomicPtr<IdrNode>>,
-    _entries: PhantomData<*mut T>,
-}
-
-impl<T> Clone for IdrRcu<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for IdrRcu<T> {}
-
-// SAFETY: the view only loads atomics and reads node fields that do not
-// change while a reader can reach the node (see the type's doc).
-unsafe impl<T> Send for IdrRcu<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for IdrRcu<T> {}
-
-impl<T> IdrRcu<T> {
-    /// Port of `idr_find()` for readers without the lock: the pointer
-    /// published at `id` when the tree was looked at, or null. An id added
-    /// or removed meanwhile may or may not be seen; what is returned was
-    /// published, and a node reached stays valid until `_rcu` ends.
-    pub(crate) fn find(&self, id: u32, _rcu: &RcuReadGuard) -> *mut T {
-        // SAFETY: the cell lives as long as the `Idr` (the view's contract);
-        // nodes reachable from it leave for the cache only after a grace
-        // period, which waits for the read-side section `_rcu` proves.
-        unsafe {
-            let mut node = self.root.as_ref().load(Ordering::Acquire);
-            if node.is_null() || u64::from(id) >= 1u64 << ((*node).shift + IDR_BITS) {
-                return ptr::null_mut();
-            }
-            loop {
-                let shift = (*node).shift;
-                let next = (*node).slots[slot_of(id, shift)].load(Ordering::Acquire);
-                if shift == 0 || next.is_null() {
-                    return next.cast();
-                }
-                node = next.cast();
-            }
-        }
-    }
-}
+unsafe impl<T, E: IdrEnv + Send> Send for Idr<T, E> {}
 
 impl<T> Idr<T> {
     /// Port of `idr_init()`: an empty IDR with its cursor at 0.
     pub(crate) fn new() -> Self {
-        let published = NonNull::from(Box::leak(Box::new(AtomicPtr::new(ptr::null_mut()))));
+        Self::with_env(KernelIdrEnv)
+    }
+}
+
+impl<T, E: IdrEnv> Idr<T, E> {
+    /// An empty IDR over `env`, its cursor at 0.
+    pub(crate) fn with_env(env: E) -> Self {
+        let published = NonNull::from(Box::leak(Box::new(E::Slot::null())));
         Idr {
             root: ptr::null_mut(),
             published,
@@ -230,6 +203,7 @@ impl<T> Idr<T> {
             next: 0,
             nr_ids: 0,
             nr_nodes: 0,
+            env,
             _entries: PhantomData,
         }
     }
@@ -254,18 +228,15 @@ impl<T> Idr<T> {
     ///
     /// # Safety
     /// The view is used only while this `Idr` lives.
-    pub(crate) unsafe fn rcu_view(&self) -> IdrRcu<T> {
-        IdrRcu {
-            root: self.published,
-            _entries: PhantomData,
-        }
+    pub(crate) unsafe fn rcu_view(&self) -> IdrRcu<T, E> {
+        IdrRcu::of(self.published)
     }
 
     /// Makes the writers' root the readers' (before any node it no longer
     /// reaches is released).
     fn publish_root(&mut self) {
         // SAFETY: the cell is ours until drop.
-        unsafe { self.published.as_ref() }.store(self.root, Ordering::Release);
+        unsafe { self.published.as_ref() }.store(self.root.cast(), Ordering::Release);
     }
 
     /// Port of `idr_is_empty()`.
@@ -352,14 +323,14 @@ impl<T> Idr<T> {
         if u64::from(id) >= capacity(self.height) {
             return None;
         }
-        let mut path = [ptr::null_mut::<IdrNode>(); IDR_MAX_HEIGHT as usize];
+        let mut path = [ptr::null_mut::<IdrNode<E>>(); IDR_MAX_HEIGHT as usize];
         let mut depth = 0;
         let mut node = self.root;
         // SAFETY: every pointer followed is a node of this tree, which
         // `&mut self` lets us change; freed nodes are unlinked first.
         unsafe {
             while (*node).shift > 0 {
-                let child = slot_load(node, slot_of(id, (*node).shift)).cast::<IdrNode>();
+                let child = slot_load(node, slot_of(id, (*node).shift)).cast::<IdrNode<E>>();
                 if child.is_null() {
                     return None;
                 }
@@ -420,7 +391,7 @@ impl<T> Idr<T> {
     /// # Safety
     /// `node` is a node of this tree.
     #[cfg(test)]
-    unsafe fn visit(node: *mut IdrNode, base: u32, f: &mut impl FnMut(u32, *mut T)) {
+    unsafe fn visit(node: *mut IdrNode<E>, base: u32, f: &mut impl FnMut(u32, *mut T)) {
         // SAFETY: per the contract, and children of tree nodes are nodes.
         unsafe {
             let mut bits = (*node).present;
@@ -445,205 +416,13 @@ impl<T> Idr<T> {
             end - 1
         }
     }
-
-    /// The leaf holding `id`'s slot, if the tree has one.
-    fn leaf_of(&self, id: u32) -> Option<(*mut IdrNode, usize)> {
-        if u64::from(id) >= capacity(self.height) {
-            return None;
-        }
-        let mut node = self.root;
-        // SAFETY: nodes of this tree, read only.
-        unsafe {
-            while (*node).shift > 0 {
-                node = slot_load(node, slot_of(id, (*node).shift)).cast();
-                if node.is_null() {
-                    return None;
-                }
-            }
-        }
-        Some((node, slot_of(id, 0)))
-    }
-
-    /// The lowest free id in `[start, max]` (Linux: `idr_get_free()`'s
-    /// search), found with the `full` bitmaps: descend while the slot on
-    /// the way has room; if its subtree has room only before `start`, step
-    /// to the next slot with room in the parent, whose subtree then surely
-    /// has some.
-    fn find_free(&self, start: u32, max: u32) -> Option<u32> {
-        if start > max {
-            return None;
-        }
-        let cap = capacity(self.height);
-        if u64::from(start) >= cap {
-            // Beyond the tree: free; the insertion grows the tree.
-            return Some(start);
-        }
-        let mut stack = [(ptr::null_mut::<IdrNode>(), 0u64); IDR_MAX_HEIGHT as usize];
-        let mut depth = 0;
-        let (mut node, mut base) = (self.root, 0u64);
-        let mut index = u64::from(start);
-        // SAFETY: nodes of this tree, read only.
-        let found = unsafe {
-            loop {
-                let shift = (*node).shift;
-                let end = base + (1u64 << (shift + IDR_BITS));
-                if index >= end {
-                    if depth == 0 {
-                        break cap;
-                    }
-                    depth -= 1;
-                    (node, base) = stack[depth];
-                    continue;
-                }
-                let off = (index - base) >> shift;
-                let room = !(*node).full & (u64::MAX << off);
-                if room == 0 {
-                    index = end;
-                    continue;
-                }
-                let slot = u64::from(room.trailing_zeros());
-                if slot != off {
-                    index = base + (slot << shift);
-                }
-                let child = slot_load(node, slot as usize).cast::<IdrNode>();
-                if shift == 0 || child.is_null() {
-                    break index;
-                }
-                stack[depth] = (node, base);
-                depth += 1;
-                (node, base) = (child, base + (slot << shift));
-            }
-        };
-        (found <= u64::from(max)).then_some(found as u32)
-    }
-
-    /// Nodes the insertion of (free) `id` must add.
-    fn nodes_needed(&self, id: u32) -> usize {
-        let want = height_for(id);
-        if self.root.is_null() {
-            return want as usize;
-        }
-        if want > self.height {
-            // New roots above, and a fresh path below the new top (the id
-            // is beyond the old root's reach, so none of it exists).
-            return (want - self.height + want - 1) as usize;
-        }
-        let mut node = self.root;
-        // SAFETY: nodes of this tree, read only.
-        unsafe {
-            while (*node).shift > 0 {
-                let child = slot_load(node, slot_of(id, (*node).shift)).cast::<IdrNode>();
-                if child.is_null() {
-                    return ((*node).shift / IDR_BITS) as usize;
-                }
-                node = child;
-            }
-        }
-        0
-    }
-
-    /// Stores `value` at the free id `id`, gathering the nodes it needs
-    /// before changing the tree (all or nothing).
-    fn insert(&mut self, id: u32, value: *mut T) -> Result<(), Errno> {
-        assert!(id < IDR_ID_LIMIT, "IDR id {id} beyond the tree's reach");
-        let need = self.nodes_needed(id);
-        let mut batch = NodeBatch::take(need)?;
-        self.nr_nodes += need as u32;
-        let want = height_for(id);
-        // SAFETY: nodes of this tree or fresh from the batch, changed under
-        // `&mut self`.
-        unsafe {
-            let root = self.root;
-            if self.root.is_null() {
-                self.root = batch.pop(IDR_BITS * (want - 1));
-                self.height = want;
-            }
-            while self.height < want {
-                let top = batch.pop(IDR_BITS * self.height);
-                set_slot(top, 0, self.root.cast());
-                (*top).present = 1;
-                (*top).full = u64::from((*self.root).full == u64::MAX);
-                self.root = top;
-                self.height += 1;
-            }
-            if self.root != root {
-                // The new top is complete: readers may start there.
-                self.publish_root();
-            }
-            let mut path = [ptr::null_mut::<IdrNode>(); IDR_MAX_HEIGHT as usize];
-            let mut depth = 0;
-            let mut node = self.root;
-            loop {
-                let shift = (*node).shift;
-                let off = slot_of(id, shift);
-                if shift == 0 {
-                    // Overwriting would lose the entry there for good.
-                    assert!((*node).present & (1 << off) == 0, "IDR id {id} is taken");
-                    set_slot(node, off, value.cast());
-                    (*node).present |= 1 << off;
-                    (*node).full |= 1 << off;
-                    break;
-                }
-                let mut child = slot_load(node, off).cast::<IdrNode>();
-                if child.is_null() {
-                    child = batch.pop(shift - IDR_BITS);
-                    set_slot(node, off, child.cast());
-                    (*node).present |= 1 << off;
-                }
-                path[depth] = node;
-                depth += 1;
-                node = child;
-            }
-            let mut child = node;
-            while depth > 0 && (*child).full == u64::MAX {
-                depth -= 1;
-                let parent = path[depth];
-                (*parent).full |= 1 << slot_of(id, (*parent).shift);
-                child = parent;
-            }
-        }
-        assert_eq!(batch.nr, 0, "IDR insertion miscounted its nodes");
-        self.nr_ids += 1;
-        Ok(())
-    }
-
-    /// Port of `radix_tree_shrink()`: drops roots whose only child is in
-    /// slot 0. The old root keeps its slot 0 until its grace period ends,
-    /// for readers still on it (Linux leaves `RADIX_TREE_RETRY` there).
-    ///
-    /// # Safety
-    /// The tree is not empty.
-    unsafe fn shrink(&mut self) {
-        // SAFETY: the root and its slot-0 child are nodes of this tree.
-        unsafe {
-            while self.height > 1 && (*self.root).present == 1 {
-                let old = self.root;
-                self.root = slot_load(old, 0).cast();
-                (*old).present = 0;
-                (*old).full = 0;
-                self.height -= 1;
-                self.publish_root();
-                self.release(old);
-            }
-        }
-    }
-
-    /// A node leaves the tree (already unlinked and, if it was the root,
-    /// no longer published): it goes back to the cache after a grace
-    /// period.
-    fn release(&mut self, node: *mut IdrNode) {
-        self.nr_nodes -= 1;
-        // SAFETY: unlinked from this tree; only readers that started before
-        // can reach it, and the grace period waits for them.
-        unsafe { node_release(node) };
-    }
 }
 
-impl<T> Drop for Idr<T> {
+impl<T, E: IdrEnv> Drop for Idr<T, E> {
     fn drop(&mut self) {
         /// # Safety
-        /// `node` is an unshared tree node; its subtree is freed.
-        unsafe fn free_subtree(node: *mut IdrNode) {
+        /// `node` is an unshared tree node of `env`; its subtree is freed.
+        unsafe fn free_subtree<E: IdrEnv>(env: &E, node: *mut IdrNode<E>) {
             // SAFETY: per the contract; children are tree nodes too.
             unsafe {
                 let mut bits = (*node).present;
@@ -651,24 +430,30 @@ impl<T> Drop for Idr<T> {
                     let slot = bits.trailing_zeros() as usize;
                     bits &= bits - 1;
                     if (*node).shift > 0 {
-                        free_subtree(self::slot_load(node, slot).cast());
+                        free_subtree(env, self::slot_load(node, slot).cast());
                     }
                     (*node).slots[slot].store(ptr::null_mut(), Ordering::Relaxed);
                 }
                 (*node).present = 0;
                 (*node).full = 0;
-                idr_node_free(node);
+                env.free_node(node);
             }
         }
         if !self.root.is_null() {
             // SAFETY: the tree is ours alone and dies here: no reader can
             // hold a view of it any more (`rcu_view`'s contract).
-            unsafe { free_subtree(self.root) };
+            unsafe { free_subtree(&self.env, self.root) };
         }
         // SAFETY: leaked in `new`, freed once, here.
         drop(unsafe { Box::from_raw(self.published.as_ptr()) });
     }
 }
 
+#[cfg(all(test, loom))]
+mod loom_env;
+#[cfg(all(test, loom))]
+mod loom_models;
+#[cfg(all(test, loom))]
+mod loom_rcu;
 #[cfg(test)]
 mod tests;

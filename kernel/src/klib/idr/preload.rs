@@ -20,6 +20,7 @@ use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::Ordering;
 
+use super::env::{KernelIdrEnv, NodeBatch};
 use super::{IDR_PRELOAD_SIZE, IdrNode};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultSite, should_fail};
@@ -135,14 +136,7 @@ pub(crate) fn idr_preload_drain() {
     })
 }
 
-/// The nodes one insertion needs, all gathered before the tree changes so
-/// that a failure leaves the tree as it was.
-pub(super) struct NodeBatch {
-    pub(super) nr: usize,
-    nodes: [*mut IdrNode; IDR_PRELOAD_SIZE],
-}
-
-impl NodeBatch {
+impl NodeBatch<KernelIdrEnv> {
     /// Port of `radix_tree_node_alloc()` under a spinlock, for each of the
     /// `n` nodes an insertion needs: a node from the node cache first (the
     /// `GFP_ATOMIC` slab allocation, which never waits but may reach the
@@ -154,15 +148,13 @@ impl NodeBatch {
     ///
     /// [`FaultSite::NodeAlloc`] makes a cache allocation fail,
     /// [`FaultSite::PreloadTake`] makes the pool look dry.
-    pub(super) fn take(n: usize) -> Result<NodeBatch, Errno> {
+    #[inline]
+    pub(super) fn take(n: usize) -> Result<Self, Errno> {
         if n > 0 {
             lockctx::record(Site::IdrNodeAlloc);
         }
         assert!(n <= IDR_PRELOAD_SIZE, "IDR insertion wants {n} nodes");
-        let mut batch = NodeBatch {
-            nr: 0,
-            nodes: [ptr::null_mut(); IDR_PRELOAD_SIZE],
-        };
+        let mut batch = NodeBatch::new();
         let mut pooled = 0;
         while batch.nr < n {
             let node = match slab_alloc_atomic() {
@@ -178,8 +170,7 @@ impl NodeBatch {
                     }
                 },
             };
-            batch.nodes[batch.nr] = node;
-            batch.nr += 1;
+            batch.push(node);
         }
         Ok(batch)
     }
@@ -200,19 +191,6 @@ impl NodeBatch {
             // was never linked into a tree.
             unsafe { idr_node_free(self.nodes[self.nr]) };
         }
-    }
-
-    pub(super) fn pop(&mut self, shift: u32) -> *mut IdrNode {
-        assert!(self.nr > 0, "IDR node batch miscounted");
-        self.nr -= 1;
-        let node = self.nodes[self.nr];
-        // SAFETY: batch nodes are valid, clean and owned by the batch.
-        unsafe {
-            // A stale child pointer in a new node would be followed.
-            assert!((*node).is_clean(), "IDR node batch holds a used node");
-            (*node).shift = shift;
-        }
-        node
     }
 }
 
@@ -250,7 +228,7 @@ fn pool_take() -> Option<*mut IdrNode> {
 pub(super) unsafe fn node_release(node: *mut IdrNode) {
     // SAFETY: the head is the node's own and unqueued (a node leaves a tree
     // once per stay in it).
-    unsafe { call_rcu(&raw mut (*node).rcu, node_rcu_free) };
+    unsafe { call_rcu(&raw mut (*node).tag, node_rcu_free) };
 }
 
 /// Port of `radix_tree_node_rcu_free()`: no reader can reach the node any
@@ -264,14 +242,14 @@ unsafe fn node_rcu_free(head: *mut RcuHead) {
     // alone now.
     unsafe {
         let node = head
-            .byte_sub(core::mem::offset_of!(IdrNode, rcu))
+            .byte_sub(core::mem::offset_of!(IdrNode, tag))
             .cast::<IdrNode>();
         for slot in &(*node).slots {
             slot.store(ptr::null_mut(), Ordering::Relaxed);
         }
         (*node).present = 0;
         (*node).full = 0;
-        ptr::write(&raw mut (*node).rcu, RcuHead::new());
+        ptr::write(&raw mut (*node).tag, RcuHead::new());
         idr_node_free(node);
     }
 }

@@ -4,7 +4,7 @@
 
 use super::{PIDNS_ADDING, PidAllocated};
 use crate::klib::errno::Errno;
-use crate::klib::idr::lockfree::lf_loom_model;
+use crate::sync::loom_model;
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicU32;
 use loom::thread;
@@ -13,7 +13,7 @@ type Word = PidAllocated<AtomicU32>;
 
 #[test]
 fn loom_models_no_add_after_disable() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let a = Arc::new(Word::with_word());
         let adder = {
             let a = a.clone();
@@ -33,7 +33,7 @@ fn loom_models_no_add_after_disable() {
 
 #[test]
 fn loom_models_death_of_a_new_namespace_races_an_add() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let a = Arc::new(Word::with_word());
         a.try_add().unwrap();
         let adder = {

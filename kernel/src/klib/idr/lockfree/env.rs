@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use super::tree::LfNode;
 use crate::klib::fault_inject::{FaultSite, should_fail};
+pub(crate) use crate::klib::idr::SlotPtr;
 use crate::klib::lockctx::{self, Site};
 use crate::mm::cache::RcuObjCache;
 use crate::platform::{self, MAX_CPUS};
@@ -36,21 +37,6 @@ pub(crate) trait Bits64: Send + Sync {
     fn fetch_and(&self, v: u64, order: Ordering) -> u64;
     fn compare_exchange(&self, cur: u64, new: u64, ok: Ordering, err: Ordering)
     -> Result<u64, u64>;
-}
-
-/// An atomic pointer slot (a child node, or a leaf's entry).
-pub(crate) trait SlotPtr: Send + Sync {
-    fn null() -> Self;
-    fn load(&self, order: Ordering) -> *mut ();
-    fn store(&self, p: *mut (), order: Ordering);
-    fn swap(&self, p: *mut (), order: Ordering) -> *mut ();
-    fn compare_exchange(
-        &self,
-        cur: *mut (),
-        new: *mut (),
-        ok: Ordering,
-        err: Ordering,
-    ) -> Result<*mut (), *mut ()>;
 }
 
 /// A 32-bit atomic word (the cyclic cursor, `pid_allocated`).
@@ -80,24 +66,6 @@ macro_rules! impl_bits64 {
     };
 }
 
-/// Implements [`SlotPtr`] for the atomic pointer type `$ty`.
-macro_rules! impl_slot_ptr {
-    ($ty:ty) => {
-        impl SlotPtr for $ty {
-            #[inline(always)]
-            fn null() -> Self {
-                <$ty>::new(ptr::null_mut())
-            }
-            forward_atomic!($ty, *mut () {
-                load load,
-                store store,
-                rmw swap,
-                cas compare_exchange,
-            });
-        }
-    };
-}
-
 /// Implements [`Word32`] for the atomic type `$ty`.
 macro_rules! impl_word32 {
     ($ty:ty) => {
@@ -116,13 +84,10 @@ macro_rules! impl_word32 {
 }
 
 impl_bits64!(AtomicU64);
-impl_slot_ptr!(AtomicPtr<()>);
 impl_word32!(AtomicU32);
 
 #[cfg(all(test, loom))]
 impl_bits64!(loom::sync::atomic::AtomicU64);
-#[cfg(all(test, loom))]
-impl_slot_ptr!(loom::sync::atomic::AtomicPtr<()>);
 #[cfg(all(test, loom))]
 impl_word32!(loom::sync::atomic::AtomicU32);
 
@@ -139,7 +104,7 @@ pub(crate) enum LfEvent {
     InstallRace,
     /// Node memory could not be had (ENOMEM).
     NodeAllocFailed,
-    /// A claim met a leaf being reclaimed and looked again.
+    /// A claim met a leaf being reclaimed, waited for it and looked again.
     DeadLeaf,
     /// An emptied leaf was marked dead, unlinked and retired.
     Reclaim,
@@ -195,6 +160,13 @@ pub(crate) trait LfEnv: Send + Sync + Sized {
     #[inline(always)]
     fn sc_fence() {
         core::sync::atomic::compiler_fence(Ordering::SeqCst);
+    }
+
+    /// One round of a wait for another CPU's progress (`pause`; loom:
+    /// yield to the other threads).
+    #[inline(always)]
+    fn relax() {
+        platform::cpu_relax();
     }
 
     /// Counts a slow-path event.

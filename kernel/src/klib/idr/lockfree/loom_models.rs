@@ -3,15 +3,18 @@
 //! hand out an id twice and both succeed when there is room; a lookup
 //! racing publish and remove sees null or the published entry, never a
 //! freed node; racing installs leave one node linked and free the others;
-//! a claim racing the reclaim of its leaf lands in a live leaf or looks
-//! again; a removal racing the claim that fills a leaf leaves no stale
-//! full hint. Run by `make test-loom`.
+//! a claim racing the reclaim of its leaf gets its free id, exact or
+//! cyclic, in a live leaf; a removal emptying the cursor's leaf while a
+//! claim moves the cursor out leaves no empty leaf linked; a removal
+//! racing the claim that fills a leaf leaves no stale full hint. Run by
+//! `make test-loom`.
 
-use super::loom_env::{LoomEnv, lf_loom_model};
+use super::loom_env::LoomEnv;
 use super::tests_shared::check_invariants;
 use super::tree::LEAF;
 use super::{LfIdr, slot_of};
 use crate::klib::errno::Errno;
+use crate::sync::loom_model;
 use core::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::thread;
@@ -27,7 +30,7 @@ fn remove(m: &Map, id: u32) -> Option<*mut u8> {
 
 #[test]
 fn loom_models_two_claimers_get_distinct_ids() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(1).unwrap();
@@ -50,7 +53,7 @@ fn loom_models_two_claimers_get_distinct_ids() {
 
 #[test]
 fn loom_models_one_free_id_goes_to_one_claimer() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, _) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(1).unwrap();
@@ -68,7 +71,7 @@ fn loom_models_one_free_id_goes_to_one_claimer() {
 
 #[test]
 fn loom_models_racing_installs_link_one_node_and_free_the_other() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         let other = {
@@ -88,7 +91,7 @@ fn loom_models_racing_installs_link_one_node_and_free_the_other() {
 
 #[test]
 fn loom_models_lookup_sees_null_or_the_entry_never_a_freed_node() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         // Leaf 1 (ids 64..128); the cursor's leaf is leaf 0, so removing 70
@@ -116,25 +119,17 @@ fn loom_models_lookup_sees_null_or_the_entry_never_a_freed_node() {
 
 #[test]
 fn loom_models_exact_claim_racing_a_reclaim_lands_in_a_live_leaf() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         m.claim_exact(70).unwrap();
         let claimer = {
             let m = m.clone();
-            thread::spawn(move || {
-                // The only other owner of leaf 1 is the reclaimer, which
-                // holds all of it between killing and unlinking it.
-                loop {
-                    match m.claim_exact(71) {
-                        Err(Errno::EEXIST) => thread::yield_now(),
-                        r => return r,
-                    }
-                }
-            })
+            // 71 is free all along, whatever state leaf 1 is in.
+            thread::spawn(move || m.claim_exact(71))
         };
         assert_eq!(remove(&m, 70), Some(core::ptr::null_mut()));
-        assert_eq!(claimer.join().unwrap(), Ok(()));
+        assert_eq!(claimer.join().unwrap(), Ok(()), "a free id refused");
         assert!(m.is_allocated(71) && !m.is_allocated(70));
         assert_eq!(m.count_ids(), 1);
         assert_eq!(m.nr_nodes(), 3);
@@ -144,31 +139,58 @@ fn loom_models_exact_claim_racing_a_reclaim_lands_in_a_live_leaf() {
 }
 
 #[test]
-fn loom_models_cyclic_claim_racing_a_reclaim_lands_in_a_live_leaf() {
-    lf_loom_model(|| {
+fn loom_models_cyclic_claim_racing_a_reclaim_finds_the_free_ids_there() {
+    loom_model(|| {
         let (env, counts) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
-        m.claim_exact(63).unwrap();
+        // Below pid_max 128 only leaf 1 (64..128) has room, and it is
+        // being reclaimed (the cursor is in leaf 0).
+        for id in 0..64 {
+            m.claim_exact(id).unwrap();
+        }
         m.claim_exact(70).unwrap();
         m.set_cursor(63);
         let claimer = {
             let m = m.clone();
-            thread::spawn(move || m.claim_cyclic(RESERVED, 200))
+            thread::spawn(move || m.claim_cyclic(RESERVED, 128))
         };
         assert_eq!(remove(&m, 70), Some(core::ptr::null_mut()));
-        let got = claimer.join().unwrap();
-        // Leaf 1 live (64), or dead and skipped (128), or unlinked and
-        // replaced (64).
-        assert!(matches!(got, Ok(64) | Ok(128)), "{got:?}");
-        assert_eq!(m.count_ids(), 2);
+        // Leaf 1 live, dying or replaced: 64 is free in each.
+        assert_eq!(claimer.join().unwrap(), Ok(64), "a free id passed");
+        assert_eq!(m.count_ids(), 65);
         assert_eq!(counts.live(), m.nr_nodes() as usize);
         check_invariants(&m, false);
     });
 }
 
 #[test]
+fn loom_models_no_leaf_stays_linked_empty_when_the_cursor_leaves_it() {
+    loom_model(|| {
+        let (env, counts) = LoomEnv::new();
+        let m = Arc::new(Map::with_env(env));
+        // The cursor is in leaf 1 at 127, the leaf's only id: its remover
+        // keeps the leaf if it sees the cursor there, and the claim (which
+        // gets 127 back or 128, in leaf 2) moves the cursor out.
+        m.claim_exact(127).unwrap();
+        m.set_cursor(127);
+        let claimer = {
+            let m = m.clone();
+            thread::spawn(move || m.claim_cyclic(RESERVED, 200))
+        };
+        assert_eq!(remove(&m, 127), Some(core::ptr::null_mut()));
+        let got = claimer.join().unwrap();
+        assert!(matches!(got, Ok(127) | Ok(128)), "{got:?}");
+        let census = m.census();
+        assert_eq!(census.idle_leaves, 0, "an emptied leaf left linked");
+        assert_eq!(census.nodes(), m.nr_nodes());
+        assert_eq!(counts.live(), m.nr_nodes() as usize);
+        check_invariants(&m, true);
+    });
+}
+
+#[test]
 fn loom_models_a_removal_racing_the_filling_claim_leaves_no_stale_hint() {
-    lf_loom_model(|| {
+    loom_model(|| {
         let (env, _) = LoomEnv::new();
         let m = Arc::new(Map::with_env(env));
         for id in 0..63 {

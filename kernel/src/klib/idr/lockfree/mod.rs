@@ -25,6 +25,24 @@ pub(crate) use env::{
 use tree::{ALL, LEAF, Section, slot_of};
 pub(crate) use tree::{LF_ID_LIMIT, LF_SLOTS, LfNode};
 
+/// The nodes linked in a map, as [`LfIdr::census`] counts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LfCensus {
+    /// Inner nodes below the root.
+    pub(crate) inner: u32,
+    pub(crate) leaves: u32,
+    /// Leaves holding no id, the cursor's excepted: none once operations
+    /// stop (see [`LfIdr`]).
+    pub(crate) idle_leaves: u32,
+}
+
+impl LfCensus {
+    /// Inner nodes and leaves: what [`LfIdr::nr_nodes`] must say.
+    pub(crate) fn nodes(&self) -> u32 {
+        self.inner + self.leaves
+    }
+}
+
 /// The cursor on a cache line of its own: every cyclic claim writes it,
 /// while the root next to it is read by every walk.
 #[repr(align(128))]
@@ -47,11 +65,14 @@ struct CursorLine<W>(W);
 /// - Publish is a Release store into the claimed id's slot; lookup walks
 ///   with Acquire loads under RCU and sees null until then. Remove clears
 ///   the slot, then the bit (Release: the next claimer sees the null slot).
-/// - An emptied leaf other than the cursor's dies by one CAS from no bits
-///   to all bits (no claim can land in it), is unlinked, and is freed after
-///   a grace period. Inner nodes stay until the map is dropped: at most
-///   16 + 1024 of them, only where ids were used, and a walk then never
-///   finds its path cut above a leaf.
+/// - An emptied leaf dies by one CAS from no bits to all bits (no claim can
+///   land in it), is unlinked, and is freed after a grace period. Its last
+///   remover reclaims it, unless the cursor points into it (the next
+///   claims land there); then the claim that moves the cursor out does.
+///   So once operations stop, no leaf but the cursor's is linked empty.
+///   Inner nodes stay until the map is dropped: at most 16 + 1024 of them,
+///   only where ids were used, and a walk then never finds its path cut
+///   above a leaf.
 ///
 /// # Concurrency
 /// Guaranteed instead of strict cyclic order (as in Linux before 4.15): an
@@ -62,10 +83,15 @@ struct CursorLine<W>(W);
 /// first from `low`; ids it passed were claimed when it looked or freed
 /// while it looked. Racing claims may interleave (A 10, B 11, or the
 /// reverse) and the cursor never moves back as seen from where a claim
-/// started. EEXIST and ENOSPC are exact when no other CPU changes the map;
-/// under concurrency a leaf being reclaimed counts as claimed for the
-/// instant between its death and its unlink, as an `alloc_pid` reservation
-/// that is rolled back counts in Linux.
+/// started. A leaf being reclaimed looks full (all bits set) between its
+/// death and its unlink, but it counts as free, as in Linux, where the
+/// leaf's ids are free all along: its reclaim counts itself in the leaf
+/// first, and a claim that finds all bits set and a reclaim under way
+/// waits for the unlink (a few steps of the reclaimer) and looks again.
+/// So an exact claim of a free id succeeds and a cyclic claim does not
+/// pass free ids in a dying leaf: EEXIST means the id was claimed when the
+/// claim looked, ENOSPC that each id in range was claimed at some point
+/// while it looked.
 #[repr(C)]
 pub(crate) struct LfIdr<T, E: LfEnv = KernelEnv> {
     root: LfNode<E>,
@@ -131,29 +157,51 @@ impl<T, E: LfEnv> LfIdr<T, E> {
             None if from > low => self.search(low, max, s)?.ok_or(Errno::ENOSPC)?,
             None => return Err(Errno::ENOSPC),
         };
-        self.advance_cursor(seen, id + 1);
-        if seen >> tree::LF_BITS != id >> tree::LF_BITS && !self.in_cursor_leaf(seen) {
-            // The cursor left the leaf it was in; reclaim it if emptied.
-            self.reclaim_if_empty(seen, s);
-        }
+        self.cursor_past(seen, id, s);
         Ok(id)
+    }
+
+    /// Moves the cursor past `id`, claimed cyclically by a claim that read
+    /// the cursor at `seen`, and if the move left a leaf, reclaims that
+    /// leaf if it is empty (a remover that emptied it while the cursor was
+    /// there left it linked).
+    fn cursor_past<'g>(&'g self, seen: u32, id: u32, s: Section<'g, E>) {
+        if let Some(left) = self.advance_cursor(seen, id + 1) {
+            self.cursor_left(left, id + 1, s);
+        }
     }
 
     /// Moves the cursor from `seen` to `new` unless another claim moved it
     /// further meanwhile (walking forward from `seen`, wrapping included);
-    /// Linux 4.14's `set_last_pid`.
-    fn advance_cursor(&self, seen: u32, new: u32) {
+    /// Linux 4.14's `set_last_pid`. Returns the value it replaced, which
+    /// may be past `seen`; `None` if it left the cursor alone.
+    fn advance_cursor(&self, seen: u32, new: u32) -> Option<u32> {
         let mut cur = seen;
+        // SeqCst (free on x86, where any locked instruction is a full
+        // barrier): `cursor_left` pairs it with a remover's `fetch_and`.
         while let Err(now) =
             self.cursor
                 .0
-                .compare_exchange(cur, new, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(cur, new, Ordering::SeqCst, Ordering::Relaxed)
         {
             self.env.count(LfEvent::CursorRace);
             if now.wrapping_sub(seen) >= new.wrapping_sub(seen) {
-                return;
+                return None;
             }
             cur = now;
+        }
+        Some(cur)
+    }
+
+    /// The cursor just moved from `old` to `new`; if that left `old`'s
+    /// leaf, reclaims it if it is empty. Its last remover may have seen
+    /// the cursor there and kept it; both sides write (the cursor here,
+    /// the leaf's bits there), fence and then read the other's word, so at
+    /// least one of them sees the leaf empty and the cursor gone.
+    fn cursor_left<'g>(&'g self, old: u32, new: u32, s: Section<'g, E>) {
+        if old >> tree::LF_BITS != new >> tree::LF_BITS {
+            E::sc_fence();
+            self.reclaim_if_empty(old, s);
         }
     }
 
@@ -176,16 +224,9 @@ impl<T, E: LfEnv> LfIdr<T, E> {
                 }
                 return Ok(());
             }
-            // All bits set is also what a dead leaf looks like: once it is
-            // unlinked, look again (and install a fresh leaf).
-            let parent = path[LEAF - 1];
-            if old == ALL
-                && self
-                    .child(parent, slot_of(id, LEAF - 1), s)
-                    .map(core::ptr::from_ref)
-                    != Some(core::ptr::from_ref(path[LEAF]))
-            {
-                self.env.count(LfEvent::DeadLeaf);
+            // All bits set is also what a dying leaf looks like: once it
+            // is gone, look again (and install a fresh leaf).
+            if old == ALL && self.wait_if_dying(&path, id) {
                 continue;
             }
             return Err(Errno::EEXIST);
@@ -257,8 +298,13 @@ impl<T, E: LfEnv> LfIdr<T, E> {
         if old == ALL {
             self.note_room(&path, id, LEAF - 1);
         }
-        if old == bit && !self.in_cursor_leaf(id) {
-            self.reclaim_leaf(&path, id);
+        if old == bit {
+            // Pairs with `cursor_left`: the claim moving the cursor out of
+            // this leaf reclaims it if this reads the cursor still here.
+            E::sc_fence();
+            if !self.in_cursor_leaf(id) {
+                self.reclaim_leaf(&path, id);
+            }
         }
         Some(entry.cast())
     }
@@ -272,16 +318,48 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// namespace's first pid fails). Reclaims the leaf the cursor leaves if
     /// it is empty.
     pub(crate) fn set_cursor(&self, next: u32) {
-        let old = self.cursor.0.swap(next, Ordering::Relaxed);
+        let old = self.cursor.0.swap(next, Ordering::SeqCst);
         if old >> tree::LF_BITS != next >> tree::LF_BITS {
             let guard = self.env.read_lock();
-            self.reclaim_if_empty(old, Section::of(&guard));
+            self.cursor_left(old, next, Section::of(&guard));
         }
     }
 
     /// Nodes linked below the root.
     pub(crate) fn nr_nodes(&self) -> u32 {
         self.nodes.load(Ordering::Relaxed)
+    }
+
+    /// What is linked below the root, by a walk: exact when no other CPU
+    /// changes the map.
+    pub(crate) fn census(&self) -> LfCensus {
+        fn walk<E: LfEnv>(
+            m: &LfIdr<impl Sized, E>,
+            node: &LfNode<E>,
+            depth: usize,
+            base: u32,
+            s: Section<'_, E>,
+            c: &mut LfCensus,
+        ) {
+            for slot in 0..LF_SLOTS {
+                let id = base + ((slot as u32) << tree::shift_at(depth));
+                let Some(child) = m.child(node, slot, s) else {
+                    continue;
+                };
+                if depth + 1 < LEAF {
+                    c.inner += 1;
+                    walk(m, child, depth + 1, id, s, c);
+                } else {
+                    c.leaves += 1;
+                    let idle = child.bits.load(Ordering::SeqCst) == 0 && !m.in_cursor_leaf(id);
+                    c.idle_leaves += u32::from(idle);
+                }
+            }
+        }
+        let guard = self.env.read_lock();
+        let mut c = LfCensus::default();
+        walk(self, &self.root, 0, 0, Section::of(&guard), &mut c);
+        c
     }
 
     /// Port of `idr_for_each()`: every claimed id in order with its entry
@@ -363,8 +441,6 @@ impl<T, E: LfEnv> Drop for LfIdr<T, E> {
 
 #[cfg(all(test, loom))]
 mod loom_env;
-#[cfg(all(test, loom))]
-pub(crate) use loom_env::lf_loom_model;
 #[cfg(all(test, loom))]
 mod loom_models;
 #[cfg(all(test, not(loom)))]

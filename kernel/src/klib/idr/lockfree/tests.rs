@@ -200,14 +200,95 @@ fn the_cursor_moves_forward_only() {
     let m = Map::with_env(env);
     m.set_cursor(50);
     // A claim that started at 10 and got 19 must not pull it back.
-    m.advance_cursor(10, 20);
+    assert_eq!(m.advance_cursor(10, 20), None);
     assert_eq!(m.get_cursor(), 50);
     // One that started at 50 and wrapped to 4 moves it on (past the end).
-    m.advance_cursor(50, 5);
+    assert_eq!(m.advance_cursor(50, 5), Some(50));
     assert_eq!(m.get_cursor(), 5);
     // One that started at 3 and got 9 moves it on from 5.
-    m.advance_cursor(3, 10);
+    assert_eq!(m.advance_cursor(3, 10), Some(5), "it replaced 5, not 3");
     assert_eq!(m.get_cursor(), 10);
+}
+
+#[test]
+fn the_claim_moving_the_cursor_out_of_an_emptied_leaf_reclaims_it() {
+    let (env, _) = private_env!();
+    let m = Map::with_env(env);
+    // Leaf 1 (64..128) empties while the cursor is in it: kept.
+    assert_eq!(m.claim_exact(70), Ok(()));
+    m.set_cursor(71);
+    assert_eq!(remove(&m, 70), Some(ptr::null_mut()));
+    assert_eq!(m.census().leaves, 1, "the cursor's leaf stays");
+    // A cyclic claim that read the cursor long ago, in leaf 0, and got 128
+    // (leaf 2; leaf 1 looked full when it passed) moves the cursor on
+    // from 71: it is the one that takes the cursor out of leaf 1.
+    assert_eq!(m.claim_exact(128), Ok(()));
+    {
+        let g = m.read_lock();
+        m.cursor_past(5, 128, Section::of(&g));
+    }
+    assert_eq!(m.get_cursor(), 129);
+    assert_eq!(
+        m.census(),
+        LfCensus {
+            inner: 2,
+            leaves: 1,
+            idle_leaves: 0
+        },
+        "leaf 1 was left linked, empty"
+    );
+    check_invariants(&m, true);
+}
+
+#[test]
+fn a_claim_meeting_a_dying_leaf_waits_for_it_and_gets_its_id() {
+    let (env, _) = private_env!();
+    let m = Map::with_env(env);
+    assert_eq!(m.claim_exact(70), Ok(()));
+    assert_eq!(remove(&m, 70), Some(ptr::null_mut()));
+    assert_eq!(m.claim_exact(70), Ok(()), "leaf 1 was reclaimed");
+    assert_eq!(remove(&m, 70), Some(ptr::null_mut()));
+    // Leaf 1 emptied while the cursor was in it, and a reclaimer stopped
+    // between killing it and unlinking it.
+    m.set_cursor(81);
+    assert_eq!(m.claim_exact(80), Ok(()));
+    assert_eq!(remove(&m, 80), Some(ptr::null_mut()));
+    let g = m.read_lock();
+    let path = m.path_to(80, Section::of(&g)).unwrap();
+    assert!(m.kill_leaf(path[LEAF]));
+    let claimed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let claimer = sc.spawn(|| {
+            let r = m.claim_exact(71);
+            claimed.store(true, Ordering::SeqCst);
+            r
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !claimed.load(Ordering::SeqCst),
+            "the claim did not wait for the dying leaf"
+        );
+        m.unlink_dead_leaf(&path, 80);
+        assert_eq!(claimer.join().unwrap(), Ok(()), "71 is free");
+    });
+    drop(g);
+    // A full leaf whose reclaim attempt is under way: the claim waits for
+    // the attempt to give up, then reports the id taken.
+    for id in 128..192 {
+        assert_eq!(m.claim_exact(id), Ok(()));
+    }
+    let g = m.read_lock();
+    let path = m.path_to(128, Section::of(&g)).unwrap();
+    path[LEAF].reclaimers.fetch_add(1, Ordering::SeqCst);
+    std::thread::scope(|sc| {
+        let claimer = sc.spawn(|| m.claim_exact(130));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        path[LEAF].reclaimers.fetch_sub(1, Ordering::SeqCst);
+        assert_eq!(claimer.join().unwrap(), Err(Errno::EEXIST));
+    });
+    drop(g);
+    assert_eq!(m.claim_exact(191), Err(Errno::EEXIST), "a full leaf");
+    check_invariants(&m, true);
 }
 
 #[test]

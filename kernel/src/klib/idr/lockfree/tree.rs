@@ -49,11 +49,15 @@ pub(super) const fn slot_of(id: u32, depth: usize) -> usize {
 
 /// One node: 64 slots and one bitmap word. In a leaf, bit `i` says id
 /// `base + i` is claimed and slot `i` holds its published entry (null
-/// until published); all ones with nothing published marks a dead leaf.
-/// In an inner node, slot `i` is a child and bit `i` the child's full hint.
+/// until published); all ones with nothing published marks a dead leaf,
+/// told from a full one by `reclaimers`. In an inner node, slot `i` is a
+/// child and bit `i` the child's full hint.
 #[repr(C, align(64))]
 pub(crate) struct LfNode<E: LfEnv> {
     pub(super) bits: E::Bits,
+    /// Reclaims of this leaf under way, and 1 for good once one killed it
+    /// (see [`LfIdr::kill_leaf`]); 0 in inner nodes.
+    pub(super) reclaimers: E::Word,
     pub(super) slots: [E::Slot; LF_SLOTS],
     pub(crate) tag: E::Tag,
 }
@@ -63,6 +67,7 @@ impl<E: LfEnv> LfNode<E> {
     pub(crate) fn new_clean() -> Self {
         LfNode {
             bits: E::Bits::with_value(0),
+            reclaimers: E::Word::with_value(0),
             slots: core::array::from_fn(|_| E::Slot::null()),
             tag: E::Tag::default(),
         }
@@ -185,7 +190,10 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// OR. If another CPU set it first the walk looks at the leaf again;
     /// when a node has no room at or after `index`, `index` moves past it
     /// and the walk climbs back up. `index` never decreases, so the walk
-    /// ends.
+    /// ends. A leaf with every bit set may be dying rather than full: the
+    /// walk then waits for it to go ([`wait_if_dying`](Self::wait_if_dying))
+    /// and climbs to its parent at the same `index`, which links a fresh
+    /// leaf there (or the same one, full after all).
     pub(super) fn search<'g>(
         &'g self,
         lo: u32,
@@ -211,8 +219,13 @@ impl<T, E: LfEnv> LfIdr<T, E> {
                 continue;
             }
             let off = ((index - base) >> shift) as u32;
-            let room = !node.bits.load(Acquire) & (ALL << off);
+            let word = node.bits.load(Acquire);
+            let room = !word & (ALL << off);
             if room == 0 {
+                if depth == LEAF && word == ALL && self.wait_if_dying(&path, index as u32) {
+                    depth -= 1;
+                    continue;
+                }
                 index = end;
                 continue;
             }
@@ -288,16 +301,34 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     }
 
     /// Reclaims the leaf at the end of `path` (holding `id`'s slot) if it
-    /// is empty: one CAS from no bits to all bits makes it dead (no claim
-    /// can set a bit in it any more), then it is unlinked and retired.
-    /// A leaf dies once, so only its killer unlinks it.
+    /// is empty: kills it (no claim can set a bit in it any more), unlinks
+    /// it and retires it. A leaf dies once, so only its killer unlinks it.
     pub(super) fn reclaim_leaf(&self, path: &Path<'_, E>, id: u32) {
-        let leaf = path[LEAF];
-        if leaf.bits.compare_exchange(0, ALL, SeqCst, Relaxed).is_err() {
-            self.env.count(LfEvent::ReclaimAborted);
-            return;
+        if self.kill_leaf(path[LEAF]) {
+            self.unlink_dead_leaf(path, id);
         }
-        let parent = path[LEAF - 1];
+    }
+
+    /// Makes `leaf` dead if it is empty, by one CAS from no bits to all
+    /// bits. All bits is also a full leaf, so the attempt first counts
+    /// itself in `reclaimers`: a claimer that finds all bits set and no
+    /// reclaimer knows the leaf is full. A failed attempt takes its count
+    /// back; a dead leaf keeps it until it is freed.
+    pub(super) fn kill_leaf(&self, leaf: &LfNode<E>) -> bool {
+        // Relaxed: the CAS below releases it to whoever reads its all-ones.
+        leaf.reclaimers.fetch_add(1, Relaxed);
+        if leaf.bits.compare_exchange(0, ALL, SeqCst, Relaxed).is_ok() {
+            return true;
+        }
+        leaf.reclaimers.fetch_sub(1, Relaxed);
+        self.env.count(LfEvent::ReclaimAborted);
+        false
+    }
+
+    /// Unlinks and retires the leaf at the end of `path`, which the caller
+    /// just killed.
+    pub(super) fn unlink_dead_leaf(&self, path: &Path<'_, E>, id: u32) {
+        let (leaf, parent) = (path[LEAF], path[LEAF - 1]);
         let me = ptr::from_ref(leaf).cast_mut().cast::<()>();
         let unlinked = parent.slots[slot_of(id, LEAF - 1)]
             .compare_exchange(me, ptr::null_mut(), AcqRel, Relaxed)
@@ -313,10 +344,32 @@ impl<T, E: LfEnv> LfIdr<T, E> {
         unsafe { self.env.retire_node(NonNull::from(leaf)) };
     }
 
+    /// For a claim of `id` that found every bit of its leaf (the end of
+    /// `path`) set: whether the leaf may be dying rather than full, in
+    /// which case this waits until it is unlinked or its reclaim gave up,
+    /// and the claim must look again. The wait is bounded: a reclaimer
+    /// goes from counting itself to unlinking the leaf or taking its count
+    /// back in a few steps, none of which waits.
+    pub(super) fn wait_if_dying(&self, path: &Path<'_, E>, id: u32) -> bool {
+        let leaf = path[LEAF];
+        // The all-ones the caller read was acquired from the killer's CAS
+        // (or a later claim's OR), so a killer's count is visible here.
+        if leaf.reclaimers.load(Relaxed) == 0 {
+            return false;
+        }
+        self.env.count(LfEvent::DeadLeaf);
+        let link = &path[LEAF - 1].slots[slot_of(id, LEAF - 1)];
+        let me = ptr::from_ref(leaf).cast_mut().cast::<()>();
+        while link.load(SeqCst) == me && leaf.reclaimers.load(SeqCst) != 0 {
+            E::relax();
+        }
+        true
+    }
+
     /// Reclaims `id`'s leaf if it exists and is empty (the cursor left it).
     pub(super) fn reclaim_if_empty<'g>(&'g self, id: u32, s: Section<'g, E>) {
         if let Some(path) = self.path_to(id, s)
-            && path[LEAF].bits.load(Relaxed) == 0
+            && path[LEAF].bits.load(SeqCst) == 0
         {
             self.reclaim_leaf(&path, id);
         }
@@ -325,6 +378,6 @@ impl<T, E: LfEnv> LfIdr<T, E> {
     /// Whether `id` lies in the leaf the cyclic cursor points into (kept
     /// when emptied: the next claims land there).
     pub(super) fn in_cursor_leaf(&self, id: u32) -> bool {
-        self.cursor.0.load(Relaxed) >> LF_BITS == id >> LF_BITS
+        self.cursor.0.load(SeqCst) >> LF_BITS == id >> LF_BITS
     }
 }

@@ -2,8 +2,8 @@
 //! CPUs) claim, publish, look up and remove random ids in a small range, so
 //! claims collide, leaves fill, empty, die and come back. A shared
 //! ownership array catches an id handed out twice; afterwards the map must
-//! be empty, every id claimable again (none lost), and, after
-//! `rcu_barrier`, every reclaimed node freed.
+//! be empty with no leaf linked but the cursor's, every id claimable again
+//! (none lost), and, after `rcu_barrier`, every reclaimed node freed.
 
 use super::{RESERVED, check_invariants, private_env, settled_nodes};
 use crate::klib::errno::Errno;
@@ -175,6 +175,9 @@ fn stress(
         "ids left after every thread removed its own"
     );
     check_invariants(m, false);
+    let census = m.census();
+    assert_eq!(census.idle_leaves, 0, "emptied leaves left linked");
+    assert_eq!(census.nodes(), m.nr_nodes());
     let linked = u64::from(m.nr_nodes());
     assert_eq!(
         settled_nodes(cache, linked),
