@@ -438,7 +438,7 @@ fn lockless_free_pid_frees_the_number_before_it_wakes_the_reaper() {
     /// the number claimed.
     static WAKES: AtomicU64 = AtomicU64::new(0);
     static STILL_CLAIMED: AtomicU64 = AtomicU64::new(0);
-    fn hook(ns: &PidNamespace, _reaper: NonNull<Task>) {
+    fn hook(ns: &PidNamespace, _reaper: Reaper) {
         if !core::ptr::eq(ns, WATCHED.load(Ordering::Relaxed)) {
             return;
         }
