@@ -69,6 +69,8 @@ struct CbList {
     tail: *mut RcuHead,
     queued: u64,
     invoked: u64,
+    /// Set while an invoker runs callbacks it detached from this list.
+    invoking: bool,
 }
 
 // SAFETY: the list owns the queued heads until it hands them to their
@@ -93,6 +95,7 @@ static CPUS: [RcuCpu; MAX_CPUS] = [const {
                 tail: ptr::null_mut(),
                 queued: 0,
                 invoked: 0,
+                invoking: false,
             },
         ),
     }
@@ -300,10 +303,19 @@ const BACKLOG_HIGH: u64 = 10_000;
 /// of them past a backlog of [`BACKLOG_HIGH`] (any CPU may do this for any
 /// other: the list has its own lock, and callbacks run after it is
 /// dropped).
+///
+/// One invoker per list at a time, as Linux's `rcu_do_batch()` on the
+/// list's own CPU: so callbacks finish in queue order and `invoked` counts
+/// a prefix of the list, which is what `rcu_barrier` relies on. An invoker
+/// that finds the list busy returns at once, never waits: a tick runs with
+/// interrupts off and may have interrupted the busy invoker on its CPU.
 fn invoke_ready(cpu: usize, limit: u64) -> u64 {
     let completed = GP.completed.load(Ordering::SeqCst);
     let mut batch = {
         let mut l = CPUS[cpu].cbs.lock();
+        if l.invoking {
+            return 0;
+        }
         let limit = if l.queued - l.invoked > BACKLOG_HIGH {
             u64::MAX
         } else {
@@ -328,6 +340,7 @@ fn invoke_ready(cpu: usize, limit: u64) -> u64 {
         }
         // SAFETY: `last` is the end of the detached prefix.
         unsafe { *(*last).next.get() = ptr::null_mut() };
+        l.invoking = true;
         first
     };
     let mut n = 0;
@@ -344,7 +357,9 @@ fn invoke_ready(cpu: usize, limit: u64) -> u64 {
     }
     // Counted once they have run, so rcu_barrier does not return while
     // another CPU is still running callbacks queued before it.
-    CPUS[cpu].cbs.lock().invoked += n;
+    let mut l = CPUS[cpu].cbs.lock();
+    l.invoked += n;
+    l.invoking = false;
     n
 }
 
@@ -469,7 +484,10 @@ pub(crate) fn synchronize_rcu() {
 }
 
 /// Port of `rcu_barrier()`: returns once every callback queued before the
-/// call, on any CPU, has run.
+/// call, on any CPU, has run. Linux queues a callback behind each CPU's and
+/// waits for those; here a list's `invoked` count says the same, since one
+/// invoker at a time runs a list in order (the barrier helps when the list
+/// is free and waits while another invoker has it).
 pub(crate) fn rcu_barrier() {
     let mut targets = [0u64; MAX_CPUS];
     for (cpu, t) in targets.iter_mut().enumerate() {
