@@ -161,7 +161,7 @@ fn barrier_waits_for_a_callback_a_concurrent_invoker_is_running() {
         let cpu = cpu_rx.recv().unwrap();
         // That CPU's tick (run here: any CPU may invoke any list).
         s.spawn(move || {
-            platform::host::run_as_interrupt(|| invoke_ready(cpu, TICK_BATCH));
+            platform::host::run_as_interrupt(|| RCU.invoke_ready(cpu, TICK_BATCH));
         });
         while !started.load(Ordering::SeqCst) {
             std::thread::yield_now();
