@@ -21,6 +21,7 @@ use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 pub(crate) trait Word64: Send + Sync {
     fn load(&self, order: Ordering) -> u64;
     fn store(&self, v: u64, order: Ordering);
+    fn swap(&self, v: u64, order: Ordering) -> u64;
     fn fetch_and(&self, v: u64, order: Ordering) -> u64;
     fn compare_exchange(&self, cur: u64, new: u64, ok: Ordering, err: Ordering)
     -> Result<u64, u64>;
@@ -33,6 +34,7 @@ macro_rules! impl_word64 {
             forward_atomic!($ty, u64 {
                 load load,
                 store store,
+                rmw swap,
                 rmw fetch_and,
                 cas compare_exchange,
             });

@@ -24,6 +24,10 @@ mod cblist;
 mod env;
 mod tree;
 
+#[cfg(all(test, loom))]
+mod loom_env;
+#[cfg(all(test, loom))]
+mod loom_models;
 #[cfg(test)]
 mod tests;
 

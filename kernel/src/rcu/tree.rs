@@ -142,7 +142,12 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         }
         gp.started_at.store(E::cycles(), Relaxed);
         gp.started.store(started + 1, SeqCst);
-        gp.pending.store(Self::online_mask(), SeqCst);
+        // An exchange rather than a store, for loom's sake: CPUs clear
+        // bits without the lock, and loom may order a plain store before a
+        // racing clear its thread has not seen (the language does not: the
+        // clear read the old mask), so waiters would read that clear's
+        // value forever. Same cost: a SeqCst store is an xchg on x86.
+        gp.pending.swap(Self::online_mask(), SeqCst);
     }
 
     /// Under `gp_lock`, once the last CPU's bit is cleared: the running GP
