@@ -1,8 +1,8 @@
 //! loom models of the RCU machine ([`super::tree`] over loom's atomics and
 //! mutexes, `loom_env`), two CPUs each: a reader against a grace period, a
-//! callback queued as a grace period starts, and `rcu_barrier` against a
-//! concurrent invoker. Each says which mistake it catches. Run by
-//! `make test-loom`.
+//! callback queued as a grace period starts, a waiter's look at a reader
+//! racing the next grace period, and `rcu_barrier` against a concurrent
+//! invoker. Each says which mistake it catches. Run by `make test-loom`.
 
 use core::sync::atomic::Ordering;
 use loom::sync::Arc;
@@ -90,6 +90,49 @@ fn a_callback_queued_as_a_gp_starts_waits_for_a_later_one() {
         unsafe { (*p).touch() };
         rcu.read_unlock(0);
         starter.join().unwrap();
+        rcu.barrier(0, &mut ());
+        // SAFETY: the barrier ran the callback; every thread has ended.
+        unsafe {
+            assert!((*obj).is_freed());
+            Obj::destroy(obj);
+        }
+    });
+}
+
+/// A GP is running. CPU 1 passes a context switch, looks at CPU 0 (one
+/// round of a waiter's loop) and passes another; CPU 0 passes a quiescent
+/// state, then in one section reads the object, unpublishes it, queues its
+/// callback and takes a tick (which runs ready callbacks) before using the
+/// object. A look that saw CPU 0 outside a section during one GP must not
+/// clear CPU 0's bit in the next, which started after CPU 0 entered this
+/// section. Catches `force_quiescent_states` checking and clearing outside
+/// the GP lock, against whatever GP is running then. (CPU 1 calls it
+/// directly: a waiter's loop yields to loom's scheduler each round, after
+/// which loom runs the other CPU first.)
+#[test]
+fn a_waiters_look_at_a_reader_counts_for_its_own_gp_only() {
+    loom_model(|| {
+        let (rcu, obj, slot) = published();
+        rcu.gp_needed_now();
+        rcu.start_gp_if_needed();
+        let waiter = {
+            let rcu = rcu.clone();
+            thread::spawn(move || {
+                rcu.quiescent_state(1);
+                rcu.force_quiescent_states();
+                rcu.quiescent_state(1);
+            })
+        };
+        rcu.quiescent_state(0);
+        rcu.read_lock(0);
+        let p = slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: unpublished just now, queued once.
+        unsafe { Obj::call_rcu(p, &rcu, 0) };
+        rcu.tick(0, u64::MAX);
+        // SAFETY: this section began before the unpublish.
+        unsafe { (*p).touch() };
+        rcu.read_unlock(0);
+        waiter.join().unwrap();
         rcu.barrier(0, &mut ());
         // SAFETY: the barrier ran the callback; every thread has ended.
         unsafe {

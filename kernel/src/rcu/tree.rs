@@ -246,18 +246,40 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         n
     }
 
-    /// The host's stand-in for ticks: a CPU seen outside any read-side
+    /// The host's stand-in for ticks (Linux's `force_quiescent_state()`
+    /// with `rcu_implicit_dynticks_qs()`): a CPU seen outside any read-side
     /// section has passed a quiescent state.
+    ///
+    /// The look and the clear happen under the GP lock, for the GP read
+    /// there, as Linux's `force_qs_rnp()` reports under the node lock
+    /// against the `gp_seq` it read: a GP neither ends nor starts
+    /// meanwhile, so the CPU was seen outside a section during the GP whose
+    /// bit is cleared. Without the lock a CPU seen quiet during GP `s` could
+    /// have its bit cleared in GP `s + 1`, after it entered a section that
+    /// `s + 1` must wait for.
     pub(crate) fn force_quiescent_states(&self) {
-        if !E::OBSERVE_READERS {
+        if !E::OBSERVE_READERS || self.gp.pending.load(SeqCst) == 0 {
+            return;
+        }
+        let _g = self.gp_lock.lock();
+        if self.gp.started.load(SeqCst) == self.gp.completed.load(SeqCst) {
             return;
         }
         let pending = self.gp.pending.load(SeqCst);
+        // What was unpublished before this GP started comes before the
+        // looks at the readers.
         E::sc_fence();
-        for cpu in (0..N).filter(|c| pending & (1 << c) != 0) {
-            if self.cpus[cpu].nesting.load(SeqCst) == 0 {
-                self.report_qs(cpu);
-            }
+        let quiet = (0..N)
+            .filter(|&c| pending & (1 << c) != 0 && self.cpus[c].nesting.load(SeqCst) == 0)
+            .fold(0u64, |m, c| m | 1 << c);
+        if quiet == 0 {
+            return;
+        }
+        // CPUs clear their own bits without the lock; whoever clears the
+        // last one ends the GP (it waits for this lock to do so).
+        let before = self.gp.pending.fetch_and(!quiet, SeqCst);
+        if before != 0 && before & !quiet == 0 {
+            self.end_gp_locked();
         }
     }
 
