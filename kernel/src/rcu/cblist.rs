@@ -92,8 +92,8 @@ impl CbList {
         self.queued - self.invoked
     }
 
-    /// Stamps `head` with `func` and the GP it waits for, and appends it;
-    /// returns the backlog.
+    /// Port of `rcu_segcblist_enqueue()`: stamps `head` with `func` and the
+    /// GP it waits for, and appends it; returns the backlog.
     ///
     /// # Safety
     /// `head` is valid and unqueued, and stays valid until `func` runs.
@@ -120,9 +120,10 @@ impl CbList {
         self.backlog()
     }
 
-    /// Detaches up to `limit` callbacks whose GP is at most `completed`,
-    /// and marks the list busy until [`finish`](Self::finish); `None` if
-    /// none is ready or another invoker has the list.
+    /// Port of `rcu_segcblist_extract_done_cbs()`: detaches up to `limit`
+    /// callbacks whose GP is at most `completed` and marks the list busy
+    /// until [`finish`](Self::finish); `None` if none is ready or another
+    /// invoker has the list.
     pub(crate) fn take_ready(&mut self, completed: u64, limit: u64) -> Option<Batch> {
         if self.invoking {
             return None;

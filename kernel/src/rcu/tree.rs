@@ -130,10 +130,10 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         self.start_gp_locked();
     }
 
-    /// Under `gp_lock`: numbers the new GP first, then asks the CPUs, so a
-    /// callback that saw the old number waits for this GP, whose quiescent
-    /// states all come after it was queued, and one that saw the new number
-    /// waits for the next.
+    /// Under `gp_lock`, the start of Linux's `rcu_gp_init()`: numbers the
+    /// new GP first, then asks the CPUs, so a callback that saw the old
+    /// number waits for this GP, whose quiescent states all come after it
+    /// was queued, and one that saw the new number waits for the next.
     fn start_gp_locked(&self) {
         let gp = &self.gp;
         let started = gp.started.load(SeqCst);
@@ -150,17 +150,19 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         gp.pending.swap(Self::online_mask(), SeqCst);
     }
 
-    /// Under `gp_lock`, once the last CPU's bit is cleared: the running GP
-    /// has completed; starts the next if one is wanted.
+    /// Under `gp_lock`, once the last CPU's bit is cleared (Linux's
+    /// `rcu_gp_cleanup()`): the running GP has completed; starts the next if
+    /// one is wanted.
     fn end_gp_locked(&self) {
         let started = self.gp.started.load(SeqCst);
         self.gp.completed.store(started, SeqCst);
         self.start_gp_locked();
     }
 
-    /// Records that `cpu` passed a quiescent state; ends the GP if it was
-    /// the last CPU the GP waited for. Only `cpu` itself reports this way:
-    /// it is quiescent whichever GP is running when the bit is cleared.
+    /// Port of `rcu_report_qs_rdp()`: records that `cpu` passed a quiescent
+    /// state; ends the GP if it was the last CPU the GP waited for. Only
+    /// `cpu` itself reports this way: it is quiescent whichever GP is
+    /// running when the bit is cleared.
     fn report_qs(&self, cpu: usize) {
         let bit = 1u64 << cpu;
         if self.gp.pending.load(Relaxed) & bit == 0 {
@@ -172,7 +174,8 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         }
     }
 
-    /// The GP a callback or waiter arriving now must wait for.
+    /// The GP a callback or waiter arriving now must wait for (Linux's
+    /// `rcu_seq_snap()` of the GP sequence), recorded as wanted.
     pub(crate) fn gp_needed_now(&self) -> u64 {
         // What the caller unpublished comes before the GP number it reads.
         E::sc_fence();
@@ -215,10 +218,11 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         }
     }
 
-    /// Runs up to `limit` of `cpu`'s callbacks whose GP has completed, or
-    /// all of them past a backlog of [`BACKLOG_HIGH`]; returns how many ran.
-    /// Any CPU may do this for any other: the list has its own lock, and
-    /// callbacks run after it is dropped.
+    /// Port of `rcu_do_batch()`: runs up to `limit` of `cpu`'s callbacks
+    /// whose GP has completed, or all of them past a backlog of
+    /// [`BACKLOG_HIGH`]; returns how many ran. Any CPU may do this for any
+    /// other: the list has its own lock, and callbacks run after it is
+    /// dropped.
     ///
     /// One invoker per list at a time, as Linux's `rcu_do_batch()` on the
     /// list's own CPU: so callbacks finish in queue order, which is what
