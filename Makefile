@@ -70,7 +70,8 @@ test: setup
 layers: toolchain
 	cargo test -p pidlab-kernel --test layers
 
-# loom model checks of the lock protocols (kernel/src/sync/*/loom_models.rs):
+# loom model checks of the lock protocols, the lock-free map and RCU (every
+# test whose path has loom_models, e.g. kernel/src/sync/*/loom_models.rs):
 # built with --cfg loom in their own target dir so the normal build is not
 # invalidated, and in release mode (loom explores thousands of interleavings).
 test-loom: toolchain

@@ -101,3 +101,79 @@ fn waiting_for_a_grace_period_inside_a_reader_is_caught() {
     let _g = rcu_read_lock();
     synchronize_rcu();
 }
+
+/// A callback that holds its invoker until released (at most `HOLD`), then
+/// records that it finished.
+#[repr(C)]
+struct Slow {
+    rcu: RcuHead,
+    started: Arc<AtomicBool>,
+    release: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+}
+
+const HOLD: Duration = Duration::from_millis(500);
+
+unsafe fn slow_cb(head: *mut RcuHead) {
+    // SAFETY: `head` is the first field of a boxed `Slow` (repr(C)).
+    let slow = unsafe { Box::from_raw(head.cast::<Slow>()) };
+    slow.started.store(true, Ordering::SeqCst);
+    let until = std::time::Instant::now() + HOLD;
+    while !slow.release.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    slow.done.store(true, Ordering::SeqCst);
+}
+
+/// One CPU's tick has detached an old callback and is still running it
+/// when `rcu_barrier` starts, while that CPU keeps queueing callbacks that
+/// become ready behind it. The barrier may run those newer ones itself,
+/// but must not return before the old one has finished.
+#[test]
+fn barrier_waits_for_a_callback_a_concurrent_invoker_is_running() {
+    let flags = || Arc::new(AtomicBool::new(false));
+    let (started, release, done, barrier_done) = (flags(), flags(), flags(), flags());
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (cpu_tx, cpu_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let slow = Box::into_raw(Box::new(Slow {
+                rcu: RcuHead::new(),
+                started: started.clone(),
+                release: release.clone(),
+                done: done.clone(),
+            }));
+            // SAFETY: a fresh, unqueued head owned by the callback from now on.
+            unsafe { call_rcu(&raw mut (*slow).rcu, slow_cb) };
+            synchronize_rcu();
+            cpu_tx.send(cpu_id()).unwrap();
+            // Not before the tick has it: this CPU's own call_rcu may run
+            // ready callbacks too.
+            while !started.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            // Callbacks queued behind the slow one, each made ready at once.
+            while !barrier_done.load(Ordering::SeqCst) {
+                defer_free(&ran);
+                synchronize_rcu();
+            }
+        });
+        let cpu = cpu_rx.recv().unwrap();
+        // That CPU's tick (run here: any CPU may invoke any list).
+        s.spawn(move || {
+            platform::host::run_as_interrupt(|| RCU.invoke_ready(cpu, TICK_BATCH));
+        });
+        while !started.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        rcu_barrier();
+        let finished = done.load(Ordering::SeqCst);
+        barrier_done.store(true, Ordering::SeqCst);
+        release.store(true, Ordering::SeqCst);
+        assert!(
+            finished,
+            "rcu_barrier returned while a callback queued before it was still running"
+        );
+    });
+    rcu_barrier();
+}
