@@ -12,7 +12,8 @@
 //! tasks, locks and memory reaches it through hooks the layers above
 //! register at boot, see `arch/hooks.rs`), `sync` only the arch seam, and
 //! `mm`, `rcu`, `klib` never `pid` or `task`. A room missing from the table
-//! fails the test until it gets a layer. Run alone with `make layers`.
+//! fails the test until it gets a layer. No source file (test files
+//! aside) is over 600 lines. Run alone with `make layers`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -311,6 +312,30 @@ fn rooms_depend_only_on_lower_layers() {
             "LAYERS names `{name}`, which is not a room of kernel/src"
         );
     }
+}
+
+/// Most lines a source file may have: one concept per file, and a file
+/// past this wants splitting. Test files may be longer.
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_is_over_600_lines() {
+    let src = src_dir();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let long: Vec<String> = files
+        .iter()
+        .filter(|f| !is_test_file(f.strip_prefix(&src).expect("under src")))
+        .filter_map(|f| {
+            let n = fs::read_to_string(f).expect("read").lines().count();
+            (n > MAX_LINES).then(|| format!("{} has {n} lines", f.display()))
+        })
+        .collect();
+    assert!(
+        long.is_empty(),
+        "split by concept (at most {MAX_LINES} lines):\n{}",
+        long.join("\n")
+    );
 }
 
 #[test]
