@@ -27,6 +27,9 @@ pub fn qemu_command(config: &RunConfig, cmdline: &Path) -> Command {
         .args(["-m", &config.mem])
         .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
         .args(["-monitor", "none"])
+        // The HPET may deliver its interrupts as messages: the profiler
+        // (profile=on) gets its NMIs that way.
+        .args(["-global", "hpet.msi=on"])
         .arg("-device")
         .arg(format!(
             "isa-debug-exit,iobase={:#x},iosize={:#04x}",

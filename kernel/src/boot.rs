@@ -30,7 +30,7 @@ use crate::task::sched::Cpus;
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut config = BootloaderConfig::new_default();
     config.mappings.physical_memory = Some(Mapping::Dynamic);
-    config.kernel_stack_size = 256 * 1024;
+    config.kernel_stack_size = mm::stack::BOOT_STACK_SIZE;
     config
 };
 
@@ -63,6 +63,12 @@ pub(crate) fn fail(args: core::fmt::Arguments<'_>) -> ! {
 
 /// The kernel's entry, called by the bootloader on the boot CPU.
 pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe {
+        core::arch::asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags))
+    };
+    mm::stack::set_boot_stack(rsp);
     // SAFETY: first code on the boot CPU, which takes per-CPU slot 0.
     unsafe { percpu::init_this_cpu(0, 0) };
     serial::init();
@@ -75,6 +81,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         panic_report: mm::heap::panic_report,
         stack_guard: mm::stack::guard_hit,
         console_wait: debug::console_wait,
+        profile_nmi: crate::perf::sample,
     });
     crate::arch::irq::set_tick_work(crate::rcu::rcu_sched_clock_irq);
     crate::platform::set_cond_resched(crate::task::sched::cond_resched);
@@ -137,6 +144,15 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         off_or(cmd.hardlockup_ms.into()),
         off_or(crate::rcu::stall_ms())
     );
+    if cmd.profile.on {
+        match crate::perf::start(cmd.profile.hz) {
+            Ok(timer) => println!(
+                "profile: on, {} Hz per CPU, NMI from HPET timer {timer} (broadcast), kernel_main at {:#x}",
+                cmd.profile.hz, kernel_main as *const () as usize
+            ),
+            Err(e) => fail(format_args!("profile=on: {e}")),
+        }
+    }
     selftest::run(cmd.tests);
 
     match cmd.bench {
@@ -194,6 +210,10 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
                 fail(format_args!("pidctl: the invariant check failed"));
             }
         }
+    }
+    if cmd.profile.on {
+        crate::perf::stop();
+        crate::perf::print_report(&mut ConsoleOut);
     }
     qemu::exit(ExitCode::Success)
 }
@@ -255,6 +275,9 @@ fn init_smp(boot_info: &BootInfo, cmd: &Cmdline<'_>) {
         Ok(madt) => madt,
         Err(e) => fail(format_args!("ACPI: {e}")),
     };
+    if let Some(hpet) = madt.hpet_address {
+        crate::arch::hpet::init(hpet);
+    }
     choose_lock(cmd, &madt);
     smp::init_boot_cpu(&madt, cmd.timer_hz);
     percpu::this_cpu().set_apic_id(apic::id());

@@ -25,6 +25,7 @@ pub(crate) mod bench;
 pub(crate) mod cmdline;
 pub(crate) mod klib;
 pub(crate) mod mm;
+pub(crate) mod perf;
 pub(crate) mod pid;
 pub(crate) mod pidctl;
 pub(crate) mod platform;

@@ -29,6 +29,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("mm", 3),
     ("rcu", 3),
     ("klib", 4),
+    ("perf", 4),
     ("random", 5),
     ("pid", 6),
     ("task", 7),

@@ -1,4 +1,5 @@
-//! ACPI: the MADT, to learn which local APICs (CPUs) the machine has.
+//! ACPI: the MADT, to learn which local APICs (CPUs) the machine has, and
+//! the HPET table, for the profiler's clock.
 //!
 //! We use the `acpi` crate (pinned, with its `alloc` and `aml` features off:
 //! only the static tables, no allocator, no AML interpreter) rather than a
@@ -27,6 +28,9 @@ pub(crate) struct MadtInfo {
     pub(crate) apic_ids: ApicIds,
     /// Entries marked neither enabled nor online-capable.
     pub(crate) disabled: usize,
+    /// Physical address of the HPET's registers, if ACPI lists one (its
+    /// own table, read here since the tables are at hand).
+    pub(crate) hpet_address: Option<u64>,
 }
 
 /// A fixed-capacity list of APIC ids (no allocation needed).
@@ -184,6 +188,9 @@ pub(crate) fn read_madt(rsdp: u64) -> Result<MadtInfo, &'static str> {
         lapic_address: madt.get().local_apic_address as u64,
         apic_ids: ApicIds::default(),
         disabled: 0,
+        hpet_address: acpi::HpetInfo::new(&tables)
+            .ok()
+            .map(|h| h.base_address as u64),
     };
     // Flags bit 0: enabled; bit 1: online capable (may be brought up).
     let usable = |flags: u32| flags & 0b11 != 0;

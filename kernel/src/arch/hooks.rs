@@ -5,7 +5,8 @@
 //! fault report should name the running task, a lockup report the lock its
 //! CPU spins for, a panic the heap's state, a page fault on a stack guard
 //! the stack it belongs to, and a wait for the console lock is bounded like
-//! every lock wait. As Linux's `arch/` reaches generic code only through
+//! every lock wait, and a profiler sample is recorded by the profiler. As
+//! Linux's `arch/` reaches generic code only through
 //! entry points it declares, arch declares these, [`register`] fills them
 //! in (boot does, with the task, sync and mm functions), and each has a
 //! harmless default until then: an unknown name, no lock, nothing to add,
@@ -36,6 +37,9 @@ pub(crate) struct ArchHooks {
     /// Called now and then while a CPU waits for the console lock, with the
     /// cycles waited and the holder's CPU: panics past the lock wait bound.
     pub(crate) console_wait: fn(waited_cycles: u64, holder_cpu: Option<usize>),
+    /// A profiler sample, from the NMI handler: the interrupted RIP, RSP
+    /// and frame pointer. Takes no lock, allocates nothing.
+    pub(crate) profile_nmi: fn(rip: u64, rsp: u64, fp: u64),
 }
 
 static HOOKS: Once<ArchHooks> = Once::new();
@@ -66,5 +70,11 @@ pub(crate) fn stack_guard(addr: u64) -> Option<GuardHit> {
 pub(crate) fn console_wait(waited_cycles: u64, holder_cpu: Option<usize>) {
     if let Some(h) = HOOKS.get() {
         (h.console_wait)(waited_cycles, holder_cpu);
+    }
+}
+
+pub(crate) fn profile_nmi(rip: u64, rsp: u64, fp: u64) {
+    if let Some(h) = HOOKS.get() {
+        (h.profile_nmi)(rip, rsp, fp);
     }
 }

@@ -143,16 +143,33 @@ fn exception(frame: InterruptStackFrame, vector: u8, error_code: Option<u64>) {
 }
 
 /// An NMI is the panic's stop signal, the hard-lockup detector's request
-/// for a report, or a lock kick: a kick that lands in the check-and-halt
-/// window skips the halt (`cpu::halt_unless`). A kick takes no lock and
-/// prints nothing.
+/// for a report, a lock kick, or the profiler's sample (`hpet`): a kick
+/// (or sample) that lands in the check-and-halt window skips the halt
+/// (`cpu::halt_unless`; the waiter looks again). Neither takes a lock or
+/// prints anything.
 extern "x86-interrupt" fn nmi_handler(mut frame: InterruptStackFrame) {
-    irq_entry(IrqKind::Nmi, |_| {
+    // The interrupted code's frame pointer: the kernel is built with frame
+    // pointers, so this handler's prologue pushed it where RBP now points.
+    let interrupted_fp: u64;
+    // SAFETY: reads the word RBP points at, this handler's saved RBP (its
+    // own frame, on the NMI stack); nothing is written.
+    unsafe {
+        core::arch::asm!(
+            "mov {}, [rbp]",
+            out(reg) interrupted_fp,
+            options(nostack, readonly, preserves_flags)
+        )
+    };
+    irq_entry(IrqKind::Nmi, |cpu| {
         if super::panic::in_progress() {
             super::cpu::halt_forever();
         }
         let rip = frame.instruction_pointer.as_u64();
         super::watchdog::on_nmi(rip);
+        // A kick's NMI is no sample (it lands where the CPU halted).
+        if !cpu.take_kick() && super::hpet::sampling() {
+            hooks::profile_nmi(rip, frame.stack_pointer.as_u64(), interrupted_fp);
+        }
         if let Some(resume) = super::cpu::skip_halt_window(rip) {
             // SAFETY: `resume` is the instruction right after the window's
             // `hlt`, in the same function, with the same stack and registers

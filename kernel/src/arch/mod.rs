@@ -8,6 +8,7 @@ pub(crate) mod cpu;
 pub(crate) mod fw_cfg;
 pub(crate) mod gdt;
 pub(crate) mod hooks;
+pub(crate) mod hpet;
 pub(crate) mod idt;
 pub(crate) mod irq;
 pub(crate) mod panic;

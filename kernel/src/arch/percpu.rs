@@ -7,7 +7,7 @@
 //! GS base before anything else it does (the console lock needs the CPU
 //! index), so [`this_cpu`] is valid everywhere after that.
 
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
@@ -26,6 +26,9 @@ pub(crate) struct PerCpu {
     irq_depth: AtomicU32,
     /// Local APIC timer interrupts taken.
     ticks: AtomicU64,
+    /// A kick NMI is on its way (set by the kicker before the IPI), so the
+    /// next NMI is not a profiler sample.
+    kick_pending: AtomicBool,
 }
 
 impl PerCpu {
@@ -36,6 +39,7 @@ impl PerCpu {
             apic_id: AtomicU32::new(0),
             irq_depth: AtomicU32::new(0),
             ticks: AtomicU64::new(0),
+            kick_pending: AtomicBool::new(false),
         }
     }
 
@@ -67,6 +71,16 @@ impl PerCpu {
     /// Counts one timer interrupt.
     pub(crate) fn tick(&self) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that a kick NMI is being sent to this CPU.
+    pub(crate) fn note_kick(&self) {
+        self.kick_pending.store(true, Ordering::Release);
+    }
+
+    /// Whether a kick was pending (and clears it): the NMI handler's test.
+    pub(crate) fn take_kick(&self) -> bool {
+        self.kick_pending.load(Ordering::Relaxed) && self.kick_pending.swap(false, Ordering::AcqRel)
     }
 
     /// Records the local APIC id (the boot CPU learns it after its per-CPU

@@ -442,6 +442,7 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
 /// thing that ends a `hlt` with IRQs off (see `cpu::halt_unless`).
 pub(crate) fn kick(index: usize) {
     if index < online() {
+        percpu::cpu(index).note_kick();
         let _ = apic::send_ipi(apic_id_of(index), apic::Ipi::Nmi);
     }
 }

@@ -16,6 +16,7 @@ pub(crate) use pidlab_abi::Accel;
 use crate::bench::soak::{SOAK_MAX_FAULT_ODDS, SOAK_MAX_OPS, SoakParams};
 use crate::bench::threadspawn::ThreadspawnParams;
 use crate::bench::threadspawn::placement::Placement;
+use crate::perf::{PROFILE_HZ, ProfileParams};
 use crate::strategy::StrategyPair;
 use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
@@ -105,6 +106,8 @@ pub(crate) struct Cmdline<'a> {
     pub(crate) soak: SoakParams,
     /// `bench=pidalloc`'s live-pid counts (`live=`); `None`: its default.
     pub(crate) pidalloc_live: Option<ArrayVec<u32, MAX_LIVE_COUNTS>>,
+    /// The sampling profiler (`profile=`, `profile_hz=`).
+    pub(crate) profile: ProfileParams,
 }
 
 /// Most entries in a `live=` list.
@@ -131,6 +134,7 @@ impl Default for Cmdline<'_> {
             threadspawn: ThreadspawnParams::default(),
             soak: SoakParams::default(),
             pidalloc_live: None,
+            profile: ProfileParams::default(),
         }
     }
 }
@@ -196,6 +200,14 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both, lockless",
     ),
     ("lockstat", "on or off"),
+    (
+        "profile",
+        "on or off: sample every CPU from an NMI and print folded stacks (any bench)",
+    ),
+    (
+        "profile_hz",
+        "a sampling rate from 100 to 20000 per second per CPU (default 4000)",
+    ),
     ("ops", "a soak length from 1 to 1000000000000 operations"),
     ("seed", "a soak seed from 0 to 18446744073709551615"),
     (
@@ -417,6 +429,19 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 cmd.threadspawn.lockstat = match value {
                     "on" => true,
                     "off" => false,
+                    _ => return Err(bad()),
+                };
+            }
+            "profile" => {
+                cmd.profile.on = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad()),
+                };
+            }
+            "profile_hz" => {
+                cmd.profile.hz = match value.parse::<u32>() {
+                    Ok(n) if PROFILE_HZ.contains(&n) => n,
                     _ => return Err(bad()),
                 };
             }

@@ -220,6 +220,12 @@ const RANGES: &[Range] = &[
         hi: 100,
         value: |c| c.threadspawn.max_steal.into(),
     },
+    Range {
+        key: "profile_hz",
+        lo: 100,
+        hi: 20_000,
+        value: |c| c.profile.hz.into(),
+    },
     // Each live-pid count in the list.
     Range {
         key: "live",
@@ -268,6 +274,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "stock,", "stock,stock", "fast"],
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
+    ("profile", &["on", "off"], &["", "yes", "ON"]),
     (
         "lock",
         &["auto", "ticket", "pv-ticket", "qspinlock", "tas"],

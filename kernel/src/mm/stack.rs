@@ -247,3 +247,28 @@ pub(crate) fn guard_hit(addr: u64) -> Option<GuardHit> {
         stack_top: slot_top,
     })
 }
+
+/// The top of the boot CPU's first stack (the bootloader's), or 0.
+static BOOT_STACK_TOP: AtomicU64 = AtomicU64::new(0);
+
+/// Records the bootloader's stack: the page boundary at or above `rsp`,
+/// read at the kernel's entry.
+pub(crate) fn set_boot_stack(rsp: u64) {
+    BOOT_STACK_TOP.store(rsp.next_multiple_of(FRAME_SIZE), Ordering::Relaxed);
+}
+
+/// The top (exclusive) of the stack `sp` lies on, for an unwinder that
+/// must not read past it: the slot's top in the stack region, or the boot
+/// stack's top if `sp` lies within the boot stack's size below it. Every
+/// byte from `sp` up to the top is mapped (the stack's used part).
+pub(crate) fn stack_top(sp: u64) -> Option<u64> {
+    let base = BASE.load(Ordering::Acquire);
+    if base != 0 && sp >= base && sp - base < PML4_SPAN {
+        return Some(base + ((sp - base) / SLOT + 1) * SLOT);
+    }
+    let boot = BOOT_STACK_TOP.load(Ordering::Relaxed);
+    (boot != 0 && sp < boot && boot - sp <= BOOT_STACK_SIZE).then_some(boot)
+}
+
+/// The bootloader's stack size (`BOOTLOADER_CONFIG.kernel_stack_size`).
+pub(crate) const BOOT_STACK_SIZE: u64 = 256 * 1024;

@@ -44,6 +44,7 @@ const CASES: &[(&str, Case)] = &[
     ("lfsoak", procs::lockless_soak),
     ("tasklist", locks::tasklist_irq_readers_and_writers),
     ("lockctx", lockctx::lock_contexts),
+    ("profile", profile::profile_lands_in_the_spinning_function),
     ("rcu", rcu::readers_and_updater),
     ("rcu-stall", rcu::reader_that_never_ends),
     ("task-freed-with-pids", task_freed_with_pids),
@@ -56,7 +57,7 @@ const CASES: &[(&str, Case)] = &[
     ("stack-zeroed", fresh_stacks_are_zeroed),
 ];
 
-use super::{lockctx, locks, pidns, procs, rcu, threads};
+use super::{lockctx, locks, pidns, procs, profile, rcu, threads};
 
 /// A `test=` list naming a case the kernel does not have.
 pub(crate) struct UnknownCase<'a>(&'a str);

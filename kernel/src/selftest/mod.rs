@@ -15,6 +15,8 @@ mod pidns;
 #[cfg(target_os = "none")]
 mod procs;
 #[cfg(target_os = "none")]
+mod profile;
+#[cfg(target_os = "none")]
 mod rcu;
 #[cfg(target_os = "none")]
 mod threads;

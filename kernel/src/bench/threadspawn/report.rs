@@ -21,7 +21,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::placement::Placement;
-use super::worker::Measured;
+use super::worker::{LOCK_CLASSES, Measured};
 use crate::bench::accel_name;
 use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_rank};
 use crate::strategy::StrategyPair;
@@ -295,6 +295,60 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
                 accel_name(info.accel)
             );
         }
+    }
+    if info.lockstat {
+        print_lock_classes(cells);
+    }
+}
+
+/// With `lockstat=on`: every lock class of [`LOCK_CLASSES`] on its own, per
+/// version and worker count, as `/proc/lock_stat` splits them: how often
+/// an op takes it, how often it had to wait, the mean wait of a contended
+/// acquisition and the mean hold (cycles), from the kept samples.
+fn print_lock_classes(cells: &[Cell]) {
+    println!();
+    println!(
+        "lock classes (lockstat=on; acq/op: acquisitions per op; contended: share of acquisitions that waited; wait cyc: mean wait of a contended acquisition; hold cyc: mean hold):"
+    );
+    println!(
+        "{:>7} {:<13} {:<16} {:>7} {:>10} {:>9} {:>9}",
+        "workers", "strategy", "lock", "acq/op", "contended", "wait cyc", "hold cyc"
+    );
+    let mut rows = Vec::new();
+    for c in cells {
+        let ops = c.total(|m| m.ops).max(1);
+        for (i, lock) in LOCK_CLASSES.iter().enumerate() {
+            let acq = c.total(|m| m.locks[i].acquisitions);
+            let contended = c.total(|m| m.locks[i].contended);
+            let wait = c.total(|m| m.locks[i].wait_cycles);
+            let hold = c.total(|m| m.locks[i].hold_cycles);
+            let per_op = acq * 100 / ops;
+            let share = contended * 10_000 / acq.max(1);
+            let wait_mean = wait / contended.max(1);
+            let hold_mean = hold / acq.max(1);
+            println!(
+                "{:>7} {:<13} {:<16} {:>7} {:>9}% {:>9} {:>9}",
+                c.workers,
+                c.strategy.name,
+                lock,
+                fixed2(per_op),
+                fixed2(share),
+                wait_mean,
+                hold_mean
+            );
+            rows.push(format!(
+                "threadspawn_lock,{},{},{lock},{},{share},{wait_mean},{hold_mean}",
+                c.strategy.name,
+                c.workers,
+                fixed2(per_op)
+            ));
+        }
+    }
+    println!(
+        "threadspawn_lock,version,workers,lock,acq_per_op,contended_x10000,wait_cycles,hold_cycles"
+    );
+    for r in rows {
+        println!("{r}");
     }
 }
 

@@ -10,6 +10,7 @@ use super::worker::{Measured, SampleSpec, run_sample};
 use crate::arch::smp;
 use crate::bench::accel_name;
 use crate::klib::idr::lockfree::lf_stats_total;
+use crate::perf;
 use crate::pid::namespace::PidNamespace;
 use crate::selftest::invariants::{Baseline, heap_fallthroughs};
 use crate::strategy::{LOCKLESS, StrategyPair};
@@ -113,7 +114,15 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
                 // The attempt with the least steal is kept.
                 let mut best: Option<(usize, Measured)> = None;
                 for attempt in 0..=MAX_RERUNS {
-                    let m = run_sample(spec(s, p.sample_ms))?;
+                    // The profiler's samples meanwhile are this version's.
+                    let tag = perf::active().then(|| perf::tag(s.name, w as u32));
+                    perf::set_tag(tag);
+                    let m = run_sample(spec(s, p.sample_ms));
+                    perf::set_tag(None);
+                    let m = m?;
+                    if let Some(tag) = tag {
+                        perf::add_ops(tag, m.ops);
+                    }
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
                     let again = over && attempt < MAX_RERUNS;
                     println!(

@@ -114,6 +114,22 @@ pub(super) struct Measured {
     pub(super) wait_cycles: u64,
     pub(super) hold_cycles: u64,
     pub(super) failures: u64,
+    /// Per lock class of [`LOCK_CLASSES`] (with lockstat on).
+    pub(super) locks: [LockDelta; LOCK_CLASSES.len()],
+}
+
+/// The lock classes threadspawn reports one by one, as `/proc/lock_stat`
+/// splits them (each version takes some of them on every op).
+pub(super) const LOCK_CLASSES: [&str; 4] =
+    ["pidmap_lock", "tasklist_lock", "input_pool.lock", "siglock"];
+
+/// One lock class's numbers over a sample, both modes together.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct LockDelta {
+    pub(super) acquisitions: u64,
+    pub(super) contended: u64,
+    pub(super) wait_cycles: u64,
+    pub(super) hold_cycles: u64,
 }
 
 /// What a sample runs.
@@ -179,6 +195,17 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
     // sample, next to thousands of ops).
     m.pidmap_acq = pid_after.alloc_locks + pid_after.free_locks;
     if lockstat::enabled() {
+        for (i, name) in LOCK_CLASSES.iter().enumerate() {
+            if let Some(st) = lockstat::read(name) {
+                let d = &mut m.locks[i];
+                for c in [st.exclusive, st.shared] {
+                    d.acquisitions += c.acquisitions;
+                    d.contended += c.contended;
+                    d.wait_cycles += c.wait_cycles_total;
+                    d.hold_cycles += c.hold_cycles_total;
+                }
+            }
+        }
         for name in ["pidmap_lock", "tasklist_lock"] {
             if let Some(st) = lockstat::read(name) {
                 if name == "tasklist_lock" {
