@@ -11,9 +11,13 @@ use crate::klib::idr::{idr_node_cache, idr_node_max_cached_bytes};
 use crate::mm::heap::HEAP;
 use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
+use crate::platform;
 use crate::rcu::{pending_callbacks, rcu_barrier};
 use crate::task::signal::signal_cache;
 use crate::task::{nr_tasks, stack_cache, task_cache};
+
+/// How long the check waits for tasks still being freed on other CPUs.
+const FREE_WAIT_MS: u64 = 10_000;
 
 /// What "back to the start" means, taken before a run.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +75,14 @@ impl Baseline {
                 "{} pid namespaces alive, expected {} (a child namespace's pids leaked)",
                 ns, self.namespaces
             ));
+        }
+        // A task that exited on another CPU is freed by that CPU's next
+        // switch (`finish_task_switch`), which may still be on its way
+        // (later still if the host has not run that vCPU): wait for it,
+        // bounded, as threadspawn's drain does.
+        let deadline = platform::cycles() + FREE_WAIT_MS * (platform::cycles_per_sec() / 1000);
+        while nr_tasks() > self.tasks && platform::cycles() < deadline {
+            platform::cpu_relax();
         }
         let tasks = nr_tasks();
         if tasks != self.tasks {
