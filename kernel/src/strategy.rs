@@ -4,13 +4,14 @@
 //! names; the command line, the tests and the benchmarks all look them up
 //! here.
 //!
-//! | pair | kernel | `alloc_pid` | `release_task` | `pidmap_lock` |
-//! |---|---|---|---|---|
-//! | `stock` | 6.14 | a lock trip per level + 1 | pids freed under `tasklist_lock` | `spin_lock_irq` / `irqsave` |
-//! | `pidmap-once` | 6.14 + the alloc change (never shipped) | one lock hold | as 6.14 | as 6.14 |
-//! | `exit-deferred` | 6.15 | as 6.14 | pids freed after `tasklist_lock` | `spin_lock` |
-//! | `both` | 7.0 | one lock hold | as 6.15 | `spin_lock` |
-//! | `lockless` | 7.0 + a lock-free `alloc_pid` (a prototype) | no lock | as 6.15 | not taken |
+//! | pair | kernel | `alloc_pid` | `release_task` | `pidmap_lock` | pidfs | cgroup unlink |
+//! |---|---|---|---|---|---|---|
+//! | `stock` | 6.14 | a lock trip per level + 1 | pids freed under `tasklist_lock` | `spin_lock_irq` / `irqsave` | under `pidmap_lock` | `cgroup_exit` |
+//! | `pidmap-once` | 6.14 + the alloc change (never shipped) | one lock hold | as 6.14 | as 6.14 | as 6.14 | as 6.14 |
+//! | `exit-deferred` | 6.15 | as 6.14 | pids freed after `tasklist_lock` | `spin_lock` | under `pidmap_lock` | `cgroup_exit` |
+//! | `both` | 6.15 + the alloc change: the tree it was measured on | one lock hold | as 6.15 | `spin_lock` | under `pidmap_lock` | `cgroup_exit` |
+//! | `v7.0` | 7.0 | one lock hold | as 6.15 | `spin_lock` | after the unlock, bucket locks | at the final switch |
+//! | `lockless` | 7.0 + a lock-free `alloc_pid` (a prototype) | no lock | as 6.15 | not taken | as 7.0 | as 7.0 |
 //!
 //! [`PAIRS`] are the Linux versions; [`LOCKLESS`] runs on namespaces whose
 //! id maps are lock-free (`PidNamespace::new_root_lockless`).
@@ -52,6 +53,31 @@ pub(crate) enum PidmapIrq {
     Untouched,
 }
 
+/// Where pidfs numbers and links a pid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum PidfsStrategy {
+    /// 6.14 to 6.19: `pidfs_add_pid` in `alloc_pid`'s publication and
+    /// `pidfs_remove_pid` in `free_pid`, both under `pidmap_lock`: a global
+    /// inode counter and one rbtree.
+    UnderPidmapLock,
+    /// 7.0 ("pidfs: convert rb-tree to rhashtable", "pidfs: implement ino
+    /// allocation without the pidmap lock"): after `pidmap_lock` is
+    /// dropped, in a bucket-locked table, inode numbers from per-CPU
+    /// batches.
+    Hashed,
+}
+
+/// Where the cgroup core takes a dead task off its css_set's task list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CgroupUnlink {
+    /// Up to 6.18: `cgroup_exit()` in `do_exit`, `spin_lock_irq`.
+    DoExit,
+    /// 6.19 on ("cgroup: Defer task cgroup unlink until after the task is
+    /// done switching out"): `cgroup_task_dead()` from
+    /// `finish_task_switch()`, `spin_lock_irqsave`.
+    TaskDead,
+}
+
 /// One strategy pair: its name (as `strategies=` spells it), the kernel
 /// version it stands for, and what that version does.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -62,18 +88,22 @@ pub(crate) struct StrategyPair {
     pub(crate) alloc: AllocPidStrategy,
     pub(crate) release: ReleaseStrategy,
     pub(crate) pidmap_irq: PidmapIrq,
+    pub(crate) pidfs: PidfsStrategy,
+    pub(crate) cgroup_unlink: CgroupUnlink,
     /// Its position in [`StrategyPair::all`] (what a task stores).
     pub(crate) index: u8,
 }
 
 /// Every pair, in the benchmark's order; `PAIRS[0]` is the baseline.
-pub(crate) static PAIRS: [StrategyPair; 4] = [
+pub(crate) static PAIRS: [StrategyPair; 5] = [
     StrategyPair {
         name: "stock",
         kernel: "6.14",
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Stock,
         pidmap_irq: PidmapIrq::Off,
+        pidfs: PidfsStrategy::UnderPidmapLock,
+        cgroup_unlink: CgroupUnlink::DoExit,
         index: 0,
     },
     StrategyPair {
@@ -82,6 +112,8 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Stock,
         pidmap_irq: PidmapIrq::Off,
+        pidfs: PidfsStrategy::UnderPidmapLock,
+        cgroup_unlink: CgroupUnlink::DoExit,
         index: 1,
     },
     StrategyPair {
@@ -90,15 +122,29 @@ pub(crate) static PAIRS: [StrategyPair; 4] = [
         alloc: AllocPidStrategy::Stock,
         release: ReleaseStrategy::Deferred,
         pidmap_irq: PidmapIrq::Untouched,
+        pidfs: PidfsStrategy::UnderPidmapLock,
+        cgroup_unlink: CgroupUnlink::DoExit,
         index: 2,
     },
     StrategyPair {
         name: "both",
+        kernel: "6.15 + the alloc change (the tree it was measured on)",
+        alloc: AllocPidStrategy::SingleLock,
+        release: ReleaseStrategy::Deferred,
+        pidmap_irq: PidmapIrq::Untouched,
+        pidfs: PidfsStrategy::UnderPidmapLock,
+        cgroup_unlink: CgroupUnlink::DoExit,
+        index: 3,
+    },
+    StrategyPair {
+        name: "v7.0",
         kernel: "7.0",
         alloc: AllocPidStrategy::SingleLock,
         release: ReleaseStrategy::Deferred,
         pidmap_irq: PidmapIrq::Untouched,
-        index: 3,
+        pidfs: PidfsStrategy::Hashed,
+        cgroup_unlink: CgroupUnlink::TaskDead,
+        index: 4,
     },
 ];
 
@@ -110,8 +156,15 @@ pub(crate) static LOCKLESS: StrategyPair = StrategyPair {
     alloc: AllocPidStrategy::Lockless,
     release: ReleaseStrategy::Deferred,
     pidmap_irq: PidmapIrq::Untouched,
-    index: 4,
+    pidfs: PidfsStrategy::Hashed,
+    cgroup_unlink: CgroupUnlink::TaskDead,
+    index: 5,
 };
+
+/// The versions a benchmark runs unless told otherwise: the kernels Linux
+/// shipped or measured (`pidmap-once`, never shipped, by name only).
+pub(crate) static DEFAULT_VERSIONS: [&StrategyPair; 4] =
+    [&PAIRS[0], &PAIRS[2], &PAIRS[3], &PAIRS[4]];
 
 /// How many pairs there are: the Linux versions and [`LOCKLESS`].
 pub(crate) const NR_PAIRS: usize = PAIRS.len() + 1;

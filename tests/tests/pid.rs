@@ -81,9 +81,9 @@ fn pidalloc_benchmark_prints_rows_for_every_size_and_strategy() {
     for live in ["0", "1000", "100000"] {
         for (strategy, locks) in [
             ("stock", "2.00"),
-            ("pidmap-once", "1.00"),
             ("exit-deferred", "2.00"),
             ("both", "1.00"),
+            ("v7.0", "1.00"),
         ] {
             let r = rows
                 .iter()

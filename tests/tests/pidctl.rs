@@ -9,7 +9,14 @@ use pidlab_tests::{Boot, Run};
 /// pidctl's `strategy=` values: the kernel versions and the lock-free
 /// prototype (whose tasks live in a lock-free root of their own, init
 /// pid 1 there, so every answer is the same).
-const STRATEGIES: [&str; 5] = ["stock", "pidmap-once", "exit-deferred", "both", "lockless"];
+const STRATEGIES: [&str; 6] = [
+    "stock",
+    "pidmap-once",
+    "exit-deferred",
+    "both",
+    "v7.0",
+    "lockless",
+];
 
 fn run(script: &str) -> Run {
     run_as(script, "stock")

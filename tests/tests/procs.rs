@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pidlab_tests::Boot;
 
-const PAIRS: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+const PAIRS: [&str; 5] = ["stock", "pidmap-once", "exit-deferred", "both", "v7.0"];
 
 /// The stress: 8 CPUs x 100,000 spawn+reap for each of the four kernel
 /// versions. Single-threaded TCG: 8 vCPU threads on fewer host cores would
@@ -43,8 +43,8 @@ fn spawn_reap_threads_namespaces_and_bad_arguments_on_4_cpus() {
         .run();
     run.expect_success()
         .expect_serial("selftest badargs: EINVAL, EEXIST, EPERM, ECHILD as Linux")
-        .expect_serial("selftest threads: 4 x 1000 threads spawned, joined, released")
-        .expect_serial("selftest threads: 4 x 300 threads on another CPU, joined at mm_release; their leader reaped after their release")
+        .expect_serial("selftest threads: 5 x 1000 threads spawned, joined, released")
+        .expect_serial("selftest threads: 5 x 300 threads on another CPU, joined at mm_release; their leader reaped after their release")
         .expect_serial("selftest threads: join returns the exit code of a thread and a process on another CPU, held at the join point")
         .expect_serial("selftest pidns: task 3 namespaces deep has pids [")
         .expect_serial("selftest pidns: spawn after the namespace's init died: ENOMEM")
@@ -81,6 +81,7 @@ fn side_work_runs_where_each_kernel_version_runs_it() {
             "[leader, child] (free_pids: last type first)",
         ),
         ("both", "[leader, child] (free_pids: last type first)"),
+        ("v7.0", "[leader, child] (free_pids: last type first)"),
     ] {
         let line = run.line(&format!("selftest lockctx: {pair}: "));
         assert!(line.contains("600 spawns"), "{line}");

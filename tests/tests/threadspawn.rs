@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use pidlab_tests::Boot;
 
-const STRATEGIES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+/// The versions a run compares unless told (pidmap-once by name only).
+const STRATEGIES: [&str; 4] = ["stock", "exit-deferred", "both", "v7.0"];
 
 /// The rows of one CSV family (`threadspawn`, `threadspawn_linux`, ...),
 /// each as a column-name -> value map, checked against its header.
@@ -200,7 +201,7 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
 
 /// Linux's comparisons: one row per change and worker count.
 fn check_linux_rows(serial: &str, workers: &[u32]) {
-    check_comparison_rows(serial, workers, &["exit", "pidmap"]);
+    check_comparison_rows(serial, workers, &["exit", "pidmap", "pidfs"]);
 }
 
 /// The comparison rows: one per worker count for each of `changes`.
@@ -239,6 +240,7 @@ fn check_comparison_rows(serial: &str, workers: &[u32], changes: &[&str]) {
     if changes.contains(&"exit") {
         assert!(serial.contains("exit   = exit-deferred / stock: "));
         assert!(serial.contains("pidmap = both / exit-deferred: "));
+        assert!(serial.contains("pidfs  = v7.0 / both: "));
     }
 }
 
@@ -264,7 +266,7 @@ fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
         .params("bench=threadspawn samples=1 sample_ms=100 lockstat=on")
         .run();
     run.expect_success()
-        .expect_serial("threadspawn: 2 cpus online, workers 1,2, strategies stock,pidmap-once,exit-deferred,both, 1 samples x 100 ms")
+        .expect_serial("threadspawn: 2 cpus online, workers 1,2, strategies stock,exit-deferred,both,v7.0, 1 samples x 100 ms")
         .expect_serial("placement spread, max_steal 20%")
         .expect_serial("threadspawn: workers 2 sample 1/1 both: ")
         .expect_serial("threadspawn summary")
@@ -289,17 +291,17 @@ fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() 
 fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
     let run = Boot::new()
         .smp(2)
-        .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3 strategies=stock,both,lockless")
+        .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3 strategies=stock,v7.0,lockless")
         .run();
     run.expect_success()
         .expect_serial("lockless = Linux 7.0 + a lock-free alloc_pid")
-        .expect_serial("lockless = lockless / both: ")
+        .expect_serial("lockless = lockless / v7.0: ")
         .expect_serial("lockless: the lock-free maps' slow paths in this run: ")
         .expect_serial("invariants: ok");
     check_rows(
         run.serial(),
         &[2],
-        &["stock", "both", "lockless"],
+        &["stock", "v7.0", "lockless"],
         3,
         2,
         "spread",

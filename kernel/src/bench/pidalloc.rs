@@ -25,7 +25,7 @@ use crate::pid::namespace::Reaper;
 use crate::pid::namespace::{PID_MAX_LIMIT, PidNamespace, create_pid_namespace};
 use crate::pid::{PidRef, alloc_pid, free_pid, pid_stats_this_cpu};
 use crate::platform;
-use crate::strategy::{LOCKLESS, PAIRS, StrategyPair};
+use crate::strategy::{DEFAULT_VERSIONS, LOCKLESS, StrategyPair};
 use crate::task::Task;
 
 /// The live-pid counts measured by default: none, then 1k to 1M.
@@ -48,7 +48,7 @@ pub(crate) struct PidallocConfig<'a> {
 }
 
 /// The Linux versions, what `bench=pidalloc` measures unless told.
-static LINUX_VERSIONS: [&StrategyPair; 4] = [&PAIRS[0], &PAIRS[1], &PAIRS[2], &PAIRS[3]];
+static LINUX_VERSIONS: &[&StrategyPair] = &DEFAULT_VERSIONS;
 
 impl Default for PidallocConfig<'_> {
     fn default() -> Self {
@@ -57,7 +57,7 @@ impl Default for PidallocConfig<'_> {
             ops: 200_000,
             rounds: 10,
             level: 0,
-            strategies: &LINUX_VERSIONS,
+            strategies: LINUX_VERSIONS,
         }
     }
 }
@@ -84,7 +84,7 @@ impl Space {
         let setup = if lockfree {
             &LOCKLESS
         } else {
-            StrategyPair::by_name("both").expect("7.0 is a version")
+            StrategyPair::by_name("v7.0").expect("7.0 is a version")
         };
         let mut space = Space {
             setup,

@@ -193,11 +193,11 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ("ns_depth", "a pid namespace depth from 0 to 31"),
     (
         "strategy",
-        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15), both (7.0) or lockless",
+        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15), both (6.15 + the alloc change), v7.0 or lockless",
     ),
     (
         "strategies",
-        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both, lockless",
+        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both, v7.0, lockless (default stock,exit-deferred,both,v7.0)",
     ),
     ("lockstat", "on or off"),
     (

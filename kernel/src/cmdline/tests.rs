@@ -392,6 +392,12 @@ fn list_keys_accept_their_longest_list_and_reject_one_more() {
     let line = format!("strategies={}", all.join(","));
     let c = parse(&line).unwrap();
     assert_eq!(c.threadspawn.strategies.len(), PAIRS.len());
+    let defaults: Vec<&str> = ThreadspawnParams::default()
+        .strategies
+        .iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(defaults, ["stock", "exit-deferred", "both", "v7.0"]);
     bad_value_for(&format!("strategies={},stock", all.join(",")), "strategies");
 }
 

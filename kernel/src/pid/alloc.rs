@@ -23,7 +23,7 @@ use crate::klib::hlist::HlistHead;
 use crate::klib::idr::{idr_preload, idr_preload_end};
 use crate::platform;
 use crate::rcu::RcuHead;
-use crate::strategy::{AllocPidStrategy, PidmapIrq, StrategyPair};
+use crate::strategy::{AllocPidStrategy, PidfsStrategy, PidmapIrq, StrategyPair};
 use crate::sync::irq::{Irq, IrqDiscipline, Plain};
 
 /// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
@@ -204,11 +204,13 @@ fn rollback<D: IrqDiscipline>(
 }
 
 /// Makes the pid visible to `find_pid_ns` in every namespace and counts
-/// it, under pidmap_lock; ENOMEM if `ns` no longer accepts pids.
+/// it, under pidmap_lock; ENOMEM if `ns` no longer accepts pids. Up to
+/// 6.19 pidfs numbers and links it here too (`pidfs_locked`).
 fn publish<D: IrqDiscipline>(
     g: &mut PidmapGuard<D>,
     pid: NewPid,
     ns: &PidNamespace,
+    pidfs_locked: bool,
 ) -> Result<PidRef, (NewPid, Errno)> {
     // ENOMEM is not the most obvious choice when the namespace's init has
     // died, but it is what Linux has always reported.
@@ -220,9 +222,12 @@ fn publish<D: IrqDiscipline>(
     header.count.store(2, Ordering::Relaxed);
     header.hashed.store(true, Ordering::Relaxed);
     let raw = pid.0.ptr.as_ptr();
-    // SAFETY: the pid stays alive while published (the IDRs' reference)
-    // and free_pid removes it from pidfs before dropping that reference.
-    unsafe { pidfs_add_pid(g, raw) };
+    if pidfs_locked {
+        // SAFETY: the pid stays alive while published (the IDRs'
+        // reference) and free_pid removes it from pidfs before dropping
+        // that reference.
+        unsafe { pidfs_add_pid(g, raw) };
+    }
     for level in (0..=ns.level()).rev() {
         let (nr, level_ns) = pid.number(level);
         let map = level_ns.map(g);
@@ -247,6 +252,7 @@ fn alloc_pid_stock<D: IrqDiscipline>(
     mut pid: NewPid,
     set_tid: &[i32],
     has_cap: bool,
+    pidfs_locked: bool,
     counts: &mut AllocCounts,
 ) -> Result<PidRef, Errno> {
     // The level that failed (-1: none); the levels above it have numbers.
@@ -275,7 +281,7 @@ fn alloc_pid_stock<D: IrqDiscipline>(
     if err.is_none() {
         let _ = idr_preload();
         let mut g = counts.lock::<D>();
-        let published = publish(&mut g, pid, ns);
+        let published = publish(&mut g, pid, ns, pidfs_locked);
         drop(g);
         idr_preload_end();
         match published {
@@ -298,6 +304,7 @@ fn alloc_pid_single_lock<D: IrqDiscipline>(
     ns: &PidNamespace,
     mut pid: NewPid,
     prep: &Prep,
+    pidfs_locked: bool,
     counts: &mut AllocCounts,
 ) -> Result<PidRef, Errno> {
     let top = ns.level() as i64;
@@ -308,7 +315,7 @@ fn alloc_pid_single_lock<D: IrqDiscipline>(
     let mut g = counts.lock::<D>();
     let err = loop {
         if i < 0 {
-            match publish(&mut g, pid, ns) {
+            match publish(&mut g, pid, ns, pidfs_locked) {
                 Ok(pid) => {
                     drop(g);
                     idr_preload_end();
@@ -379,13 +386,21 @@ pub(crate) fn alloc_pid(
     let cap = has_checkpoint_restore_cap;
     let result = match version.pidmap_irq {
         _ if version.lockless() => {
-            alloc_pid_counted::<Plain>(ns, set_tid, version.alloc, cap, &mut counts)
+            alloc_pid_counted::<Plain>(ns, set_tid, version, cap, &mut counts)
         }
-        PidmapIrq::Off => alloc_pid_counted::<Irq>(ns, set_tid, version.alloc, cap, &mut counts),
-        PidmapIrq::Untouched => {
-            alloc_pid_counted::<Plain>(ns, set_tid, version.alloc, cap, &mut counts)
-        }
+        PidmapIrq::Off => alloc_pid_counted::<Irq>(ns, set_tid, version, cap, &mut counts),
+        PidmapIrq::Untouched => alloc_pid_counted::<Plain>(ns, set_tid, version, cap, &mut counts),
     };
+    // 7.0: pidfs numbers and links the pid after pidmap_lock is dropped
+    // (the lock-free version did it in its own publication).
+    if let Ok(pid) = &result
+        && version.pidfs == PidfsStrategy::Hashed
+        && !version.lockless()
+    {
+        // SAFETY: the pid is published and alive; free_pid removes it from
+        // pidfs after its own unlock, before dropping the IDRs' reference.
+        unsafe { pidfs_add_pid_hashed(pid.ptr.as_ptr()) };
+    }
     let stats = &PID_STATS[platform::cpu_id()];
     bump(&stats.alloc_calls, 1);
     bump(&stats.alloc_failed, u64::from(result.is_err()));
@@ -397,10 +412,12 @@ pub(crate) fn alloc_pid(
 fn alloc_pid_counted<D: IrqDiscipline>(
     ns: &PidNamespace,
     set_tid: &[i32],
-    strategy: AllocPidStrategy,
+    version: &StrategyPair,
     has_cap: bool,
     counts: &mut AllocCounts,
 ) -> Result<PidRef, Errno> {
+    let strategy = version.alloc;
+    let pidfs_locked = version.pidfs == PidfsStrategy::UnderPidmapLock;
     // set_tid may name a pid for each level from ns outwards, never more.
     if set_tid.len() > ns.level() as usize + 1 {
         return Err(Errno::EINVAL);
@@ -412,10 +429,12 @@ fn alloc_pid_counted<D: IrqDiscipline>(
     }
     let pid = new_pid(ns)?;
     match strategy {
-        AllocPidStrategy::Stock => alloc_pid_stock::<D>(ns, pid, set_tid, has_cap, counts),
+        AllocPidStrategy::Stock => {
+            alloc_pid_stock::<D>(ns, pid, set_tid, has_cap, pidfs_locked, counts)
+        }
         AllocPidStrategy::SingleLock => {
             let prep = prepare(ns, set_tid, has_cap)?;
-            alloc_pid_single_lock::<D>(ns, pid, &prep, counts)
+            alloc_pid_single_lock::<D>(ns, pid, &prep, pidfs_locked, counts)
         }
         AllocPidStrategy::Lockless => {
             let prep = prepare(ns, set_tid, has_cap)?;

@@ -420,10 +420,13 @@ pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
     // A pid of a lock-free tree is freed without pidmap_lock, whatever
     // version releases it (only `lockless` allocates there).
     let lockfree = pid.ns().lockfree().is_some();
+    // Where the pid was added decides (a pid allocated by one version may
+    // be freed by another in the tests; each kernel uses its own scheme).
+    let pidfs_locked = !pidfs::added_hashed(pid.header());
     let hashed = match version.pidmap_irq {
         _ if lockfree => unhash_pid_lockless(&pid),
-        PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave()),
-        PidmapIrq::Untouched => unhash_pid(&pid, pidmap_lock()),
+        PidmapIrq::Off => unhash_pid(&pid, pidmap_lock_irqsave(), pidfs_locked),
+        PidmapIrq::Untouched => unhash_pid(&pid, pidmap_lock(), pidfs_locked),
     };
     let stats = &PID_STATS[platform::cpu_id()];
     bump(&stats.free_calls, 1);
@@ -440,9 +443,10 @@ pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
 }
 
 /// `free_pid`'s critical section; releases `g`. Returns whether the pid
-/// was still hashed (and so is unhashed now).
+/// was still hashed (and so is unhashed now). Up to 6.19 pidfs lets go of
+/// the pid under the lock (`pidfs_locked`); 7.0 after the unlock.
 #[inline(always)]
-fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>) -> bool {
+fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>, pidfs_locked: bool) -> bool {
     let hashed = pid.header().hashed.load(Ordering::Relaxed);
     if hashed {
         for upid in pid.numbers() {
@@ -459,11 +463,17 @@ fn unhash_pid<D: IrqDiscipline>(pid: &PidRef, mut g: PidmapGuard<D>) -> bool {
             }
             ns.map(&mut g).idr.remove(upid.nr as u32);
         }
-        // SAFETY: a hashed pid was added to pidfs by its publication.
-        unsafe { pidfs::pidfs_remove_pid(&mut g, pid.ptr.as_ptr()) };
+        if pidfs_locked {
+            // SAFETY: a hashed pid was added to pidfs by its publication.
+            unsafe { pidfs::pidfs_remove_pid(&mut g, pid.ptr.as_ptr()) };
+        }
         pid.header().hashed.store(false, Ordering::Relaxed);
     }
     drop(g);
+    if hashed && !pidfs_locked {
+        // SAFETY: 7.0 added the pid to the hashed table after publishing it.
+        unsafe { pidfs::pidfs_remove_pid_hashed(pid.ptr.as_ptr()) };
+    }
     hashed
 }
 

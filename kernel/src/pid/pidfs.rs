@@ -1,17 +1,23 @@
-//! pidfs's part of the pid paths (Linux's fs/pidfs.c from 6.15 until the
-//! rhashtable conversion): every published pid gets a 64-bit inode number
-//! from a global counter and goes into one global red-black tree keyed by
-//! it, both under `pidmap_lock`: `alloc_pid` calls [`pidfs_add_pid`] in its
-//! publication, `free_pid` calls [`pidfs_remove_pid`] before it drops the
-//! lock. Writers bump `pidmap_lock_seq` around tree changes, as Linux does
-//! for its lockless lookups. The tree is intrusive (the node lives in
-//! `struct pid`), so nothing is allocated under the lock.
+//! pidfs's part of the pid paths.
 //!
-//! The `lockless` strategy takes no `pidmap_lock`, so its pids go where
-//! 7.0's rhashtable conversion put them, after any pid lock and with their
-//! own synchronisation: [`pidfs_add_pid_hashed`] numbers a pid from per-CPU
-//! batches and links it into one of [`PIDFS_BUCKETS`] trees, each under its
-//! own spinlock.
+//! 6.14 to 6.19 (Linux's fs/pidfs.c from "pidfs: lookup pid through
+//! rbtree" until the rhashtable conversion): every published pid gets a
+//! 64-bit inode number from a global counter and goes into one global
+//! red-black tree keyed by it, both under `pidmap_lock`: `alloc_pid` calls
+//! [`pidfs_add_pid`] in its publication, `free_pid` calls
+//! [`pidfs_remove_pid`] before it drops the lock. Writers bump
+//! `pidmap_lock_seq` around tree changes, as Linux does for its lockless
+//! lookups. The tree is intrusive (the node lives in `struct pid`), so
+//! nothing is allocated under the lock.
+//!
+//! 7.0 ("pidfs: convert rb-tree to rhashtable", "pidfs: implement ino
+//! allocation without the pidmap lock") moved both out of `pidmap_lock`:
+//! `alloc_pid` calls `pidfs_add_pid` after the unlock, `free_pid` calls
+//! `pidfs_remove_pid` after its unlock, and the inode number comes from a
+//! per-CPU batch (`gen_cookie_next()`). [`pidfs_add_pid_hashed`] does that
+//! (for `v7.0` and `lockless`): numbers the pid from this CPU's batch and
+//! links it into one of [`PIDFS_BUCKETS`] trees, each under its own
+//! spinlock (the rhashtable's bucket locks).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -126,11 +132,12 @@ unsafe impl Send for Bucket {}
 static BUCKETS: [SpinLock<Bucket>; PIDFS_BUCKETS] =
     [const { named_spin_lock("pidfs_bucket", Bucket(None)) }; PIDFS_BUCKETS];
 
-/// Inode numbers handed out per CPU at a time (Linux's `get_next_ino()`
-/// batches the same way: `LAST_INO_BATCH`).
-const INO_BATCH: u64 = 1024;
-/// The lock-free strategy's inode numbers: a range of their own, so they
-/// never meet the numbers `pidfs_add_pid` hands out under `pidmap_lock`.
+/// Inode numbers handed out per CPU at a time (Linux 7.0's
+/// `gen_cookie_next()`: `COOKIE_LOCAL_BATCH`).
+const INO_BATCH: u64 = 4096;
+/// 7.0's inode numbers: a range of their own, so they never meet the
+/// numbers `pidfs_add_pid` hands out under `pidmap_lock` (both schemes run
+/// side by side here).
 const HASHED_INO_BASE: u64 = 1 << 62;
 static NEXT_INO_BATCH: AtomicU64 = AtomicU64::new(HASHED_INO_BASE);
 
@@ -170,8 +177,15 @@ fn bucket_of(ino: u64) -> &'static SpinLock<Bucket> {
     &BUCKETS[h as usize % PIDFS_BUCKETS]
 }
 
-/// `pidfs_add_pid()` as 7.0 does it, for the lock-free strategy: numbers
-/// `pid` and links it into its bucket, under that bucket's lock only.
+/// Whether `pid` went into 7.0's table ([`pidfs_add_pid_hashed`]): its
+/// number is from that scheme's range.
+pub(super) fn added_hashed(pid: &Pid) -> bool {
+    pid.ino.load(Ordering::Relaxed) >= HASHED_INO_BASE
+}
+
+/// Port of 7.0's `pidfs_add_pid()` (after `pidmap_lock` is dropped):
+/// numbers `pid` and links it into its bucket, under that bucket's lock
+/// only.
 ///
 /// # Safety
 /// As [`pidfs_add_pid`]; undone with [`pidfs_remove_pid_hashed`].
@@ -186,7 +200,8 @@ pub(super) unsafe fn pidfs_add_pid_hashed(pid: *const Pid) {
     tree.insert(unsafe { UnsafeRef::from_raw(pid) });
 }
 
-/// `pidfs_remove_pid()` for a pid added by [`pidfs_add_pid_hashed`].
+/// Port of 7.0's `pidfs_remove_pid()` (after `free_pid`'s unlock), for a
+/// pid added by [`pidfs_add_pid_hashed`].
 ///
 /// # Safety
 /// `pid` was added with `pidfs_add_pid_hashed` and not removed since.
@@ -202,7 +217,7 @@ pub(super) unsafe fn pidfs_remove_pid_hashed(pid: *const Pid) {
     unsafe { tree.cursor_mut_from_ptr(pid) }.remove();
 }
 
-/// Whether a pid numbered `ino` is in the lock-free strategy's table.
+/// Whether a pid numbered `ino` is in 7.0's table.
 #[cfg(test)]
 pub(crate) fn pidfs_hashed_contains(ino: u64) -> bool {
     let b = bucket_of(ino).lock();

@@ -13,6 +13,7 @@ use crate::pid::namespace::{PidNsStats, init_pid_ns, nr_pid_namespaces};
 use crate::pid::pid_caches;
 use crate::platform;
 use crate::rcu::{pending_callbacks, rcu_barrier};
+use crate::task::cgroup::css_set_nr_tasks;
 use crate::task::signal::signal_cache;
 use crate::task::{nr_tasks, stack_cache, task_cache};
 
@@ -25,6 +26,8 @@ pub(crate) struct Baseline {
     root: PidNsStats,
     namespaces: usize,
     tasks: usize,
+    /// Tasks on the css_set's task list.
+    css_tasks: u64,
     heap_used: usize,
 }
 
@@ -34,6 +37,7 @@ impl Baseline {
             root: init_pid_ns().stats(),
             namespaces: nr_pid_namespaces(),
             tasks: nr_tasks(),
+            css_tasks: css_set_nr_tasks(),
             heap_used: HEAP.stats().used,
         }
     }
@@ -87,6 +91,13 @@ impl Baseline {
         let tasks = nr_tasks();
         if tasks != self.tasks {
             return Err(format!("{} tasks alive, expected {}", tasks, self.tasks));
+        }
+        let css = css_set_nr_tasks();
+        if css != self.css_tasks {
+            return Err(format!(
+                "{css} tasks on the css_set, expected {}",
+                self.css_tasks
+            ));
         }
         let used = HEAP.stats().used;
         let bound = Self::cache_bound();

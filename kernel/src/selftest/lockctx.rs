@@ -129,11 +129,13 @@ pub(crate) fn lock_contexts() {
             },
             Some(spawns),
         );
-        // lockless: pidfs under its own bucket locks, no pidmap_lock.
+        // Up to 6.19 pidfs works under pidmap_lock; 7.0 (and lockless)
+        // after it is dropped, under its own bucket locks.
+        let pidfs_locked = strategy.pidfs == crate::strategy::PidfsStrategy::UnderPidmapLock;
         check(
             Site::PidfsRemove,
             &|c| {
-                c.pidmap != lockless
+                c.pidmap == pidfs_locked
                     && c.tasklist_write != deferred
                     && c.siglock != deferred
                     && c.stats_write != deferred
@@ -142,16 +144,19 @@ pub(crate) fn lock_contexts() {
             Some(spawns),
         );
         // alloc_pid runs before copy_process takes tasklist_lock.
-        let before_tasklist =
-            |c: &Context| c.pidmap != lockless && !c.tasklist_write && !c.siglock && !c.stats_write;
+        let before_tasklist = |c: &Context| !c.tasklist_write && !c.siglock && !c.stats_write;
         check(
             Site::PidfsAdd,
-            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
+            &|c| {
+                before_tasklist(c)
+                    && c.pidmap == pidfs_locked
+                    && c.irqs_off == (irqs_off && pidfs_locked)
+            },
             Some(spawns),
         );
         check(
             Site::IdrNodeAlloc,
-            &|c| before_tasklist(c) && c.irqs_off == irqs_off,
+            &|c| before_tasklist(c) && c.pidmap != lockless && c.irqs_off == irqs_off,
             None,
         );
         let free_pid_contexts = lockctx::counts(Site::FreePid);

@@ -47,11 +47,14 @@ pub(crate) fn threads() {
     let live = group.nr_threads();
     assert_eq!(
         dead - dead_before,
-        4000,
+        1000 * PAIRS.len() as u64,
         "__exit_signal folds every thread in"
     );
     assert_eq!(live, 1, "only init is left in its group");
-    println!("selftest threads: 4 x 1000 threads spawned, joined, released");
+    println!(
+        "selftest threads: {} x 1000 threads spawned, joined, released",
+        PAIRS.len()
+    );
     if smp::online() > 1 {
         join_returns_before_exit_notify();
         join_returns_the_exit_code();
@@ -60,7 +63,8 @@ pub(crate) fn threads() {
             leader_waits_for_its_thread(strategy);
         }
         println!(
-            "selftest threads: 4 x {THREADS_ELSEWHERE} threads on another CPU, joined at mm_release; their leader reaped after their release"
+            "selftest threads: {} x {THREADS_ELSEWHERE} threads on another CPU, joined at mm_release; their leader reaped after their release",
+            PAIRS.len()
         );
         println!(
             "selftest threads: join returns the exit code of a thread and a process on another CPU, held at the join point"

@@ -16,15 +16,15 @@ use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::sched::{self, current};
-use super::stats;
 use super::tasklist::{TasklistWrite, active_ns, task_of_sibling, write_lock_irq_tasklist};
 use super::{Task, TaskRef, TaskState};
+use super::{cgroup, stats};
 use crate::klib::hlist::HlistNode;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::disable_pid_allocation;
 use crate::pid::{PerPidType, PidRef, PidType, free_pid};
 use crate::random::add_device_randomness;
-use crate::strategy::{ReleaseStrategy, StrategyPair};
+use crate::strategy::{CgroupUnlink, ReleaseStrategy, StrategyPair};
 
 /// The reaper for the orphans of `father`: its namespace's init, or, if
 /// `father` is that init (dying), the nearest ancestor namespace's init
@@ -49,8 +49,24 @@ pub(crate) fn do_exit(code: i32) -> ! {
     let me = current();
     me.set_exit_code(code);
     mm_release(me);
+    // Up to 6.18 the css_set unlink is cgroup_exit(), here, between
+    // exit_mm() and exit_notify(); 6.19 moved it to the final switch.
+    if me.version().cgroup_unlink == CgroupUnlink::DoExit {
+        cgroup_unlink_dead(me, false);
+    }
     exit_notify(me);
     sched::exit_final()
+}
+
+/// The dead task's css_set unlink (`cgroup_exit()` / `cgroup_task_dead()`),
+/// if it was ever linked: a leader whose threads still run goes on the
+/// dying list (Linux: `atomic_read(&tsk->signal->live)`).
+pub(crate) fn cgroup_unlink_dead(t: &Task, irqsave: bool) {
+    if !t.css_linked.load(Ordering::Relaxed) || t.cg_node.is_unhashed() {
+        return;
+    }
+    let leader_with_live_threads = !t.is_thread() && t.signal().is_some_and(|s| s.nr_threads() > 1);
+    cgroup::cgroup_task_dead(t, leader_with_live_threads, irqsave);
 }
 
 /// Port of the part of `mm_release()` a joiner sees: the thread's tid is
@@ -252,6 +268,11 @@ pub(super) fn release_task(p: TaskRef) {
         }
     }
     stats::count_release();
+    // cgroup_release(): up to 6.18 an exited leader leaves the dying list
+    // here (6.19: when the task is freed).
+    if version.cgroup_unlink == CgroupUnlink::DoExit {
+        cgroup::cgroup_release(&p);
+    }
     // Its joiner, if any, was woken in do_exit (mm_release).
     p.set_state(TaskState::Dead);
     // put_task_struct_rcu_user(): the link reference.

@@ -16,7 +16,7 @@ use super::sched::{self, current};
 use super::signal::SignalRef;
 use super::stats;
 use super::tasklist::{active_ns, write_lock_irq_tasklist};
-use super::{Task, TaskFn, TaskRef};
+use super::{Task, TaskFn, TaskRef, cgroup};
 use crate::klib::errno::Errno;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
@@ -155,7 +155,11 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // SAFETY: `t` is not visible to anyone yet.
     unsafe { t.set_signal(signal) };
     t.set_version(args.strategy);
+    if args.thread {
+        t.set_thread();
+    }
     let pid = alloc_pid(ns, args.set_tid, args.strategy, args.cap)?;
+    cgroup::cgroup_can_fork();
     sched::prepare_new_stack(&t);
     run_alloc_window_hook(ns);
 
@@ -163,6 +167,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     // Don't start children in a dying pid namespace.
     if !ns.accepts_pids() {
         drop(g);
+        cgroup::cgroup_cancel_fork();
         free_pid(pid, args.strategy);
         return Err(Errno::ENOMEM);
     }
@@ -225,6 +230,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let _ = t.clone().into_raw();
     drop(siglock);
     drop(g);
+    cgroup::cgroup_post_fork(&t);
     sched::wake_up_new_task(t.clone());
     Ok(t)
 }

@@ -11,6 +11,7 @@
 //! This file is portable; switching between tasks is the scheduler's
 //! business (`sched`, bare metal only).
 
+pub(crate) mod cgroup;
 #[cfg(target_os = "none")]
 pub(crate) mod exit;
 #[cfg(target_os = "none")]
@@ -143,6 +144,14 @@ pub(crate) struct Task {
     pub(crate) children: HlistHead,
     /// Port of `task->sibling`: this task on its parent's `children`.
     pub(crate) sibling: HlistNode,
+    /// Port of `task->cg_list`: this task on its css_set's task (or dying)
+    /// list, under `css_set_lock` (see [`cgroup`]).
+    pub(crate) cg_node: HlistNode,
+    /// The task holds a css_set reference (`cgroup_post_fork` ran).
+    pub(crate) css_linked: core::sync::atomic::AtomicBool,
+    /// A CLONE_THREAD child (set by `copy_process` before the task is
+    /// visible; the same as its links' `thread`, readable without a lock).
+    is_thread: core::sync::atomic::AtomicBool,
     /// An exit asked for by someone else (`EXIT_NONE` when none); parked
     /// tasks wait for it.
     exit_request: AtomicI32,
@@ -286,6 +295,9 @@ impl Task {
                 pid_links: PerPidType([const { HlistNode::new() }; PIDTYPE_MAX]),
                 children: HlistHead::new(),
                 sibling: HlistNode::new(),
+                cg_node: HlistNode::new(),
+                css_linked: core::sync::atomic::AtomicBool::new(false),
+                is_thread: core::sync::atomic::AtomicBool::new(false),
                 exit_request: AtomicI32::new(EXIT_NONE),
                 nvcsw: AtomicU64::new(0),
                 signal: UnsafeCell::new(None),
@@ -307,6 +319,16 @@ impl Task {
 
     /// Sets the version (`copy_process`, before anyone else sees the task).
     #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    /// Whether the task is a CLONE_THREAD child.
+    pub(crate) fn is_thread(&self) -> bool {
+        self.is_thread.load(Ordering::Relaxed)
+    }
+
+    /// Marks the task a CLONE_THREAD child (before it is visible).
+    pub(crate) fn set_thread(&self) {
+        self.is_thread.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_version(&self, version: &'static StrategyPair) {
         self.version.store(version.index, Ordering::Relaxed);
     }
@@ -506,6 +528,7 @@ unsafe fn free_task(task: NonNull<Task>) {
             "task {} freed with pids attached",
             task.as_ref().name()
         );
+        cgroup::cgroup_task_free(task.as_ref());
         if let Some(stack) = task.as_ref().stack {
             STACK_CACHE.free(stack);
         }
@@ -516,81 +539,4 @@ unsafe fn free_task(task: NonNull<Task>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn noop(_: usize) {}
-
-    #[test]
-    fn names_truncate_at_16_bytes_on_a_char_boundary() {
-        assert_eq!(TaskName::new("init").as_str(), "init");
-        assert_eq!(
-            TaskName::new("a-very-long-task-name").as_str(),
-            "a-very-long-task"
-        );
-        assert_eq!(TaskName::new("ééééééééé").as_str(), "éééééééé");
-    }
-
-    /// Hands a reference to "the scheduler" and back, then drops both.
-    fn release(t: TaskRef) {
-        let sched = t.clone().into_raw();
-        drop(t);
-        // SAFETY: `sched` came from into_raw; this takes it back.
-        drop(unsafe { TaskRef::from_raw(sched) });
-    }
-
-    #[test]
-    fn last_reference_returns_task_and_stack_to_the_caches() {
-        let t = Task::create("t", 0, noop, 7).unwrap();
-        assert!(t.stack_intact());
-        assert_eq!(t.state(), TaskState::Running);
-        let (task_addr, stack_top) = (t.as_ptr(), t.stack_top());
-        release(t);
-        // This thread's magazine hands the same blocks back (LIFO).
-        let t2 = Task::create("t2", 0, noop, 0).unwrap();
-        assert_eq!(t2.as_ptr(), task_addr);
-        assert_eq!(t2.stack_top(), stack_top);
-        release(t2);
-    }
-
-    #[test]
-    fn own_pid_follows_the_pid_link() {
-        use crate::pid::namespace::init_pid_ns;
-        use crate::pid::{PidRef, PidType, alloc_pid, free_pid};
-        use crate::strategy::StrategyPair;
-        let t = Task::create("t", 0, noop, 0).unwrap();
-        // SAFETY: `t` runs nowhere, so nothing detaches its pid meanwhile.
-        assert!(unsafe { t.own_pid() }.is_none());
-        let pid = alloc_pid(init_pid_ns(), &[], StrategyPair::stock(), true).unwrap();
-        let mut g = write_lock_irq_tasklist();
-        for ty in [PidType::Tgid, PidType::Pid] {
-            assert!(t.set_pid_link(&mut g, ty, Some(pid.clone())).is_none());
-        }
-        // SAFETY: as above.
-        let own = unsafe { t.own_pid() }.expect("the PID link is mirrored");
-        assert!(PidRef::ptr_eq(&own, &pid));
-        let tgid = t.set_pid_link(&mut g, PidType::Tgid, None).unwrap();
-        // SAFETY: as above.
-        assert!(
-            unsafe { t.own_pid() }.is_some(),
-            "only the PID type is mirrored"
-        );
-        let old = t.set_pid_link(&mut g, PidType::Pid, None).unwrap();
-        // SAFETY: as above.
-        assert!(unsafe { t.own_pid() }.is_none());
-        drop(g);
-        drop((tgid, old));
-        free_pid(pid, StrategyPair::stock());
-        release(t);
-    }
-
-    #[test]
-    fn transitions_are_compare_and_swap() {
-        let t = Task::adopt("boot", 0).unwrap();
-        assert!(t.stack_top().is_none() && t.stack_intact());
-        t.set_state(TaskState::Blocked);
-        assert!(t.transition(TaskState::Blocked, TaskState::Running));
-        assert!(!t.transition(TaskState::Blocked, TaskState::Running));
-        release(t);
-    }
-}
+mod tests;

@@ -22,6 +22,7 @@ use super::kick::IdleKick;
 use super::{NoMemory, Task, TaskFn, TaskRef, TaskState, is_process, stats};
 use crate::arch::{apic, smp, switch, watchdog};
 use crate::platform::{self, MAX_CPUS, Parallel, cpu_id, local_irq_restore, local_irq_save};
+use crate::strategy::CgroupUnlink;
 use crate::sync::SpinLockIrqSave;
 use crate::sync::named_spin_lock_irqsave;
 
@@ -369,7 +370,12 @@ fn finish_task_switch() {
     if matches!(state, TaskState::Dead | TaskState::Zombie) {
         // SAFETY: the scheduler's reference, given up in `into_raw` when the
         // task was queued or made current; it is never used again.
-        drop(unsafe { TaskRef::from_raw(prev) });
+        let prev = unsafe { TaskRef::from_raw(prev) };
+        // 6.19 on: cgroup_task_dead(), once the task is done switching out.
+        if prev.version().cgroup_unlink == CgroupUnlink::TaskDead {
+            super::exit::cgroup_unlink_dead(&prev, true);
+        }
+        drop(prev);
     }
 }
 

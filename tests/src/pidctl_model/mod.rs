@@ -166,7 +166,7 @@ impl Default for Model {
 }
 
 /// The strategies (`strategy=`) whose `alloc_pid` is the alloc change.
-pub const CHECKS_FIRST: [&str; 3] = ["pidmap-once", "both", "lockless"];
+pub const CHECKS_FIRST: [&str; 4] = ["pidmap-once", "both", "v7.0", "lockless"];
 
 impl Model {
     /// Right after boot, running stock's `alloc_pid`: init has pid 1 in the

@@ -7,7 +7,7 @@ use crate::pidctl_cases::{
 };
 
 /// pidctl's `strategy=` values.
-const STRATEGIES: [&str; 4] = ["stock", "pidmap-once", "exit-deferred", "both"];
+const STRATEGIES: [&str; 5] = ["stock", "pidmap-once", "exit-deferred", "both", "v7.0"];
 
 /// Runs `script` on a fresh model of `strategy`; the answers as the kernel
 /// prints them (`err` ones without the message).

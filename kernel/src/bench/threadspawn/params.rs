@@ -3,7 +3,7 @@
 use arrayvec::ArrayVec;
 
 use super::placement::Placement;
-use crate::strategy::{NR_PAIRS, PAIRS, StrategyPair};
+use crate::strategy::{DEFAULT_VERSIONS, NR_PAIRS, StrategyPair};
 
 /// Most entries in a `workers=` list.
 pub(crate) const MAX_WORKER_COUNTS: usize = 8;
@@ -32,7 +32,7 @@ impl Default for ThreadspawnParams {
             samples: 6,
             sample_ms: 1000,
             ns_depth: 0,
-            strategies: PAIRS.iter().collect(),
+            strategies: DEFAULT_VERSIONS.iter().copied().collect(),
             lockstat: false,
             placement: Placement::Spread,
             max_steal: 20,

@@ -12,9 +12,9 @@
 //! Linux measured each change against the kernel it was merged into: the
 //! exit change as 6.15 against 6.14 (`exit-deferred / stock`), the pidmap
 //! change on a tree that already had the exit change (`both /
-//! exit-deferred`). Those two comparisons get their own lines and rows,
-//! and so does the lock-free prototype against 7.0 (`lockless / both`)
-//! when it ran.
+//! exit-deferred`). 7.0 then moved pidfs off `pidmap_lock` (`v7.0 /
+//! both`). Those comparisons get their own lines and rows, and so does the
+//! lock-free prototype against 7.0 (`lockless / v7.0`) when it ran.
 
 use alloc::format;
 use alloc::string::String;
@@ -122,7 +122,7 @@ fn opt(v: Option<u64>) -> String {
 
 /// Linux's two comparisons and the prototype's: (row name, label,
 /// numerator, denominator).
-const LINUX_CHANGES: [(&str, &str, &str, &str); 3] = [
+const LINUX_CHANGES: [(&str, &str, &str, &str); 4] = [
     (
         "exit",
         "exit   = exit-deferred / stock",
@@ -135,9 +135,10 @@ const LINUX_CHANGES: [(&str, &str, &str, &str); 3] = [
         "both",
         "exit-deferred",
     ),
+    ("pidfs", "pidfs  = v7.0 / both", "v7.0", "both"),
     // Not a Linux change: the prototype against the kernel it would go
     // into (printed only when `lockless` ran).
-    ("lockless", "lockless = lockless / both", "lockless", "both"),
+    ("lockless", "lockless = lockless / v7.0", "lockless", "v7.0"),
 ];
 
 pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
@@ -146,7 +147,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     let cover = format!("{}.{}%", tenths / 10, tenths % 10);
     println!();
     println!(
-        "threadspawn summary (lock {}, ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; steal: mean host steal of the kept samples; per op: lock acquisitions; lockstat columns need lockstat=on)",
+        "threadspawn summary (lock {}, ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; steal: mean host steal of the kept samples; per op: lock acquisitions (tlist/op needs lockstat=on, which also prints each lock class below))",
         lock_algo().name(),
         info.ns_depth,
         info.placement.name(),
@@ -154,7 +155,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         info.sample_ms
     );
     println!(
-        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>6} {:>9} {:>8} {:>9} {:>8} {:>8}",
+        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>6} {:>9} {:>8} {:>6}",
         "workers",
         "strategy",
         "ops/s",
@@ -165,9 +166,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         "steal",
         "pidmap/op",
         "tlist/op",
-        "contended",
-        "wait cyc",
-        "hold cyc"
+        "css/op",
     );
     let mut rows = Vec::new();
     for c in cells {
@@ -187,6 +186,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             )
         };
         let pidmap = c.per_op_x100(|m| m.pidmap_acq);
+        let css = c.per_op_x100(|m| m.css_acq);
         let ls = info.lockstat;
         let tasklist = if ls {
             c.per_op_x100(|m| m.tasklist_acq)
@@ -199,7 +199,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq);
         let (steal, steal_max) = c.steal_x100();
         println!(
-            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>5}% {:>9} {:>8} {:>9} {:>8} {:>8}",
+            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>5}% {:>9} {:>8} {:>6}",
             c.workers,
             c.strategy.name,
             sum.mean,
@@ -210,9 +210,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             fixed2(steal),
             opt_fixed2(pidmap),
             opt_fixed2(tasklist),
-            contended.map_or(String::from("-"), |v| format!("{}%", fixed2(v))),
-            wait.map_or(String::from("-"), |v| format!("{v}")),
-            hold.map_or(String::from("-"), |v| format!("{v}"))
+            opt_fixed2(css),
         );
         let (rv, rs) = match (ratio, is_stock) {
             (_, true) => (format!("{RATIO_ONE}"), String::from("0")),
@@ -225,7 +223,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             (None, _) => (None, None, None),
         };
         rows.push(format!(
-            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "threadspawn,{},{},{},{},{},{},{},{},{rv},{rs},{},{},{},{coverage},{noise},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             c.strategy.name,
             c.workers,
             info.ns_depth,
@@ -248,7 +246,8 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             info.placement.name(),
             info.online,
             accel_name(info.accel),
-            lock_algo().name()
+            lock_algo().name(),
+            opt_fixed2(css)
         ));
     }
     let linux = print_linux_changes(cells, info, coverage);
@@ -264,7 +263,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     );
     println!();
     println!(
-        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel,lock"
+        "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel,lock,css_acq_per_op"
     );
     for r in rows {
         println!("{r}");

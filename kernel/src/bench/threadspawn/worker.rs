@@ -27,6 +27,7 @@ use crate::pid::pid_stats_total;
 use crate::platform;
 use crate::strategy::StrategyPair;
 use crate::sync::lockstat;
+use crate::task::cgroup::css_set_lock_acquisitions;
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::nr_tasks;
 use crate::task::sched;
@@ -108,6 +109,8 @@ pub(super) struct Measured {
     /// Host steal over the workers' time, in hundredths of a percent.
     pub(super) steal_x100: u64,
     pub(super) pidmap_acq: u64,
+    /// `css_set_lock` acquisitions (counted whether lockstat is on or not).
+    pub(super) css_acq: u64,
     pub(super) tasklist_acq: u64,
     pub(super) contended: u64,
     pub(super) acquisitions: u64,
@@ -120,8 +123,13 @@ pub(super) struct Measured {
 
 /// The lock classes threadspawn reports one by one, as `/proc/lock_stat`
 /// splits them (each version takes some of them on every op).
-pub(super) const LOCK_CLASSES: [&str; 4] =
-    ["pidmap_lock", "tasklist_lock", "input_pool.lock", "siglock"];
+pub(super) const LOCK_CLASSES: [&str; 5] = [
+    "pidmap_lock",
+    "tasklist_lock",
+    "css_set_lock",
+    "input_pool.lock",
+    "siglock",
+];
 
 /// One lock class's numbers over a sample, both modes together.
 #[derive(Clone, Copy, Debug, Default)]
@@ -160,6 +168,7 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         stolen: AtomicU64::new(0),
     };
     let pid_before = pid_stats_total();
+    let css_before = css_set_lock_acquisitions();
     let procs_before = proc_stats();
     let tasks_before = nr_tasks();
     if lockstat::enabled() {
@@ -194,6 +203,7 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
     // Includes each worker's own spawn and reap (one per worker per
     // sample, next to thousands of ops).
     m.pidmap_acq = pid_after.alloc_locks + pid_after.free_locks;
+    m.css_acq = css_set_lock_acquisitions() - css_before;
     if lockstat::enabled() {
         for (i, name) in LOCK_CLASSES.iter().enumerate() {
             if let Some(st) = lockstat::read(name) {
