@@ -1,5 +1,5 @@
-//! Locks on real CPUs, for every `lock=` algorithm: exact counts, no FIFO
-//! waiter starved, IF=0 inside IRQ-disabled sections, waits nested in interrupt
+//! Locks on real CPUs, for every `lock=` algorithm: exact counts, each
+//! CPU's share reported, IF=0 inside IRQ-disabled sections, waits nested in interrupt
 //! handlers, interrupt-context readers of `tasklist_lock` against
 //! `write_lock_irq` writers, the watchdog on a stuck wait; `lock=auto`'s
 //! choice; and the `bench=locks` output format.
@@ -41,7 +41,7 @@ fn tasklist_totals(line: &str) -> [u64; 3] {
 
 /// Every algorithm on 8 CPUs: exact counts with IRQ-disabled takers and
 /// with interrupt handlers taking a second lock, each CPU's share reported
-/// (no FIFO waiter may starve), and
+/// (FIFO order is the loom models' to check), and
 /// `tasklist_lock` with interrupt-context readers.
 fn spinlock_and_tasklist_on_8_cpus(lock: &str) {
     let _alone = alone();
