@@ -133,9 +133,14 @@ pub(super) fn spinlock_exact_nested_and_fair() {
         all.iter().max().copied().unwrap_or(0),
     );
     println!(
-        "selftest spinlock: acquisitions per cpu in 500 ms: {all:?} (least {}%, most {}% of the fair share)",
+        "selftest spinlock: acquisitions per cpu in 500 ms: {all:?} (least {}%, most {}% of the fair share; {} lock)",
         min * 100 / fair.max(1),
-        max * 100 / fair.max(1)
+        max * 100 / fair.max(1),
+        if algo.is_fifo() {
+            "a FIFO"
+        } else {
+            "an unfair"
+        }
     );
     if algo == LockAlgo::PvTicket && n > 1 {
         pv_waiter_halts_and_is_kicked();
