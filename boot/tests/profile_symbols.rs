@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pidlab_boot::profile::categories::{CATEGORIES, Classifier, locked_lines};
+use pidlab_boot::profile::categories::{CATEGORIES, Classifier, FrameMatch, locked_lines};
 use pidlab_boot::profile::folded;
 use pidlab_boot::profile::symbols::{Frame, Symbolizer};
 use pidlab_boot::profile::{self, KERNEL_ELF, ProfileOptions, SymStack, flame, report};
@@ -258,6 +258,46 @@ fn release_task_splits_into_hold_and_the_rest_by_line() {
     let lines: Vec<&str> = source.lines().collect();
     assert!(lines[from as usize - 1].contains("let mut g = write_lock_irq_tasklist();"));
     assert_eq!(lines[to as usize - 1].trim(), "}");
+}
+
+/// Every `tasklist_lock` section the categories name is found in the
+/// source of the kernel that was built: a renamed function or lock call
+/// would silently empty the hold row.
+#[test]
+fn every_locked_section_is_in_the_kernel_source() {
+    let mut sym = kernel();
+    let mut found = 0;
+    for m in CATEGORIES.iter().flat_map(|c| c.frames) {
+        let FrameMatch::Locked { function, lock } = *m else {
+            continue;
+        };
+        // copy_process_inner is inlined into copy_process.
+        let holder = [function, function.trim_end_matches("_inner")]
+            .into_iter()
+            .find_map(|f| sym.symbol_range(f))
+            .unwrap_or_else(|| panic!("no code for {function}"));
+        let name = function.rsplit("::").next().unwrap();
+        // The first frame of the function whose file holds the section.
+        let (source, (from, to)) = (holder.0..holder.0 + holder.1)
+            .find_map(|a| {
+                let frames = sym.frames(a, true);
+                let file = frames.iter().find(|f| &*f.path == function)?.file.clone()?;
+                let source = std::fs::read_to_string(&*file).ok()?;
+                let lines = locked_lines(&source, name, lock)?;
+                Some((source, lines))
+            })
+            .unwrap_or_else(|| panic!("no {lock} section of {function} in its source"));
+        assert!(from < to, "{function}: {from}-{to}");
+        assert!(
+            source
+                .lines()
+                .nth(from as usize - 1)
+                .unwrap()
+                .contains(lock)
+        );
+        found += 1;
+    }
+    assert_eq!(found, 3, "copy_process_inner, exit_notify, release_task");
 }
 
 #[test]

@@ -15,8 +15,8 @@
 //! [`path_matches`]'s patterns. A `tasklist_lock` hold is not a function
 //! but a stretch of one: [`FrameMatch::Locked`] takes the lines of a
 //! function from its `write_lock_irq_tasklist()` call to where that guard
-//! is dropped or goes out of scope, read from the kernel source DWARF
-//! names, and matches a frame of that function whose line lies there.
+//! is dropped or goes out of scope, read from the source file DWARF names
+//! for the frame, and matches a frame of that function on those lines.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -152,7 +152,7 @@ pub const CATEGORIES: &[Category] = &[
         under: &[],
     },
     Category {
-        name: "idle",
+        name: IDLE,
         frames: &[
             F("pidlab::task::sched::idle_loop"),
             F("pidlab::task::sched::idle_entry"),
@@ -164,6 +164,9 @@ pub const CATEGORIES: &[Category] = &[
 
 /// The row of samples no category claims.
 pub const OTHER: &str = "other";
+
+/// The idle CPUs' row, which the report also leaves out of a total.
+pub const IDLE: &str = "idle";
 
 /// A [`FrameMatch::Locked`] stretch found in the source.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,7 +22,8 @@ use super::folded::OUTSIDE;
 /// The version the differential graphs start from.
 pub const BASELINE: &str = "stock";
 
-/// Folded text (`a;b;c count` lines, sorted) of the stacks `keep` selects.
+/// Folded text (`a;b;c count` lines, sorted) of `stacks`, equal stacks
+/// merged.
 pub fn folded<'a>(stacks: impl IntoIterator<Item = &'a SymStack>) -> String {
     let mut merged: BTreeMap<String, u64> = BTreeMap::new();
     for s in stacks {
@@ -89,7 +90,6 @@ fn options(title: &str, subtitle: Option<String>) -> Options<'static> {
     opt.subtitle = subtitle;
     opt.count_name = "samples".into();
     // The same function gets the same colour in every graph.
-    opt.hash = true;
     opt.deterministic = true;
     opt.colors = Palette::Multi(MultiPalette::Rust);
     opt

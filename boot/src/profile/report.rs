@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::SymStack;
-use super::categories::{Classifier, Section};
+use super::categories::{Classifier, IDLE, Section};
 use super::folded::{OUTSIDE, ProfileText};
 
 /// How many functions the top table lists.
@@ -104,7 +104,7 @@ pub fn where_the_op_goes_text(
             Some(k) => format!("{:>width$.0}", samples as f64 * k),
             None => format!("{:>width$}", "-"),
         };
-        let idle = row_names.iter().position(|n| *n == "idle");
+        let idle = row_names.iter().position(|n| *n == IDLE);
         let of = |v: &String| counts.get(&(v.clone(), w));
         for (r, name) in row_names.iter().enumerate() {
             let mut line = format!("{name:<label$}");
