@@ -9,6 +9,13 @@
 #   settings.txt            QEMU settings, parameters, host, commit, load
 #   threadspawn.png         per --smp: ops/s against workers, and each
 #                           strategy's paired ratio to stock (pidlab-plot)
+#   profile-smp8/, profile-smp2/
+#                           the sampling profile (profile=on, docs/profile.md):
+#                           folded stacks and flame graphs per version and
+#                           worker count, differential graphs from stock; its
+#                           tables are at the end of each log. BENCH_PROFILE=0
+#                           (or profile=off) runs without it: sampling takes
+#                           time from every CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +24,15 @@ out=bench/results/$ts
 mkdir -p "$out"
 args=(${BENCH_ARGS:-})
 timeout_s=${BENCH_TIMEOUT:-1800}
+profile=${BENCH_PROFILE:-1}
+# profile=on unless BENCH_ARGS sets profile= itself (profile=off: no profile).
+profile_key=(profile=on)
+for a in ${BENCH_ARGS:-}; do
+  case $a in
+    profile=off) profile=0 ;;
+    profile=*) profile_key=() ;;
+  esac
+done
 
 {
   echo "date: $(date -u +%FT%TZ)"
@@ -25,6 +41,11 @@ timeout_s=${BENCH_TIMEOUT:-1800}
   echo "qemu: $(qemu-system-x86_64 --version | head -n 1)"
   echo "runs: --smp 8 and --smp 2, default --accel tcg (multi-threaded), --mem 1G"
   echo "parameters: bench=threadspawn ${args[*]:-}"
+  if [ "$profile" != 0 ]; then
+    echo "profile: ${profile_key[*]:-as in the parameters}, --profile-dir profile-smp<N>/"
+  else
+    echo "profile: off (BENCH_PROFILE=0 or profile=off)"
+  fi
   echo "host load before: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 } > "$out/settings.txt"
 
@@ -41,7 +62,11 @@ if [ -z "${PIDLAB_FONT:-}" ] && ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans
 fi
 for smp in 8 2; do
   echo "bench: --smp $smp (log: $out/smp$smp.log)"
-  cargo run -q -- --smp "$smp" --timeout "$timeout_s" bench=threadspawn "${args[@]}" \
+  profiling=()
+  if [ "$profile" != 0 ]; then
+    profiling=(--profile-dir "$out/profile-smp$smp" "${profile_key[@]}")
+  fi
+  cargo run -q -- --smp "$smp" --timeout "$timeout_s" "${profiling[@]}" bench=threadspawn "${args[@]}" \
     | tee "$out/smp$smp.log" | grep --line-buffered -E '^threadspawn: (workers|[0-9]+ cpus)|^invariants' || true
   echo "host load after --smp $smp: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" >> "$out/settings.txt"
   if ! grep -q '^invariants: ok' "$out/smp$smp.log"; then
@@ -66,4 +91,7 @@ for smp in 8 2; do
   sed -n '/^threadspawn summary/,/^$/p' "$out/smp$smp.log"
 done
 grep -h '^host load' "$out/settings.txt"
+if [ "$profile" != 0 ]; then
+  echo "bench: profiles in $out/profile-smp8/ and profile-smp2/ (tables at the end of each log)"
+fi
 echo "bench: results in $out"

@@ -7,19 +7,24 @@ use std::time::Duration;
 
 use pidlab_abi::fw_cfg::{CMDLINE_MAX, SCRIPT_MAX};
 
-use crate::{Accel, RunConfig, kernel_cmdline};
+use crate::{Accel, ProfileOptions, RunConfig, kernel_cmdline};
 
-/// What the runner binary was asked to do.
+/// What the runner binary was asked to do (made once per process, so its
+/// size does not matter).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Cli {
-    Run(RunConfig),
+    /// Boot (or, with [`ProfileOptions::log`], read a saved run), then
+    /// report the profile if the serial output holds one.
+    Run(RunConfig, ProfileOptions),
     Help,
 }
 
 /// Usage text for `cargo run -- --help`.
 pub const USAGE: &str = "\
 usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|tcg-single|kvm] [--timeout SECONDS]
-                    [--script FILE] [KEY=VALUE ...]
+                    [--script FILE] [--profile-dir DIR] [--kernel-elf FILE] [KEY=VALUE ...]
+       cargo run -- --profile-log FILE [--profile-dir DIR] [--kernel-elf FILE]
 
 Boots the pidlab kernel under QEMU with the serial console on stdout.
 
@@ -30,6 +35,13 @@ Boots the pidlab kernel under QEMU with the serial console on stdout.
                      kvm (opt-in; nested and slow on our machines)
   --timeout SECONDS  kill QEMU after this long (default 600)
   --script FILE      run the pidctl commands in FILE (implies bench=script)
+  --profile-dir DIR  write the profile's folded stacks and flame graphs into DIR
+                     (implies profile=on); the tables are printed whenever the
+                     output holds profile rows
+  --kernel-elf FILE  the kernel ELF that names the profile's addresses (default:
+                     the one built into the disk image)
+  --profile-log FILE report the profile in FILE, a saved serial log, instead of
+                     booting
   KEY=VALUE          run-time parameters for the kernel, e.g. bench=none
                      (the kernel lists the keys it accepts if given a bad one)
 
@@ -42,6 +54,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         echo: true,
         ..RunConfig::default()
     };
+    let mut profile = ProfileOptions::default();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -96,6 +109,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                 }
                 config.script = Some(path);
             }
+            "--profile-dir" => profile.dir = Some(PathBuf::from(value("--profile-dir")?)),
+            "--kernel-elf" => {
+                let v = value("--kernel-elf")?;
+                profile.kernel_elf = readable_file("--kernel-elf", &v)?;
+            }
+            "--profile-log" => {
+                let v = value("--profile-log")?;
+                profile.log = Some(readable_file("--profile-log", &v)?);
+            }
             _ if arg.starts_with('-') => {
                 return Err(format!("unknown option {arg} (see --help)"));
             }
@@ -121,13 +143,31 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     {
         return Err(format!("--script runs bench=script; drop {b}"));
     }
+    if profile.log.is_some() {
+        if let Some(p) = config.params.first() {
+            return Err(format!(
+                "--profile-log reads a saved run and boots nothing; drop {p}"
+            ));
+        }
+        if config.script.is_some() {
+            return Err("--profile-log reads a saved run and boots nothing; drop --script".into());
+        }
+    } else if profile.dir.is_some() && !config.params.iter().any(|p| p.starts_with("profile=")) {
+        config.params.push("profile=on".into());
+    }
     let len = kernel_cmdline(&config).len();
     if len > CMDLINE_MAX {
         return Err(format!(
             "the parameters make a {len}-byte command line, more than the {CMDLINE_MAX} the kernel accepts"
         ));
     }
-    Ok(Cli::Run(config))
+    Ok(Cli::Run(config, profile))
+}
+
+/// `path` if it names a file we can open.
+fn readable_file(option: &str, path: &str) -> Result<PathBuf, String> {
+    std::fs::File::open(path).map_err(|e| format!("{option} {path}: cannot read it: {e}"))?;
+    Ok(PathBuf::from(path))
 }
 
 /// `512M`, `2G`, `1024` (MiB, as QEMU reads a bare number), at least 128 MiB.
@@ -148,8 +188,12 @@ mod tests {
     use crate::{host_cpus, is_interactive, qemu_command};
 
     fn parse(args: &[&str]) -> Result<RunConfig, String> {
+        parse_with_profile(args).map(|(c, _)| c)
+    }
+
+    fn parse_with_profile(args: &[&str]) -> Result<(RunConfig, ProfileOptions), String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
-            Cli::Run(c) => Ok(c),
+            Cli::Run(c, p) => Ok((c, p)),
             Cli::Help => Err("help".into()),
         }
     }
@@ -286,5 +330,45 @@ mod tests {
             err.contains(&format!("{}-byte command line", CMDLINE_MAX + 1)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn profile_options() {
+        let (c, p) = parse_with_profile(&[]).unwrap();
+        assert_eq!(p, ProfileOptions::default());
+        assert!(c.params.is_empty());
+        assert!(p.kernel_elf.is_file(), "{}", p.kernel_elf.display());
+
+        let (c, p) = parse_with_profile(&["--profile-dir", "/tmp/prof", "workers=2"]).unwrap();
+        assert_eq!(p.dir.as_deref(), Some(Path::new("/tmp/prof")));
+        assert_eq!(c.params, ["workers=2", "profile=on"]);
+        let (c, _) = parse_with_profile(&["--profile-dir", "d", "profile=off"]).unwrap();
+        assert_eq!(c.params, ["profile=off"]);
+
+        let log = TempFile::new("profile-log", b"profile,stock,1,0x10,1\n");
+        let (c, p) =
+            parse_with_profile(&["--profile-log", log.arg(), "--kernel-elf", log.arg()]).unwrap();
+        assert_eq!(p.log.as_deref(), Some(log.0.as_path()));
+        assert_eq!(p.kernel_elf, log.0);
+        assert!(c.params.is_empty(), "a log run adds no profile=on");
+
+        for (args, needle) in [
+            (
+                &["--profile-log", "/nonexistent/log"][..],
+                "--profile-log /nonexistent/log: cannot read",
+            ),
+            (
+                &["--kernel-elf", "/nonexistent/elf"],
+                "--kernel-elf /nonexistent/elf: cannot read",
+            ),
+            (
+                &["--profile-log", log.arg(), "bench=none"],
+                "drop bench=none",
+            ),
+            (&["--profile-dir"], "needs a value"),
+        ] {
+            let err = parse(args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 mod cli;
 mod outcome;
+pub mod profile;
 mod qemu;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use pidlab_abi::debug_exit::ExitCode;
 
 pub use cli::{Cli, USAGE, parse_args};
 pub use outcome::{Outcome, RunError, Status};
+pub use profile::ProfileOptions;
 pub use qemu::{qemu_command, run};
 
 /// The BIOS disk image `build.rs` made.

@@ -1,12 +1,14 @@
 //! `cargo run -- [options] [KEY=VALUE ...]`: boot the pidlab kernel under QEMU.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use pidlab_boot::{Cli, EXIT_USAGE, USAGE, parse_args, run};
+use pidlab_boot::profile::{self, ProfileOptions};
+use pidlab_boot::{Cli, EXIT_RUNNER_ERROR, EXIT_SUCCESS, EXIT_USAGE, USAGE, parse_args, run};
 
 fn main() -> ExitCode {
-    let config = match parse_args(std::env::args().skip(1)) {
-        Ok(Cli::Run(config)) => config,
+    let (config, profile) = match parse_args(std::env::args().skip(1)) {
+        Ok(Cli::Run(config, profile)) => (config, profile),
         Ok(Cli::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -16,6 +18,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };
+    if let Some(log) = &profile.log {
+        return ExitCode::from(report_log(log, &profile) as u8);
+    }
     eprintln!(
         "pidlab: booting {} with {} -smp {} -m {} -accel {} (timeout {} s)",
         config.image.display(),
@@ -27,12 +32,59 @@ fn main() -> ExitCode {
     );
     match run(&config) {
         Ok(outcome) => {
+            let mut code = outcome.exit_code();
+            let rows = profile::folded::has_profile_rows(&outcome.serial);
+            if (rows || profile.dir.is_some())
+                && !report_profile(&outcome.serial, &profile)
+                && profile.dir.is_some()
+                && code == EXIT_SUCCESS
+            {
+                // The kernel did its part; the flame graphs asked for are missing.
+                code = EXIT_RUNNER_ERROR;
+            }
             eprintln!("pidlab: {}", outcome.summary());
-            ExitCode::from(outcome.exit_code() as u8)
+            ExitCode::from(code as u8)
         }
         Err(e) => {
             eprintln!("pidlab: {e}");
             ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+/// Prints the profile's tables (stdout) and warnings (stderr), writes the
+/// files asked for; false if there is no report.
+fn report_profile(serial: &str, opts: &ProfileOptions) -> bool {
+    match profile::analyze(serial, opts) {
+        Ok(report) => {
+            print!("{}", report.text);
+            for w in &report.warnings {
+                eprintln!("pidlab: profile: {w}");
+            }
+            if let Some(dir) = &opts.dir {
+                eprintln!(
+                    "pidlab: profile: {} files (folded stacks, flame graphs) in {}",
+                    report.files.len(),
+                    dir.display()
+                );
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("pidlab: profile: {e}");
+            false
+        }
+    }
+}
+
+/// `--profile-log`: the report of a saved run.
+fn report_log(log: &Path, opts: &ProfileOptions) -> i32 {
+    match std::fs::read(log) {
+        Ok(bytes) if report_profile(&String::from_utf8_lossy(&bytes), opts) => EXIT_SUCCESS,
+        Ok(_) => EXIT_RUNNER_ERROR,
+        Err(e) => {
+            eprintln!("pidlab: {}: {e}", log.display());
+            EXIT_RUNNER_ERROR
         }
     }
 }

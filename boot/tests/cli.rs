@@ -50,3 +50,32 @@ fn missing_qemu_names_the_package() {
     assert_eq!(o.status.code(), Some(127));
     assert!(stderr(&o).contains("qemu-system-x86"), "{}", stderr(&o));
 }
+
+#[test]
+fn profile_log_reports_a_saved_run_without_booting() {
+    let dir = std::env::temp_dir();
+    let log = dir.join(format!("pidlab-cli-profile-{}.log", std::process::id()));
+    std::fs::write(
+        &log,
+        "profile,stock,1,0x10;0x20,3\nprofile_total,stock,1,3,10,1000\n",
+    )
+    .unwrap();
+    let log_arg = log.to_str().unwrap();
+    let o = pidlab(
+        &["--profile-log", log_arg],
+        &[("PIDLAB_QEMU", "/nonexistent/qemu")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("profile top 15: stock"), "{out}");
+    assert!(out.contains("where the op goes, 1 worker"), "{out}");
+    assert!(stderr(&o).contains("unknown to"), "{}", stderr(&o));
+
+    std::fs::write(&log, "threadspawn: no profile\n").unwrap();
+    let o = pidlab(&["--profile-log", log_arg], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no profile rows"), "{}", stderr(&o));
+    let o = pidlab(&["--profile-log", log_arg, "bench=none"], &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let _ = std::fs::remove_file(&log);
+}
