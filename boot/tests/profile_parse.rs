@@ -16,7 +16,7 @@ profile,stock,2,[truncated];0xffff80000001c456,6
 profile,stock,2,[dropped],10
 profile,exit-deferred,2,0xffff80000001c456,50
 profile,-,0,0xffff80000001a000,3
-profile_total,version,workers,samples,ops,sample_cycles
+profile_total,version,workers,samples,ops,cpu_cycles
 profile_total,stock,2,1250,1234567,650000
 profile_total,exit-deferred,2,50,1000,650000
 profile: 1303 samples taken, 1303 in rows, 10 dropped (stack table full), 6 truncated unwinds
@@ -61,7 +61,7 @@ fn well_formed_output_reads_back_exactly() {
             workers: 2,
             samples: 1250,
             ops: 1234567,
-            sample_cycles: 650000,
+            cpu_cycles: 650000,
         }
     );
     assert_eq!(
@@ -140,7 +140,7 @@ const MALFORMED: &[(&str, &str)] = &[
         "4 fields after the tag, expected 5",
     ),
     ("profile_total,stock,2,x,2,3", "samples `x`"),
-    ("profile_total,stock,2,1,2,-3", "sample_cycles `-3`"),
+    ("profile_total,stock,2,1,2,-3", "cpu_cycles `-3`"),
     (
         "threadspawn_lock,stock,2,pidmap_lock,x,1,2,3",
         "acq_per_op `x` is not a number",

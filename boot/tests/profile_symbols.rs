@@ -373,11 +373,11 @@ fn synthetic_log(s: &Stacks) -> String {
          profile,both,2,{idle},25\n\
          profile,-,0,{main:#x},5\n\
          profile,garbage\n\
-         profile_total,version,workers,samples,ops,sample_cycles\n\
-         profile_total,stock,1,100,1000,650000\n\
-         profile_total,stock,2,200,4000,650000\n\
-         profile_total,both,1,40,2000,650000\n\
-         profile_total,both,2,25,500,650000\n\
+         profile_total,version,workers,samples,ops,cpu_cycles\n\
+         profile_total,stock,1,100,1000,65000000\n\
+         profile_total,stock,2,200,4000,130000000\n\
+         profile_total,both,1,40,2000,26000000\n\
+         profile_total,both,2,25,500,16250000\n\
          profile: 370 samples taken, 370 in rows, 10 dropped (stack table full), 40 truncated unwinds\n\
          threadspawn_lock,stock,1,pidmap_lock,3.00,5000,400,100\n"
     )
@@ -503,7 +503,7 @@ fn analyze_reports_top_functions_and_where_the_op_goes() {
         "{t}"
     );
     assert!(t.contains("profile: where the op goes, 2 workers"), "{t}");
-    // 1 worker, stock: 60 samples x 650000 cycles / 1000 ops = 39000.
+    // 1 worker, stock: 60 of 100 samples x 65e6 cycles / 1000 ops = 39000.
     let row = |name: &str| {
         t.lines()
             .find(|l| l.starts_with(name))

@@ -96,7 +96,8 @@ fn options(title: &str, subtitle: Option<String>) -> Options<'static> {
 }
 
 /// Writes every file of `--profile-dir` into `dir`; returns their paths.
-/// `sample_cycles` of a version (if known) goes into its subtitles.
+/// `sample_cycles` (CPU cycles per sample of a version, if known) goes into
+/// its subtitles.
 pub fn write_all(
     dir: &Path,
     versions: &[String],
@@ -114,7 +115,7 @@ pub fn write_all(
     let subtitle = |what: &str, folded: &str, version: &str| {
         let n = folded_total(folded);
         Some(match sample_cycles(version) {
-            Some(c) => format!("{what}: {n} samples, one per {c} TSC cycles per CPU"),
+            Some(c) => format!("{what}: {n} samples, each about {c} CPU cycles"),
             None => format!("{what}: {n} samples"),
         })
     };

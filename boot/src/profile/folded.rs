@@ -34,7 +34,7 @@ pub struct Row {
     pub count: u64,
 }
 
-/// A `profile_total,version,workers,samples,ops,sample_cycles` row.
+/// A `profile_total,version,workers,samples,ops,cpu_cycles` row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Total {
     pub version: String,
@@ -42,7 +42,8 @@ pub struct Total {
     pub samples: u64,
     pub ops: u64,
     /// TSC cycles between two samples of one CPU.
-    pub sample_cycles: u64,
+    /// Wall TSC cycles the tag was current times the CPUs sampled.
+    pub cpu_cycles: u64,
 }
 
 /// A `threadspawn_lock,version,workers,lock,acq_per_op,contended_x10000,
@@ -169,7 +170,7 @@ pub fn has_profile_rows(serial: &str) -> bool {
 }
 
 const ROW_HEADER: &str = "profile,version,workers,stack,count";
-const TOTAL_HEADER: &str = "profile_total,version,workers,samples,ops,sample_cycles";
+const TOTAL_HEADER: &str = "profile_total,version,workers,samples,ops,cpu_cycles";
 const LOCK_HEADER: &str =
     "threadspawn_lock,version,workers,lock,acq_per_op,contended_x10000,wait_cycles,hold_cycles";
 
@@ -322,7 +323,7 @@ fn parse_total(rest: &str) -> Result<Total, String> {
         workers: workers(&f[1])?,
         samples: number(&f[2], "samples")?,
         ops: number(&f[3], "ops")?,
-        sample_cycles: number(&f[4], "sample_cycles")?,
+        cpu_cycles: number(&f[4], "cpu_cycles")?,
     })
 }
 

@@ -149,7 +149,8 @@ pub fn analyze(serial: &str, opts: &ProfileOptions) -> Result<Report, String> {
                 text.totals
                     .iter()
                     .find(|t| t.version == v)
-                    .map(|t| t.sample_cycles)
+                    .filter(|t| t.samples > 0)
+                    .map(|t| t.cpu_cycles / t.samples)
             };
             flame::write_all(dir, &text.versions(), &stacks, cycles)?
         }

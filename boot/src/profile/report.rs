@@ -82,8 +82,8 @@ pub fn where_the_op_goes_text(
         let _ = writeln!(
             out,
             "profile: where the op goes, {w} worker{}: CPU cycles per op by category \
-             (samples x sample_cycles / ops, every CPU; a sample counts once, in the first \
-             category met from the leaf up)",
+             (a category's share of the samples x cpu_cycles / ops, every CPU; a sample counts \
+             once, in the first category met from the leaf up)",
             if w == 1 { "" } else { "s" }
         );
         let mut line = format!("{:<label$}", "category");
@@ -96,8 +96,8 @@ pub fn where_the_op_goes_text(
             .iter()
             .map(|v| {
                 text.total(v, w)
-                    .filter(|t| t.ops > 0)
-                    .map(|t| t.sample_cycles as f64 / t.ops as f64)
+                    .filter(|t| t.ops > 0 && t.samples > 0)
+                    .map(|t| t.cpu_cycles as f64 / (t.samples as f64 * t.ops as f64))
             })
             .collect();
         let cell = |v: usize, samples: u64| match per_sample[v] {
