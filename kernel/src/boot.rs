@@ -154,6 +154,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         }
     }
     selftest::run(cmd.tests);
+    root_namespace_like_a_booted_system(&cmd);
 
     match cmd.bench {
         Bench::None => println!("bench none: boot complete"),
@@ -216,6 +217,23 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         crate::perf::print_report(&mut ConsoleOut);
     }
     qemu::exit(ExitCode::Success)
+}
+
+/// The root namespace as a booted Linux has it for the bench: `pid_max`
+/// (systemd sets 4194304) and a few hundred live tasks (`root_pids=`). The
+/// parked tasks never exit.
+fn root_namespace_like_a_booted_system(cmd: &Cmdline<'_>) {
+    let (n, pid_max) = (cmd.root_pids(), cmd.pid_max());
+    if let Err(e) = crate::pid::namespace::init_pid_ns().set_pid_max(pid_max as i32) {
+        fail(format_args!("pid_max={pid_max}: {e:?}"));
+    }
+    match crate::task::fork::park_in_root(n) {
+        Ok(parked) => core::mem::forget(parked),
+        Err(e) => fail(format_args!("root_pids={n}: {e:?} parking them")),
+    }
+    println!(
+        "root pid namespace: pid_max {pid_max}, {n} parked tasks besides init (pid_max=, root_pids=)"
+    );
 }
 
 /// Milliseconds each contended point of `bench=locks` runs.

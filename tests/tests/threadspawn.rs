@@ -267,11 +267,11 @@ fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
         .run();
     run.expect_success()
         .expect_serial("threadspawn: 2 cpus online, workers 1,2, strategies stock,exit-deferred,both,v7.0, 1 samples x 100 ms")
-        .expect_serial("placement spread, max_steal 20%")
+        .expect_serial("placement same, max_steal 20%")
         .expect_serial("threadspawn: workers 2 sample 1/1 both: ")
         .expect_serial("threadspawn summary")
         .expect_serial("invariants: ok");
-    check_rows(run.serial(), &[1, 2], &STRATEGIES, 0, 2, "spread");
+    check_rows(run.serial(), &[1, 2], &STRATEGIES, 0, 2, "same");
     check_linux_rows(run.serial(), &[1, 2]);
 }
 
@@ -282,7 +282,7 @@ fn three_namespaces_deep_stock_locks_pidmap_six_times_per_op_the_change_twice() 
         .params("bench=threadspawn workers=2 samples=1 sample_ms=100 ns_depth=3")
         .run();
     run.expect_success().expect_serial("invariants: ok");
-    check_rows(run.serial(), &[2], &STRATEGIES, 3, 2, "spread");
+    check_rows(run.serial(), &[2], &STRATEGIES, 3, 2, "same");
 }
 
 /// The lock-free prototype beside 6.14 and 7.0, three namespaces deep:
@@ -304,7 +304,7 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
         &["stock", "v7.0", "lockless"],
         3,
         2,
-        "spread",
+        "same",
     );
     check_comparison_rows(run.serial(), &[2], &["lockless"]);
 }
@@ -314,7 +314,7 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
 fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
     let run = Boot::new()
         .smp(2)
-        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both")
+        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both placement=spread")
         .run();
     run.expect_success().expect_serial("invariants: ok");
     check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "spread");

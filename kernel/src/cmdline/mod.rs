@@ -17,6 +17,7 @@ use crate::bench::soak::{SOAK_MAX_FAULT_ODDS, SOAK_MAX_OPS, SoakParams};
 use crate::bench::threadspawn::ThreadspawnParams;
 use crate::bench::threadspawn::placement::Placement;
 use crate::perf::{PROFILE_HZ, ProfileParams};
+use crate::pid::namespace::{PID_MAX_DEFAULT, PID_MAX_LIMIT, PID_MAX_MIN};
 use crate::strategy::StrategyPair;
 use crate::sync::choice::{LockAlgo, LockChoice};
 use crate::sync::debug::DEFAULT_WAIT_BOUND_MS;
@@ -108,6 +109,48 @@ pub(crate) struct Cmdline<'a> {
     pub(crate) pidalloc_live: Option<ArrayVec<u32, MAX_LIVE_COUNTS>>,
     /// The sampling profiler (`profile=`, `profile_hz=`).
     pub(crate) profile: ProfileParams,
+    /// Live tasks parked in the root namespace before a benchmark
+    /// (`root_pids=`); `None`: the default for the bench (see
+    /// [`Cmdline::root_pids`]).
+    pub(crate) root_pids: Option<u32>,
+    /// The root namespace's `pid_max` for a benchmark (`pid_max=`); `None`:
+    /// the bench's default.
+    pub(crate) pid_max: Option<u32>,
+}
+
+/// Live tasks a booted system has in its root namespace (systemd, its
+/// services, kernel threads): what benchmarks run beside by default.
+pub(crate) const DEFAULT_ROOT_PIDS: u32 = 300;
+/// Most `root_pids=`.
+pub(crate) const MAX_ROOT_PIDS: u32 = 100_000;
+
+impl Cmdline<'_> {
+    /// Whether the bench is pidctl's, whose expected answers (pid numbers,
+    /// wraps at a small `pid_max`) assume a fresh root namespace.
+    fn small_world(&self) -> bool {
+        matches!(self.bench, Bench::Script | Bench::Shell | Bench::None)
+    }
+
+    /// The tasks to park in the root namespace: `root_pids=`, else 300
+    /// (a booted system's), none for pidctl and `bench=none`.
+    pub(crate) fn root_pids(&self) -> u32 {
+        self.root_pids.unwrap_or(if self.small_world() {
+            0
+        } else {
+            DEFAULT_ROOT_PIDS
+        })
+    }
+
+    /// The root namespace's `pid_max`: `pid_max=`, else 4194304 (what
+    /// systemd's 50-pid-max.conf sets on 64-bit), Linux's 32768 for
+    /// pidctl and `bench=none`.
+    pub(crate) fn pid_max(&self) -> u32 {
+        self.pid_max.unwrap_or(if self.small_world() {
+            PID_MAX_DEFAULT as u32
+        } else {
+            PID_MAX_LIMIT as u32
+        })
+    }
 }
 
 /// Most entries in a `live=` list.
@@ -135,6 +178,8 @@ impl Default for Cmdline<'_> {
             soak: SoakParams::default(),
             pidalloc_live: None,
             profile: ProfileParams::default(),
+            root_pids: None,
+            pid_max: None,
         }
     }
 }
@@ -208,6 +253,14 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "profile_hz",
         "a sampling rate from 100 to 20000 per second per CPU (default 4000)",
     ),
+    (
+        "root_pids",
+        "live tasks parked in the root pid namespace before the bench, from 0 to 100000 (default 300; 0 for pidctl)",
+    ),
+    (
+        "pid_max",
+        "the root pid namespace's pid_max for the bench, from 301 to 4194304 (default 4194304, as systemd sets it; 32768 for pidctl)",
+    ),
     ("ops", "a soak length from 1 to 1000000000000 operations"),
     ("seed", "a soak seed from 0 to 18446744073709551615"),
     (
@@ -216,7 +269,7 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     ),
     (
         "placement",
-        "spread (each new thread on another CPU, one without a worker if any: the default) or same (on its creator's CPU)",
+        "same (each new thread on its creator's CPU, as will-it-scale binds its workers: the default) or spread (on another CPU, one without a worker if any, as an unbound thread)",
     ),
     (
         "live",
@@ -442,6 +495,18 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
             "profile_hz" => {
                 cmd.profile.hz = match value.parse::<u32>() {
                     Ok(n) if PROFILE_HZ.contains(&n) => n,
+                    _ => return Err(bad()),
+                };
+            }
+            "root_pids" => {
+                cmd.root_pids = match value.parse::<u32>() {
+                    Ok(n) if n <= MAX_ROOT_PIDS => Some(n),
+                    _ => return Err(bad()),
+                };
+            }
+            "pid_max" => {
+                cmd.pid_max = match value.parse::<i32>() {
+                    Ok(n) if (PID_MAX_MIN..=PID_MAX_LIMIT).contains(&n) => Some(n as u32),
                     _ => return Err(bad()),
                 };
             }

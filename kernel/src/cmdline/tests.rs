@@ -109,7 +109,17 @@ fn parses_threadspawn_keys() {
     assert!(t.lockstat);
     assert_eq!(t.placement, Placement::Same);
     assert_eq!(t.max_steal, 35);
-    assert_eq!(ThreadspawnParams::default().placement, Placement::Spread);
+    assert_eq!(ThreadspawnParams::default().placement, Placement::Same);
+}
+
+#[test]
+fn benches_get_a_booted_systems_root_and_pidctl_a_fresh_one() {
+    let c = parse("bench=threadspawn").unwrap();
+    assert_eq!((c.root_pids(), c.pid_max()), (300, 4_194_304));
+    let c = parse("bench=script").unwrap();
+    assert_eq!((c.root_pids(), c.pid_max()), (0, 32_768));
+    let c = parse("bench=script root_pids=5 pid_max=1000").unwrap();
+    assert_eq!((c.root_pids(), c.pid_max()), (5, 1000));
 }
 
 #[test]
@@ -219,6 +229,18 @@ const RANGES: &[Range] = &[
         lo: 0,
         hi: 100,
         value: |c| c.threadspawn.max_steal.into(),
+    },
+    Range {
+        key: "root_pids",
+        lo: 0,
+        hi: 100_000,
+        value: |c| c.root_pids.map_or(u64::MAX, u64::from),
+    },
+    Range {
+        key: "pid_max",
+        lo: 301,
+        hi: 4_194_304,
+        value: |c| c.pid_max.map_or(u64::MAX, u64::from),
     },
     Range {
         key: "profile_hz",

@@ -28,6 +28,8 @@ pub(crate) struct Baseline {
     tasks: usize,
     /// Tasks on the css_set's task list.
     css_tasks: u64,
+    /// Tasks charged to the user's RLIMIT_NPROC and the pids cgroup.
+    charged: i64,
     heap_used: usize,
 }
 
@@ -38,6 +40,7 @@ impl Baseline {
             namespaces: nr_pid_namespaces(),
             tasks: nr_tasks(),
             css_tasks: css_set_nr_tasks(),
+            charged: crate::task::shared::charged(),
             heap_used: HEAP.stats().used,
         }
     }
@@ -91,6 +94,13 @@ impl Baseline {
         let tasks = nr_tasks();
         if tasks != self.tasks {
             return Err(format!("{} tasks alive, expected {}", tasks, self.tasks));
+        }
+        let charged = crate::task::shared::charged();
+        if charged != self.charged {
+            return Err(format!(
+                "{charged} tasks charged to the user and the pids cgroup, expected {}",
+                self.charged
+            ));
         }
         let css = css_set_nr_tasks();
         if css != self.css_tasks {

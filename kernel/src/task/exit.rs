@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use super::sched::{self, current};
 use super::tasklist::{TasklistWrite, active_ns, task_of_sibling, write_lock_irq_tasklist};
 use super::{Task, TaskRef, TaskState};
-use super::{cgroup, stats};
+use super::{cgroup, shared, stats};
 use crate::klib::hlist::HlistNode;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::disable_pid_allocation;
@@ -48,7 +48,19 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
 pub(crate) fn do_exit(code: i32) -> ! {
     let me = current();
     me.set_exit_code(code);
+    // atomic_dec_and_test(&signal->live); exit_mm(): the joiner's wake-up
+    // (mm_release), then mmput().
+    let lines = me
+        .signal()
+        .filter(|_| me.css_linked.load(Ordering::Relaxed))
+        .map(|s| &s.lines);
+    if let Some(l) = lines {
+        l.exiting();
+    }
     mm_release(me);
+    if let Some(l) = lines {
+        l.mmput();
+    }
     // Up to 6.18 the css_set unlink is cgroup_exit(), here, between
     // exit_mm() and exit_notify(); 6.19 moved it to the final switch.
     if me.version().cgroup_unlink == CgroupUnlink::DoExit {
@@ -233,6 +245,10 @@ pub(super) fn release_task(p: TaskRef) {
         fold(&stats.stime, runtime);
         fold(&stats.nvcsw, p.nvcsw());
         fold(&stats.dead_threads, 1);
+        // __cleanup_sighand(): the sighand refcount, under siglock here too.
+        if p.css_linked.load(Ordering::Relaxed) {
+            sig.lines.released();
+        }
         // sig->nr_threads--, inside stats_lock as Linux has it.
         sig.add_threads(&siglock, -1);
         // __unhash_process()
@@ -268,6 +284,10 @@ pub(super) fn release_task(p: TaskRef) {
         }
     }
     stats::count_release();
+    // dec_rlimit_ucounts() and the pids controller's release.
+    if p.css_linked.load(Ordering::Relaxed) {
+        shared::uncharge();
+    }
     // cgroup_release(): up to 6.18 an exited leader leaves the dying list
     // here (6.19: when the task is freed).
     if version.cgroup_unlink == CgroupUnlink::DoExit {

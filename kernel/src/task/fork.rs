@@ -16,7 +16,7 @@ use super::sched::{self, current};
 use super::signal::SignalRef;
 use super::stats;
 use super::tasklist::{active_ns, write_lock_irq_tasklist};
-use super::{Task, TaskFn, TaskRef, cgroup};
+use super::{Task, TaskFn, TaskRef, cgroup, shared};
 use crate::klib::errno::Errno;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
@@ -230,6 +230,12 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let _ = t.clone().into_raw();
     drop(siglock);
     drop(g);
+    // The shared lines every fork writes outside the locks: the user's
+    // and the cgroup's counts, and a thread's process's refcounts.
+    shared::charge_fork();
+    if args.thread {
+        my_signal.lines.thread_forked();
+    }
     cgroup::cgroup_post_fork(&t);
     sched::wake_up_new_task(t.clone());
     Ok(t)
@@ -279,4 +285,18 @@ pub(crate) fn init_task_pids(init: &Task) -> Result<(), Errno> {
     drop(g);
     ns.set_child_reaper(Some(Reaper::of(init)));
     Ok(())
+}
+
+/// Parks `n` processes in the root pid namespace, children of the caller,
+/// as a booted system has its services and kernel threads there: the pids
+/// a benchmark's allocations find taken. They never exit (the caller keeps
+/// the references).
+pub(crate) fn park_in_root(n: u32) -> Result<alloc::vec::Vec<TaskRef>, Errno> {
+    (0..n)
+        .map(|_| {
+            let mut args = CloneArgs::new("parked", super::exit::park, 0);
+            args.pid_ns = Some(init_pid_ns());
+            copy_process(&args)
+        })
+        .collect()
 }

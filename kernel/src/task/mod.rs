@@ -21,6 +21,7 @@ pub(crate) mod fork;
 pub(crate) mod kick;
 #[cfg(target_os = "none")]
 pub(crate) mod sched;
+pub(crate) mod shared;
 pub(crate) mod signal;
 pub(crate) mod stats;
 mod tasklist;
@@ -528,6 +529,12 @@ unsafe fn free_task(task: NonNull<Task>) {
             "task {} freed with pids attached",
             task.as_ref().name()
         );
+        if task.as_ref().css_linked.load(Ordering::Relaxed)
+            && let Some(sig) = (*task.as_ref().signal.get()).as_ref()
+        {
+            // __put_task_struct -> put_cred (real_cred, cred).
+            sig.lines.freed();
+        }
         cgroup::cgroup_task_free(task.as_ref());
         if let Some(stack) = task.as_ref().stack {
             STACK_CACHE.free(stack);

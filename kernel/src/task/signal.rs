@@ -44,6 +44,9 @@ pub(crate) struct Signal {
     /// Port of `sig->nr_threads`: live threads of the group, changed under
     /// siglock (`copy_process` adds, `__exit_signal` subtracts).
     nr_threads: AtomicU64,
+    /// The process's shared counters every thread writes (cred, sighand,
+    /// live, mm_users; see [`super::shared`]).
+    pub(crate) lines: super::shared::ProcessLines,
 }
 
 /// A held `spin_lock(&sighand->siglock)`; dropping it is `spin_unlock`.
@@ -146,6 +149,7 @@ impl SignalRef {
                     },
                 ),
                 nr_threads: AtomicU64::new(1),
+                lines: super::shared::ProcessLines::new(),
             })
         };
         Some(SignalRef(mem))

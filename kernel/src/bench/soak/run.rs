@@ -473,18 +473,25 @@ pub(crate) fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), Strin
         stop: AtomicBool::new(false),
     };
     let mut spawn_error = None;
+    let mut workers = Vec::new();
     for cpu in 0..cpus {
         let mut args = CloneArgs::new("soak-worker", soak_worker, &sh as *const Shared as usize);
         args.cpu = Some(cpu);
-        if let Err(e) = copy_process(&args) {
-            spawn_error = Some(format!("soak: worker on cpu {cpu}: {e}"));
-            sh.stop.store(true, Ordering::Relaxed);
-            break;
+        match copy_process(&args) {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                spawn_error = Some(format!("soak: worker on cpu {cpu}: {e}"));
+                sh.stop.store(true, Ordering::Relaxed);
+                break;
+            }
         }
     }
     // Every worker reaches `sh` on this stack: reap them all before
-    // anything returns.
-    while wait_child(None, true).is_ok() {}
+    // anything returns (by name: the root namespace's parked tasks are
+    // children too, and never exit).
+    for w in workers {
+        let _ = wait_child(Some(&w), true);
+    }
     if let Some(e) = spawn_error {
         return Err(e);
     }

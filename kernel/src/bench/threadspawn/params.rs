@@ -34,7 +34,7 @@ impl Default for ThreadspawnParams {
             ns_depth: 0,
             strategies: DEFAULT_VERSIONS.iter().copied().collect(),
             lockstat: false,
-            placement: Placement::Spread,
+            placement: Placement::Same,
             max_steal: 20,
         }
     }

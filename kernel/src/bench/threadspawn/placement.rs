@@ -1,12 +1,17 @@
 //! Where threadspawn's new threads run (`placement=`).
 //!
-//! On Linux, `wake_up_new_task()` places a new thread with
-//! `select_task_rq()` (fork balancing): an idle CPU when there is one. So a
-//! thread usually exits and is released on another CPU than its creator,
-//! overlapping the creator's next fork. Tasks never migrate here, so a
-//! placement is decided once, at creation: `copy_process` builds the task
-//! on the chosen CPU's run queue and the wake IPI reaches that CPU if it is
-//! halted.
+//! will-it-scale binds each worker to a core before it forks it
+//! (`hwloc_set_cpubind` in `main.c`, in the parent, around `fork()`), and
+//! `dup_task_struct()` copies the binding into every thread the worker
+//! makes: in `threadspawn1_processes` a thread is created, runs, exits and
+//! is released on its creator's core (on its CPU, without SMT siblings, as
+//! in a VM). [`Placement::Same`], the default, does that. An unbound
+//! thread would instead be placed by `wake_up_new_task()` ->
+//! `select_task_rq()` (fork balancing) on an idle CPU when there is one,
+//! and exit and be released there, overlapping its creator's next fork:
+//! [`Placement::Spread`]. Tasks never migrate here, so a placement is
+//! decided once, at creation: `copy_process` builds the task on the chosen
+//! CPU's run queue and the wake IPI reaches that CPU if it is halted.
 //!
 //! [`Placement::Spread`] chooses, for worker `i` on CPU `i` of `workers`,
 //! among the CPUs that run no worker (or, when every CPU runs one, among
@@ -20,16 +25,17 @@
 /// How threadspawn places each new thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Placement {
-    /// On another CPU than its creator's: an idle one if any (the default).
+    /// On another CPU than its creator's: an idle one if any (an unbound
+    /// thread on Linux).
     Spread,
-    /// On its creator's CPU.
+    /// On its creator's CPU (will-it-scale's binding: the default).
     Same,
 }
 
 impl Placement {
     /// Both, with their `placement=` names; the default first.
     pub(crate) const ALL: [(&'static str, Placement); 2] =
-        [("spread", Placement::Spread), ("same", Placement::Same)];
+        [("same", Placement::Same), ("spread", Placement::Spread)];
 
     /// The name `placement=` uses.
     pub(crate) fn name(self) -> &'static str {
