@@ -159,7 +159,9 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match cmd.bench {
         Bench::None => println!("bench none: boot complete"),
         Bench::Threadspawn => {
-            if let Err(e) = crate::bench::threadspawn::run(&cmd.threadspawn, cmd.accel) {
+            if let Err(e) =
+                crate::bench::threadspawn::run(&cmd.threadspawn, cmd.accel, cmd.host_cpus)
+            {
                 fail(format_args!("threadspawn: {e}"));
             }
         }

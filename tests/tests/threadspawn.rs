@@ -383,3 +383,99 @@ fn bad_values_name_the_key() {
         .run()
         .expect_failure_with("bad value `101` for `max_steal`");
 }
+
+/// The versions' order in each round, as the sample lines give it.
+fn round_orders(serial: &str) -> Vec<(String, String)> {
+    serial
+        .lines()
+        .filter(|l| l.starts_with("threadspawn: workers ") && l.contains("[position "))
+        .map(|l| {
+            let name = l
+                .split(": ")
+                .nth(1)
+                .and_then(|s| s.rsplit(' ').next())
+                .unwrap_or("?")
+                .to_string();
+            let pos = l.rsplit("[position ").next().unwrap_or("?").to_string();
+            (name, pos)
+        })
+        .collect()
+}
+
+/// Each round runs the versions in a fresh random order, from a seed the
+/// banner prints: the same seed replays it, another one changes it.
+#[test]
+fn the_round_order_follows_the_seed() {
+    let boot = |seed: u64| {
+        let run = Boot::new()
+            .smp(2)
+            .params(&format!(
+                "bench=threadspawn workers=1 samples=8 sample_ms=5 strategies=stock,exit-deferred,both,v7.0 max_steal=100 seed={seed}"
+            ))
+            .run();
+        run.expect_success()
+            .expect_serial(&format!("seed {seed} (rounds in random order"));
+        round_orders(run.serial())
+    };
+    let a = boot(42);
+    assert_eq!(a.len(), 8 * 4, "{a:?}");
+    assert_eq!(a, boot(42), "the same seed replays the order");
+    assert_ne!(a, boot(43), "another seed changes it");
+    let firsts: std::collections::BTreeSet<&str> = a
+        .iter()
+        .filter(|(_, p)| p.starts_with("1 of"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert!(firsts.len() > 1, "one version always ran first: {a:?}");
+}
+
+/// A row whose busy vCPUs outnumber the host's cores (here 2 workers on a
+/// host said to have 1) is printed with `host-bound` and no verdict, and
+/// stays out of the closing table of Linux's figures.
+#[test]
+fn a_host_bound_row_never_gets_a_verdict() {
+    let run = Boot::new()
+        .smp(2)
+        .params("bench=threadspawn workers=1,2 samples=6 sample_ms=20 strategies=stock,exit-deferred,both max_steal=100 host_cpus=1")
+        .run();
+    run.expect_success()
+        .expect_serial("threadspawn vs Linux")
+        .expect_serial("2 workers: host-bound (not compared)");
+    let rows = table(
+        run.serial(),
+        "threadspawn",
+        &["threadspawn", "strategy", "workers"],
+    );
+    for r in &rows {
+        let bound = r["workers"] == "2" && r["strategy"] != "stock";
+        if bound {
+            assert_eq!(r["noise"], "host-bound", "{r:?}");
+        } else {
+            assert_ne!(r["noise"], "host-bound", "{r:?}");
+        }
+    }
+    let linux = table(
+        run.serial(),
+        "threadspawn_linux",
+        &["threadspawn_linux", "change", "workers"],
+    );
+    for r in &linux {
+        assert_eq!(r["noise"] == "host-bound", r["workers"] == "2", "{r:?}");
+        assert!(
+            r["workers"] != "2" || !["inside", "outside"].contains(&r["noise"]),
+            "{r:?}"
+        );
+    }
+    let vs = run
+        .serial()
+        .lines()
+        .filter(|l| {
+            l.starts_with("threadspawn_vs_linux,") && !l.starts_with("threadspawn_vs_linux,change")
+        })
+        .collect::<Vec<_>>();
+    assert!(!vs.is_empty());
+    assert!(
+        vs.iter().all(|l| l.split(',').nth(4) == Some("1")),
+        "{vs:?}"
+    );
+}

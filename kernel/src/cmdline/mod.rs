@@ -262,7 +262,10 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "the root pid namespace's pid_max for the bench, from 301 to 4194304 (default 4194304, as systemd sets it; 32768 for pidctl)",
     ),
     ("ops", "a soak length from 1 to 1000000000000 operations"),
-    ("seed", "a soak seed from 0 to 18446744073709551615"),
+    (
+        "seed",
+        "a seed from 0 to 18446744073709551615 for the soak's operations (default 1) and threadspawn's round order (default from the clock, printed)",
+    ),
     (
         "faults",
         "off, or 1/N: each allocation fails with probability 1/N, N from 1 to 1000000",
@@ -467,7 +470,9 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                 };
             }
             "seed" => {
-                cmd.soak.seed = value.parse::<u64>().map_err(|_| bad())?;
+                let seed = value.parse::<u64>().map_err(|_| bad())?;
+                cmd.soak.seed = seed;
+                cmd.threadspawn.seed = Some(seed);
             }
             "faults" => {
                 cmd.soak.faults = match value {

@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::SoakParams;
 use crate::arch::{smp, time};
-use crate::bench::accel_name;
+use crate::bench::{accel_name, next_rand};
 use crate::klib::errno::Errno;
 use crate::klib::fault_inject::{FaultMode, FaultSite, fault_fired_on, fault_inject};
 use crate::pid::PidType;
@@ -92,14 +92,6 @@ fn errno_summary(sh: &Shared, out: &mut String) {
             let _ = write!(out, " {} {n}", e.name());
         }
     }
-}
-
-/// xorshift64*.
-fn next_rand(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
 fn exit_with(code: usize) {

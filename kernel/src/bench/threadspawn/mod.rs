@@ -14,6 +14,8 @@
 //! again, at most twice, the attempt with the least steal is kept, and
 //! every attempt is reported. The report itself is in [`report`].
 
+#[cfg(target_os = "none")]
+mod linux;
 mod params;
 pub(crate) mod placement;
 #[cfg(target_os = "none")]

@@ -23,6 +23,9 @@ pub(crate) struct ThreadspawnParams {
     pub(crate) placement: Placement,
     /// Steal percentage above which a sample is run again.
     pub(crate) max_steal: u32,
+    /// Seeds the rounds' random order (`seed=`); `None`: from the clock,
+    /// printed so the run can be replayed.
+    pub(crate) seed: Option<u64>,
 }
 
 impl Default for ThreadspawnParams {
@@ -36,6 +39,7 @@ impl Default for ThreadspawnParams {
             lockstat: false,
             placement: Placement::Same,
             max_steal: 20,
+            seed: None,
         }
     }
 }

@@ -32,6 +32,8 @@ use pidlab_abi::Accel;
 #[derive(Clone, Copy)]
 pub(super) struct Attempt {
     pub(super) round: u32,
+    /// Where in its round's random order it ran (1: first).
+    pub(super) position: u32,
     pub(super) attempt: u32,
     pub(super) ops_per_sec: u64,
     pub(super) steal_x100: u64,
@@ -91,16 +93,42 @@ pub(super) struct RunInfo {
     pub(super) lockstat: bool,
     pub(super) online: usize,
     pub(super) accel: Option<Accel>,
+    /// The host's cores, as the runner saw them (`host_cpus=`).
+    pub(super) host_cpus: Option<u32>,
 }
 
-fn find<'a>(cells: &'a [Cell], workers: usize, name: &str) -> Option<&'a Cell> {
+impl RunInfo {
+    /// Whether `workers` keep more vCPUs busy than the host has cores: the
+    /// host then decides the ratios (a busy vCPU waits for a core), so
+    /// the row gets no verdict. Busy: the workers, and under `spread`
+    /// the CPUs their threads run on too.
+    pub(super) fn host_bound(&self, workers: usize) -> bool {
+        let busy = match self.placement {
+            Placement::Same => workers,
+            Placement::Spread => (2 * workers).min(self.online),
+        };
+        self.host_cpus.is_some_and(|h| busy > h as usize)
+    }
+
+    /// The `noise?` of a paired comparison at `workers`: `host-bound`, or
+    /// what its interval says.
+    pub(super) fn verdict(&self, workers: usize, p: &Paired) -> &'static str {
+        if self.host_bound(workers) {
+            "host-bound"
+        } else {
+            p.noise().name()
+        }
+    }
+}
+
+pub(super) fn find<'a>(cells: &'a [Cell], workers: usize, name: &str) -> Option<&'a Cell> {
     cells
         .iter()
         .find(|c| c.workers == workers && c.strategy.name == name)
 }
 
 /// `a` against `b`: the ratio of means and the paired view.
-fn compare(a: &Cell, b: &Cell) -> (Option<Ratio>, Option<Paired>) {
+pub(super) fn compare(a: &Cell, b: &Cell) -> (Option<Ratio>, Option<Paired>) {
     (
         Ratio::of(&a.summary(), &b.summary()),
         Paired::of(&a.ops(), &b.ops()),
@@ -116,30 +144,9 @@ fn opt_fixed2(v: Option<u64>) -> String {
     v.map_or(String::from("-"), fixed2)
 }
 
-fn opt(v: Option<u64>) -> String {
+pub(super) fn opt(v: Option<u64>) -> String {
     v.map_or(String::new(), |v| format!("{v}"))
 }
-
-/// Linux's two comparisons and the prototype's: (row name, label,
-/// numerator, denominator).
-const LINUX_CHANGES: [(&str, &str, &str, &str); 4] = [
-    (
-        "exit",
-        "exit   = exit-deferred / stock",
-        "exit-deferred",
-        "stock",
-    ),
-    (
-        "pidmap",
-        "pidmap = both / exit-deferred",
-        "both",
-        "exit-deferred",
-    ),
-    ("pidfs", "pidfs  = v7.0 / both", "v7.0", "both"),
-    // Not a Linux change: the prototype against the kernel it would go
-    // into (printed only when `lockless` ran).
-    ("lockless", "lockless = lockless / v7.0", "lockless", "v7.0"),
-];
 
 pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     let (_, coverage) = median_interval_rank(info.rounds as u64);
@@ -147,7 +154,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
     let cover = format!("{}.{}%", tenths / 10, tenths % 10);
     println!();
     println!(
-        "threadspawn summary (lock {}, ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds; steal: mean host steal of the kept samples; per op: lock acquisitions (tlist/op needs lockstat=on, which also prints each lock class below))",
+        "threadspawn summary (lock {}, ns_depth {}, placement {}, {} rounds x {} ms; ops/s mean ± stdev; vs stock: ratio of means ± spread; paired: median of the rounds' ratios to stock [interval covering {cover}], noise? from it: inside/outside when 1.0 is in/out of it, few under 6 rounds, host-bound when the busy vCPUs outnumber the host's cores (no verdict: the host decides); steal: mean host steal of the kept samples; per op: lock acquisitions (tlist/op needs lockstat=on, which also prints each lock class below))",
         lock_algo().name(),
         info.ns_depth,
         info.placement.name(),
@@ -155,7 +162,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         info.sample_ms
     );
     println!(
-        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>6} {:>9} {:>8} {:>6}",
+        "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>10} {:>6} {:>9} {:>8} {:>6}",
         "workers",
         "strategy",
         "ops/s",
@@ -182,7 +189,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             (
                 ratio.map_or(String::from("-"), |r| format!("{r}")),
                 paired.map_or(String::from("-"), |p| format!("{p}")),
-                paired.map_or("-", |p| p.noise().name()),
+                paired.map_or("-", |p| info.verdict(c.workers, &p)),
             )
         };
         let pidmap = c.per_op_x100(|m| m.pidmap_acq);
@@ -199,7 +206,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         let hold = (ls && acq > 0).then(|| c.total(|m| m.hold_cycles) / acq);
         let (steal, steal_max) = c.steal_x100();
         println!(
-            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>7} {:>5}% {:>9} {:>8} {:>6}",
+            "{:>7} {:<13} {:>10} {:>9} {:>15} {:>23} {:>10} {:>5}% {:>9} {:>8} {:>6}",
             c.workers,
             c.strategy.name,
             sum.mean,
@@ -250,7 +257,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
             opt_fixed2(css)
         ));
     }
-    let linux = print_linux_changes(cells, info, coverage);
+    let linux = super::linux::print_linux_changes(cells, info, coverage);
     let reruns: usize = cells.iter().map(Cell::reruns).sum();
     let over = cells
         .iter()
@@ -275,12 +282,12 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         println!("{r}");
     }
     println!(
-        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel"
+        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position"
     );
     for c in cells {
         for a in &c.attempts {
             println!(
-                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{}",
+                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{},{}",
                 c.strategy.name,
                 c.workers,
                 info.ns_depth,
@@ -291,9 +298,15 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
                 if a.kept { "yes" } else { "no" },
                 info.placement.name(),
                 info.online,
-                accel_name(info.accel)
+                accel_name(info.accel),
+                a.position
             );
         }
+    }
+    let vs_linux = super::linux::print_vs_linux(cells, info);
+    println!("{}", super::linux::VS_LINUX_HEADER);
+    for r in vs_linux {
+        println!("{r}");
     }
     if info.lockstat {
         print_lock_classes(cells);
@@ -349,58 +362,4 @@ fn print_lock_classes(cells: &[Cell]) {
     for r in rows {
         println!("{r}");
     }
-}
-
-/// Prints Linux's comparisons per worker count and returns their rows.
-fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64) -> Vec<String> {
-    let mut workers: Vec<usize> = cells.iter().map(|c| c.workers).collect();
-    workers.dedup();
-    println!(
-        "Linux's comparisons (each change against the kernel it was merged into; paired per round, median [interval]):"
-    );
-    let mut rows = Vec::new();
-    for &w in &workers {
-        for (row, label, num, den) in LINUX_CHANGES {
-            if row == "lockless" && !cells.iter().any(|c| c.strategy.lockless()) {
-                continue;
-            }
-            let (Some(a), Some(b)) = (find(cells, w, num), find(cells, w, den)) else {
-                let missing: Vec<&str> = [num, den]
-                    .into_iter()
-                    .filter(|n| find(cells, w, n).is_none())
-                    .collect();
-                println!(
-                    "{w:>7} {label}: not run (strategies= lacks {})",
-                    missing.join(" and ")
-                );
-                continue;
-            };
-            let (ratio, paired) = compare(a, b);
-            let Some(p) = paired else {
-                println!("{w:>7} {label}: no round measured {den}");
-                continue;
-            };
-            let means = ratio.map_or(String::from("-"), |r| format!("{r}"));
-            println!(
-                "{w:>7} {label}: {:<23} {:<7} (ratio of means {means})",
-                format!("{p}"),
-                p.noise().name()
-            );
-            rows.push(format!(
-                "threadspawn_linux,{row},{w},{},{},{},{},{},{},{},{coverage},{},{},{},{}",
-                info.ns_depth,
-                p.median,
-                p.spread(),
-                p.noise().name(),
-                p.lo,
-                p.hi,
-                p.n,
-                opt(ratio.map(|r| r.value)),
-                info.placement.name(),
-                info.online,
-                accel_name(info.accel)
-            ));
-        }
-    }
-    rows
 }

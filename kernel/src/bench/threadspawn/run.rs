@@ -27,7 +27,11 @@ const MAX_RERUNS: u32 = 2;
 
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
-pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), String> {
+pub(crate) fn run(
+    p: &ThreadspawnParams,
+    accel: Option<Accel>,
+    host_cpus: Option<u32>,
+) -> Result<(), String> {
     let online = smp::online();
     let workers: Vec<usize> = match &p.workers {
         Some(list) => list.iter().map(|&w| w as usize).collect(),
@@ -41,8 +45,14 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
     let strategies = &p.strategies;
     let names: Vec<&str> = strategies.iter().map(|s| s.name).collect();
     let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
+    // A fresh random order of the versions every round (no version always
+    // runs first, right after the previous one's drain), replayable.
+    let seed = p
+        .seed
+        .unwrap_or_else(|| crate::platform::cycles().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1);
+    let mut rng = crate::bench::rng_state(seed);
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, seed {seed} (rounds in random order; seed= replays them)",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -109,7 +119,9 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
             run_sample(spec(s, p.sample_ms.min(200)))?;
         }
         for round in 0..p.samples {
-            for (i, &s) in strategies.iter().enumerate() {
+            let order = crate::bench::shuffled(strategies.len(), &mut rng);
+            for (position, &i) in order.iter().enumerate() {
+                let s = strategies[i];
                 let cell = &mut cells[first + i];
                 // The attempt with the least steal is kept.
                 let mut best: Option<(usize, Measured)> = None;
@@ -126,7 +138,7 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
                     let again = over && attempt < MAX_RERUNS;
                     println!(
-                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{}",
+                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{} [position {} of {}]",
                         round + 1,
                         p.samples,
                         s.name,
@@ -148,10 +160,13 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
                             format!(" ({} failed spawns)", m.failures)
                         } else {
                             String::new()
-                        }
+                        },
+                        position + 1,
+                        order.len()
                     );
                     cell.attempts.push(Attempt {
                         round: round + 1,
+                        position: position as u32 + 1,
                         attempt: attempt + 1,
                         ops_per_sec: m.ops_per_sec,
                         steal_x100: m.steal_x100,
@@ -193,6 +208,7 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
             lockstat: p.lockstat,
             online,
             accel,
+            host_cpus,
         },
     );
     println!();
