@@ -28,7 +28,7 @@ use crate::strategy::StrategyPair;
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::sched;
-use crate::task::wait::wait_child;
+use crate::task::wait::{wait_child, wait_child_nohang};
 use crate::task::{Task, TaskRef, TaskState};
 use crate::task::{read_lock_tasklist, task_pid};
 
@@ -94,7 +94,11 @@ fn spawn_here(r: &SpawnReq, ns: Option<&Arc<PidNamespace>>) -> Reply {
 }
 
 fn wait_here(child: &Task) -> Reply {
-    wait_child(Some(child), false).map(|r| ReplyOk::Reaped(r.nr, r.code))
+    match wait_child_nohang(Some(child))? {
+        Some(r) => Ok(ReplyOk::Reaped(r.nr, r.code)),
+        // pidctl's documented answer for a child still running.
+        None => Err(Errno::EAGAIN),
+    }
 }
 
 fn puppet_main(arg: usize) {
@@ -478,7 +482,7 @@ fn finish(mut ctl: Pidctl) -> bool {
         *mb.req.lock() = Some(Req::Exit(0));
         sched::wake_up_process(&init.task);
     }
-    if let Err(e) = wait_child(Some(&init.task), true) {
+    if let Err(e) = wait_child(Some(&init.task)) {
         println!("invariants: FAILED: reaping the lock-free root's init: {e:?}");
         return false;
     }

@@ -1,6 +1,7 @@
 //! A thread group's shared state (Linux's `sighand_struct` and
-//! `signal_struct` folded into one): `sighand->siglock`, and the
-//! `sig->stats_lock` seqlock over the counters dead threads fold into.
+//! `signal_struct` folded into one): `sighand->siglock`, the
+//! `sig->stats_lock` seqlock over the counters dead threads fold into, and
+//! the list of the group's tasks (`thread_head`, under `tasklist_lock`).
 //!
 //! `copy_process` takes the parent's siglock inside `tasklist_lock` while
 //! it attaches the child; `release_task`'s `__exit_signal` takes the dying
@@ -14,6 +15,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::klib::list::ListHead;
 use crate::klib::lockctx::{self, Tracked};
 use crate::mm::cache::ObjCache;
 use crate::sync::irq::{IrqLock, Plain};
@@ -44,6 +46,10 @@ pub(crate) struct Signal {
     /// Port of `sig->nr_threads`: live threads of the group, changed under
     /// siglock (`copy_process` adds, `__exit_signal` subtracts).
     nr_threads: AtomicU64,
+    /// Port of `sig->thread_head`: the group's tasks (their
+    /// `thread_node`), leader first; changed and walked under
+    /// `tasklist_lock`.
+    pub(crate) thread_head: ListHead,
 }
 
 /// A held `spin_lock(&sighand->siglock)`; dropping it is `spin_unlock`.
@@ -146,6 +152,7 @@ impl SignalRef {
                     },
                 ),
                 nr_threads: AtomicU64::new(1),
+                thread_head: ListHead::new(),
             })
         };
         Some(SignalRef(mem))

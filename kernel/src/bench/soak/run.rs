@@ -137,7 +137,7 @@ fn make_level(parent: &Arc<PidNamespace>) -> Result<Level, Errno> {
 /// Kills a level's init and reaps it (its namespace then dies).
 fn end_level(level: Level) -> Result<(), String> {
     request_exit(&level.init, 0);
-    match wait_child(Some(&level.init), true) {
+    match wait_child(Some(&level.init)) {
         Ok(Reaped { code: 0, .. }) => Ok(()),
         other => Err(format!("reaping a namespace init: {other:?}")),
     }
@@ -221,8 +221,8 @@ impl Worker<'_> {
             Ok(c) => c,
             Err(e) => return done(Err(e)),
         };
-        match wait_child(Some(&child), true) {
-            Ok(Reaped { nr, code: got }) if got == code as i32 && nr > 0 => {}
+        match wait_child(Some(&child)) {
+            Ok(Reaped { nr, code: got, .. }) if got == code as i32 && nr > 0 => {}
             other => {
                 self.sh.problem(format!(
                     "cpu {}: reaping a child: {other:?}, expected code {code}",
@@ -484,7 +484,7 @@ pub(crate) fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), Strin
     }
     // Every worker reaches `sh` on this stack: reap them all before
     // anything returns.
-    while wait_child(None, true).is_ok() {}
+    while wait_child(None).is_ok() {}
     if let Some(e) = spawn_error {
         return Err(e);
     }
