@@ -31,6 +31,9 @@ static PHASE: AtomicU32 = AtomicU32::new(0);
 static MADE: [AtomicPtr<Task>; 5] = [const { AtomicPtr::new(ptr::null_mut()) }; 5];
 /// The exit code of the child the thread's own wait reaped.
 static THREAD_REAPED: AtomicI32 = AtomicI32::new(-1);
+/// The leader, for its thread to watch (it outlives the thread: it joins
+/// it).
+static LEADER: AtomicPtr<Task> = AtomicPtr::new(ptr::null_mut());
 
 fn advance(to: u32) {
     PHASE.store(to, Ordering::Release);
@@ -76,9 +79,23 @@ fn reaps(who: &str, want: &Task, code: i32) {
 fn thread_main(_: usize) {
     // c1 exits at once, c2 lives until asked.
     hand_over(0, child("c1", exit_with, 21));
-    hand_over(1, child("c2", park, 0));
+    let c2 = child("c2", park, 0);
+    hand_over(1, c2.clone());
     advance(1);
-    await_phase(2);
+    // SAFETY: the leader set it before creating us and joins us.
+    let leader = unsafe { &*LEADER.load(Ordering::Acquire) };
+    while PHASE.load(Ordering::Acquire) < 2 {
+        // c2's exit_notify wakes its parent's group in the same write
+        // section that makes it a zombie, and nothing preempts: a zombie
+        // c2 with the leader still blocked is a wake that went missing
+        // (the leader would wait forever).
+        assert!(
+            !(c2.state() == TaskState::Zombie && leader.state() == TaskState::Blocked),
+            "c2 exited and the leader, waiting for a child of its group, was not woken"
+        );
+        sched::yield_now();
+    }
+    drop(c2);
     hand_over(2, child("e0", exit_with, 30));
     advance(3);
     await_phase(4);
@@ -98,6 +115,7 @@ fn thread_main(_: usize) {
 /// The leader: checks every rule against its thread's children and its own.
 fn leader_main(_: usize) {
     let me = current();
+    LEADER.store(ptr::from_ref(me).cast_mut(), Ordering::Release);
     let mut args = CloneArgs::new("waiter-thread", thread_main, 0);
     args.thread = true;
     let thread = copy_process(&args).expect("thread");
