@@ -48,7 +48,8 @@ pub const NAMESPACES: Case = Case {
         "ok c pids=1,4",
         "ok d pids=2,5",
         "ok 5 tasks: init[1] a[2] b[3] c[1,4] d[2,5]",
-        "err EAGAIN",
+        // waitpid(pid, WNOHANG) on a live child: 0, nothing reaped.
+        "ok none",
         "ok d exited code=3",
         "ok d code=3 pid=2 reaped_by=c",
         "ok c exited code=5",
@@ -81,7 +82,7 @@ pub const REAPER_DEATH: Case = Case {
         // m's namespace lost its init: no more pids there.
         "err ENOMEM",
         "ok n code=7 pid=2 reaped_by=init",
-        "err EAGAIN",
+        "ok none",
         "ok m exited code=0",
         // Reparented to the root's init when its reaper died.
         "ok m code=0 pid=3 reaped_by=init",
@@ -190,4 +191,139 @@ pub const PID_MAX_PER_LEVEL: Case = Case {
         "ok invariants: ok",
     ],
     checks_first: &[(4, "err EINVAL")],
+};
+
+/// `wait-any` reaps in Linux's `children` order, oldest first, whatever
+/// order the children exited in (b, c, a), skipping a live one; with a
+/// live child left, `nohang` answers `ok none` and a blocking wait would
+/// never return (`EDEADLK`); with none, `ECHILD`. The pid is the one the
+/// parent's namespace sees (c is pid 1 of its own).
+pub const WAIT_ANY_ORDER: Case = Case {
+    script: "spawn p\n\
+             spawn live parent=p\n\
+             spawn a parent=p\n\
+             spawn b parent=p\n\
+             spawn c parent=p newns\n\
+             exit b code=2\n\
+             exit c code=3\n\
+             exit a code=1\n\
+             wait-any p\n\
+             wait-any p\n\
+             wait-any p\n\
+             wait-any p nohang\n\
+             wait-any p\n\
+             exit live code=4\n\
+             wait-any p nohang\n\
+             wait-any p nohang\n\
+             exit p\nwait p\n\
+             check\n",
+    answers: &[
+        "ok p pids=2",
+        "ok live pids=3",
+        "ok a pids=4",
+        "ok b pids=5",
+        "ok c pids=1,6",
+        "ok b exited code=2",
+        "ok c exited code=3",
+        "ok a exited code=1",
+        "ok a code=1 pid=4",
+        "ok b code=2 pid=5",
+        "ok c code=3 pid=6",
+        "ok none",
+        "err EDEADLK",
+        "ok live exited code=4",
+        "ok live code=4 pid=3",
+        "err ECHILD",
+        "ok p exited code=0",
+        "ok p code=0 pid=2 reaped_by=init",
+        "ok invariants: ok",
+    ],
+    checks_first: &[],
+};
+
+/// Orphans join the end of their reaper's `children`, in their order
+/// (`list_splice_tail_init`): p's c1 and c2 come after init's own x, p
+/// and y, although y is younger than both.
+pub const ORPHANS_JOIN_THE_END: Case = Case {
+    script: "spawn x\n\
+             spawn p\n\
+             spawn c1 parent=p\n\
+             spawn c2 parent=p\n\
+             spawn y\n\
+             exit c2 code=12\n\
+             exit y code=20\n\
+             exit x code=10\n\
+             exit c1 code=11\n\
+             exit p code=1\n\
+             wait-any init\n\
+             wait-any init\n\
+             wait-any init\n\
+             wait-any init\n\
+             wait-any init\n\
+             wait-any init nohang\n\
+             check\n",
+    answers: &[
+        "ok x pids=2",
+        "ok p pids=3",
+        "ok c1 pids=4",
+        "ok c2 pids=5",
+        "ok y pids=6",
+        "ok c2 exited code=12",
+        "ok y exited code=20",
+        "ok x exited code=10",
+        "ok c1 exited code=11",
+        "ok p exited code=1",
+        "ok x code=10 pid=2",
+        "ok p code=1 pid=3",
+        "ok y code=20 pid=6",
+        "ok c1 code=11 pid=4",
+        "ok c2 code=12 pid=5",
+        "err ECHILD",
+        "ok invariants: ok",
+    ],
+    checks_first: &[],
+};
+
+/// Waits that find nothing to reap: `wait` on a running task and
+/// `wait-any ... nohang` with a live child answer `ok none` (Linux's
+/// WNOHANG returns 0); no child at all is `ECHILD`, blocking or not; an
+/// unknown or exited parent is `ESRCH`.
+pub const NOHANG: Case = Case {
+    script: "wait-any init nohang\n\
+             spawn p\n\
+             wait-any p nohang\n\
+             wait-any p\n\
+             spawn k parent=p\n\
+             wait k\n\
+             wait-any p nohang\n\
+             wait-any p\n\
+             wait-any ghost nohang\n\
+             exit k code=9\n\
+             wait-any p nohang\n\
+             wait-any p nohang\n\
+             exit p\n\
+             wait-any p nohang\n\
+             wait-any init nohang\n\
+             wait-any init nohang\n\
+             check\n",
+    answers: &[
+        "err ECHILD",
+        "ok p pids=2",
+        "err ECHILD",
+        "err ECHILD",
+        "ok k pids=3",
+        "ok none",
+        "ok none",
+        "err EDEADLK",
+        "err ESRCH",
+        "ok k exited code=9",
+        "ok k code=9 pid=3",
+        "err ECHILD",
+        "ok p exited code=0",
+        "err ESRCH",
+        "ok p code=0 pid=2",
+        "err ECHILD",
+        "ok invariants: ok",
+    ],
+    checks_first: &[],
 };

@@ -2,7 +2,8 @@
 //! way a user would, one answer line per command.
 
 use pidlab_tests::pidctl_cases::{
-    Case, NAMESPACES, PID_MAX_PER_LEVEL, REAPER_DEATH, REAPER_IN_OWN_NAMESPACE, SET_TID_RULES,
+    Case, NAMESPACES, NOHANG, ORPHANS_JOIN_THE_END, PID_MAX_PER_LEVEL, REAPER_DEATH,
+    REAPER_IN_OWN_NAMESPACE, SET_TID_RULES, WAIT_ANY_ORDER,
 };
 use pidlab_tests::{Boot, Run};
 
@@ -93,6 +94,21 @@ fn pid_max_is_per_level() {
 }
 
 #[test]
+fn wait_any_reaps_oldest_child_first() {
+    expect_every_version(&WAIT_ANY_ORDER);
+}
+
+#[test]
+fn orphans_join_the_end_of_their_reapers_children() {
+    expect_every_version(&ORPHANS_JOIN_THE_END);
+}
+
+#[test]
+fn nohang_answers_none_with_live_children_and_echild_without() {
+    expect_every_version(&NOHANG);
+}
+
+#[test]
 fn unknown_strategy_is_refused() {
     let run = Boot::new()
         .smp(1)
@@ -146,6 +162,10 @@ fn bad_commands_and_names_answer_errors() {
          spawn a\n\
          spawn a\n\
          exit a code=x\n\
+         wait-any\n\
+         wait-any a/b\n\
+         wait-any a block\n\
+         wait-any a nohang x\n\
          exit a\nwait a\nwait a\n",
         &[
             "err EINVAL unknown command",
@@ -158,6 +178,10 @@ fn bad_commands_and_names_answer_errors() {
             "ok a pids=",
             "err EEXIST",
             "err EINVAL",
+            "err EINVAL missing task name",
+            "err EINVAL bad task name `a/b`",
+            "err EINVAL bad argument `block` (usage: wait-any PARENT [nohang])",
+            "err EINVAL unexpected argument `x`",
             "ok a exited",
             "ok a code=0",
             "err ESRCH",

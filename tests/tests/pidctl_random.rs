@@ -6,7 +6,8 @@
 //! each rule: names taken or unknown, zombie parents, `set_tid` in use, out
 //! of range, without a reaper or without the capability, too deep a
 //! namespace, a dead namespace init, a `pid_max` outside its bounds, a
-//! full namespace. The model computes every answer as it goes; the kernel
+//! full namespace, `wait-any` choosing among zombies in Linux's `children`
+//! order (orphans appended), with and without `nohang`. The model computes every answer as it goes; the kernel
 //! runs the script in one boot; then the two lists must agree line by line
 //! (`ok` answers exactly, `err` answers by errno). Scripts end by exiting
 //! and reaping every task, and the kernel's invariant check must pass.
@@ -49,6 +50,8 @@ struct Mix {
     spawn: u32,
     exit: u32,
     wait: u32,
+    /// `wait-any`, a third of them without `nohang`.
+    wait_any: u32,
     pid_max: u32,
     ps: u32,
     /// Percent of spawns that create a namespace.
@@ -82,6 +85,9 @@ struct Generator {
     mix: Mix,
     program: Program,
     names: usize,
+    /// `wait-any`s whose parent had two zombie children or more to
+    /// choose from.
+    choices: usize,
 }
 
 impl Generator {
@@ -95,6 +101,7 @@ impl Generator {
                 answers: Vec::new(),
             },
             names: 0,
+            choices: 0,
         }
     }
 
@@ -133,7 +140,7 @@ impl Generator {
     /// now and then).
     fn step(&mut self) {
         let m = self.mix;
-        let weights = [m.spawn, m.exit, m.wait, m.pid_max, m.ps, 1];
+        let weights = [m.spawn, m.exit, m.wait, m.wait_any, m.pid_max, m.ps, 1];
         let mut r = self.rng.below(weights.iter().sum::<u32>() as usize) as u32;
         let op = weights
             .iter()
@@ -154,7 +161,8 @@ impl Generator {
             2 => Cmd::Wait {
                 name: self.name_where(|t| t.zombie),
             },
-            3 => Cmd::PidMax {
+            3 => self.wait_any(),
+            4 => Cmd::PidMax {
                 name: self.name_where(|_| true),
                 max: self.rng.pick(&[
                     300,
@@ -171,10 +179,40 @@ impl Generator {
                     1 << 40,
                 ]),
             },
-            4 => Cmd::Ps,
+            5 => Cmd::Ps,
             _ => Cmd::Check,
         };
         self.emit(cmd);
+    }
+
+    /// `wait-any` by a parent: half the time the one with the most
+    /// zombie children (so the order decides), else mostly one with
+    /// children, init a quarter of the time (the default parent).
+    fn wait_any(&mut self) -> Cmd {
+        let parents: Vec<String> = self
+            .model
+            .tasks
+            .iter()
+            .filter(|t| self.model.has_children(t))
+            .map(|t| t.name.clone())
+            .collect();
+        let busiest = parents
+            .iter()
+            .max_by_key(|p| self.model.zombie_children(p))
+            .filter(|p| self.model.zombie_children(p) >= 2)
+            .cloned();
+        let parent = match busiest {
+            Some(p) if self.rng.chance(50) => p,
+            _ if self.rng.chance(25) => "init".to_string(),
+            _ => self.name_where(|t| parents.contains(&t.name)),
+        };
+        if self.model.zombie_children(&parent) >= 2 {
+            self.choices += 1;
+        }
+        Cmd::WaitAny {
+            parent,
+            nohang: !self.rng.chance(33),
+        }
     }
 
     fn spawn(&mut self) {
@@ -375,6 +413,7 @@ const SPAWNS_EXITS_WAITS: Script = Script {
         spawn: 10,
         exit: 6,
         wait: 6,
+        wait_any: 3,
         pid_max: 1,
         ps: 1,
         newns: 15,
@@ -393,6 +432,7 @@ const DEEP_NAMESPACES: Script = Script {
         spawn: 12,
         exit: 4,
         wait: 4,
+        wait_any: 3,
         pid_max: 1,
         ps: 1,
         newns: 60,
@@ -411,6 +451,7 @@ const SMALL_PID_MAX: Script = Script {
         spawn: 10,
         exit: 5,
         wait: 5,
+        wait_any: 3,
         pid_max: 2,
         ps: 1,
         newns: 20,
@@ -490,8 +531,9 @@ fn random_small_pid_max_wraps_and_runs_out() {
 }
 
 /// The generator reaches what the tests are for: every errno pidctl can
-/// answer with, a wrap past RESERVED_PIDS, and a namespace at the deepest
-/// level (checked on the host, without booting).
+/// answer with, a wrap past RESERVED_PIDS, a namespace at the deepest
+/// level, and `wait-any`s that choose among zombies (checked on the host,
+/// without booting).
 #[test]
 fn the_scripts_reach_every_rule() {
     use std::collections::BTreeSet;
@@ -499,6 +541,7 @@ fn the_scripts_reach_every_rule() {
     let mut errnos = BTreeSet::new();
     let mut deepest = 0;
     let mut wrapped = false;
+    let mut choices = 0;
     for script in [&SPAWNS_EXITS_WAITS, &DEEP_NAMESPACES, &SMALL_PID_MAX] {
         let mut g = Generator::new(script.seed, script.mix, "stock");
         g.body(script.steps, |g| {
@@ -507,16 +550,18 @@ fn the_scripts_reach_every_rule() {
             wrapped |= g.model.ns.iter().any(|n| n.wraps > 0);
         });
         g.finish();
+        choices += g.choices;
         errnos.extend(g.program.answers.iter().filter_map(|a| match a {
             Answer::Err(e) => Some(*e),
             Answer::Ok(_) => None,
         }));
     }
     let want: BTreeSet<&str> = [
-        "EAGAIN", "ECHILD", "EEXIST", "EINVAL", "ENOMEM", "ENOSPC", "EPERM", "ESRCH",
+        "EAGAIN", "ECHILD", "EDEADLK", "EEXIST", "EINVAL", "ENOMEM", "ENOSPC", "EPERM", "ESRCH",
     ]
     .into();
     assert_eq!(errnos, want);
     assert_eq!(deepest, MAX_PID_NS_LEVEL);
     assert!(wrapped);
+    assert!(choices >= 10, "{choices} wait-any with a choice of zombies");
 }

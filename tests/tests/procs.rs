@@ -94,3 +94,16 @@ fn side_work_runs_where_each_kernel_version_runs_it() {
     let line = run.line("selftest lockctx: lockless: ");
     assert!(line.contains("400 spawns"), "{line}");
 }
+
+/// A wait takes the children of every task of the caller's thread group,
+/// its own first, each list oldest first; WNOHANG answers "nothing yet"
+/// while one lives; a child's exit wakes the group's waiter. pidctl's
+/// tasks have no threads: the kernel checks this itself (`test=wait`).
+#[test]
+fn a_wait_reaps_the_children_of_every_thread_of_its_group() {
+    let run = Boot::new().smp(1).params("test=wait").run();
+    run.expect_success()
+        .expect_serial("selftest wait: a wait reaps the children of every task of its group, its own first, oldest first; WNOHANG answers none while one lives; an exit wakes the group's waiter")
+        .expect_serial("invariants: ok")
+        .expect_serial("selftest wait: ok");
+}

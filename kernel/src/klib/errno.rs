@@ -43,13 +43,15 @@ pub(crate) enum Errno {
     ENOSPC = 28,
     /// Out of range.
     ERANGE = 34,
+    /// Resource deadlock would occur.
+    EDEADLK = 35,
     /// Function not implemented.
     ENOSYS = 38,
 }
 
 impl Errno {
     /// Every variant, for tests and tables.
-    pub(crate) const ALL: [Errno; 15] = [
+    pub(crate) const ALL: [Errno; 16] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::ESRCH,
@@ -64,6 +66,7 @@ impl Errno {
         Errno::EINVAL,
         Errno::ENOSPC,
         Errno::ERANGE,
+        Errno::EDEADLK,
         Errno::ENOSYS,
     ];
 
@@ -103,6 +106,7 @@ impl Errno {
             Errno::EINVAL => "EINVAL",
             Errno::ENOSPC => "ENOSPC",
             Errno::ERANGE => "ERANGE",
+            Errno::EDEADLK => "EDEADLK",
             Errno::ENOSYS => "ENOSYS",
         }
     }

@@ -41,11 +41,6 @@ impl HlistHead {
         self.first.load(Ordering::Relaxed).is_null()
     }
 
-    /// The first node (Linux: `hlist_first_rcu`), null if empty.
-    pub(crate) fn first(&self) -> *mut HlistNode {
-        self.first.load(Ordering::Relaxed)
-    }
-
     /// Port of `hlist_add_head()`: links `node` at the front.
     ///
     /// # Safety
@@ -84,11 +79,6 @@ impl HlistNode {
         self.pprev.load(Ordering::Relaxed).is_null()
     }
 
-    /// The next node on the list, null at the end.
-    pub(crate) fn next(&self) -> *mut HlistNode {
-        self.next.load(Ordering::Relaxed)
-    }
-
     /// Port of `hlist_del_init()`: unlinks `node` if it is on a list.
     ///
     /// # Safety
@@ -118,11 +108,11 @@ mod tests {
 
     fn collect(head: &HlistHead) -> Vec<*mut HlistNode> {
         let mut v = Vec::new();
-        let mut n = head.first();
+        let mut n = head.first.load(Ordering::Relaxed);
         while !n.is_null() {
             v.push(n);
             // SAFETY: linked nodes are alive in the test.
-            n = unsafe { (*n).next() };
+            n = unsafe { (*n).next.load(Ordering::Relaxed) };
         }
         v
     }

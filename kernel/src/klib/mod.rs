@@ -1,5 +1,6 @@
 //! Generic structures the subsystems share (Linux's `lib/`): the IDR, the
-//! intrusive hash list, errno values and fault injection.
+//! intrusive lists (`hlist`, `list_head`), errno values and fault
+//! injection.
 
 pub(crate) mod aligned;
 pub(crate) mod errno;
@@ -8,4 +9,5 @@ pub(crate) mod fault_inject;
 pub(crate) mod fuzz;
 pub(crate) mod hlist;
 pub(crate) mod idr;
+pub(crate) mod list;
 pub(crate) mod lockctx;

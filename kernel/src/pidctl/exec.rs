@@ -4,15 +4,19 @@
 //! requests in its mailbox and carries them out itself, so that what Linux
 //! does in the context of a task happens in that task here too: `spawn
 //! ... parent=P` makes P call `copy_process` (P becomes the parent, its
-//! namespace the child's), `wait NAME` makes NAME's parent reap it, `exit
-//! NAME` makes NAME call `do_exit`. `init` is the console task itself (pid
-//! 1 of the root namespace), except under `strategy=lockless`: its
-//! namespaces must be lock-free, so pidctl builds a lock-free root whose
-//! pid 1 is a puppet named `init`, and tears it down at the end. All of
-//! them run on the boot CPU.
+//! namespace the child's), `wait NAME` makes NAME's parent reap it,
+//! `wait-any P` makes P reap its first exited child in Linux's order,
+//! `exit NAME` makes NAME call `do_exit`. `init` is the console task
+//! itself (pid 1 of the root namespace), except under
+//! `strategy=lockless`: its namespaces must be lock-free, so pidctl builds
+//! a lock-free root whose pid 1 is a puppet named `init`, and tears it
+//! down at the end. All of them run on the boot CPU.
 //!
 //! Each command is answered with exactly one line: `ok ...` or
-//! `err <ERRNO> <message>`.
+//! `err <ERRNO> <message>`. Every wait is Linux's WNOHANG underneath: only
+//! an `exit` command makes a task exit, and none can run while the script
+//! waits, so a wait that would block answers at once (`ok none`, or for a
+//! blocking `wait-any`, `EDEADLK`).
 
 use alloc::format;
 use alloc::string::String;
@@ -28,16 +32,17 @@ use crate::strategy::StrategyPair;
 use crate::sync::{SpinLockIrqSave, named_spin_lock_irqsave};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::sched;
-use crate::task::wait::wait_child;
+use crate::task::wait::{Reaped, wait_child, wait_child_nohang};
 use crate::task::{Task, TaskRef, TaskState};
 use crate::task::{read_lock_tasklist, task_pid};
 
-use super::parse::{Command, SpawnCmd, parse};
+use super::parse::{COMMANDS, Command, SpawnCmd, parse};
 
 /// What a puppet is asked to do.
 enum Req {
     Spawn(SpawnReq),
     Wait(TaskRef),
+    WaitAny,
     Exit(i32),
 }
 
@@ -54,7 +59,11 @@ type Reply = Result<ReplyOk, Errno>;
 
 enum ReplyOk {
     Spawned(TaskRef, Arc<Mailbox>),
-    Reaped(i32, i32),
+    Reaped(Reaped),
+    /// A WNOHANG wait found children, none exited (Linux returns 0).
+    NotYet,
+    /// A puppet asked to exit (it does not reply).
+    Exited,
 }
 
 /// A puppet's request slot and reply slot.
@@ -93,8 +102,12 @@ fn spawn_here(r: &SpawnReq, ns: Option<&Arc<PidNamespace>>) -> Reply {
     }
 }
 
-fn wait_here(child: &Task) -> Reply {
-    wait_child(Some(child), false).map(|r| ReplyOk::Reaped(r.nr, r.code))
+/// `wait4(child or -1, .., WNOHANG)` by the current task.
+fn wait_here(child: Option<&Task>) -> Reply {
+    match wait_child_nohang(child)? {
+        Some(r) => Ok(ReplyOk::Reaped(r)),
+        None => Ok(ReplyOk::NotYet),
+    }
 }
 
 fn puppet_main(arg: usize) {
@@ -107,7 +120,8 @@ fn puppet_main(arg: usize) {
         };
         let reply = match req {
             Req::Spawn(r) => spawn_here(&r, None),
-            Req::Wait(child) => wait_here(&child),
+            Req::Wait(child) => wait_here(Some(&child)),
+            Req::WaitAny => wait_here(None),
             Req::Exit(code) => {
                 drop(mb);
                 sched::exit_current(code);
@@ -207,7 +221,8 @@ impl Pidctl {
         let Some(mb) = &e.mailbox else {
             return match req {
                 Req::Spawn(r) => spawn_here(&r, None),
-                Req::Wait(c) => wait_here(&c),
+                Req::Wait(c) => wait_here(Some(&c)),
+                Req::WaitAny => wait_here(None),
                 Req::Exit(_) => Err(Errno::EPERM),
             };
         };
@@ -219,7 +234,7 @@ impl Pidctl {
             while !matches!(e.task.state(), TaskState::Zombie | TaskState::Dead) {
                 sched::yield_now();
             }
-            return Ok(ReplyOk::Reaped(0, 0));
+            return Ok(ReplyOk::Exited);
         }
         loop {
             if let Some(r) = mb.reply.lock().take() {
@@ -276,6 +291,38 @@ impl Pidctl {
         }
     }
 
+    /// `wait-any`: `parent` reaps its first exited child in Linux's order
+    /// (its own children oldest first; pidctl's tasks have no threads).
+    fn wait_any(&mut self, parent: &str, nohang: bool) -> Result<String, (Errno, String)> {
+        let p = self.find(parent)?;
+        if self.entries[p].task.state() == TaskState::Zombie {
+            return Err((Errno::ESRCH, format!("`{parent}` has exited")));
+        }
+        match self.ask(p, Req::WaitAny) {
+            Ok(ReplyOk::Reaped(r)) => {
+                // The entry holds a reference, so the pointer names it.
+                let name = match self.entries.iter().position(|e| r.is(&e.task)) {
+                    Some(i) => self.entries.remove(i).name,
+                    // A child pidctl did not spawn: init has none at
+                    // start, but say so rather than guess.
+                    None => String::from("?"),
+                };
+                Ok(format!("{name} code={} pid={}", r.code, r.nr))
+            }
+            Ok(ReplyOk::NotYet) if nohang => Ok(String::from("none")),
+            // Linux would block; nothing can exit while the script waits.
+            Ok(ReplyOk::NotYet) => Err((
+                Errno::EDEADLK,
+                format!(
+                    "`{parent}` has children and none has exited: the wait would block the script (`nohang` answers `ok none`)"
+                ),
+            )),
+            Ok(_) => unreachable!("wait replies Reaped or NotYet"),
+            Err(Errno::ECHILD) => Err((Errno::ECHILD, format!("`{parent}` has no children"))),
+            Err(e) => Err((e, String::from("wait failed"))),
+        }
+    }
+
     fn run(&mut self, cmd: Command<'_>) -> Result<String, (Errno, String)> {
         match cmd {
             Command::Spawn(s) => self.spawn(s),
@@ -314,20 +361,22 @@ impl Pidctl {
                     ));
                 };
                 match self.ask(p, Req::Wait(child)) {
-                    Ok(ReplyOk::Reaped(nr, code)) => {
+                    Ok(ReplyOk::Reaped(r)) => {
                         self.entries.remove(i);
                         Ok(format!(
-                            "{name} code={code} pid={nr} reaped_by={}",
+                            "{name} code={} pid={} reaped_by={}",
+                            r.code,
+                            r.nr,
                             self.entries[if p > i { p - 1 } else { p }].name
                         ))
                     }
-                    Ok(_) => unreachable!("wait replies Reaped"),
-                    Err(Errno::EAGAIN) => {
-                        Err((Errno::EAGAIN, format!("`{name}` is still running")))
-                    }
+                    // waitpid(pid, WNOHANG) on a live child returns 0.
+                    Ok(ReplyOk::NotYet) => Ok(String::from("none")),
+                    Ok(_) => unreachable!("wait replies Reaped or NotYet"),
                     Err(e) => Err((e, String::from("wait failed"))),
                 }
             }
+            Command::WaitAny { parent, nohang } => self.wait_any(parent, nohang),
             Command::PidMax { name, max } => {
                 let i = self.find(name)?;
                 let Some(pid) = task_pid(&self.entries[i].task, PidType::Pid) else {
@@ -478,7 +527,7 @@ fn finish(mut ctl: Pidctl) -> bool {
         *mb.req.lock() = Some(Req::Exit(0));
         sched::wake_up_process(&init.task);
     }
-    if let Err(e) = wait_child(Some(&init.task), true) {
+    if let Err(e) = wait_child(Some(&init.task)) {
         println!("invariants: FAILED: reaping the lock-free root's init: {e:?}");
         return false;
     }
@@ -493,7 +542,7 @@ pub(crate) fn run_shell(version: &'static StrategyPair) -> bool {
     let Some(mut ctl) = start(version) else {
         return false;
     };
-    println!("pidctl shell: commands spawn exit wait pid_max ps check, quit to stop");
+    println!("pidctl shell: commands {COMMANDS}, quit to stop");
     let mut line = String::new();
     loop {
         let b = loop {

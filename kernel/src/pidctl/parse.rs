@@ -4,6 +4,7 @@
 //! spawn NAME [parent=NAME] [newns] [set_tid=N,N,...] [nocap]
 //! exit NAME [code=N]
 //! wait NAME
+//! wait-any PARENT [nohang]
 //! pid_max NAME N
 //! ps
 //! check
@@ -20,6 +21,10 @@ use core::fmt;
 pub(crate) const MAX_SET_TID: usize = 33;
 /// Longest task name.
 pub(crate) const MAX_NAME: usize = 16;
+/// Every command, for the help text.
+pub(crate) const COMMANDS: &str = "spawn exit wait wait-any pid_max ps check";
+/// `wait-any`'s form, for its errors.
+const WAIT_ANY: &str = "wait-any PARENT [nohang]";
 
 /// A `set_tid` list, innermost namespace level first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +60,7 @@ pub(crate) enum Command<'a> {
     Spawn(SpawnCmd<'a>),
     Exit { name: &'a str, code: i32 },
     Wait { name: &'a str },
+    WaitAny { parent: &'a str, nohang: bool },
     PidMax { name: &'a str, max: i64 },
     Ps,
     Check,
@@ -67,22 +73,25 @@ pub(crate) enum ParseError<'a> {
     Missing(&'static str),
     BadName(&'a str),
     BadArgument(&'a str),
+    /// An argument where a command takes only its keyword(s): the
+    /// argument and the command's form.
+    BadOption(&'a str, &'static str),
     TooManyArguments(&'a str),
 }
 
 impl fmt::Display for ParseError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::UnknownCommand(c) => write!(
-                f,
-                "unknown command `{c}` (commands: spawn exit wait pid_max ps check)"
-            ),
+            ParseError::UnknownCommand(c) => {
+                write!(f, "unknown command `{c}` (commands: {COMMANDS})")
+            }
             ParseError::Missing(what) => write!(f, "missing {what}"),
             ParseError::BadName(n) => write!(
                 f,
                 "bad task name `{n}` (1-{MAX_NAME} characters from A-Z a-z 0-9 _ . -)"
             ),
             ParseError::BadArgument(a) => write!(f, "bad argument `{a}`"),
+            ParseError::BadOption(a, form) => write!(f, "bad argument `{a}` (usage: {form})"),
             ParseError::TooManyArguments(a) => write!(f, "unexpected argument `{a}`"),
         }
     }
@@ -170,6 +179,16 @@ pub(crate) fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
             no_more(words)?;
             Command::Wait { name }
         }
+        "wait-any" => {
+            let parent = name(words.next())?;
+            let nohang = match words.next() {
+                None => false,
+                Some("nohang") => true,
+                Some(w) => return Err(ParseError::BadOption(w, WAIT_ANY)),
+            };
+            no_more(words)?;
+            Command::WaitAny { parent, nohang }
+        }
         "pid_max" => {
             let name = name(words.next())?;
             let w = words.next().ok_or(ParseError::Missing("pid_max value"))?;
@@ -225,6 +244,20 @@ mod tests {
             Some(Command::Wait { name: "b" })
         );
         assert_eq!(
+            parse("wait-any p").unwrap(),
+            Some(Command::WaitAny {
+                parent: "p",
+                nohang: false
+            })
+        );
+        assert_eq!(
+            parse("wait-any\tp   nohang").unwrap(),
+            Some(Command::WaitAny {
+                parent: "p",
+                nohang: true
+            })
+        );
+        assert_eq!(
             parse("pid_max a 301").unwrap(),
             Some(Command::PidMax {
                 name: "a",
@@ -249,6 +282,16 @@ mod tests {
             ("spawn a color=red", "bad argument"),
             ("exit a code=x", "bad argument"),
             ("wait a b", "unexpected argument `b`"),
+            ("wait-any", "missing task name"),
+            ("wait-any p/q", "bad task name `p/q`"),
+            (
+                "wait-any p block",
+                "bad argument `block` (usage: wait-any PARENT [nohang])",
+            ),
+            ("wait-any p NOHANG", "bad argument `NOHANG`"),
+            ("wait-any p nohang nohang", "unexpected argument `nohang`"),
+            ("wait-any p nohang x", "unexpected argument `x`"),
+            ("waitany p", "unknown command `waitany`"),
             ("pid_max a", "missing pid_max value"),
             ("ps now", "unexpected argument"),
         ] {
@@ -275,7 +318,10 @@ mod tests {
                 prop_assert!(s.set_tid.as_slice().len() <= MAX_SET_TID);
             }
             Ok(Some(
-                Command::Exit { name, .. } | Command::Wait { name } | Command::PidMax { name, .. },
+                Command::Exit { name, .. }
+                | Command::Wait { name }
+                | Command::WaitAny { parent: name, .. }
+                | Command::PidMax { name, .. },
             )) => prop_assert!(valid(name)),
             Ok(Some(Command::Ps | Command::Check)) => {}
             Err(e) => prop_assert!(!e.to_string().is_empty()),
@@ -337,6 +383,14 @@ mod tests {
                     w
                 }),
             1 => task_name().prop_map(move |n| vec![word("wait"), n]),
+            1 => (task_name(), prop::sample::select(&["", "nohang", "hang", "NOHANG"][..]))
+                .prop_map(move |(n, o)| {
+                    let mut w = vec![word("wait-any"), n];
+                    if !o.is_empty() {
+                        w.push(word(o));
+                    }
+                    w
+                }),
             1 => (task_name(), number()).prop_map(move |(n, v)| vec![word("pid_max"), n, v]),
             1 => prop::sample::select(&["ps", "check", "#", "quit"][..])
                 .prop_map(move |w| vec![word(w)]),
@@ -376,6 +430,8 @@ mod tests {
                 Ok(Some(Command::Spawn(_))) => "spawn",
                 Ok(Some(Command::Exit { .. })) => "exit",
                 Ok(Some(Command::Wait { .. })) => "wait",
+                Ok(Some(Command::WaitAny { nohang: false, .. })) => "wait-any",
+                Ok(Some(Command::WaitAny { nohang: true, .. })) => "wait-any nohang",
                 Ok(Some(Command::PidMax { .. })) => "pid_max",
                 Ok(Some(Command::Ps)) => "ps",
                 Ok(Some(Command::Check)) => "check",
@@ -383,10 +439,11 @@ mod tests {
                 Err(ParseError::Missing(_)) => "missing",
                 Err(ParseError::BadName(_)) => "bad name",
                 Err(ParseError::BadArgument(_)) => "bad argument",
+                Err(ParseError::BadOption(..)) => "bad option",
                 Err(ParseError::TooManyArguments(_)) => "too many arguments",
             });
         }
-        assert_eq!(seen.len(), 13, "{seen:?}");
+        assert_eq!(seen.len(), 16, "{seen:?}");
     }
 
     proptest! {

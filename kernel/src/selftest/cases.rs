@@ -36,6 +36,7 @@ const CASES: &[(&str, Case)] = &[
     ("fork", procs::fork_smoke),
     ("forkstress", procs::fork_stress),
     ("threads", threads::threads),
+    ("wait", wait::group_wait),
     ("pidns", pidns::pid_namespaces),
     ("badargs", procs::bad_args),
     ("fork-recheck", pidns::init_dies_mid_fork),
@@ -57,7 +58,7 @@ const CASES: &[(&str, Case)] = &[
     ("stack-zeroed", fresh_stacks_are_zeroed),
 ];
 
-use super::{lockctx, locks, pidns, procs, profile, rcu, threads};
+use super::{lockctx, locks, pidns, procs, profile, rcu, threads, wait};
 
 /// A `test=` list naming a case the kernel does not have.
 pub(crate) struct UnknownCase<'a>(&'a str);

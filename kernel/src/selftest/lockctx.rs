@@ -56,7 +56,7 @@ pub(crate) fn lock_contexts() {
                 args.strategy = strategy;
                 args.pid_ns = ns;
                 let child = copy_process(&args).expect("spawn");
-                wait_child(Some(&child), true).expect("reap");
+                wait_child(Some(&child)).expect("reap");
                 if ns.is_none() {
                     let mut t = CloneArgs::new("thread", thread_body, 0);
                     t.thread = true;
@@ -175,7 +175,7 @@ pub(crate) fn lock_contexts() {
     }
     while let Some(init) = inits.pop() {
         request_exit(&init, 0);
-        wait_child(Some(&init), true).expect("reap ns init");
+        wait_child(Some(&init)).expect("reap ns init");
     }
     drop(deep);
     drop(lf_deep);
@@ -217,7 +217,7 @@ fn reap_recording(t: &Task) -> Result<crate::task::wait::Reaped, Errno> {
     }
     lockctx::reset();
     let was = lockctx::set_enabled(true);
-    let reaped = wait_child(Some(t), true);
+    let reaped = wait_child(Some(t));
     lockctx::set_enabled(was);
     reaped
 }

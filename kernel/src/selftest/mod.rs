@@ -20,6 +20,8 @@ mod profile;
 mod rcu;
 #[cfg(target_os = "none")]
 mod threads;
+#[cfg(target_os = "none")]
+mod wait;
 
 #[cfg(target_os = "none")]
 pub(crate) use cases::{run, validate};

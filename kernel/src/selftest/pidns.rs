@@ -13,7 +13,7 @@ use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process, current_ns};
 use crate::task::sched;
 use crate::task::task_pid;
-use crate::task::wait::{Reaped, wait_child};
+use crate::task::wait::wait_child;
 
 /// `pidns`: a task three namespaces deep has the right pid at every level;
 /// the death of a namespace's init makes later spawns there fail with
@@ -60,11 +60,8 @@ pub(crate) fn pid_namespaces() {
     let inner_nr = task_pid(&inner_init, PidType::Pid).expect("pid").nr();
     request_exit(&inner_init, 7);
     assert_eq!(
-        wait_child(Some(&inner_init), true),
-        Ok(Reaped {
-            nr: inner_nr,
-            code: 7
-        })
+        wait_child(Some(&inner_init)).map(|r| (r.nr, r.code, r.is(&inner_init))),
+        Ok((inner_nr, 7, true))
     );
     assert!(!inner_ns.accepts_pids());
     let mut args = CloneArgs::new("late", park, 0);
@@ -73,11 +70,11 @@ pub(crate) fn pid_namespaces() {
     println!("selftest pidns: spawn after the namespace's init died: ENOMEM");
     // The task that was in it still lives; it exits and is reaped.
     request_exit(&deep, 3);
-    assert_eq!(wait_child(Some(&deep), true).map(|r| r.code), Ok(3));
+    assert_eq!(wait_child(Some(&deep)).map(|r| r.code), Ok(3));
     drop((inner_init, inner_ns, deep));
     while let Some((t, _)) = chain.pop() {
         request_exit(&t, 0);
-        wait_child(Some(&t), true).expect("reap ns init");
+        wait_child(Some(&t)).expect("reap ns init");
     }
     drop(ns);
     expect_invariants(&base);
@@ -98,8 +95,13 @@ fn kill_init_in_alloc_window(_: &crate::pid::namespace::PidNamespace) {
     // SAFETY: the case holds a reference to the init until it is reaped.
     let init = unsafe { &*victim };
     request_exit(init, 9);
-    // Its exit_notify wakes us, its parent, once it is a zombie.
+    // Its exit_notify wakes us, its parent, once it is a zombie, as it
+    // wakes every task of our group that waits for a child (Linux:
+    // `signal->wait_chldexit`), so wait as one.
+    let me = sched::current();
+    me.set_waits_for_children(true);
     sched::block_until(|| init.state() == crate::task::TaskState::Zombie);
+    me.set_waits_for_children(false);
 }
 
 /// `fork-recheck`: a namespace's init dies between `alloc_pid` (which
@@ -125,7 +127,7 @@ pub(crate) fn init_dies_mid_fork() {
     let got = r.as_ref().err().copied();
     if let Ok(t) = r {
         request_exit(&t, 0);
-        let _ = wait_child(Some(&t), true);
+        let _ = wait_child(Some(&t));
     }
     assert_eq!(
         got,
@@ -133,7 +135,7 @@ pub(crate) fn init_dies_mid_fork() {
         "a child was attached in a namespace whose init died after alloc_pid"
     );
     assert!(!ns.accepts_pids());
-    assert_eq!(wait_child(Some(&init), true).map(|r| r.code), Ok(9));
+    assert_eq!(wait_child(Some(&init)).map(|r| r.code), Ok(9));
     drop((init, ns));
     println!("selftest fork-recheck: init died after alloc_pid: ENOMEM, nothing leaked");
     expect_invariants(&base);

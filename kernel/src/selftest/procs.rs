@@ -15,7 +15,7 @@ use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::exit::park;
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::sched;
-use crate::task::wait::{Reaped, wait_child};
+use crate::task::wait::{Reaped, wait_child, wait_child_nohang};
 
 pub(super) fn exit_with(code: usize) {
     sched::exit_current(code as i32)
@@ -43,8 +43,8 @@ fn spawn_reap_loop(iters: u64, pair: usize) -> u64 {
                 continue;
             }
         };
-        match wait_child(Some(&child), true) {
-            Ok(Reaped { nr, code: got }) if got == code as i32 && nr > 0 => {}
+        match wait_child(Some(&child)) {
+            Ok(Reaped { nr, code: got, .. }) if got == code as i32 && nr > 0 => {}
             other => {
                 println!(
                     "cpu {}: wait: {other:?}, expected code {code}",
@@ -83,7 +83,7 @@ fn on_every_cpu(iters: u64, pair: usize) -> (u64, u64) {
         }
     }
     for _ in 0..cpus {
-        wait_child(None, true).expect("a worker to reap");
+        wait_child(None).expect("a worker to reap");
     }
     (st.failures.load(Ordering::Relaxed), platform::cycles() - t0)
 }
@@ -112,7 +112,7 @@ pub(crate) fn fork_stress() {
 fn run_fork(per_cpu: u64, single_cpu: u64) {
     let base = Baseline::take();
     assert_eq!(
-        wait_child(None, false),
+        wait_child_nohang(None),
         Err(Errno::ECHILD),
         "init has no children yet"
     );
@@ -145,7 +145,7 @@ fn run_fork(per_cpu: u64, single_cpu: u64) {
         );
         assert_eq!(failures, 0);
     }
-    assert_eq!(wait_child(None, false), Err(Errno::ECHILD));
+    assert_eq!(wait_child_nohang(None), Err(Errno::ECHILD));
     expect_invariants(&base);
 }
 
@@ -231,7 +231,7 @@ pub(crate) fn bad_args() {
         Some(Errno::EPERM),
         "set_tid without cap"
     );
-    assert_eq!(wait_child(None, true), Err(Errno::ECHILD));
+    assert_eq!(wait_child(None), Err(Errno::ECHILD));
     println!("selftest badargs: EINVAL, EEXIST, EPERM, ECHILD as Linux");
     expect_invariants(&base);
 }

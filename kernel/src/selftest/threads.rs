@@ -15,7 +15,7 @@ use crate::strategy::{PAIRS, StrategyPair};
 use crate::task::exit::{park, request_exit};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::sched;
-use crate::task::wait::wait_child;
+use crate::task::wait::{wait_child, wait_child_nohang};
 use crate::task::{Task, TaskFn, TaskRef, TaskState, read_lock_tasklist, task_pid};
 
 /// `threads`: CLONE_THREAD children are autoreaped and joined.
@@ -39,7 +39,7 @@ pub(crate) fn threads() {
         }
     }
     assert_eq!(
-        wait_child(None, false),
+        wait_child_nohang(None),
         Err(Errno::ECHILD),
         "threads are not children"
     );
@@ -136,7 +136,7 @@ fn join_returns_the_exit_code() {
             let got = sched::join(&t);
             JOINER_RETURNED.store(true, Ordering::Release);
             if !thread {
-                wait_child(Some(&t), true).expect("reap the child");
+                wait_child(Some(&t)).expect("reap the child");
             }
             assert_eq!(
                 got,
@@ -187,15 +187,16 @@ fn leader_waits_for_its_thread(strategy: &'static StrategyPair) {
     while leader.state() != TaskState::Zombie {
         sched::yield_now();
     }
+    // Not reapable, yet waited for: WNOHANG answers "nothing yet" (0).
     assert_eq!(
-        wait_child(Some(&leader), false),
-        Err(Errno::EAGAIN),
+        wait_child_nohang(Some(&leader)),
+        Ok(None),
         "{}: a leader with a live thread was reaped",
         strategy.name
     );
     let thread = take_last_thread();
     request_exit(&thread, 0);
-    wait_child(Some(&leader), true).expect("reap the leader once its thread is released");
+    wait_child(Some(&leader)).expect("reap the leader once its thread is released");
     assert!(task_pid(&thread, PidType::Pid).is_none());
 }
 
@@ -222,7 +223,7 @@ fn spawn_threads_elsewhere_then_exit(strategy: usize) {
 /// (`delay_group_leader`), which the thread's detached pid shows.
 fn threads_elsewhere(strategy: &'static StrategyPair) {
     let leader = spawn_leader(spawn_threads_elsewhere_then_exit, strategy);
-    wait_child(Some(&leader), true).expect("reap the leader");
+    wait_child(Some(&leader)).expect("reap the leader");
     let last = take_last_thread();
     assert!(
         task_pid(&last, PidType::Pid).is_none(),

@@ -10,16 +10,21 @@
 //! When a namespace's init exits, allocation there is disabled (later
 //! spawns get ENOMEM, as in Linux) and its children go to the nearest
 //! ancestor namespace's live init: pidctl cannot kill, so this stands in
-//! for `zap_pid_ns_processes`.
+//! for `zap_pid_ns_processes`. Orphans join the end of their reaper's
+//! `children`, in their order (`list_splice_tail_init`).
 
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use super::sched::{self, current};
-use super::tasklist::{TasklistWrite, active_ns, task_of_sibling, write_lock_irq_tasklist};
+use super::tasklist::{
+    TasklistWrite, active_ns, set_group_parent, task_of_sibling, write_lock_irq_tasklist,
+};
+use super::wait::wake_up_parent;
 use super::{Task, TaskRef, TaskState};
 use super::{cgroup, shared, stats};
 use crate::klib::hlist::HlistNode;
+use crate::klib::list::ListHead;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::disable_pid_allocation;
 use crate::pid::{PerPidType, PidRef, PidType, free_pid};
@@ -139,25 +144,24 @@ fn exit_notify(me: &Task) {
             // its namespace as reaper until it exits, which this lock
             // orders after us).
             let reaper = unsafe { reaper.as_ref() };
-            let mut zombie_moved = false;
-            loop {
-                let n = me.children.first();
-                if n.is_null() {
-                    break;
-                }
+            // forget_original_parent(): every child (and its threads)
+            // gets the new parent; a zombie whose group is empty is
+            // reported to it (reparent_leader -> do_notify_parent).
+            let mut notify = false;
+            let mut n = me.children.first();
+            while !n.is_null() {
                 // SAFETY: a node on `children` is a linked child's
                 // `sibling`, kept alive and linked under the write lock.
-                let child = unsafe { &*task_of_sibling(n) };
-                // SAFETY: as above; moving it between two lists we own.
-                unsafe {
-                    HlistNode::del_init(n);
-                    reaper.children.add_head(n);
-                }
-                child.links_mut(&mut g).parent = reaper;
-                zombie_moved |= child.state() == TaskState::Zombie;
+                let (child, next) = unsafe { (&*task_of_sibling(n), me.children.next_of(n)) };
+                set_group_parent(child, &mut g, reaper);
+                notify |= child.state() == TaskState::Zombie && child.links(&g).live_threads == 0;
+                n = next;
             }
-            if zombie_moved {
-                sched::wake_up_process(reaper);
+            // SAFETY: both lists are under the write lock; the reaper is
+            // pinned (see above).
+            unsafe { reaper.children.splice_tail_init(&me.children) };
+            if notify {
+                wake_up_parent(reaper, &g);
             }
         }
         let links = me.links(&g);
@@ -170,7 +174,7 @@ fn exit_notify(me: &Task) {
                 // do_notify_parent -> __wake_up_parent
                 // SAFETY: a linked parent outlives the link (it reaps us,
                 // or hands us to a reaper when it exits, under this lock).
-                sched::wake_up_process(unsafe { &*links.parent });
+                wake_up_parent(unsafe { &*links.parent }, &g);
             }
         }
         // EXIT_DEAD for an autoreaped task is set by release_task below.
@@ -259,7 +263,7 @@ pub(super) fn release_task(p: TaskRef) {
             }
             // SAFETY: `p` is on its parent's children list, under the
             // write lock.
-            unsafe { HlistNode::del_init(&raw const p.sibling as *mut _) };
+            unsafe { ListHead::del_init(&raw const p.sibling as *mut _) };
         } else {
             // SAFETY: the group leader outlives its threads: it cannot be
             // reaped while `live_threads` counts us (delay_group_leader).
@@ -268,11 +272,15 @@ pub(super) fn release_task(p: TaskRef) {
             l.live_threads -= 1;
             // The last thread of an exited leader reports it to its parent.
             if l.live_threads == 0 && leader.state() == TaskState::Zombie {
+                let parent = l.parent;
                 // SAFETY: a zombie's parent outlives the link (see
                 // exit_notify).
-                sched::wake_up_process(unsafe { &*l.parent });
+                wake_up_parent(unsafe { &*parent }, &g);
             }
         }
+        // list_del_rcu(&p->thread_node)
+        // SAFETY: `p` is on its group's thread list, under the write lock.
+        unsafe { ListHead::del_init(&raw const p.thread_node as *mut _) };
         drop(stats);
         drop(siglock);
     }

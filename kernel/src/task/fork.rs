@@ -5,8 +5,10 @@
 //! (in the caller's namespace or a new child one), then under
 //! `write_lock_irq(&tasklist_lock)` rechecks that the namespace still
 //! accepts pids, attaches the pids (PID, TGID, PGID, SID; a thread only
-//! PID; PGID and SID are the parent's, or with `setsid` the child's own)
-//! and links the task to its parent. A failure unwinds everything.
+//! PID; PGID and SID are the parent's, or with `setsid` the child's own),
+//! links a process at the tail of its parent's `children` (a thread goes on
+//! its group's `thread_head` instead, never on `children`). A failure
+//! unwinds everything.
 
 use crate::pid::namespace::Reaper;
 use alloc::sync::Arc;
@@ -194,6 +196,15 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
         links.thread = true;
         links.group_leader = leader;
         links.parent = my_parent;
+        // list_add_tail_rcu(&p->thread_node, &p->signal->thread_head)
+        // SAFETY: under the write lock (and siglock, as Linux has it); the
+        // node is on no list yet, and the task stays pinned until
+        // release_task unlinks it.
+        unsafe {
+            my_signal
+                .thread_head
+                .add_tail(&raw const t.thread_node as *mut _)
+        };
     } else {
         let (pgid, sid) = if args.setsid {
             // ksys_setsid(): the new group and session are the child's pid.
@@ -215,8 +226,18 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
             // is_child_reaper()
             ns.set_child_reaper(Some(Reaper::of(&t)));
         }
-        // SAFETY: under the write lock; `t` is on no list yet.
-        unsafe { me.children.add_head(&raw const t.sibling as *mut _) };
+        // Port of `list_add_tail(&p->sibling, &p->real_parent->children)`
+        // (the leader branch only), and copy_signal()'s `thread_head` with
+        // the group's first task on it.
+        // SAFETY: under the write lock; `t` is on no list yet and stays
+        // pinned until release_task unlinks it; `me` is pinned.
+        unsafe {
+            me.children.add_tail(&raw const t.sibling as *mut _);
+            t.signal()
+                .expect("set above")
+                .thread_head
+                .add_tail(&raw const t.thread_node as *mut _);
+        }
     }
     t.set_pid_link(&mut g, PidType::Pid, Some(pid));
     lockctx::record(Site::ForkAttach);
@@ -274,6 +295,14 @@ pub(crate) fn init_task_pids(init: &Task) -> Result<(), Errno> {
     let pid = alloc_pid(ns, &[], StrategyPair::stock(), true)?;
     let mut g = write_lock_irq_tasklist();
     init.links_mut(&mut g).group_leader = init;
+    // SAFETY: under the write lock; init's node is on no list yet and init
+    // never goes away.
+    unsafe {
+        init.signal()
+            .expect("set above")
+            .thread_head
+            .add_tail(&raw const init.thread_node as *mut _)
+    };
     for ty in PidType::ALL {
         init.set_pid_link(&mut g, ty, Some(pid.clone()));
         // SAFETY: under the write lock; init's nodes are on no list yet.

@@ -31,10 +31,13 @@ pub(crate) mod wait;
 use core::alloc::Layout;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
+};
 
 use crate::klib::fault_inject::{FaultSite, should_fail};
-use crate::klib::hlist::{HlistHead, HlistNode};
+use crate::klib::hlist::HlistNode;
+use crate::klib::list::ListHead;
 use crate::mm::cache::{Backing, ObjCache};
 use crate::pid::namespace::Reaper;
 use crate::pid::{PIDTYPE_MAX, PerPidType, Pid};
@@ -141,18 +144,26 @@ pub(crate) struct Task {
     own_pid: AtomicPtr<Pid>,
     /// Port of `task->pid_links[]`: this task on its pids' task lists.
     pub(crate) pid_links: PerPidType<HlistNode>,
-    /// Port of `task->children`: the processes this task is parent of.
-    pub(crate) children: HlistHead,
-    /// Port of `task->sibling`: this task on its parent's `children`.
-    pub(crate) sibling: HlistNode,
+    /// Port of `task->children`: the processes this task is parent of,
+    /// oldest first (threads are never on it).
+    pub(crate) children: ListHead,
+    /// Port of `task->sibling`: this process on its parent's `children`.
+    pub(crate) sibling: ListHead,
+    /// Port of `task->thread_node`: this task on its group's
+    /// `thread_head`, leader first, then its threads oldest first.
+    pub(crate) thread_node: ListHead,
+    /// The task waits in `do_wait` for a child (Linux: it is on its
+    /// group's `signal->wait_chldexit` queue): a child's exit wakes every
+    /// thread of the parent's group that has this set.
+    wait_chldexit: AtomicBool,
     /// Port of `task->cg_list`: this task on its css_set's task (or dying)
     /// list, under `css_set_lock` (see [`cgroup`]).
     pub(crate) cg_node: HlistNode,
     /// The task holds a css_set reference (`cgroup_post_fork` ran).
-    pub(crate) css_linked: core::sync::atomic::AtomicBool,
+    pub(crate) css_linked: AtomicBool,
     /// A CLONE_THREAD child (set by `copy_process` before the task is
     /// visible; the same as its links' `thread`, readable without a lock).
-    is_thread: core::sync::atomic::AtomicBool,
+    is_thread: AtomicBool,
     /// An exit asked for by someone else (`EXIT_NONE` when none); parked
     /// tasks wait for it.
     exit_request: AtomicI32,
@@ -294,11 +305,13 @@ impl Task {
                 links: UnsafeCell::new(ProcLinks::new()),
                 own_pid: AtomicPtr::new(core::ptr::null_mut()),
                 pid_links: PerPidType([const { HlistNode::new() }; PIDTYPE_MAX]),
-                children: HlistHead::new(),
-                sibling: HlistNode::new(),
+                children: ListHead::new(),
+                sibling: ListHead::new(),
+                thread_node: ListHead::new(),
+                wait_chldexit: AtomicBool::new(false),
                 cg_node: HlistNode::new(),
-                css_linked: core::sync::atomic::AtomicBool::new(false),
-                is_thread: core::sync::atomic::AtomicBool::new(false),
+                css_linked: AtomicBool::new(false),
+                is_thread: AtomicBool::new(false),
                 exit_request: AtomicI32::new(EXIT_NONE),
                 nvcsw: AtomicU64::new(0),
                 signal: UnsafeCell::new(None),
@@ -371,6 +384,19 @@ impl Task {
     pub(crate) fn request_exit(&self, code: i32) {
         self.exit_request
             .store(if code == EXIT_NONE { 0 } else { code }, Ordering::SeqCst);
+    }
+
+    /// Whether the task waits in `do_wait` for a child to exit.
+    pub(crate) fn waits_for_children(&self) -> bool {
+        self.wait_chldexit.load(Ordering::SeqCst)
+    }
+
+    /// Enters (true) or leaves (false) the wait for a child's exit: the
+    /// port of `add_wait_queue(&current->signal->wait_chldexit, ..)` and
+    /// its removal.
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+    pub(crate) fn set_waits_for_children(&self, waiting: bool) {
+        self.wait_chldexit.store(waiting, Ordering::SeqCst);
     }
 
     /// The thread group's signal struct, if this is a process.

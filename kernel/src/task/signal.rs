@@ -1,6 +1,7 @@
 //! A thread group's shared state (Linux's `sighand_struct` and
-//! `signal_struct` folded into one): `sighand->siglock`, and the
-//! `sig->stats_lock` seqlock over the counters dead threads fold into.
+//! `signal_struct` folded into one): `sighand->siglock`, the
+//! `sig->stats_lock` seqlock over the counters dead threads fold into, and
+//! the list of the group's tasks (`thread_head`, under `tasklist_lock`).
 //!
 //! `copy_process` takes the parent's siglock inside `tasklist_lock` while
 //! it attaches the child; `release_task`'s `__exit_signal` takes the dying
@@ -14,6 +15,7 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::klib::list::ListHead;
 use crate::klib::lockctx::{self, Tracked};
 use crate::mm::cache::ObjCache;
 use crate::sync::irq::{IrqLock, Plain};
@@ -47,6 +49,10 @@ pub(crate) struct Signal {
     /// The process's shared counters every thread writes (cred, sighand,
     /// live, mm_users; see [`super::shared`]).
     pub(crate) lines: super::shared::ProcessLines,
+    /// Port of `sig->thread_head`: the group's tasks (their
+    /// `thread_node`), leader first; changed and walked under
+    /// `tasklist_lock`.
+    pub(crate) thread_head: ListHead,
 }
 
 /// A held `spin_lock(&sighand->siglock)`; dropping it is `spin_unlock`.
@@ -150,6 +156,7 @@ impl SignalRef {
                 ),
                 nr_threads: AtomicU64::new(1),
                 lines: super::shared::ProcessLines::new(),
+                thread_head: ListHead::new(),
             })
         };
         Some(SignalRef(mem))

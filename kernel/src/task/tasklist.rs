@@ -1,5 +1,6 @@
 //! `tasklist_lock` and what it protects: each task's process links (its
-//! pids, parent, thread group) and the `children`/`sibling` lists.
+//! pids, parent, thread group), the `children`/`sibling` lists and each
+//! group's `thread_head`/`thread_node` list.
 //!
 //! The guard is the proof: [`Task::links`] needs a read or write guard of
 //! `tasklist_lock` and hands out `&ProcLinks`; [`Task::links_mut`] needs the
@@ -15,7 +16,7 @@ use core::sync::atomic::Ordering;
 
 use super::Task;
 use crate::klib::aligned::CacheAligned;
-use crate::klib::hlist::HlistNode;
+use crate::klib::list::ListHead;
 use crate::klib::lockctx::{self, Tracked};
 use crate::pid::namespace::{PidNamespace, init_pid_ns};
 use crate::pid::{PerPidType, PidRef, PidType};
@@ -195,12 +196,23 @@ pub(crate) fn is_process(t: &Task) -> bool {
 /// # Safety
 /// `node` is a task's `sibling` node.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
-pub(super) unsafe fn task_of_sibling(node: *mut HlistNode) -> *const Task {
+pub(super) unsafe fn task_of_sibling(node: *mut ListHead) -> *const Task {
     // SAFETY: per the contract (container_of).
     unsafe { node.byte_sub(core::mem::offset_of!(Task, sibling)) as *const Task }
 }
 
-/// Calls `f` on every child of `parent` until it returns false.
+/// The task behind a node of some group's `thread_head` list.
+///
+/// # Safety
+/// `node` is a task's `thread_node` node.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+unsafe fn task_of_thread_node(node: *mut ListHead) -> *const Task {
+    // SAFETY: per the contract (container_of).
+    unsafe { node.byte_sub(core::mem::offset_of!(Task, thread_node)) as *const Task }
+}
+
+/// Port of `list_for_each_entry(p, &parent->children, sibling)`: calls `f`
+/// on every child of `parent`, oldest first, until it returns false.
 #[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
 pub(super) fn for_each_child(
     parent: &Task,
@@ -212,12 +224,84 @@ pub(super) fn for_each_child(
         // SAFETY: a node on `children` is a linked child's `sibling`; the
         // child's link reference keeps it alive while linked, and
         // tasklist_lock (the guard) keeps it linked.
-        let (t, next) = unsafe { (&*task_of_sibling(n), (*n).next()) };
+        let (t, next) = unsafe { (&*task_of_sibling(n), parent.children.next_of(n)) };
         if !f(t) {
             return;
         }
         n = next;
     }
+}
+
+/// Port of `while_each_thread(current, t)` with `t = current` first: calls
+/// `f` on `me`, then on the other tasks of its thread group in list order
+/// from `me` on, wrapping to the leader, until it returns false. A task
+/// outside any group (a kernel task) is alone in it.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) fn while_each_thread(
+    me: &Task,
+    _tasklist: &impl TasklistHeld,
+    mut f: impl FnMut(&Task) -> bool,
+) {
+    if !f(me) {
+        return;
+    }
+    let Some(sig) = me.signal() else {
+        return;
+    };
+    let head = &sig.thread_head;
+    let start = (&raw const me.thread_node).cast_mut();
+    if me.thread_node.is_empty() {
+        return; // released (a task only waits on itself then)
+    }
+    let mut n = start;
+    loop {
+        // SAFETY: `n` is on the group's list (`me`'s node, or one reached
+        // from it), which tasklist_lock keeps as it is.
+        n = unsafe { head.next_of(n) };
+        if n.is_null() {
+            // next_thread(): past the last thread comes the leader, the
+            // list's first entry.
+            n = head.first();
+        }
+        if n == start {
+            return;
+        }
+        // SAFETY: a node on `thread_head` is a linked task's
+        // `thread_node`, kept alive and linked under tasklist_lock.
+        if !f(unsafe { &*task_of_thread_node(n) }) {
+            return;
+        }
+    }
+}
+
+/// Port of `for_each_thread(leader, t) t->real_parent = parent`: sets the
+/// parent of every task of `leader`'s group (`forget_original_parent`).
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) fn set_group_parent(leader: &Task, g: &mut TasklistWrite, parent: *const Task) {
+    let Some(sig) = leader.signal() else {
+        leader.links_mut(g).parent = parent;
+        return;
+    };
+    // The leader is on the list too, first.
+    let mut n = sig.thread_head.first();
+    while !n.is_null() {
+        // SAFETY: as in `while_each_thread`; the write guard keeps the
+        // list as it is while we change the links.
+        let (t, next) = unsafe { (&*task_of_thread_node(n), sig.thread_head.next_of(n)) };
+        t.links_mut(g).parent = parent;
+        n = next;
+    }
+}
+
+/// Port of `same_thread_group()`: `a` and `b` are the same task or tasks
+/// of one thread group.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))] // the bare-metal process paths
+pub(super) fn same_thread_group(a: &Task, b: &Task) -> bool {
+    ptr::eq(a, b)
+        || match (a.signal(), b.signal()) {
+            (Some(x), Some(y)) => ptr::eq::<super::signal::Signal>(&**x, &**y),
+            _ => false,
+        }
 }
 
 /// Port of `task_active_pid_ns()`: the namespace of a task's PID (the root

@@ -1,4 +1,5 @@
-//! Host tests of the task structure: names, references, the caches.
+//! Host tests of the task structure: names, references, the PID link's
+//! lock-free mirror, state transitions.
 
 use super::*;
 

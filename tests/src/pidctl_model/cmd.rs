@@ -56,6 +56,7 @@ pub enum Cmd {
     Spawn(Spawn),
     Exit { name: String, code: Option<i32> },
     Wait { name: String },
+    WaitAny { parent: String, nohang: bool },
     PidMax { name: String, max: i64 },
     Ps,
     Check,
@@ -72,6 +73,13 @@ impl fmt::Display for Cmd {
                 code: Some(c),
             } => write!(f, "exit {name} code={c}"),
             Cmd::Wait { name } => write!(f, "wait {name}"),
+            Cmd::WaitAny { parent, nohang } => {
+                write!(
+                    f,
+                    "wait-any {parent}{}",
+                    if *nohang { " nohang" } else { "" }
+                )
+            }
             Cmd::PidMax { name, max } => write!(f, "pid_max {name} {max}"),
             Cmd::Ps => write!(f, "ps"),
             Cmd::Check => write!(f, "check"),
@@ -113,6 +121,14 @@ impl Cmd {
                     .map(|c| c.strip_prefix("code=").unwrap().parse().unwrap()),
             },
             "wait" => Cmd::Wait { name: name() },
+            "wait-any" => Cmd::WaitAny {
+                parent: name(),
+                nohang: match rest[..] {
+                    [] => false,
+                    ["nohang"] => true,
+                    _ => panic!("wait-any arguments {rest:?}"),
+                },
+            },
             "pid_max" => Cmd::PidMax {
                 name: name(),
                 max: rest[0].parse().unwrap(),

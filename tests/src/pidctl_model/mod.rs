@@ -5,11 +5,14 @@
 //! `alloc_pid` (errno order, cyclic allocation from the cursor, the wrap to
 //! `RESERVED_PIDS`, rollback) and pidctl's executor for the rest: names,
 //! zombies, reaping by the parent, and reparenting to the nearest live
-//! namespace init when a task exits. Nothing is random inside the kernel
-//! when pidctl drives it (one command at a time, no fault injection), so
-//! the model predicts every `ok` answer exactly, pid numbers after a wrap
-//! included; `err` answers are predicted by errno, their prose is the
-//! kernel's own.
+//! namespace init when a task exits. Each parent's children are in
+//! Linux's `children` order: by spawn, orphans appended to their reaper's
+//! list in their order when they move; `wait-any` takes the first zombie
+//! in it (pidctl's tasks have no threads, so a wait scans one list).
+//! Nothing is random inside the kernel when pidctl drives it (one command
+//! at a time, no fault injection), so the model predicts every `ok` answer
+//! exactly, pid numbers after a wrap included; `err` answers are predicted
+//! by errno, their prose is the kernel's own.
 
 mod cmd;
 
@@ -130,6 +133,8 @@ pub struct Task {
     parent: Option<u64>,
     pub zombie: bool,
     code: i32,
+    /// Its place on its parent's `children` list (smaller is older).
+    order: u64,
     /// `(namespace, number)`, innermost level first.
     pub pids: Vec<(usize, u32)>,
 }
@@ -157,6 +162,8 @@ pub struct Model {
     /// In the order pidctl lists them (init first, reaped ones removed).
     pub tasks: Vec<Task>,
     next_id: u64,
+    /// The next place at the tail of a `children` list.
+    next_order: u64,
 }
 
 impl Default for Model {
@@ -191,9 +198,11 @@ impl Model {
                 parent: None,
                 zombie: false,
                 code: 0,
+                order: 0,
                 pids: vec![(0, 1)],
             }],
             next_id: 1,
+            next_order: 1,
         }
     }
 
@@ -241,23 +250,33 @@ impl Model {
                 let i = self.find(name).ok_or("ESRCH")?;
                 let parent = self.tasks[i].parent.ok_or("ECHILD")?;
                 let p = self.by_id(parent).ok_or("ECHILD")?;
+                // waitpid(pid, WNOHANG) on a live child returns 0.
                 if !self.tasks[i].zombie {
-                    return Err("EAGAIN");
+                    return Ok("none".into());
                 }
-                let parent_ns = self.tasks[p].ns();
                 let reaper = self.tasks[p].name.clone();
-                let t = self.tasks.remove(i);
-                let nr = t
-                    .pids
-                    .iter()
-                    .find(|(ns, _)| *ns == parent_ns)
-                    .map(|(_, nr)| *nr)
-                    .expect("a parent's namespace is one of its child's");
-                self.free_pid(&t.pids);
-                Ok(format!(
-                    "{name} code={} pid={nr} reaped_by={reaper}",
-                    t.code
-                ))
+                let (code, nr) = self.reap(i, p);
+                Ok(format!("{name} code={code} pid={nr} reaped_by={reaper}"))
+            }
+            Cmd::WaitAny { parent, nohang } => {
+                let p = self.find(parent).ok_or("ESRCH")?;
+                if self.tasks[p].zombie {
+                    return Err("ESRCH");
+                }
+                let children = self.children(p);
+                if children.is_empty() {
+                    return Err("ECHILD");
+                }
+                match children.into_iter().find(|&c| self.tasks[c].zombie) {
+                    Some(c) => {
+                        let name = self.tasks[c].name.clone();
+                        let (code, nr) = self.reap(c, p);
+                        Ok(format!("{name} code={code} pid={nr}"))
+                    }
+                    None if *nohang => Ok("none".into()),
+                    // Linux would block; pidctl refuses.
+                    None => Err("EDEADLK"),
+                }
             }
             Cmd::PidMax { name, max } => {
                 let i = self.find(name).ok_or("ESRCH")?;
@@ -289,6 +308,44 @@ impl Model {
                 )
             }),
         }
+    }
+
+    /// The children of task `p` (indices), in its `children` list's order.
+    fn children(&self, p: usize) -> Vec<usize> {
+        let id = self.tasks[p].id;
+        let mut c: Vec<usize> = (0..self.tasks.len())
+            .filter(|&i| self.tasks[i].parent == Some(id))
+            .collect();
+        c.sort_by_key(|&i| self.tasks[i].order);
+        c
+    }
+
+    /// How many zombie children the task named `parent` has.
+    pub fn zombie_children(&self, parent: &str) -> usize {
+        self.find(parent).map_or(0, |p| {
+            let children = self.children(p);
+            children.iter().filter(|&&c| self.tasks[c].zombie).count()
+        })
+    }
+
+    /// Whether task `t` has children (live or zombie).
+    pub fn has_children(&self, t: &Task) -> bool {
+        self.tasks.iter().any(|c| c.parent == Some(t.id))
+    }
+
+    /// `p` reaps its zombie child `i`: its exit code and its pid in `p`'s
+    /// namespace; the pids are freed and the task is gone.
+    fn reap(&mut self, i: usize, p: usize) -> (i32, u32) {
+        let parent_ns = self.tasks[p].ns();
+        let t = self.tasks.remove(i);
+        let nr = t
+            .pids
+            .iter()
+            .find(|(ns, _)| *ns == parent_ns)
+            .map(|(_, nr)| *nr)
+            .expect("a parent's namespace is one of its child's");
+        self.free_pid(&t.pids);
+        (t.code, nr)
     }
 
     /// pidctl's checks, then `copy_process` in the parent's namespace (or a
@@ -325,12 +382,16 @@ impl Model {
                 if pids[0].1 == 1 {
                     self.ns[ns].reaper = Some(id);
                 }
+                // list_add_tail(&p->sibling, &parent->children)
+                let order = self.next_order;
+                self.next_order += 1;
                 let task = Task {
                     id,
                     name: name.into(),
                     parent: Some(self.tasks[p].id),
                     zombie: false,
                     code: 0,
+                    order,
                     pids,
                 };
                 let text = format!("{name} pids={}", task.pids_text());
@@ -436,7 +497,8 @@ impl Model {
 
     /// `exit_notify`: a namespace's init stops allocation there; the
     /// children go to the nearest namespace init, from the task's own
-    /// namespace outwards, that is not the task and still accepts pids.
+    /// namespace outwards, that is not the task and still accepts pids, at
+    /// the end of its list in their order (`list_splice_tail_init`).
     fn exit(&mut self, i: usize, code: i32) {
         let me = self.tasks[i].id;
         let own = self.tasks[i].ns();
@@ -452,10 +514,11 @@ impl Model {
                     _ => ns = n.parent.expect("the root's init never exits"),
                 }
             };
-            for t in &mut self.tasks {
-                if t.parent == Some(me) {
-                    t.parent = Some(reaper);
-                }
+            for c in self.children(i) {
+                let t = &mut self.tasks[c];
+                t.parent = Some(reaper);
+                t.order = self.next_order;
+                self.next_order += 1;
             }
         }
         let t = &mut self.tasks[i];

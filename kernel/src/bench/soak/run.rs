@@ -129,7 +129,7 @@ fn make_level(parent: &Arc<PidNamespace>) -> Result<Level, Errno> {
 /// Kills a level's init and reaps it (its namespace then dies).
 fn end_level(level: Level) -> Result<(), String> {
     request_exit(&level.init, 0);
-    match wait_child(Some(&level.init), true) {
+    match wait_child(Some(&level.init)) {
         Ok(Reaped { code: 0, .. }) => Ok(()),
         other => Err(format!("reaping a namespace init: {other:?}")),
     }
@@ -213,8 +213,8 @@ impl Worker<'_> {
             Ok(c) => c,
             Err(e) => return done(Err(e)),
         };
-        match wait_child(Some(&child), true) {
-            Ok(Reaped { nr, code: got }) if got == code as i32 && nr > 0 => {}
+        match wait_child(Some(&child)) {
+            Ok(Reaped { nr, code: got, .. }) if got == code as i32 && nr > 0 => {}
             other => {
                 self.sh.problem(format!(
                     "cpu {}: reaping a child: {other:?}, expected code {code}",
@@ -482,7 +482,7 @@ pub(crate) fn run(params: &SoakParams, accel: Option<Accel>) -> Result<(), Strin
     // anything returns (by name: the root namespace's parked tasks are
     // children too, and never exit).
     for w in workers {
-        let _ = wait_child(Some(&w), true);
+        let _ = wait_child(Some(&w));
     }
     if let Some(e) = spawn_error {
         return Err(e);

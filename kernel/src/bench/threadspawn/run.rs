@@ -192,7 +192,7 @@ pub(crate) fn run(
     });
     while let Some(init) = chain.pop() {
         request_exit(&init, 0);
-        wait_child(Some(&init), true).map_err(|e| format!("reaping ns init: {e:?}"))?;
+        wait_child(Some(&init)).map_err(|e| format!("reaping ns init: {e:?}"))?;
     }
     drop(ns);
     drop(lf_ns);

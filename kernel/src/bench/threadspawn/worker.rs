@@ -186,7 +186,7 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         }
     }
     for _ in 0..workers {
-        wait_child(None, true).expect("threadspawn: a worker to reap");
+        wait_child(None).expect("threadspawn: a worker to reap");
     }
     drain(&procs_before, tasks_before)?;
     let pid_after = pid_stats_total().since(&pid_before);
