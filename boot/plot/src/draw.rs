@@ -9,26 +9,8 @@ use std::collections::BTreeSet;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::palette::{colour, strategies};
 use crate::rows::Row;
-
-/// The strategies in the benchmark's order, each with its colour.
-const KNOWN: [(&str, RGBColor); 4] = [
-    ("stock", RGBColor(60, 60, 60)),
-    ("pidmap-once", RGBColor(31, 119, 180)),
-    ("exit-deferred", RGBColor(255, 127, 14)),
-    ("both", RGBColor(44, 160, 44)),
-];
-
-/// The colour of `strategy`: fixed for the known ones, a palette colour
-/// (by order of first appearance) for others.
-pub fn colour(strategy: &str, others: &[String]) -> RGBColor {
-    if let Some((_, c)) = KNOWN.iter().find(|(n, _)| *n == strategy) {
-        return *c;
-    }
-    let i = others.iter().position(|o| o == strategy).unwrap_or(0);
-    let c = Palette99::pick(i + 5).to_rgba();
-    RGBColor(c.0, c.1, c.2)
-}
 
 /// `1234567` as `1.23M`, `250000` as `250k`.
 pub fn human(v: f64) -> String {
@@ -45,22 +27,6 @@ pub fn human(v: f64) -> String {
     } else {
         format!("{v:.0}")
     }
-}
-
-/// Strategies in plotting order: known ones first, in the benchmark's
-/// order, then the rest by first appearance.
-fn strategies(rows: &[Row]) -> Vec<String> {
-    let mut out: Vec<String> = KNOWN
-        .iter()
-        .filter(|(n, _)| rows.iter().any(|r| r.strategy == *n))
-        .map(|(n, _)| n.to_string())
-        .collect();
-    for r in rows {
-        if !out.contains(&r.strategy) {
-            out.push(r.strategy.clone());
-        }
-    }
-    out
 }
 
 /// Draws the figure into `out`.
@@ -90,7 +56,7 @@ pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::err
         .into_iter()
         .collect();
     let with_ratios = rows.iter().any(|r| r.paired.is_some());
-    let names = strategies(rows);
+    let names = strategies(rows.iter().map(|r| r.strategy.as_str()));
     let panel_rows = if with_ratios { 2 } else { 1 };
     let (w, h) = (620 * cpus.len() as u32, 460 * panel_rows as u32 + 50);
     let root = BitMapBackend::new(out, (w, h)).into_drawing_area();
@@ -290,13 +256,5 @@ mod tests {
         assert_eq!(human(12_500.0), "12.5k");
         assert_eq!(human(999.0), "999");
         assert_eq!(human(0.0), "0");
-    }
-
-    #[test]
-    fn a_strategy_keeps_its_colour_whatever_else_is_plotted() {
-        let others = vec!["stock".to_string(), "mine".to_string(), "both".to_string()];
-        assert_eq!(colour("both", &others), colour("both", &[]));
-        assert_ne!(colour("both", &others), colour("stock", &others));
-        assert_ne!(colour("mine", &others), colour("both", &others));
     }
 }

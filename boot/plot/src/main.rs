@@ -8,6 +8,7 @@
 //! `PIDLAB_FONT` or the usual DejaVu path (Debian: `fonts-dejavu-core`).
 
 mod draw;
+mod palette;
 mod rows;
 
 use std::process::ExitCode;
