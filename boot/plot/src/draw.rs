@@ -29,14 +29,36 @@ pub fn human(v: f64) -> String {
     }
 }
 
-/// Draws the figure into `out`.
-pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let cpus: Vec<Option<u32>> = rows
-        .iter()
+/// The CPU counts the rows ran with: one column of panels each.
+fn columns(rows: &[Row]) -> Vec<Option<u32>> {
+    rows.iter()
         .map(|r| r.cpus)
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// The figure's size in pixels: 620 wide per column, 460 high per panel.
+pub fn figure_size(rows: &[Row]) -> (u32, u32) {
+    let panel_rows = if rows.iter().any(|r| r.paired.is_some()) {
+        2
+    } else {
+        1
+    };
+    (620 * columns(rows).len() as u32, 460 * panel_rows + 50)
+}
+
+/// Draws the figure into the PNG file `out`.
+pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::new(out, figure_size(rows)).into_drawing_area();
+    draw(&root, rows, title)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws the figure on `root`, which is [`figure_size`] large.
+fn draw(root: &Area<'_>, rows: &[Row], title: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let cpus = columns(rows);
     let many_depths = rows
         .iter()
         .map(|r| r.ns_depth)
@@ -58,8 +80,6 @@ pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::err
     let with_ratios = rows.iter().any(|r| r.paired.is_some());
     let names = strategies(rows.iter().map(|r| r.strategy.as_str()));
     let panel_rows = if with_ratios { 2 } else { 1 };
-    let (w, h) = (620 * cpus.len() as u32, 460 * panel_rows as u32 + 50);
-    let root = BitMapBackend::new(out, (w, h)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 24))?;
     let panels = root.split_evenly((panel_rows, cpus.len()));
@@ -81,7 +101,6 @@ pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::err
             )?;
         }
     }
-    root.present()?;
     Ok(())
 }
 
@@ -248,6 +267,58 @@ impl Panel<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::parse_rows;
+
+    /// Two `make bench` runs (`--smp 8` and `--smp 2`) as bench.sh saves
+    /// them: at one worker under `--smp 8` one version's interval reaches 8x.
+    const BENCH_CSV: &str = include_str!("../tests/threadspawn.csv");
+
+    /// Whether a font could be registered; rendering tests skip (saying
+    /// so) without one, as `make bench` skips the plot.
+    fn font() -> bool {
+        static FONT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+        match FONT.get_or_init(crate::load_font) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                false
+            }
+        }
+    }
+
+    /// The figure of `rows` as RGB bytes.
+    fn render(rows: &[Row]) -> Vec<u8> {
+        let (w, h) = figure_size(rows);
+        let mut rgb = vec![0; (w * h * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+            draw(&root, rows, "test").unwrap();
+            root.present().unwrap();
+        }
+        rgb
+    }
+
+    #[test]
+    fn the_bench_csv_renders_to_a_png_file() {
+        if !font() {
+            return;
+        }
+        let rows = parse_rows(BENCH_CSV).unwrap();
+        assert_eq!(rows.len(), 24);
+        assert_eq!(figure_size(&rows), (1240, 970), "two columns of two panels");
+        let out = std::env::temp_dir().join(format!("pidlab-plot-test-{}.png", std::process::id()));
+        plot(&rows, out.to_str().unwrap(), "test").unwrap();
+        let png = std::fs::read(&out).unwrap();
+        std::fs::remove_file(&out).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // IHDR: width and height, big-endian, after the signature and chunk header.
+        assert_eq!(&png[16..24], [0, 0, 4, 216, 0, 0, 3, 202]);
+        let rgb = render(&rows);
+        assert!(
+            rgb.chunks(3).any(|p| p != [255, 255, 255]),
+            "something drawn"
+        );
+    }
 
     #[test]
     fn axes_read_in_k_and_m() {
