@@ -7,10 +7,12 @@
 use std::collections::BTreeSet;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::palette::{colour, strategies};
-use crate::rows::Row;
+use crate::ratio_axis::RatioAxis;
+use crate::rows::{Paired, Row};
 
 /// `1234567` as `1.23M`, `250000` as `250k`.
 pub fn human(v: f64) -> String {
@@ -201,20 +203,65 @@ impl Panel<'_> {
         Ok(())
     }
 
-    fn ratios(&self, area: &Area<'_>, caption: &str) -> Result<(), Box<dyn std::error::Error>> {
-        let paired: Vec<_> = self.rows.iter().filter_map(|r| r.paired).collect();
-        let lo = paired.iter().map(|p| p.lo).fold(1.0, f64::min);
-        let hi = paired.iter().map(|p| p.hi).fold(1.0, f64::max);
-        let pad = ((hi - lo) * 0.1).max(0.02);
-        let mw = self.max_workers();
+    /// The paired ratios the panel draws: every strategy's but stock's
+    /// (1.0 by definition), with each row's x position.
+    fn paired(&self) -> Vec<RatioSeries> {
         // Side by side around each worker count, one slot per strategy.
         let slots = self.names.len().max(1) as f64;
+        let mut out = Vec::new();
+        for (pts, colour, dashed, _) in self.series() {
+            if pts[0].strategy == "stock" {
+                continue;
+            }
+            let slot = self
+                .names
+                .iter()
+                .position(|n| *n == pts[0].strategy)
+                .unwrap_or(0);
+            let dx = (slot as f64 - (slots - 1.0) / 2.0) * 0.12 + if dashed { 0.04 } else { 0.0 };
+            let points: Vec<(f64, Paired)> = pts
+                .iter()
+                .filter_map(|r| r.paired.map(|p| (r.workers as f64 + dx, p)))
+                .collect();
+            if !points.is_empty() {
+                out.push(RatioSeries {
+                    points,
+                    colour,
+                    dashed,
+                });
+            }
+        }
+        out
+    }
+
+    fn ratios(&self, area: &Area<'_>, caption: &str) -> Result<(), Box<dyn std::error::Error>> {
+        let series = self.paired();
+        let all = || series.iter().flat_map(|s| s.points.iter().map(|(_, p)| p));
+        let medians: Vec<f64> = all().map(|p| p.ratio).collect();
+        let intervals: Vec<(f64, f64)> = all().map(|p| (p.lo, p.hi)).collect();
+        let axis = RatioAxis::choose(&medians, &intervals, &[]);
+        // Say what a caret means, with the carets this panel draws.
+        let shown: Vec<_> = all().map(|p| axis.show(p.lo, p.hi)).collect();
+        let carets: String = [
+            (shown.iter().any(|s| s.hi_clipped), '\u{25b2}'),
+            (shown.iter().any(|s| s.lo_clipped), '\u{25bc}'),
+        ]
+        .iter()
+        .filter(|(any, _)| *any)
+        .map(|(_, c)| *c)
+        .collect();
+        let caption = if carets.is_empty() {
+            caption.to_string()
+        } else {
+            format!("{caption}; {carets} interval goes on")
+        };
+        let mw = self.max_workers();
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0f64..mw as f64 + 1.0, (lo - pad).max(0.0)..(hi + pad))?;
+            .build_cartesian_2d(0f64..mw as f64 + 1.0, axis.view())?;
         chart
             .configure_mesh()
             .x_labels(mw as usize + 2)
@@ -227,41 +274,73 @@ impl Panel<'_> {
             vec![(0.0, 1.0), (mw as f64 + 1.0, 1.0)],
             BLACK.stroke_width(1),
         )))?;
-        for (pts, colour, dashed, label) in self.series() {
-            let slot = self
-                .names
-                .iter()
-                .position(|n| *n == pts[0].strategy)
-                .unwrap_or(0);
-            let dx = (slot as f64 - (slots - 1.0) / 2.0) * 0.08 + if dashed { 0.03 } else { 0.0 };
-            let with: Vec<(f64, crate::rows::Paired)> = pts
-                .iter()
-                .filter_map(|r| r.paired.map(|p| (r.workers as f64 + dx, p)))
-                .collect();
-            if with.is_empty() || pts[0].strategy == "stock" {
-                continue;
-            }
+        // No legend: the colours are the ops/s panel's above, and a legend
+        // box would sit where clipped intervals end.
+        for RatioSeries {
+            points,
+            colour,
+            dashed,
+        } in series
+        {
             let style = colour.stroke_width(2);
-            let line = with.iter().map(|(x, p)| (*x, p.ratio));
+            let line = points.iter().map(|(x, p)| (*x, p.ratio));
             if dashed {
-                chart.draw_series(DashedLineSeries::new(line, 8, 5, style))?
+                chart.draw_series(DashedLineSeries::new(line, 8, 5, style))?;
             } else {
-                chart.draw_series(LineSeries::new(line, style))?
+                chart.draw_series(LineSeries::new(line, style))?;
             }
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-            chart.draw_series(with.iter().map(|(x, p)| {
-                ErrorBar::new_vertical(*x, p.lo, p.ratio, p.hi, colour.filled(), 8)
-            }))?;
+            for (x, p) in &points {
+                draw_interval(&mut chart, *x, p, &axis, colour)?;
+            }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
         Ok(())
     }
+}
+
+/// One strategy's (and variant's) paired ratios, each at its x position.
+struct RatioSeries {
+    points: Vec<(f64, Paired)>,
+    colour: RGBColor,
+    dashed: bool,
+}
+
+type RatioChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One median with its interval at `x`: a dot on a bar with a cap at each
+/// end the axis shows, and at an end it cut short a caret pointing on.
+fn draw_interval(
+    chart: &mut RatioChart<'_, '_>,
+    x: f64,
+    p: &Paired,
+    axis: &RatioAxis,
+    colour: RGBColor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shown = axis.show(p.lo, p.hi);
+    let thin = colour.stroke_width(1);
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(x, shown.lo), (x, shown.hi)],
+        thin,
+    )))?;
+    // Pixel offsets: y grows downwards.
+    for (y, clipped, dir) in [
+        (shown.lo, shown.lo_clipped, 1),
+        (shown.hi, shown.hi_clipped, -1),
+    ] {
+        if clipped {
+            let caret = Polygon::new(vec![(0, 9 * dir), (-4, 0), (4, 0)], colour.filled());
+            chart.draw_series(std::iter::once(EmptyElement::at((x, y)) + caret))?;
+        } else {
+            let cap = PathElement::new(vec![(-4, 0), (4, 0)], thin);
+            chart.draw_series(std::iter::once(EmptyElement::at((x, y)) + cap))?;
+        }
+    }
+    chart.draw_series(std::iter::once(Circle::new(
+        (x, p.ratio),
+        4,
+        colour.filled(),
+    )))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod draw;
 mod palette;
+mod ratio_axis;
 mod rows;
 
 use std::process::ExitCode;
