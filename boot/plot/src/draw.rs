@@ -2,7 +2,10 @@
 //! against workers on top and each strategy's paired ratio to stock with
 //! its interval below (when the rows carry paired ratios). A strategy has
 //! one colour in every panel; a second namespace depth or placement in the
-//! same inputs is drawn dashed. Axes read in k/M and `x`.
+//! same inputs is drawn dashed. Axes read in k/M and `x`. The ratio axis
+//! is scaled to the medians ([`RatioAxis`]): an interval reaching past it
+//! ends in a caret. Upstream's own gains are dashed grey lines there, so
+//! a reader sees at once whether a median reaches them.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +16,17 @@ use plotters::prelude::*;
 use crate::palette::{colour, strategies};
 use crate::ratio_axis::RatioAxis;
 use crate::rows::{Paired, Row};
+
+/// Upstream's own gains, drawn as labelled lines on the ratio panels
+/// (docs/threadspawn.md, "What Linux measured"): the exit change's +15%
+/// thread creation and the alloc change's 10-16%. The first label sits
+/// above its line, the second below, so the two never overlap.
+const UPSTREAM: [(f64, &str); 2] = [
+    (1.15, "+15% exit change, upstream"),
+    (1.10, "+10% alloc change, upstream (10-16%)"),
+];
+
+const REFERENCE: RGBColor = RGBColor(110, 110, 110);
 
 /// `1234567` as `1.23M`, `250000` as `250k`.
 pub fn human(v: f64) -> String {
@@ -239,7 +253,8 @@ impl Panel<'_> {
         let all = || series.iter().flat_map(|s| s.points.iter().map(|(_, p)| p));
         let medians: Vec<f64> = all().map(|p| p.ratio).collect();
         let intervals: Vec<(f64, f64)> = all().map(|p| (p.lo, p.hi)).collect();
-        let axis = RatioAxis::choose(&medians, &intervals, &[]);
+        let lines = UPSTREAM.map(|(y, _)| y);
+        let axis = RatioAxis::choose(&medians, &intervals, &lines);
         // Say what a caret means, with the carets this panel draws.
         let shown: Vec<_> = all().map(|p| axis.show(p.lo, p.hi)).collect();
         let carets: String = [
@@ -274,6 +289,7 @@ impl Panel<'_> {
             vec![(0.0, 1.0), (mw as f64 + 1.0, 1.0)],
             BLACK.stroke_width(1),
         )))?;
+        draw_upstream(&mut chart, &series, &axis, mw as f64 + 1.0)?;
         // No legend: the colours are the ops/s panel's above, and a legend
         // box would sit where clipped intervals end.
         for RatioSeries {
@@ -306,6 +322,79 @@ struct RatioSeries {
 
 type RatioChart<'a, 'b> =
     ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Upstream's lines across the panel (to `x_end`), each labelled where
+/// its label covers the least of the data: along its line, the leftmost
+/// place that crosses the fewest intervals, then the fewest series lines.
+/// Drawn before the data, on a light ground, so the data stays on top.
+fn draw_upstream(
+    chart: &mut RatioChart<'_, '_>,
+    series: &[RatioSeries],
+    axis: &RatioAxis,
+    x_end: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let font = ("sans-serif", 13).into_font().color(&REFERENCE);
+    let px = |chart: &RatioChart<'_, '_>, x: f64, y: f64| chart.backend_coord(&(x, y));
+    // In pixels: every interval as drawn (x, top, bottom), and every
+    // series line's segments.
+    let mut bars = Vec::new();
+    let mut segments = Vec::new();
+    for s in series {
+        for (x, p) in &s.points {
+            let shown = axis.show(p.lo, p.hi);
+            let (bx, top) = px(chart, *x, shown.hi);
+            bars.push((bx, top, px(chart, *x, shown.lo).1));
+        }
+        for pair in s.points.windows(2) {
+            let [(xa, a), (xb, b)] = pair else { continue };
+            segments.push((px(chart, *xa, a.ratio), px(chart, *xb, b.ratio)));
+        }
+    }
+    for (i, (y, label)) in UPSTREAM.iter().enumerate() {
+        let ends = [(0.0, *y), (x_end, *y)];
+        chart.draw_series(DashedLineSeries::new(ends, 6, 4, REFERENCE.stroke_width(1)))?;
+        let (w, h) = chart.plotting_area().estimate_text_size(label, &font)?;
+        let (w, h) = (w as i32, h as i32);
+        let (left, line_y) = px(chart, 0.0, *y);
+        let right = px(chart, x_end, *y).0;
+        let top = if i == 0 { line_y - h - 3 } else { line_y + 3 };
+        let inside =
+            |x0: i32, (x, y): (i32, i32)| x >= x0 && x <= x0 + w && y >= top && y <= top + h;
+        let cost = |x0: &i32| {
+            let x0 = *x0;
+            let crossed = bars
+                .iter()
+                .filter(|(bx, bt, bb)| {
+                    *bx + 5 >= x0 && *bx - 5 <= x0 + w && *bb >= top && *bt <= top + h
+                })
+                .count();
+            // A segment crosses the label when one of a few points along it is inside.
+            let lines = segments
+                .iter()
+                .filter(|((xa, ya), (xb, yb))| {
+                    (0..=16).any(|k| {
+                        let at = |a: i32, b: i32| a + (b - a) * k / 16;
+                        inside(x0, (at(*xa, *xb), at(*ya, *yb)))
+                    })
+                })
+                .count();
+            (crossed, lines)
+        };
+        let x0 = (left + 6..=(right - 6 - w).max(left + 6))
+            .step_by(8)
+            .min_by_key(cost)
+            .unwrap_or(left + 6);
+        // Offsets from the line's left end.
+        let (dx, dy) = (x0 - left, top - line_y);
+        let ground = Rectangle::new(
+            [(dx - 2, dy - 1), (dx + w + 2, dy + h + 1)],
+            WHITE.mix(0.8).filled(),
+        );
+        let text = Text::new(*label, (dx, dy), font.clone());
+        chart.draw_series(std::iter::once(EmptyElement::at((0.0, *y)) + ground + text))?;
+    }
+    Ok(())
+}
 
 /// One median with its interval at `x`: a dot on a bar with a cap at each
 /// end the axis shows, and at an end it cut short a caret pointing on.
