@@ -7,9 +7,13 @@
 
 use std::collections::BTreeSet;
 
+use std::ops::Range;
+
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use crate::host::host_bound;
 use crate::palette::{colour, strategies};
 use crate::rows::Row;
 
@@ -51,16 +55,31 @@ pub fn figure_size(rows: &[Row]) -> (u32, u32) {
     (620 * columns(rows).len() as u32, 460 * panel_rows + 50)
 }
 
-/// Draws the figure into the PNG file `out`.
-pub fn plot(rows: &[Row], out: &str, title: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// The ground of a worker count whose busy vCPUs outnumber the host's
+/// cores ([`host_bound`]).
+const HOST_BOUND: RGBColor = RGBColor(252, 236, 212);
+
+/// Draws the figure into the PNG file `out`; with `host_cpus`, the
+/// host-bound worker counts are shaded.
+pub fn plot(
+    rows: &[Row],
+    out: &str,
+    title: &str,
+    host_cpus: Option<u32>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::new(out, figure_size(rows)).into_drawing_area();
-    draw(&root, rows, title)?;
+    draw(&root, rows, title, host_cpus)?;
     root.present()?;
     Ok(())
 }
 
 /// Draws the figure on `root`, which is [`figure_size`] large.
-fn draw(root: &Area<'_>, rows: &[Row], title: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(
+    root: &Area<'_>,
+    rows: &[Row],
+    title: &str,
+    host_cpus: Option<u32>,
+) -> Result<(), Box<dyn std::error::Error>> {
     let cpus = columns(rows);
     let many_depths = rows
         .iter()
@@ -95,6 +114,7 @@ fn draw(root: &Area<'_>, rows: &[Row], title: &str) -> Result<(), Box<dyn std::e
             variants: &variants,
             many_depths,
             many_placements,
+            host_cpus,
         };
         ctx.ops(&panels[col], &format!("{smp}: spawn+reap ops/s"))?;
         if with_ratios {
@@ -114,9 +134,21 @@ struct Panel<'a> {
     variants: &'a [String],
     many_depths: bool,
     many_placements: bool,
+    host_cpus: Option<u32>,
 }
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Axis ticks at whole worker counts only.
+fn whole(x: &f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
 
 impl Panel<'_> {
     /// Each (strategy, variant) series, sorted by workers, with its
@@ -153,6 +185,53 @@ impl Panel<'_> {
         self.rows.iter().map(|r| r.workers).max().unwrap_or(1)
     }
 
+    /// The worker counts with a host-bound row, ascending (none without
+    /// the host's CPU count).
+    fn host_bound_workers(&self) -> Vec<u32> {
+        let Some(host) = self.host_cpus else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .filter(|r| host_bound(r, host))
+            .map(|r| r.workers)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Shades each host-bound worker count, a worker wide, over `y`;
+    /// `labelled` puts the shading in the legend. Drawn first, under the
+    /// grid and the data.
+    fn shade_host_bound(
+        &self,
+        chart: &mut Chart<'_, '_>,
+        y: Range<f64>,
+        labelled: bool,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let workers = self.host_bound_workers();
+        let (Some(host), false) = (self.host_cpus, workers.is_empty()) else {
+            return Ok(());
+        };
+        let x_end = self.max_workers() as f64 + 1.0;
+        let bands = workers.iter().map(|&w| {
+            let x = w as f64;
+            Rectangle::new(
+                [((x - 0.5).max(0.0), y.start), ((x + 0.5).min(x_end), y.end)],
+                HOST_BOUND.filled(),
+            )
+        });
+        let drawn = chart.draw_series(bands)?;
+        if labelled {
+            drawn
+                .label(format!("host-bound: busy vCPUs > {host} host CPUs"))
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 6), (x + 20, y + 6)], HOST_BOUND.filled())
+                });
+        }
+        Ok(())
+    }
+
     fn ops(&self, area: &Area<'_>, caption: &str) -> Result<(), Box<dyn std::error::Error>> {
         let max_ops = self
             .rows
@@ -166,16 +245,19 @@ impl Panel<'_> {
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(0u32..mw + 1, 0f64..max_ops.max(1.0))?;
+            .build_cartesian_2d(0f64..mw as f64 + 1.0, 0f64..max_ops.max(1.0))?;
+        self.shade_host_bound(&mut chart, 0f64..max_ops.max(1.0), true)?;
         chart
             .configure_mesh()
             .x_labels(mw as usize + 2)
+            .x_label_formatter(&whole)
+            .x_max_light_lines(0)
             .x_desc("workers")
             .y_desc("ops/s")
             .y_label_formatter(&|v| human(*v))
             .draw()?;
         for (pts, colour, dashed, label) in self.series() {
-            let line = pts.iter().map(|r| (r.workers, r.ops_per_sec));
+            let line = pts.iter().map(|r| (r.workers as f64, r.ops_per_sec));
             let style = colour.stroke_width(2);
             if dashed {
                 chart.draw_series(DashedLineSeries::new(line, 8, 5, style))?
@@ -186,7 +268,7 @@ impl Panel<'_> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
             chart.draw_series(pts.iter().map(|r| {
                 ErrorBar::new_vertical(
-                    r.workers,
+                    r.workers as f64,
                     r.ops_per_sec - r.stdev,
                     r.ops_per_sec,
                     r.ops_per_sec + r.stdev,
@@ -228,12 +310,12 @@ mod tests {
     }
 
     /// The figure of `rows` as RGB bytes.
-    fn render(rows: &[Row]) -> Vec<u8> {
+    fn render(rows: &[Row], host_cpus: Option<u32>) -> Vec<u8> {
         let (w, h) = figure_size(rows);
         let mut rgb = vec![0; (w * h * 3) as usize];
         {
             let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-            draw(&root, rows, "test").unwrap();
+            draw(&root, rows, "test", host_cpus).unwrap();
             root.present().unwrap();
         }
         rgb
@@ -248,17 +330,54 @@ mod tests {
         assert_eq!(rows.len(), 24);
         assert_eq!(figure_size(&rows), (1240, 970), "two columns of two panels");
         let out = std::env::temp_dir().join(format!("pidlab-plot-test-{}.png", std::process::id()));
-        plot(&rows, out.to_str().unwrap(), "test").unwrap();
+        plot(&rows, out.to_str().unwrap(), "test", Some(2)).unwrap();
         let png = std::fs::read(&out).unwrap();
         std::fs::remove_file(&out).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         // IHDR: width and height, big-endian, after the signature and chunk header.
         assert_eq!(&png[16..24], [0, 0, 4, 216, 0, 0, 3, 202]);
-        let rgb = render(&rows);
+        let rgb = render(&rows, None);
         assert!(
             rgb.chunks(3).any(|p| p != [255, 255, 255]),
             "something drawn"
         );
+    }
+
+    #[test]
+    fn host_bound_worker_counts_are_those_whose_busy_vcpus_outnumber_the_host() {
+        let rows = parse_rows(BENCH_CSV).unwrap();
+        let smp8: Vec<&Row> = rows.iter().filter(|r| r.cpus == Some(8)).collect();
+        let panel = |host_cpus| Panel {
+            rows: &smp8,
+            names: &[],
+            variants: &[],
+            many_depths: false,
+            many_placements: false,
+            host_cpus,
+        };
+        // placement=same: a worker's thread runs on its CPU.
+        assert_eq!(panel(Some(2)).host_bound_workers(), [4, 8]);
+        assert_eq!(panel(Some(4)).host_bound_workers(), [8]);
+        assert!(panel(Some(8)).host_bound_workers().is_empty());
+        assert!(panel(None).host_bound_workers().is_empty());
+    }
+
+    #[test]
+    fn host_bound_worker_counts_are_shaded_when_the_host_is_known() {
+        if !font() {
+            return;
+        }
+        let rows = parse_rows(BENCH_CSV).unwrap();
+        let shaded = |host| {
+            let rgb = render(&rows, host);
+            rgb.chunks(3)
+                .filter(|p| *p == [HOST_BOUND.0, HOST_BOUND.1, HOST_BOUND.2])
+                .count()
+        };
+        // Two bands (4 and 8 workers at --smp 8), in both panels.
+        assert!(shaded(Some(2)) > 4 * 20 * 300, "{}", shaded(Some(2)));
+        assert_eq!(shaded(None), 0);
+        assert_eq!(shaded(Some(8)), 0);
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! ([`RatioAxis`]; an interval it cuts short ends in a caret), with 1.0x
 //! and upstream's own gains as reference lines.
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::{Area, Panel};
+use super::{Area, Chart, Panel, whole};
 use crate::ratio_axis::RatioAxis;
 use crate::rows::Paired;
 
@@ -86,10 +85,12 @@ impl Panel<'_> {
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..mw as f64 + 1.0, axis.view())?;
+        self.shade_host_bound(&mut chart, axis.view(), false)?;
         chart
             .configure_mesh()
             .x_labels(mw as usize + 2)
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_label_formatter(&whole)
+            .x_max_light_lines(0)
             .x_desc("workers")
             .y_desc("vs stock")
             .y_label_formatter(&|v| format!("{v:.2}x"))
@@ -129,21 +130,18 @@ struct RatioSeries {
     dashed: bool,
 }
 
-type RatioChart<'a, 'b> =
-    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
-
 /// Upstream's lines across the panel (to `x_end`), each labelled where
 /// its label covers the least of the data: along its line, the leftmost
 /// place that crosses the fewest intervals, then the fewest series lines.
 /// Drawn before the data, on a light ground, so the data stays on top.
 fn draw_upstream(
-    chart: &mut RatioChart<'_, '_>,
+    chart: &mut Chart<'_, '_>,
     series: &[RatioSeries],
     axis: &RatioAxis,
     x_end: f64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let font = ("sans-serif", 13).into_font().color(&REFERENCE);
-    let px = |chart: &RatioChart<'_, '_>, x: f64, y: f64| chart.backend_coord(&(x, y));
+    let px = |chart: &Chart<'_, '_>, x: f64, y: f64| chart.backend_coord(&(x, y));
     // In pixels: every interval as drawn (x, top, bottom), and every
     // series line's segments.
     let mut bars = Vec::new();
@@ -208,7 +206,7 @@ fn draw_upstream(
 /// One median with its interval at `x`: a dot on a bar with a cap at each
 /// end the axis shows, and at an end it cut short a caret pointing on.
 fn draw_interval(
-    chart: &mut RatioChart<'_, '_>,
+    chart: &mut Chart<'_, '_>,
     x: f64,
     p: &Paired,
     axis: &RatioAxis,
