@@ -224,7 +224,10 @@ impl Panel<'_> {
         let drawn = chart.draw_series(bands)?;
         if labelled {
             drawn
-                .label(format!("host-bound: busy vCPUs > {host} host CPUs"))
+                .label(format!(
+                    "host-bound: busy vCPUs > {host} host CPU{}",
+                    if host == 1 { "" } else { "s" }
+                ))
                 .legend(|(x, y)| {
                     Rectangle::new([(x, y - 6), (x + 20, y + 6)], HOST_BOUND.filled())
                 });

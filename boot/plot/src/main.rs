@@ -131,11 +131,8 @@ fn main() -> ExitCode {
         eprintln!("pidlab-plot: {e}");
         return ExitCode::FAILURE;
     }
-    let mut title = String::from("pidlab threadspawn: stock vs changed pid/exit paths");
-    if let Some(n) = host_cpus {
-        title.push_str(&format!(" (host: {n} CPUs)"));
-    }
-    match draw::plot(&rows, &args.out, &title, host_cpus) {
+    let title = "pidlab threadspawn: stock vs changed pid/exit paths";
+    match draw::plot(&rows, &args.out, title, host_cpus) {
         Ok(()) => {
             println!("pidlab-plot: wrote {} ({} rows)", args.out, rows.len());
             ExitCode::SUCCESS
