@@ -93,7 +93,6 @@ fn main() -> ExitCode {
     };
     let mut rows = Vec::new();
     // The host's CPUs: the option, else what the inputs say (they must agree).
-    let mut host_cpus = args.host_cpus;
     let mut recorded: Option<(u32, &str)> = None;
     for input in &args.inputs {
         let text = match std::fs::read_to_string(input) {
@@ -119,7 +118,7 @@ fn main() -> ExitCode {
             _ => {}
         }
     }
-    host_cpus = host_cpus.or(recorded.map(|(n, _)| n));
+    let host_cpus = args.host_cpus.or(recorded.map(|(n, _)| n));
     if rows.is_empty() {
         eprintln!(
             "pidlab-plot: no threadspawn rows in {}",
@@ -134,7 +133,15 @@ fn main() -> ExitCode {
     let title = "pidlab threadspawn: stock vs changed pid/exit paths";
     match draw::plot(&rows, &args.out, title, host_cpus) {
         Ok(()) => {
-            println!("pidlab-plot: wrote {} ({} rows)", args.out, rows.len());
+            let shading = host_cpus
+                .map_or(String::from("no host CPU count, nothing shaded"), |n| {
+                    format!("host-bound: busy vCPUs over {n} host CPUs")
+                });
+            println!(
+                "pidlab-plot: wrote {} ({} rows; {shading})",
+                args.out,
+                rows.len()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -18,6 +18,7 @@ const UPSTREAM: [(f64, &str); 2] = [
     (1.10, "+10% alloc change, upstream (10-16%)"),
 ];
 
+/// The grey of the reference lines and their labels.
 const REFERENCE: RGBColor = RGBColor(110, 110, 110);
 
 impl Panel<'_> {
