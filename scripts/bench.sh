@@ -8,7 +8,9 @@
 #   threadspawn_samples.csv every sample attempt (ops/s, host steal, kept)
 #   settings.txt            QEMU settings, parameters, host, commit, load
 #   threadspawn.png         per --smp: ops/s against workers, and each
-#                           strategy's paired ratio to stock (pidlab-plot)
+#                           strategy's paired ratio to stock (pidlab-plot;
+#                           it reads the host's CPUs from settings.txt and
+#                           shades the worker counts the host cannot run)
 #   profile-smp8/, profile-smp2/
 #                           the sampling profile (profile=on, docs/profile.md):
 #                           folded stacks and flame graphs per version and
@@ -83,7 +85,7 @@ csv() { # family header-second-column file
 csv threadspawn strategy threadspawn.csv
 csv threadspawn_linux change threadspawn_linux.csv
 csv threadspawn_sample strategy threadspawn_samples.csv
-target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv" \
+target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv" "$out/settings.txt" \
   || echo "bench: no plot drawn (see the message above); the logs and CSV are saved" >&2
 
 echo

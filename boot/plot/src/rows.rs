@@ -1,6 +1,8 @@
 //! Reading `threadspawn,...` rows (a serial log or the CSV extracted from
 //! it) by their header's column names, so older and newer logs both work:
-//! columns a log lacks (paired ratios, placement) are `None`.
+//! columns a log lacks (paired ratios, placement) are `None`, and columns
+//! this tool does not use, or fields past the header's last, are skipped.
+//! A strategy is any name: an unknown one is plotted like the others.
 
 /// One `threadspawn` row: the fields the plot needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +147,44 @@ threadspawn_linux,exit,2
         assert_eq!(rows[1].paired, None, "empty fields: no paired ratio");
         assert_eq!(rows[0].variant(true, true), "spread depth 3");
         assert_eq!(rows[0].variant(false, false), "");
+    }
+
+    /// A log of today's benchmark: more columns after `placement,cpus`
+    /// (`css_acq_per_op` last), the versions as the kernel names them, one
+    /// this tool does not know, a row with a column its header lacks, and
+    /// the other row families (`pidfs` among Linux's comparisons).
+    const LOG_WITH_MORE_COLUMNS: &str = "\
+threadspawn: versions: stock = Linux 6.14, v7.0 = Linux 7.0
+threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel,lock,css_acq_per_op
+threadspawn,stock,4,0,7257,1328,6,5000,9000,10000,0,10000,10000,10000,9687,-,3.00,-,,,,88.44,90.01,3,same,8,tcg,tas,3.00
+threadspawn,v7.0,4,0,9100,900,6,8000,9900,12540,1500,12500,11000,14100,9687,outside,2.00,-,,,,80.10,85.00,2,same,8,tcg,tas,3.00
+threadspawn,lockless,4,0,9900,700,6,9000,10500,13640,1500,13600,12000,15000,9687,outside,0.00,-,,,,80.10,85.00,2,same,8,tcg,tas,3.00,later
+threadspawn,next-version,4,0,9000,700,6,8000,9500,12400,1500,12400,11000,14000,9687,outside,1.00,-,,,,80.10,85.00,2,same,8,tcg,tas,2.00
+threadspawn_linux,change,workers,ns_depth,ratio_x10000,spread_x10000,noise,paired_lo_x10000,paired_hi_x10000,rounds,paired_coverage_x10000,ratio_of_means_x10000,placement,cpus,accel
+threadspawn_linux,pidfs,4,0,10100,900,inside,9400,11000,6,9687,10080,same,8,tcg
+threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel
+threadspawn_sample,v7.0,4,0,1,1,9000,80.00,yes,same,8,tcg
+";
+
+    #[test]
+    fn added_columns_and_unknown_strategies_are_read() {
+        let rows = parse_rows(LOG_WITH_MORE_COLUMNS).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.strategy.as_str()).collect();
+        assert_eq!(names, ["stock", "v7.0", "lockless", "next-version"]);
+        assert!(rows.iter().all(|r| r.cpus == Some(8) && r.workers == 4));
+        assert_eq!(rows[1].placement.as_deref(), Some("same"));
+        assert_eq!(
+            rows[1].paired,
+            Some(Paired {
+                ratio: 1.25,
+                lo: 1.1,
+                hi: 1.41
+            })
+        );
+        assert_eq!(
+            rows[2].ops_per_sec, 9900.0,
+            "an extra trailing field is ignored"
+        );
     }
 
     #[test]
