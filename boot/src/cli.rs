@@ -33,7 +33,8 @@ Boots the pidlab kernel under QEMU with the serial console on stdout.
   --accel A          QEMU accelerator: tcg (default; one host thread per vCPU),
                      tcg-single (all vCPUs on one host thread, round-robin),
                      kvm (opt-in; nested and slow on our machines)
-  --timeout SECONDS  kill QEMU after this long (default 600)
+  --timeout SECONDS  kill QEMU after this long (default 600; 1800 for bench=pidalloc,
+                     whose 1M-live-pid point takes minutes)
   --script FILE      run the pidctl commands in FILE (implies bench=script)
   --profile-dir DIR  write the profile's folded stacks and flame graphs into DIR
                      (implies profile=on); the tables are printed whenever the
@@ -48,6 +49,10 @@ Boots the pidlab kernel under QEMU with the serial console on stdout.
 Exit status: 0 kernel success, 1 kernel failure, 2 bad usage, 3 runner error,
 124 timeout, 127 QEMU not installed.";
 
+/// The default timeout of `bench=pidalloc`: its default run fills a root
+/// namespace with a million pids and gives them back, minutes under TCG.
+pub const PIDALLOC_TIMEOUT: Duration = Duration::from_secs(1800);
+
 /// Parses the runner's arguments (without the program name).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String> {
     let mut config = RunConfig {
@@ -55,6 +60,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
         ..RunConfig::default()
     };
     let mut profile = ProfileOptions::default();
+    let mut timeout_given = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -85,6 +91,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                     .ok_or_else(|| format!("--accel {v}: expected {}", Accel::NAMES))?;
             }
             "--timeout" => {
+                timeout_given = true;
                 let v = value("--timeout")?;
                 config.timeout = match v.parse::<f64>() {
                     Ok(s) if s > 0.0 && s.is_finite() => Duration::from_secs_f64(s),
@@ -155,6 +162,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
     } else if profile.dir.is_some() && !config.params.iter().any(|p| p.starts_with("profile=")) {
         config.params.push("profile=on".into());
     }
+    if !timeout_given && config.params.iter().any(|p| p == "bench=pidalloc") {
+        config.timeout = PIDALLOC_TIMEOUT;
+    }
     let len = kernel_cmdline(&config).len();
     if len > CMDLINE_MAX {
         return Err(format!(
@@ -218,6 +228,18 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_file(&self.0);
         }
+    }
+
+    #[test]
+    fn pidalloc_gets_a_timeout_that_fits_it_unless_one_is_given() {
+        assert_eq!(
+            parse(&["bench=pidalloc"]).unwrap().timeout,
+            PIDALLOC_TIMEOUT
+        );
+        let given = parse(&["bench=pidalloc", "--timeout", "60"]).unwrap();
+        assert_eq!(given.timeout, Duration::from_secs(60));
+        let other = parse(&["bench=threadspawn"]).unwrap();
+        assert_eq!(other.timeout, Duration::from_secs(600));
     }
 
     #[test]
