@@ -32,8 +32,8 @@ impl Default for ThreadspawnParams {
     fn default() -> Self {
         ThreadspawnParams {
             workers: None,
-            samples: 6,
-            sample_ms: 1000,
+            samples: 30,
+            sample_ms: 200,
             ns_depth: 0,
             strategies: DEFAULT_VERSIONS.iter().copied().collect(),
             lockstat: false,

@@ -97,17 +97,28 @@ pub(super) struct RunInfo {
     pub(super) host_cpus: Option<u32>,
 }
 
+/// Whether `workers` keep more vCPUs busy than the host has cores (see
+/// [`RunInfo::host_bound`]).
+pub(super) fn host_bound(
+    placement: Placement,
+    online: usize,
+    host_cpus: Option<u32>,
+    workers: usize,
+) -> bool {
+    let busy = match placement {
+        Placement::Same => workers,
+        Placement::Spread => (2 * workers).min(online),
+    };
+    host_cpus.is_some_and(|h| busy > h as usize)
+}
+
 impl RunInfo {
     /// Whether `workers` keep more vCPUs busy than the host has cores: the
     /// host then decides the ratios (a busy vCPU waits for a core), so
     /// the row gets no verdict. Busy: the workers, and under `spread`
     /// the CPUs their threads run on too.
     pub(super) fn host_bound(&self, workers: usize) -> bool {
-        let busy = match self.placement {
-            Placement::Same => workers,
-            Placement::Spread => (2 * workers).min(self.online),
-        };
-        self.host_cpus.is_some_and(|h| busy > h as usize)
+        host_bound(self.placement, self.online, self.host_cpus, workers)
     }
 
     /// The `noise?` of a paired comparison at `workers`: `host-bound`, or

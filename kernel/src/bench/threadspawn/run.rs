@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::ThreadspawnParams;
-use super::report::{Attempt, Cell, RunInfo, fixed2, print_report};
+use super::report::{Attempt, Cell, RunInfo, fixed2, host_bound, print_report};
 use super::worker::{Measured, SampleSpec, run_sample};
 use crate::arch::smp;
 use crate::bench::accel_name;
@@ -125,7 +125,14 @@ pub(crate) fn run(
                 let cell = &mut cells[first + i];
                 // The attempt with the least steal is kept.
                 let mut best: Option<(usize, Measured)> = None;
-                for attempt in 0..=MAX_RERUNS {
+                // A host-bound worker count's steal is the host's by
+                // construction: running it again cannot help.
+                let reruns = if host_bound(p.placement, online, host_cpus, w) {
+                    0
+                } else {
+                    MAX_RERUNS
+                };
+                for attempt in 0..=reruns {
                     // The profiler's samples meanwhile are this version's.
                     let tag = perf::active().then(|| perf::tag(s.name, w as u32));
                     perf::set_tag(tag);
@@ -136,7 +143,7 @@ pub(crate) fn run(
                         perf::add_ops(tag, m.ops);
                     }
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
-                    let again = over && attempt < MAX_RERUNS;
+                    let again = over && attempt < reruns;
                     println!(
                         "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{} [position {} of {}]",
                         round + 1,
@@ -146,9 +153,12 @@ pub(crate) fn run(
                         fixed2(m.steal_x100),
                         match (over, again) {
                             (true, true) => format!(
-                                " (over max_steal {}%: run again, {} of {MAX_RERUNS})",
+                                " (over max_steal {}%: run again, {} of {reruns})",
                                 p.max_steal,
                                 attempt + 1
+                            ),
+                            (true, false) if reruns == 0 => String::from(
+                                " (host-bound: the steal is the host's, not run again)",
                             ),
                             (true, false) => format!(
                                 " (over max_steal {}%: keeping the attempt with the least steal)",
