@@ -11,6 +11,11 @@
 #                           strategy's paired ratio to stock (pidlab-plot;
 #                           it reads the host's CPUs from settings.txt and
 #                           shades the worker counts the host cannot run)
+#   boots-smp2.log, threadspawn_boots.csv
+#                           the --smp 2, 2-worker run booted BENCH_BOOTS times
+#                           (default 3; 1 skips it): each boot's paired
+#                           medians and the range over boots, since one boot's
+#                           interval says nothing of what changes between boots
 #   profile-smp8/, profile-smp2/
 #                           the sampling profile (profile=on, docs/profile.md):
 #                           folded stacks and flame graphs per version and
@@ -85,6 +90,13 @@ csv() { # family header-second-column file
 csv threadspawn strategy threadspawn.csv
 csv threadspawn_linux change threadspawn_linux.csv
 csv threadspawn_sample strategy threadspawn_samples.csv
+boots=${BENCH_BOOTS:-3}
+if [ "$boots" -gt 1 ]; then
+  echo "bench: --smp 2, 2 workers, $boots boots (log: $out/boots-smp2.log)"
+  cargo run -q -- --smp 2 --timeout "$timeout_s" --boots "$boots" bench=threadspawn workers=2 "${args[@]}" \
+    > "$out/boots-smp2.log" 2>&1 || echo "bench: the boots run failed; see $out/boots-smp2.log" >&2
+  grep -h '^threadspawn_boots,' "$out/boots-smp2.log" > "$out/threadspawn_boots.csv" || true
+fi
 target/debug/pidlab-plot "$out/threadspawn.png" "$out/threadspawn.csv" "$out/settings.txt" \
   || echo "bench: no plot drawn (see the message above); the logs and CSV are saved" >&2
 
@@ -92,6 +104,9 @@ echo
 for smp in 8 2; do
   sed -n '/^threadspawn summary/,/^$/p' "$out/smp$smp.log"
 done
+if [ -f "$out/boots-smp2.log" ]; then
+  sed -n '/^threadspawn over /,/^threadspawn_boots,change/p' "$out/boots-smp2.log"
+fi
 grep -h '^host load' "$out/settings.txt"
 if [ "$profile" != 0 ]; then
   echo "bench: profiles in $out/profile-smp8/ and profile-smp2/ (tables at the end of each log)"

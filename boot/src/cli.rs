@@ -22,7 +22,7 @@ pub enum Cli {
 
 /// Usage text for `cargo run -- --help`.
 pub const USAGE: &str = "\
-usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|tcg-single|kvm] [--timeout SECONDS]
+usage: cargo run -- [--smp N] [--mem SIZE] [--accel tcg|tcg-single|kvm] [--timeout SECONDS] [--boots N]
                     [--script FILE] [--profile-dir DIR] [--kernel-elf FILE] [KEY=VALUE ...]
        cargo run -- --profile-log FILE [--profile-dir DIR] [--kernel-elf FILE]
 
@@ -33,6 +33,8 @@ Boots the pidlab kernel under QEMU with the serial console on stdout.
   --accel A          QEMU accelerator: tcg (default; one host thread per vCPU),
                      tcg-single (all vCPUs on one host thread, round-robin),
                      kvm (opt-in; nested and slow on our machines)
+  --boots N          boot the command N times (1 to 20) and report Linux's
+                     comparisons across the boots (threadspawn)
   --timeout SECONDS  kill QEMU after this long (default 600; 1800 for bench=pidalloc,
                      whose 1M-live-pid point takes minutes)
   --script FILE      run the pidctl commands in FILE (implies bench=script)
@@ -100,6 +102,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, String
                             "--timeout {v}: expected a positive number of seconds"
                         ));
                     }
+                };
+            }
+            "--boots" => {
+                let v = value("--boots")?;
+                config.boots = match v.parse::<u32>() {
+                    Ok(n) if (1..=20).contains(&n) => n,
+                    _ => return Err(format!("--boots {v}: expected a count from 1 to 20")),
                 };
             }
             "--script" => {

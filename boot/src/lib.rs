@@ -10,6 +10,7 @@
 //! tests check is what users run. What both sides of QEMU must agree on
 //! (file names, exit codes, accelerator names) lives in [`pidlab_abi`].
 
+pub mod boots;
 mod cli;
 mod outcome;
 pub mod profile;
@@ -72,6 +73,9 @@ pub struct RunConfig {
     /// A pidctl script handed to the kernel (fw_cfg
     /// [`SCRIPT_FILE`](pidlab_abi::fw_cfg::SCRIPT_FILE)).
     pub script: Option<PathBuf>,
+    /// How many times the runner binary boots the command (`--boots`);
+    /// [`run`] itself boots once.
+    pub boots: u32,
 }
 
 impl Default for RunConfig {
@@ -86,6 +90,7 @@ impl Default for RunConfig {
             qemu: std::env::var("PIDLAB_QEMU").unwrap_or_else(|_| "qemu-system-x86_64".into()),
             image: PathBuf::from(BIOS_IMAGE),
             script: None,
+            boots: 1,
         }
     }
 }

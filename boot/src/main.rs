@@ -21,6 +21,9 @@ fn main() -> ExitCode {
     if let Some(log) = &profile.log {
         return ExitCode::from(report_log(log, &profile) as u8);
     }
+    if config.boots > 1 {
+        return ExitCode::from(boot_many(&config, &profile) as u8);
+    }
     eprintln!(
         "pidlab: booting {} with {} -smp {} -m {} -accel {} (timeout {} s)",
         config.image.display(),
@@ -87,4 +90,39 @@ fn report_log(log: &Path, opts: &ProfileOptions) -> i32 {
             EXIT_RUNNER_ERROR
         }
     }
+}
+
+/// `--boots N`: boots the command N times (stopping at the first that does
+/// not succeed), then prints Linux's comparisons across the boots.
+fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
+    let mut rows = Vec::new();
+    for i in 1..=config.boots {
+        eprintln!(
+            "pidlab: boot {i} of {}: {} -smp {} -accel {} (timeout {} s)",
+            config.boots,
+            config.qemu,
+            config.smp,
+            config.accel.name(),
+            config.timeout.as_secs_f64()
+        );
+        match run(config) {
+            Ok(outcome) => {
+                if profile::folded::has_profile_rows(&outcome.serial) {
+                    report_profile(&outcome.serial, profile);
+                }
+                eprintln!("pidlab: boot {i}: {}", outcome.summary());
+                let code = outcome.exit_code();
+                if code != EXIT_SUCCESS {
+                    return code;
+                }
+                rows.push(pidlab_boot::boots::linux_rows(&outcome.serial));
+            }
+            Err(e) => {
+                eprintln!("pidlab: boot {i}: {e}");
+                return e.exit_code();
+            }
+        }
+    }
+    print!("{}", pidlab_boot::boots::summary(&rows));
+    EXIT_SUCCESS
 }
