@@ -80,11 +80,16 @@ pub(crate) fn stop() {
     ENABLED.store(false, Ordering::Release);
 }
 
+/// The hard-lockup bound in ms (0: off).
+pub(crate) fn hard_ms() -> u64 {
+    HARD_MS.load(Ordering::Relaxed)
+}
+
 /// How often a CPU that idles with its tick stopped wakes to check its
 /// buddy: 2/5 of the hard-lockup bound, as Linux samples at 2/5 of
 /// `watchdog_thresh`; `None` (no wake-ups) while the detector is off.
 pub(crate) fn idle_check_us() -> Option<u64> {
-    let hard = HARD_MS.load(Ordering::Relaxed);
+    let hard = hard_ms();
     (ENABLED.load(Ordering::Acquire) && hard != 0 && smp::online() >= 2)
         .then(|| hard * 1000 * 2 / 5)
 }

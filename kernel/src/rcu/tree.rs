@@ -395,6 +395,12 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
     /// was outside any read-side section, a GP if one is wanted, and up to
     /// `limit` of `cpu`'s ready callbacks.
     pub(crate) fn tick(&self, cpu: usize, limit: u64) {
+        // The interrupt entry ends an idle CPU's EQS before the handler
+        // (which may read, as ticks do here).
+        assert!(
+            !self.in_eqs(cpu),
+            "cpu {cpu}: RCU tick in an extended quiescent state"
+        );
         if self.nesting(cpu) == 0 {
             self.report_qs(cpu);
         }

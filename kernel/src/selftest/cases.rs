@@ -55,6 +55,7 @@ const CASES: &[(&str, Case)] = &[
     ("lockup-soft", lockup_soft),
     ("lockup-idle-watcher", nohz::lockup_seen_by_an_idle_watcher),
     ("nohz-idle", nohz::idle_cpu_takes_no_ticks),
+    ("nohz-no-lockup", nohz::idle_cpu_is_no_hard_lockup),
     ("nohz-rcu", nohz::grace_period_with_idle_cpus),
     ("join-blocked", join_waits_for_death),
     ("stack-zeroed", fresh_stacks_are_zeroed),

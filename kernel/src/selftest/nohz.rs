@@ -1,8 +1,8 @@
 //! In-QEMU cases of NO_HZ_IDLE (`task::nohz`): an idle CPU takes (almost)
 //! no timer interrupts while a busy one keeps ticking; a grace period and
-//! a callback complete while most CPUs idle tickless, which they stay; a
-//! CPU stuck with interrupts off is still reported when the CPU watching
-//! it idles.
+//! a callback complete while most CPUs idle tickless, which they stay; an
+//! idle CPU is no hard lockup, and a CPU stuck with interrupts off is
+//! still reported when the CPU watching it idles.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -84,6 +84,32 @@ pub(super) fn idle_cpu_takes_no_ticks() {
     );
 }
 
+/// `nohz-no-lockup`: CPU 1 idles with its tick stopped for three
+/// hard-lockup bounds while CPU 0, which watches it, spins and ticks: no
+/// hard lockup may be reported (run with a short `hardlockup_ms`).
+pub(super) fn idle_cpu_is_no_hard_lockup() {
+    const IDLE: usize = 1;
+    assert_eq!(smp::online(), 2, "nohz-no-lockup needs two CPUs");
+    let bound_ms = watchdog::hard_ms();
+    assert!(
+        nohz::enabled() && bound_ms != 0,
+        "nohz-no-lockup needs nohz=on and the hard-lockup detector"
+    );
+    wait_until_tickless("nohz-no-lockup", IDLE..IDLE + 1, 5_000);
+    let (ticks0, stops0) = (
+        irq_count(IDLE, IrqKind::Timer),
+        percpu::cpu(IDLE).idle_stops(),
+    );
+    time::delay_us(3 * bound_ms * 1000);
+    println!(
+        "selftest nohz-no-lockup: cpu {IDLE} idled {} ms (3 hard-lockup bounds) taking {} timer \
+         interrupts, stopping its tick {} times",
+        3 * bound_ms,
+        irq_count(IDLE, IrqKind::Timer) - ticks0,
+        percpu::cpu(IDLE).idle_stops() - stops0
+    );
+}
+
 static SPIN: AtomicBool = AtomicBool::new(false);
 static CALLBACK_RAN: AtomicBool = AtomicBool::new(false);
 
@@ -122,6 +148,9 @@ pub(super) fn grace_period_with_idle_cpus() {
     let (start, gps) = (time::now_ns(), completed_gps());
     synchronize_rcu();
     let gp_us = (time::now_ns() - start) / 1000;
+    let untouched = (2..n)
+        .filter(|&c| irq_count(c, IrqKind::Timer) == before[c - 2])
+        .count();
     let head = Box::into_raw(Box::new(RcuHead::new()));
     // SAFETY: a fresh, unqueued head, which the callback frees.
     unsafe { call_rcu(head, free_head) };
@@ -142,9 +171,16 @@ pub(super) fn grace_period_with_idle_cpus() {
     let allowed = watchdog::idle_check_us().map_or(0, |every| elapsed_us / every + 1);
     println!(
         "selftest nohz-rcu: synchronize_rcu took {gp_us} us, the callback ran {elapsed_us} us \
-         after the start ({} grace periods) with cpus 2..{n} idle; their timer interrupts \
+         after the start ({} grace periods) with cpus 2-{} idle; their timer interrupts \
          meanwhile {ticks:?} (the watchdog's allow {allowed} each)",
-        completed_gps() - gps
+        completed_gps() - gps,
+        n - 1
+    );
+    // Without idle CPUs counted quiescent, each would need a tick (a
+    // watchdog one-shot) before the grace period could end.
+    assert!(
+        untouched > 0,
+        "every idle cpu took a tick before synchronize_rcu returned ({gp_us} us)"
     );
     for (i, &t) in ticks.iter().enumerate() {
         assert!(
