@@ -42,7 +42,7 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
     let names: Vec<&str> = strategies.iter().map(|s| s.name).collect();
     let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -52,7 +52,12 @@ pub(crate) fn run(p: &ThreadspawnParams, accel: Option<Accel>) -> Result<(), Str
         p.max_steal,
         accel_name(accel),
         lock_algo().name(),
-        if p.lockstat { "on" } else { "off" }
+        if p.lockstat { "on" } else { "off" },
+        if crate::task::nohz::enabled() {
+            "on"
+        } else {
+            "off"
+        }
     );
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
