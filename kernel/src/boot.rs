@@ -82,6 +82,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         stack_guard: mm::stack::guard_hit,
         console_wait: debug::console_wait,
         profile_nmi: crate::perf::sample,
+        idle_exit: crate::task::nohz::idle_exit,
     });
     crate::arch::irq::set_tick_work(crate::rcu::rcu_sched_clock_irq);
     crate::platform::set_cond_resched(crate::task::sched::cond_resched);
@@ -144,6 +145,16 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         off_or(cmd.hardlockup_ms.into()),
         off_or(crate::rcu::stall_ms())
     );
+    crate::task::nohz::set_enabled(cmd.nohz);
+    match (cmd.nohz, watchdog::idle_check_us()) {
+        (false, _) => println!("nohz: off: idle CPUs take every timer tick (nohz=)"),
+        (true, None) => println!("nohz: on: idle CPUs stop their tick (nohz=)"),
+        (true, Some(us)) => println!(
+            "nohz: on: idle CPUs stop their tick, waking every {} ms to check their \
+             hard-lockup buddy (nohz=)",
+            us / 1000
+        ),
+    }
     if cmd.profile.on {
         match crate::perf::start(cmd.profile.hz) {
             Ok(timer) => println!(

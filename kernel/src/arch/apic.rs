@@ -7,10 +7,11 @@
 //! low half (which sends), then polls the delivery-status bit until the
 //! APIC has accepted it; x2APIC writes the 64-bit ICR in one go.
 //!
-//! Vectors: 0x20 the periodic timer, 0xf0 the wake-up IPI (it only breaks a
-//! `hlt`), 0xfe APIC errors, 0xff spurious (no EOI, by the spec).
+//! Vectors: 0x20 the timer (periodic; one-shot or stopped while its CPU
+//! idles, see `nohz`), 0xf0 the wake-up IPI (it only breaks a `hlt`), 0xfe
+//! APIC errors, 0xff spurious (no EOI, by the spec).
 
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
 
@@ -63,6 +64,9 @@ static MODE: AtomicU8 = AtomicU8::new(MODE_NONE);
 static MMIO: AtomicU64 = AtomicU64::new(0);
 /// Timer ticks per second at divide-by-16 (measured once, by the boot CPU).
 static TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+/// The periodic timer's initial count (the same on every CPU), for
+/// restarting it after an idle stretch.
+static PERIOD_COUNT: AtomicU32 = AtomicU32::new(0);
 
 /// An inter-processor interrupt.
 #[derive(Clone, Copy, Debug)]
@@ -245,7 +249,27 @@ pub(crate) fn calibrate_timer() -> u64 {
 /// Starts this CPU's timer in periodic mode at `hz` interrupts per second.
 pub(crate) fn start_periodic_timer(hz: u32) {
     let count = (TIMER_HZ.load(Ordering::Relaxed) / hz as u64).clamp(1, u32::MAX as u64);
+    PERIOD_COUNT.store(count as u32, Ordering::Relaxed);
     write(REG_TIMER_DIVIDE, DIVIDE_BY_16);
+    restart_periodic_timer();
+}
+
+/// Restarts this CPU's periodic timer at the rate [`start_periodic_timer`]
+/// set; the first interrupt comes a full period from now.
+pub(crate) fn restart_periodic_timer() {
     write(REG_LVT_TIMER, LVT_TIMER_PERIODIC | TIMER_VECTOR as u32);
-    write(REG_TIMER_INIT, count as u32);
+    write(REG_TIMER_INIT, PERIOD_COUNT.load(Ordering::Relaxed));
+}
+
+/// Stops this CPU's timer, or, with `after_us`, leaves it to interrupt
+/// once that far ahead (one-shot mode; as far as the 32-bit count reaches
+/// if further).
+pub(crate) fn stop_timer_or_oneshot(after_us: Option<u64>) {
+    let count = after_us.map_or(0, |us| {
+        let ticks = TIMER_HZ.load(Ordering::Relaxed) as u128 * us as u128 / 1_000_000;
+        ticks.clamp(1, u32::MAX as u128) as u32
+    });
+    write(REG_LVT_TIMER, TIMER_VECTOR as u32);
+    // A zero initial count stops the timer.
+    write(REG_TIMER_INIT, count);
 }

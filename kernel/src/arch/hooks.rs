@@ -5,7 +5,9 @@
 //! fault report should name the running task, a lockup report the lock its
 //! CPU spins for, a panic the heap's state, a page fault on a stack guard
 //! the stack it belongs to, and a wait for the console lock is bounded like
-//! every lock wait, and a profiler sample is recorded by the profiler. As
+//! every lock wait, and a profiler sample is recorded by the profiler, and
+//! an interrupt on a CPU that idles with its tick stopped ends its idle
+//! (RCU must watch the CPU again before the handler runs). As
 //! Linux's `arch/` reaches generic code only through
 //! entry points it declares, arch declares these, [`register`] fills them
 //! in (boot does, with the task, sync and mm functions), and each has a
@@ -40,6 +42,10 @@ pub(crate) struct ArchHooks {
     /// A profiler sample, from the NMI handler: the interrupted RIP, RSP
     /// and frame pointer. Takes no lock, allocates nothing.
     pub(crate) profile_nmi: fn(rip: u64, rsp: u64, fp: u64),
+    /// An interrupt arrived on this CPU while it idles with its tick
+    /// stopped (`nohz`): leave idle (ending in `nohz::restart_tick`).
+    /// Interrupts off, before the handler.
+    pub(crate) idle_exit: fn(),
 }
 
 static HOOKS: Once<ArchHooks> = Once::new();
@@ -76,5 +82,12 @@ pub(crate) fn console_wait(waited_cycles: u64, holder_cpu: Option<usize>) {
 pub(crate) fn profile_nmi(rip: u64, rsp: u64, fp: u64) {
     if let Some(h) = HOOKS.get() {
         (h.profile_nmi)(rip, rsp, fp);
+    }
+}
+
+pub(crate) fn idle_exit() {
+    match HOOKS.get() {
+        Some(h) => (h.idle_exit)(),
+        None => super::nohz::restart_tick(),
     }
 }

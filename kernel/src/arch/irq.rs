@@ -11,7 +11,9 @@
 //!
 //! The timer runs the kernel's per-tick work, the lock algorithm's tick if
 //! it has one, the lockup detectors' checks (`watchdog`) and an optional
-//! hook, which tests use to take locks from interrupt context.
+//! hook, which tests use to take locks from interrupt context. On a CPU
+//! that idles with its tick stopped it runs only for the watchdog's
+//! one-shot, after the interrupt entry has ended the idle (`nohz`).
 
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -55,11 +57,15 @@ pub(crate) fn irq_count(cpu: usize, kind: IrqKind) -> u64 {
     COUNTS[cpu].0[kind as usize].load(Ordering::Relaxed)
 }
 
-/// The entry path of every interrupt and exception handler: `irq_enter`,
-/// count, `body`, `irq_exit`.
+/// The entry path of every interrupt and exception handler: the end of a
+/// tickless idle (not for an NMI, see `nohz`), `irq_enter`, count, `body`,
+/// `irq_exit`.
 #[inline(always)]
 pub(crate) fn irq_entry<R>(kind: IrqKind, body: impl FnOnce(&'static PerCpu) -> R) -> R {
     let cpu = this_cpu();
+    if kind != IrqKind::Nmi {
+        super::nohz::irq_enter(cpu);
+    }
     cpu.irq_enter();
     let c = &COUNTS[cpu.index() as usize].0[kind as usize];
     c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);

@@ -11,6 +11,7 @@ pub(crate) mod hooks;
 pub(crate) mod hpet;
 pub(crate) mod idt;
 pub(crate) mod irq;
+pub(crate) mod nohz;
 pub(crate) mod panic;
 pub(crate) mod percpu;
 pub(crate) mod physmap;

@@ -29,6 +29,12 @@ pub(crate) struct PerCpu {
     /// A kick NMI is on its way (set by the kicker before the IPI), so the
     /// next NMI is not a profiler sample.
     kick_pending: AtomicBool,
+    /// This CPU idles with its periodic tick stopped (`nohz`): written by
+    /// this CPU with interrupts off, read by its own interrupt entry and by
+    /// the CPU watching it for hard lockups.
+    tick_stopped: AtomicBool,
+    /// Times this CPU stopped its tick to idle.
+    idle_stops: AtomicU64,
 }
 
 impl PerCpu {
@@ -40,6 +46,8 @@ impl PerCpu {
             irq_depth: AtomicU32::new(0),
             ticks: AtomicU64::new(0),
             kick_pending: AtomicBool::new(false),
+            tick_stopped: AtomicBool::new(false),
+            idle_stops: AtomicU64::new(0),
         }
     }
 
@@ -71,6 +79,27 @@ impl PerCpu {
     /// Counts one timer interrupt.
     pub(crate) fn tick(&self) {
         self.ticks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this CPU idles with its tick stopped.
+    #[inline]
+    pub(crate) fn tick_stopped(&self) -> bool {
+        self.tick_stopped.load(Ordering::Relaxed)
+    }
+
+    /// Marks the tick stopped for idle (counting the stop) or running.
+    /// This CPU only, with interrupts off.
+    pub(crate) fn set_tick_stopped(&self, stopped: bool) {
+        if stopped {
+            let n = &self.idle_stops;
+            n.store(n.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+        self.tick_stopped.store(stopped, Ordering::Relaxed);
+    }
+
+    /// Times this CPU has stopped its tick to idle.
+    pub(crate) fn idle_stops(&self) -> u64 {
+        self.idle_stops.load(Ordering::Relaxed)
     }
 
     /// Notes that a kick NMI is being sent to this CPU.

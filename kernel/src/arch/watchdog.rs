@@ -10,6 +10,16 @@
 //! The detectors are off until [`start`] (boot, once the scheduler runs)
 //! and stay quiet while a panic is in progress (its stop NMIs freeze
 //! every other CPU's ticks on purpose).
+//!
+//! An idle CPU may stop its tick (`nohz`). It is not stuck: the
+//! hard-lockup check passes over a buddy whose tick is stopped for idle,
+//! and counts an idle stretch since its last look as progress, as it does
+//! a tick; a CPU stuck with interrupts off anywhere else takes neither
+//! ticks nor idle stops and is still reported. An idle CPU is at a
+//! scheduling point: the end of its idle touches the soft-lockup stamp.
+//! And a CPU still watches its buddy while it idles: its tick then wakes
+//! it every [`idle_check_us`] (Linux's watchdog hrtimer keeps running on a
+//! NO_HZ idle CPU).
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -36,10 +46,10 @@ static FROZEN_MS: AtomicU64 = AtomicU64::new(0);
 struct CpuWatch {
     /// TSC at this CPU's last scheduling point.
     touched: AtomicU64,
-    /// The CPU this one watches, its tick count when last seen moving, and
-    /// the TSC then.
+    /// The CPU this one watches, its progress (ticks plus idle stops) when
+    /// last seen moving, and the TSC then.
     buddy: AtomicU32,
-    buddy_ticks: AtomicU64,
+    buddy_progress: AtomicU64,
     buddy_seen: AtomicU64,
 }
 
@@ -47,7 +57,7 @@ static WATCH: [CpuWatch; MAX_CPUS] = [const {
     CpuWatch {
         touched: AtomicU64::new(0),
         buddy: AtomicU32::new(NOBODY),
-        buddy_ticks: AtomicU64::new(0),
+        buddy_progress: AtomicU64::new(0),
         buddy_seen: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -68,6 +78,20 @@ pub(crate) fn start(soft_ms: u32, hard_ms: u32) {
 /// Turns both detectors off (the `hang` test, which must stay a hang).
 pub(crate) fn stop() {
     ENABLED.store(false, Ordering::Release);
+}
+
+/// The hard-lockup bound in ms (0: off).
+pub(crate) fn hard_ms() -> u64 {
+    HARD_MS.load(Ordering::Relaxed)
+}
+
+/// How often a CPU that idles with its tick stopped wakes to check its
+/// buddy: 2/5 of the hard-lockup bound, as Linux samples at 2/5 of
+/// `watchdog_thresh`; `None` (no wake-ups) while the detector is off.
+pub(crate) fn idle_check_us() -> Option<u64> {
+    let hard = hard_ms();
+    (ENABLED.load(Ordering::Acquire) && hard != 0 && smp::online() >= 2)
+        .then(|| hard * 1000 * 2 / 5)
 }
 
 /// This CPU passed a scheduling point (`schedule()`, an idle-loop round,
@@ -91,8 +115,10 @@ fn ms_of(cycles: u64, cps: u64) -> u64 {
 ///   older than the bound panics, naming the task and where it was.
 /// - **Hard lockup.** A CPU with interrupts off takes no ticks, so it cannot
 ///   check itself: each CPU watches the next one's tick count (Linux's buddy
-///   detector). A count that has not moved for the bound means the buddy
-///   is stuck with interrupts off; the watcher sends it an NMI, and the NMI
+///   detector), plus its idle stops: a buddy that idled with its tick
+///   stopped since the last look, or idles so now, is not stuck. A count
+///   that has not moved for the bound means the buddy is stuck with
+///   interrupts off; the watcher sends it an NMI, and the NMI
 ///   handler there ([`on_nmi`]) panics with its RIP and the lock (or other
 ///   wait) its spin-wait watchdog last recorded. A buddy that does not
 ///   answer the NMI within [`NMI_ANSWER_MS`] is reported by the watcher
@@ -123,12 +149,14 @@ pub(crate) fn on_tick(me: &PerCpu, rip: u64) {
         return;
     }
     let buddy = (index + 1) % online;
-    let ticks = percpu::cpu(buddy).ticks();
-    if w.buddy.load(Ordering::Relaxed) != buddy as u32
-        || w.buddy_ticks.load(Ordering::Relaxed) != ticks
+    let b = percpu::cpu(buddy);
+    let progress = b.ticks().wrapping_add(b.idle_stops());
+    if b.tick_stopped()
+        || w.buddy.load(Ordering::Relaxed) != buddy as u32
+        || w.buddy_progress.load(Ordering::Relaxed) != progress
     {
         w.buddy.store(buddy as u32, Ordering::Relaxed);
-        w.buddy_ticks.store(ticks, Ordering::Relaxed);
+        w.buddy_progress.store(progress, Ordering::Relaxed);
         w.buddy_seen.store(now, Ordering::Relaxed);
         return;
     }

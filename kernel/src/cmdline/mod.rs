@@ -109,6 +109,8 @@ pub(crate) struct Cmdline<'a> {
     pub(crate) pidalloc_live: Option<ArrayVec<u32, MAX_LIVE_COUNTS>>,
     /// The sampling profiler (`profile=`, `profile_hz=`).
     pub(crate) profile: ProfileParams,
+    /// Whether idle CPUs stop their tick (`nohz=`, Linux's NO_HZ_IDLE).
+    pub(crate) nohz: bool,
     /// Live tasks parked in the root namespace before a benchmark
     /// (`root_pids=`); `None`: the default for the bench (see
     /// [`Cmdline::root_pids`]).
@@ -178,6 +180,7 @@ impl Default for Cmdline<'_> {
             soak: SoakParams::default(),
             pidalloc_live: None,
             profile: ProfileParams::default(),
+            nohz: true,
             root_pids: None,
             pid_max: None,
         }
@@ -248,6 +251,10 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
     (
         "profile",
         "on or off: sample every CPU from an NMI and print folded stacks (any bench)",
+    ),
+    (
+        "nohz",
+        "on (the default: an idle CPU stops its timer tick) or off (every CPU ticks)",
     ),
     (
         "profile_hz",
@@ -492,6 +499,13 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
             }
             "profile" => {
                 cmd.profile.on = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad()),
+                };
+            }
+            "nohz" => {
+                cmd.nohz = match value {
                     "on" => true,
                     "off" => false,
                     _ => return Err(bad()),

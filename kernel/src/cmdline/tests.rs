@@ -17,6 +17,8 @@ fn empty_line_gives_defaults() {
     assert_eq!(c.loglevel, log::LevelFilter::Info);
     assert_eq!(c.tests, "");
     assert_eq!(c.lock_wait_ms, 2000);
+    assert!(c.nohz, "idle CPUs stop their tick unless nohz=off");
+    assert!(!parse("nohz=off").unwrap().nohz);
 }
 
 #[test]
@@ -297,6 +299,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
     ("profile", &["on", "off"], &["", "yes", "ON"]),
+    ("nohz", &["on", "off"], &["", "1", "Off"]),
     (
         "lock",
         &["auto", "ticket", "pv-ticket", "qspinlock", "tas"],

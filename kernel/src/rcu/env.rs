@@ -135,6 +135,8 @@ impl KernelEnv {
             cpus: [const {
                 RcuData {
                     nesting: AtomicU32::new(0),
+                    // Watched: every CPU starts outside idle.
+                    dynticks: AtomicU32::new(1),
                     cbs: named_spin_lock_irqsave("rcu_cblist", CbList::new()),
                 }
             }; MAX_CPUS],

@@ -1,6 +1,8 @@
 //! The loom models' environment for RCU: the machine of [`super::tree`]
 //! on loom's atomics and mutexes, two CPUs, waiters that observe readers
-//! (as on the host), and objects that remember being freed.
+//! (as on the host; [`LoomTickEnv`]: readers are plain per-CPU counts no
+//! waiter looks at, as in the kernel), and objects that remember being
+//! freed.
 //!
 //! A model's threads stand for CPUs and name theirs in every call. Freeing
 //! an object is a write to a loom `UnsafeCell` that every reader reads
@@ -39,47 +41,69 @@ impl<T: Send> RcuLock<T> for Mutex<T> {
     }
 }
 
-/// loom's atomics and mutexes; every CPU online, no clock.
-pub(crate) enum LoomEnv {}
+/// Implements [`RcuEnv`] on loom's atomics and mutexes for `$env`: every
+/// CPU online, no clock.
+macro_rules! loom_env {
+    ($env:ident, observe_readers: $observe:expr) => {
+        impl RcuEnv for $env {
+            type Word = AtomicU32;
+            type Word64 = AtomicU64;
+            type ListLock = Mutex<CbList>;
+            type GpLock = Mutex<()>;
 
-impl RcuEnv for LoomEnv {
-    type Word = AtomicU32;
-    type Word64 = AtomicU64;
-    type ListLock = Mutex<CbList>;
-    type GpLock = Mutex<()>;
+            const OBSERVE_READERS: bool = $observe;
 
-    const OBSERVE_READERS: bool = true;
+            fn cpus_online() -> usize {
+                CPUS
+            }
 
-    fn cpus_online() -> usize {
-        CPUS
-    }
+            fn cycles() -> u64 {
+                0
+            }
 
-    fn cycles() -> u64 {
-        0
-    }
+            fn sc_fence() {
+                fence(Ordering::SeqCst);
+            }
+        }
 
-    fn sc_fence() {
-        fence(Ordering::SeqCst);
-    }
+        impl $env {
+            /// A fresh RCU state: no GP started, no callbacks.
+            pub(crate) fn new_rcu() -> Rcu<$env, CPUS> {
+                new_rcu()
+            }
+        }
+    };
 }
 
-impl LoomEnv {
-    /// A fresh RCU state: no GP started, no callbacks.
-    pub(crate) fn new_rcu() -> LoomRcu {
-        Rcu {
-            cpus: core::array::from_fn(|_| RcuData {
-                nesting: AtomicU32::new(0),
-                cbs: Mutex::new(CbList::new()),
-            }),
-            gp: GpState {
-                started: AtomicU64::new(0),
-                completed: AtomicU64::new(0),
-                wanted: AtomicU64::new(0),
-                pending: AtomicU64::new(0),
-                started_at: AtomicU64::new(0),
-            },
-            gp_lock: Mutex::new(()),
-        }
+/// Waiters observe readers, as on the host.
+pub(crate) enum LoomEnv {}
+loom_env!(LoomEnv, observe_readers: true);
+
+/// Only a CPU's own ticks and quiescent states see its readers, as in the
+/// kernel: what the idle (EQS) models need, since a waiter's look at a
+/// reader would otherwise cover for a misordered EQS exit.
+pub(crate) enum LoomTickEnv {}
+loom_env!(LoomTickEnv, observe_readers: false);
+
+/// A fresh RCU state: no GP started, no callbacks, every CPU watched.
+fn new_rcu<E>() -> Rcu<E, CPUS>
+where
+    E: RcuEnv<Word = AtomicU32, Word64 = AtomicU64, ListLock = Mutex<CbList>, GpLock = Mutex<()>>,
+{
+    Rcu {
+        cpus: core::array::from_fn(|_| RcuData {
+            nesting: AtomicU32::new(0),
+            dynticks: AtomicU32::new(1),
+            cbs: Mutex::new(CbList::new()),
+        }),
+        gp: GpState {
+            started: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            wanted: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            started_at: AtomicU64::new(0),
+        },
+        gp_lock: Mutex::new(()),
     }
 }
 

@@ -1,15 +1,18 @@
 //! loom models of the RCU machine ([`super::tree`] over loom's atomics and
 //! mutexes, `loom_env`), two CPUs each: a reader against a grace period, a
 //! callback queued as a grace period starts, a waiter's look at a reader
-//! racing the next grace period, and `rcu_barrier` against a concurrent
-//! invoker. Each says which mistake it catches. Run by `make test-loom`.
+//! racing the next grace period, `rcu_barrier` against a concurrent
+//! invoker, and an idle CPU's extended quiescent state against a grace
+//! period. Each says which mistake it catches. Run by `make test-loom`.
 
 use core::sync::atomic::Ordering;
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicPtr;
 use loom::thread;
 
-use super::loom_env::{LoomEnv, LoomRcu, Obj};
+use super::env::RcuEnv;
+use super::loom_env::{CPUS, LoomEnv, LoomRcu, LoomTickEnv, Obj};
+use super::tree::Rcu;
 use crate::sync::loom_model;
 
 /// A published object and the RCU state it is protected by.
@@ -23,7 +26,7 @@ fn published() -> (Arc<LoomRcu>, *mut Obj, Arc<AtomicPtr<Obj>>) {
 }
 
 /// One read-side section on `cpu` that uses what `slot` points at.
-fn read(rcu: &LoomRcu, cpu: usize, slot: &AtomicPtr<Obj>) {
+fn read<E: RcuEnv>(rcu: &Rcu<E, CPUS>, cpu: usize, slot: &AtomicPtr<Obj>) {
     rcu.read_lock(cpu);
     let p = slot.load(Ordering::Acquire);
     // SAFETY: read in a read-side section: a live object or null.
@@ -178,5 +181,51 @@ fn barrier_waits_for_a_callback_a_concurrent_invoker_is_running() {
                 Obj::destroy(obj);
             }
         }
+    });
+}
+
+/// CPU 1 idles in an extended quiescent state for good; CPU 0's
+/// `synchronize_rcu` must return all the same (no tick will ever report
+/// CPU 1). Catches a GP start that does not count an idle CPU quiescent.
+#[test]
+fn a_grace_period_does_not_wait_for_an_idle_cpu() {
+    loom_model(|| {
+        let rcu = LoomTickEnv::new_rcu();
+        rcu.eqs_enter(1);
+        rcu.synchronize(0, &mut ());
+    });
+}
+
+/// CPU 1 idles (an EQS), wakes, reads the object in a section and idles
+/// again, while CPU 0 unpublishes the object, waits for a GP and frees it.
+/// Readers are plain per-CPU counts here, as in the kernel, so only the
+/// dynticks counter stands between the free and the read: a GP start that
+/// found CPU 1 idle must come before its section, one that found it awake
+/// must wait for its next idle. Catches an EQS exit not ordered before the
+/// reads that follow it (no full barrier after its increment), and an EQS
+/// entry that looks at `pending` before its increment (a GP starting in
+/// between waits for CPU 1 forever).
+#[test]
+fn a_reader_right_after_an_idle_exit_is_waited_for() {
+    loom_model(|| {
+        let rcu = Arc::new(LoomTickEnv::new_rcu());
+        let obj = Obj::new();
+        let slot = Arc::new(AtomicPtr::new(obj));
+        rcu.eqs_enter(1);
+        let cpu1 = {
+            let (rcu, slot) = (rcu.clone(), slot.clone());
+            thread::spawn(move || {
+                rcu.eqs_exit(1);
+                read(&rcu, 1, &slot);
+                rcu.eqs_enter(1);
+            })
+        };
+        let old = slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        rcu.synchronize(0, &mut ());
+        // SAFETY: `old` is the object, unpublished, and a GP has passed.
+        unsafe { (*old).free() };
+        cpu1.join().unwrap();
+        // SAFETY: every thread has ended.
+        unsafe { Obj::destroy(obj) };
     });
 }

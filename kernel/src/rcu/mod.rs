@@ -11,6 +11,11 @@
 //! `synchronize_rcu` and `rcu_barrier` are bounded by the spin-wait
 //! watchdog at twice that.
 //!
+//! A CPU that idles with its tick stopped (`task::nohz`) is in an extended
+//! quiescent state from [`rcu_idle_enter`] to [`rcu_idle_exit`]: no GP
+//! waits for it (see [`tree`]). It keeps its tick while it has callbacks
+//! queued ([`rcu_needs_cpu`]).
+//!
 //! The host build has no ticks: there, waiters observe other CPUs' nesting
 //! counts directly (a CPU seen outside a read-side section is quiescent),
 //! which needs sequentially consistent reader updates.
@@ -130,6 +135,25 @@ pub(crate) fn rcu_idle() {
     let cpu = cpu_id();
     RCU.quiescent_state(cpu);
     RCU.invoke_ready(cpu, u64::MAX);
+}
+
+/// Port of `rcu_needs_cpu()`: whether this CPU has callbacks queued, so
+/// its tick must go on while it idles.
+pub(crate) fn rcu_needs_cpu() -> bool {
+    RCU.needs_cpu(cpu_id())
+}
+
+/// Port of `ct_idle_enter()`'s RCU part: this CPU, interrupts off and
+/// outside any read-side section, is about to halt with its tick stopped;
+/// no GP waits for it until [`rcu_idle_exit`].
+pub(crate) fn rcu_idle_enter() {
+    RCU.eqs_enter(cpu_id());
+}
+
+/// Port of `ct_idle_exit()`'s RCU part: this CPU leaves idle, before
+/// anything on it may read (interrupts off).
+pub(crate) fn rcu_idle_exit() {
+    RCU.eqs_exit(cpu_id());
 }
 
 /// Port of `rcu_sched_clock_irq()`, from the timer interrupt: a quiescent

@@ -18,6 +18,21 @@
 //! also read other CPUs' nesting counts: a CPU seen outside a read-side
 //! section is quiescent.
 //!
+//! An idle CPU that stops its tick reports nothing more, so it enters an
+//! extended quiescent state (EQS, Linux's dyntick-idle) instead: its
+//! `dynticks` counter, odd while RCU watches the CPU, turns even
+//! ([`Rcu::eqs_enter`]) and odd again when the CPU leaves idle
+//! ([`Rcu::eqs_exit`]), each time with a full barrier on the side that
+//! faces the CPU's read-side sections. A GP never waits for an idle CPU:
+//! once it has published whom it waits for (`pending`), its start looks at
+//! every counter and counts a CPU in an EQS quiescent. A CPU entering the
+//! EQS as a GP starts is caught by one side: it increments before it
+//! looks at `pending`, the start publishes `pending` before it looks at
+//! the counter (Dekker), so either the start sees it idle or it sees its
+//! bit and reports itself. A CPU leaving the EQS increments before any
+//! read: a start that still saw it idle came before its readers, and so
+//! did whatever the GP waits to free.
+//!
 //! Every operation names the CPU it runs on; the kernel passes its own.
 
 use core::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -32,6 +47,11 @@ use crate::sync::word::AtomicWord;
 pub(crate) struct RcuData<E: RcuEnv> {
     /// Read-side nesting; written only by this CPU.
     pub(super) nesting: E::Word,
+    /// Linux's dynticks counter (`rcu_data.dynticks`, moved into context
+    /// tracking since): odd while RCU watches this CPU, even while it is in
+    /// an extended quiescent state. Written only by this CPU; GP starts
+    /// read it.
+    pub(super) dynticks: E::Word,
     pub(super) cbs: E::ListLock,
 }
 
@@ -134,20 +154,49 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
     /// new GP first, then asks the CPUs, so a callback that saw the old
     /// number waits for this GP, whose quiescent states all come after it
     /// was queued, and one that saw the new number waits for the next.
+    /// Then the first round of Linux's force-quiescent-state scan
+    /// (`rcu_implicit_dynticks_qs()`): a CPU in an extended quiescent state
+    /// is quiescent for this GP. A GP whose every CPU idles ends here, and
+    /// the next starts if one is wanted.
     fn start_gp_locked(&self) {
         let gp = &self.gp;
-        let started = gp.started.load(SeqCst);
-        if started != gp.completed.load(SeqCst) || gp.wanted.load(SeqCst) <= started {
-            return;
+        loop {
+            let started = gp.started.load(SeqCst);
+            if started != gp.completed.load(SeqCst) || gp.wanted.load(SeqCst) <= started {
+                return;
+            }
+            gp.started_at.store(E::cycles(), Relaxed);
+            gp.started.store(started + 1, SeqCst);
+            // An exchange rather than a store, for loom's sake: CPUs clear
+            // bits without the lock, and loom may order a plain store before
+            // a racing clear its thread has not seen (the language does not:
+            // the clear read the old mask), so waiters would read that
+            // clear's value forever. Same cost: a SeqCst store is an xchg on
+            // x86.
+            let mask = Self::online_mask();
+            gp.pending.swap(mask, SeqCst);
+            // `pending` is published before the looks at the counters (the
+            // Dekker pair of `eqs_enter`).
+            E::sc_fence();
+            let idle = (0..N)
+                .filter(|&c| mask & (1 << c) != 0 && self.in_eqs(c))
+                .fold(0u64, |m, c| m | 1 << c);
+            if idle == 0 {
+                return;
+            }
+            // Whoever clears the last bit ends the GP: a CPU reporting
+            // itself meanwhile waits for this lock to do so.
+            let before = gp.pending.fetch_and(!idle, SeqCst);
+            if before == 0 || before & !idle != 0 {
+                return;
+            }
+            gp.completed.store(started + 1, SeqCst);
         }
-        gp.started_at.store(E::cycles(), Relaxed);
-        gp.started.store(started + 1, SeqCst);
-        // An exchange rather than a store, for loom's sake: CPUs clear
-        // bits without the lock, and loom may order a plain store before a
-        // racing clear its thread has not seen (the language does not: the
-        // clear read the old mask), so waiters would read that clear's
-        // value forever. Same cost: a SeqCst store is an xchg on x86.
-        gp.pending.swap(Self::online_mask(), SeqCst);
+    }
+
+    /// Whether `cpu` is in an extended quiescent state now.
+    fn in_eqs(&self, cpu: usize) -> bool {
+        self.cpus[cpu].dynticks.load(SeqCst) & 1 == 0
     }
 
     /// Under `gp_lock`, once the last CPU's bit is cleared (Linux's
@@ -298,11 +347,60 @@ impl<E: RcuEnv, const N: usize> Rcu<E, N> {
         self.report_qs(cpu);
     }
 
+    /// Port of `rcu_eqs_enter()` (`ct_idle_enter()`): `cpu` is about to
+    /// halt with its tick stopped and stops being watched until
+    /// [`eqs_exit`](Self::eqs_exit). Called by `cpu`, interrupts off,
+    /// outside any read-side section.
+    ///
+    /// The increment comes after every read-side section the CPU ran (a
+    /// full barrier before it), and before its look at `pending`: a GP
+    /// that starts meanwhile either finds the CPU idle, or has published
+    /// its bit by the time the CPU looks, and the CPU reports it (being
+    /// quiescent for any GP from here to the exit). Without that look, a
+    /// GP started between the idle loop's last quiescent state and the
+    /// increment would wait for a CPU that no tick will report.
+    pub(crate) fn eqs_enter(&self, cpu: usize) {
+        assert!(
+            self.nesting(cpu) == 0,
+            "cpu {cpu}: idle inside rcu_read_lock()"
+        );
+        E::sc_fence();
+        let was = self.cpus[cpu].dynticks.fetch_add(1, SeqCst);
+        assert!(was & 1 == 1, "cpu {cpu} entered an RCU EQS twice");
+        E::sc_fence();
+        self.report_qs(cpu);
+    }
+
+    /// Port of `rcu_eqs_exit()` (`ct_idle_exit()`): `cpu` leaves idle and
+    /// is watched again. Called by `cpu`, interrupts off, before anything
+    /// that may read: the increment is ordered before every later load (a
+    /// full barrier after it), so a GP start that still found the CPU idle
+    /// came before the CPU's next read-side section, and so did whatever
+    /// that GP waits to free.
+    pub(crate) fn eqs_exit(&self, cpu: usize) {
+        let was = self.cpus[cpu].dynticks.fetch_add(1, SeqCst);
+        assert!(was & 1 == 0, "cpu {cpu} left an RCU EQS it was not in");
+        E::sc_fence();
+    }
+
+    /// Port of `rcu_needs_cpu()`: whether `cpu` has callbacks queued. Its
+    /// tick must then go on while it idles, to start their GP, see it end
+    /// and run them (the other CPUs' GP starts only clear its bit).
+    pub(crate) fn needs_cpu(&self, cpu: usize) -> bool {
+        self.cpus[cpu].cbs.lock().backlog() != 0
+    }
+
     /// The RCU part of `cpu`'s timer tick (Linux's `rcu_sched_clock_irq()`
     /// without the stall check): a quiescent state if the interrupted code
     /// was outside any read-side section, a GP if one is wanted, and up to
     /// `limit` of `cpu`'s ready callbacks.
     pub(crate) fn tick(&self, cpu: usize, limit: u64) {
+        // The interrupt entry ends an idle CPU's EQS before the handler
+        // (which may read, as ticks do here).
+        assert!(
+            !self.in_eqs(cpu),
+            "cpu {cpu}: RCU tick in an extended quiescent state"
+        );
         if self.nesting(cpu) == 0 {
             self.report_qs(cpu);
         }

@@ -54,11 +54,15 @@ const CASES: &[(&str, Case)] = &[
     ("ap-late", ap_late),
     ("lockup-irqoff", lockup_irqoff),
     ("lockup-soft", lockup_soft),
+    ("lockup-idle-watcher", nohz::lockup_seen_by_an_idle_watcher),
+    ("nohz-idle", nohz::idle_cpu_takes_no_ticks),
+    ("nohz-no-lockup", nohz::idle_cpu_is_no_hard_lockup),
+    ("nohz-rcu", nohz::grace_period_with_idle_cpus),
     ("join-blocked", join_waits_for_death),
     ("stack-zeroed", fresh_stacks_are_zeroed),
 ];
 
-use super::{lockctx, locks, pidns, procs, profile, rcu, threads, wait};
+use super::{lockctx, locks, nohz, pidns, procs, profile, rcu, threads, wait};
 
 /// A `test=` list naming a case the kernel does not have.
 pub(crate) struct UnknownCase<'a>(&'a str);
@@ -329,18 +333,27 @@ fn lockup_soft() {
     });
 }
 
-/// Waits until every online CPU has taken a timer tick since `before`
-/// (each CPU's count then), for at most `bound_ms` of guest time; returns
-/// each CPU's ticks since `before` and the milliseconds waited. The bound
-/// is hundreds of ticks: a vCPU the host leaves unscheduled for a while
-/// (TCG, a loaded host) ticks late, a CPU with interrupts stuck off never.
+/// CPU `cpu`'s timer ticks plus the times it stopped its tick to idle
+/// (`nohz`): what moves on a live CPU, busy or idle, and never on one stuck
+/// with interrupts off.
+pub(super) fn tick_progress(cpu: usize) -> u64 {
+    let c = percpu::cpu(cpu);
+    c.ticks() + c.idle_stops()
+}
+
+/// Waits until every online CPU has made [`tick_progress`] since `before`
+/// (each CPU's progress then), for at most `bound_ms` of guest time;
+/// returns each CPU's progress since `before` and the milliseconds waited.
+/// The bound is hundreds of ticks: a vCPU the host leaves unscheduled for
+/// a while (TCG, a loaded host) ticks late, a CPU with interrupts stuck off
+/// never.
 pub(super) fn wait_for_ticks_everywhere(before: &[u64], bound_ms: u64) -> (Vec<u64>, u64) {
     let start = time::now_ns();
     let since = || -> Vec<u64> {
         before
             .iter()
             .enumerate()
-            .map(|(i, &b)| percpu::cpu(i).ticks() - b)
+            .map(|(i, &b)| tick_progress(i) - b)
             .collect()
     };
     loop {
@@ -353,26 +366,34 @@ pub(super) fn wait_for_ticks_everywhere(before: &[u64], bound_ms: u64) -> (Vec<u
     }
 }
 
-/// Every online CPU takes timer ticks, and each runs work under its own
-/// distinct index.
+/// Every online CPU takes timer ticks while busy (an idle one may stop
+/// its tick, see `nohz`), and each runs work under its own distinct index.
 fn smp_ticks_and_indices() {
     let n = smp::online();
-    let before: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
-    time::delay_us(200_000);
-    // 200 ms is 200 ticks at the default rate; waiting on for stragglers
-    // keeps a host that deschedules a vCPU from failing the check.
-    let (ticks, waited_ms) = wait_for_ticks_everywhere(&before, 5_000);
-    for (i, &t) in ticks.iter().enumerate() {
+    let ticks: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    let took_ms: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+    // 200 ms is 200 ticks at the default rate; spinning on (up to 5 s)
+    // for stragglers keeps a host that deschedules a vCPU from failing
+    // the check.
+    Cpus.run(n, &|w| {
+        let (start, before) = (time::now_ns(), percpu::this_cpu().ticks());
+        let ms = || (time::now_ns() - start) / 1_000_000;
+        while ms() < 200 || (percpu::this_cpu().ticks() == before && ms() < 5_000) {
+            platform::cpu_relax();
+        }
+        ticks[w].store(percpu::this_cpu().ticks() - before, Ordering::Relaxed);
+        took_ms[w].store(ms(), Ordering::Relaxed);
+    });
+    for i in 0..n {
+        let (t, ms) = (
+            ticks[i].load(Ordering::Relaxed),
+            took_ms[i].load(Ordering::Relaxed),
+        );
         println!(
-            "selftest smp: cpu {i} apic {} ticks +{t} in {} ms",
-            smp::apic_id_of(i),
-            200 + waited_ms
+            "selftest smp: cpu {i} apic {} ticks +{t} in {ms} ms busy",
+            smp::apic_id_of(i)
         );
-        assert!(
-            t > 0,
-            "cpu {i} took no timer tick in {} ms",
-            200 + waited_ms
-        );
+        assert!(t > 0, "cpu {i} took no timer tick in {ms} ms busy");
     }
     let seen: Vec<AtomicU32> = (0..n).map(|_| AtomicU32::new(u32::MAX)).collect();
     Cpus.run(n, &|worker| {

@@ -326,9 +326,10 @@ pub(super) fn tasklist_irq_readers_and_writers() {
         total[1] > 0,
         "no timer interrupt hit a task-context read hold: the nested case went untested"
     );
-    // With the hook gone and every worker done, every CPU still ticks: none
-    // was left with IRQs off or stuck in the lock.
-    let again: Vec<u64> = (0..n).map(|i| percpu::cpu(i).ticks()).collect();
+    // With the hook gone and every worker done, every CPU still ticks (or
+    // idles with its tick stopped): none was left with IRQs off or stuck
+    // in the lock.
+    let again: Vec<u64> = (0..n).map(super::cases::tick_progress).collect();
     let (ticks, waited_ms) = super::cases::wait_for_ticks_everywhere(&again, 5_000);
     for (cpu, &t) in ticks.iter().enumerate() {
         assert!(

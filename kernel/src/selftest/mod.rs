@@ -9,6 +9,8 @@ pub(crate) mod invariants;
 mod lockctx;
 #[cfg(target_os = "none")]
 mod locks;
+#[cfg(target_os = "none")]
+mod nohz;
 pub(crate) mod pid_soak;
 #[cfg(target_os = "none")]
 mod pidns;

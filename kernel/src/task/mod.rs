@@ -20,6 +20,8 @@ pub(crate) mod fork;
 #[cfg_attr(not(target_os = "none"), allow(dead_code))]
 pub(crate) mod kick;
 #[cfg(target_os = "none")]
+pub(crate) mod nohz;
+#[cfg(target_os = "none")]
 pub(crate) mod sched;
 pub(crate) mod shared;
 pub(crate) mod signal;

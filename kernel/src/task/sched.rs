@@ -186,8 +186,14 @@ fn idle_loop(cpu: usize) -> ! {
                 kick.end_halt();
                 continue;
             }
+            // The tick stops and RCU stops watching, unless needed.
+            super::nohz::idle_enter();
             // `sti; hlt`: a wake-up IPI cannot slip in between.
             x86_64::instructions::interrupts::enable_and_hlt();
+            // An interrupt that ended the halt has already ended the idle
+            // in its entry; an NMI has not.
+            platform::local_irq_disable();
+            super::nohz::idle_exit();
             kick.end_halt();
         }
     }

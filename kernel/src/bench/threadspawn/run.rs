@@ -52,7 +52,7 @@ pub(crate) fn run(
         .unwrap_or_else(|| crate::platform::cycles().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1);
     let mut rng = crate::bench::rng_state(seed);
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, seed {seed} (rounds in random order; seed= replays them)",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them)",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -62,7 +62,12 @@ pub(crate) fn run(
         p.max_steal,
         accel_name(accel),
         lock_algo().name(),
-        if p.lockstat { "on" } else { "off" }
+        if p.lockstat { "on" } else { "off" },
+        if crate::task::nohz::enabled() {
+            "on"
+        } else {
+            "off"
+        }
     );
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"

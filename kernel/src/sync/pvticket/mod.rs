@@ -373,6 +373,13 @@ mod sweep {
         }
     }
 
+    /// Whether some CPU is halted in a lock wait now: then an idle CPU
+    /// keeps its tick (`task::nohz`), so the sweep still runs if the
+    /// holder's CPU goes idle too.
+    pub(crate) fn waiters_halted() -> bool {
+        HALTED.load(Ordering::Relaxed) != 0
+    }
+
     /// Halts, kicks and sweep kicks so far, over all CPUs.
     pub(crate) fn stats() -> [u64; 3] {
         [&HALTS, &KICKS, &SWEEP_KICKS].map(|c| c.load(Ordering::Relaxed))
@@ -380,7 +387,7 @@ mod sweep {
 }
 
 #[cfg(target_os = "none")]
-pub(crate) use sweep::{stats, timer_tick};
+pub(crate) use sweep::{stats, timer_tick, waiters_halted};
 
 #[cfg(all(test, loom))]
 mod loom_models;
