@@ -20,7 +20,7 @@
 //! spinlock (the rhashtable's bucket locks).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering, fence};
 
 use intrusive_collections::{KeyAdapter, RBTree, RBTreeLink, UnsafeRef, intrusive_adapter};
 
@@ -68,10 +68,16 @@ fn pidfs<D: IrqDiscipline>(_pidmap_lock: &mut PidmapGuard<D>) -> &mut Pidfs {
     unsafe { &mut *PIDFS.0.get() }
 }
 
+/// `write_seqcount_begin`/`_end` around `f`: as Linux's, a plain increment
+/// (writers are serialized by pidmap_lock, so no locked read-modify-write)
+/// and a write barrier each side.
 fn write_seqcount<R>(f: impl FnOnce() -> R) -> R {
-    PIDMAP_LOCK_SEQ.fetch_add(1, Ordering::Release);
+    let s = PIDMAP_LOCK_SEQ.load(Ordering::Relaxed);
+    PIDMAP_LOCK_SEQ.store(s + 1, Ordering::Relaxed);
+    fence(Ordering::Release);
     let r = f();
-    PIDMAP_LOCK_SEQ.fetch_add(1, Ordering::Release);
+    fence(Ordering::Release);
+    PIDMAP_LOCK_SEQ.store(s + 2, Ordering::Relaxed);
     r
 }
 
