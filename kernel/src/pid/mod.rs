@@ -132,9 +132,19 @@ fn pid_layout(level: u32) -> Layout {
 /// go straight to the heap).
 pub(crate) const PID_CACHED_LEVELS: usize = 4;
 
+/// Linux's pid caches are `SLAB_HWCACHE_ALIGN`: each pid starts a cache
+/// line and no two pids share one, so a pid one CPU writes never sits on a
+/// line with a pid another CPU writes (which would make the benchmark's
+/// false sharing depend on where the allocator happened to put them).
+pub(crate) const PID_ALIGN: usize = 64;
+
 const fn pid_cache_layout(level: usize) -> Layout {
     let size = core::mem::offset_of!(Pid, numbers) + (level + 1) * core::mem::size_of::<Upid>();
-    let align = core::mem::align_of::<Pid>();
+    let align = if core::mem::align_of::<Pid>() > PID_ALIGN {
+        core::mem::align_of::<Pid>()
+    } else {
+        PID_ALIGN
+    };
     match Layout::from_size_align(size.next_multiple_of(align), align) {
         Ok(l) => l,
         Err(_) => panic!("bad pid layout"),

@@ -1177,7 +1177,10 @@ fn pid_layout_is_the_header_then_one_upid_per_level() {
         let upids = core::alloc::Layout::array::<Upid>(level as usize + 1).unwrap();
         let (layout, offset) = core::alloc::Layout::new::<Pid>().extend(upids).unwrap();
         assert_eq!(offset, core::mem::offset_of!(Pid, numbers), "level {level}");
-        assert_eq!(pid_layout(level), layout.pad_to_align(), "level {level}");
+        let aligned = layout.align_to(super::PID_ALIGN).unwrap().pad_to_align();
+        assert_eq!(pid_layout(level), aligned, "level {level}");
+        assert_eq!(pid_layout(level).align() % 64, 0, "level {level}");
+        assert_eq!(pid_layout(level).size() % 64, 0, "level {level}");
     }
     for (level, cache) in pid_caches().iter().enumerate() {
         assert_eq!(cache.layout(), pid_layout(level as u32));

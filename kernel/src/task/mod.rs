@@ -197,7 +197,14 @@ unsafe impl Sync for Task {}
 // SAFETY: as above; a task may be referenced from any CPU.
 unsafe impl Send for Task {}
 
-static TASK_CACHE: ObjCache = ObjCache::new("task", Layout::new::<Task>());
+/// Tasks start a cache line each and share none (Linux's task_struct
+/// cache is aligned to `L1_CACHE_BYTES`), so two CPUs' tasks never share a
+/// line by the allocator's chance.
+pub(crate) const TASK_LAYOUT: Layout = match Layout::new::<Task>().align_to(64) {
+    Ok(l) => l.pad_to_align(),
+    Err(_) => panic!("bad task layout"),
+};
+static TASK_CACHE: ObjCache = ObjCache::new("task", TASK_LAYOUT);
 static STACK_CACHE: ObjCache = ObjCache::with_backing(
     "kernel_stack",
     match Layout::from_size_align(STACK_SIZE, 16) {
@@ -288,7 +295,8 @@ impl Task {
             return Err(NoMemory);
         }
         let mem = TASK_CACHE.alloc().ok_or(NoMemory)?.cast::<Task>();
-        // SAFETY: `mem` is a fresh block with Task's layout.
+        // SAFETY: `mem` is a fresh block of TASK_LAYOUT (Task's, aligned to a
+        // cache line).
         unsafe {
             mem.as_ptr().write(Task {
                 sp: UnsafeCell::new(0),
