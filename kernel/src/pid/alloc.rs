@@ -9,6 +9,7 @@
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use arrayvec::ArrayVec;
 use intrusive_collections::RBTreeLink;
 
 use super::namespace::LockFree;
@@ -26,11 +27,23 @@ use crate::rcu::RcuHead;
 use crate::strategy::{AllocPidStrategy, PidfsStrategy, PidmapIrq, StrategyPair};
 use crate::sync::irq::{Irq, IrqDiscipline, Plain};
 
-/// Everything `alloc_pid` decides before taking pidmap_lock, indexed from
-/// the innermost level outwards (Linux's `set_tid[ns->level - i]`).
+/// Everything `alloc_pid` decides before taking pidmap_lock: per level,
+/// from the innermost outwards (Linux's `set_tid[ns->level - i]`), the
+/// requested tid (0: any) and the `pid_max` snapshot. Only the levels the
+/// namespace has are written (Linux's on-stack arrays are not cleared
+/// either): zeroing all 33 would add work to every fork that stock's
+/// alloc_pid does not do.
 struct Prep {
-    tid: [i32; MAX_PID_NS_LEVEL as usize + 1],
-    pid_max: [i32; MAX_PID_NS_LEVEL as usize + 1],
+    levels: ArrayVec<(i32, i32), { MAX_PID_NS_LEVEL as usize + 1 }>,
+}
+
+impl Prep {
+    /// The tid and `pid_max` of the level `depth` steps out from the
+    /// innermost.
+    #[inline]
+    fn level(&self, depth: usize) -> (i32, i32) {
+        self.levels[depth]
+    }
 }
 
 /// Lock accounting of one `alloc_pid` call.
@@ -147,11 +160,11 @@ fn levels(ns: &PidNamespace) -> impl Iterator<Item = (u32, usize, &PidNamespace)
 /// The change's prologue: every level checked before the lock is taken.
 fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Errno> {
     let mut prep = Prep {
-        tid: [0; MAX_PID_NS_LEVEL as usize + 1],
-        pid_max: [0; MAX_PID_NS_LEVEL as usize + 1],
+        levels: ArrayVec::new(),
     };
     for (_, depth, level_ns) in levels(ns) {
-        (prep.tid[depth], prep.pid_max[depth]) = check_level(level_ns, set_tid, depth, has_cap)?;
+        prep.levels
+            .push(check_level(level_ns, set_tid, depth, has_cap)?);
     }
     Ok(prep)
 }
@@ -328,7 +341,8 @@ fn alloc_pid_single_lock<D: IrqDiscipline>(
             }
         }
         let depth = (top - i) as usize;
-        match alloc_nr(level_ns.map(&mut g), prep.tid[depth], prep.pid_max[depth]) {
+        let (tid, pid_max) = prep.level(depth);
+        match alloc_nr(level_ns.map(&mut g), tid, pid_max) {
             Ok(nr) => {
                 pid.set_number(i as u32, nr, level_ns);
                 i -= 1;
@@ -478,7 +492,8 @@ fn alloc_pid_lockless(ns: &PidNamespace, mut pid: NewPid, prep: &Prep) -> Result
     let mut failed = -1;
     let mut err = None;
     for (level, depth, level_ns) in levels(ns) {
-        match claim_nr(lf(level_ns), prep.tid[depth], prep.pid_max[depth]) {
+        let (tid, pid_max) = prep.level(depth);
+        match claim_nr(lf(level_ns), tid, pid_max) {
             Ok(nr) => pid.set_number(level, nr, level_ns),
             Err(e) => {
                 (failed, err) = (i64::from(level), Some(e));
