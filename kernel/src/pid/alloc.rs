@@ -157,16 +157,20 @@ fn levels(ns: &PidNamespace) -> impl Iterator<Item = (u32, usize, &PidNamespace)
         .map(move |(depth, n)| (top - depth as u32, depth, n))
 }
 
-/// The change's prologue: every level checked before the lock is taken.
-fn prepare(ns: &PidNamespace, set_tid: &[i32], has_cap: bool) -> Result<Prep, Errno> {
-    let mut prep = Prep {
-        levels: ArrayVec::new(),
-    };
+/// The change's prologue: every level checked before the lock is taken,
+/// into the caller's `prep` (filled in place: returning it by value would
+/// copy all 33 levels' room on every fork).
+fn prepare(
+    ns: &PidNamespace,
+    set_tid: &[i32],
+    has_cap: bool,
+    prep: &mut Prep,
+) -> Result<(), Errno> {
     for (_, depth, level_ns) in levels(ns) {
         prep.levels
             .push(check_level(level_ns, set_tid, depth, has_cap)?);
     }
-    Ok(prep)
+    Ok(())
 }
 
 /// One level's number: the requested tid, or the next one cyclically.
@@ -447,11 +451,17 @@ fn alloc_pid_counted<D: IrqDiscipline>(
             alloc_pid_stock::<D>(ns, pid, set_tid, has_cap, pidfs_locked, counts)
         }
         AllocPidStrategy::SingleLock => {
-            let prep = prepare(ns, set_tid, has_cap)?;
+            let mut prep = Prep {
+                levels: ArrayVec::new(),
+            };
+            prepare(ns, set_tid, has_cap, &mut prep)?;
             alloc_pid_single_lock::<D>(ns, pid, &prep, pidfs_locked, counts)
         }
         AllocPidStrategy::Lockless => {
-            let prep = prepare(ns, set_tid, has_cap)?;
+            let mut prep = Prep {
+                levels: ArrayVec::new(),
+            };
+            prepare(ns, set_tid, has_cap, &mut prep)?;
             alloc_pid_lockless(ns, pid, &prep)
         }
     }
