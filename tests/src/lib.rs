@@ -140,6 +140,18 @@ impl Run {
         &self.outcome.serial
     }
 
+    /// The number the serial output prints right after the first
+    /// `prefix` (e.g. `"no timer tick for "` in `... for 5012 ms`); fails
+    /// the test, with the serial tail, when there is none.
+    pub fn number_after(&self, prefix: &str) -> u64 {
+        self.serial()
+            .split(prefix)
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| self.fail(&format!("expected a number after `{prefix}`")))
+    }
+
     /// The kernel reported success.
     pub fn expect_success(&self) -> &Self {
         if self.outcome.status != Status::Success {

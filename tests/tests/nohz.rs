@@ -81,12 +81,6 @@ fn a_cpu_stuck_with_irqs_off_is_reported_by_an_idle_watcher() {
     run.expect_failure_with("hard lockup on CPU 2: no timer tick for")
         .expect_failure_with("at RIP 0x")
         .expect_failure_with("in task worker; waiting for lock lockup_idle_buddy");
-    let frozen: u64 = run
-        .serial()
-        .split("no timer tick for ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse().ok())
-        .expect("the report's `no timer tick for N ms`");
+    let frozen = run.number_after("no timer tick for ");
     assert!((5000..20_000).contains(&frozen), "frozen {frozen} ms");
 }

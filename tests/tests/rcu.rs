@@ -31,12 +31,6 @@ fn a_reader_that_never_ends_is_a_reported_stall() {
     let run = Boot::new().smp(2).params("test=rcu-stall").run();
     run.expect_failure_with("rcu: stall: grace period")
         .expect_failure_with("cpu 1 (read-side nesting 1)");
-    let waited: u64 = run
-        .serial()
-        .split("has waited ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse().ok())
-        .expect("the stall report's `has waited N ms`");
+    let waited = run.number_after("has waited ");
     assert!((1000..2000).contains(&waited), "reported after {waited} ms");
 }

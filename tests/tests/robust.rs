@@ -60,13 +60,7 @@ fn a_cpu_stuck_with_interrupts_off_is_a_named_hard_lockup() {
         .expect_failure_with("at RIP 0x")
         .expect_failure_with("in task worker; waiting for lock lockup_irqoff")
         .expect_serial("watchdog: lock and spin waits 2000 ms, soft lockup 20000 ms");
-    let frozen: u64 = run
-        .serial()
-        .split("no timer tick for ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|ms| ms.parse().ok())
-        .expect("the report's `no timer tick for N ms`");
+    let frozen = run.number_after("no timer tick for ");
     assert!((5000..20_000).contains(&frozen), "frozen {frozen} ms");
 }
 
