@@ -395,8 +395,11 @@ pub(crate) fn exit_current(code: i32) -> ! {
     }
     me.set_exit_code(code);
     platform::local_irq_disable();
-    wake_joiner(me);
+    // A kernel task's join point is its death: Dead before the joiner is
+    // woken, or a joiner on another CPU can return and see it Running (the
+    // scheduler's reference keeps it alive until the next switch).
     me.set_state(TaskState::Dead);
+    wake_joiner(me);
     exit_final()
 }
 
