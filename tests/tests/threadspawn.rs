@@ -140,7 +140,9 @@ fn check_rows(
 }
 
 /// Every attempt has a row; each (workers, strategy, round) keeps exactly
-/// one, within its summary row's min and max; the re-runs add up.
+/// one attempt per half of the round, and the two kept halves together
+/// (weighted by length) lie within its summary row's min and max; the
+/// re-runs add up.
 fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
     let rows = table(
         serial,
@@ -155,33 +157,52 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
             "ops_per_sec",
             "steal_pct",
             "kept",
+            "placement",
+            "cpus",
+            "accel",
+            "position",
+            "half",
+            "ms",
         ],
     );
-    let mut kept: BTreeMap<(&str, &str, &str), u32> = BTreeMap::new();
+    // (workers, strategy, round) -> the kept halves' (half, ops/s, ms).
+    type Halves = Vec<(u32, u64, u64)>;
+    let mut kept: BTreeMap<(&str, &str, &str), Halves> = BTreeMap::new();
     let mut reruns: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for r in &rows {
         let steal: f64 = num(r, "steal_pct");
         assert!((0.0..=100.0).contains(&steal), "steal_pct {steal}: {r:?}");
         let cell = (r["workers"], r["strategy"]);
         match r["kept"] {
-            "yes" => {
-                *kept.entry((cell.0, cell.1, r["round"])).or_default() += 1;
-                let s = summary
-                    .iter()
-                    .find(|s| (s["workers"], s["strategy"]) == cell)
-                    .unwrap_or_else(|| panic!("no summary row for {r:?}"));
-                let ops: u64 = num(r, "ops_per_sec");
-                assert!(
-                    num::<u64>(s, "min") <= ops && ops <= num::<u64>(s, "max"),
-                    "{r:?} {s:?}"
-                );
-            }
+            "yes" => kept.entry((cell.0, cell.1, r["round"])).or_default().push((
+                num(r, "half"),
+                num(r, "ops_per_sec"),
+                num(r, "ms"),
+            )),
             "no" => *reruns.entry(cell).or_default() += 1,
             other => panic!("kept is {other}: {r:?}"),
         }
         assert!((1..=3).contains(&num::<u32>(r, "attempt")), "{r:?}");
     }
-    assert!(kept.values().all(|&n| n == 1), "{kept:?}");
+    for (k, halves) in &kept {
+        let mut which: Vec<u32> = halves.iter().map(|h| h.0).collect();
+        which.sort();
+        assert_eq!(
+            which,
+            [1, 2],
+            "{k:?} keeps one attempt per half: {halves:?}"
+        );
+        let ms: u64 = halves.iter().map(|h| h.2).sum();
+        let joined = halves.iter().map(|h| h.1 * h.2).sum::<u64>() / ms;
+        let s = summary
+            .iter()
+            .find(|s| (s["workers"], s["strategy"]) == (k.0, k.1))
+            .unwrap_or_else(|| panic!("no summary row for {k:?}"));
+        assert!(
+            num::<u64>(s, "min") <= joined && joined <= num::<u64>(s, "max"),
+            "{k:?} {halves:?} {s:?}"
+        );
+    }
     for s in summary {
         let cell = (s["workers"], s["strategy"]);
         let rounds = kept.keys().filter(|k| (k.0, k.1) == cell).count();
@@ -403,14 +424,16 @@ fn round_orders(serial: &str) -> Vec<(String, String)> {
 }
 
 /// Each round runs the versions in a fresh random order, from a seed the
-/// banner prints: the same seed replays it, another one changes it.
+/// banner prints, then the same order reversed (a mirrored round: every
+/// version's mean position is the same): the same seed replays it, another
+/// one changes it.
 #[test]
 fn the_round_order_follows_the_seed() {
     let boot = |seed: u64| {
         let run = Boot::new()
             .smp(2)
             .params(&format!(
-                "bench=threadspawn workers=1 samples=8 sample_ms=5 strategies=stock,exit-deferred,both,v7.0 max_steal=100 seed={seed}"
+                "bench=threadspawn workers=1 samples=8 sample_ms=6 strategies=stock,exit-deferred,both,v7.0 max_steal=100 seed={seed}"
             ))
             .run();
         run.expect_success()
@@ -418,7 +441,25 @@ fn the_round_order_follows_the_seed() {
         round_orders(run.serial())
     };
     let a = boot(42);
-    assert_eq!(a.len(), 8 * 4, "{a:?}");
+    assert_eq!(a.len(), 8 * 8, "{a:?}");
+    for (r, round) in a.chunks(8).enumerate() {
+        let names: Vec<&str> = round.iter().map(|(n, _)| n.as_str()).collect();
+        let mut mirrored = names[..4].to_vec();
+        mirrored.reverse();
+        assert_eq!(
+            names[4..],
+            mirrored[..],
+            "round {r} is not mirrored: {round:?}"
+        );
+        for (i, (_, pos)) in round.iter().enumerate() {
+            let half = if i < 4 { 1 } else { 2 };
+            assert_eq!(
+                pos,
+                &format!("{} of 8, half {half} of 2]", i + 1),
+                "{round:?}"
+            );
+        }
+    }
     assert_eq!(a, boot(42), "the same seed replays the order");
     assert_ne!(a, boot(43), "another seed changes it");
     let firsts: std::collections::BTreeSet<&str> = a

@@ -32,16 +32,20 @@ use pidlab_abi::Accel;
 #[derive(Clone, Copy)]
 pub(super) struct Attempt {
     pub(super) round: u32,
-    /// Where in its round's random order it ran (1: first).
+    /// Where in its (mirrored) round it ran (1: first).
     pub(super) position: u32,
+    /// Which half of the round (1: the random order, 2: it reversed).
+    pub(super) half: u32,
+    /// Its length (half of `sample_ms`).
+    pub(super) ms: u32,
     pub(super) attempt: u32,
     pub(super) ops_per_sec: u64,
     pub(super) steal_x100: u64,
     pub(super) kept: bool,
 }
 
-/// Per (workers, strategy): the kept sample of each round, in round
-/// order, and every attempt.
+/// Per (workers, strategy): the kept sample of each round (its two
+/// halves' kept attempts joined), in round order, and every attempt.
 pub(super) struct Cell {
     pub(super) workers: usize,
     pub(super) strategy: &'static StrategyPair,
@@ -293,12 +297,12 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         println!("{r}");
     }
     println!(
-        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position"
+        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position,half,ms"
     );
     for c in cells {
         for a in &c.attempts {
             println!(
-                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{},{}",
+                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 c.strategy.name,
                 c.workers,
                 info.ns_depth,
@@ -310,7 +314,9 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
                 info.placement.name(),
                 info.online,
                 accel_name(info.accel),
-                a.position
+                a.position,
+                a.half,
+                a.ms
             );
         }
     }

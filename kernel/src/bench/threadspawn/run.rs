@@ -25,6 +25,13 @@ use pidlab_abi::Accel;
 /// How many times a sample over `max_steal` is run again.
 const MAX_RERUNS: u32 = 2;
 
+/// The lengths of a round's two halves: `sample_ms` split in two, each at
+/// least 1 ms.
+fn halves_ms(sample_ms: u32) -> [u32; 2] {
+    let first = sample_ms.div_ceil(2);
+    [first, (sample_ms - first).max(1)]
+}
+
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
 pub(crate) fn run(
@@ -46,13 +53,14 @@ pub(crate) fn run(
     let names: Vec<&str> = strategies.iter().map(|s| s.name).collect();
     let wl: Vec<String> = workers.iter().map(|w| format!("{w}")).collect();
     // A fresh random order of the versions every round (no version always
-    // runs first, right after the previous one's drain), replayable.
+    // runs first, right after the previous one's drain), replayable; the
+    // round then runs it backwards (see the loop below).
     let seed = p
         .seed
         .unwrap_or_else(|| crate::platform::cycles().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1);
     let mut rng = crate::bench::rng_state(seed);
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round, ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them)",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them)",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -123,9 +131,19 @@ pub(crate) fn run(
         for &s in strategies {
             run_sample(spec(s, p.sample_ms.min(200)))?;
         }
+        // Each round is mirrored: the versions in a fresh random order, then
+        // the same order reversed, each run for half of `sample_ms`. Every
+        // version's mean position in the round is then the same, so a host
+        // drift that is linear over the round cancels out of its ratios.
+        let halves = halves_ms(p.sample_ms);
         for round in 0..p.samples {
             let order = crate::bench::shuffled(strategies.len(), &mut rng);
-            for (position, &i) in order.iter().enumerate() {
+            let slots = order.len() * 2;
+            let mut kept: Vec<Option<(Measured, u32)>> = alloc::vec![None; strategies.len()];
+            let sequence = order.iter().chain(order.iter().rev());
+            for (position, &i) in sequence.enumerate() {
+                let half = position / order.len();
+                let ms = halves[half];
                 let s = strategies[i];
                 let cell = &mut cells[first + i];
                 // The attempt with the least steal is kept.
@@ -141,7 +159,7 @@ pub(crate) fn run(
                     // The profiler's samples meanwhile are this version's.
                     let tag = perf::active().then(|| perf::tag(s.name, w as u32));
                     perf::set_tag(tag);
-                    let m = run_sample(spec(s, p.sample_ms));
+                    let m = run_sample(spec(s, ms));
                     perf::set_tag(None);
                     let m = m?;
                     if let Some(tag) = tag {
@@ -150,7 +168,7 @@ pub(crate) fn run(
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
                     let again = over && attempt < reruns;
                     println!(
-                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{} [position {} of {}]",
+                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{} [position {} of {slots}, half {} of 2]",
                         round + 1,
                         p.samples,
                         s.name,
@@ -177,11 +195,13 @@ pub(crate) fn run(
                             String::new()
                         },
                         position + 1,
-                        order.len()
+                        half + 1
                     );
                     cell.attempts.push(Attempt {
                         round: round + 1,
                         position: position as u32 + 1,
+                        half: half as u32 + 1,
+                        ms,
                         attempt: attempt + 1,
                         ops_per_sec: m.ops_per_sec,
                         steal_x100: m.steal_x100,
@@ -194,9 +214,17 @@ pub(crate) fn run(
                         break;
                     }
                 }
-                let (kept, m) = best.expect("at least one attempt");
-                cell.attempts[kept].kept = true;
-                cell.samples.push(m);
+                let (at, m) = best.expect("at least one attempt");
+                cell.attempts[at].kept = true;
+                // The round's sample is its two halves together.
+                kept[i] = Some(match kept[i].take() {
+                    None => (m, ms),
+                    Some((a, ms_a)) => (a.joined(ms_a, &m, ms), ms_a + ms),
+                });
+            }
+            for (i, k) in kept.into_iter().enumerate() {
+                let (m, _) = k.expect("both halves of every version ran");
+                cells[first + i].samples.push(m);
             }
         }
     }

@@ -121,6 +121,36 @@ pub(super) struct Measured {
     pub(super) locks: [LockDelta; LOCK_CLASSES.len()],
 }
 
+impl Measured {
+    /// This sample (`ms` long) and `other` (`other_ms`) as one: counts
+    /// add up, ops/s and steal are weighted by length.
+    pub(super) fn joined(&self, ms: u32, other: &Measured, other_ms: u32) -> Measured {
+        let (a, b) = (u64::from(ms), u64::from(other_ms));
+        let weighted = |x: u64, y: u64| (x * a + y * b) / (a + b).max(1);
+        let mut locks = self.locks;
+        for (l, o) in locks.iter_mut().zip(&other.locks) {
+            l.acquisitions += o.acquisitions;
+            l.contended += o.contended;
+            l.wait_cycles += o.wait_cycles;
+            l.hold_cycles += o.hold_cycles;
+        }
+        Measured {
+            ops_per_sec: weighted(self.ops_per_sec, other.ops_per_sec),
+            ops: self.ops + other.ops,
+            steal_x100: weighted(self.steal_x100, other.steal_x100),
+            pidmap_acq: self.pidmap_acq + other.pidmap_acq,
+            css_acq: self.css_acq + other.css_acq,
+            tasklist_acq: self.tasklist_acq + other.tasklist_acq,
+            contended: self.contended + other.contended,
+            acquisitions: self.acquisitions + other.acquisitions,
+            wait_cycles: self.wait_cycles + other.wait_cycles,
+            hold_cycles: self.hold_cycles + other.hold_cycles,
+            failures: self.failures + other.failures,
+            locks,
+        }
+    }
+}
+
 /// The lock classes threadspawn reports one by one, as `/proc/lock_stat`
 /// splits them (each version takes some of them on every op).
 pub(super) const LOCK_CLASSES: [&str; 5] = [
