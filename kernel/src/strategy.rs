@@ -161,6 +161,44 @@ pub(crate) static LOCKLESS: StrategyPair = StrategyPair {
     index: 5,
 };
 
+/// Calls `$f::<V>(args)` for the pair whose index is `$index`: the hot
+/// paths (`copy_process`, `alloc_pid`, `do_exit`, `release_task`,
+/// `free_pid`) are generic over the version's index, so each version's is
+/// compiled on its own, with its strategy's fields as constants, as each
+/// kernel compiles its own. One body for all versions, branching at run
+/// time, would share its register allocation, spills and inlining between
+/// them, and make one version pay for another's code.
+macro_rules! per_version {
+    ($index:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $index {
+            0 => $f::<0>($($arg),*),
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            _ => $f::<5>($($arg),*),
+        }
+    };
+}
+pub(crate) use per_version;
+
+const _: () = assert!(NR_PAIRS == 6, "per_version! names every pair's index");
+
+impl StrategyPair {
+    /// The pair at index `V`, as a constant in code generic over `V`.
+    #[inline(always)]
+    pub(crate) fn of<const V: u8>() -> &'static StrategyPair {
+        match V {
+            0 => &PAIRS[0],
+            1 => &PAIRS[1],
+            2 => &PAIRS[2],
+            3 => &PAIRS[3],
+            4 => &PAIRS[4],
+            _ => &LOCKLESS,
+        }
+    }
+}
+
 /// The versions a benchmark runs unless told otherwise: the kernels Linux
 /// shipped or measured (`pidmap-once`, never shipped, by name only).
 pub(crate) static DEFAULT_VERSIONS: [&StrategyPair; 4] =
@@ -208,6 +246,25 @@ mod tests {
             assert!(core::ptr::eq(StrategyPair::at(i), p));
         }
         assert_eq!(StrategyPair::all().count(), NR_PAIRS);
+        // The constant each version's generic hot path compiles with.
+        let of = [
+            StrategyPair::of::<0>(),
+            StrategyPair::of::<1>(),
+            StrategyPair::of::<2>(),
+            StrategyPair::of::<3>(),
+            StrategyPair::of::<4>(),
+            StrategyPair::of::<5>(),
+        ];
+        for (i, p) in of.into_iter().enumerate() {
+            assert!(core::ptr::eq(p, StrategyPair::at(i)), "{i}");
+        }
+        // per_version! calls the instance of each pair's own index.
+        fn index_of<const V: u8>() -> usize {
+            StrategyPair::of::<V>().index.into()
+        }
+        for p in StrategyPair::all() {
+            assert_eq!(per_version!(p.index, index_of()), usize::from(p.index));
+        }
         assert!(StrategyPair::by_name("single-lock").is_none());
     }
 

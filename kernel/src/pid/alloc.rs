@@ -400,6 +400,19 @@ pub(crate) fn alloc_pid(
     version: &StrategyPair,
     has_checkpoint_restore_cap: bool,
 ) -> Result<PidRef, Errno> {
+    crate::strategy::per_version!(
+        version.index,
+        alloc_pid_as(ns, set_tid, has_checkpoint_restore_cap)
+    )
+}
+
+/// [`alloc_pid`] as the version at index `V` compiles it.
+pub(crate) fn alloc_pid_as<const V: u8>(
+    ns: &PidNamespace,
+    set_tid: &[i32],
+    has_checkpoint_restore_cap: bool,
+) -> Result<PidRef, Errno> {
+    let version = StrategyPair::of::<V>();
     let mut counts = AllocCounts::default();
     let cap = has_checkpoint_restore_cap;
     let result = match version.pidmap_irq {

@@ -426,6 +426,12 @@ pub(crate) fn pidmap_lock() -> PidmapGuard<Plain> {
 /// drops that handle. 6.14 takes `pidmap_lock` with `spin_lock_irqsave`,
 /// 6.15 on with `spin_lock`.
 pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
+    crate::strategy::per_version!(version.index, free_pid_as(pid))
+}
+
+/// [`free_pid`] as the version at index `V` compiles it.
+pub(crate) fn free_pid_as<const V: u8>(pid: PidRef) {
+    let version = StrategyPair::of::<V>();
     lockctx::record_free(|| pid.nr());
     // A pid of a lock-free tree is freed without pidmap_lock, whatever
     // version releases it (only `lockless` allocates there).
@@ -559,7 +565,7 @@ pub(crate) mod namespace;
 pub(crate) mod pidfs;
 mod stats;
 
-pub(crate) use alloc::alloc_pid;
+pub(crate) use alloc::{alloc_pid, alloc_pid_as};
 use stats::{PID_STATS, bump};
 pub(crate) use stats::{pid_stats_this_cpu, pid_stats_total};
 

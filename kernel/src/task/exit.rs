@@ -27,7 +27,7 @@ use crate::klib::hlist::HlistNode;
 use crate::klib::list::ListHead;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::disable_pid_allocation;
-use crate::pid::{PerPidType, PidRef, PidType, free_pid};
+use crate::pid::{PerPidType, PidRef, PidType, free_pid_as};
 use crate::random::add_device_randomness;
 use crate::strategy::{CgroupUnlink, ReleaseStrategy, StrategyPair};
 
@@ -51,6 +51,12 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
 /// exit_notify, then switch away for good. Called through
 /// `sched::exit_current`.
 pub(crate) fn do_exit(code: i32) -> ! {
+    crate::strategy::per_version!(current().version().index, do_exit_as(code))
+}
+
+/// `do_exit` as the version at index `V` (the exiting task's) compiles it.
+fn do_exit_as<const V: u8>(code: i32) -> ! {
+    let version = StrategyPair::of::<V>();
     let me = current();
     me.set_exit_code(code);
     // atomic_dec_and_test(&signal->live); exit_mm(): the joiner's wake-up
@@ -68,10 +74,10 @@ pub(crate) fn do_exit(code: i32) -> ! {
     }
     // Up to 6.18 the css_set unlink is cgroup_exit(), here, between
     // exit_mm() and exit_notify(); 6.19 moved it to the final switch.
-    if me.version().cgroup_unlink == CgroupUnlink::DoExit {
+    if version.cgroup_unlink == CgroupUnlink::DoExit {
         cgroup_unlink_dead(me, false);
     }
-    exit_notify(me);
+    exit_notify::<V>(me);
     sched::exit_final()
 }
 
@@ -122,7 +128,7 @@ fn run_join_window_hook(me: &Task) {
 }
 
 /// Port of `exit_notify()` (with `forget_original_parent`).
-fn exit_notify(me: &Task) {
+fn exit_notify<const V: u8>(me: &Task) {
     // A dying namespace init stops pid allocation first (Linux:
     // zap_pid_ns_processes -> disable_pid_allocation, outside the lock).
     // Borrowed, not an Arc clone: this runs on every exit.
@@ -130,7 +136,7 @@ fn exit_notify(me: &Task) {
     if let Some(pid) = unsafe { me.own_pid() } {
         let ns = pid.ns();
         if ns.child_reaper().is_some_and(|r| r.is(me)) {
-            disable_pid_allocation(ns, me.version());
+            disable_pid_allocation(ns, StrategyPair::of::<V>());
         }
     }
     let autoreap;
@@ -182,7 +188,7 @@ fn exit_notify(me: &Task) {
     if autoreap {
         // SAFETY: the link reference taken in copy_process; an autoreaped
         // task is released exactly once, here.
-        release_task(unsafe { TaskRef::from_raw(me) });
+        release_task_as::<V>(unsafe { TaskRef::from_raw(me) });
     }
 }
 
@@ -194,13 +200,7 @@ struct ReleasePost {
 /// Port of `__change_pid(.., NULL)`/`detach_pid()`: unlinks `t` from its
 /// pid of type `ty`; if the pid has no task left, frees it now (stock) or
 /// hands it to `post` (deferred).
-fn detach_pid(
-    g: &mut TasklistWrite,
-    post: &mut ReleasePost,
-    t: &Task,
-    ty: PidType,
-    version: &StrategyPair,
-) {
+fn detach_pid<const V: u8>(g: &mut TasklistWrite, post: &mut ReleasePost, t: &Task, ty: PidType) {
     let Some(pid) = t.set_pid_link(g, ty, None) else {
         return;
     };
@@ -209,8 +209,8 @@ fn detach_pid(
     if PidType::ALL.iter().any(|&ty| pid.pid_has_task(ty)) {
         return; // drops our reference only
     }
-    match version.release {
-        ReleaseStrategy::Stock => free_pid(pid, version),
+    match StrategyPair::of::<V>().release {
+        ReleaseStrategy::Stock => free_pid_as::<V>(pid),
         ReleaseStrategy::Deferred => post.pids[ty] = Some(pid),
     }
 }
@@ -220,11 +220,16 @@ fn detach_pid(
 /// pool, marks it Dead and drops the link reference. The last thread of a
 /// zombie group leader reports the leader to its parent.
 pub(super) fn release_task(p: TaskRef) {
+    crate::strategy::per_version!(p.version().index, release_task_as(p))
+}
+
+/// [`release_task`] as the version at index `V` (the task's) compiles it.
+fn release_task_as<const V: u8>(p: TaskRef) {
     let mut post = ReleasePost {
         pids: PerPidType([None, None, None, None]),
     };
     let runtime = p.runtime();
-    let version = p.version();
+    let version = StrategyPair::of::<V>();
     let deferred = version.release == ReleaseStrategy::Deferred;
     {
         let mut g = write_lock_irq_tasklist();
@@ -256,10 +261,10 @@ pub(super) fn release_task(p: TaskRef) {
         // sig->nr_threads--, inside stats_lock as Linux has it.
         sig.add_threads(&siglock, -1);
         // __unhash_process()
-        detach_pid(&mut g, &mut post, &p, PidType::Pid, version);
+        detach_pid::<V>(&mut g, &mut post, &p, PidType::Pid);
         if !thread {
             for ty in [PidType::Tgid, PidType::Pgid, PidType::Sid] {
-                detach_pid(&mut g, &mut post, &p, ty, version);
+                detach_pid::<V>(&mut g, &mut post, &p, ty);
             }
             // SAFETY: `p` is on its parent's children list, under the
             // write lock.
@@ -288,7 +293,7 @@ pub(super) fn release_task(p: TaskRef) {
         add_device_randomness(&runtime.to_le_bytes());
         // free_pids(): last type first, as Linux does.
         for pid in post.pids.0.iter_mut().rev().filter_map(Option::take) {
-            free_pid(pid, version);
+            free_pid_as::<V>(pid);
         }
     }
     stats::count_release();

@@ -22,7 +22,7 @@ use super::{Task, TaskFn, TaskRef, cgroup, shared};
 use crate::klib::errno::Errno;
 use crate::klib::lockctx::{self, Site};
 use crate::pid::namespace::{PidNamespace, create_pid_namespace, init_pid_ns};
-use crate::pid::{PidType, alloc_pid, free_pid};
+use crate::pid::{PidType, alloc_pid, alloc_pid_as, free_pid_as};
 use crate::platform::cpu_id;
 use crate::strategy::StrategyPair;
 
@@ -124,6 +124,13 @@ pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
 }
 
 fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+    crate::strategy::per_version!(args.strategy.index, copy_process_as(args))
+}
+
+/// `copy_process` as the version at index `V` (`args.strategy`) compiles
+/// it.
+fn copy_process_as<const V: u8>(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+    let version = StrategyPair::of::<V>();
     let me = current();
     if args.thread && (args.newns || args.pid_ns.is_some() || args.setsid) {
         return Err(Errno::EINVAL);
@@ -156,11 +163,11 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     };
     // SAFETY: `t` is not visible to anyone yet.
     unsafe { t.set_signal(signal) };
-    t.set_version(args.strategy);
+    t.set_version(version);
     if args.thread {
         t.set_thread();
     }
-    let pid = alloc_pid(ns, args.set_tid, args.strategy, args.cap)?;
+    let pid = alloc_pid_as::<V>(ns, args.set_tid, args.cap)?;
     cgroup::cgroup_can_fork();
     sched::prepare_new_stack(&t);
     run_alloc_window_hook(ns);
@@ -170,7 +177,7 @@ fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     if !ns.accepts_pids() {
         drop(g);
         cgroup::cgroup_cancel_fork();
-        free_pid(pid, args.strategy);
+        free_pid_as::<V>(pid);
         return Err(Errno::ENOMEM);
     }
     // spin_lock(&current->sighand->siglock), held while the child is
