@@ -32,7 +32,7 @@ impl Default for ThreadspawnParams {
     fn default() -> Self {
         ThreadspawnParams {
             workers: None,
-            samples: 30,
+            samples: 60,
             sample_ms: 200,
             ns_depth: 0,
             strategies: DEFAULT_VERSIONS.iter().copied().collect(),
