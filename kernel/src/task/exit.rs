@@ -47,15 +47,16 @@ fn find_new_reaper(father: &Task, g: &TasklistWrite) -> Option<NonNull<Task>> {
     }
 }
 
-/// Port of `do_exit()` for processes: the join point (`mm_release`),
-/// exit_notify, then switch away for good. Called through
-/// `sched::exit_current`.
-pub(crate) fn do_exit(code: i32) -> ! {
-    crate::strategy::per_version!(current().version().index, do_exit_as(code))
+/// Enters [`do_exit`] as the exiting task's version compiles it. Called
+/// through `sched::exit_current`.
+pub(crate) fn do_exit_dispatch(code: i32) -> ! {
+    crate::strategy::per_version!(current().version().index, do_exit(code))
 }
 
-/// `do_exit` as the version at index `V` (the exiting task's) compiles it.
-fn do_exit_as<const V: u8>(code: i32) -> ! {
+/// Port of `do_exit()` for processes, as the version at index `V` (the
+/// exiting task's) compiles it: the join point (`mm_release`),
+/// exit_notify, then switch away for good.
+fn do_exit<const V: u8>(code: i32) -> ! {
     let version = StrategyPair::of::<V>();
     let me = current();
     me.set_exit_code(code);
@@ -188,7 +189,7 @@ fn exit_notify<const V: u8>(me: &Task) {
     if autoreap {
         // SAFETY: the link reference taken in copy_process; an autoreaped
         // task is released exactly once, here.
-        release_task_as::<V>(unsafe { TaskRef::from_raw(me) });
+        release_task::<V>(unsafe { TaskRef::from_raw(me) });
     }
 }
 
@@ -215,16 +216,18 @@ fn detach_pid<const V: u8>(g: &mut TasklistWrite, post: &mut ReleasePost, t: &Ta
     }
 }
 
-/// Port of `release_task()`: detaches the pids under `tasklist_lock`,
-/// unlinks the task from its parent, feeds its run time to the entropy
-/// pool, marks it Dead and drops the link reference. The last thread of a
-/// zombie group leader reports the leader to its parent.
-pub(super) fn release_task(p: TaskRef) {
-    crate::strategy::per_version!(p.version().index, release_task_as(p))
+/// Enters [`release_task`] as `p`'s version compiles it (a reaped zombie:
+/// `wait`).
+pub(super) fn release_task_dispatch(p: TaskRef) {
+    crate::strategy::per_version!(p.version().index, release_task(p))
 }
 
-/// [`release_task`] as the version at index `V` (the task's) compiles it.
-fn release_task_as<const V: u8>(p: TaskRef) {
+/// Port of `release_task()`, as the version at index `V` (the task's)
+/// compiles it: detaches the pids under `tasklist_lock`, unlinks the task
+/// from its parent, feeds its run time to the entropy pool, marks it Dead
+/// and drops the link reference. The last thread of a zombie group leader
+/// reports the leader to its parent.
+fn release_task<const V: u8>(p: TaskRef) {
     let mut post = ReleasePost {
         pids: PerPidType([None, None, None, None]),
     };
@@ -322,7 +325,7 @@ fn fold(counter: &AtomicU64, v: u64) {
 pub(crate) fn park(_: usize) {
     let me = current();
     sched::block_until(|| me.exit_request().is_some());
-    do_exit(me.exit_request().unwrap_or(0))
+    do_exit_dispatch(me.exit_request().unwrap_or(0))
 }
 
 /// Asks a parked task to exit with `code`.

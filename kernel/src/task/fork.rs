@@ -118,18 +118,14 @@ pub(crate) fn ns_chain(
 /// ENOSPC (namespace depth), EPERM, EEXIST, EAGAIN (from `alloc_pid`). A
 /// failure unwinds everything (pid, stack, task, new namespace).
 pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
-    let r = copy_process_inner(args);
+    let r = crate::strategy::per_version!(args.strategy.index, copy_process_inner(args));
     stats::count_fork(r.is_ok());
     r
 }
 
-fn copy_process_inner(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
-    crate::strategy::per_version!(args.strategy.index, copy_process_as(args))
-}
-
 /// `copy_process` as the version at index `V` (`args.strategy`) compiles
 /// it.
-fn copy_process_as<const V: u8>(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
+fn copy_process_inner<const V: u8>(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let version = StrategyPair::of::<V>();
     let me = current();
     if args.thread && (args.newns || args.pid_ns.is_some() || args.setsid) {

@@ -391,7 +391,7 @@ fn finish_task_switch() {
 pub(crate) fn exit_current(code: i32) -> ! {
     let me = current();
     if is_process(me) {
-        super::exit::do_exit(code);
+        super::exit::do_exit_dispatch(code);
     }
     me.set_exit_code(code);
     platform::local_irq_disable();

@@ -15,7 +15,7 @@
 
 use core::ptr;
 
-use super::exit::release_task;
+use super::exit::release_task_dispatch;
 use super::sched::{self, current};
 use super::tasklist::{
     TasklistHeld, TasklistWrite, for_each_child, read_lock_tasklist, same_thread_group,
@@ -138,7 +138,7 @@ fn reap(child: *const Task, nr: i32) -> Reaped {
     let child = unsafe { TaskRef::from_raw(child) };
     let code = child.exit_code();
     let task = child.as_ptr();
-    release_task(child);
+    release_task_dispatch(child);
     Reaped { nr, code, task }
 }
 
