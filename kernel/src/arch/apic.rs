@@ -28,6 +28,9 @@ const REG_TPR: u32 = 0x80;
 const REG_EOI: u32 = 0xb0;
 const REG_SVR: u32 = 0xf0;
 const REG_ESR: u32 = 0x280;
+/// The Interrupt Request Register: eight 32-bit words from here, one every
+/// 0x10 (vector / 32 picks the word, vector % 32 the bit).
+const REG_IRR0: u32 = 0x200;
 const REG_ICR_LOW: u32 = 0x300;
 const REG_ICR_HIGH: u32 = 0x310;
 const REG_LVT_TIMER: u32 = 0x320;
@@ -259,6 +262,14 @@ pub(crate) fn start_periodic_timer(hz: u32) {
 pub(crate) fn restart_periodic_timer() {
     write(REG_LVT_TIMER, LVT_TIMER_PERIODIC | TIMER_VECTOR as u32);
     write(REG_TIMER_INIT, PERIOD_COUNT.load(Ordering::Relaxed));
+}
+
+/// Whether a timer interrupt is pending on this CPU: accepted by the local
+/// APIC (its IRR bit set) but not yet delivered, as one that fired while
+/// interrupts were off is.
+pub(crate) fn timer_pending() -> bool {
+    let v = TIMER_VECTOR as u32;
+    read(REG_IRR0 + 0x10 * (v / 32)) & (1 << (v % 32)) != 0
 }
 
 /// Stops this CPU's timer, or, with `after_us`, leaves it to interrupt

@@ -27,10 +27,20 @@ use super::percpu::{PerCpu, this_cpu};
 use super::{apic, hooks, watchdog};
 
 /// Stops this CPU's periodic tick for idle (leaving the watchdog's
-/// one-shot, if any). Interrupts off; undone by [`restart_tick`].
-pub(crate) fn stop_tick() {
+/// one-shot, if any); false if a tick was already pending, which then
+/// keeps the timer periodic and is taken as an ordinary tick at the halt
+/// (the CPU tries again on its next pass through the idle loop), so a CPU
+/// whose tick is stopped takes no tick that was due before. Interrupts
+/// off; undone by [`restart_tick`].
+pub(crate) fn stop_tick() -> bool {
     apic::stop_timer_or_oneshot(watchdog::idle_check_us());
+    // The timer is stopped: no tick becomes pending after this check.
+    if apic::timer_pending() {
+        apic::restart_periodic_timer();
+        return false;
+    }
     this_cpu().set_tick_stopped(true);
+    true
 }
 
 /// Restarts this CPU's periodic tick when it leaves idle. Interrupts off.

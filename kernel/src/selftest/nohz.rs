@@ -145,6 +145,7 @@ pub(super) fn grace_period_with_idle_cpus() {
     let spin = sched::spawn_on("spinner", 1, spinner, 0).expect("spawn the spinner");
     wait_until_tickless("nohz-rcu", 2..n, 10_000);
     let before: Vec<u64> = (2..n).map(|c| irq_count(c, IrqKind::Timer)).collect();
+    let stops: Vec<u64> = (2..n).map(|c| percpu::cpu(c).idle_stops()).collect();
     let (start, gps) = (time::now_ns(), completed_gps());
     synchronize_rcu();
     let gp_us = (time::now_ns() - start) / 1000;
@@ -185,8 +186,10 @@ pub(super) fn grace_period_with_idle_cpus() {
     for (i, &t) in ticks.iter().enumerate() {
         assert!(
             t <= allowed,
-            "cpu {}: {t} timer interrupts while idle during the grace period",
-            i + 2
+            "cpu {}: {t} timer interrupts while idle during the grace period (it stopped its \
+             tick {} times meanwhile)",
+            i + 2,
+            percpu::cpu(i + 2).idle_stops() - stops[i]
         );
     }
 }

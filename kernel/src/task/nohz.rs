@@ -43,8 +43,11 @@ pub(crate) fn idle_enter() {
     if !enabled() || crate::rcu::rcu_needs_cpu() || crate::sync::pvticket::waiters_halted() {
         return;
     }
-    crate::rcu::rcu_idle_enter();
-    nohz::stop_tick();
+    // The tick first: if one was already due it is taken as a tick (and
+    // RCU keeps watching this CPU until the next try).
+    if nohz::stop_tick() {
+        crate::rcu::rcu_idle_enter();
+    }
 }
 
 /// Port of `tick_nohz_idle_exit()`: if this CPU idles with its tick
