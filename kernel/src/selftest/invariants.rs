@@ -83,12 +83,15 @@ impl Baseline {
                 ns, self.namespaces
             ));
         }
-        // A task that exited on another CPU is freed by that CPU's next
-        // switch (`finish_task_switch`), which may still be on its way
-        // (later still if the host has not run that vCPU): wait for it,
-        // bounded, as threadspawn's drain does.
+        // A task that exited is freed by its CPU's next switch
+        // (`finish_task_switch`), which may still be on its way (later
+        // still if the host has not run that vCPU): wait for it, bounded,
+        // as threadspawn's drain does. The wait is a scheduling point, in
+        // case that CPU is this one and the task still has to run to make
+        // its last switch.
         let deadline = platform::cycles() + FREE_WAIT_MS * (platform::cycles_per_sec() / 1000);
         while nr_tasks() > self.tasks && platform::cycles() < deadline {
+            platform::cond_resched();
             platform::cpu_relax();
         }
         let tasks = nr_tasks();
