@@ -135,6 +135,13 @@ fn check_rows(
             pidmap >= lo && pidmap < hi,
             "pidmap_lock per op {pidmap}, expected {lo} to {hi}: {r:?}"
         );
+        // css_set_lock three times per thread in every version (fork,
+        // post_fork, the dead task's unlink); the workers' own add a little.
+        let css: f64 = num(r, "css_acq_per_op");
+        assert!(
+            (3.0..3.1).contains(&css),
+            "css_set_lock per op {css}, expected 3.00: {r:?}"
+        );
     }
     check_samples(serial, &rows);
 }
@@ -289,6 +296,8 @@ fn short_run_prints_well_formed_rows_and_passes_the_invariant_check() {
     run.expect_success()
         .expect_serial("threadspawn: 2 cpus online, workers 1,2, strategies stock,exit-deferred,both,v7.0, 1 samples x 100 ms")
         .expect_serial("placement same, max_steal 20%")
+        .expect_serial("root pid namespace: pid_max 4194304, 300 parked tasks besides init")
+        .expect_serial("css_set_lock")
         .expect_serial("threadspawn: workers 2 sample 1/1 both: ")
         .expect_serial("threadspawn summary")
         .expect_serial("invariants: ok");
