@@ -9,6 +9,10 @@ QEMU_PACKAGE := qemu-system-x86
 # Extra arguments for `make run`, e.g. make run ARGS="--smp 2 bench=none"
 ARGS ?=
 
+# The kernel's build is pinned in Cargo.toml (one codegen unit, not
+# incremental); CARGO_INCREMENTAL in the environment would override that.
+unexport CARGO_INCREMENTAL
+
 .PHONY: setup toolchain qemu run bench test test-loom layers clippy fmt fmt-check
 
 setup: toolchain qemu
