@@ -136,6 +136,74 @@ pub fn summary(boots: &[Vec<LinuxRow>]) -> String {
     out
 }
 
+/// Each worker count's line transfer in one boot: the median over versions
+/// of their `threadspawn_line` medians (a cache line's round trip between
+/// CPUs 0 and 1, ns), by worker count.
+pub fn line_medians(serial: &str) -> BTreeMap<u32, u64> {
+    let mut cols: Option<Vec<&str>> = None;
+    let mut by: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for line in serial.lines() {
+        if !line.starts_with("threadspawn_line,") {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.get(1) == Some(&"strategy") {
+            cols = Some(fields);
+            continue;
+        }
+        let Some(cols) = &cols else { continue };
+        let get = |name: &str| {
+            cols.iter()
+                .position(|c| *c == name)
+                .and_then(|i| fields.get(i))
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        if let (Some(w), Some(ns)) = (get("workers"), get("line_ns_median")) {
+            by.entry(w as u32).or_default().push(ns);
+        }
+    }
+    by.into_iter()
+        .map(|(w, mut v)| {
+            v.sort_unstable();
+            (w, v[v.len() / 2])
+        })
+        .collect()
+}
+
+/// Beside [`summary`]: each boot's line transfer per worker count, so a
+/// boot whose host ran the two vCPUs farther apart shows as such.
+pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
+    let mut workers: Vec<u32> = boots.iter().flat_map(|b| b.keys().copied()).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    if workers.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "line transfer per boot (a cache line's round trip between CPUs 0 and 1, ns: the median over versions of each version's median; where the host ran the two vCPU threads):\n",
+    );
+    let mut csv = Vec::new();
+    for w in workers {
+        let per: Vec<String> = boots
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match b.get(&w) {
+                Some(ns) => {
+                    csv.push(format!("threadspawn_boots_line,{w},{},{ns}", i + 1));
+                    format!("{ns}")
+                }
+                None => String::from("-"),
+            })
+            .collect();
+        let _ = writeln!(out, "{w:>7} workers: {}", per.join(", "));
+    }
+    let _ = writeln!(out, "threadspawn_boots_line,workers,boot,line_ns");
+    for r in csv {
+        let _ = writeln!(out, "{r}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +262,25 @@ threadspawn_linux,garbage
         );
         assert!(s.contains("threadspawn_boots,exit,2,2,10330,"), "{s}");
         assert!(s.contains("over boots 1.118x [1.033x, 1.118x]"), "{s}");
+    }
+
+    #[test]
+    fn line_medians_take_the_middle_version_per_worker_count() {
+        let serial = "\
+threadspawn_line,strategy,workers,line_ns_median,line_ns_p10,line_ns_p90,ops_line_corr_x100
+threadspawn_line,stock,2,400,150,600,-55
+threadspawn_line,both,2,180,150,500,-40
+threadspawn_line,v7.0,2,390,160,610,
+threadspawn_line,stock,4,700,300,900,-10
+";
+        let m = line_medians(serial);
+        assert_eq!(m.into_iter().collect::<Vec<_>>(), [(2, 390), (4, 700)]);
+        let boots = [line_medians(serial), BTreeMap::from([(2, 170)])];
+        let out = line_summary(&boots);
+        assert!(out.contains("      2 workers: 390, 170\n"), "{out}");
+        assert!(out.contains("      4 workers: 700, -\n"), "{out}");
+        assert!(out.contains("threadspawn_boots_line,2,2,170\n"), "{out}");
+        // One worker has no line rows: nothing to print.
+        assert_eq!(line_summary(&[BTreeMap::new()]), "");
     }
 }

@@ -96,6 +96,7 @@ fn report_log(log: &Path, opts: &ProfileOptions) -> i32 {
 /// not succeed), then prints Linux's comparisons across the boots.
 fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
     let mut rows = Vec::new();
+    let mut lines = Vec::new();
     for i in 1..=config.boots {
         eprintln!(
             "pidlab: boot {i} of {}: {} -smp {} -accel {} (timeout {} s)",
@@ -116,6 +117,7 @@ fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
                     return code;
                 }
                 rows.push(pidlab_boot::boots::linux_rows(&outcome.serial));
+                lines.push(pidlab_boot::boots::line_medians(&outcome.serial));
             }
             Err(e) => {
                 eprintln!("pidlab: boot {i}: {e}");
@@ -124,5 +126,6 @@ fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
         }
     }
     print!("{}", pidlab_boot::boots::summary(&rows));
+    print!("{}", pidlab_boot::boots::line_summary(&lines));
     EXIT_SUCCESS
 }

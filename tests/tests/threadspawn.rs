@@ -170,6 +170,7 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
             "position",
             "half",
             "ms",
+            "line_ns",
         ],
     );
     // (workers, strategy, round) -> the kept halves' (half, ops/s, ms).
@@ -190,7 +191,16 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
             other => panic!("kept is {other}: {r:?}"),
         }
         assert!((1..=3).contains(&num::<u32>(r, "attempt")), "{r:?}");
+        // Workers 0 and 1 time a line's round trip around every sample
+        // with two workers or more; one worker has no partner.
+        if num::<u32>(r, "workers") >= 2 {
+            let ns: u64 = num(r, "line_ns");
+            assert!(ns > 0, "{r:?}");
+        } else {
+            assert_eq!(r["line_ns"], "", "{r:?}");
+        }
     }
+    check_line_rows(serial, summary);
     for (k, halves) in &kept {
         let mut which: Vec<u32> = halves.iter().map(|h| h.0).collect();
         which.sort();
@@ -225,6 +235,53 @@ fn check_samples(serial: &str, summary: &[BTreeMap<&str, &str>]) {
         serial.contains(&format!("re-run: {total} samples over max_steal")),
         "the summary's re-run count"
     );
+}
+
+/// One `threadspawn_line` row per summary row with two workers or more:
+/// quantiles in order, a correlation in [-1, 1] when there are three
+/// rounds or more.
+fn check_line_rows(serial: &str, summary: &[BTreeMap<&str, &str>]) {
+    let multi: Vec<_> = summary
+        .iter()
+        .filter(|s| num::<u32>(s, "workers") >= 2)
+        .collect();
+    if multi.is_empty() {
+        assert!(
+            !serial.contains("\nline transfer ("),
+            "no line table under one worker"
+        );
+        return;
+    }
+    let rows = table(
+        serial,
+        "threadspawn_line",
+        &[
+            "threadspawn_line",
+            "strategy",
+            "workers",
+            "line_ns_median",
+            "line_ns_p10",
+            "line_ns_p90",
+            "ops_line_corr_x100",
+        ],
+    );
+    assert_eq!(rows.len(), multi.len(), "{rows:?}");
+    for s in multi {
+        let r = rows
+            .iter()
+            .find(|r| (r["workers"], r["strategy"]) == (s["workers"], s["strategy"]))
+            .unwrap_or_else(|| panic!("no line row for {s:?}"));
+        let (p10, med, p90): (u64, u64, u64) = (
+            num(r, "line_ns_p10"),
+            num(r, "line_ns_median"),
+            num(r, "line_ns_p90"),
+        );
+        assert!(0 < p10 && p10 <= med && med <= p90, "{r:?}");
+        if num::<u32>(s, "samples") >= 3 && !r["ops_line_corr_x100"].is_empty() {
+            let c: i64 = num(r, "ops_line_corr_x100");
+            assert!((-100..=100).contains(&c), "{r:?}");
+        }
+    }
 }
 
 /// Linux's comparisons: one row per change and worker count.

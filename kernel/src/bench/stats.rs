@@ -268,6 +268,26 @@ impl core::fmt::Display for Fixed3 {
     }
 }
 
+/// Pearson's correlation of `x` and `y`, in hundredths (none for fewer
+/// than three pairs or a constant side).
+pub(crate) fn correlation_x100(x: &[u64], y: &[u64]) -> Option<i64> {
+    let n = x.len().min(y.len());
+    if n < 3 {
+        return None;
+    }
+    let mean = |v: &[u64]| v[..n].iter().map(|&a| i128::from(a)).sum::<i128>() / n as i128;
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0i128, 0i128, 0i128);
+    for (&a, &b) in x[..n].iter().zip(&y[..n]) {
+        let (dx, dy) = (i128::from(a) - mx, i128::from(b) - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    let root = (sxx as u128).checked_mul(syy as u128)?.isqrt();
+    (root > 0).then(|| (sxy * 100 / root as i128) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +388,23 @@ mod tests {
         assert!(few.lo <= few.median && few.median <= few.hi);
         // A round where the baseline measured nothing is left out.
         assert_eq!(Paired::of(&[5], &[0]), None);
+    }
+
+    #[test]
+    fn correlation_reads_hundredths_with_its_sign() {
+        let x = [100, 200, 300, 400];
+        assert_eq!(correlation_x100(&x, &[10, 20, 30, 40]), Some(100));
+        assert_eq!(correlation_x100(&x, &[40, 30, 20, 10]), Some(-100));
+        // ops/s in the hundreds of thousands against line times in ns.
+        let r = correlation_x100(
+            &[150, 400, 160, 380, 500],
+            &[150_000, 100_000, 140_000, 110_000, 95_000],
+        );
+        assert!(r.is_some_and(|r| r < -90), "{r:?}");
+        let r = correlation_x100(&[1, 2, 3, 4, 5, 6], &[5, 1, 4, 2, 6, 3]).unwrap();
+        assert!(r.abs() < 50, "{r}");
+        // Too few pairs, or a side that never moves: nothing to say.
+        assert_eq!(correlation_x100(&[1, 2], &[3, 4]), None);
+        assert_eq!(correlation_x100(&[5, 5, 5], &[1, 2, 3]), None);
     }
 }

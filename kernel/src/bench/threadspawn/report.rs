@@ -23,7 +23,9 @@ use alloc::vec::Vec;
 use super::placement::Placement;
 use super::worker::{LOCK_CLASSES, Measured};
 use crate::bench::accel_name;
-use crate::bench::stats::{Paired, RATIO_ONE, Ratio, Summary, median_interval_rank};
+use crate::bench::stats::{
+    Paired, RATIO_ONE, Ratio, Summary, correlation_x100, median_interval_rank,
+};
 use crate::strategy::StrategyPair;
 use crate::sync::choice::lock_algo;
 use pidlab_abi::Accel;
@@ -41,6 +43,8 @@ pub(super) struct Attempt {
     pub(super) attempt: u32,
     pub(super) ops_per_sec: u64,
     pub(super) steal_x100: u64,
+    /// See [`Measured::line_ns`].
+    pub(super) line_ns: Option<u64>,
     pub(super) kept: bool,
 }
 
@@ -283,6 +287,7 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         "re-run: {reruns} samples over max_steal {}% (each at most twice); {over} kept samples still over it",
         info.max_steal
     );
+    let line_rows = print_line(cells);
     println!();
     println!(
         "threadspawn,strategy,workers,ns_depth,ops_per_sec,stdev,samples,min,max,ratio_to_stock_x10000,ratio_spread_x10000,paired_ratio_x10000,paired_lo_x10000,paired_hi_x10000,paired_coverage_x10000,noise,pidmap_acq_per_op,tasklist_acq_per_op,contended_x10000,wait_cycles_per_acq,hold_cycles_per_acq,steal_pct,steal_max_pct,reruns,placement,cpus,accel,lock,css_acq_per_op"
@@ -297,12 +302,12 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
         println!("{r}");
     }
     println!(
-        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position,half,ms"
+        "threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position,half,ms,line_ns"
     );
     for c in cells {
         for a in &c.attempts {
             println!(
-                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "threadspawn_sample,{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 c.strategy.name,
                 c.workers,
                 info.ns_depth,
@@ -316,9 +321,16 @@ pub(super) fn print_report(cells: &[Cell], info: &RunInfo) {
                 accel_name(info.accel),
                 a.position,
                 a.half,
-                a.ms
+                a.ms,
+                opt(a.line_ns)
             );
         }
+    }
+    println!(
+        "threadspawn_line,strategy,workers,line_ns_median,line_ns_p10,line_ns_p90,ops_line_corr_x100"
+    );
+    for r in line_rows {
+        println!("{r}");
     }
     let vs_linux = super::linux::print_vs_linux(cells, info);
     println!("{}", super::linux::VS_LINUX_HEADER);
@@ -379,4 +391,66 @@ fn print_lock_classes(cells: &[Cell]) {
     for r in rows {
         println!("{r}");
     }
+}
+
+/// The `q`-quantile (0..=100) of sorted `v` by nearest rank.
+fn quantile(v: &[u64], q: usize) -> u64 {
+    v[(v.len() - 1) * q / 100]
+}
+
+/// With two workers or more: what a cache line's round trip between CPUs
+/// 0 and 1 cost around each kept sample (the host's placement of the two
+/// vCPUs sets it), per worker count and version, and how the samples'
+/// ops/s follow it. Returns the `threadspawn_line` rows.
+fn print_line(cells: &[Cell]) -> Vec<String> {
+    let mut rows = Vec::new();
+    let mut printed_header = false;
+    for c in cells {
+        let pairs: Vec<(u64, u64)> = c
+            .samples
+            .iter()
+            .filter_map(|m| m.line_ns.map(|l| (l, m.ops_per_sec)))
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        if !printed_header {
+            println!(
+                "line transfer (a cache line's round trip between CPUs 0 and 1 before and after each sample, the lower of the two, ns: where the host runs the two vCPU threads sets it, and it moves from second to second; corr: Pearson's correlation of the rounds' ops/s with it):"
+            );
+            println!(
+                "{:>7} {:<13} {:>8} {:>8} {:>8} {:>6}",
+                "workers", "strategy", "median", "p10", "p90", "corr"
+            );
+            printed_header = true;
+        }
+        let mut line: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+        let ops: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        let corr = correlation_x100(&line, &ops);
+        line.sort_unstable();
+        let (med, p10, p90) = (
+            quantile(&line, 50),
+            quantile(&line, 10),
+            quantile(&line, 90),
+        );
+        let corr_s = corr.map_or(String::from("-"), |r| {
+            format!(
+                "{}{}.{:02}",
+                if r < 0 { "-" } else { "" },
+                r.abs() / 100,
+                r.abs() % 100
+            )
+        });
+        println!(
+            "{:>7} {:<13} {:>8} {:>8} {:>8} {:>6}",
+            c.workers, c.strategy.name, med, p10, p90, corr_s
+        );
+        rows.push(format!(
+            "threadspawn_line,{},{},{med},{p10},{p90},{}",
+            c.strategy.name,
+            c.workers,
+            corr.map_or(String::new(), |r| format!("{r}"))
+        ));
+    }
+    rows
 }

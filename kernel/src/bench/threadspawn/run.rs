@@ -168,7 +168,7 @@ pub(crate) fn run(
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
                     let again = over && attempt < reruns;
                     println!(
-                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{} [position {} of {slots}, half {} of 2]",
+                        "threadspawn: workers {w} sample {}/{} {}: {} ops/s, steal {}%{}{}{} [position {} of {slots}, half {} of 2]",
                         round + 1,
                         p.samples,
                         s.name,
@@ -194,6 +194,10 @@ pub(crate) fn run(
                         } else {
                             String::new()
                         },
+                        match m.line_ns {
+                            Some(ns) => format!(", line {ns} ns"),
+                            None => String::new(),
+                        },
                         position + 1,
                         half + 1
                     );
@@ -205,6 +209,7 @@ pub(crate) fn run(
                         attempt: attempt + 1,
                         ops_per_sec: m.ops_per_sec,
                         steal_x100: m.steal_x100,
+                        line_ns: m.line_ns,
                         kept: false,
                     });
                     if best.is_none_or(|(_, b)| m.steal_x100 < b.steal_x100) {

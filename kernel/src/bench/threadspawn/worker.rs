@@ -9,6 +9,14 @@
 //! The loop stamps the TSC once per op, for the deadline and for the steal
 //! meter; it prints nothing and allocates from the per-CPU caches only.
 //!
+//! With two workers or more, workers 0 and 1 first bounce one cache line
+//! between their CPUs and time it ([`line_probe`]), and again after their
+//! loops: what a line transfer between the two vCPUs costs right then.
+//! Under a hypervisor it is the host's to decide (where it runs the two
+//! vCPU threads), it changes from second to second, and two workers'
+//! ops/s follow it (see docs/threadspawn.md); the report prints it beside
+//! the samples. Each worker's clock starts after the probe.
+//!
 //! When the deadline passes, a worker exits; its parent reaps it once its
 //! last thread is released (`delay_group_leader`), and [`run_sample`] then
 //! waits until every task forked in the sample is released and freed, so
@@ -50,6 +58,47 @@ struct Sample {
     /// Sums over workers of their elapsed and stolen cycles.
     elapsed: AtomicU64,
     stolen: AtomicU64,
+    /// The line workers 0 and 1 bounce, on a line of its own.
+    line: ProbeLine,
+    /// Worker 0's readings of one round trip, in cycles: before and after
+    /// the loops.
+    line_cycles: [AtomicU64; 2],
+}
+
+#[repr(align(64))]
+struct ProbeLine(AtomicU64);
+
+/// Round trips not timed first: the partner may still be finishing its
+/// last op.
+const PROBE_WARM: u64 = 8;
+/// Round trips timed.
+const PROBE_TRIPS: u64 = 64;
+
+/// Workers 0 (`me == 0`) and 1 bounce `line` between their CPUs, each
+/// waiting for the other's store; worker 0 returns the cycles of one round
+/// trip. `base` keeps one probe's values apart from the previous one's.
+/// About 100 round trips: tens of microseconds, next to a sample's hundreds
+/// of milliseconds.
+fn line_probe(line: &AtomicU64, me: usize, base: u64) -> u64 {
+    let mut t0 = platform::cycles();
+    for i in 0..PROBE_WARM + PROBE_TRIPS {
+        if i == PROBE_WARM {
+            t0 = platform::cycles();
+        }
+        let ping = base + 2 * i + 1;
+        if me == 0 {
+            line.store(ping, Ordering::Release);
+            while line.load(Ordering::Acquire) != ping + 1 {
+                platform::cpu_relax();
+            }
+        } else {
+            while line.load(Ordering::Acquire) != ping {
+                platform::cpu_relax();
+            }
+            line.store(ping + 1, Ordering::Release);
+        }
+    }
+    (platform::cycles() - t0) / PROBE_TRIPS
 }
 
 fn nothing(_: usize) {}
@@ -66,6 +115,15 @@ fn worker(arg: usize) {
     while start == 0 {
         platform::cpu_relax();
         start = s.start.load(Ordering::Acquire);
+    }
+    let me = platform::cpu_id();
+    let probing = s.workers >= 2 && me < 2;
+    if probing {
+        let c = line_probe(&s.line.0, me, 0);
+        if me == 0 {
+            s.line_cycles[0].store(c, Ordering::Relaxed);
+        }
+        start = platform::cycles();
     }
     let deadline = start + s.sample_cycles;
     let mut args = CloneArgs::new("thread", nothing, 0);
@@ -90,6 +148,12 @@ fn worker(arg: usize) {
         steal.stamp(now);
     }
     let elapsed = (now - start).max(1);
+    if probing {
+        let c = line_probe(&s.line.0, me, 1 << 32);
+        if me == 0 {
+            s.line_cycles[1].store(c, Ordering::Relaxed);
+        }
+    }
     let elapsed_ns = time::cycles_to_ns(elapsed).max(1);
     s.ops.fetch_add(ops, Ordering::Relaxed);
     s.failures.fetch_add(failures, Ordering::Relaxed);
@@ -117,6 +181,10 @@ pub(super) struct Measured {
     pub(super) wait_cycles: u64,
     pub(super) hold_cycles: u64,
     pub(super) failures: u64,
+    /// One round trip of a cache line between CPUs 0 and 1 around the
+    /// sample, in ns: the lower of the readings before and after it (none
+    /// with one worker).
+    pub(super) line_ns: Option<u64>,
     /// Per lock class of [`LOCK_CLASSES`] (with lockstat on).
     pub(super) locks: [LockDelta; LOCK_CLASSES.len()],
 }
@@ -146,6 +214,10 @@ impl Measured {
             wait_cycles: self.wait_cycles + other.wait_cycles,
             hold_cycles: self.hold_cycles + other.hold_cycles,
             failures: self.failures + other.failures,
+            line_ns: match (self.line_ns, other.line_ns) {
+                (Some(x), Some(y)) => Some(weighted(x, y)),
+                (x, y) => x.or(y),
+            },
             locks,
         }
     }
@@ -196,6 +268,8 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         failures: AtomicU64::new(0),
         elapsed: AtomicU64::new(0),
         stolen: AtomicU64::new(0),
+        line: ProbeLine(AtomicU64::new(0)),
+        line_cycles: [AtomicU64::new(0), AtomicU64::new(0)],
     };
     let pid_before = pid_stats_total();
     let css_before = css_set_lock_acquisitions();
@@ -228,6 +302,12 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
             s.stolen.load(Ordering::Relaxed),
             s.elapsed.load(Ordering::Relaxed),
         ),
+        // The lower of the two: a probe that waited for a descheduled
+        // vCPU reads microseconds.
+        line_ns: (workers >= 2).then(|| {
+            let [a, b] = [0, 1].map(|i| s.line_cycles[i].load(Ordering::Relaxed));
+            time::cycles_to_ns(a.min(b))
+        }),
         ..Measured::default()
     };
     // Includes each worker's own spawn and reap (one per worker per
