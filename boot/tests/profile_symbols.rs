@@ -68,26 +68,19 @@ fn kernel_main_symbolizes_with_and_without_a_slide() {
 #[test]
 fn inlined_frames_expand_caller_first() {
     let mut sym = kernel();
-    // Each version's `copy_process_inner::<V>` is compiled on its own, but
-    // whether it stays a function or is inlined into the dispatcher
-    // `copy_process` is the compiler's choice (one codegen unit inlines
-    // it): look in both. The symbols' paths carry no generic arguments.
-    let funcs: Vec<_> = [
-        "pidlab::task::fork::copy_process",
+    // Each version's `copy_process_inner::<V>` and `alloc_pid_as::<V>` is
+    // a function of its own (`#[inline(never)]`, Linux's fork.c and pid.c);
+    // the symbols' paths carry no generic arguments.
+    for path in [
         "pidlab::task::fork::copy_process_inner",
-    ]
-    .into_iter()
-    .filter_map(|p| sym.symbol_range(p).map(|r| (p, r)))
-    .collect();
-    assert!(
-        !funcs.is_empty(),
-        "neither copy_process nor copy_process_inner"
-    );
-    let mut chains = Vec::new();
-    for (path, (start, size)) in funcs {
+        "pidlab::pid::alloc::alloc_pid_as",
+    ] {
+        let (start, size) = sym
+            .symbol_range(path)
+            .unwrap_or_else(|| panic!("no symbol {path}"));
         assert!(size > 0, "{path}");
-        for a in start..start + size {
-            let chain = sym.frames(a, true);
+        let chains: Vec<_> = (start..start + size).map(|a| sym.frames(a, true)).collect();
+        for chain in &chains {
             // Every chain starts at the function that holds the code.
             assert_eq!(&*chain[0].path, path);
             for f in chain.iter() {
@@ -99,25 +92,19 @@ fn inlined_frames_expand_caller_first() {
                 );
                 assert!(!f.name.contains(".llvm."), "{}", f.name);
             }
-            chains.push(chain);
         }
+        // Somewhere a callee and its own callee are inlined, caller
+        // first, innermost last, each with its line.
+        let deep = chains
+            .iter()
+            .find(|c| c.len() >= 3)
+            .unwrap_or_else(|| panic!("an address of {path} two inlined calls deep"));
+        assert!(
+            deep.iter().all(|f| f.line.is_some() || f.file.is_none()),
+            "{:?}",
+            names(deep)
+        );
     }
-    // Somewhere alloc_pid_as and a callee of it are inlined into
-    // copy_process_inner, caller first, innermost last.
-    let deep = chains
-        .iter()
-        .find(|c| {
-            c.windows(3).any(|w| {
-                &*w[0].path == "pidlab::task::fork::copy_process_inner"
-                    && &*w[1].path == "pidlab::pid::alloc::alloc_pid_as"
-            })
-        })
-        .expect("an address of copy_process_inner with alloc_pid_as and a callee inlined");
-    assert!(
-        deep.iter().all(|f| f.line.is_some() || f.file.is_none()),
-        "{:?}",
-        names(deep)
-    );
 }
 
 #[test]
