@@ -195,7 +195,21 @@ pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
                 None => String::from("-"),
             })
             .collect();
-        let _ = writeln!(out, "{w:>7} workers: {}", per.join(", "));
+        let present: Vec<u64> = boots.iter().filter_map(|b| b.get(&w).copied()).collect();
+        let (lo, hi) = (
+            present.iter().copied().min().unwrap_or(0),
+            present.iter().copied().max().unwrap_or(0),
+        );
+        // 1.5x apart: the two modes seen here read about 150 and 345 ns.
+        let note = if lo > 0 && hi * 2 >= lo * 3 {
+            format!(
+                "  (boots {:.1}x apart: the host ran the two vCPUs closer in some; compare boots of like line)",
+                hi as f64 / lo as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "{w:>7} workers: {}{note}", per.join(", "));
     }
     let _ = writeln!(out, "threadspawn_boots_line,workers,boot,line_ns");
     for r in csv {
@@ -277,9 +291,15 @@ threadspawn_line,stock,4,700,300,900,-10
         assert_eq!(m.into_iter().collect::<Vec<_>>(), [(2, 390), (4, 700)]);
         let boots = [line_medians(serial), BTreeMap::from([(2, 170)])];
         let out = line_summary(&boots);
-        assert!(out.contains("      2 workers: 390, 170\n"), "{out}");
+        assert!(
+            out.contains("      2 workers: 390, 170  (boots 2.3x apart: the host ran the two vCPUs closer in some; compare boots of like line)\n"),
+            "{out}"
+        );
         assert!(out.contains("      4 workers: 700, -\n"), "{out}");
         assert!(out.contains("threadspawn_boots_line,2,2,170\n"), "{out}");
+        // Within 1.5x of each other: no note.
+        let out = line_summary(&[BTreeMap::from([(2, 300)]), BTreeMap::from([(2, 210)])]);
+        assert!(out.contains("      2 workers: 300, 210\n"), "{out}");
         // One worker has no line rows: nothing to print.
         assert_eq!(line_summary(&[BTreeMap::new()]), "");
     }
