@@ -195,17 +195,11 @@ pub(crate) use per_version;
 const _: () = assert!(NR_PAIRS == 6, "per_version! names every pair's index");
 
 impl StrategyPair {
-    /// The pair at index `V`, as a constant in code generic over `V`.
+    /// [`at`](Self::at) index `V`, evaluated at compile time: a constant in
+    /// code generic over `V`.
     #[inline(always)]
     pub(crate) fn of<const V: u8>() -> &'static StrategyPair {
-        match V {
-            0 => &PAIRS[0],
-            1 => &PAIRS[1],
-            2 => &PAIRS[2],
-            3 => &PAIRS[3],
-            4 => &PAIRS[4],
-            _ => &LOCKLESS,
-        }
+        const { Self::at(V as usize) }
     }
 }
 
@@ -234,8 +228,12 @@ impl StrategyPair {
     }
 
     /// The pair at `index` in [`all`](Self::all).
-    pub(crate) fn at(index: usize) -> &'static StrategyPair {
-        PAIRS.get(index).unwrap_or(&LOCKLESS)
+    pub(crate) const fn at(index: usize) -> &'static StrategyPair {
+        if index < PAIRS.len() {
+            &PAIRS[index]
+        } else {
+            &LOCKLESS
+        }
     }
 
     /// Whether its `alloc_pid` needs lock-free namespaces.
