@@ -407,8 +407,8 @@ pub(crate) fn alloc_pid(
 }
 
 /// [`alloc_pid`] as the version at index `V` compiles it.
-// A function of its own, as pid.c's alloc_pid, called from fork.c is in Linuxs
-// separate compilation units: see `per_version!` in strategy.rs.
+// A function of its own, as pid.c's alloc_pid is in Linux (a compilation
+// unit of its own): see `per_version!` in strategy.rs.
 #[inline(never)]
 pub(crate) fn alloc_pid_as<const V: u8>(
     ns: &PidNamespace,

@@ -430,8 +430,8 @@ pub(crate) fn free_pid(pid: PidRef, version: &StrategyPair) {
 }
 
 /// [`free_pid`] as the version at index `V` compiles it.
-// A function of its own, as pid.c's free_pid, called from exit.c is in Linuxs
-// separate compilation units: see `per_version!` in strategy.rs.
+// A function of its own, as pid.c's free_pid is in Linux (a compilation
+// unit of its own): see `per_version!` in strategy.rs.
 #[inline(never)]
 pub(crate) fn free_pid_as<const V: u8>(pid: PidRef) {
     let version = StrategyPair::of::<V>();

@@ -56,8 +56,8 @@ pub(crate) fn do_exit_dispatch(code: i32) -> ! {
 /// Port of `do_exit()` for processes, as the version at index `V` (the
 /// exiting task's) compiles it: the join point (`mm_release`),
 /// exit_notify, then switch away for good.
-// A function of its own, as exit.c's do_exit is in Linuxs
-// separate compilation units: see `per_version!` in strategy.rs.
+// A function of its own, as exit.c's do_exit is in Linux (a compilation
+// unit of its own): see `per_version!` in strategy.rs.
 #[inline(never)]
 fn do_exit<const V: u8>(code: i32) -> ! {
     let version = StrategyPair::of::<V>();
@@ -230,8 +230,8 @@ pub(super) fn release_task_dispatch(p: TaskRef) {
 /// from its parent, feeds its run time to the entropy pool, marks it Dead
 /// and drops the link reference. The last thread of a zombie group leader
 /// reports the leader to its parent.
-// A function of its own, as exit.c's release_task, called from wait is in Linuxs
-// separate compilation units: see `per_version!` in strategy.rs.
+// A function of its own, as exit.c's release_task is in Linux (a compilation
+// unit of its own): see `per_version!` in strategy.rs.
 #[inline(never)]
 fn release_task<const V: u8>(p: TaskRef) {
     let mut post = ReleasePost {

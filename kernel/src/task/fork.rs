@@ -125,8 +125,8 @@ pub(crate) fn copy_process(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
 
 /// `copy_process` as the version at index `V` (`args.strategy`) compiles
 /// it.
-// A function of its own, as fork.c's copy_process is in Linuxs
-// separate compilation units: see `per_version!` in strategy.rs.
+// A function of its own, as fork.c's copy_process is in Linux (a compilation
+// unit of its own): see `per_version!` in strategy.rs.
 #[inline(never)]
 fn copy_process_inner<const V: u8>(args: &CloneArgs<'_>) -> Result<TaskRef, Errno> {
     let version = StrategyPair::of::<V>();
