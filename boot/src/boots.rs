@@ -25,26 +25,39 @@ pub struct LinuxRow {
     pub noise: String,
 }
 
-/// The `threadspawn_linux` rows of a run's serial output (by the header's
-/// column names; rows that do not parse are skipped).
-pub fn linux_rows(serial: &str) -> Vec<LinuxRow> {
-    let mut cols: Option<Vec<&str>> = None;
-    let mut rows = Vec::new();
-    for line in serial.lines() {
-        if !line.starts_with("threadspawn_linux,") {
-            continue;
+/// The data rows of CSV family `family` in a run's serial output, each as
+/// a lookup by the column names of the family's header row (the one whose
+/// second field is `key`); rows before a header are skipped.
+fn family_rows<'a>(
+    serial: &'a str,
+    family: &str,
+    key: &str,
+) -> impl Iterator<Item = impl Fn(&str) -> Option<&'a str>> {
+    let prefix = format!("{family},");
+    let mut cols: Option<Vec<&'a str>> = None;
+    serial.lines().filter_map(move |line| {
+        if !line.starts_with(&prefix) {
+            return None;
         }
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.get(1) == Some(&"change") {
+        let fields: Vec<&'a str> = line.split(',').collect();
+        if fields.get(1) == Some(&key) {
             cols = Some(fields);
-            continue;
+            return None;
         }
-        let Some(cols) = &cols else { continue };
-        let get = |name: &str| {
+        let cols = cols.clone()?;
+        Some(move |name: &str| {
             cols.iter()
                 .position(|c| *c == name)
                 .and_then(|i| fields.get(i).copied())
-        };
+        })
+    })
+}
+
+/// The `threadspawn_linux` rows of a run's serial output (by the header's
+/// column names; rows that do not parse are skipped).
+pub fn linux_rows(serial: &str) -> Vec<LinuxRow> {
+    let mut rows = Vec::new();
+    for get in family_rows(serial, "threadspawn_linux", "change") {
         let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
         if let (Some(change), Some(workers), Some(ratio), Some(lo), Some(hi), Some(noise)) = (
             get("change"),
@@ -140,25 +153,10 @@ pub fn summary(boots: &[Vec<LinuxRow>]) -> String {
 /// of their `threadspawn_line` medians (a cache line's round trip between
 /// CPUs 0 and 1, ns), by worker count.
 pub fn line_medians(serial: &str) -> BTreeMap<u32, u64> {
-    let mut cols: Option<Vec<&str>> = None;
     let mut by: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for line in serial.lines() {
-        if !line.starts_with("threadspawn_line,") {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.get(1) == Some(&"strategy") {
-            cols = Some(fields);
-            continue;
-        }
-        let Some(cols) = &cols else { continue };
-        let get = |name: &str| {
-            cols.iter()
-                .position(|c| *c == name)
-                .and_then(|i| fields.get(i))
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        if let (Some(w), Some(ns)) = (get("workers"), get("line_ns_median")) {
+    for get in family_rows(serial, "threadspawn_line", "strategy") {
+        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(w), Some(ns)) = (num("workers"), num("line_ns_median")) {
             by.entry(w as u32).or_default().push(ns);
         }
     }
