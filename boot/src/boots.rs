@@ -2,12 +2,15 @@
 //! read across the boots.
 //!
 //! One boot's paired interval says how much its rounds disagree; it says
-//! nothing about what changes from one boot to the next (where hot objects
-//! land in memory, which cache lines they share by chance). So the runner
+//! nothing about what changes from one boot to the next. So the runner
 //! boots again and reports, per comparison and worker count, each boot's
 //! median with its interval, the median over boots and the range they
 //! span, and whether every boot's median lies inside every other boot's
-//! interval (`boots agree`) or not (`boots differ`).
+//! interval (`boots agree`), only within groups of boots of like line
+//! transfer (`agree at like line`: where the host ran the two vCPUs
+//! changes what a change saves), or not (`boots differ`). Beside it: each
+//! boot's line transfer, and whether every boot started the benchmark with
+//! the guest's objects in the same places (its `layout` line).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -84,22 +87,61 @@ fn x(v: u64) -> String {
     format!("{}.{:03}x", v / 10_000, v % 10_000 / 10)
 }
 
+/// Boots whose line transfers are "like": within 1.5x of the smallest in
+/// their group (the two host placements seen here read about 150 and 345
+/// ns). `lines[i]` is boot `i`'s; boots without one are left out. Groups
+/// are in order of line, boots in each in order of number.
+fn like_line_groups(lines: &[Option<u64>]) -> Vec<Vec<usize>> {
+    let mut known: Vec<(u64, usize)> = lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.map(|ns| (ns, i)))
+        .collect();
+    known.sort_unstable();
+    let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
+    for (ns, i) in known {
+        match groups.last_mut() {
+            Some((first, g)) if ns * 2 < *first * 3 => g.push(i),
+            _ => groups.push((ns, vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, mut g)| {
+            g.sort_unstable();
+            g
+        })
+        .collect()
+}
+
+/// Whether every row's median lies in every other's interval.
+fn all_agree(rows: &[&LinuxRow]) -> bool {
+    rows.iter()
+        .all(|a| rows.iter().all(|b| (b.lo..=b.hi).contains(&a.ratio)))
+}
+
 /// The report over boots: a table for people and `threadspawn_boots` rows.
-pub fn summary(boots: &[Vec<LinuxRow>]) -> String {
-    let mut by: BTreeMap<(u32, String), Vec<&LinuxRow>> = BTreeMap::new();
-    for rows in boots {
+/// `lines` holds each boot's [`line_medians`]: boots that differ are
+/// compared again within groups of like line transfer (the host's
+/// placement of the two vCPUs changes what a change saves).
+pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String {
+    let mut by: BTreeMap<(u32, String), Vec<(usize, &LinuxRow)>> = BTreeMap::new();
+    for (boot, rows) in boots.iter().enumerate() {
         for r in rows {
-            by.entry((r.workers, r.change.clone())).or_default().push(r);
+            by.entry((r.workers, r.change.clone()))
+                .or_default()
+                .push((boot, r));
         }
     }
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "threadspawn over {} boots (each boot's paired median [interval]; the median over boots and their range; boots agree when every boot's median lies in every other's interval):",
+        "threadspawn over {} boots (each boot's paired median [interval]; the median over boots and their range; boots agree when every boot's median lies in every other's interval, agree at like line when they do within each group of boots of like line transfer, closer and farther placements listed apart):",
         boots.len()
     );
     let mut csv = Vec::new();
-    for ((workers, change), rows) in &by {
+    for ((workers, change), indexed) in &by {
+        let rows: Vec<&LinuxRow> = indexed.iter().map(|&(_, r)| r).collect();
         let per: Vec<String> = rows
             .iter()
             .map(|r| format!("{} [{}, {}]", x(r.ratio), x(r.lo), x(r.hi)))
@@ -109,21 +151,48 @@ pub fn summary(boots: &[Vec<LinuxRow>]) -> String {
         let mid = medians[medians.len() / 2];
         let (min, max) = (medians[0], medians[medians.len() - 1]);
         let host_bound = rows.iter().any(|r| r.noise == "host-bound");
-        let agree = rows
-            .iter()
-            .all(|a| rows.iter().all(|b| (b.lo..=b.hi).contains(&a.ratio)));
+        let groups = like_line_groups(
+            &indexed
+                .iter()
+                .map(|&(b, _)| lines.get(b).and_then(|l| l.get(workers)).copied())
+                .collect::<Vec<_>>(),
+        );
+        // Differing boots that agree within every group of like line,
+        // with two groups or more and one of two boots or more.
+        let like_line = groups.len() >= 2
+            && groups.iter().any(|g| g.len() >= 2)
+            && groups.iter().map(|g| g.len()).sum::<usize>() == rows.len()
+            && groups
+                .iter()
+                .all(|g| all_agree(&g.iter().map(|&i| rows[i]).collect::<Vec<_>>()));
         let verdict = if host_bound {
             "host-bound"
         } else if rows.len() < boots.len() {
             "missing in some boots"
-        } else if agree {
+        } else if all_agree(&rows) {
             "boots agree"
+        } else if like_line {
+            "agree at like line"
         } else {
             "boots differ"
         };
+        let which = if verdict == "agree at like line" {
+            let g: Vec<String> = groups
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|&i| (indexed[i].0 + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .collect();
+            format!(" (boots {})", g.join(" | "))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{workers:>7} {change:<8} {}  over boots {} [{}, {}]  {verdict}",
+            "{workers:>7} {change:<8} {}  over boots {} [{}, {}]  {verdict}{which}",
             per.join("  "),
             x(mid),
             x(min),
@@ -216,6 +285,40 @@ pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
     out
 }
 
+/// The guest's layout line of one boot (`threadspawn: layout ...`, without
+/// its explanation), if it printed one.
+pub fn layout(serial: &str) -> Option<String> {
+    serial.lines().find_map(|l| {
+        let rest = l.trim_end().strip_prefix("threadspawn: layout ")?;
+        Some(rest.split(" (").next().unwrap_or(rest).to_string())
+    })
+}
+
+/// Whether the boots placed the hot objects alike: one line, saying so or
+/// naming the boots that differ from the first. Empty when no boot
+/// printed a layout.
+pub fn layout_summary(boots: &[Option<String>]) -> String {
+    let Some(first) = boots.iter().flatten().next() else {
+        return String::new();
+    };
+    let differ: Vec<String> = boots
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref() != Some(first))
+        .map(|(i, l)| format!("boot {}: {}", i + 1, l.as_deref().unwrap_or("none")))
+        .collect();
+    if differ.is_empty() {
+        format!(
+            "guest layout: the same in every boot ({first}): each started the benchmark with the guest's objects in the same places\n"
+        )
+    } else {
+        format!(
+            "guest layout: boot 1: {first}; differs in {}\n",
+            differ.join("; ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,7 +354,7 @@ threadspawn_linux,garbage
         let mut b = a.clone();
         b[0].ratio = 10700; // inside a's [10680, 11600] and its own
         b[0].lo = 10300;
-        let s = summary(&[a.clone(), b.clone()]);
+        let s = summary(&[a.clone(), b.clone()], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains("exit") && l.ends_with("boots agree")),
@@ -261,7 +364,7 @@ threadspawn_linux,garbage
         c[0].ratio = 10330;
         c[0].lo = 10000;
         c[0].hi = 10650;
-        let s = summary(&[a.clone(), c]);
+        let s = summary(&[a.clone(), c], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
@@ -274,6 +377,57 @@ threadspawn_linux,garbage
         );
         assert!(s.contains("threadspawn_boots,exit,2,2,10330,"), "{s}");
         assert!(s.contains("over boots 1.118x [1.033x, 1.118x]"), "{s}");
+    }
+
+    #[test]
+    fn differing_boots_are_compared_again_within_like_line() {
+        let a = linux_rows(RUN);
+        // Boot 2 reads exit lower, outside boot 1's interval; boot 3 agrees
+        // with boot 2.
+        let mut b = a.clone();
+        (b[0].ratio, b[0].lo, b[0].hi) = (10330, 10000, 10650);
+        let c = b.clone();
+        let line = |ns: u64| BTreeMap::from([(2, ns)]);
+        // Boot 1 far (345 ns), boots 2 and 3 close (150, 170): each group
+        // agrees within itself.
+        let s = summary(
+            &[a.clone(), b.clone(), c.clone()],
+            &[line(345), line(150), line(170)],
+        );
+        assert!(
+            s.lines()
+                .any(|l| l.contains(" exit") && l.ends_with("agree at like line (boots 2, 3 | 1)")),
+            "{s}"
+        );
+        assert!(s.contains("threadspawn_boots,exit,2,1,11180,10680,11600,10330,10330,11180,agree at like line\n"), "{s}");
+        // All three of like line: they differ, whatever the groups.
+        let s = summary(
+            &[a.clone(), b.clone(), c.clone()],
+            &[line(150), line(160), line(170)],
+        );
+        assert!(
+            s.lines()
+                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
+            "{s}"
+        );
+        // Each boot a group of its own: nothing to compare within.
+        let s = summary(&[a.clone(), b.clone()], &[line(150), line(345)]);
+        assert!(
+            s.lines()
+                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
+            "{s}"
+        );
+        // A boot without a line: not grouped, so not "agree at like line".
+        let s = summary(&[a, b, c], &[BTreeMap::new(), line(150), line(170)]);
+        assert!(
+            s.lines()
+                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
+            "{s}"
+        );
+        assert_eq!(
+            like_line_groups(&[Some(345), Some(150), None, Some(224), Some(240)]),
+            vec![vec![1, 3], vec![0, 4]]
+        );
     }
 
     #[test]
@@ -300,5 +454,30 @@ threadspawn_line,stock,4,700,300,900,-10
         assert!(out.contains("      2 workers: 300, 210\n"), "{out}");
         // One worker has no line rows: nothing to print.
         assert_eq!(line_summary(&[BTreeMap::new()]), "");
+    }
+
+    #[test]
+    fn layouts_are_compared_across_boots() {
+        let serial = "x\nthreadspawn: layout ns 0x10, task 0x20, stack 0x30, heap used 99 (the same in every boot of this kernel and command)\n";
+        let l = layout(serial);
+        assert_eq!(
+            l.as_deref(),
+            Some("ns 0x10, task 0x20, stack 0x30, heap used 99")
+        );
+        assert_eq!(layout("no such line\n"), None);
+        let same = layout_summary(&[l.clone(), l.clone(), l.clone()]);
+        assert!(
+            same.starts_with("guest layout: the same in every boot (ns 0x10,"),
+            "{same}"
+        );
+        let other = Some(String::from("ns 0x10, task 0x40, stack 0x30, heap used 99"));
+        let differ = layout_summary(&[l.clone(), other, None]);
+        assert!(
+            differ.contains(
+                "differs in boot 2: ns 0x10, task 0x40, stack 0x30, heap used 99; boot 3: none"
+            ),
+            "{differ}"
+        );
+        assert_eq!(layout_summary(&[None, None]), "");
     }
 }

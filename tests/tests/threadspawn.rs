@@ -492,9 +492,10 @@ fn round_orders(serial: &str) -> Vec<(String, String)> {
 /// Each round runs the versions in a fresh random order, from a seed the
 /// banner prints, then the same order reversed (a mirrored round: every
 /// version's mean position is the same): the same seed replays it, another
-/// one changes it.
+/// one changes it. Every boot prints the same guest layout.
 #[test]
 fn the_round_order_follows_the_seed() {
+    let layouts = std::cell::RefCell::new(Vec::new());
     let boot = |seed: u64| {
         let run = Boot::new()
             .smp(2)
@@ -504,6 +505,13 @@ fn the_round_order_follows_the_seed() {
             .run();
         run.expect_success()
             .expect_serial(&format!("seed {seed} (rounds in random order"));
+        let layout = run
+            .serial()
+            .lines()
+            .find(|l| l.starts_with("threadspawn: layout ns 0x"))
+            .unwrap_or_else(|| panic!("no layout line:\n{}", run.serial()))
+            .to_string();
+        layouts.borrow_mut().push(layout);
         round_orders(run.serial())
     };
     let a = boot(42);
@@ -528,6 +536,13 @@ fn the_round_order_follows_the_seed() {
     }
     assert_eq!(a, boot(42), "the same seed replays the order");
     assert_ne!(a, boot(43), "another seed changes it");
+    // The guest places what the ops touch first alike in every boot (the
+    // seed only orders the rounds, after the layout line).
+    let layouts = layouts.into_inner();
+    assert!(
+        layouts.iter().all(|l| *l == layouts[0]),
+        "the guest's layout differs between boots: {layouts:#?}"
+    );
     let firsts: std::collections::BTreeSet<&str> = a
         .iter()
         .filter(|(_, p)| p.starts_with("1 of"))

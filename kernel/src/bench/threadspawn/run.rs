@@ -32,6 +32,31 @@ fn halves_ms(sample_ms: u32) -> [u32; 2] {
     [first, (sample_ms - first).max(1)]
 }
 
+/// Prints where the guest placed what every op touches first: the pid
+/// namespace, the next task and kernel stack the driver's CPU would get,
+/// and the heap's bytes in use. The kernel and the command fix them, so
+/// they read the same in every boot (`--boots` compares them, a test
+/// holds it): what differs between boots is then not where the benchmark
+/// starts with the guest's objects.
+fn print_layout(ns: &alloc::sync::Arc<PidNamespace>) {
+    let slot = |cache: &crate::mm::cache::ObjCache| {
+        let obj = cache.alloc();
+        if let Some(obj) = obj {
+            // SAFETY: `obj` came from this cache's `alloc` just now and is
+            // neither written nor used again.
+            unsafe { cache.free(obj) };
+        }
+        obj.map_or(0, |p| p.as_ptr() as usize)
+    };
+    let task = slot(crate::task::task_cache());
+    let stack = slot(crate::task::stack_cache());
+    println!(
+        "threadspawn: layout ns {:#x}, task {task:#x}, stack {stack:#x}, heap used {} (the same in every boot of this kernel and command)",
+        alloc::sync::Arc::as_ptr(ns) as usize,
+        crate::mm::heap::HEAP.stats().used,
+    );
+}
+
 /// Runs the benchmark as configured and prints its report; an error for a
 /// configuration the machine cannot run or a failed invariant check.
 pub(crate) fn run(
@@ -104,6 +129,7 @@ pub(crate) fn run(
     } else {
         None
     };
+    print_layout(&ns);
     let was = lockstat::set_enabled(p.lockstat);
 
     let mut cells: Vec<Cell> = Vec::new();
