@@ -396,14 +396,22 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
     check_comparison_rows(run.serial(), &[2], &["lockless"]);
 }
 
-/// One worker on CPU 0: spread sends every thread to CPU 1.
+/// One worker on CPU 0: spread sends every thread to CPU 1. With
+/// `retranslate=off`, nothing of the kernel's code is rewritten.
 #[test]
 fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
     let run = Boot::new()
         .smp(2)
-        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both placement=spread")
+        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both placement=spread retranslate=off")
         .run();
-    run.expect_success().expect_serial("invariants: ok");
+    run.expect_success()
+        .expect_serial("retranslate off (each round")
+        .expect_serial("invariants: ok");
+    assert!(
+        !run.serial()
+            .contains("translation of the kernel's code dropped"),
+        "retranslate=off dropped translations"
+    );
     check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "spread");
     assert!(
         ran_here(run.serial(), 1) > 1000,
@@ -414,7 +422,8 @@ fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
 /// `placement=same` keeps every thread on its worker's CPU; six rounds
 /// give a 95% paired interval (coverage 96.9%), so noise? is decided;
 /// Linux's comparisons say what strategies= lacks instead of a row;
-/// `max_steal=100` re-runs nothing.
+/// `max_steal=100` re-runs nothing; QEMU's translation of the kernel's
+/// code is dropped before every round (the default under TCG).
 #[test]
 fn same_placement_six_rounds_and_missing_comparisons() {
     let run = Boot::new()
@@ -427,7 +436,21 @@ fn same_placement_six_rounds_and_missing_comparisons() {
         .expect_serial("exit   = exit-deferred / stock: not run (strategies= lacks exit-deferred)")
         .expect_serial("pidmap = both / exit-deferred: not run (strategies= lacks exit-deferred)")
         .expect_serial("re-run: 0 samples over max_steal 100%")
+        .expect_serial("retranslate on (each round")
         .expect_serial("invariants: ok");
+    // Before each round, every page of the kernel's text was written back
+    // (QEMU drops its translations of them) and the kernel ran on.
+    let pages: u64 = run
+        .serial()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("threadspawn: workers 1: QEMU's translation of the kernel's code dropped before each of 6 rounds (")?
+                .strip_suffix(" pages of text)")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no retranslate line for 6 rounds:\n{}", run.serial()));
+    assert!(pages >= 16, "{pages} pages of text");
     check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "same");
     let both = table(run.serial(), "threadspawn", &["threadspawn", "strategy"])
         .into_iter()

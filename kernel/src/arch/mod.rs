@@ -17,6 +17,7 @@ pub(crate) mod percpu;
 pub(crate) mod physmap;
 pub(crate) mod pit;
 pub(crate) mod qemu;
+pub(crate) mod retranslate;
 pub(crate) mod serial;
 pub(crate) mod smp;
 pub(crate) mod switch;

@@ -286,6 +286,10 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "bench=pidalloc's live-pid counts: a comma-separated list of 1 to 8 counts, each 0 to 4000000 (default 0,1000,100000,1000000)",
     ),
     (
+        "retranslate",
+        "on (the default under TCG: every threadspawn round first has QEMU drop its translation of the kernel's code, which the round's versions then translate again in their random order) or off",
+    ),
+    (
         "max_steal",
         "a host steal percentage from 0 to 100 above which a sample is run again, at most twice (default 20; 100 never re-runs)",
     ),
@@ -489,6 +493,13 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                         _ => return Err(bad()),
                     },
                 };
+            }
+            "retranslate" => {
+                cmd.threadspawn.retranslate = Some(match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad()),
+                });
             }
             "lockstat" => {
                 cmd.threadspawn.lockstat = match value {

@@ -298,6 +298,7 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
         &["", "stock,", "stock,stock", "fast"],
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
+    ("retranslate", &["on", "off"], &["", "yes", "1"]),
     ("profile", &["on", "off"], &["", "yes", "ON"]),
     ("nohz", &["on", "off"], &["", "1", "Off"]),
     (

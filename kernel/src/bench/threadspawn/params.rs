@@ -26,6 +26,9 @@ pub(crate) struct ThreadspawnParams {
     /// Seeds the rounds' random order (`seed=`); `None`: from the clock,
     /// printed so the run can be replayed.
     pub(crate) seed: Option<u64>,
+    /// Whether each round first has QEMU drop its translation of the
+    /// kernel's code (`retranslate=`); `None`: on under TCG, off under KVM.
+    pub(crate) retranslate: Option<bool>,
 }
 
 impl Default for ThreadspawnParams {
@@ -40,6 +43,7 @@ impl Default for ThreadspawnParams {
             placement: Placement::Same,
             max_steal: 20,
             seed: None,
+            retranslate: None,
         }
     }
 }

@@ -25,6 +25,10 @@ use pidlab_abi::Accel;
 /// How many times a sample over `max_steal` is run again.
 const MAX_RERUNS: u32 = 2;
 
+/// The untimed run of each version after its code's translation is
+/// dropped (`retranslate`), in which QEMU translates it again.
+const RETRANSLATE_WARM_MS: u32 = 5;
+
 /// The lengths of a round's two halves: `sample_ms` split in two, each at
 /// least 1 ms.
 fn halves_ms(sample_ms: u32) -> [u32; 2] {
@@ -84,8 +88,9 @@ pub(crate) fn run(
         .seed
         .unwrap_or_else(|| crate::platform::cycles().wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 1);
     let mut rng = crate::bench::rng_state(seed);
+    let retranslate = p.retranslate.unwrap_or(accel != Some(Accel::Kvm));
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them)",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them), retranslate {} (each round, QEMU translates the kernel's code again, in the round's order)",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -100,7 +105,8 @@ pub(crate) fn run(
             "on"
         } else {
             "off"
-        }
+        },
+        if retranslate { "on" } else { "off" }
     );
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
@@ -162,8 +168,19 @@ pub(crate) fn run(
         // version's mean position in the round is then the same, so a host
         // drift that is linear over the round cancels out of its ratios.
         let halves = halves_ms(p.sample_ms);
+        let mut dropped_pages = 0;
         for round in 0..p.samples {
             let order = crate::bench::shuffled(strategies.len(), &mut rng);
+            if retranslate {
+                // QEMU translates the code again as the versions first run
+                // it, in this round's order: where each version's code lands
+                // in the host's code buffer is redrawn every round. The
+                // translating is done in short untimed runs.
+                dropped_pages = crate::arch::retranslate::drop_translations();
+                for &i in &order {
+                    run_sample(spec(strategies[i], RETRANSLATE_WARM_MS))?;
+                }
+            }
             let slots = order.len() * 2;
             let mut kept: Vec<Option<(Measured, u32)>> = alloc::vec![None; strategies.len()];
             let sequence = order.iter().chain(order.iter().rev());
@@ -257,6 +274,12 @@ pub(crate) fn run(
                 let (m, _) = k.expect("both halves of every version ran");
                 cells[first + i].samples.push(m);
             }
+        }
+        if retranslate {
+            println!(
+                "threadspawn: workers {w}: QEMU's translation of the kernel's code dropped before each of {} rounds ({dropped_pages} pages of text)",
+                p.samples
+            );
         }
     }
     lockstat::set_enabled(was);
