@@ -124,7 +124,13 @@ fn all_agree(rows: &[&LinuxRow]) -> bool {
 /// `lines` holds each boot's [`line_medians`]: boots that differ are
 /// compared again within groups of like line transfer (the host's
 /// placement of the two vCPUs changes what a change saves).
-pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String {
+/// `rounds` holds each boot's [`round_ratios`]: whether the boots' rounds
+/// could come from one distribution ([`rounds_alike_p`]) is printed beside.
+pub fn summary(
+    boots: &[Vec<LinuxRow>],
+    lines: &[BTreeMap<u32, u64>],
+    rounds: &[BTreeMap<(u32, String), Vec<f64>>],
+) -> String {
     let mut by: BTreeMap<(u32, String), Vec<(usize, &LinuxRow)>> = BTreeMap::new();
     for (boot, rows) in boots.iter().enumerate() {
         for r in rows {
@@ -176,6 +182,24 @@ pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String 
         } else {
             "boots differ"
         };
+        let key = (*workers, change.clone());
+        let boot_rounds: Vec<&[f64]> = rounds
+            .iter()
+            .filter_map(|b| b.get(&key).map(|v| v.as_slice()))
+            .collect();
+        let p = if host_bound || boot_rounds.len() < boots.len() {
+            None
+        } else {
+            rounds_alike_p(&boot_rounds)
+        };
+        let alike = match p {
+            Some(p) if p < 0.05 => format!("; rounds differ across boots (p {p:.3})"),
+            Some(p) => format!("; rounds alike across boots (p {p:.3})"),
+            None => String::new(),
+        };
+        let p_x1000 = p.map_or(String::new(), |p| {
+            format!("{}", (p * 1000.0).round() as u64)
+        });
         let which = if verdict == "agree at like line" {
             let g: Vec<String> = groups
                 .iter()
@@ -192,7 +216,7 @@ pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String 
         };
         let _ = writeln!(
             out,
-            "{workers:>7} {change:<8} {}  over boots {} [{}, {}]  {verdict}{which}",
+            "{workers:>7} {change:<8} {}  over boots {} [{}, {}]  {verdict}{which}{alike}",
             per.join("  "),
             x(mid),
             x(min),
@@ -200,7 +224,7 @@ pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String 
         );
         for (i, r) in rows.iter().enumerate() {
             csv.push(format!(
-                "threadspawn_boots,{change},{workers},{},{},{},{},{mid},{min},{max},{verdict}",
+                "threadspawn_boots,{change},{workers},{},{},{},{},{mid},{min},{max},{verdict},{p_x1000}",
                 i + 1,
                 r.ratio,
                 r.lo,
@@ -210,7 +234,7 @@ pub fn summary(boots: &[Vec<LinuxRow>], lines: &[BTreeMap<u32, u64>]) -> String 
     }
     let _ = writeln!(
         out,
-        "threadspawn_boots,change,workers,boot,ratio_x10000,lo_x10000,hi_x10000,median_over_boots_x10000,min_over_boots_x10000,max_over_boots_x10000,verdict"
+        "threadspawn_boots,change,workers,boot,ratio_x10000,lo_x10000,hi_x10000,median_over_boots_x10000,min_over_boots_x10000,max_over_boots_x10000,verdict,rounds_alike_p_x1000"
     );
     for r in csv {
         let _ = writeln!(out, "{r}");
@@ -285,6 +309,129 @@ pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
     out
 }
 
+/// Linux's comparisons as the kernel defines them (bench/threadspawn/
+/// linux.rs): change, the version with it, the version without.
+const CHANGES: [(&str, &str, &str); 4] = [
+    ("exit", "exit-deferred", "stock"),
+    ("pidmap", "both", "exit-deferred"),
+    ("pidfs", "v7.0", "both"),
+    ("lockless", "lockless", "v7.0"),
+];
+
+/// Each comparison's per-round ratios in one boot, by (workers, change),
+/// from the kept `threadspawn_sample` attempts (a round's halves weighted
+/// by length, as the kernel joins them), rounds in order.
+pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<f64>> {
+    // (workers, round, strategy) -> (sum of ops/s x ms, sum of ms)
+    let mut ops: BTreeMap<(u32, u32, String), (f64, f64)> = BTreeMap::new();
+    for get in family_rows(serial, "threadspawn_sample", "strategy") {
+        let num = |name: &str| get(name).and_then(|v| v.parse::<f64>().ok());
+        if get("kept") != Some("yes") {
+            continue;
+        }
+        if let (Some(s), Some(w), Some(r), Some(o), Some(ms)) = (
+            get("strategy"),
+            num("workers"),
+            num("round"),
+            num("ops_per_sec"),
+            num("ms"),
+        ) {
+            let e = ops.entry((w as u32, r as u32, s.to_string())).or_default();
+            e.0 += o * ms;
+            e.1 += ms;
+        }
+    }
+    let mut out: BTreeMap<(u32, String), Vec<f64>> = BTreeMap::new();
+    for (&(w, r, ref s), &(a, ms)) in &ops {
+        for (change, with, without) in CHANGES {
+            if s != with {
+                continue;
+            }
+            if let Some(&(b, ms_b)) = ops.get(&(w, r, without.to_string()))
+                && b > 0.0
+                && ms > 0.0
+            {
+                out.entry((w, change.to_string()))
+                    .or_default()
+                    .push((a / ms) / (b / ms_b));
+            }
+        }
+    }
+    out
+}
+
+/// Kruskal-Wallis H of `groups` (ranks over all values pooled; ties get
+/// their order of appearance, as ratios of ops/s rarely tie).
+fn kruskal_h(groups: &[&[f64]]) -> f64 {
+    let mut all: Vec<(f64, usize)> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, v)| v.iter().map(move |&x| (x, g)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = all.len() as f64;
+    let mut rank_sum = vec![0.0; groups.len()];
+    for (rank, &(_, g)) in all.iter().enumerate() {
+        rank_sum[g] += rank as f64 + 1.0;
+    }
+    12.0 / (n * (n + 1.0))
+        * groups
+            .iter()
+            .zip(&rank_sum)
+            .map(|(v, &r)| {
+                let m = v.len() as f64;
+                m * (r / m - (n + 1.0) / 2.0).powi(2)
+            })
+            .sum::<f64>()
+}
+
+/// Permutations in [`rounds_alike_p`].
+const PERMUTATIONS: u32 = 2000;
+
+/// Whether the boots' rounds could come from one distribution: the
+/// permutation p-value of the Kruskal-Wallis H (the share of random
+/// reassignments of the pooled rounds to boots, of the same sizes, whose H
+/// is at least the boots'). A fixed-seed generator: the same rounds give
+/// the same p. `None` with fewer than two boots of two rounds or more.
+///
+/// Why this and not "every median inside every other boot's interval":
+/// with 12 rounds per boot, three boots drawn from one and the same
+/// distribution pass that check only about 6 times in 10 per comparison
+/// (2 in 10 for three comparisons), so it cannot tell a boot effect from
+/// chance.
+pub fn rounds_alike_p(groups: &[&[f64]]) -> Option<f64> {
+    if groups.len() < 2 || groups.iter().any(|g| g.len() < 2) {
+        return None;
+    }
+    let observed = kruskal_h(groups);
+    let mut pool: Vec<f64> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |bound: usize| {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % bound
+    };
+    let mut at_least = 0u32;
+    for _ in 0..PERMUTATIONS {
+        for i in (1..pool.len()).rev() {
+            pool.swap(i, next(i + 1));
+        }
+        let mut parts: Vec<&[f64]> = Vec::new();
+        let mut rest: &[f64] = &pool;
+        for g in groups {
+            let (head, tail) = rest.split_at(g.len());
+            parts.push(head);
+            rest = tail;
+        }
+        if kruskal_h(&parts) >= observed - 1e-12 {
+            at_least += 1;
+        }
+    }
+    Some((at_least as f64 + 1.0) / (PERMUTATIONS as f64 + 1.0))
+}
+
 /// The guest's layout line of one boot (`threadspawn: layout ...`, without
 /// its explanation), if it printed one.
 pub fn layout(serial: &str) -> Option<String> {
@@ -354,7 +501,7 @@ threadspawn_linux,garbage
         let mut b = a.clone();
         b[0].ratio = 10700; // inside a's [10680, 11600] and its own
         b[0].lo = 10300;
-        let s = summary(&[a.clone(), b.clone()], &[]);
+        let s = summary(&[a.clone(), b.clone()], &[], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains("exit") && l.ends_with("boots agree")),
@@ -364,7 +511,7 @@ threadspawn_linux,garbage
         c[0].ratio = 10330;
         c[0].lo = 10000;
         c[0].hi = 10650;
-        let s = summary(&[a.clone(), c], &[]);
+        let s = summary(&[a.clone(), c], &[], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
@@ -393,17 +540,19 @@ threadspawn_linux,garbage
         let s = summary(
             &[a.clone(), b.clone(), c.clone()],
             &[line(345), line(150), line(170)],
+            &[],
         );
         assert!(
             s.lines()
                 .any(|l| l.contains(" exit") && l.ends_with("agree at like line (boots 2, 3 | 1)")),
             "{s}"
         );
-        assert!(s.contains("threadspawn_boots,exit,2,1,11180,10680,11600,10330,10330,11180,agree at like line\n"), "{s}");
+        assert!(s.contains("threadspawn_boots,exit,2,1,11180,10680,11600,10330,10330,11180,agree at like line,\n"), "{s}");
         // All three of like line: they differ, whatever the groups.
         let s = summary(
             &[a.clone(), b.clone(), c.clone()],
             &[line(150), line(160), line(170)],
+            &[],
         );
         assert!(
             s.lines()
@@ -411,14 +560,14 @@ threadspawn_linux,garbage
             "{s}"
         );
         // Each boot a group of its own: nothing to compare within.
-        let s = summary(&[a.clone(), b.clone()], &[line(150), line(345)]);
+        let s = summary(&[a.clone(), b.clone()], &[line(150), line(345)], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
             "{s}"
         );
         // A boot without a line: not grouped, so not "agree at like line".
-        let s = summary(&[a, b, c], &[BTreeMap::new(), line(150), line(170)]);
+        let s = summary(&[a, b, c], &[BTreeMap::new(), line(150), line(170)], &[]);
         assert!(
             s.lines()
                 .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
@@ -479,5 +628,63 @@ threadspawn_line,stock,4,700,300,900,-10
             "{differ}"
         );
         assert_eq!(layout_summary(&[None, None]), "");
+    }
+
+    #[test]
+    fn round_ratios_join_halves_and_pair_each_change() {
+        let serial = "\
+threadspawn_sample,strategy,workers,ns_depth,round,attempt,ops_per_sec,steal_pct,kept,placement,cpus,accel,position,half,ms,line_ns
+threadspawn_sample,stock,2,0,1,1,100,0,yes,same,2,tcg,1,1,100,150
+threadspawn_sample,stock,2,0,1,1,300,0,yes,same,2,tcg,4,2,100,150
+threadspawn_sample,exit-deferred,2,0,1,1,999,0,no,same,2,tcg,2,1,100,150
+threadspawn_sample,exit-deferred,2,0,1,2,220,0,yes,same,2,tcg,2,1,100,150
+threadspawn_sample,exit-deferred,2,0,1,1,220,0,yes,same,2,tcg,3,2,100,150
+";
+        let r = round_ratios(serial);
+        // (220 + 220) / 2 against (100 + 300) / 2; the dropped attempt
+        // left out; no `both`, so no pidmap.
+        assert_eq!(r.len(), 1, "{r:?}");
+        let exit = &r[&(2, String::from("exit"))];
+        assert_eq!(exit.len(), 1);
+        assert!((exit[0] - 1.1).abs() < 1e-9, "{exit:?}");
+    }
+
+    #[test]
+    fn the_rounds_test_tells_a_shifted_boot_from_chance() {
+        let a: Vec<f64> = (0..12).map(|i| 1.0 + i as f64 * 0.01).collect();
+        let b: Vec<f64> = (0..12).map(|i| 1.005 + i as f64 * 0.01).collect();
+        let c: Vec<f64> = (0..12).map(|i| 1.2 + i as f64 * 0.01).collect();
+        let alike = rounds_alike_p(&[&a, &b, &a]).expect("a p");
+        assert!(alike > 0.5, "{alike}");
+        let shifted = rounds_alike_p(&[&a, &b, &c]).expect("a p");
+        assert!(shifted < 0.01, "{shifted}");
+        // Deterministic: the same rounds, the same p.
+        assert_eq!(rounds_alike_p(&[&a, &b, &c]), Some(shifted));
+        assert_eq!(rounds_alike_p(&[&a]), None);
+        assert_eq!(rounds_alike_p(&[&a, &[1.0]]), None);
+        // In the report, beside the verdict, and as a CSV column.
+        let rows = linux_rows(RUN);
+        let boots = [rows.clone(), rows.clone(), rows];
+        let rounds: Vec<BTreeMap<(u32, String), Vec<f64>>> = [&a, &b, &c]
+            .iter()
+            .map(|v| BTreeMap::from([((2, String::from("exit")), v.to_vec())]))
+            .collect();
+        let s = summary(&boots, &[], &rounds);
+        assert!(
+            s.contains("boots agree; rounds differ across boots (p 0.00"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "threadspawn_boots,exit,2,1,11180,10680,11600,11180,11180,11180,boots agree,0\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "threadspawn_boots,pidmap,2,1,10290,9970,10690,10290,10290,10290,boots agree,\n"
+            ),
+            "{s}"
+        );
     }
 }

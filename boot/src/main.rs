@@ -98,6 +98,7 @@ fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
     let mut rows = Vec::new();
     let mut lines = Vec::new();
     let mut layouts = Vec::new();
+    let mut rounds = Vec::new();
     for i in 1..=config.boots {
         eprintln!(
             "pidlab: boot {i} of {}: {} -smp {} -accel {} (timeout {} s)",
@@ -120,6 +121,7 @@ fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
                 rows.push(pidlab_boot::boots::linux_rows(&outcome.serial));
                 lines.push(pidlab_boot::boots::line_medians(&outcome.serial));
                 layouts.push(pidlab_boot::boots::layout(&outcome.serial));
+                rounds.push(pidlab_boot::boots::round_ratios(&outcome.serial));
             }
             Err(e) => {
                 eprintln!("pidlab: boot {i}: {e}");
@@ -127,7 +129,7 @@ fn boot_many(config: &pidlab_boot::RunConfig, profile: &ProfileOptions) -> i32 {
             }
         }
     }
-    print!("{}", pidlab_boot::boots::summary(&rows, &lines));
+    print!("{}", pidlab_boot::boots::summary(&rows, &lines, &rounds));
     print!("{}", pidlab_boot::boots::line_summary(&lines));
     print!("{}", pidlab_boot::boots::layout_summary(&layouts));
     EXIT_SUCCESS
