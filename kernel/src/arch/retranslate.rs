@@ -58,27 +58,47 @@ fn page_phys(va: u64) -> Option<u64> {
 }
 
 /// Writes every byte of the kernel's image up to the end of its code back
-/// unchanged; returns the pages written. QEMU (TCG) then drops its
+/// unchanged; returns the pages written to. QEMU (TCG) then drops its
 /// translations of them.
 pub(crate) fn drop_translations() -> u64 {
-    let start = (&raw const __ehdr_start) as u64 & !(PAGE_SIZE - 1);
+    let start = (&raw const __ehdr_start) as u64;
     let end = (&raw const etext) as u64;
     let mut pages = 0;
-    for va in (start..end).step_by(PAGE_SIZE as usize) {
-        let Some(pa) = page_phys(va) else { continue };
-        let words = phys_to_virt(pa) as *mut u64;
-        for i in 0..(PAGE_SIZE / 8) as usize {
-            // SAFETY: `words` maps one whole page of the kernel's image
-            // through the writable physical-memory mapping; each word is
-            // written back with the value just read, so every CPU fetching
-            // or reading it sees the same bytes before, during and after.
-            // Nothing else writes the image.
-            unsafe {
-                let w = words.add(i).read_volatile();
-                words.add(i).write_volatile(w);
+    let mut va = start;
+    while va < end {
+        // Up to the end of this page or of the code, whichever is first:
+        // nothing past `etext` is touched.
+        let stop = ((va & !(PAGE_SIZE - 1)) + PAGE_SIZE).min(end);
+        if let Some(pa) = page_phys(va) {
+            let from = phys_to_virt(pa + (va & (PAGE_SIZE - 1)));
+            let len = (stop - va) as usize;
+            // Whole words while they fit (`va` starts the image or a page,
+            // so it is 8-aligned unless the image's start is not), then
+            // bytes.
+            let words = if va % 8 == 0 { len / 8 } else { 0 };
+            // `from..from + len` is the image's bytes `va..stop` (read-only
+            // data and code, inside one page) through the writable
+            // physical-memory mapping; nothing else writes them.
+            for i in 0..words {
+                // SAFETY: word `i` lies in `from..from + len` (above), and
+                // is written back with the value just read: every CPU
+                // fetching or reading it sees the same bytes throughout.
+                unsafe {
+                    let w = (from as *mut u64).add(i).read_volatile();
+                    (from as *mut u64).add(i).write_volatile(w);
+                }
             }
+            for i in words * 8..len {
+                // SAFETY: byte `i` lies in `from..from + len` (above), and
+                // is written back with the value just read.
+                unsafe {
+                    let b = from.add(i).read_volatile();
+                    from.add(i).write_volatile(b);
+                }
+            }
+            pages += 1;
         }
-        pages += 1;
+        va = stop;
     }
     pages
 }
