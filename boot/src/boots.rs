@@ -129,7 +129,7 @@ fn all_agree(rows: &[&LinuxRow]) -> bool {
 pub fn summary(
     boots: &[Vec<LinuxRow>],
     lines: &[BTreeMap<u32, u64>],
-    rounds: &[BTreeMap<(u32, String), Vec<f64>>],
+    rounds: &[BTreeMap<(u32, String), Vec<Round>>],
 ) -> String {
     let mut by: BTreeMap<(u32, String), Vec<(usize, &LinuxRow)>> = BTreeMap::new();
     for (boot, rows) in boots.iter().enumerate() {
@@ -183,7 +183,7 @@ pub fn summary(
             "boots differ"
         };
         let key = (*workers, change.clone());
-        let boot_rounds: Vec<&[f64]> = rounds
+        let boot_rounds: Vec<&[Round]> = rounds
             .iter()
             .filter_map(|b| b.get(&key).map(|v| v.as_slice()))
             .collect();
@@ -318,12 +318,22 @@ const CHANGES: [(&str, &str, &str); 4] = [
     ("lockless", "lockless", "v7.0"),
 ];
 
-/// Each comparison's per-round ratios in one boot, by (workers, change),
-/// from the kept `threadspawn_sample` attempts (a round's halves weighted
-/// by length, as the kernel joins them), rounds in order.
-pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<f64>> {
-    // (workers, round, strategy) -> (sum of ops/s x ms, sum of ms)
-    let mut ops: BTreeMap<(u32, u32, String), (f64, f64)> = BTreeMap::new();
+/// One round of one comparison in one boot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Round {
+    /// The version with the change over the one without, ops/s.
+    pub ratio: f64,
+    /// The highest line transfer read around the two versions' halves
+    /// (ns), with two workers or more.
+    pub line_ns: Option<u64>,
+}
+
+/// Each comparison's rounds in one boot, by (workers, change), from the
+/// kept `threadspawn_sample` attempts (a round's halves weighted by
+/// length, as the kernel joins them), rounds in order.
+pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<Round>> {
+    // (workers, round, strategy) -> (sum of ops/s x ms, sum of ms, line)
+    let mut ops: BTreeMap<(u32, u32, String), (f64, f64, Option<u64>)> = BTreeMap::new();
     for get in family_rows(serial, "threadspawn_sample", "strategy") {
         let num = |name: &str| get(name).and_then(|v| v.parse::<f64>().ok());
         if get("kept") != Some("yes") {
@@ -339,21 +349,24 @@ pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<f64>> {
             let e = ops.entry((w as u32, r as u32, s.to_string())).or_default();
             e.0 += o * ms;
             e.1 += ms;
+            let line = get("line_ns").and_then(|v| v.parse::<u64>().ok());
+            e.2 = e.2.max(line);
         }
     }
-    let mut out: BTreeMap<(u32, String), Vec<f64>> = BTreeMap::new();
-    for (&(w, r, ref s), &(a, ms)) in &ops {
+    let mut out: BTreeMap<(u32, String), Vec<Round>> = BTreeMap::new();
+    for (&(w, r, ref s), &(a, ms, line_a)) in &ops {
         for (change, with, without) in CHANGES {
             if s != with {
                 continue;
             }
-            if let Some(&(b, ms_b)) = ops.get(&(w, r, without.to_string()))
+            if let Some(&(b, ms_b, line_b)) = ops.get(&(w, r, without.to_string()))
                 && b > 0.0
                 && ms > 0.0
             {
-                out.entry((w, change.to_string()))
-                    .or_default()
-                    .push((a / ms) / (b / ms_b));
+                out.entry((w, change.to_string())).or_default().push(Round {
+                    ratio: (a / ms) / (b / ms_b),
+                    line_ns: line_a.max(line_b),
+                });
             }
         }
     }
@@ -388,23 +401,60 @@ fn kruskal_h(groups: &[&[f64]]) -> f64 {
 /// Permutations in [`rounds_alike_p`].
 const PERMUTATIONS: u32 = 2000;
 
-/// Whether the boots' rounds could come from one distribution: the
-/// permutation p-value of the Kruskal-Wallis H (the share of random
-/// reassignments of the pooled rounds to boots, of the same sizes, whose H
-/// is at least the boots'). A fixed-seed generator: the same rounds give
-/// the same p. `None` with fewer than two boots of two rounds or more.
+/// Whether the boots' rounds could come from one distribution, rounds of
+/// like line transfer compared with each other: the permutation p-value
+/// of the Kruskal-Wallis H summed over two strata, rounds whose line is
+/// within 1.5x of the lowest any round read ("near") and the rest
+/// ("far"), boots relabelled at random within each stratum (the share of
+/// relabellings whose sum is at least the boots'). Where the host runs
+/// the two vCPUs changes what a change saves, so a boot that spent more
+/// of its rounds far apart reads higher without anything else differing;
+/// the strata keep that out. Rounds without a line (one worker) form one
+/// stratum. A stratum counts where two boots or more have two rounds or
+/// more in it. A fixed-seed generator: the same rounds give the same p.
+/// `None` when no stratum counts.
 ///
 /// Why this and not "every median inside every other boot's interval":
 /// with 12 rounds per boot, three boots drawn from one and the same
 /// distribution pass that check only about 6 times in 10 per comparison
 /// (2 in 10 for three comparisons), so it cannot tell a boot effect from
 /// chance.
-pub fn rounds_alike_p(groups: &[&[f64]]) -> Option<f64> {
-    if groups.len() < 2 || groups.iter().any(|g| g.len() < 2) {
+pub fn rounds_alike_p(boots: &[&[Round]]) -> Option<f64> {
+    let lowest = boots
+        .iter()
+        .flat_map(|b| b.iter().filter_map(|r| r.line_ns))
+        .min();
+    let near = |r: &Round| match (r.line_ns, lowest) {
+        (Some(l), Some(low)) => l * 2 < low * 3,
+        _ => true,
+    };
+    // Per stratum, each boot's ratios there (boots with two or more).
+    let strata: Vec<Vec<Vec<f64>>> = [true, false]
+        .into_iter()
+        .map(|want| {
+            boots
+                .iter()
+                .map(|b| {
+                    b.iter()
+                        .filter(|r| near(r) == want)
+                        .map(|r| r.ratio)
+                        .collect::<Vec<f64>>()
+                })
+                .filter(|g| g.len() >= 2)
+                .collect::<Vec<_>>()
+        })
+        .filter(|groups| groups.len() >= 2)
+        .collect();
+    if strata.is_empty() {
         return None;
     }
-    let observed = kruskal_h(groups);
-    let mut pool: Vec<f64> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    let total_h = |strata: &[Vec<Vec<f64>>]| -> f64 {
+        strata
+            .iter()
+            .map(|groups| kruskal_h(&groups.iter().map(|g| g.as_slice()).collect::<Vec<_>>()))
+            .sum()
+    };
+    let observed = total_h(&strata);
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = |bound: usize| {
         // xorshift64*
@@ -413,19 +463,22 @@ pub fn rounds_alike_p(groups: &[&[f64]]) -> Option<f64> {
         state ^= state >> 27;
         (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % bound
     };
+    let mut shuffled = strata.clone();
     let mut at_least = 0u32;
     for _ in 0..PERMUTATIONS {
-        for i in (1..pool.len()).rev() {
-            pool.swap(i, next(i + 1));
+        for (groups, orig) in shuffled.iter_mut().zip(&strata) {
+            let mut pool: Vec<f64> = orig.iter().flatten().copied().collect();
+            for i in (1..pool.len()).rev() {
+                pool.swap(i, next(i + 1));
+            }
+            let mut rest = pool.as_slice();
+            for g in groups.iter_mut() {
+                let (head, tail) = rest.split_at(g.len());
+                g.copy_from_slice(head);
+                rest = tail;
+            }
         }
-        let mut parts: Vec<&[f64]> = Vec::new();
-        let mut rest: &[f64] = &pool;
-        for g in groups {
-            let (head, tail) = rest.split_at(g.len());
-            parts.push(head);
-            rest = tail;
-        }
-        if kruskal_h(&parts) >= observed - 1e-12 {
+        if total_h(&shuffled) >= observed - 1e-12 {
             at_least += 1;
         }
     }
@@ -646,14 +699,24 @@ threadspawn_sample,exit-deferred,2,0,1,1,220,0,yes,same,2,tcg,3,2,100,150
         assert_eq!(r.len(), 1, "{r:?}");
         let exit = &r[&(2, String::from("exit"))];
         assert_eq!(exit.len(), 1);
-        assert!((exit[0] - 1.1).abs() < 1e-9, "{exit:?}");
+        assert!((exit[0].ratio - 1.1).abs() < 1e-9, "{exit:?}");
+        assert_eq!(exit[0].line_ns, Some(150));
+    }
+
+    fn rounds(ratios: impl Iterator<Item = f64>, line: Option<u64>) -> Vec<Round> {
+        ratios
+            .map(|ratio| Round {
+                ratio,
+                line_ns: line,
+            })
+            .collect()
     }
 
     #[test]
     fn the_rounds_test_tells_a_shifted_boot_from_chance() {
-        let a: Vec<f64> = (0..12).map(|i| 1.0 + i as f64 * 0.01).collect();
-        let b: Vec<f64> = (0..12).map(|i| 1.005 + i as f64 * 0.01).collect();
-        let c: Vec<f64> = (0..12).map(|i| 1.2 + i as f64 * 0.01).collect();
+        let a = rounds((0..12).map(|i| 1.0 + i as f64 * 0.01), None);
+        let b = rounds((0..12).map(|i| 1.005 + i as f64 * 0.01), None);
+        let c = rounds((0..12).map(|i| 1.2 + i as f64 * 0.01), None);
         let alike = rounds_alike_p(&[&a, &b, &a]).expect("a p");
         assert!(alike > 0.5, "{alike}");
         let shifted = rounds_alike_p(&[&a, &b, &c]).expect("a p");
@@ -661,15 +724,15 @@ threadspawn_sample,exit-deferred,2,0,1,1,220,0,yes,same,2,tcg,3,2,100,150
         // Deterministic: the same rounds, the same p.
         assert_eq!(rounds_alike_p(&[&a, &b, &c]), Some(shifted));
         assert_eq!(rounds_alike_p(&[&a]), None);
-        assert_eq!(rounds_alike_p(&[&a, &[1.0]]), None);
+        assert_eq!(rounds_alike_p(&[&a, &a[..1]]), None);
         // In the report, beside the verdict, and as a CSV column.
         let rows = linux_rows(RUN);
         let boots = [rows.clone(), rows.clone(), rows];
-        let rounds: Vec<BTreeMap<(u32, String), Vec<f64>>> = [&a, &b, &c]
+        let by_boot: Vec<BTreeMap<(u32, String), Vec<Round>>> = [&a, &b, &c]
             .iter()
             .map(|v| BTreeMap::from([((2, String::from("exit")), v.to_vec())]))
             .collect();
-        let s = summary(&boots, &[], &rounds);
+        let s = summary(&boots, &[], &by_boot);
         assert!(
             s.contains("boots agree; rounds differ across boots (p 0.00"),
             "{s}"
@@ -686,5 +749,40 @@ threadspawn_sample,exit-deferred,2,0,1,1,220,0,yes,same,2,tcg,3,2,100,150
             ),
             "{s}"
         );
+    }
+
+    #[test]
+    fn rounds_are_compared_within_like_line() {
+        // Every boot reads 1.00-1.11 near (150-160 ns) and 1.10-1.21 far
+        // (345 ns); boot 3 spent most of its rounds far.
+        let near = |from: f64| rounds((0..12).map(move |i| from + i as f64 * 0.01), Some(150));
+        let far = |from: f64| rounds((0..12).map(move |i| from + i as f64 * 0.01), Some(345));
+        let mut a = near(1.0);
+        a.extend(far(1.1).into_iter().step_by(4));
+        let mut b = near(1.005);
+        b.extend(far(1.105).into_iter().step_by(4));
+        let mut c: Vec<Round> = near(1.0).into_iter().step_by(4).collect();
+        c.extend(far(1.1));
+        let p = rounds_alike_p(&[&a, &b, &c]).expect("a p");
+        assert!(p > 0.2, "like-line rounds alike, yet p {p}");
+        // The same ratios with no line to tell them apart: boot 3 stands out.
+        let plain = |v: &[Round]| -> Vec<Round> {
+            v.iter()
+                .map(|r| Round {
+                    line_ns: None,
+                    ..*r
+                })
+                .collect()
+        };
+        let p = rounds_alike_p(&[&plain(&a), &plain(&b), &plain(&c)]).expect("a p");
+        assert!(p < 0.01, "{p}");
+        // A boot whose near rounds read higher differs, at like line too.
+        let mut d = near(1.08);
+        d.extend(far(1.1).into_iter().step_by(4));
+        let p = rounds_alike_p(&[&a, &b, &d]).expect("a p");
+        assert!(p < 0.01, "{p}");
+        // Only one boot with rounds in a stratum: that stratum is left out;
+        // none left, no p.
+        assert_eq!(rounds_alike_p(&[&near(1.0), &far(1.1)]), None);
     }
 }
