@@ -397,26 +397,20 @@ fn lockless_takes_no_pidmap_lock_and_is_compared_with_7_0() {
 }
 
 /// One worker on CPU 0: spread sends every thread to CPU 1. With
-/// `retranslate=off`, nothing of the kernel's code is rewritten; with
-/// `scatter=off`, no worker holds cached tasks.
+/// `retranslate=off`, nothing of the kernel's code is rewritten.
 #[test]
 fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
     let run = Boot::new()
         .smp(2)
-        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both placement=spread retranslate=off scatter=off")
+        .params("bench=threadspawn workers=1 samples=1 sample_ms=100 strategies=stock,both placement=spread retranslate=off")
         .run();
     run.expect_success()
         .expect_serial("retranslate off (each round")
-        .expect_serial("scatter off (each sample")
         .expect_serial("invariants: ok");
     assert!(
         !run.serial()
             .contains("translation of the kernel's code dropped"),
         "retranslate=off dropped translations"
-    );
-    assert!(
-        !run.serial().contains("every worker held a random"),
-        "scatter=off held cached tasks"
     );
     check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "spread");
     assert!(
@@ -429,8 +423,7 @@ fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
 /// give a 95% paired interval (coverage 96.9%), so noise? is decided;
 /// Linux's comparisons say what strategies= lacks instead of a row;
 /// `max_steal=100` re-runs nothing; QEMU's translation of the kernel's
-/// code is dropped before every round (the default under TCG), and each
-/// sample's worker first holds some of its CPU's cached tasks and stacks.
+/// code is dropped before every round (the default under TCG).
 #[test]
 fn same_placement_six_rounds_and_missing_comparisons() {
     let run = Boot::new()
@@ -444,7 +437,6 @@ fn same_placement_six_rounds_and_missing_comparisons() {
         .expect_serial("pidmap = both / exit-deferred: not run (strategies= lacks exit-deferred)")
         .expect_serial("re-run: 0 samples over max_steal 100%")
         .expect_serial("retranslate on (each round")
-        .expect_serial("scatter on (each sample")
         .expect_serial("invariants: ok");
     // Before each round, every page of the kernel's text was written back
     // (QEMU drops its translations of them) and the kernel ran on.
@@ -459,21 +451,6 @@ fn same_placement_six_rounds_and_missing_comparisons() {
         })
         .unwrap_or_else(|| panic!("no retranslate line for 6 rounds:\n{}", run.serial()));
     assert!(pages >= 16, "{pages} pages of text");
-    // Each sample's worker held a random number of cached tasks and
-    // stacks (uniform over 0..=127 of each: about 127 together) and the
-    // kernel ran on.
-    let held: f64 = run
-        .serial()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("threadspawn: workers 1: before each sample every worker held a random 0 to 127 of its CPU's cached tasks and as many stacks (")?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no scatter line:\n{}", run.serial()));
-    assert!((10.0..=244.0).contains(&held), "{held} held on average");
     check_rows(run.serial(), &[1], &["stock", "both"], 0, 2, "same");
     let both = table(run.serial(), "threadspawn", &["threadspawn", "strategy"])
         .into_iter()

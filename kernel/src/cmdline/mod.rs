@@ -290,10 +290,6 @@ pub(crate) const KEYS: &[(&str, &str)] = &[
         "on (the default under TCG: every threadspawn round first has QEMU drop its translation of the kernel's code, which the round's versions then translate again in their random order) or off",
     ),
     (
-        "scatter",
-        "on (the default: before each threadspawn sample every worker holds a random 0 to 127 of its CPU's cached tasks and as many stacks, so the ones its loop reuses change from sample to sample) or off",
-    ),
-    (
         "max_steal",
         "a host steal percentage from 0 to 100 above which a sample is run again, at most twice (default 20; 100 never re-runs)",
     ),
@@ -496,13 +492,6 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                         Some(Ok(n)) if (1..=SOAK_MAX_FAULT_ODDS).contains(&n) => Some(n),
                         _ => return Err(bad()),
                     },
-                };
-            }
-            "scatter" => {
-                cmd.threadspawn.scatter = match value {
-                    "on" => true,
-                    "off" => false,
-                    _ => return Err(bad()),
                 };
             }
             "retranslate" => {

@@ -299,7 +299,6 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
     ),
     ("lockstat", &["on", "off"], &["", "yes", "ON"]),
     ("retranslate", &["on", "off"], &["", "yes", "1"]),
-    ("scatter", &["on", "off"], &["", "On", "0"]),
     ("profile", &["on", "off"], &["", "yes", "ON"]),
     ("nohz", &["on", "off"], &["", "1", "Off"]),
     (

@@ -29,9 +29,6 @@ pub(crate) struct ThreadspawnParams {
     /// Whether each round first has QEMU drop its translation of the
     /// kernel's code (`retranslate=`); `None`: on under TCG, off under KVM.
     pub(crate) retranslate: Option<bool>,
-    /// Whether each sample's workers first hold a random number of their
-    /// CPU's cached tasks and stacks (`scatter=`, default on).
-    pub(crate) scatter: bool,
 }
 
 impl Default for ThreadspawnParams {
@@ -47,7 +44,6 @@ impl Default for ThreadspawnParams {
             max_steal: 20,
             seed: None,
             retranslate: None,
-            scatter: true,
         }
     }
 }

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::ThreadspawnParams;
 use super::report::{Attempt, Cell, RunInfo, fixed2, host_bound, print_report};
-use super::worker::{Measured, SCATTER_BOUND, SampleSpec, run_sample};
+use super::worker::{Measured, SampleSpec, run_sample};
 use crate::arch::smp;
 use crate::bench::accel_name;
 use crate::klib::idr::lockfree::lf_stats_total;
@@ -90,7 +90,7 @@ pub(crate) fn run(
     let mut rng = crate::bench::rng_state(seed);
     let retranslate = p.retranslate.unwrap_or(accel != Some(Accel::Kvm));
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them), retranslate {} (each round, QEMU translates the kernel's code again, in the round's order), scatter {} (each sample reuses other cached tasks and stacks)",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them), retranslate {} (each round, QEMU translates the kernel's code again, in the round's order)",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -106,8 +106,7 @@ pub(crate) fn run(
         } else {
             "off"
         },
-        if retranslate { "on" } else { "off" },
-        if p.scatter { "on" } else { "off" }
+        if retranslate { "on" } else { "off" }
     );
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
@@ -150,7 +149,7 @@ pub(crate) fn run(
                 attempts: Vec::new(),
             });
         }
-        let spec = |strategy: &'static StrategyPair, sample_ms, scatter| SampleSpec {
+        let spec = |strategy: &'static StrategyPair, sample_ms| SampleSpec {
             ns: match &lf {
                 Some((_, lf_ns)) if strategy.lockless() => lf_ns,
                 _ => &ns,
@@ -159,11 +158,10 @@ pub(crate) fn run(
             strategy,
             sample_ms,
             placement: p.placement,
-            scatter,
         };
         // Warm-up: one short round of every strategy.
         for &s in strategies {
-            run_sample(spec(s, p.sample_ms.min(200), 0))?;
+            run_sample(spec(s, p.sample_ms.min(200)))?;
         }
         // Each round is mirrored: the versions in a fresh random order, then
         // the same order reversed, each run for half of `sample_ms`. Every
@@ -171,7 +169,6 @@ pub(crate) fn run(
         // drift that is linear over the round cancels out of its ratios.
         let halves = halves_ms(p.sample_ms);
         let mut dropped_pages = 0;
-        let (mut held, mut held_by) = (0u64, 0u64);
         for round in 0..p.samples {
             let order = crate::bench::shuffled(strategies.len(), &mut rng);
             if retranslate {
@@ -181,7 +178,7 @@ pub(crate) fn run(
                 // translating is done in short untimed runs.
                 dropped_pages = crate::arch::retranslate::drop_translations();
                 for &i in &order {
-                    run_sample(spec(strategies[i], RETRANSLATE_WARM_MS, 0))?;
+                    run_sample(spec(strategies[i], RETRANSLATE_WARM_MS))?;
                 }
             }
             let slots = order.len() * 2;
@@ -205,21 +202,12 @@ pub(crate) fn run(
                     // The profiler's samples meanwhile are this version's.
                     let tag = perf::active().then(|| perf::tag(s.name, w as u32));
                     perf::set_tag(tag);
-                    // Which cached task and stack the loop reuses is
-                    // redrawn every sample (see worker.rs).
-                    let scatter = if p.scatter {
-                        (crate::bench::next_rand(&mut rng) % u64::from(SCATTER_BOUND)) as u32
-                    } else {
-                        0
-                    };
-                    let m = run_sample(spec(s, ms, scatter));
+                    let m = run_sample(spec(s, ms));
                     perf::set_tag(None);
                     let m = m?;
                     if let Some(tag) = tag {
                         perf::add_ops(tag, m.ops);
                     }
-                    held += m.held;
-                    held_by += w as u64;
                     let over = m.steal_x100 > p.max_steal as u64 * 100;
                     let again = over && attempt < reruns;
                     println!(
@@ -286,14 +274,6 @@ pub(crate) fn run(
                 let (m, _) = k.expect("both halves of every version ran");
                 cells[first + i].samples.push(m);
             }
-        }
-        if p.scatter {
-            println!(
-                "threadspawn: workers {w}: before each sample every worker held a random 0 to {} of its CPU's cached tasks and as many stacks ({}.{} tasks and stacks together per worker and sample on average)",
-                SCATTER_BOUND - 1,
-                held * 10 / held_by.max(1) / 10,
-                held * 10 / held_by.max(1) % 10
-            );
         }
         if retranslate {
             println!(

@@ -17,13 +17,6 @@
 //! ops/s follow it (see docs/threadspawn.md); the report prints it beside
 //! the samples. Each worker's clock starts after the probe.
 //!
-//! Before its clock starts, each worker takes [`SampleSpec::scatter`]
-//! tasks and as many kernel stacks from its CPU's caches and holds them
-//! until its loop ends: the caches hand out the most recently freed
-//! object first, so the task and stack the loop reuses op after op (and
-//! where they sit in memory) change from sample to sample instead of
-//! staying what the boot's first samples left on top.
-//!
 //! When the deadline passes, a worker exits; its parent reaps it once its
 //! last thread is released (`delay_group_leader`), and [`run_sample`] then
 //! waits until every task forked in the sample is released and freed, so
@@ -32,8 +25,6 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
-use arrayvec::ArrayVec;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::placement::{Placement, Placer};
@@ -50,7 +41,6 @@ use crate::task::nr_tasks;
 use crate::task::sched;
 use crate::task::stats::{ProcStats, proc_stats};
 use crate::task::wait::wait_child;
-use crate::task::{stack_cache, task_cache};
 
 /// What one sample's workers share.
 struct Sample {
@@ -73,10 +63,6 @@ struct Sample {
     /// Worker 0's readings of one round trip, in cycles: before and after
     /// the loops.
     line_cycles: [AtomicU64; 2],
-    /// Tasks (and as many stacks) each worker holds through its loop.
-    scatter: u32,
-    /// Sum over workers of the tasks and stacks they held.
-    held: AtomicU64,
 }
 
 #[repr(align(64))]
@@ -117,37 +103,10 @@ fn line_probe(line: &AtomicU64, me: usize, base: u64) -> u64 {
 
 fn nothing(_: usize) {}
 
-/// Most tasks (and stacks) a worker holds, exclusive.
-pub(super) const SCATTER_BOUND: u32 = 128;
-
-/// Objects a worker holds from one cache through its loop.
-type Held = ArrayVec<NonNull<u8>, { SCATTER_BOUND as usize }>;
-
-/// Takes `n` objects from `cache` (on this CPU: its magazine first).
-fn hold(cache: &crate::mm::cache::ObjCache, n: u32) -> Held {
-    (0..n.min(SCATTER_BOUND - 1))
-        .map_while(|_| cache.alloc())
-        .collect()
-}
-
-/// Gives back what [`hold`] took.
-fn release(cache: &crate::mm::cache::ObjCache, held: Held) {
-    for obj in held {
-        // SAFETY: `obj` came from this cache's `alloc` in `hold`, was
-        // never written or handed out, and is freed once here.
-        unsafe { cache.free(obj) };
-    }
-}
-
 fn worker(arg: usize) {
     // SAFETY: `arg` is the `Sample` on the driver's stack; the driver reaps
     // every worker before it returns.
     let s = unsafe { &*(arg as *const Sample) };
-    // Before the start, so no worker's clock counts it.
-    let held = [
-        hold(task_cache(), s.scatter),
-        hold(stack_cache(), s.scatter),
-    ];
     // Start together: the last to arrive stamps the start time.
     if s.arrived.fetch_add(1, Ordering::AcqRel) + 1 == s.workers {
         s.start.store(platform::cycles(), Ordering::Release);
@@ -195,11 +154,6 @@ fn worker(arg: usize) {
             s.line_cycles[1].store(c, Ordering::Relaxed);
         }
     }
-    s.held
-        .fetch_add(held.iter().map(|h| h.len() as u64).sum(), Ordering::Relaxed);
-    let [tasks, stacks] = held;
-    release(task_cache(), tasks);
-    release(stack_cache(), stacks);
     let elapsed_ns = time::cycles_to_ns(elapsed).max(1);
     s.ops.fetch_add(ops, Ordering::Relaxed);
     s.failures.fetch_add(failures, Ordering::Relaxed);
@@ -231,8 +185,6 @@ pub(super) struct Measured {
     /// sample, in ns: the lower of the readings before and after it (none
     /// with one worker).
     pub(super) line_ns: Option<u64>,
-    /// Tasks and stacks the workers held through their loops, together.
-    pub(super) held: u64,
     /// Per lock class of [`LOCK_CLASSES`] (with lockstat on).
     pub(super) locks: [LockDelta; LOCK_CLASSES.len()],
 }
@@ -266,7 +218,6 @@ impl Measured {
                 (Some(x), Some(y)) => Some(weighted(x, y)),
                 (x, y) => x.or(y),
             },
-            held: self.held + other.held,
             locks,
         }
     }
@@ -299,9 +250,6 @@ pub(super) struct SampleSpec<'a> {
     pub(super) strategy: &'static StrategyPair,
     pub(super) sample_ms: u32,
     pub(super) placement: Placement,
-    /// Tasks, and as many stacks, each worker holds through its loop
-    /// (below [`SCATTER_BOUND`]).
-    pub(super) scatter: u32,
 }
 
 /// Runs one sample and drains it; an error if its releases do not finish.
@@ -322,8 +270,6 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
         stolen: AtomicU64::new(0),
         line: ProbeLine(AtomicU64::new(0)),
         line_cycles: [AtomicU64::new(0), AtomicU64::new(0)],
-        scatter: spec.scatter,
-        held: AtomicU64::new(0),
     };
     let pid_before = pid_stats_total();
     let css_before = css_set_lock_acquisitions();
@@ -362,7 +308,6 @@ pub(super) fn run_sample(spec: SampleSpec<'_>) -> Result<Measured, String> {
             let [a, b] = [0, 1].map(|i| s.line_cycles[i].load(Ordering::Relaxed));
             time::cycles_to_ns(a.min(b))
         }),
-        held: s.held.load(Ordering::Relaxed),
         ..Measured::default()
     };
     // Includes each worker's own spawn and reap (one per worker per
