@@ -333,7 +333,8 @@ pub struct Round {
 /// length, as the kernel joins them), rounds in order.
 pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<Round>> {
     // (workers, round, strategy) -> (sum of ops/s x ms, sum of ms, line)
-    let mut ops: BTreeMap<(u32, u32, String), (f64, f64, Option<u64>)> = BTreeMap::new();
+    type Halves = (f64, f64, Option<u64>);
+    let mut ops: BTreeMap<(u32, u32, String), Halves> = BTreeMap::new();
     for get in family_rows(serial, "threadspawn_sample", "strategy") {
         let num = |name: &str| get(name).and_then(|v| v.parse::<f64>().ok());
         if get("kept") != Some("yes") {
