@@ -6,10 +6,11 @@
 //! there (which host cache sets and branch-predictor entries it shares with
 //! what) is fixed for the rest of the boot and differs from boot to boot.
 //! It moved the threadspawn ratios by several percent per boot, a bias one
-//! boot's rounds cannot see. TCG keeps guest code pages write-protected
-//! and drops the translations of a page when it is written (self-modifying
-//! code), so writing every text byte back unchanged, through the
-//! physical-memory map, makes QEMU forget them all. The benchmark does it
+//! boot's rounds cannot see. TCG sends every write to a guest page it has
+//! translated code from through a slow path that drops the translations
+//! of the bytes written (its self-modifying-code support), so writing
+//! every text byte back unchanged, through the physical-memory map, makes
+//! QEMU forget them all. The benchmark does it
 //! every round (as Stabilizer re-randomizes code layout during a run): the
 //! placement is then redrawn per round and its effect is part of the
 //! rounds' spread, in the interval. Under KVM there is no translation and
