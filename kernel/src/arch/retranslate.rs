@@ -16,46 +16,13 @@
 //! rounds' spread, in the interval. Under KVM there is no translation and
 //! nothing to drop.
 
-use super::physmap::{PAGE_SIZE, phys_to_virt};
+use super::physmap::{PAGE_SIZE, phys_to_virt, virt_to_phys_page};
 
 unsafe extern "C" {
     /// The ELF header, where the linker (lld) starts the kernel's image.
     static __ehdr_start: u8;
     /// The end of the executable code (provided by lld).
     static etext: u8;
-}
-
-const PRESENT: u64 = 1;
-const HUGE: u64 = 1 << 7;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
-
-/// The physical address of the page holding `va`, by walking the live page
-/// tables (2 MiB and 1 GiB pages included); `None` if unmapped.
-fn page_phys(va: u64) -> Option<u64> {
-    let mut table = x86_64::registers::control::Cr3::read()
-        .0
-        .start_address()
-        .as_u64();
-    for shift in [39u32, 30, 21, 12] {
-        let index = ((va >> shift) & 511) as usize;
-        // SAFETY: `table` is a page table of the live hierarchy (CR3's, then
-        // one a present entry names), reached through the physical-memory
-        // mapping; the index is below 512. Read only.
-        let e = unsafe {
-            (phys_to_virt(table) as *const u64)
-                .add(index)
-                .read_volatile()
-        };
-        if e & PRESENT == 0 {
-            return None;
-        }
-        if shift == 12 || (shift != 39 && e & HUGE != 0) {
-            let size = 1u64 << shift;
-            return Some((e & ADDR_MASK & !(size - 1)) + (va & (size - 1) & !(PAGE_SIZE - 1)));
-        }
-        table = e & ADDR_MASK;
-    }
-    None
 }
 
 /// Writes every byte of the kernel's image up to the end of its code back
@@ -70,7 +37,7 @@ pub(crate) fn drop_translations() -> u64 {
         // Up to the end of this page or of the code, whichever is first:
         // nothing past `etext` is touched.
         let stop = ((va & !(PAGE_SIZE - 1)) + PAGE_SIZE).min(end);
-        if let Some(pa) = page_phys(va) {
+        if let Some(pa) = virt_to_phys_page(va) {
             let from = phys_to_virt(pa + (va & (PAGE_SIZE - 1)));
             let len = (stop - va) as usize;
             // Whole words while they fit (`va` starts the image or a page,

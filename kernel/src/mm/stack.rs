@@ -137,23 +137,11 @@ fn map_page(va: u64, pa: u64) -> Option<()> {
     Some(())
 }
 
-/// Whether `va` (inside the region) is mapped, by walking the tables
-/// without the lock: used by the fault handlers, which may run while this
-/// CPU holds it.
+/// Whether `va` (inside the region) is mapped: the fault handlers ask,
+/// which may run while this CPU holds the region lock (the walk takes
+/// none).
 fn is_mapped(va: u64) -> bool {
-    // SAFETY: reads only, of tables that are never freed; an entry being
-    // written concurrently is read whole (aligned 8-byte stores).
-    unsafe {
-        let mut table = current_pml4();
-        for shift in [39, 30, 21, 12] {
-            let e = entry(table, va, shift).read_volatile();
-            if e & PRESENT == 0 {
-                return false;
-            }
-            table = e & ADDR_MASK;
-        }
-    }
-    true
+    crate::arch::physmap::virt_to_phys_page(va).is_some()
 }
 
 /// A stack of `size` bytes (a multiple of the frame size, at most
