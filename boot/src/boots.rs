@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use pidlab_abi::comparisons::COMPARISONS;
+
 /// One `threadspawn_linux` row: a comparison at a worker count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinuxRow {
@@ -309,15 +311,6 @@ pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
     out
 }
 
-/// Linux's comparisons as the kernel defines them (bench/threadspawn/
-/// linux.rs): change, the version with it, the version without.
-const CHANGES: [(&str, &str, &str); 4] = [
-    ("exit", "exit-deferred", "stock"),
-    ("pidmap", "both", "exit-deferred"),
-    ("pidfs", "v7.0", "both"),
-    ("lockless", "lockless", "v7.0"),
-];
-
 /// One round of one comparison in one boot.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Round {
@@ -356,18 +349,17 @@ pub fn round_ratios(serial: &str) -> BTreeMap<(u32, String), Vec<Round>> {
     }
     let mut out: BTreeMap<(u32, String), Vec<Round>> = BTreeMap::new();
     for (&(w, r, ref s), &(a, ms, line_a)) in &ops {
-        for (change, with, without) in CHANGES {
-            if s != with {
-                continue;
-            }
-            if let Some(&(b, ms_b, line_b)) = ops.get(&(w, r, without.to_string()))
+        for c in COMPARISONS.iter().filter(|c| c.with == s) {
+            if let Some(&(b, ms_b, line_b)) = ops.get(&(w, r, c.without.to_string()))
                 && b > 0.0
                 && ms > 0.0
             {
-                out.entry((w, change.to_string())).or_default().push(Round {
-                    ratio: (a / ms) / (b / ms_b),
-                    line_ns: line_a.max(line_b),
-                });
+                out.entry((w, c.change.to_string()))
+                    .or_default()
+                    .push(Round {
+                        ratio: (a / ms) / (b / ms_b),
+                        line_ns: line_a.max(line_b),
+                    });
             }
         }
     }

@@ -13,27 +13,13 @@ use alloc::vec::Vec;
 use super::report::{Cell, RunInfo, compare, find, opt};
 use crate::bench::accel_name;
 use crate::bench::stats::{Noise, RATIO_ONE};
+// Linux's comparisons and the prototype's, as the runner reads them too.
+use pidlab_abi::comparisons::{COMPARISONS, Comparison};
 
-/// Linux's comparisons and the prototype's: (row name, label, numerator,
-/// denominator).
-const LINUX_CHANGES: [(&str, &str, &str, &str); 4] = [
-    (
-        "exit",
-        "exit   = exit-deferred / stock",
-        "exit-deferred",
-        "stock",
-    ),
-    (
-        "pidmap",
-        "pidmap = both / exit-deferred",
-        "both",
-        "exit-deferred",
-    ),
-    ("pidfs", "pidfs  = v7.0 / both", "v7.0", "both"),
-    // Not a Linux change: the prototype against the kernel it would go
-    // into (printed only when `lockless` ran).
-    ("lockless", "lockless = lockless / v7.0", "lockless", "v7.0"),
-];
+/// How a comparison is printed: `exit   = exit-deferred / stock`.
+fn label(c: &Comparison) -> String {
+    format!("{:<6} = {} / {}", c.change, c.with, c.without)
+}
 
 /// Prints Linux's comparisons per worker count and returns their rows.
 pub(super) fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64) -> Vec<String> {
@@ -44,7 +30,8 @@ pub(super) fn print_linux_changes(cells: &[Cell], info: &RunInfo, coverage: u64)
     );
     let mut rows = Vec::new();
     for &w in &workers {
-        for (row, label, num, den) in LINUX_CHANGES {
+        for c in &COMPARISONS {
+            let (row, label, num, den) = (c.change, label(c), c.with, c.without);
             if row == "lockless" && !cells.iter().any(|c| c.strategy.lockless()) {
                 continue;
             }
@@ -120,9 +107,10 @@ pub(super) fn print_vs_linux(cells: &[Cell], info: &RunInfo) -> Vec<String> {
     );
     let mut rows = Vec::new();
     for (row, lo, hi, said) in UPSTREAM {
-        let Some(&(_, label, num, den)) = LINUX_CHANGES.iter().find(|c| c.0 == row) else {
+        let Some(c) = COMPARISONS.iter().find(|c| c.change == row) else {
             continue;
         };
+        let (label, num, den) = (label(c), c.with, c.without);
         println!("  {label}: upstream {} ({said})", range(lo, hi));
         for &w in &workers {
             let Some((a, b)) = find(cells, w, num).zip(find(cells, w, den)) else {
