@@ -89,9 +89,15 @@ fn x(v: u64) -> String {
     format!("{}.{:03}x", v / 10_000, v % 10_000 / 10)
 }
 
-/// Boots whose line transfers are "like": within 1.5x of the smallest in
-/// their group (the two host placements seen here read about 150 and 345
-/// ns). `lines[i]` is boot `i`'s; boots without one are left out. Groups
+/// Whether a line transfer of `ns` is "like" `low` (the lower one): within
+/// 1.5x of it. The two host placements seen here read about 150 and 345
+/// ns, so 1.5x tells them apart.
+fn like_line(low: u64, ns: u64) -> bool {
+    ns * 2 < low * 3
+}
+
+/// Boots whose line transfers are [`like_line`] the smallest in their
+/// group. `lines[i]` is boot `i`'s; boots without one are left out. Groups
 /// are in order of line, boots in each in order of number.
 fn like_line_groups(lines: &[Option<u64>]) -> Vec<Vec<usize>> {
     let mut known: Vec<(u64, usize)> = lines
@@ -103,7 +109,7 @@ fn like_line_groups(lines: &[Option<u64>]) -> Vec<Vec<usize>> {
     let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
     for (ns, i) in known {
         match groups.last_mut() {
-            Some((first, g)) if ns * 2 < *first * 3 => g.push(i),
+            Some((first, g)) if like_line(*first, ns) => g.push(i),
             _ => groups.push((ns, vec![i])),
         }
     }
@@ -293,8 +299,7 @@ pub fn line_summary(boots: &[BTreeMap<u32, u64>]) -> String {
             present.iter().copied().min().unwrap_or(0),
             present.iter().copied().max().unwrap_or(0),
         );
-        // 1.5x apart: the two modes seen here read about 150 and 345 ns.
-        let note = if lo > 0 && hi * 2 >= lo * 3 {
+        let note = if lo > 0 && !like_line(lo, hi) {
             format!(
                 "  (boots {:.1}x apart: the host ran the two vCPUs closer in some; compare boots of like line)",
                 hi as f64 / lo as f64
@@ -418,7 +423,7 @@ pub fn rounds_alike_p(boots: &[&[Round]]) -> Option<f64> {
         .flat_map(|b| b.iter().filter_map(|r| r.line_ns))
         .min();
     let near = |r: &Round| match (r.line_ns, lowest) {
-        (Some(l), Some(low)) => l * 2 < low * 3,
+        (Some(l), Some(low)) => like_line(low, l),
         _ => true,
     };
     // Per stratum, each boot's ratios there (boots with two or more).
