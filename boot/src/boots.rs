@@ -521,6 +521,11 @@ pub fn layout_summary(boots: &[Option<String>]) -> String {
 mod tests {
     use super::*;
 
+    /// Whether a line of `s` contains `part` and ends with `end`.
+    fn has_line(s: &str, part: &str, end: &str) -> bool {
+        s.lines().any(|l| l.contains(part) && l.ends_with(end))
+    }
+
     const RUN: &str = "\
 threadspawn_linux,change,workers,ns_depth,ratio_x10000,spread_x10000,noise,paired_lo_x10000,paired_hi_x10000,rounds
 threadspawn_linux,exit,2,0,11180,500,outside,10680,11600,30
@@ -553,26 +558,14 @@ threadspawn_linux,garbage
         b[0].ratio = 10700; // inside a's [10680, 11600] and its own
         b[0].lo = 10300;
         let s = summary(&[a.clone(), b.clone()], &[], &[]);
-        assert!(
-            s.lines()
-                .any(|l| l.contains("exit") && l.ends_with("boots agree")),
-            "{s}"
-        );
+        assert!(has_line(&s, "exit", "boots agree"), "{s}");
         let mut c = a.clone();
         c[0].ratio = 10330;
         c[0].lo = 10000;
         c[0].hi = 10650;
         let s = summary(&[a.clone(), c], &[], &[]);
-        assert!(
-            s.lines()
-                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
-            "{s}"
-        );
-        assert!(
-            s.lines()
-                .any(|l| l.contains("8 exit") && l.ends_with("host-bound")),
-            "{s}"
-        );
+        assert!(has_line(&s, " exit", "boots differ"), "{s}");
+        assert!(has_line(&s, "8 exit", "host-bound"), "{s}");
         assert!(s.contains("threadspawn_boots,exit,2,2,10330,"), "{s}");
         assert!(s.contains("over boots 1.118x [1.033x, 1.118x]"), "{s}");
     }
@@ -594,8 +587,7 @@ threadspawn_linux,garbage
             &[],
         );
         assert!(
-            s.lines()
-                .any(|l| l.contains(" exit") && l.ends_with("agree at like line (boots 2, 3 | 1)")),
+            has_line(&s, " exit", "agree at like line (boots 2, 3 | 1)"),
             "{s}"
         );
         assert!(s.contains("threadspawn_boots,exit,2,1,11180,10680,11600,10330,10330,11180,agree at like line,\n"), "{s}");
@@ -605,25 +597,13 @@ threadspawn_linux,garbage
             &[line(150), line(160), line(170)],
             &[],
         );
-        assert!(
-            s.lines()
-                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
-            "{s}"
-        );
+        assert!(has_line(&s, " exit", "boots differ"), "{s}");
         // Each boot a group of its own: nothing to compare within.
         let s = summary(&[a.clone(), b.clone()], &[line(150), line(345)], &[]);
-        assert!(
-            s.lines()
-                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
-            "{s}"
-        );
+        assert!(has_line(&s, " exit", "boots differ"), "{s}");
         // A boot without a line: not grouped, so not "agree at like line".
         let s = summary(&[a, b, c], &[BTreeMap::new(), line(150), line(170)], &[]);
-        assert!(
-            s.lines()
-                .any(|l| l.contains(" exit") && l.ends_with("boots differ")),
-            "{s}"
-        );
+        assert!(has_line(&s, " exit", "boots differ"), "{s}");
         assert_eq!(
             like_line_groups(&[Some(345), Some(150), None, Some(224), Some(240)]),
             vec![vec![1, 3], vec![0, 4]]
