@@ -166,6 +166,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     selftest::run(cmd.tests);
     root_namespace_like_a_booted_system(&cmd);
+    size_soft_tlb(&cmd);
 
     match cmd.bench {
         Bench::None => println!("bench none: boot complete"),
@@ -230,6 +231,23 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         crate::perf::print_report(&mut ConsoleOut);
     }
     qemu::exit(ExitCode::Success)
+}
+
+/// Grows every CPU's QEMU software TLB to `softtlb=` entries (see
+/// `arch::softtlb`), before any benchmark runs.
+fn size_soft_tlb(cmd: &Cmdline<'_>) {
+    match cmd.softtlb() {
+        0 if cmd.accel == Some(cmdline::Accel::Kvm) => {
+            println!("softtlb: off (KVM: the host's TLB, no software one)")
+        }
+        0 => {
+            println!("softtlb: off: every CPU keeps the software TLB QEMU left at boot (softtlb=)")
+        }
+        n => match crate::bench::softtlb::grow_every_cpu(n.into()) {
+            Ok(line) => println!("{line}"),
+            Err(e) => fail(format_args!("softtlb={n}: {e}")),
+        },
+    }
 }
 
 /// The root namespace as a booted Linux has it for the bench: `pid_max`
@@ -396,6 +414,8 @@ fn init_memory(boot_info: &BootInfo, cmd: &Cmdline<'_>) -> FrameAllocator {
     let Some(largest) = frames.largest_high_range() else {
         fail(format_args!("no usable memory above 1 MiB"));
     };
+    // Read (never written) to size QEMU's software TLB.
+    crate::arch::softtlb::set_window(largest.start, largest.len());
     println!(
         "memory: {} MiB usable in {} regions (largest {} MiB at {:#x}), {} regions in the map, \
          physical memory mapped at {offset:#x}",

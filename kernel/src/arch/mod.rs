@@ -20,6 +20,7 @@ pub(crate) mod qemu;
 pub(crate) mod retranslate;
 pub(crate) mod serial;
 pub(crate) mod smp;
+pub(crate) mod softtlb;
 pub(crate) mod switch;
 pub(crate) mod time;
 pub(crate) mod trampoline;

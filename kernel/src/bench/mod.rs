@@ -4,6 +4,8 @@
 pub(crate) mod locks;
 pub(crate) mod pidalloc;
 pub(crate) mod soak;
+#[cfg(target_os = "none")]
+pub(crate) mod softtlb;
 pub(crate) mod stats;
 pub(crate) mod steal;
 pub(crate) mod threadspawn;

@@ -13,6 +13,9 @@ use core::fmt;
 use arrayvec::ArrayVec;
 pub(crate) use pidlab_abi::Accel;
 
+mod keys;
+pub(crate) use keys::KEYS;
+
 use crate::bench::soak::{SOAK_MAX_FAULT_ODDS, SOAK_MAX_OPS, SoakParams};
 use crate::bench::threadspawn::ThreadspawnParams;
 use crate::bench::threadspawn::placement::Placement;
@@ -111,6 +114,10 @@ pub(crate) struct Cmdline<'a> {
     pub(crate) profile: ProfileParams,
     /// Whether idle CPUs stop their tick (`nohz=`, Linux's NO_HZ_IDLE).
     pub(crate) nohz: bool,
+    /// The entries every CPU's QEMU software TLB is grown to at boot
+    /// (`softtlb=`): `None` for the default (see [`Cmdline::softtlb`]),
+    /// `Some(0)` for off.
+    pub(crate) softtlb: Option<u32>,
     /// Live tasks parked in the root namespace before a benchmark
     /// (`root_pids=`); `None`: the default for the bench (see
     /// [`Cmdline::root_pids`]).
@@ -119,6 +126,12 @@ pub(crate) struct Cmdline<'a> {
     /// the bench's default.
     pub(crate) pid_max: Option<u32>,
 }
+
+/// The sizes `softtlb=` accepts: QEMU's smallest table up to 65536 (growing
+/// to `n` reads `n` pages of RAM; the kernel checks at boot that they fit).
+pub(crate) const SOFTTLB_ENTRIES: core::ops::RangeInclusive<u32> = 64..=65536;
+/// The default under TCG.
+pub(crate) const SOFTTLB_DEFAULT: u32 = 16384;
 
 /// Live tasks a booted system has in its root namespace (systemd, its
 /// services, kernel threads): what benchmarks run beside by default.
@@ -131,6 +144,16 @@ impl Cmdline<'_> {
     /// wraps at a small `pid_max`) assume a fresh root namespace.
     fn small_world(&self) -> bool {
         matches!(self.bench, Bench::Script | Bench::Shell | Bench::None)
+    }
+
+    /// The entries to grow every CPU's QEMU software TLB to, 0 for none:
+    /// `softtlb=`, else 16384, or none under KVM (no software TLB).
+    pub(crate) fn softtlb(&self) -> u32 {
+        self.softtlb.unwrap_or(if self.accel == Some(Accel::Kvm) {
+            0
+        } else {
+            SOFTTLB_DEFAULT
+        })
     }
 
     /// The tasks to park in the root namespace: `root_pids=`, else 300
@@ -181,6 +204,7 @@ impl Default for Cmdline<'_> {
             pidalloc_live: None,
             profile: ProfileParams::default(),
             nohz: true,
+            softtlb: None,
             root_pids: None,
             pid_max: None,
         }
@@ -194,106 +218,6 @@ pub(crate) const DEFAULT_SOFTLOCKUP_MS: u32 = 20_000;
 pub(crate) const DEFAULT_HARDLOCKUP_MS: u32 = 5_000;
 /// The lockup bounds' range (besides 0, off).
 const LOCKUP_MS: core::ops::RangeInclusive<u32> = 1000..=600_000;
-
-/// Every key the kernel accepts and what its value may be.
-pub(crate) const KEYS: &[(&str, &str)] = &[
-    (
-        "bench",
-        "threadspawn (the default), none, locks (lock microbenchmark), pidalloc (alloc_pid cost vs live pids), script (pidctl, set by --script), shell (pidctl on the console) or soak (fault-injected spawn/exit/reap and the invariant check)",
-    ),
-    (
-        "heap",
-        "auto, or a size in bytes with an optional K, M or G suffix (at least 1M)",
-    ),
-    ("loglevel", "off, error, warn, info, debug or trace"),
-    ("test", "a comma-separated list of in-kernel test cases"),
-    (
-        Accel::CMDLINE_KEY,
-        "tcg, tcg-single or kvm (set by the runner)",
-    ),
-    ("hz", "a timer rate from 10 to 10000 interrupts per second"),
-    (
-        "lock",
-        "auto (the default: tas when vCPUs outnumber host cores, else ticket), ticket, pv-ticket, qspinlock or tas",
-    ),
-    (
-        "host_cpus",
-        "the host's core count, from 1 to 4096 (set by the runner)",
-    ),
-    (
-        "lockwait_ms",
-        "a bound on any lock wait from 10 to 600000 milliseconds (default 2000); a longer wait panics naming the lock",
-    ),
-    (
-        "softlockup_ms",
-        "0 (off) or a bound from 1000 to 600000 milliseconds without a scheduling point",
-    ),
-    (
-        "hardlockup_ms",
-        "0 (off) or a bound from 1000 to 600000 milliseconds without a timer tick",
-    ),
-    (
-        "workers",
-        "a comma-separated list of 1 to 8 worker counts, each 1 to 64",
-    ),
-    ("samples", "a sample count from 1 to 1000"),
-    ("sample_ms", "a sample length from 1 to 60000 milliseconds"),
-    ("ns_depth", "a pid namespace depth from 0 to 31"),
-    (
-        "strategy",
-        "the kernel version pidctl runs (bench=script, shell): stock (6.14, the default), pidmap-once, exit-deferred (6.15), both (6.15 + the alloc change), v7.0 or lockless",
-    ),
-    (
-        "strategies",
-        "a comma-separated list of distinct stock, pidmap-once, exit-deferred, both, v7.0, lockless (default stock,exit-deferred,both,v7.0)",
-    ),
-    ("lockstat", "on or off"),
-    (
-        "profile",
-        "on or off: sample every CPU from an NMI and print folded stacks (any bench)",
-    ),
-    (
-        "nohz",
-        "on (the default: an idle CPU stops its timer tick) or off (every CPU ticks)",
-    ),
-    (
-        "profile_hz",
-        "a sampling rate from 100 to 20000 per second per CPU (default 4000)",
-    ),
-    (
-        "root_pids",
-        "live tasks parked in the root pid namespace before the bench, from 0 to 100000 (default 300; 0 for pidctl)",
-    ),
-    (
-        "pid_max",
-        "the root pid namespace's pid_max for the bench, from 301 to 4194304 (default 4194304, as systemd sets it; 32768 for pidctl)",
-    ),
-    ("ops", "a soak length from 1 to 1000000000000 operations"),
-    (
-        "seed",
-        "a seed from 0 to 18446744073709551615 for the soak's operations (default 1) and threadspawn's round order (default from the clock, printed)",
-    ),
-    (
-        "faults",
-        "off, or 1/N: each allocation fails with probability 1/N, N from 1 to 1000000",
-    ),
-    (
-        "placement",
-        "same (each new thread on its creator's CPU, as will-it-scale binds its workers: the default) or spread (on another CPU, one without a worker if any, as an unbound thread)",
-    ),
-    (
-        "live",
-        "bench=pidalloc's live-pid counts: a comma-separated list of 1 to 8 counts, each 0 to 4000000 (default 0,1000,100000,1000000)",
-    ),
-    (
-        "retranslate",
-        "on (the default under TCG: every threadspawn round first has QEMU drop its translation of the kernel's code, which the round's versions then translate again in their random order) or off",
-    ),
-    (
-        "max_steal",
-        "a host steal percentage from 0 to 100 above which a sample is run again, at most twice (default 20; 100 never re-runs)",
-    ),
-];
 
 /// Why a command line was rejected.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -520,6 +444,15 @@ pub(crate) fn parse(raw: &str) -> Result<Cmdline<'_>, CmdlineError<'_>> {
                     "on" => true,
                     "off" => false,
                     _ => return Err(bad()),
+                };
+            }
+            "softtlb" => {
+                cmd.softtlb = match value {
+                    "off" => Some(0),
+                    _ => match value.parse::<u32>() {
+                        Ok(n) if n.is_power_of_two() && SOFTTLB_ENTRIES.contains(&n) => Some(n),
+                        _ => return Err(bad()),
+                    },
                 };
             }
             "profile_hz" => {

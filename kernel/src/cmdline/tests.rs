@@ -22,6 +22,16 @@ fn empty_line_gives_defaults() {
 }
 
 #[test]
+fn the_software_tlb_is_grown_under_tcg_unless_told() {
+    assert_eq!(parse("").unwrap().softtlb(), SOFTTLB_DEFAULT);
+    assert_eq!(parse("accel=tcg").unwrap().softtlb(), SOFTTLB_DEFAULT);
+    assert_eq!(parse("accel=kvm").unwrap().softtlb(), 0, "KVM has none");
+    assert_eq!(parse("softtlb=off").unwrap().softtlb(), 0);
+    assert_eq!(parse("softtlb=1024").unwrap().softtlb(), 1024);
+    assert_eq!(parse("accel=kvm softtlb=1024").unwrap().softtlb(), 1024);
+}
+
+#[test]
 fn lock_choice_and_host_cores() {
     let c = parse("").unwrap();
     assert_eq!((c.lock, c.host_cpus), (LockChoice::Auto, None));
@@ -301,6 +311,11 @@ const WORDS: &[(&str, &[&str], &[&str])] = &[
     ("retranslate", &["on", "off"], &["", "yes", "1"]),
     ("profile", &["on", "off"], &["", "yes", "ON"]),
     ("nohz", &["on", "off"], &["", "1", "Off"]),
+    (
+        "softtlb",
+        &["off", "64", "4096", "65536"],
+        &["", "on", "0", "32", "100", "131072", "4k"],
+    ),
     (
         "lock",
         &["auto", "ticket", "pv-ticket", "qspinlock", "tas"],

@@ -90,7 +90,7 @@ pub(crate) fn run(
     let mut rng = crate::bench::rng_state(seed);
     let retranslate = p.retranslate.unwrap_or(accel != Some(Accel::Kvm));
     println!(
-        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them), retranslate {} (each round, QEMU translates the kernel's code again, in the round's order)",
+        "threadspawn: {online} cpus online, workers {}, strategies {}, {} samples x {} ms after 1 warm-up round (each round mirrored: the versions in a random order, then reversed, each for half of a sample), ns_depth {}, placement {}, max_steal {}%, accel {}, lock {}, lockstat {}, nohz {}, seed {seed} (rounds in random order; seed= replays them), retranslate {} (each round, QEMU translates the kernel's code again, in the round's order), softtlb {}",
         wl.join(","),
         names.join(","),
         p.samples,
@@ -106,7 +106,11 @@ pub(crate) fn run(
         } else {
             "off"
         },
-        if retranslate { "on" } else { "off" }
+        if retranslate { "on" } else { "off" },
+        match crate::bench::softtlb::grown() {
+            Some(n) => format!("{n} (QEMU's software TLB on every CPU)"),
+            None => String::from("off"),
+        }
     );
     println!(
         "threadspawn: each op = copy_process(CLONE_THREAD) on the CPU the placement picks + join at the thread's mm_release (its exit_notify and release_task overlap the next op)"
@@ -293,6 +297,12 @@ pub(crate) fn run(
     }
     drop(ns);
     drop(lf_ns);
+    if let Some(n) = crate::bench::softtlb::grown() {
+        println!(
+            "threadspawn: after the rounds, {}",
+            crate::bench::softtlb::check_every_cpu(n)?
+        );
+    }
 
     print_report(
         &cells,
