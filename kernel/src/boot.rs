@@ -108,6 +108,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if let Err(e) = mm::stack::init() {
         fail(format_args!("stacks: {e}"));
     }
+    set_soft_tlb_target(&cmd);
     init_smp(boot_info, &cmd);
     println!(
         "stacks: guarded region at {:#x}: {} KiB per task, {} KiB per AP, at least {} KiB \
@@ -164,9 +165,9 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             Err(e) => fail(format_args!("profile=on: {e}")),
         }
     }
+    report_soft_tlb(&cmd);
     selftest::run(cmd.tests);
     root_namespace_like_a_booted_system(&cmd);
-    size_soft_tlb(&cmd);
 
     match cmd.bench {
         Bench::None => println!("bench none: boot complete"),
@@ -233,20 +234,38 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     qemu::exit(ExitCode::Success)
 }
 
-/// Grows every CPU's QEMU software TLB to `softtlb=` entries (see
-/// `arch::softtlb`), before any benchmark runs.
-fn size_soft_tlb(cmd: &Cmdline<'_>) {
-    match cmd.softtlb() {
-        0 if cmd.accel == Some(cmdline::Accel::Kvm) => {
-            println!("softtlb: off (KVM: the host's TLB, no software one)")
-        }
-        0 => {
-            println!("softtlb: off: every CPU keeps the software TLB QEMU left at boot (softtlb=)")
-        }
-        n => match crate::bench::softtlb::grow_every_cpu(n.into()) {
-            Ok(line) => println!("{line}"),
-            Err(e) => fail(format_args!("softtlb={n}: {e}")),
-        },
+/// Sets the entries every CPU grows its QEMU software TLB to as it comes
+/// up (see `arch::softtlb`); a size the RAM cannot hold fails the boot.
+fn set_soft_tlb_target(cmd: &Cmdline<'_>) {
+    let n = u64::from(cmd.softtlb());
+    let max = crate::arch::softtlb::max_entries();
+    if n > max {
+        fail(format_args!(
+            "softtlb={n}: growing to {n} entries reads {n} pages of one memory region; the \
+             largest has room for {max} (a power of two): give QEMU more memory (--mem) or ask \
+             for fewer"
+        ));
+    }
+    crate::arch::softtlb::set_target(n);
+}
+
+/// Says what every CPU's software TLB is, once they have all grown it.
+fn report_soft_tlb(cmd: &Cmdline<'_>) {
+    let line = match cmd.softtlb() {
+        0 if cmd.accel == Some(cmdline::Accel::Kvm) => Ok(alloc::string::String::from(
+            "softtlb: off (KVM: the host's TLB, no software one)",
+        )),
+        0 => crate::bench::softtlb::probe_every_cpu().map(|sizes| {
+            alloc::format!(
+                "softtlb: off: every CPU keeps the software TLB QEMU left at boot: {sizes} \
+                 entries (softtlb=)"
+            )
+        }),
+        _ => crate::bench::softtlb::grow_boot_cpu_and_wait(),
+    };
+    match line {
+        Ok(line) => println!("{line}"),
+        Err(e) => fail(format_args!("softtlb: {e}")),
     }
 }
 

@@ -423,7 +423,8 @@ fn spread_runs_the_threads_of_one_worker_on_the_other_cpu() {
 /// give a 95% paired interval (coverage 96.9%), so noise? is decided;
 /// Linux's comparisons say what strategies= lacks instead of a row;
 /// `max_steal=100` re-runs nothing; QEMU's translation of the kernel's
-/// code is dropped before every round (the default under TCG).
+/// code is dropped before every round (the default under TCG), and its
+/// software TLB, grown at boot, still has its size after the rounds.
 #[test]
 fn same_placement_six_rounds_and_missing_comparisons() {
     let run = Boot::new()
@@ -437,6 +438,10 @@ fn same_placement_six_rounds_and_missing_comparisons() {
         .expect_serial("pidmap = both / exit-deferred: not run (strategies= lacks exit-deferred)")
         .expect_serial("re-run: 0 samples over max_steal 100%")
         .expect_serial("retranslate on (each round")
+        .expect_serial("softtlb 16384 (QEMU's software TLB on every CPU)")
+        .expect_serial(
+            "threadspawn: after the rounds, QEMU's software TLB still has 16384 entries on every CPU the benchmark ran on (cpus 0)",
+        )
         .expect_serial("invariants: ok");
     // Before each round, every page of the kernel's text was written back
     // (QEMU drops its translations of them) and the kernel ran on.

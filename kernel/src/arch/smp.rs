@@ -431,6 +431,9 @@ extern "C" fn ap_entry(boot: &'static ApBoot) -> ! {
     );
     apic::start_periodic_timer(TIMER_HZ.load(Ordering::Relaxed));
     boot.state.store(ALIVE, Ordering::Release);
+    // After ALIVE, so the boot CPU's start timeout never waits on it; the
+    // boot CPU waits for every CPU's before anything is measured.
+    super::softtlb::grow_this_cpu(index);
     let idle = AP_IDLE.load(Ordering::Acquire);
     // SAFETY: `start_aps` stored a `fn(usize) -> !` before starting any AP
     // (the Release/Acquire pair orders it before this load).

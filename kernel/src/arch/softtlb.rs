@@ -17,8 +17,9 @@
 //! which differs from boot to boot: the versions' ratios moved by several
 //! percent per boot, and the collisions, not the locks, set them.
 //!
-//! So at boot every CPU grows its table to 16384 entries (`softtlb=`,
-//! `bench::softtlb`): it fills
+//! So at boot every CPU grows its table to 16384 entries (`softtlb=`): the
+//! boot CPU and each AP as it comes up ([`grow_this_cpu`], no task needed),
+//! before anything is measured. A CPU fills
 //! every entry (reading as many consecutive pages) and flushes, which
 //! doubles it, until a probe finds the size reached. Nothing flushes after,
 //! so the size holds for the boot (the threadspawn report probes again
@@ -33,8 +34,9 @@
 //! victim swap, both calls into QEMU) once the stride is larger.
 
 use super::cpu::rdtsc;
+use super::percpu::MAX_CPUS;
 use super::physmap::{PAGE_SIZE, phys_to_virt};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The smallest table QEMU keeps (`CPU_TLB_DYN_MIN_BITS`).
 pub(crate) const MIN_ENTRIES: u64 = 64;
@@ -146,4 +148,66 @@ pub(crate) fn grow(entries: u64) -> (Size, Size) {
         now = probe(entries);
     }
     (before, now)
+}
+
+/// A [`Size`] in one word: the count, with the top bit for "at least".
+pub(crate) fn encode(s: Size) -> u64 {
+    match s {
+        Size::Entries(n) => n,
+        Size::AtLeast(n) => n | 1 << 63,
+    }
+}
+
+/// The [`Size`] [`encode`] made `v` from.
+pub(crate) fn decode(v: u64) -> Size {
+    if v >> 63 == 1 {
+        Size::AtLeast(v & !(1 << 63))
+    } else {
+        Size::Entries(v)
+    }
+}
+
+/// The entries every CPU grows its table to as it comes up; 0: none.
+static TARGET: AtomicU64 = AtomicU64::new(0);
+/// Each CPU's table before and after growing (encoded), and how many
+/// CPUs have grown theirs.
+static BEFORE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static AFTER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static GROWN: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the entries every CPU grows its table to (0: none), before any AP
+/// starts; `entries` is a power of two within [`max_entries`].
+pub(crate) fn set_target(entries: u64) {
+    TARGET.store(entries, Ordering::Release);
+}
+
+/// The entries every CPU grows its table to; 0 if none.
+pub(crate) fn target() -> u64 {
+    TARGET.load(Ordering::Acquire)
+}
+
+/// Grows this CPU's table to the target and records what the probes found
+/// under `index`; nothing if there is no target. Each CPU once, at boot.
+pub(crate) fn grow_this_cpu(index: usize) {
+    let entries = target();
+    if entries == 0 {
+        return;
+    }
+    let (before, after) = grow(entries);
+    BEFORE[index].store(encode(before), Ordering::Relaxed);
+    AFTER[index].store(encode(after), Ordering::Relaxed);
+    GROWN.fetch_add(1, Ordering::Release);
+}
+
+/// How many CPUs have grown their table so far.
+pub(crate) fn grown_cpus() -> usize {
+    GROWN.load(Ordering::Acquire)
+}
+
+/// CPU `index`'s table before and after it grew it.
+pub(crate) fn grown_sizes(index: usize) -> (Size, Size) {
+    (
+        decode(BEFORE[index].load(Ordering::Relaxed)),
+        decode(AFTER[index].load(Ordering::Relaxed)),
+    )
 }

@@ -1,17 +1,21 @@
-//! QEMU's software TLB on every CPU: grown at boot to one size, and checked
-//! after a benchmark (see `arch::softtlb` for why).
+//! QEMU's software TLB on every CPU (see `arch::softtlb` for why): the
+//! boot log's line once every CPU has grown its table, and the check after
+//! a benchmark that the tables kept their size.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::smp;
-use crate::arch::softtlb::{self, Size};
+use crate::arch::softtlb::{self, Size, decode, encode};
+use crate::arch::{smp, time};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::wait::wait_child;
 
-/// The entries every CPU's table was grown to at boot; 0 if none.
+/// How long the boot CPU waits for the others to grow their tables.
+const GROW_WAIT_MS: u64 = 30_000;
+
+/// The entries every CPU's table reached at boot; 0 if not grown.
 static GROWN: AtomicU64 = AtomicU64::new(0);
 
 /// The entries every CPU's table was grown to at boot, if it was.
@@ -22,67 +26,6 @@ pub(crate) fn grown() -> Option<u64> {
     }
 }
 
-/// One CPU's job: the table size asked for, and what the probes found.
-struct Job {
-    entries: u64,
-    grow: bool,
-    before: AtomicU64,
-    after: AtomicU64,
-}
-
-/// A [`Size`] in one word: the count, with the top bit for "at least".
-fn encode(s: Size) -> u64 {
-    match s {
-        Size::Entries(n) => n,
-        Size::AtLeast(n) => n | 1 << 63,
-    }
-}
-
-fn decode(v: u64) -> Size {
-    if v >> 63 == 1 {
-        Size::AtLeast(v & !(1 << 63))
-    } else {
-        Size::Entries(v)
-    }
-}
-
-fn job(arg: usize) {
-    // SAFETY: `arg` is the `Job` on `on_every_cpu`'s stack, which reaps
-    // this task before it returns.
-    let j = unsafe { &*(arg as *const Job) };
-    let (before, after) = if j.grow {
-        softtlb::grow(j.entries)
-    } else {
-        let s = softtlb::probe(j.entries);
-        (s, s)
-    };
-    j.before.store(encode(before), Ordering::Relaxed);
-    j.after.store(encode(after), Ordering::Relaxed);
-}
-
-/// Runs the probe (and the growing, if `grow`) on every online CPU in
-/// turn; each CPU's sizes before and after.
-fn on_every_cpu(entries: u64, grow: bool) -> Result<Vec<(Size, Size)>, String> {
-    let mut out = Vec::new();
-    for cpu in 0..smp::online() {
-        let j = Job {
-            entries,
-            grow,
-            before: AtomicU64::new(0),
-            after: AtomicU64::new(0),
-        };
-        let mut args = CloneArgs::new("softtlb", job, &j as *const Job as usize);
-        args.cpu = Some(cpu);
-        copy_process(&args).map_err(|e| alloc::format!("cpu {cpu}: no task: {e:?}"))?;
-        wait_child(None).map_err(|e| alloc::format!("cpu {cpu}: reaping: {e:?}"))?;
-        out.push((
-            decode(j.before.load(Ordering::Relaxed)),
-            decode(j.after.load(Ordering::Relaxed)),
-        ));
-    }
-    Ok(out)
-}
-
 /// `Size` as the report prints it.
 fn show(s: Size) -> String {
     match s {
@@ -91,43 +34,53 @@ fn show(s: Size) -> String {
     }
 }
 
-/// The CPUs' sizes, run-length grouped: "256 (cpu 0), 64 (cpus 1-7)".
-fn per_cpu(sizes: &[Size]) -> String {
+/// CPUs and their sizes, run-length grouped: "256 (cpu 0), 64 (cpus 1-7)".
+fn per_cpu(sizes: &[(usize, Size)]) -> String {
     let mut out = String::new();
     let mut i = 0;
     while i < sizes.len() {
         let mut j = i;
-        while j + 1 < sizes.len() && sizes[j + 1] == sizes[i] {
+        while j + 1 < sizes.len()
+            && sizes[j + 1].1 == sizes[i].1
+            && sizes[j + 1].0 == sizes[j].0 + 1
+        {
             j += 1;
         }
         if !out.is_empty() {
             out.push_str(", ");
         }
+        let (first, last) = (sizes[i].0, sizes[j].0);
         let _ = if i == j {
-            write!(out, "{} (cpu {i})", show(sizes[i]))
+            write!(out, "{} (cpu {first})", show(sizes[i].1))
         } else {
-            write!(out, "{} (cpus {i}-{j})", show(sizes[i]))
+            write!(out, "{} (cpus {first}-{last})", show(sizes[i].1))
         };
         i = j + 1;
     }
     out
 }
 
-/// Grows every CPU's table to `entries`: the line for the boot log (which
-/// says so if some CPU's table did not get there), or an error if the RAM
-/// cannot hold the pages growing reads.
-pub(crate) fn grow_every_cpu(entries: u64) -> Result<String, String> {
-    let max = softtlb::max_entries();
-    if entries > max {
-        return Err(alloc::format!(
-            "growing to {entries} entries reads {entries} pages of one memory region; the \
-             largest has room for {max} (a power of two): give QEMU more memory (--mem) or ask for fewer"
-        ));
+/// Grows the boot CPU's table, waits for every AP to have grown its own
+/// (they do as they come up), and returns the boot log's line; an error if
+/// some CPU never reported.
+pub(crate) fn grow_boot_cpu_and_wait() -> Result<String, String> {
+    let entries = softtlb::target();
+    softtlb::grow_this_cpu(0);
+    let online = smp::online();
+    let deadline = time::now_ns() + GROW_WAIT_MS * 1_000_000;
+    while softtlb::grown_cpus() < online {
+        if time::now_ns() > deadline {
+            return Err(alloc::format!(
+                "{} of {online} CPUs grew their software TLB within {GROW_WAIT_MS} ms",
+                softtlb::grown_cpus()
+            ));
+        }
+        core::hint::spin_loop();
     }
-    let sizes = on_every_cpu(entries, true)?;
-    let before: Vec<Size> = sizes.iter().map(|s| s.0).collect();
-    let after: Vec<Size> = sizes.iter().map(|s| s.1).collect();
-    if after.iter().all(|&s| s == Size::AtLeast(entries)) {
+    let sizes: Vec<(Size, Size)> = (0..online).map(softtlb::grown_sizes).collect();
+    let before: Vec<(usize, Size)> = sizes.iter().map(|s| s.0).enumerate().collect();
+    let after: Vec<(usize, Size)> = sizes.iter().map(|s| s.1).enumerate().collect();
+    if after.iter().all(|&(_, s)| s == Size::AtLeast(entries)) {
         GROWN.store(entries, Ordering::Relaxed);
         Ok(alloc::format!(
             "softtlb: QEMU's software TLB set to {entries} entries on every CPU (at boot: {}; \
@@ -144,21 +97,65 @@ pub(crate) fn grow_every_cpu(entries: u64) -> Result<String, String> {
     }
 }
 
-/// Probes every CPU's table again: the line for a report, saying whether
-/// every table still has `entries`.
-pub(crate) fn check_every_cpu(entries: u64) -> Result<String, String> {
-    let sizes: Vec<Size> = on_every_cpu(entries, false)?
-        .into_iter()
-        .map(|s| s.1)
-        .collect();
-    if sizes.iter().all(|&s| s == Size::AtLeast(entries)) {
+/// One CPU's probe: the bound, and what it found.
+struct Job {
+    limit: u64,
+    found: AtomicU64,
+}
+
+fn job(arg: usize) {
+    // SAFETY: `arg` is the `Job` on `probe_cpus`'s stack, which reaps this
+    // task before it returns.
+    let j = unsafe { &*(arg as *const Job) };
+    j.found
+        .store(encode(softtlb::probe(j.limit)), Ordering::Relaxed);
+}
+
+/// Probes the tables of `cpus` (up to `limit` entries), one task on each
+/// in turn.
+fn probe_cpus(cpus: &[usize], limit: u64) -> Result<Vec<(usize, Size)>, String> {
+    let mut out = Vec::new();
+    for &cpu in cpus {
+        let j = Job {
+            limit,
+            found: AtomicU64::new(0),
+        };
+        let mut args = CloneArgs::new("softtlb", job, &j as *const Job as usize);
+        args.cpu = Some(cpu);
+        copy_process(&args).map_err(|e| alloc::format!("cpu {cpu}: no task: {e:?}"))?;
+        wait_child(None).map_err(|e| alloc::format!("cpu {cpu}: reaping: {e:?}"))?;
+        out.push((cpu, decode(j.found.load(Ordering::Relaxed))));
+    }
+    Ok(out)
+}
+
+/// Every CPU's table as the probe finds it (up to 16384 entries or what the
+/// RAM allows), grouped: for `softtlb=off`.
+pub(crate) fn probe_every_cpu() -> Result<String, String> {
+    let cpus: Vec<usize> = (0..smp::online()).collect();
+    let limit = softtlb::max_entries().min(16384);
+    Ok(per_cpu(&probe_cpus(&cpus, limit)?))
+}
+
+/// Probes the tables of `cpus` (those a benchmark ran on) again: the line
+/// for its report, saying whether each still has the `entries` it was
+/// grown to (a TLB flush would have resized it).
+pub(crate) fn check(cpus: &[usize], entries: u64) -> Result<String, String> {
+    let sizes = probe_cpus(cpus, entries)?;
+    let list = cpus
+        .iter()
+        .map(|c| alloc::format!("{c}"))
+        .collect::<Vec<_>>();
+    if sizes.iter().all(|&(_, s)| s == Size::AtLeast(entries)) {
         Ok(alloc::format!(
-            "QEMU's software TLB still has {entries} entries on every CPU"
+            "QEMU's software TLB still has {entries} entries on every CPU the benchmark ran on \
+             (cpus {})",
+            list.join(",")
         ))
     } else {
         Ok(alloc::format!(
-            "QEMU's software TLB no longer has {entries} entries on every CPU: {} (a TLB \
-             flush resized it; the rounds' speeds then depended on it)",
+            "QEMU's software TLB no longer has {entries} entries on every CPU the benchmark ran \
+             on: {} (a TLB flush resized it; the rounds' speeds then depended on it)",
             per_cpu(&sizes)
         ))
     }
