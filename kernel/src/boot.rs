@@ -110,6 +110,7 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     set_soft_tlb_target(&cmd);
     init_smp(boot_info, &cmd);
+    wait_for_ap_idle_tasks();
     println!(
         "stacks: guarded region at {:#x}: {} KiB per task, {} KiB per AP, at least {} KiB \
          unmapped below each; {} KiB mapped",
@@ -232,6 +233,28 @@ pub fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         crate::perf::print_report(&mut ConsoleOut);
     }
     qemu::exit(ExitCode::Success)
+}
+
+/// How long the boot CPU waits for an AP that came up to reach its idle
+/// loop (it grows its software TLB first).
+const AP_IDLE_WAIT_MS: u64 = 30_000;
+
+/// Waits until every AP has made its idle task. Each is a live task from
+/// then on, so nothing that counts tasks (an invariant check's baseline)
+/// may start before: an AP whose vCPU the host ran late used to add its
+/// idle task after the baseline ("3 tasks alive, expected 2").
+fn wait_for_ap_idle_tasks() {
+    let deadline = time::now_ns() + AP_IDLE_WAIT_MS * 1_000_000;
+    for cpu in 1..smp::online() {
+        while !crate::task::sched::has_idle_task(cpu) {
+            if time::now_ns() > deadline {
+                fail(format_args!(
+                    "cpu {cpu} came up but did not reach its idle loop within {AP_IDLE_WAIT_MS} ms"
+                ));
+            }
+            core::hint::spin_loop();
+        }
+    }
 }
 
 /// Sets the entries every CPU grows its QEMU software TLB to as it comes

@@ -158,10 +158,17 @@ pub(crate) fn run_ap_idle(cpu: usize) -> ! {
         panic!("cpu {cpu}: no memory for the idle task");
     };
     set_current(cpu, idle.clone());
+    // Release: the boot CPU waits for it (`has_idle_task`).
     CPUS[cpu]
         .idle
-        .store(idle.into_raw() as *mut Task, Ordering::Relaxed);
+        .store(idle.into_raw() as *mut Task, Ordering::Release);
     idle_loop(cpu)
+}
+
+/// Whether CPU `cpu` has its idle task yet (an AP makes it as it enters
+/// its idle loop, after it came up).
+pub(crate) fn has_idle_task(cpu: usize) -> bool {
+    !CPUS[cpu].idle.load(Ordering::Acquire).is_null()
 }
 
 fn idle_entry(_: usize) {
