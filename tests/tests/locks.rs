@@ -58,7 +58,7 @@ fn spinlock_and_tasklist_on_8_cpus(lock: &str) {
         .expect_serial(&format!(
             "selftest spinlock: lock={lock} 8 cpus x 100000 increments with IRQs off = 800000"
         ))
-        .expect_serial("selftest spinlock: 8 cpus x 50000 increments with IRQs on = 400000")
+        .expect_serial("selftest spinlock: 8 cpus x at least 50000 increments with IRQs on")
         .expect_serial("selftest spinlock: ok")
         .expect_serial("selftest tasklist: ok");
     let [reads, nested, past_writer] = tasklist_totals(run.line("selftest tasklist: 8 cpus, 2 s:"));
