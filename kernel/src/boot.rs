@@ -272,19 +272,20 @@ fn set_soft_tlb_target(cmd: &Cmdline<'_>) {
     crate::arch::softtlb::set_target(n);
 }
 
-/// Says what every CPU's software TLB is, once they have all grown it.
+/// Grows the boot CPU's software TLB and says what every CPU's is (the APs
+/// grew theirs as they came up).
 fn report_soft_tlb(cmd: &Cmdline<'_>) {
     let line = match cmd.softtlb() {
         0 if cmd.accel == Some(cmdline::Accel::Kvm) => Ok(alloc::string::String::from(
             "softtlb: off (KVM: the host's TLB, no software one)",
         )),
-        0 => crate::bench::softtlb::probe_every_cpu().map(|sizes| {
+        0 => crate::bench::softtlb::probe_every_cpu(cmdline::SOFTTLB_DEFAULT.into()).map(|sizes| {
             alloc::format!(
                 "softtlb: off: every CPU keeps the software TLB QEMU left at boot: {sizes} \
                  entries (softtlb=)"
             )
         }),
-        _ => crate::bench::softtlb::grow_boot_cpu_and_wait(),
+        _ => Ok(crate::bench::softtlb::grow_boot_cpu()),
     };
     match line {
         Ok(line) => println!("{line}"),

@@ -36,7 +36,7 @@
 use super::cpu::rdtsc;
 use super::percpu::MAX_CPUS;
 use super::physmap::{PAGE_SIZE, phys_to_virt};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// The smallest table QEMU keeps (`CPU_TLB_DYN_MIN_BITS`).
 pub(crate) const MIN_ENTRIES: u64 = 64;
@@ -169,11 +169,9 @@ pub(crate) fn decode(v: u64) -> Size {
 
 /// The entries every CPU grows its table to as it comes up; 0: none.
 static TARGET: AtomicU64 = AtomicU64::new(0);
-/// Each CPU's table before and after growing (encoded), and how many
-/// CPUs have grown theirs.
+/// Each CPU's table before and after growing (encoded; 0 until it has).
 static BEFORE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static AFTER: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static GROWN: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the entries every CPU grows its table to (0: none), before any AP
 /// starts; `entries` is a power of two within [`max_entries`].
@@ -187,7 +185,9 @@ pub(crate) fn target() -> u64 {
 }
 
 /// Grows this CPU's table to the target and records what the probes found
-/// under `index`; nothing if there is no target. Each CPU once, at boot.
+/// under `index`; nothing if there is no target. Each CPU once, at boot:
+/// an AP before it makes its idle task, which the boot CPU waits for (and
+/// whose publication, a Release store, orders these records before it).
 pub(crate) fn grow_this_cpu(index: usize) {
     let entries = target();
     if entries == 0 {
@@ -196,12 +196,6 @@ pub(crate) fn grow_this_cpu(index: usize) {
     let (before, after) = grow(entries);
     BEFORE[index].store(encode(before), Ordering::Relaxed);
     AFTER[index].store(encode(after), Ordering::Relaxed);
-    GROWN.fetch_add(1, Ordering::Release);
-}
-
-/// How many CPUs have grown their table so far.
-pub(crate) fn grown_cpus() -> usize {
-    GROWN.load(Ordering::Acquire)
 }
 
 /// CPU `index`'s table before and after it grew it.

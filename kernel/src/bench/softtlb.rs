@@ -7,13 +7,10 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::arch::smp;
 use crate::arch::softtlb::{self, Size, decode, encode};
-use crate::arch::{smp, time};
 use crate::task::fork::{CloneArgs, copy_process};
 use crate::task::wait::wait_child;
-
-/// How long the boot CPU waits for the others to grow their tables.
-const GROW_WAIT_MS: u64 = 30_000;
 
 /// The entries every CPU's table reached at boot; 0 if not grown.
 static GROWN: AtomicU64 = AtomicU64::new(0);
@@ -60,40 +57,30 @@ fn per_cpu(sizes: &[(usize, Size)]) -> String {
     out
 }
 
-/// Grows the boot CPU's table, waits for every AP to have grown its own
-/// (they do as they come up), and returns the boot log's line; an error if
-/// some CPU never reported.
-pub(crate) fn grow_boot_cpu_and_wait() -> Result<String, String> {
+/// Grows the boot CPU's table and returns the boot log's line. Every AP
+/// grew its own as it came up, before its idle task, which the boot CPU
+/// has waited for (`boot::wait_for_ap_idle_tasks`).
+pub(crate) fn grow_boot_cpu() -> String {
     let entries = softtlb::target();
     softtlb::grow_this_cpu(0);
     let online = smp::online();
-    let deadline = time::now_ns() + GROW_WAIT_MS * 1_000_000;
-    while softtlb::grown_cpus() < online {
-        if time::now_ns() > deadline {
-            return Err(alloc::format!(
-                "{} of {online} CPUs grew their software TLB within {GROW_WAIT_MS} ms",
-                softtlb::grown_cpus()
-            ));
-        }
-        core::hint::spin_loop();
-    }
     let sizes: Vec<(Size, Size)> = (0..online).map(softtlb::grown_sizes).collect();
     let before: Vec<(usize, Size)> = sizes.iter().map(|s| s.0).enumerate().collect();
     let after: Vec<(usize, Size)> = sizes.iter().map(|s| s.1).enumerate().collect();
     if after.iter().all(|&(_, s)| s == Size::AtLeast(entries)) {
         GROWN.store(entries, Ordering::Relaxed);
-        Ok(alloc::format!(
+        alloc::format!(
             "softtlb: QEMU's software TLB set to {entries} entries on every CPU (at boot: {}; \
              softtlb=)",
             per_cpu(&before)
-        ))
+        )
     } else {
-        Ok(alloc::format!(
+        alloc::format!(
             "softtlb: QEMU's software TLB did not reach {entries} entries on every CPU: {} \
              (at boot: {}); speeds may depend on which pages collide in it (softtlb=)",
             per_cpu(&after),
             per_cpu(&before)
-        ))
+        )
     }
 }
 
@@ -129,11 +116,11 @@ fn probe_cpus(cpus: &[usize], limit: u64) -> Result<Vec<(usize, Size)>, String> 
     Ok(out)
 }
 
-/// Every CPU's table as the probe finds it (up to 16384 entries or what the
-/// RAM allows), grouped: for `softtlb=off`.
-pub(crate) fn probe_every_cpu() -> Result<String, String> {
+/// Every CPU's table as the probe finds it (up to `limit` entries or what
+/// the RAM allows), grouped: for `softtlb=off`.
+pub(crate) fn probe_every_cpu(limit: u64) -> Result<String, String> {
     let cpus: Vec<usize> = (0..smp::online()).collect();
-    let limit = softtlb::max_entries().min(16384);
+    let limit = softtlb::max_entries().min(limit);
     Ok(per_cpu(&probe_cpus(&cpus, limit)?))
 }
 
