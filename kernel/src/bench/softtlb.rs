@@ -109,8 +109,10 @@ fn probe_cpus(cpus: &[usize], limit: u64) -> Result<Vec<(usize, Size)>, String> 
         };
         let mut args = CloneArgs::new("softtlb", job, &j as *const Job as usize);
         args.cpu = Some(cpu);
-        copy_process(&args).map_err(|e| alloc::format!("cpu {cpu}: no task: {e:?}"))?;
-        wait_child(None).map_err(|e| alloc::format!("cpu {cpu}: reaping: {e:?}"))?;
+        let t = copy_process(&args).map_err(|e| alloc::format!("cpu {cpu}: no task: {e:?}"))?;
+        // By name: any other child's exit must not end this wait while the
+        // task still reads `j`.
+        wait_child(Some(&t)).map_err(|e| alloc::format!("cpu {cpu}: reaping: {e:?}"))?;
         out.push((cpu, decode(j.found.load(Ordering::Relaxed))));
     }
     Ok(out)
